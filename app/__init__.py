@@ -1,0 +1,1 @@
+"""Stepline: durable step functions on Celery and Redis."""

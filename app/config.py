@@ -1,0 +1,70 @@
+"""One typed Settings object, read from the environment once.
+
+Every setting is documented in the README's configuration table; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def _env_list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """State store and Celery broker (`REDIS_URL`)."""
+    functions: list[str] = field(default_factory=list)
+    """Modules holding in-process functions (`STEPLINE_FUNCTIONS`, comma-separated)."""
+    key_prefix: str = "sl"
+    """Prefix of every Redis key Stepline writes (`STEPLINE_KEY_PREFIX`)."""
+    eta_max_seconds: float = 10.0
+    """Delays up to this go to Celery as ETA; longer ones wait in the Redis timer set."""
+    lease_seconds: float = 30.0
+    """How long a running job's lease lasts without a heartbeat before it is redelivered."""
+    redeliver_seconds: float = 60.0
+    """How long a sent job may sit unstarted in the broker before it is sent again."""
+    tick_seconds: float = 0.5
+    """How often beat releases due timers and cron runs."""
+    step_budget_seconds: float = 10.0
+    """How long one task keeps executing a run's steps inline before yielding to the queue."""
+    event_dedupe_seconds: int = 86_400
+    """Window in which an event id is processed only once."""
+    retry_base_seconds: float = 15.0
+    """Scale of the retry backoff table (15s, 30s, 1m, ... 2h); tests shrink it."""
+    event_keys: list[str] = field(default_factory=list)
+    """Accepted event keys (`STEPLINE_EVENT_KEYS`); empty accepts any key (dev mode)."""
+    signing_key: str | None = None
+    """`STEPLINE_SIGNING_KEY`: production mode signs requests to apps and checks syncs."""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            redis_url=os.environ.get("REDIS_URL", cls.redis_url),
+            functions=_env_list("STEPLINE_FUNCTIONS"),
+            key_prefix=os.environ.get("STEPLINE_KEY_PREFIX", cls.key_prefix),
+            eta_max_seconds=_env_float("STEPLINE_ETA_MAX_SECONDS", cls.eta_max_seconds),
+            lease_seconds=_env_float("STEPLINE_LEASE_SECONDS", cls.lease_seconds),
+            redeliver_seconds=_env_float("STEPLINE_REDELIVER_SECONDS", cls.redeliver_seconds),
+            tick_seconds=_env_float("STEPLINE_TICK_SECONDS", cls.tick_seconds),
+            step_budget_seconds=_env_float("STEPLINE_STEP_BUDGET_SECONDS", cls.step_budget_seconds),
+            event_dedupe_seconds=_env_int(
+                "STEPLINE_EVENT_DEDUPE_SECONDS", cls.event_dedupe_seconds
+            ),
+            retry_base_seconds=_env_float("STEPLINE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
+            event_keys=_env_list("STEPLINE_EVENT_KEYS"),
+            signing_key=os.environ.get("STEPLINE_SIGNING_KEY") or None,
+        )

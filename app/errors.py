@@ -1,0 +1,72 @@
+"""Errors raised by the engine, each with a stable `code` the API returns.
+
+    SteplineError
+    ├── BadRequest              (400) input that fails validation; names the field
+    │   └── InvalidFunction     (400) a function definition or registration that is invalid
+    ├── Unauthorized            (401)
+    ├── NotFound                (404)
+    ├── PayloadTooLarge         (413)
+    ├── Conflict                (409)
+    ├── NonDeterminismError     a replay met a different step than the one recorded
+    └── StateError              Redis state is not what a transition expects
+
+User-facing step errors (`NonRetriableError`, `RetryAfterError`, `StepError`) live in
+`app.sdk.errors`, as the official SDK names them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SteplineError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.message, "code": self.code, "status": self.status}
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class BadRequest(SteplineError):
+    code = "bad_request"
+    status = 400
+
+
+class InvalidFunction(BadRequest):
+    code = "invalid_function"
+
+
+class Unauthorized(SteplineError):
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(SteplineError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(SteplineError):
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(SteplineError):
+    code = "payload_too_large"
+    status = 413
+
+
+class NonDeterminismError(SteplineError):
+    code = "non_determinism"
+
+
+class StateError(SteplineError):
+    code = "state_error"

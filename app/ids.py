@@ -1,0 +1,38 @@
+"""Identifiers: ULIDs for runs and events, SHA-1 step ids as the SDKs hash them."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ulid import ULID
+
+
+def new_ulid(now_ms: int | None = None) -> str:
+    """A new ULID string, time-ordered; `now_ms` pins its timestamp (tests, replays)."""
+    if now_ms is None:
+        return str(ULID())
+    return str(ULID.from_timestamp(now_ms / 1000))
+
+
+def ulid_ms(value: str) -> int:
+    """The millisecond timestamp inside a ULID string."""
+    return int(ULID.from_str(value).milliseconds)
+
+
+def hash_step_id(user_id: str, repeat: int = 0) -> str:
+    """The hashed id of a step: sha1 of `id`, or of `id:n` for its n-th repeat (n >= 1)."""
+    raw = user_id if repeat == 0 else f"{user_id}:{repeat}"
+    return hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+
+class StepCounter:
+    """Counts uses of each user step id within one execution, to hash repeats as the SDKs do."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def next(self, user_id: str) -> tuple[str, int]:
+        """Return (hashed id, repeat index) for the next use of `user_id`."""
+        n = self._seen.get(user_id, 0)
+        self._seen[user_id] = n + 1
+        return hash_step_id(user_id, n), n

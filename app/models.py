@@ -1,0 +1,153 @@
+"""The nouns of Stepline: events, functions, runs, steps, pauses and jobs.
+
+Wire-facing shapes (events, function configs) are pydantic models so that what arrives over
+HTTP is validated once at the edge. Hot-path records (memos, jobs) stay plain JSON-able data.
+Every status value is stored verbatim in Redis and shown verbatim by the API.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSON = Any
+"""Any JSON value (dict, list, str, int, float, bool or None)."""
+
+
+class RunStatus(enum.StrEnum):
+    """A run's status, named as Inngest names them."""
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Event(BaseModel):
+    """An event as the SDKs send it. `id` is the user's idempotency id (may be empty)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    data: dict[str, JSON] = Field(default_factory=dict)
+    id: str = ""
+    ts: int = 0
+    user: dict[str, JSON] = Field(default_factory=dict)
+    v: str | None = None
+
+    def to_wire(self) -> dict[str, JSON]:
+        """The event as sent to functions (always with `user`, `v` only when set)."""
+        out: dict[str, JSON] = {
+            "name": self.name,
+            "data": self.data,
+            "id": self.id,
+            "ts": self.ts,
+            "user": self.user,
+        }
+        if self.v is not None:
+            out["v"] = self.v
+        return out
+
+
+class Trigger(BaseModel):
+    """One trigger: an event name (wildcards allowed) with an optional CEL expression, or a cron."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: str | None = None
+    expression: str | None = None
+    cron: str | None = None
+
+
+DriverKind = Literal["inprocess", "http"]
+
+
+class FunctionConfig(BaseModel):
+    """A function as the engine knows it, whichever driver runs it.
+
+    `id` is the fully qualified slug `<app id>-<fn id>`, as Inngest names it. Flow-control options
+    are kept in the shape the SDKs register them (`concurrency`, `rateLimit`, ...) under `options`.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str
+    app_id: str
+    triggers: list[Trigger]
+    retries: int = 4
+    driver: DriverKind = "inprocess"
+    url: str | None = None
+    options: dict[str, JSON] = Field(default_factory=dict)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+
+class StepKind(enum.StrEnum):
+    """What a step is, as recorded in run history (opcode names of the protocol)."""
+
+    RUN = "StepRun"
+    SLEEP = "Sleep"
+    WAIT_FOR_EVENT = "WaitForEvent"
+    INVOKE = "InvokeFunction"
+    SEND_EVENT = "SendEvent"
+
+
+class JobKind(enum.StrEnum):
+    """One Celery task per kind of work. The values are the task names' suffixes."""
+
+    START = "start"
+    EDGE = "edge"
+    SLEEP = "sleep"
+    PAUSE_TIMEOUT = "pause_timeout"
+    EVENT = "event"
+
+
+class Job(BaseModel):
+    """A unit of queued work. Its `id` is deterministic so enqueueing twice is harmless.
+
+    Celery messages carry only `id`; the job itself lives in Redis until it is done.
+    `step` is a hashed step id: the step to target (edge), the sleep to wake, or the step a
+    pause writes to. `attempt` is 0-based and per job, as Inngest counts it.
+    """
+
+    id: str
+    kind: JobKind
+    run_id: str = ""
+    step: str = ""
+    attempt: int = 0
+    pause_id: str = ""
+    event_id: str = ""
+
+
+class Pause(BaseModel):
+    """A run suspended until an event arrives (wait_for_event, invoke) or a timeout passes.
+
+    `expression` is CEL over `event` (the run's trigger) and `async` (the incoming event).
+    `index_path`/`index_value` hold the equality the pause is indexed under, if it has one
+    (`async.data.x == <literal>`), so matching never scans every pause of an event name.
+    """
+
+    id: str
+    run_id: str
+    step: str
+    step_name: str
+    kind: Literal["WaitForEvent", "InvokeFunction", "Cancel"]
+    event: str
+    expression: str | None = None
+    index_path: str | None = None
+    index_value: str | None = None
+    correlation_id: str | None = None
+    trigger_event: dict[str, JSON] = Field(default_factory=dict)
+    trigger_event_id: str = ""
+    expires_at: int
+    created_at: int

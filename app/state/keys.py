@@ -1,0 +1,174 @@
+"""Every Redis key Stepline uses, built in one place.
+
+Run-scoped keys carry the run id as a hash tag (`sl:{<run id>}:steps`) so that a run's keys
+share one Redis Cluster slot; the scripts that touch only one run (save_step, record_step,
+set_pending, mark_started, load_run's pipeline) are therefore cluster-safe. Global keys hold
+indexes across runs.
+
+    run-scoped                      type    content
+    <p>:{<run>}:run                 hash    run meta: run_id, function_id, status, events,
+                                            event_ids, created_at, started_at, ended_at,
+                                            output, error, die, correlation_id
+    <p>:{<run>}:steps               hash    hashed step id -> memo JSON
+    <p>:{<run>}:stack               list    hashed step ids in completion order
+    <p>:{<run>}:pending             set     parallel steps not yet finished
+    <p>:{<run>}:history             hash    hashed step id -> history record (see store.py)
+    <p>:{<run>}:pauses              set     ids of the run's pauses
+
+    global                          type    content
+    <p>:runs                        zset    run id, score created_at (ms)
+    <p>:runs:fn:<function id>       zset    run id, score created_at (ms)
+    <p>:idem:<fn id>:<key>          string  run id (PX idempotency TTL)
+    <p>:events                      zset    event internal id, score received_at (ms)
+    <p>:event:<internal id>         string  {"internal_id", "received_at", "event"} JSON
+    <p>:event-runs:<internal id>    set     run ids started by the event
+    <p>:event-dedupe:<user id>      string  internal id of the first event with that id (PX)
+    <p>:pause:<pause id>            string  Pause JSON
+    <p>:pauses:expiry               zset    pause id, score expires_at (ms): GC and count
+    <p>:pidx:<event>:<path>:<value> set     ids of pauses indexed under (path, value)
+    <p>:pidx-paths:<event>          hash    index path -> number of pauses using it
+    <p>:pscan:<event>               set     ids of unindexed pauses of that event
+    <p>:pcorr                       hash    correlation id -> pause id
+    <p>:jobs                        hash    job id -> Job JSON
+    <p>:jobs:due                    zset    job id, score send-by / lease deadline (ms)
+    <p>:jobs:owner                  hash    job id -> lease token
+    <p>:jobs:lease                  hash    job id -> lease deadline (ms)
+    <p>:jobs:by-run                 zset    "<run id>|<job id>", all scores 0 (lex range/run)
+    <p>:job-done:<job id>           string  tombstone of a finished job (PX 24 h)
+    <p>:functions                   hash    function id -> FunctionConfig JSON
+    <p>:apps                        hash    app id -> app record JSON
+    <p>:app-fns:<app id>            set     function ids of the app
+    <p>:registry-version            string  integer, bumped on every registry change
+    <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
+    <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUN_JOB_SEPARATOR = "|"
+"""Joins run id and job id in `jobs:by-run` (the scripts use the same literal); run ids
+(ULIDs) never contain it."""
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """The keys of one run, in the order the scripts' headers list them."""
+
+    meta: str
+    steps: str
+    stack: str
+    pending: str
+    history: str
+    pauses: str
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "sl"
+
+    # --- runs -----------------------------------------------------------------------------
+    def run(self, run_id: str) -> RunKeys:
+        base = f"{self.prefix}:{{{run_id}}}"
+        return RunKeys(
+            meta=f"{base}:run",
+            steps=f"{base}:steps",
+            stack=f"{base}:stack",
+            pending=f"{base}:pending",
+            history=f"{base}:history",
+            pauses=f"{base}:pauses",
+        )
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}:runs"
+
+    def function_runs(self, function_id: str) -> str:
+        return f"{self.prefix}:runs:fn:{function_id}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}:idem:{key}"
+
+    # --- events ---------------------------------------------------------------------------
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def event(self, internal_id: str) -> str:
+        return f"{self.prefix}:event:{internal_id}"
+
+    def event_runs(self, internal_id: str) -> str:
+        return f"{self.prefix}:event-runs:{internal_id}"
+
+    def event_dedupe(self, user_id: str) -> str:
+        return f"{self.prefix}:event-dedupe:{user_id}"
+
+    # --- pauses ---------------------------------------------------------------------------
+    def pause(self, pause_id: str) -> str:
+        return f"{self.prefix}:pause:{pause_id}"
+
+    @property
+    def pause_expiry(self) -> str:
+        return f"{self.prefix}:pauses:expiry"
+
+    def pause_index(self, event: str, path: str, value: str) -> str:
+        return f"{self.prefix}:pidx:{event}:{path}:{value}"
+
+    def pause_paths(self, event: str) -> str:
+        return f"{self.prefix}:pidx-paths:{event}"
+
+    def pause_scan(self, event: str) -> str:
+        return f"{self.prefix}:pscan:{event}"
+
+    @property
+    def pause_correlations(self) -> str:
+        return f"{self.prefix}:pcorr"
+
+    # --- jobs -----------------------------------------------------------------------------
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    @property
+    def jobs_due(self) -> str:
+        return f"{self.prefix}:jobs:due"
+
+    @property
+    def job_owners(self) -> str:
+        return f"{self.prefix}:jobs:owner"
+
+    @property
+    def job_leases(self) -> str:
+        return f"{self.prefix}:jobs:lease"
+
+    @property
+    def jobs_by_run(self) -> str:
+        return f"{self.prefix}:jobs:by-run"
+
+    def job_tombstone(self, job_id: str) -> str:
+        return f"{self.prefix}:job-done:{job_id}"
+
+    # --- functions and apps ---------------------------------------------------------------
+    @property
+    def functions(self) -> str:
+        return f"{self.prefix}:functions"
+
+    @property
+    def apps(self) -> str:
+        return f"{self.prefix}:apps"
+
+    def app_functions(self, app_id: str) -> str:
+        return f"{self.prefix}:app-fns:{app_id}"
+
+    @property
+    def registry_version(self) -> str:
+        return f"{self.prefix}:registry-version"
+
+    # --- cron -----------------------------------------------------------------------------
+    def cron_claim(self, function_id: str, scheduled_at: int) -> str:
+        return f"{self.prefix}:cron-claim:{function_id}:{scheduled_at}"
+
+    @property
+    def cron_cursor(self) -> str:
+        return f"{self.prefix}:cron-cursor"

@@ -1,0 +1,327 @@
+"""The Lua scripts of `lua/`, loaded once, each behind one typed wrapper.
+
+A wrapper takes plain values, builds the script's KEYS from `Keys` in the order the script's
+header lists them, runs it (one EVALSHA) and turns its return codes into Python values. The
+JSON encoding of domain objects is left to `store.py`.
+
+A script file may pull in a shared helper with a line `-- @include "name.lua"`; the helper is
+read from `lua/include/` and pasted in at load time (as BullMQ does), so each script sent to
+Redis is self-contained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+from app.state.keys import Keys
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+TOMBSTONE_TTL_MS = 86_400_000
+"""How long a finished job's id is refused by enqueue_job."""
+
+_INCLUDE = re.compile(r'^-- @include "([A-Za-z0-9_.-]+)"$', re.MULTILINE)
+
+Arg = str | int
+
+
+class _Script(Protocol):
+    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
+
+
+def read_script(lua_dir: Path, name: str) -> str:
+    """The text of `lua/<name>.lua` with its includes pasted in."""
+    text = (lua_dir / f"{name}.lua").read_text(encoding="utf-8")
+
+    def paste(match: re.Match[str]) -> str:
+        return (lua_dir / "include" / match.group(1)).read_text(encoding="utf-8").rstrip()
+
+    return _INCLUDE.sub(paste, text)
+
+
+@dataclass(frozen=True)
+class PauseRef:
+    """What a pause script needs to find a pause's index entries (derived from its JSON)."""
+
+    pause_id: str
+    run_id: str
+    raw: str
+    """The pause JSON as read; the scripts refuse to act if the stored one differs."""
+    event: str
+    mode: Literal["idx", "scan", ""]
+    index_path: str
+    index_value: str
+    correlation_id: str
+
+
+SaveCode = Literal["created", "identical", "different", "ended"]
+ConsumeCode = Literal["won", "lost", "missing", "changed"]
+FinishCode = Literal["finished", "ended", "missing", "changed"]
+
+
+class Scripts:
+    NAMES = (
+        "create_run",
+        "mark_started",
+        "save_step",
+        "record_step",
+        "set_pending",
+        "set_disable_immediate",
+        "finish_run",
+        "save_pause",
+        "delete_pause",
+        "consume_pause",
+        "enqueue_job",
+        "begin_job",
+        "renew_job",
+        "finish_job",
+        "release_due",
+        "store_event",
+        "save_app",
+    )
+
+    def __init__(self, client: Redis[str], keys: Keys, lua_dir: Path) -> None:
+        self._keys = keys
+        self._scripts: dict[str, _Script] = {
+            name: cast(_Script, client.register_script(read_script(lua_dir, name)))
+            for name in self.NAMES
+        }
+
+    def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        return self._scripts[name](keys, args)
+
+    # --- runs -----------------------------------------------------------------------------
+    def create_run(
+        self,
+        run_id: str,
+        function_id: str,
+        created_at: int,
+        events_json: str,
+        event_ids: Sequence[str],
+        correlation_id: str,
+        idempotency_key: str | None,
+        idempotency_ttl_ms: int,
+    ) -> tuple[str, bool]:
+        k = self._keys
+        keys = [k.run(run_id).meta, k.runs, k.function_runs(function_id)]
+        keys += [k.event_runs(event_id) for event_id in event_ids]
+        if idempotency_key is not None:
+            keys.append(k.idempotency(idempotency_key))
+        args: list[Arg] = [
+            run_id,
+            function_id,
+            created_at,
+            events_json,
+            _dumps(list(event_ids)),
+            correlation_id,
+            idempotency_ttl_ms,
+            *event_ids,
+        ]
+        code, found = self._run("create_run", keys, args)
+        return str(found), code == "created"
+
+    def mark_started(self, run_id: str, now: int) -> bool:
+        return int(self._run("mark_started", [self._keys.run(run_id).meta], [now])) == 1
+
+    def save_step(
+        self, run_id: str, step: str, memo_json: str, info_json: str
+    ) -> tuple[SaveCode, str | None, int]:
+        r = self._keys.run(run_id)
+        code, stored, pending = self._run(
+            "save_step",
+            [r.meta, r.steps, r.stack, r.pending, r.history],
+            [step, memo_json, info_json],
+        )
+        return cast(SaveCode, code), (stored or None), int(pending)
+
+    def record_step(self, run_id: str, step: str, info_json: str) -> bool:
+        r = self._keys.run(run_id)
+        return int(self._run("record_step", [r.meta, r.history], [step, info_json])) == 1
+
+    def set_pending(self, run_id: str, steps: Sequence[str]) -> int:
+        r = self._keys.run(run_id)
+        return int(self._run("set_pending", [r.meta, r.pending], list(steps)))
+
+    def set_disable_immediate(self, run_id: str, value: bool) -> bool:
+        meta = self._keys.run(run_id).meta
+        return int(self._run("set_disable_immediate", [meta], ["1" if value else "0"])) == 1
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        output_json: str,
+        error_json: str,
+        now: int,
+        pauses: Sequence[PauseRef],
+        job_ids: Sequence[str],
+    ) -> FinishCode:
+        k = self._keys
+        r = k.run(run_id)
+        keys = [
+            r.meta,
+            r.pauses,
+            r.pending,
+            k.pause_expiry,
+            k.pause_correlations,
+            k.jobs,
+            k.jobs_due,
+            k.job_owners,
+            k.job_leases,
+            k.jobs_by_run,
+        ]
+        args: list[Arg] = [
+            status,
+            output_json,
+            error_json,
+            now,
+            run_id,
+            len(pauses),
+            len(job_ids),
+            TOMBSTONE_TTL_MS,
+        ]
+        for ref in pauses:
+            keys += [k.pause(ref.pause_id), self._index_key(ref), k.pause_paths(ref.event)]
+            args += [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
+        keys += [k.job_tombstone(job_id) for job_id in job_ids]
+        args += list(job_ids)
+        return cast(FinishCode, self._run("finish_run", keys, args))
+
+    # --- pauses ---------------------------------------------------------------------------
+    def _index_key(self, ref: PauseRef) -> str:
+        if ref.mode == "idx":
+            return self._keys.pause_index(ref.event, ref.index_path, ref.index_value)
+        return self._keys.pause_scan(ref.event)
+
+    def _pause_keys(self, ref: PauseRef) -> list[str]:
+        k = self._keys
+        return [
+            k.pause(ref.pause_id),
+            k.pause_expiry,
+            self._index_key(ref),
+            k.pause_paths(ref.event),
+            k.pause_correlations,
+            k.run(ref.run_id).pauses,
+        ]
+
+    def _pause_args(self, ref: PauseRef) -> list[Arg]:
+        return [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
+
+    def save_pause(self, ref: PauseRef, expires_at: int) -> Literal[1, 0, -1]:
+        """1 created, 0 exists, -1 the run is ended or missing."""
+        keys = [*self._pause_keys(ref), self._keys.run(ref.run_id).meta]
+        args: list[Arg] = [
+            ref.pause_id,
+            ref.raw,
+            expires_at,
+            ref.mode,
+            ref.index_path,
+            ref.correlation_id,
+        ]
+        return cast(Literal[1, 0, -1], int(self._run("save_pause", keys, args)))
+
+    def delete_pause(self, ref: PauseRef) -> Literal[1, 0, -1]:
+        """1 deleted, 0 missing, -1 the stored pause changed (read again)."""
+        result = int(self._run("delete_pause", self._pause_keys(ref), self._pause_args(ref)))
+        return cast(Literal[1, 0, -1], result)
+
+    def consume_pause(
+        self,
+        ref: PauseRef,
+        step: str,
+        memo_json: str,
+        resume_id: str = "",
+        resume_json: str = "",
+        send_by: int = 0,
+    ) -> tuple[ConsumeCode, int, bool]:
+        k = self._keys
+        r = k.run(ref.run_id)
+        keys = [
+            *self._pause_keys(ref),
+            r.meta,
+            r.steps,
+            r.stack,
+            r.pending,
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.job_tombstone(resume_id or "-"),
+        ]
+        args = [
+            *self._pause_args(ref),
+            step,
+            memo_json,
+            resume_id,
+            resume_json,
+            send_by,
+            ref.run_id,
+        ]
+        result = self._run("consume_pause", keys, args)
+        resumed = len(result) > 2 and int(result[2]) == 1
+        return cast(ConsumeCode, result[0]), int(result[1]), resumed
+
+    # --- jobs -----------------------------------------------------------------------------
+    def enqueue_job(self, job_id: str, run_id: str, job_json: str, send_by: int) -> int:
+        """1 created, 0 queued already, -1 tombstoned, -2 the run has ended."""
+        k = self._keys
+        keys = [k.jobs, k.jobs_due, k.jobs_by_run, k.job_tombstone(job_id)]
+        if run_id:
+            keys.append(k.run(run_id).meta)
+        return int(self._run("enqueue_job", keys, [job_id, job_json, send_by, run_id]))
+
+    def _lease_keys(self) -> list[str]:
+        k = self._keys
+        return [k.jobs, k.jobs_due, k.job_owners, k.job_leases]
+
+    def begin_job(
+        self, job_id: str, token: str, now: int, lease_ms: int
+    ) -> tuple[Literal["ok", "gone", "busy"], str]:
+        """("ok", Job JSON) once leased, else ("gone", "") or ("busy", "")."""
+        reply = self._run("begin_job", self._lease_keys(), [job_id, token, now, lease_ms])
+        if reply[0] == "ok":
+            return "ok", str(reply[1])
+        return cast(Literal["gone", "busy"], reply[0]), ""
+
+    def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
+        args: list[Arg] = [job_id, token, now, lease_ms]
+        return int(self._run("renew_job", self._lease_keys(), args)) == 1
+
+    def finish_job(self, job_id: str) -> bool:
+        k = self._keys
+        keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id)]
+        return int(self._run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS])) == 1
+
+    def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[str]:
+        reply = self._run("release_due", self._lease_keys(), [now, resend_after_ms, limit])
+        return [str(item) for item in reply]
+
+    # --- events and apps ------------------------------------------------------------------
+    def store_event(
+        self, internal_id: str, user_id: str, record_json: str, now: int, dedupe_ttl_ms: int
+    ) -> tuple[str, bool]:
+        k = self._keys
+        keys = [k.event(internal_id), k.events]
+        if user_id:
+            keys.append(k.event_dedupe(user_id))
+        code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
+        return str(found), code == "stored"
+
+    def save_app(
+        self, app_id: str, record_json: str, checksum: str, functions: Sequence[tuple[str, str]]
+    ) -> bool:
+        k = self._keys
+        keys = [k.apps, k.functions, k.app_functions(app_id), k.registry_version]
+        args: list[Arg] = [app_id, record_json, checksum]
+        for function_id, config_json in functions:
+            args += [function_id, config_json]
+        return int(self._run("save_app", keys, args)) == 1
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,40 @@
+--[[ release_due: hand out jobs whose send-by time has passed, for the tick to (re)send.
+
+Covers timers now due, jobs sent but never begun, and jobs whose lease expired (worker died).
+
+KEYS[1]  jobs          hash  <p>:jobs
+KEYS[2]  jobs due      zset  <p>:jobs:due      job id by send-by / lease deadline
+KEYS[3]  job owners    hash  <p>:jobs:owner
+KEYS[4]  job leases    hash  <p>:jobs:lease
+
+ARGV[1]  now, ms since epoch
+ARGV[2]  resend after, ms: each released job's send-by becomes now + this
+ARGV[3]  limit, max jobs released
+
+Expired leases (deadline <= now) are cleared so the redelivered copy can begin. A leased
+job's send-by is its lease deadline, so a live lease is never released. Ids without a job
+are dropped from the due set.
+Returns the released jobs' JSON texts (a list, possibly empty).
+]]
+
+local jobs_key, due_key, owners_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = tonumber(ARGV[1])
+local send_by = now + tonumber(ARGV[2])
+
+local released = {}
+local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+for _, job_id in ipairs(ids) do
+  local job = redis.call('HGET', jobs_key, job_id)
+  if not job then
+    redis.call('ZREM', due_key, job_id)
+  else
+    local deadline = redis.call('HGET', leases_key, job_id)
+    if deadline and tonumber(deadline) <= now then
+      redis.call('HDEL', owners_key, job_id)
+      redis.call('HDEL', leases_key, job_id)
+    end
+    redis.call('ZADD', due_key, send_by, job_id)
+    released[#released + 1] = job
+  end
+end
+return released

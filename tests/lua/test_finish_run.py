@@ -1,0 +1,101 @@
+"""lua/finish_run.lua: end a run once, dropping its pauses and queued jobs."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from app.state.store import Store
+from tests.lua.conftest import T0, make_job, make_pause, new_run, race
+
+
+def test_finishes_once(store: Store, run: str) -> None:
+    assert store.finish_run(run, "Completed", {"ok": [1]}, None, T0 + 5) is True
+    assert store.finish_run(run, "Failed", None, {"message": "late"}, T0 + 6) is False
+
+    view = store.get_run(run)
+    assert view is not None
+    assert (view.status, view.output, view.error, view.ended_at) == (
+        "Completed",
+        {"ok": [1]},
+        None,
+        T0 + 5,
+    )
+    state = store.load_run(run)
+    assert state is not None and state.status == "Completed"
+
+
+def test_missing_run_is_not_finished(store: Store, client: redis.Redis) -> None:
+    assert store.finish_run("nope", "Cancelled", None, None, T0) is False
+    assert client.exists("sl:{nope}:run") == 0
+
+
+def test_needs_an_ended_status(store: Store, run: str) -> None:
+    with pytest.raises(ValueError):
+        store.finish_run(run, "Running", None, None, T0)
+
+
+def test_drops_the_runs_pauses_and_jobs(store: Store, run: str, client: redis.Redis) -> None:
+    store.create_run(new_run("01OTHER"))
+    store.save_pause(make_pause("p1", index_path="async.data.id", index_value="7"))
+    store.save_pause(make_pause("p2", correlation_id="01RUN.step"))
+    store.save_pause(make_pause("p3", event=""))
+    store.save_pause(
+        make_pause("q1", run_id="01OTHER", index_path="async.data.id", index_value="8")
+    )
+    store.enqueue_job(make_job("j1"), T0, T0 + 100)
+    store.enqueue_job(make_job("j2"), T0, T0 + 100)
+    store.enqueue_job(make_job("k1", run_id="01OTHER"), T0, T0 + 100)
+    store.begin_job("j2", "worker", T0, 30_000)
+    store.set_pending(run, ["x"])
+
+    assert store.finish_run(run, "Cancelled", None, None, T0) is True
+
+    for pause_id in ("p1", "p2", "p3"):
+        assert store.get_pause(pause_id) is None
+    assert store.count_pauses() == 1
+    assert store.pause_index_paths("app/paid") == ["async.data.id"]
+    assert store.pause_by_correlation("01RUN.step") is None
+    assert [
+        p.id
+        for p in store.find_pauses("app/paid", [("async.data.id", "7"), ("async.data.id", "8")])
+    ] == ["q1"]
+    assert client.exists("sl:{01RUN}:pauses", "sl:{01RUN}:pending") == 0
+
+    assert store.count_jobs() == 1
+    assert store.begin_job("j1", "t", T0, 1000) == "gone"
+    assert store.begin_job("j2", "t", T0 + 60_000, 1000) == "gone"
+    assert store.enqueue_job(make_job("j1"), T0, T0) is False
+    assert client.exists("sl:job-done:j1", "sl:job-done:j2") == 2
+    assert client.zrange("sl:jobs:due", 0, -1) == ["k1"]
+    assert client.zrange("sl:jobs:by-run", 0, -1) == ["01OTHER|k1"]
+    for key in ("sl:jobs:owner", "sl:jobs:lease"):
+        assert client.hlen(key) == 0
+
+    # Repeating it is harmless and changes nothing.
+    assert store.finish_run(run, "Cancelled", None, None, T0) is False
+    assert store.count_jobs() == 1 and store.count_pauses() == 1
+
+
+def test_exactly_one_of_eight_racers_finishes(store: Store, run: str) -> None:
+    store.save_pause(make_pause("p1"))
+    store.enqueue_job(make_job("j1"), T0, T0)
+    results = race(8, lambda i: store.finish_run(run, "Completed", i, None, T0 + i))
+    assert results.count(True) == 1
+    view = store.get_run(run)
+    assert view is not None and view.output == results.index(True)
+    assert store.count_pauses() == 0 and store.count_jobs() == 0
+
+
+def test_a_stale_snapshot_is_refused(store: Store, run: str) -> None:
+    scripts = store._scripts
+    # The caller saw no jobs, but one was enqueued since.
+    store.enqueue_job(make_job("j1"), T0, T0)
+    assert scripts.finish_run(run, "Completed", "null", "null", T0, [], []) == "changed"
+    # Nor pauses.
+    store.save_pause(make_pause("p1"))
+    assert scripts.finish_run(run, "Completed", "null", "null", T0, [], ["j1"]) == "changed"
+    state = store.load_run(run)
+    assert state is not None and state.status == "Queued"
+    # The Store re-reads and succeeds.
+    assert store.finish_run(run, "Completed", None, None, T0) is True

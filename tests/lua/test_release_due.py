@@ -1,0 +1,58 @@
+"""lua/release_due.lua: timers due, unstarted jobs and expired leases, never future ones."""
+
+from __future__ import annotations
+
+import redis
+
+from app.state.store import Store
+from tests.lua.conftest import T0, make_job
+
+RESEND = 60_000
+
+
+def test_releases_only_what_is_due(store: Store, run: str, client: redis.Redis) -> None:
+    timer, future = make_job("timer"), make_job("future")
+    dead, alive = make_job("dead"), make_job("alive")
+    store.enqueue_job(timer, T0 + 500, T0 + 500)
+    store.enqueue_job(future, T0 + 5_000, T0 + 5_000)
+    store.enqueue_job(dead, T0, T0 + RESEND)
+    store.enqueue_job(alive, T0, T0 + RESEND)
+    store.begin_job("dead", "w1", T0, 1_000)
+    store.begin_job("alive", "w2", T0, 10_000)
+
+    now = T0 + 1_000
+    released = store.release_due(now, RESEND, 100)
+    assert sorted(j.id for j in released) == ["dead", "timer"]
+    assert client.zscore("sl:jobs:due", "timer") == now + RESEND
+    assert client.zscore("sl:jobs:due", "dead") == now + RESEND
+    assert client.zscore("sl:jobs:due", "future") == T0 + 5_000
+    assert client.zscore("sl:jobs:due", "alive") == T0 + 10_000
+    # The expired lease is cleared: the redelivered copy can begin at once.
+    assert client.hget("sl:jobs:owner", "dead") is None
+    assert store.begin_job("dead", "w3", now, 1_000) == dead
+    assert store.begin_job("alive", "w3", now, 1_000) == "busy"
+
+    # Calling again at the same time releases nothing more.
+    assert store.release_due(now, RESEND, 100) == []
+
+
+def test_sent_but_never_started_is_sent_again(store: Store, run: str) -> None:
+    job = make_job("j1")
+    store.enqueue_job(job, T0, T0 + RESEND)
+    assert store.release_due(T0 + RESEND - 1, RESEND, 10) == []
+    assert store.release_due(T0 + RESEND, RESEND, 10) == [job]
+    assert store.release_due(T0 + 2 * RESEND - 1, RESEND, 10) == []
+    assert store.release_due(T0 + 2 * RESEND, RESEND, 10) == [job]
+
+
+def test_limit(store: Store, run: str) -> None:
+    for i in range(5):
+        store.enqueue_job(make_job(f"j{i}"), T0 + i, T0 + i)
+    assert [j.id for j in store.release_due(T0 + 10, RESEND, 2)] == ["j0", "j1"]
+    assert [j.id for j in store.release_due(T0 + 10, RESEND, 10)] == ["j2", "j3", "j4"]
+
+
+def test_stale_ids_are_dropped(store: Store, client: redis.Redis) -> None:
+    client.zadd("sl:jobs:due", {"ghost": T0})
+    assert store.release_due(T0, RESEND, 10) == []
+    assert client.zcard("sl:jobs:due") == 0

@@ -1,0 +1,110 @@
+"""lua/save_step.lua: first write wins, stack, pending set, history merge."""
+
+from __future__ import annotations
+
+import redis
+
+from app.state.store import SaveResult, Store
+from tests.lua.conftest import T0, race
+
+
+def test_first_write_is_stored_and_stacked(store: Store, run: str) -> None:
+    result = store.save_step(run, "a", {"data": 1}, {"name": "A"}, T0)
+    assert result == SaveResult("created", {"data": 1}, 0)
+    store.save_step(run, "b", None, {}, T0)
+
+    state = store.load_run(run)
+    assert state is not None
+    assert state.stack == ["a", "b"]
+    assert state.steps == {"a": {"data": 1}, "b": None}
+
+
+def test_repeat_is_identical_and_a_different_value_loses(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    store.save_step(run, "a", {"data": 1}, {}, T0)
+    assert store.save_step(run, "a", {"data": 1}, {}, T0) == SaveResult("identical", {"data": 1}, 0)
+    assert store.save_step(run, "a", {"data": 2}, {}, T0) == SaveResult("different", {"data": 1}, 0)
+    assert client.lrange("sl:{01RUN}:stack", 0, -1) == ["a"]
+
+
+def test_exactly_one_of_eight_racers_creates(store: Store, run: str) -> None:
+    results = race(8, lambda i: store.save_step(run, "a", {"data": i}, {"by": i}, T0))
+    created = [r for r in results if r.status == "created"]
+    assert len(created) == 1
+    assert all(
+        r.status == "different" and r.memo == created[0].memo
+        for r in results
+        if r.status != "created"
+    )
+    state = store.load_run(run)
+    assert state is not None
+    assert state.stack == ["a"] and state.steps["a"] == created[0].memo
+
+
+def test_ended_or_missing_run_refuses(store: Store, run: str, client: redis.Redis) -> None:
+    assert store.save_step("nope", "a", 1, {}, T0) == SaveResult("ended", None, 0)
+    assert client.exists("sl:{nope}:steps", "sl:{nope}:stack", "sl:{nope}:run") == 0
+
+    store.finish_run(run, "Cancelled", None, None, T0)
+    assert store.save_step(run, "a", 1, {}, T0) == SaveResult("ended", None, 0)
+    assert client.hlen("sl:{01RUN}:steps") == 0
+
+
+def test_pending_count_and_die_flag(store: Store, run: str) -> None:
+    store.set_pending(run, ["a", "b"])
+    state = store.load_run(run)
+    assert state is not None and state.disable_immediate_execution
+
+    assert store.save_step(run, "a", 1, {}, T0).pending == 1
+    state = store.load_run(run)
+    assert state is not None and state.disable_immediate_execution
+    assert store.save_step(run, "a", 1, {}, T0).pending == 1  # identical repeat
+    assert store.save_step(run, "b", 2, {}, T0).pending == 0
+    state = store.load_run(run)
+    assert state is not None and not state.disable_immediate_execution
+
+
+def test_a_step_outside_the_pending_set_keeps_die(store: Store, run: str) -> None:
+    store.set_disable_immediate(run, True)
+    store.save_step(run, "a", 1, {}, T0)
+    state = store.load_run(run)
+    assert state is not None and state.disable_immediate_execution
+
+
+def test_values_round_trip_exactly(store: Store, run: str, client: redis.Redis) -> None:
+    memo = {"data": {"empty": [], "obj": {}, "big": 12345678901234567, "f": 0.1, "s": "é/😀"}}
+    info = {"name": "s", "nums": [], "big": 2**60, "err": None, "nested": {"l": [[]]}}
+    assert store.save_step(run, "a", memo, info, T0).status == "created"
+    state = store.load_run(run)
+    assert state is not None and state.steps["a"] == memo
+    assert client.hget("sl:{01RUN}:steps", "a") == (
+        '{"data":{"empty":[],"obj":{},"big":12345678901234567,"f":0.1,'
+        '"s":"\\u00e9/\\ud83d\\ude00"}}'
+    )
+    view = store.get_run(run)
+    assert view is not None
+    assert view.steps == [{**info, "order": 0, "id": "a"}]
+
+
+def test_history_merges_into_records_in_first_seen_order(store: Store, run: str) -> None:
+    store.record_step(run, "b", {"name": "B", "kind": "StepRun", "attempts": 1})
+    store.save_step(run, "a", 1, {"name": "A", "kind": "Sleep"}, T0)
+    store.save_step(run, "b", 2, {"attempts": 2, "ended_at": T0, "order": 99}, T0)
+    # The losing or repeated saves merge nothing.
+    store.save_step(run, "a", 1, {"name": "changed"}, T0)
+
+    view = store.get_run(run)
+    assert view is not None
+    assert view.steps == [
+        {"id": "b", "name": "B", "kind": "StepRun", "attempts": 2, "ended_at": T0, "order": 0},
+        {"id": "a", "name": "A", "kind": "Sleep", "order": 1},
+    ]
+
+
+def test_load_run_returns_only_stacked_steps(store: Store, run: str) -> None:
+    store.save_step(run, "a", {"data": "x"}, {}, T0)
+    store.record_step(run, "b", {"name": "B"})
+    state = store.load_run(run)
+    assert state is not None
+    assert state.steps == {"a": {"data": "x"}} and state.stack == ["a"]
