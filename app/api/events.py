@@ -1,0 +1,108 @@
+"""`POST /e/<event_key>`: the event API, as the Inngest SDKs call it.
+
+The body is one event or an array of them. Every event is validated before any is stored, so a
+request is accepted whole or refused whole; a refusal names the field (`events[2].name`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.api.context import current_engine
+from app.errors import BadRequest, PayloadTooLarge, Unauthorized
+from app.models import JSON
+
+bp = Blueprint("events", __name__)
+
+MAX_EVENT_BYTES = 256 * 1024
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+MAX_EVENTS = 5000
+TS_MIN_MS = 315_532_800_000  # 1980-01-01
+TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
+SEED_HEADER = "x-inngest-event-id-seed"
+
+
+@bp.post("/e/<event_key>")
+def send_events(event_key: str) -> tuple[Response, int]:
+    engine = current_engine()
+    keys = engine.settings.event_keys
+    if not event_key.strip() or (keys and event_key not in keys):
+        raise Unauthorized("Event key not found")
+    events = parse_events(request.get_data(cache=False))
+    ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
+    return jsonify({"ids": ids, "status": 200}), 200
+
+
+@bp.post("/e/")
+@bp.post("/e")
+def send_events_without_key() -> Response:
+    raise Unauthorized("Event key is required")
+
+
+def parse_events(body: bytes) -> list[dict[str, JSON]]:
+    """Validate a request body into events (only the known fields, nulls dropped)."""
+    try:
+        parsed = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", field="body") from exc
+    if isinstance(parsed, dict):
+        items: list[Any] = [parsed]
+    elif isinstance(parsed, list):
+        items = parsed
+    else:
+        raise BadRequest("body must be an event object or an array of events", field="body")
+    if len(items) > MAX_EVENTS:
+        raise BadRequest(f"at most {MAX_EVENTS} events per request", field="events")
+    return [validate_event(item, f"events[{i}]") for i, item in enumerate(items)]
+
+
+def validate_event(item: Any, where: str) -> dict[str, JSON]:
+    if not isinstance(item, dict):
+        raise BadRequest("an event must be a JSON object", field=where)
+    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > MAX_EVENT_BYTES:
+        raise PayloadTooLarge(
+            f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", field=where
+        )
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("event name is required (a non-empty string)", field=f"{where}.name")
+    if name.lower().startswith("inngest/"):
+        raise BadRequest(f"event name {name!r} is reserved for internal use", field=f"{where}.name")
+    event: dict[str, JSON] = {"name": name}
+    for key in ("data", "user"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise BadRequest(f"{key} must be an object", field=f"{where}.{key}")
+        event[key] = value or {}
+    event_id = item.get("id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise BadRequest("id must be a string", field=f"{where}.id")
+    event["id"] = event_id or ""
+    ts = item.get("ts")
+    if ts is not None:
+        event["ts"] = _timestamp(ts, f"{where}.ts")
+    v = item.get("v")
+    if v is not None:
+        if not isinstance(v, str):
+            raise BadRequest("v must be a string", field=f"{where}.v")
+        event["v"] = v
+    return event
+
+
+def _timestamp(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest("ts must be an integer (milliseconds since the epoch)", field=field)
+    if isinstance(value, float) and not value.is_integer():
+        raise BadRequest("ts must be an integer (milliseconds since the epoch)", field=field)
+    ts = int(value)
+    if ts != 0 and not TS_MIN_MS <= ts < TS_MAX_MS:
+        raise BadRequest("ts must be in milliseconds between 1980 and 2100", field=field)
+    return ts
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")

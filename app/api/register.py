@@ -1,0 +1,104 @@
+"""The API SDK apps call besides events: registration and run data.
+
+    POST /fn/register              an app registers its functions (PROTOCOL.md 3.1-3.3)
+    GET  /v0/runs/<id>/batch       a run's events, for SDKs told `use_api: true` (3.5)
+    GET  /v0/runs/<id>/actions     a run's memoized steps, likewise
+
+In production mode (a signing key is set) each needs `Authorization: Bearer <hashed key>`; in
+dev mode none is checked (the TS SDK sends `Bearer undefined`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.api.context import current_engine
+from app.api.errors import error_response as _error
+from app.drivers import signing
+from app.errors import BadRequest, SteplineError, Unauthorized
+from app.sync import parse_registration
+
+if TYPE_CHECKING:
+    from app.engine import Engine
+
+log = logging.getLogger("stepline.api.register")
+
+blueprint = Blueprint("register", __name__)
+
+
+def _auth_error(engine: Engine) -> tuple[Response, int] | None:
+    key = engine.settings.signing_key
+    if not key:
+        return None
+    if signing.authorization_matches(request.headers.get("Authorization"), [key]):
+        return None
+    return _error(
+        Unauthorized(
+            "missing or wrong signing key: this Stepline runs in production mode; send "
+            "`Authorization: Bearer <hashed signing key>` (set INNGEST_SIGNING_KEY in the app "
+            "to Stepline's STEPLINE_SIGNING_KEY)"
+        )
+    )
+
+
+@blueprint.post("/fn/register")
+def register() -> tuple[Response, int]:
+    engine = current_engine()
+    refused = _auth_error(engine)
+    if refused is not None:
+        return refused
+    ours = signing.server_kind(engine.settings.signing_key)
+    expected = request.headers.get("X-Inngest-Expected-Server-Kind", "").strip().lower()
+    if expected and expected != ours:
+        return _error(
+            BadRequest(
+                f"the app expected a {expected} server but this Stepline runs in {ours} mode "
+                f"({'a signing key is set' if ours == 'cloud' else 'no signing key is set'})",
+                field="X-Inngest-Expected-Server-Kind",
+            )
+        )
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        return _error(BadRequest("the registration body must be a JSON object"))
+    try:
+        app_id, url, configs = parse_registration(body, headers=dict(request.headers))
+    except SteplineError as exc:
+        log.warning("registration refused: %s", exc.message)
+        return _error(exc)
+    modified = engine.store.save_app(app_id, url, configs, engine.now())
+    log.info(
+        "app registered app=%s url=%s functions=%d modified=%s", app_id, url, len(configs), modified
+    )
+    return jsonify({"ok": True, "modified": modified, "app_id": app_id}), 200
+
+
+def _run_gone(run_id: str) -> tuple[Response, int]:
+    body = {"error": f"run {run_id} is gone (finished and expired, or never existed)"}
+    return jsonify({**body, "status": 410}), 410
+
+
+@blueprint.get("/v0/runs/<run_id>/batch")
+def run_batch(run_id: str) -> tuple[Response, int]:
+    engine = current_engine()
+    refused = _auth_error(engine)
+    if refused is not None:
+        return refused
+    state = engine.store.load_run(run_id)
+    if state is None:
+        return _run_gone(run_id)
+    return jsonify(state.events), 200
+
+
+@blueprint.get("/v0/runs/<run_id>/actions")
+def run_actions(run_id: str) -> tuple[Response, int]:
+    engine = current_engine()
+    refused = _auth_error(engine)
+    if refused is not None:
+        return refused
+    state = engine.store.load_run(run_id)
+    if state is None:
+        return _run_gone(run_id)
+    return jsonify(state.steps), 200

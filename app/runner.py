@@ -1,0 +1,325 @@
+"""The runner: events in, runs and resumed pauses out.
+
+    ingest(events) ──► store_event (dedupe by user id) ──► EVENT job per new event
+    process_event(id) ──► function.invoked   → schedule exactly that function
+                      ──► trigger match      → schedule each matching function once
+                      ──► function.finished  → resume the invoking parent (correlation id)
+                      ──► pause matching     → resume waiting runs (indexed lookups only)
+
+Everything here is idempotent: an event processed twice schedules no second run (the run's
+idempotency key is derived from the event) and resumes no pause twice (consuming is atomic).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+
+from ulid import ULID
+
+from app import expressions
+from app.config import Settings
+from app.ids import new_ulid
+from app.models import JSON, FunctionConfig, Job, JobKind, Pause
+from app.queue import Queue
+from app.registry import Registry
+from app.state.store import NewRun, Store
+
+log = logging.getLogger("stepline.runner")
+
+INVOKED = "inngest/function.invoked"
+FINISHED = "inngest/function.finished"
+PAUSE_CREATED_GRACE_MS = 5_000
+"""A pause created more than this after an event was received is not resumed by it."""
+
+Canceller = Callable[[str, int], bool]
+
+
+class Runner:
+    def __init__(self, store: Store, queue: Queue, registry: Registry, settings: Settings) -> None:
+        self._store = store
+        self._queue = queue
+        self._registry = registry
+        self.settings = settings
+        self.canceller: Canceller | None = None
+        """Set by the executor's owner: how a matched `Cancel` pause cancels its run."""
+
+    # --- ingest -----------------------------------------------------------------------------
+    def ingest(
+        self,
+        events: list[dict[str, JSON]],
+        now: int,
+        *,
+        internal: bool = False,
+        id_seed: str | None = None,
+    ) -> list[str]:
+        """Store each event and queue its processing; returns internal ids in order.
+
+        A duplicate (same user `id` within the dedupe window) is not queued again and answers
+        the original's internal id. `id_seed` (`x-inngest-event-id-seed`) makes internal ids
+        deterministic so an SDK's retried send dedupes.
+        """
+        seeded = seeded_ids(id_seed, len(events)) if id_seed else None
+        ttl_ms = self.settings.event_dedupe_seconds * 1000
+        ids: list[str] = []
+        for index, raw in enumerate(events):
+            internal_id = seeded[index] if seeded else new_ulid(now)
+            event = normalize_event(raw, internal_id, now, internal=internal)
+            stored_id, new = self._store.store_event(event, internal_id, now, ttl_ms)
+            if new:
+                job = Job(kind=JobKind.EVENT, id=f"event:{stored_id}", event_id=stored_id)
+                self._queue.enqueue(job, now, now)
+            ids.append(stored_id)
+        return ids
+
+    # --- processing -------------------------------------------------------------------------
+    def process_event(self, internal_id: str, now: int) -> None:
+        """Schedule the runs an event triggers and resume the pauses it satisfies."""
+        record = self._store.get_event(internal_id)
+        if record is None:
+            log.warning("event not found event_id=%s", internal_id)
+            return
+        event = record.event
+        name = str(event.get("name", ""))
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        runs: list[str] = []
+        if name == INVOKED:
+            run_id = self._invoke(event, data, internal_id, now)
+            if run_id:
+                runs.append(run_id)
+        else:
+            for fn in self._registry.triggered_by(name):
+                if any(expressions.trigger_matches(t, event) for t in fn.triggers):
+                    run_id, _ = self.schedule(fn, [event], [internal_id], now)
+                    runs.append(run_id)
+        resumed = 0
+        if name == FINISHED and isinstance(data.get("correlation_id"), str):
+            resumed += self._resume_invoker(data, now)
+        resumed += self._match_pauses(event, internal_id, record.received_at, now)
+        log.info(
+            "event processed event_id=%s name=%s runs=%d resumed=%d",
+            internal_id,
+            name,
+            len(runs),
+            resumed,
+            extra={
+                "event_id": internal_id,
+                "event_name": name,
+                "run_ids": runs,
+                "resumed": resumed,
+            },
+        )
+
+    def _invoke(
+        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int
+    ) -> str | None:
+        meta = data.get("_inngest")
+        meta = meta if isinstance(meta, dict) else {}
+        fn_id = str(meta.get("fn_id") or "")
+        correlation = meta.get("correlation_id")
+        correlation_id = correlation if isinstance(correlation, str) and correlation else None
+        fn = self._registry.get(fn_id) if fn_id else None
+        if fn is None:
+            log.warning(
+                "invoked function not found fn_id=%r correlation_id=%s", fn_id, correlation_id
+            )
+            if correlation_id:
+                self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
+            return None
+        run_id, _ = self.schedule(fn, [event], [internal_id], now, correlation_id=correlation_id)
+        return run_id
+
+    def _invoke_not_found(
+        self, event: dict[str, JSON], fn_id: str, correlation_id: str, internal_id: str, now: int
+    ) -> None:
+        error = {"name": "FunctionNotFound", "message": f"function {fn_id!r} is not registered"}
+        finished: dict[str, JSON] = {
+            "name": FINISHED,
+            "id": f"{internal_id}:not-found",
+            "ts": now,
+            "data": {
+                "function_id": fn_id,
+                "event": event,
+                "events": [event],
+                "error": error,
+                "correlation_id": correlation_id,
+                "_inngest": {"status": "Failed"},
+            },
+        }
+        self.ingest([finished], now, internal=True)
+
+    def _resume_invoker(self, data: dict[str, JSON], now: int) -> int:
+        pause = self._store.pause_by_correlation(str(data["correlation_id"]))
+        if pause is None or pause.expires_at < now:
+            return 0  # already resumed, timed out, or the parent is gone
+        error = data.get("error")
+        memo: JSON = {"error": error} if error is not None else {"data": data.get("result")}
+        return int(self.resume(pause, memo, now))
+
+    def _match_pauses(
+        self, event: dict[str, JSON], internal_id: str, received_at: int, now: int
+    ) -> int:
+        name = str(event.get("name", ""))
+        paths = self._store.pause_index_paths(name)
+        lookups = expressions.lookups_for(paths, event)
+        resumed = 0
+        for pause in self._store.find_pauses(name, lookups):
+            if not self._may_match(pause, event, internal_id, received_at, now):
+                continue
+            if not expressions.pause_matches(pause, event):
+                continue
+            if pause.kind == "Cancel":
+                resumed += int(self._cancel(pause, now))
+            elif self.resume(pause, wire_event(event), now):
+                resumed += 1
+        return resumed
+
+    @staticmethod
+    def _may_match(
+        pause: Pause, event: dict[str, JSON], internal_id: str, received_at: int, now: int
+    ) -> bool:
+        if pause.kind == "InvokeFunction" or pause.correlation_id:
+            return False  # resolved by correlation id only, with a {"data"|"error"} memo
+        if pause.trigger_event_id and pause.trigger_event_id in (internal_id, event.get("id")):
+            return False  # a run's own trigger never resumes it
+        if pause.created_at > received_at + PAUSE_CREATED_GRACE_MS:
+            return False  # the pause is newer than the event
+        if pause.expires_at < now:
+            return False  # its timeout job owns it now
+        # Cancellation: events older than the run never cancel it (ULIDs sort by time).
+        return not (pause.kind == "Cancel" and internal_id <= pause.run_id)
+
+    def _cancel(self, pause: Pause, now: int) -> bool:
+        if self.canceller is None:
+            log.warning("cancel pause matched but no canceller is set run_id=%s", pause.run_id)
+            return False
+        cancelled = self.canceller(pause.run_id, now)
+        self._store.delete_pause(pause.id)
+        return cancelled
+
+    # --- scheduling and resuming ------------------------------------------------------------
+    def schedule(
+        self,
+        fn: FunctionConfig,
+        events: list[dict[str, JSON]],
+        event_ids: list[str],
+        now: int,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Create a run of `fn` (once per idempotency key) and queue its start.
+
+        The key defaults to the first event's internal id, so processing an event again never
+        starts a second run. Returns (run id, created).
+        """
+        new_id = new_ulid(now)
+        key = idempotency_key or (event_ids[0] if event_ids else new_id)
+        run_id, created = self._store.create_run(
+            NewRun(
+                run_id=new_id,
+                function_id=fn.id,
+                events=[wire_event(event) for event in events],
+                event_ids=event_ids,
+                created_at=now,
+                idempotency_key=f"{fn.id}:{key}",
+                correlation_id=correlation_id,
+            )
+        )
+        # Also when the run existed: a crash between create and enqueue is healed here, and
+        # enqueueing an existing job id is a no-op.
+        self._queue.enqueue(Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id), now, now)
+        if created:
+            log.info(
+                "run scheduled run_id=%s function=%s event_id=%s",
+                run_id,
+                fn.id,
+                event_ids[0] if event_ids else "",
+            )
+        return run_id, created
+
+    def resume(self, pause: Pause, memo: JSON, now: int) -> bool:
+        """Consume `pause` with `memo`; the single winner queues the run's next discovery.
+
+        The discovery job is created in the same atomic step as the memo (when no parallel
+        step is left pending), so a worker dying right after winning loses nothing.
+        """
+        job = Job(kind=JobKind.EDGE, id=f"{pause.run_id}:resume:{pause.step}", run_id=pause.run_id)
+        result = self._store.consume_pause(
+            pause.id, memo, now, resume=job, send_by=self._queue.resend_deadline(now)
+        )
+        if result.won:
+            failed = isinstance(memo, dict) and memo.get("error") is not None
+            self._store.record_step(
+                pause.run_id,
+                pause.step,
+                {"status": "Failed" if failed else "Completed", "ended_at": now},
+            )
+            log.info(
+                "pause resumed run_id=%s step=%s kind=%s", pause.run_id, pause.step_name, pause.kind
+            )
+        if result.resumed:
+            self._queue.dispatch(job)
+        return result.won
+
+
+def normalize_event(
+    raw: dict[str, JSON], internal_id: str, now: int, *, internal: bool = False
+) -> dict[str, JSON]:
+    """An event in wire form with defaults filled: data/user {}, ts now, id = internal id.
+
+    External events lose `data._inngest` (no forging invoke correlation).
+    """
+    data = raw.get("data")
+    data = dict(data) if isinstance(data, dict) else {}
+    if not internal:
+        data.pop("_inngest", None)
+    user = raw.get("user")
+    ts = raw.get("ts")
+    event: dict[str, JSON] = {
+        "name": str(raw.get("name", "")),
+        "data": data,
+        "id": str(raw.get("id") or "") or internal_id,
+        "ts": ts if isinstance(ts, int) and not isinstance(ts, bool) and ts > 0 else now,
+        "user": dict(user) if isinstance(user, dict) else {},
+    }
+    if isinstance(raw.get("v"), str):
+        event["v"] = raw["v"]
+    return event
+
+
+def wire_event(event: dict[str, JSON]) -> dict[str, JSON]:
+    """The event as functions see it: name, data, id, ts, user, and v when set."""
+    out: dict[str, JSON] = {
+        "name": event.get("name", ""),
+        "data": event.get("data") if isinstance(event.get("data"), dict) else {},
+        "id": event.get("id", ""),
+        "ts": event.get("ts", 0),
+        "user": event.get("user") if isinstance(event.get("user"), dict) else {},
+    }
+    if event.get("v") is not None:
+        out["v"] = event["v"]
+    return out
+
+
+def seeded_ids(seed: str, count: int) -> list[str] | None:
+    """Deterministic ULIDs from `x-inngest-event-id-seed: <ms>,<base64 10-byte entropy>`.
+
+    Event `i` gets the seed's entropy plus `i`, as the Go server derives them. A malformed
+    seed gives None (random ids).
+    """
+    try:
+        ms_text, entropy_text = seed.split(",", 1)
+        ms = int(ms_text)
+        entropy = base64.b64decode(entropy_text, validate=True)
+    except (ValueError, TypeError):
+        return None
+    if len(entropy) != 10 or not 0 <= ms < 2**48:
+        return None
+    base = int.from_bytes(entropy, "big")
+    return [
+        str(ULID.from_bytes(ms.to_bytes(6, "big") + ((base + i) % 2**80).to_bytes(10, "big")))
+        for i in range(count)
+    ]
