@@ -1,0 +1,94 @@
+"""What every driver speaks: a call request in, opcodes (or a final result, or an error) out.
+
+A driver turns one call of a function into a `CallResult`. It never touches Redis; the executor
+hands it everything it needs (memoized steps, the stack) and a `checkpoint` callback through
+which an in-process driver persists a finished `step.run` before running on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from app.models import JSON, FunctionConfig
+
+OpName = Literal[
+    "StepRun",
+    "StepError",
+    "StepFailed",
+    "StepPlanned",
+    "Sleep",
+    "WaitForEvent",
+    "InvokeFunction",
+]
+
+
+@dataclass
+class Op:
+    """One opcode reported by a function, as in the Inngest protocol.
+
+    `id` is the hashed step id, `name` the user's step id. `opts` as the SDKs send them:
+    Sleep carries its wake time in `name`-independent form in `opts["until"]` (ISO-8601) or
+    `opts["duration"]`; WaitForEvent `{"event", "if", "timeout"}`; InvokeFunction
+    `{"function_id", "payload": {"data", "v"}, "timeout"}`.
+    """
+
+    op: OpName
+    id: str
+    name: str
+    opts: dict[str, JSON] = field(default_factory=dict)
+    data: JSON = None
+    error: dict[str, JSON] | None = None
+    no_retry: bool = False
+    retry_at_ms: int | None = None
+
+
+@dataclass
+class CallRequest:
+    function: FunctionConfig
+    run_id: str
+    event: dict[str, JSON]
+    events: list[dict[str, JSON]]
+    steps: dict[str, JSON]
+    """Memoized results by hashed step id, in the wrappers of PROTOCOL.md 2.4."""
+    stack: list[str]
+    """Hashed ids of completed steps, in completion order."""
+    attempt: int
+    max_attempts: int
+    target: str | None = None
+    """Hashed id of the one step to execute (after StepPlanned); None for discovery."""
+    disable_immediate_execution: bool = False
+
+
+@dataclass
+class CheckpointResult:
+    proceed: bool
+    """False: stop after this step (run cancelled, budget spent); the driver returns the op."""
+    memo: JSON = None
+    """The value stored for the step; first write wins, so it may differ from what was sent."""
+
+
+class Checkpoint(Protocol):
+    def __call__(self, op: Op) -> CheckpointResult: ...
+
+
+@dataclass
+class CallResult:
+    """What one call produced.
+
+    - kind "complete": the function returned `output`.
+    - kind "ops": it reported `ops` (a finished step, a planned step, a sleep ...).
+    - kind "error": the function (not a step) raised `error` ({name, message, stack});
+      `retriable` False for NonRetriableError; `retry_at_ms` from RetryAfterError.
+    """
+
+    kind: Literal["complete", "ops", "error"]
+    output: JSON = None
+    ops: list[Op] = field(default_factory=list)
+    error: dict[str, JSON] | None = None
+    retriable: bool = True
+    retry_at_ms: int | None = None
+
+
+class Driver(Protocol):
+    def call(self, request: CallRequest, checkpoint: Checkpoint) -> CallResult: ...

@@ -1,0 +1,477 @@
+"""The executor: load run state, call the function through its driver, save what it reports,
+schedule what comes next.
+
+    job ─► load run ─► driver.call ─► outcome
+                          ▲              │ StepRun / StepFailed   save (first write wins), go on
+                          └──────────────┤ StepError              retry job with backoff
+                                         │ StepPlanned / several  pending set, one job per step
+                                         │ Sleep                  sleep job at wake time
+                                         │ WaitForEvent/Invoke    pause + timeout job
+                                         │ complete / error       finish the run
+
+A task keeps calling the function while steps complete (`step_budget_seconds`), so a run of
+in-process steps costs no queue hop per step: each result is persisted before the next step
+starts, and the run only suspends at sleeps, waits, invokes, retries and crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from app import expressions
+from app.config import Settings
+from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
+from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
+from app.errors import BadRequest
+from app.lifecycle import Lifecycle
+from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
+from app.queue import Queue
+from app.registry import Registry
+from app.runner import Runner
+from app.state.store import RunState, SaveResult, Store
+
+log = logging.getLogger("stepline.executor")
+
+BACKOFF_TABLE_S = (15, 30, 60, 120, 300, 600, 1200, 2400, 3600, 7200)
+"""Delay before retry n (0-based), as Inngest's default table; plus 0-30 s of jitter."""
+INVOKE_DEFAULT_TIMEOUT_MS = 365 * 86_400_000
+PAUSE_NAMESPACE = uuid.UUID("6f1e0a52-6d0c-4c43-9a43-5e0c5b7c2f10")
+
+Outcome = Literal["continue", "stop"]
+
+
+def backoff_ms(attempt: int, base_seconds: float, rng: random.Random | None = None) -> int:
+    """Delay before retrying after failed attempt `attempt` (0-based)."""
+    scale = base_seconds / BACKOFF_TABLE_S[0]
+    step = BACKOFF_TABLE_S[min(attempt, len(BACKOFF_TABLE_S) - 1)]
+    jitter = (rng or random).uniform(0, 30)
+    return int((step + jitter) * scale * 1000)
+
+
+def pause_id(run_id: str, step: str) -> str:
+    return str(uuid.uuid5(PAUSE_NAMESPACE, f"{run_id}:{step}"))
+
+
+@dataclass
+class _Call:
+    """One execution pass over a run: what the task has in hand."""
+
+    job: Job
+    state: RunState
+    fn: FunctionConfig
+    target: str | None
+    attempt: int
+    deadline: float
+    mark_ms: int
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        queue: Queue,
+        registry: Registry,
+        runner: Runner,
+        drivers: Mapping[str, Driver],
+        settings: Settings,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._registry = registry
+        self._drivers = drivers
+        self._settings = settings
+        self.lifecycle = Lifecycle(store, runner)
+
+    @staticmethod
+    def _now() -> int:
+        return int(time.time() * 1000)
+
+    # --- entry points, one per job kind -----------------------------------------------------
+    def run_job(self, job: Job) -> None:
+        if job.kind in (JobKind.START, JobKind.EDGE):
+            self.execute(job, target=job.step or None, attempt=job.attempt)
+        elif job.kind is JobKind.SLEEP:
+            self._wake(job)
+        elif job.kind is JobKind.PAUSE_TIMEOUT:
+            self._pause_timeout(job)
+        else:
+            raise ValueError(f"executor cannot run a {job.kind} job")
+
+    def cancel(self, run_id: str, now: int) -> bool:
+        """Cancel a run: no further step executes; its pauses and timers are dropped."""
+        state = self._store.load_run(run_id)
+        if state is None or RunStatus(state.status).ended:
+            return False
+        return self.lifecycle.finish(state, RunStatus.CANCELLED, None, None, now)
+
+    def _wake(self, job: Job) -> None:
+        now = self._now()
+        saved = self._store.save_step(
+            job.run_id, job.step, None, {"status": "Completed", "ended_at": now}, now
+        )
+        if saved.status in ("created", "identical") and saved.pending == 0:
+            self.execute(job, target=None, attempt=0)
+
+    def _pause_timeout(self, job: Job) -> None:
+        now = self._now()
+        pause = self._store.get_pause(job.pause_id)
+        if pause is None:
+            return  # an event resumed it first
+        memo: JSON = None
+        if pause.kind == "InvokeFunction":
+            memo = {
+                "error": {
+                    "name": "InngestInvokeTimeoutError",
+                    "message": "Timed out waiting for invoked function to complete",
+                }
+            }
+        resume = Job(
+            id=f"{pause.run_id}:resume:{pause.step}", kind=JobKind.EDGE, run_id=pause.run_id
+        )
+        result = self._store.consume_pause(
+            pause.id, memo, now, resume=resume, send_by=self._queue.resend_deadline(now)
+        )
+        if result.won:
+            self._store.record_step(
+                pause.run_id, pause.step, {"status": "TimedOut", "ended_at": now}
+            )
+        if result.resumed:
+            self._queue.dispatch(resume)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def execute(self, job: Job, target: str | None, attempt: int) -> None:
+        state = self._store.load_run(job.run_id)
+        if state is None or RunStatus(state.status).ended:
+            return
+        now = self._now()
+        fn = self._registry.get(state.function_id)
+        if fn is None:
+            error = {
+                "name": "FunctionNotFound",
+                "message": f"function {state.function_id!r} is not registered",
+            }
+            self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+            return
+        if state.started_at is None:
+            self._store.mark_started(state.run_id, now)
+            state.started_at = now
+            log.info("run started run_id=%s function=%s", state.run_id, fn.id)
+        driver = self._drivers[fn.driver]
+        call = _Call(
+            job,
+            state,
+            fn,
+            target,
+            attempt,
+            time.monotonic() + self._settings.step_budget_seconds,
+            now,
+        )
+        while True:
+            request = CallRequest(
+                function=fn,
+                run_id=state.run_id,
+                event=state.events[0],
+                events=state.events,
+                steps=state.steps,
+                stack=state.stack,
+                attempt=call.attempt,
+                max_attempts=fn.max_attempts,
+                target=call.target,
+                disable_immediate_execution=state.disable_immediate_execution,
+            )
+            call.mark_ms = self._now()
+            result = driver.call(request, lambda op: self._checkpoint(call, op))
+            if self._handle(call, result) == "stop":
+                return
+            if call.target is not None:
+                # This was the last parallel branch to finish: the others saved their results
+                # after our state was loaded, so read it again before rediscovering.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return
+                call.state = state = fresh
+            call.target, call.attempt = None, 0
+            if time.monotonic() >= call.deadline:
+                self._yield(call)
+                return
+
+    def _checkpoint(self, call: _Call, op: Op) -> CheckpointResult:
+        saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+        if saved.status == "ended":
+            return CheckpointResult(proceed=False)
+        return CheckpointResult(proceed=time.monotonic() < call.deadline, memo=saved.memo)
+
+    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+        now = self._now()
+        info: dict[str, JSON] = {
+            "name": op.name,
+            "kind": "StepRun",
+            "status": status,
+            "started_at": call.mark_ms,
+            "ended_at": now,
+            "attempts": call.attempt + 1,
+        }
+        if op.error is not None:
+            info["error"] = op.error
+        saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
+        call.mark_ms = now
+        if saved.status != "ended" and op.id not in call.state.steps:
+            call.state.steps[op.id] = saved.memo if saved.status != "created" else memo
+            call.state.stack.append(op.id)
+        if saved.pending == 0:
+            call.state.disable_immediate_execution = False
+        return saved
+
+    def _yield(self, call: _Call) -> None:
+        """Budget spent: hand the rest of the run to a fresh task (fairness between runs)."""
+        run_id = call.state.run_id
+        job = Job(id=f"{run_id}:yield:{len(call.state.stack)}", kind=JobKind.EDGE, run_id=run_id)
+        now = self._now()
+        self._queue.enqueue(job, now, now)
+
+    # --- outcomes ---------------------------------------------------------------------------
+    def _handle(self, call: _Call, result: CallResult) -> Outcome:
+        now = self._now()
+        if result.kind == "complete":
+            self.lifecycle.finish(call.state, RunStatus.COMPLETED, result.output, None, now)
+            return "stop"
+        if result.kind == "error":
+            return self._function_error(call, result, now)
+        ops = result.ops
+        if not ops:
+            return "stop"
+        if len(ops) > 1:
+            self._store.set_pending(call.state.run_id, [op.id for op in ops])
+            for op in ops:
+                self._suspend_on(call, op, now, parallel=True)
+            return "stop"
+        return self._single(call, ops[0], now)
+
+    def _single(self, call: _Call, op: Op, now: int) -> Outcome:
+        if op.op == "StepRun":
+            saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+            return self._after_save(saved)
+        if op.op == "StepError" and not op.no_retry and call.attempt + 1 < call.fn.max_attempts:
+            self._retry_step(call, op, now)
+            return "stop"
+        if op.op in ("StepError", "StepFailed"):
+            error = op.error or {"name": "Error", "message": "step failed"}
+            saved = self._save_run_step(call, op, {"error": error}, "Failed")
+            return self._after_save(saved)
+        if op.op == "Sleep":
+            wake = self._wake_time(op, now)
+            if wake is None:
+                return self._fail_early(call, f"sleep {op.name!r} is longer than 366 days", now)
+            if wake <= now:
+                saved = self._store.save_step(
+                    call.state.run_id,
+                    op.id,
+                    None,
+                    {"name": op.name, "kind": "Sleep", "status": "Completed", "ended_at": now},
+                    now,
+                )
+                if saved.status != "ended" and op.id not in call.state.steps:
+                    call.state.steps[op.id] = None
+                    call.state.stack.append(op.id)
+                return self._after_save(saved)
+        return self._suspend_on(call, op, now, parallel=False)
+
+    @staticmethod
+    def _after_save(saved: SaveResult) -> Outcome:
+        if saved.status in ("ended", "different") or saved.pending > 0:
+            return "stop"
+        return "continue"
+
+    def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
+        run_id = call.state.run_id
+        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed"):
+            if op.op == "StepRun" and parallel:
+                saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+                return self._after_save(saved)
+            self._store.record_step(
+                run_id, op.id, {"name": op.name, "kind": "StepRun", "status": "Planned"}
+            )
+            job = Job(id=f"{run_id}:plan:{op.id}", kind=JobKind.EDGE, run_id=run_id, step=op.id)
+            self._queue.enqueue(job, now, now)
+        elif op.op == "Sleep":
+            wake = self._wake_time(op, now)
+            if wake is None:
+                return self._fail_early(call, f"sleep {op.name!r} is longer than 366 days", now)
+            self._store.record_step(
+                run_id,
+                op.id,
+                {
+                    "name": op.name,
+                    "kind": "Sleep",
+                    "status": "Sleeping",
+                    "started_at": now,
+                    "due_at": wake,
+                },
+            )
+            job = Job(id=f"{run_id}:sleep:{op.id}", kind=JobKind.SLEEP, run_id=run_id, step=op.id)
+            self._queue.enqueue(job, wake, now)
+        elif op.op in ("WaitForEvent", "InvokeFunction"):
+            try:
+                self._pause(call, op, now)
+            except BadRequest as exc:
+                return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
+        return "stop"
+
+    def _pause(self, call: _Call, op: Op, now: int) -> None:
+        state = call.state
+        trigger = state.events[0]
+        timeout = op.opts.get("timeout")
+        if op.op == "WaitForEvent":
+            event_name = str(op.opts.get("event") or op.name)
+            expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
+            prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
+            pause = Pause(
+                id=pause_id(state.run_id, op.id),
+                run_id=state.run_id,
+                step=op.id,
+                step_name=op.name,
+                kind="WaitForEvent",
+                event=event_name,
+                expression=prepared.expression,
+                index_path=prepared.index_path,
+                index_value=prepared.index_value,
+                trigger_event=trigger,
+                trigger_event_id=str(trigger.get("id", "")),
+                expires_at=expires,
+                created_at=now,
+            )
+        else:
+            target = str(op.opts.get("function_id", ""))
+            ttl = parse_duration_ms(timeout) if timeout else INVOKE_DEFAULT_TIMEOUT_MS
+            correlation = f"{state.run_id}.{op.id}"
+            pause = Pause(
+                id=pause_id(state.run_id, op.id),
+                run_id=state.run_id,
+                step=op.id,
+                step_name=op.name,
+                kind="InvokeFunction",
+                event="",
+                correlation_id=correlation,
+                trigger_event=trigger,
+                expires_at=now + ttl,
+                created_at=now,
+            )
+        if pause.expires_at - now > MAX_WAIT_MS:
+            raise BadRequest("timeout is longer than 366 days")
+        self._store.save_pause(pause)
+        self._store.record_step(
+            state.run_id,
+            op.id,
+            {
+                "name": op.name,
+                "kind": op.op,
+                "status": "Waiting",
+                "started_at": now,
+                "due_at": pause.expires_at,
+                "waiting_for": pause.event,
+            },
+        )
+        timeout_job = Job(
+            id=f"{state.run_id}:timeout:{op.id}",
+            kind=JobKind.PAUSE_TIMEOUT,
+            run_id=state.run_id,
+            step=op.id,
+            pause_id=pause.id,
+        )
+        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        if op.op == "InvokeFunction":
+            payload = op.opts.get("payload")
+            self.lifecycle.emit_invoke(
+                state,
+                str(op.opts.get("function_id", "")),
+                payload if isinstance(payload, dict) else {},
+                str(pause.correlation_id),
+                pause.expires_at,
+                now,
+            )
+            if not target:
+                log.warning("invoke without function_id run_id=%s", state.run_id)
+
+    def _retry_step(self, call: _Call, op: Op, now: int) -> None:
+        run_id = call.state.run_id
+        delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
+        due = op.retry_at_ms if op.retry_at_ms is not None else now + delay
+        self._store.record_step(
+            run_id,
+            op.id,
+            {
+                "name": op.name,
+                "kind": "StepRun",
+                "status": "Retrying",
+                "attempts": call.attempt + 1,
+                "error": op.error,
+                "retry_at": due,
+            },
+        )
+        job = Job(
+            id=f"{run_id}:retry:{op.id}:{call.attempt + 1}",
+            kind=JobKind.EDGE,
+            run_id=run_id,
+            step=op.id,
+            attempt=call.attempt + 1,
+        )
+        self._queue.enqueue(job, due, now)
+        log.info(
+            "step retry run_id=%s step=%s attempt=%d due_in_ms=%d",
+            run_id,
+            op.name,
+            call.attempt + 1,
+            due - now,
+        )
+
+    def _function_error(self, call: _Call, result: CallResult, now: int) -> Outcome:
+        error = result.error or {"name": "Error", "message": "function failed"}
+        if result.retriable and call.attempt + 1 < call.fn.max_attempts:
+            run_id = call.state.run_id
+            delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
+            due = result.retry_at_ms if result.retry_at_ms is not None else now + delay
+            point = call.target or f"s{len(call.state.stack)}"
+            job = Job(
+                id=f"{run_id}:retry:{point}:{call.attempt + 1}",
+                kind=JobKind.EDGE,
+                run_id=run_id,
+                step=call.target or "",
+                attempt=call.attempt + 1,
+            )
+            self._queue.enqueue(job, due, now)
+            log.info(
+                "function retry run_id=%s attempt=%d error=%s",
+                run_id,
+                call.attempt + 1,
+                error.get("message"),
+            )
+            return "stop"
+        self.lifecycle.finish(call.state, RunStatus.FAILED, None, error, now)
+        return "stop"
+
+    def _fail_early(self, call: _Call, message: str, now: int) -> Outcome:
+        error = {"name": "InvalidStep", "message": message}
+        self.lifecycle.finish(call.state, RunStatus.FAILED, None, error, now)
+        return "stop"
+
+    @staticmethod
+    def _wake_time(op: Op, now: int) -> int | None:
+        until = op.opts.get("until")
+        if isinstance(until, str) and until:
+            wake = parse_time_ms(until)
+        else:
+            wake = now + parse_duration_ms(str(op.opts.get("duration") or "0s"))
+        return None if wake - now > MAX_WAIT_MS else wake
+
+
+def _opt_str(value: JSON) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+__all__ = ["Executor", "backoff_ms", "iso_ms", "pause_id"]

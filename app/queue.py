@@ -1,0 +1,80 @@
+"""The queue: the only module of `app/` that sends Celery work.
+
+A job is first written to Redis (`Store.enqueue_job`, deterministic id, so enqueueing twice is
+harmless), then its id is sent to Celery. Jobs due within `eta_max_seconds` go to Celery at
+once (with a countdown); later ones wait in the Redis timer set and are sent by the beat tick
+(`release_due`). A job that was sent but never started, or whose worker died mid-run (its lease
+expired), is sent again by the same tick: Celery's Redis visibility timeout is never waited on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from app.config import Settings
+from app.models import Job, JobKind
+from app.state.store import Store
+
+log = logging.getLogger("stepline.queue")
+
+TASK_PREFIX = "stepline."
+QUEUE_NAME = "stepline"
+
+
+def task_name(kind: JobKind) -> str:
+    return TASK_PREFIX + kind.value
+
+
+class Sender(Protocol):
+    """What the queue needs of Celery: `celery.Celery.send_task`."""
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> Any: ...
+
+
+class Queue:
+    def __init__(self, store: Store, sender: Sender, settings: Settings) -> None:
+        self._store = store
+        self._sender = sender
+        self._eta_max_ms = int(settings.eta_max_seconds * 1000)
+        self._resend_ms = int(settings.redeliver_seconds * 1000)
+
+    def enqueue(self, job: Job, due_at: int, now: int) -> bool:
+        """Schedule `job` to run at `due_at` (ms). Returns False if it already exists."""
+        soon = due_at - now <= self._eta_max_ms
+        send_by = max(due_at, now) + self._resend_ms if soon else due_at
+        if not self._store.enqueue_job(job, due_at, send_by):
+            return False
+        if soon:
+            self._send(job, countdown_ms=max(0, due_at - now))
+        return True
+
+    def resend_deadline(self, now: int) -> int:
+        """When the tick should resend a job created now for immediate work."""
+        return now + self._resend_ms
+
+    def dispatch(self, job: Job) -> None:
+        """Send a job that a state transition already created (e.g. a pause's resume job)."""
+        self._send(job, countdown_ms=0)
+
+    def release_due(self, now: int, limit: int = 500) -> int:
+        """Send every job whose time has come (timers, lost messages, dead workers' jobs)."""
+        jobs = self._store.release_due(now, self._resend_ms, limit)
+        for job in jobs:
+            self._send(job, countdown_ms=0)
+        return len(jobs)
+
+    def _send(self, job: Job, countdown_ms: int) -> None:
+        options: dict[str, Any] = {"queue": QUEUE_NAME}
+        if countdown_ms > 0:
+            options["countdown"] = countdown_ms / 1000
+        self._sender.send_task(task_name(job.kind), args=[job.id], **options)
+
+
+def celery_sender(settings: Settings) -> Sender:
+    """A Celery client that only sends (API and runner processes need no worker app)."""
+    from celery import Celery
+
+    client = Celery("stepline-sender", broker=settings.redis_url, set_as_current=False)
+    client.conf.broker_connection_retry_on_startup = True
+    return client

@@ -1,0 +1,17 @@
+"""In-process functions for the benchmarks: steps that do nothing, so what is measured is
+Stepline's own cost per step."""
+
+from __future__ import annotations
+
+import app.sdk as inngest
+
+client = inngest.Inngest(app_id="bench")
+
+
+@client.create_function(fn_id="steps", trigger=inngest.TriggerEvent(event="bench/steps"), retries=0)
+def steps(ctx: inngest.ContextSync) -> int:
+    n = int(ctx.event.data["n"])
+    total = 0
+    for i in range(n):
+        total = ctx.step.run(f"s{i}", lambda i=i, t=total: t + i)
+    return total

@@ -1,0 +1,68 @@
+"""Celery adapters: one thin task per kind of job, each taking a job id and nothing else.
+
+    celery -A tasks worker     runs jobs (start, edge, sleep, pause_timeout, event)
+    celery -A tasks beat       releases due timers, lost jobs and cron runs (tasks.beat)
+
+Tasks are `acks_late` and `reject_on_worker_lost`, and every one is safe to run twice: the
+job's Redis lease decides who works on it, and a finished job leaves a tombstone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery, signals
+
+from app.config import Settings
+from app.engine import Engine
+from app.models import JobKind
+from app.queue import QUEUE_NAME, task_name
+
+_engine: Engine | None = None
+
+
+def engine() -> Engine:
+    """This process's engine, built on first use (after the prefork fork, never before)."""
+    global _engine
+    if _engine is None:
+        _engine = Engine.create(Settings.from_env(), sender=celery_app)
+    return _engine
+
+
+@signals.worker_process_init.connect
+def _reset_after_fork(**_: object) -> None:
+    global _engine
+    _engine = None
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("stepline", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_default_queue=QUEUE_NAME,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Our own leases recover lost work within seconds; this is only a backstop.
+            "visibility_timeout": int(os.environ.get("STEPLINE_VISIBILITY_TIMEOUT", "3600")),
+        },
+        beat_scheduler="tasks.beat:TickScheduler",
+        worker_hijack_root_logger=False,
+    )
+    for kind in JobKind:
+        _register(app, kind)
+    return app
+
+
+def _register(app: Celery, kind: JobKind) -> None:
+    def run(job_id: str) -> str:
+        return engine().jobs.handle(job_id)
+
+    run.__name__ = kind.value
+    app.task(name=task_name(kind), acks_late=True, reject_on_worker_lost=True)(run)
+
+
+celery_app = make_celery(Settings.from_env())
+app = celery_app

@@ -1,0 +1,30 @@
+"""Celery beat scheduler that also ticks Stepline: due timers, lost jobs and cron triggers.
+
+Run with `celery -A tasks beat` (the app config names this scheduler). Two beats running by
+mistake are harmless: releasing jobs and claiming cron times are atomic in Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.beat import Scheduler
+
+log = logging.getLogger("stepline.beat")
+
+
+class TickScheduler(Scheduler):
+    """An in-memory beat schedule plus Stepline's tick every `tick_seconds`."""
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        from tasks import engine
+
+        wait: float = super().tick(*args, **kwargs)
+        stepline = engine()
+        try:
+            stepline.tick(int(time.time() * 1000))
+        except Exception:
+            log.exception("stepline tick failed")
+        return min(wait, stepline.settings.tick_seconds)
