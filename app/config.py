@@ -49,6 +49,10 @@ class Settings:
     """Accepted event keys (`STEPLINE_EVENT_KEYS`); empty accepts any key (dev mode)."""
     signing_key: str | None = None
     """`STEPLINE_SIGNING_KEY`: production mode signs requests to apps and checks syncs."""
+    signing_key_fallback: str | None = None
+    """`STEPLINE_SIGNING_KEY_FALLBACK`: also accepted while rotating keys."""
+    http_timeout_seconds: float = 300.0
+    """How long the HTTP driver waits for an app to answer one call."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,4 +71,8 @@ class Settings:
             retry_base_seconds=_env_float("STEPLINE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
             event_keys=_env_list("STEPLINE_EVENT_KEYS"),
             signing_key=os.environ.get("STEPLINE_SIGNING_KEY") or None,
+            signing_key_fallback=os.environ.get("STEPLINE_SIGNING_KEY_FALLBACK") or None,
+            http_timeout_seconds=_env_float(
+                "STEPLINE_HTTP_TIMEOUT_SECONDS", cls.http_timeout_seconds
+            ),
         )

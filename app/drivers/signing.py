@@ -1,0 +1,138 @@
+"""Signing keys as the Inngest SDKs use them: request/response HMACs and the hashed bearer key.
+
+A signing key looks like `signkey-<env>-<hex>`. Both forms below drop the `signkey-<env>-`
+prefix first (PROTOCOL.md 1.4, 3.1):
+
+- HMAC: key = the remaining hex *text* as UTF-8 bytes (not hex-decoded); mac = HMAC-SHA256 over
+  `body || str(unix seconds)`; header `X-Inngest-Signature: t=<seconds>&s=<hex>`. Requests are
+  signed over their JCS (RFC 8785) form, which is also what we send, so SDKs that re-canonicalise
+  before verifying see the same bytes. Responses are signed over their raw bytes.
+- Bearer: `sha256(bytes.fromhex(hex))` as hex, sent by SDKs as `Authorization: Bearer <hash>`
+  (Python) or `Bearer signkey-<env>-<hash>` (spec, JS) on `/fn/register` and `/v0/runs/...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import urllib.parse
+
+import jcs  # type: ignore[import-untyped,unused-ignore]
+
+from app.models import JSON
+
+SIGNATURE_HEADER = "X-Inngest-Signature"
+MAX_SIGNATURE_AGE_S = 300
+"""SDKs refuse request signatures older than this (the Python SDK does not check)."""
+
+_PREFIX = re.compile(r"^signkey-\w+-")
+
+
+def server_kind(signing_key: str | None) -> str:
+    """`cloud` in production mode (a signing key is set), else `dev`: what we announce in
+    `X-Inngest-Server-Kind` and what `X-Inngest-Expected-Server-Kind` must say."""
+    return "cloud" if signing_key else "dev"
+
+
+def strip_prefix(key: str) -> str:
+    """The key without its `signkey-<env>-` prefix (unchanged if it has none)."""
+    return _PREFIX.sub("", key.strip(), count=1)
+
+
+def canonical_json(value: JSON) -> bytes:
+    """`value` as RFC 8785 (JCS) bytes: sorted keys, no whitespace, ECMAScript number forms.
+
+    Raises ValueError for values JSON cannot carry (NaN, infinities, ints beyond a double).
+    """
+    try:
+        out = jcs.canonicalize(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"cannot encode as canonical JSON: {exc}") from exc
+    if not isinstance(out, bytes):
+        raise ValueError("cannot encode as canonical JSON")
+    return out
+
+
+def _mac(body: bytes, key: str, timestamp: str | None) -> str:
+    digest = hmac.new(strip_prefix(key).encode("utf-8"), body, hashlib.sha256)
+    if timestamp:
+        digest.update(timestamp.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def sign(body: bytes, key: str, now_s: int) -> str:
+    """The `X-Inngest-Signature` value for `body` (the exact bytes sent) at `now_s`."""
+    return f"t={now_s}&s={_mac(body, key, str(now_s))}"
+
+
+def verify(
+    body: bytes,
+    header: str | None,
+    keys: list[str],
+    *,
+    now_s: int | None = None,
+    max_age_s: int | None = None,
+) -> bool:
+    """True if `header` signs `body` with one of `keys` (primary first, then fallbacks).
+
+    With `now_s` and `max_age_s`, a signature whose `t` is further than `max_age_s` from
+    `now_s` (either way) is refused. A header without `t` is checked over the body alone, as the
+    SDKs do.
+    """
+    if not header:
+        return False
+    parsed = urllib.parse.parse_qs(header.strip(), keep_blank_values=True)
+    signature = (parsed.get("s") or [""])[0]
+    timestamp = parsed["t"][0] if parsed.get("t") else None
+    if not signature:
+        return False
+    if timestamp is not None:
+        if not timestamp.isdigit():
+            return False
+        if now_s is not None and max_age_s is not None and abs(now_s - int(timestamp)) > max_age_s:
+            return False
+    return any(
+        hmac.compare_digest(signature.lower(), _mac(body, key, timestamp)) for key in keys if key
+    )
+
+
+def hashed_key(key: str) -> str:
+    """The key as sent in `Authorization: Bearer`: sha256 of the hex-decoded key, as hex.
+
+    A key that is not hex (not an Inngest key) is hashed as UTF-8 text instead.
+    """
+    raw = strip_prefix(key)
+    try:
+        material = bytes.fromhex(raw)
+    except ValueError:
+        material = raw.encode("utf-8")
+    return hashlib.sha256(material).hexdigest()
+
+
+def bearer_value(key: str) -> str:
+    """The `Authorization` header value an SDK sends for `key`."""
+    return f"Bearer {hashed_key(key)}"
+
+
+def authorization_matches(header: str | None, keys: list[str]) -> bool:
+    """True if an `Authorization: Bearer ...` header carries one of `keys`.
+
+    Accepted tokens: the hashed key with or without a `signkey-<env>-` prefix (Python sends it
+    bare, the spec and JS prefixed), or the signing key itself.
+    """
+    if not header:
+        return False
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    token = strip_prefix(token.strip()).lower()
+    if not token:
+        return False
+    for key in keys:
+        if not key:
+            continue
+        for expected in (hashed_key(key), strip_prefix(key).lower()):
+            if hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+                return True
+    return False

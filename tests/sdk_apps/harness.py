@@ -1,0 +1,270 @@
+"""Real servers for the HTTP driver and sync tests: no mocks on the wire.
+
+- `CannedServer`: answers each request with the next queued reply (status, headers, body,
+  optional delay) and records what it received.
+- `StubStepline`: a Flask app with Stepline's registration blueprint and a minimal event API,
+  backed by an in-memory store, so official SDK apps can sync and send events to it.
+- `SdkApp`: an official-SDK test app (Python or Node) started as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import flask
+import httpx
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from app.api.register import blueprint
+from app.config import Settings
+from app.models import FunctionConfig
+from app.state.store import RunState
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+TS_APP_DIR = HERE / "ts_app"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- canned replies ----------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | str | Any = b""
+    delay_s: float = 0.0
+
+    def raw(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class CannedServer:
+    """A real HTTP server on 127.0.0.1 replying with queued `Reply`s (FIFO)."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.received: list[Received] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                outer.received.append(Received(self.command, self.path, headers, body))
+                reply = outer.replies.pop(0) if outer.replies else Reply(599, body=b"no reply")
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                raw = reply.raw()
+                try:
+                    self.send_response(reply.status)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            do_POST = _serve
+            do_PUT = _serve
+            do_GET = _serve
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def queue(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- a Stepline stand-in for SDK apps to talk to ----------------------------------------------
+
+
+class MemoryStore:
+    """The two verbs of `Store` the registration API uses, plus `load_run`, in memory."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, tuple[str | None, list[FunctionConfig]]] = {}
+        self.runs: dict[str, RunState] = {}
+
+    def save_app(
+        self, app_id: str, url: str | None, functions: list[FunctionConfig], now: int
+    ) -> bool:
+        before = self.apps.get(app_id)
+        self.apps[app_id] = (url, functions)
+        return before != (url, functions)
+
+    def load_run(self, run_id: str) -> RunState | None:
+        return self.runs.get(run_id)
+
+    def functions(self) -> dict[str, FunctionConfig]:
+        return {f.id: f for _, fns in self.apps.values() for f in fns}
+
+
+@dataclass
+class FakeEngine:
+    settings: Settings
+    store: MemoryStore = field(default_factory=MemoryStore)
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time() * 1000)
+
+
+class StubStepline:
+    """Stepline's registration blueprint plus a minimal `/e/<key>`, served for real."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.engine = FakeEngine(settings or Settings())
+        self.events: list[dict[str, Any]] = []
+        app = flask.Flask("stub-stepline")
+        app.extensions["stepline"] = self.engine
+        app.register_blueprint(blueprint)
+
+        @app.post("/e/<key>")
+        def events(key: str) -> Any:
+            body = flask.request.get_json(force=True)
+            items = body if isinstance(body, list) else [body]
+            self.events.extend(items)
+            ids = [f"01EVENT{len(self.events):019d}{i}" for i in range(len(items))]
+            return {"ids": ids, "status": 200}
+
+        self.app = app
+        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def store(self) -> MemoryStore:
+        return self.engine.store
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- official SDK apps as subprocesses --------------------------------------------------------
+
+
+class SdkApp:
+    """An official-SDK app started as a subprocess on a free port; `url` is its serve URL."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path = ROOT) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/inngest"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")} | dict(env)
+        full_env["PORT"] = str(self.port)
+        # The apps' own logs are noise in test output; STEPLINE_TEST_APP_LOGS=1 shows them.
+        output = None if os.environ.get("STEPLINE_TEST_APP_LOGS") else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            cwd=cwd,
+            env=full_env,
+            stdout=output,
+            stderr=output,
+        )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"SDK app exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url, timeout=1.0).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"SDK app at {self.url} did not start in {timeout_s} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def python_app(env: Mapping[str, str]) -> Iterator[SdkApp]:
+    app = SdkApp([sys.executable, str(HERE / "py_app.py")], env)
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()
+
+
+def node_available() -> str | None:
+    """Why the Node app cannot run here, or None if it can."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (TS_APP_DIR / "node_modules" / "inngest").is_dir():
+        return f"run `npm install` in {TS_APP_DIR} to test the TypeScript SDK"
+    return None
+
+
+def node_app(env: Mapping[str, str]) -> Iterator[SdkApp]:
+    app = SdkApp(["node", str(TS_APP_DIR / "index.js")], env, cwd=TS_APP_DIR)
+    try:
+        app.wait_ready()
+        yield app
+    finally:
+        app.stop()

@@ -1,0 +1,108 @@
+// An app built with the official Inngest TypeScript SDK (inngest@4.24.0, inngest/node), as a user
+// would write it. Nothing here knows about Stepline: point it at Stepline the way one points an
+// app at the Inngest dev server (INNGEST_DEV=http://127.0.0.1:8288, or INNGEST_BASE_URL with
+// INNGEST_SIGNING_KEY for production mode) and run
+//
+//     node index.js --port 3000
+//
+// It serves /api/inngest with the same functions as ../py_app.py.
+
+import http from "node:http";
+import { Inngest, NonRetriableError, RetryAfterError } from "inngest";
+import { serve } from "inngest/node";
+
+const inngest = new Inngest({ id: "tsapp" });
+
+const three = inngest.createFunction(
+  { id: "three", retries: 2, triggers: [{ event: "tsapp/three" }] },
+  async ({ step }) => {
+    const a = await step.run("a", () => 1);
+    const b = await step.run("b", () => a + 1);
+    const c = await step.run("c", () => b + 1);
+    return { sum: a + b + c };
+  },
+);
+
+const child = inngest.createFunction(
+  { id: "child", triggers: [{ event: "tsapp/child" }] },
+  async ({ event, step }) => {
+    const n = Number(event.data.n ?? 0);
+    return { double: await step.run("double", () => n * 2) };
+  },
+);
+
+const ops = inngest.createFunction(
+  { id: "ops", triggers: [{ event: "tsapp/ops" }] },
+  async ({ step }) => {
+    await step.sleep("nap", "2s");
+    const approval = await step.waitForEvent("wait", {
+      event: "tsapp/approve",
+      if: "async.data.id == event.data.id",
+      timeout: "1m",
+    });
+    const invoked = await step.invoke("call", { function: child, data: { n: 21 } });
+    const sent = await step.sendEvent("send", { name: "tsapp/sent", data: { k: 1 } });
+    return { approved: approval !== null, invoked, sent };
+  },
+);
+
+const par = inngest.createFunction(
+  { id: "par", triggers: [{ event: "tsapp/par" }] },
+  async ({ step }) =>
+    Promise.all([step.run("p1", () => "x"), step.run("p2", () => "y")]),
+);
+
+const fail = inngest.createFunction(
+  {
+    id: "fail",
+    retries: 1,
+    triggers: [{ event: "tsapp/fail" }],
+    onFailure: async ({ event }) => ({ saw: event.name }),
+  },
+  async ({ step }) => {
+    await step.run("boom", () => {
+      throw new Error("kaput");
+    });
+  },
+);
+
+const nr = inngest.createFunction(
+  { id: "nr", triggers: [{ event: "tsapp/nr" }] },
+  async () => {
+    throw new NonRetriableError("stop now");
+  },
+);
+
+const ra = inngest.createFunction(
+  { id: "ra", triggers: [{ event: "tsapp/ra" }] },
+  async () => {
+    throw new RetryAfterError("later", "30s");
+  },
+);
+
+const flow = inngest.createFunction(
+  {
+    id: "flow",
+    concurrency: { limit: 1, key: "event.data.k" },
+    debounce: { period: "2s" },
+    rateLimit: { limit: 1, period: "10s" },
+    idempotency: "event.data.key",
+    cancelOn: [{ event: "tsapp/cancel", if: "event.data.id == async.data.id" }],
+    triggers: [
+      { event: "tsapp/flow", if: "event.data.x > 1" },
+      { cron: "*/5 * * * *" },
+    ],
+  },
+  async () => "ok",
+);
+
+const portFlag = process.argv.indexOf("--port");
+const port = Number(portFlag >= 0 ? process.argv[portFlag + 1] : process.env.PORT || 3000);
+
+const handler = serve({ client: inngest, functions: [three, child, ops, par, fail, nr, ra, flow] });
+http
+  .createServer((req, res) => {
+    if (req.url.startsWith("/api/inngest")) return handler(req, res);
+    res.writeHead(404).end();
+  })
+  .listen(port, "127.0.0.1");
