@@ -9,12 +9,15 @@ Nothing is built at import time; `Engine.create` builds it from `Settings`.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
+from app.models import FunctionConfig, Job
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
 from app.state.store import Store
@@ -24,6 +27,12 @@ if TYPE_CHECKING:
     from app.drivers.base import Driver
     from app.executor import Executor
     from app.runner import Runner
+
+
+RESYNC_MS = 30_000
+MAX_INLINE_DEPTH = 3
+_inline = threading.local()
+log = logging.getLogger("stepline.engine")
 
 
 def wall_clock_ms() -> int:
@@ -40,6 +49,7 @@ class Engine:
     runner: Runner
     executor: Executor
     jobs: JobRunner
+    _last_sync: int = 0
 
     @staticmethod
     def now() -> int:
@@ -47,8 +57,15 @@ class Engine:
 
     @classmethod
     def create(
-        cls, settings: Settings, sender: Sender | None = None, local: FunctionSet | None = None
+        cls,
+        settings: Settings,
+        sender: Sender | None = None,
+        local: FunctionSet | None = None,
+        *,
+        inline: bool = False,
     ) -> Engine:
+        """Build the stages. `inline` (worker processes only) lets a task run the jobs it
+        creates itself (an event's first run, lifecycle events) instead of sending them."""
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
         from app.executor import Executor
@@ -76,21 +93,43 @@ class Engine:
         }
         jobs = JobRunner(store, settings.lease_seconds, handlers)
         engine = cls(settings, store, queue, registry, functions, runner, executor, jobs)
+        runner.canceller = executor.cancel
+        if inline:
+            runner.inline = engine.run_inline
         engine.sync_local()
         return engine
 
     def sync_local(self) -> None:
-        """Publish this process's in-process functions to the shared registry."""
-        by_app: dict[str, list] = {}  # type: ignore[type-arg]
+        """Publish this process's in-process functions to the shared registry (again at
+        every RESYNC_MS from beat, so a Redis that lost its data gets them back)."""
+        self._last_sync = self.now()
+        by_app: dict[str, list[FunctionConfig]] = {}
         for config in self.local.configs():
             by_app.setdefault(config.app_id, []).append(config)
         for app_id, configs in by_app.items():
             self.store.save_app(app_id, None, configs, self.now())
 
+    def run_inline(self, job: Job) -> None:
+        """Run a job this process just recorded, unless inline runs are nested too deep (then
+        send it). A failure leaves the job unfinished: its lease runs out and beat resends it."""
+        depth = int(getattr(_inline, "depth", 0))
+        if depth >= MAX_INLINE_DEPTH:
+            self.queue.dispatch(job)
+            return
+        _inline.depth = depth + 1
+        try:
+            self.jobs.handle(job.id)
+        except Exception:
+            log.exception("inline job failed job_id=%s; beat will resend it", job.id)
+        finally:
+            _inline.depth = depth
+
     def tick(self, now: int) -> int:
         """Beat's periodic work: send due timers and lost jobs, fire due cron triggers."""
         from app.cron import fire_due_crons
 
+        if now - self._last_sync >= RESYNC_MS:
+            self.sync_local()
         released = self.queue.release_due(now)
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released

@@ -4,14 +4,16 @@
                 ─► inngest/function.failed    (Failed: triggers on_failure handlers)
                 ─► inngest/function.cancelled (Cancelled)
 
-Events are emitted before the run is marked ended, with ids derived from the run id, so a
-worker that dies in between re-emits the same ids on redelivery and the event API's dedupe
-drops the copies: the finish event, which a parent run may be waiting on, is never lost.
+Events are stored (with their processing jobs) before the run is marked ended, with ids
+derived from the run id, so a worker that dies in between re-emits the same ids on
+redelivery and the event dedupe drops the copies: the finish event, which a parent run may
+be waiting on, is never lost. Inside a worker they are then processed in the same task.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from app.models import JSON, RunStatus
@@ -28,7 +30,13 @@ LIFECYCLE_EVENTS = (
 
 class EventSink(Protocol):
     def ingest(
-        self, events: list[dict[str, JSON]], now: int, *, internal: bool = False
+        self,
+        events: list[dict[str, JSON]],
+        now: int,
+        *,
+        internal: bool = False,
+        inline: bool = False,
+        before_inline: Callable[[], None] | None = None,
     ) -> list[str]: ...
 
 
@@ -42,20 +50,28 @@ class Lifecycle:
     ) -> bool:
         """End the run with `status`; True for the call that ended it."""
         trigger = state.events[0] if state.events else {}
-        if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
-            self._sink.ingest(self._events(state, status, output, error, now), now, internal=True)
-        ended = self._store.finish_run(state.run_id, status.value, output, error, now)
-        if ended:
-            took = now - (state.started_at or state.created_at)
-            log.info(
-                "run %s run_id=%s function=%s duration_ms=%d%s",
-                status.value.lower(),
-                state.run_id,
-                state.function_id,
-                took,
-                f" error={_message(error)!r}" if error else "",
-            )
-        return ended
+        outcome: dict[str, bool] = {}
+
+        def end() -> None:
+            ended = self._store.finish_run(state.run_id, status.value, output, error, now)
+            outcome["ended"] = ended
+            if ended:
+                took = now - (state.started_at or state.created_at)
+                log.info(
+                    "run %s run_id=%s function=%s duration_ms=%d%s",
+                    status.value.lower(),
+                    state.run_id,
+                    state.function_id,
+                    took,
+                    f" error={_message(error)!r}" if error else "",
+                )
+
+        if str(trigger.get("name", "")) in LIFECYCLE_EVENTS[:2]:
+            end()
+        else:
+            events = self._events(state, status, output, error, now)
+            self._sink.ingest(events, now, internal=True, inline=True, before_inline=end)
+        return outcome.get("ended", False)
 
     def _events(
         self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int
@@ -120,7 +136,7 @@ class Lifecycle:
         }
         if isinstance(payload.get("v"), str):
             event["v"] = payload["v"]
-        self._sink.ingest([event], now, internal=True)
+        self._sink.ingest([event], now, internal=True, inline=True)
 
 
 def _message(error: JSON) -> str:

@@ -39,13 +39,16 @@ class Queue:
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
 
-    def enqueue(self, job: Job, due_at: int, now: int) -> bool:
-        """Schedule `job` to run at `due_at` (ms). Returns False if it already exists."""
+    def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
+        """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
+
+        With `send=False` the job is only recorded: the caller runs it in this process right
+        away (saving a queue hop), and if that process dies the tick sends it later."""
         soon = due_at - now <= self._eta_max_ms
         send_by = max(due_at, now) + self._resend_ms if soon else due_at
         if not self._store.enqueue_job(job, due_at, send_by):
             return False
-        if soon:
+        if soon and send:
             self._send(job, countdown_ms=max(0, due_at - now))
         return True
 

@@ -34,6 +34,7 @@ PAUSE_CREATED_GRACE_MS = 5_000
 """A pause created more than this after an event was received is not resumed by it."""
 
 Canceller = Callable[[str, int], bool]
+InlineRunner = Callable[[Job], None]
 
 
 class Runner:
@@ -44,6 +45,9 @@ class Runner:
         self.settings = settings
         self.canceller: Canceller | None = None
         """Set by the executor's owner: how a matched `Cancel` pause cancels its run."""
+        self.inline: InlineRunner | None = None
+        """Set in worker processes: runs a just-recorded job here instead of sending it, so an
+        event and the first run it starts cost one queue hop, not three."""
 
     # --- ingest -----------------------------------------------------------------------------
     def ingest(
@@ -53,13 +57,19 @@ class Runner:
         *,
         internal: bool = False,
         id_seed: str | None = None,
+        inline: bool = False,
+        before_inline: Callable[[], None] | None = None,
     ) -> list[str]:
         """Store each event and queue its processing; returns internal ids in order.
 
         A duplicate (same user `id` within the dedupe window) is not queued again and answers
         the original's internal id. `id_seed` (`x-inngest-event-id-seed`) makes internal ids
-        deterministic so an SDK's retried send dedupes.
+        deterministic so an SDK's retried send dedupes. With `inline` (engine events emitted
+        inside a worker) the events are processed here and now when the worker allows it;
+        `before_inline` runs once they are stored, before any is processed.
         """
+        run_here = inline and self.inline is not None
+        todo: list[Job] = []
         seeded = seeded_ids(id_seed, len(events)) if id_seed else None
         ttl_ms = self.settings.event_dedupe_seconds * 1000
         ids: list[str] = []
@@ -69,8 +79,14 @@ class Runner:
             stored_id, new = self._store.store_event(event, internal_id, now, ttl_ms)
             if new:
                 job = Job(kind=JobKind.EVENT, id=f"event:{stored_id}", event_id=stored_id)
-                self._queue.enqueue(job, now, now)
+                if self._queue.enqueue(job, now, now, send=not run_here):
+                    todo.append(job)
             ids.append(stored_id)
+        if before_inline is not None:
+            before_inline()
+        if run_here and self.inline is not None:
+            for job in todo:
+                self.inline(job)
         return ids
 
     # --- processing -------------------------------------------------------------------------
@@ -92,12 +108,17 @@ class Runner:
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
-                    run_id, _ = self.schedule(fn, [event], [internal_id], now)
+                    # The first run starts in this task (when the worker allows it).
+                    run_id, _ = self.schedule(
+                        fn, [event], [internal_id], now, send=bool(runs) or self.inline is None
+                    )
                     runs.append(run_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
+        if runs and self.inline is not None:
+            self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -128,7 +149,14 @@ class Runner:
             if correlation_id:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
-        run_id, _ = self.schedule(fn, [event], [internal_id], now, correlation_id=correlation_id)
+        run_id, _ = self.schedule(
+            fn,
+            [event],
+            [internal_id],
+            now,
+            correlation_id=correlation_id,
+            send=self.inline is None,
+        )
         return run_id
 
     def _invoke_not_found(
@@ -209,11 +237,13 @@ class Runner:
         *,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
+        send: bool = True,
     ) -> tuple[str, bool]:
         """Create a run of `fn` (once per idempotency key) and queue its start.
 
         The key defaults to the first event's internal id, so processing an event again never
-        starts a second run. Returns (run id, created).
+        starts a second run. Returns (run id, created). With `send=False` the start job is
+        only recorded: the caller runs it inline (`start_inline`).
         """
         new_id = new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
@@ -230,7 +260,8 @@ class Runner:
         )
         # Also when the run existed: a crash between create and enqueue is healed here, and
         # enqueueing an existing job id is a no-op.
-        self._queue.enqueue(Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id), now, now)
+        start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+        self._queue.enqueue(start, now, now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",

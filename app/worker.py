@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from app.models import Job, JobKind
 from app.state.store import Store
@@ -19,34 +20,42 @@ from app.state.store import Store
 log = logging.getLogger("stepline.worker")
 
 
-class Heartbeat:
-    """Renews a job's lease every third of its length until stopped."""
+class LeaseKeeper:
+    """One thread per process that renews the leases of the jobs this process is running,
+    every third of the lease length (no thread per job: jobs are often a millisecond long)."""
 
-    def __init__(self, store: Store, job_id: str, token: str, lease_ms: int) -> None:
+    def __init__(self, store: Store, lease_ms: int) -> None:
         self._store = store
-        self._job_id = job_id
-        self._token = token
         self._lease_ms = lease_ms
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
+        self._held: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    @contextmanager
+    def holding(self, job_id: str, token: str) -> Iterator[None]:
+        with self._lock:
+            self._held[job_id] = token
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(job_id, None)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._lease_ms / 3000):
+        while True:
+            time.sleep(self._lease_ms / 3000)
+            with self._lock:
+                held = list(self._held.items())
             now = int(time.time() * 1000)
-            try:
-                if not self._store.renew_job(self._job_id, self._token, now, self._lease_ms):
-                    log.warning("lease lost job_id=%s", self._job_id)
-                    return
-            except Exception:
-                log.exception("lease renewal failed job_id=%s", self._job_id)
+            for job_id, token in held:
+                try:
+                    if not self._store.renew_job(job_id, token, now, self._lease_ms):
+                        log.warning("lease lost job_id=%s", job_id)
+                except Exception:
+                    log.exception("lease renewal failed job_id=%s", job_id)
 
 
 class JobRunner:
@@ -56,6 +65,7 @@ class JobRunner:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
         self._handlers = handlers
+        self._leases = LeaseKeeper(store, self._lease_ms)
 
     def handle(self, job_id: str) -> str:
         """Run the job with this id once; returns "done", "gone" or "busy"."""
@@ -64,7 +74,7 @@ class JobRunner:
         job = self._store.begin_job(job_id, token, now, self._lease_ms)
         if isinstance(job, str):
             return job
-        with Heartbeat(self._store, job_id, token, self._lease_ms):
+        with self._leases.holding(job_id, token):
             self._handlers[job.kind](job)
         self._store.finish_job(job_id, token)
         return "done"

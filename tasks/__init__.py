@@ -25,7 +25,7 @@ def engine() -> Engine:
     """This process's engine, built on first use (after the prefork fork, never before)."""
     global _engine
     if _engine is None:
-        _engine = Engine.create(Settings.from_env(), sender=celery_app)
+        _engine = Engine.create(Settings.from_env(), sender=celery_app, inline=True)
     return _engine
 
 

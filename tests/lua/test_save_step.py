@@ -84,7 +84,7 @@ def test_values_round_trip_exactly(store: Store, run: str, client: redis.Redis) 
     )
     view = store.get_run(run)
     assert view is not None
-    assert view.steps == [{**info, "order": 0, "id": "a"}]
+    assert view.steps == [{**info, "order": 0, "id": "a", "memo": memo}]
 
 
 def test_history_merges_into_records_in_first_seen_order(store: Store, run: str) -> None:
@@ -97,8 +97,16 @@ def test_history_merges_into_records_in_first_seen_order(store: Store, run: str)
     view = store.get_run(run)
     assert view is not None
     assert view.steps == [
-        {"id": "b", "name": "B", "kind": "StepRun", "attempts": 2, "ended_at": T0, "order": 0},
-        {"id": "a", "name": "A", "kind": "Sleep", "order": 1},
+        {
+            "id": "b",
+            "name": "B",
+            "kind": "StepRun",
+            "attempts": 2,
+            "ended_at": T0,
+            "order": 0,
+            "memo": 2,
+        },
+        {"id": "a", "name": "A", "kind": "Sleep", "order": 1, "memo": 1},
     ]
 
 
