@@ -110,6 +110,9 @@ class JobKind(enum.StrEnum):
     SLEEP = "sleep"
     PAUSE_TIMEOUT = "pause_timeout"
     EVENT = "event"
+    DEBOUNCE = "debounce"
+    BATCH = "batch"
+    CANCEL = "cancel"
 
 
 class Job(BaseModel):
