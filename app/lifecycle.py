@@ -44,6 +44,8 @@ class Lifecycle:
     def __init__(self, store: Store, sink: EventSink) -> None:
         self._store = store
         self._sink = sink
+        self.on_finish: Callable[[RunState, RunStatus, int], None] | None = None
+        """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
 
     def finish(
         self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int
@@ -64,7 +66,15 @@ class Lifecycle:
                     state.function_id,
                     took,
                     f" error={_message(error)!r}" if error else "",
+                    extra={
+                        "run_id": state.run_id,
+                        "function": state.function_id,
+                        "status": status.value,
+                        "duration_ms": took,
+                    },
                 )
+                if self.on_finish is not None:
+                    self.on_finish(state, status, now)
 
         if str(trigger.get("name", "")) in LIFECYCLE_EVENTS[:2]:
             end()

@@ -2,7 +2,8 @@
 
     ingest(events) ──► store_event (dedupe by user id) ──► EVENT job per new event
     process_event(id) ──► function.invoked   → schedule exactly that function
-                      ──► trigger match      → schedule each matching function once
+                      ──► trigger match      → schedule each matching function once,
+                                               as flow control admits (app/flow/admission)
                       ──► function.finished  → resume the invoking parent (correlation id)
                       ──► pause matching     → resume waiting runs (indexed lookups only)
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ulid import ULID
 
@@ -25,6 +27,9 @@ from app.models import JSON, FunctionConfig, Job, JobKind, Pause
 from app.queue import Queue
 from app.registry import Registry
 from app.state.store import NewRun, Store
+
+if TYPE_CHECKING:
+    from app.flow.admission import Admission
 
 log = logging.getLogger("stepline.runner")
 
@@ -48,6 +53,8 @@ class Runner:
         self.inline: InlineRunner | None = None
         """Set in worker processes: runs a just-recorded job here instead of sending it, so an
         event and the first run it starts cost one queue hop, not three."""
+        self.admission: Admission | None = None
+        """Set by `Engine.create`: flow control's say before and after a run is created."""
 
     # --- ingest -----------------------------------------------------------------------------
     def ingest(
@@ -109,10 +116,12 @@ class Runner:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
                     # The first run starts in this task (when the worker allows it).
-                    run_id, _ = self.schedule(
-                        fn, [event], [internal_id], now, send=bool(runs) or self.inline is None
-                    )
-                    runs.append(run_id)
+                    send = bool(runs) or self.inline is None
+                    admitted = self._admit(fn, event, internal_id, now, send=send)
+                    if admitted:
+                        runs.append(admitted)
+                elif self.admission is not None:
+                    self.admission.no_match(fn, event, internal_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
@@ -149,15 +158,42 @@ class Runner:
             if correlation_id:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
-        run_id, _ = self.schedule(
+        return self._admit(
+            fn, event, internal_id, now, send=self.inline is None, correlation_id=correlation_id
+        )
+
+    def _admit(
+        self,
+        fn: FunctionConfig,
+        event: dict[str, JSON],
+        internal_id: str,
+        now: int,
+        *,
+        send: bool,
+        correlation_id: str | None = None,
+    ) -> str | None:
+        """Schedule the event's run of `fn` if flow control admits it (app/flow/admission)."""
+        if self.admission is None:
+            return self.schedule(
+                fn, [event], [internal_id], now, correlation_id=correlation_id, send=send
+            )[0]
+        decision = self.admission.admit(fn, event, internal_id, now, correlation_id=correlation_id)
+        if not decision.start:
+            return None
+        run_id, created = self.schedule(
             fn,
             [event],
             [internal_id],
             now,
+            idempotency_key=decision.idempotency_key,
             correlation_id=correlation_id,
-            send=self.inline is None,
+            run_id=decision.run_id,
+            send=send,
         )
-        return run_id
+        ours = self.admission.on_scheduled(
+            fn, decision, run_id, created, [event], [internal_id], now
+        )
+        return run_id if ours else None
 
     def _invoke_not_found(
         self, event: dict[str, JSON], fn_id: str, correlation_id: str, internal_id: str, now: int
@@ -237,15 +273,17 @@ class Runner:
         *,
         idempotency_key: str | None = None,
         correlation_id: str | None = None,
+        run_id: str | None = None,
         send: bool = True,
     ) -> tuple[str, bool]:
         """Create a run of `fn` (once per idempotency key) and queue its start.
 
         The key defaults to the first event's internal id, so processing an event again never
         starts a second run. Returns (run id, created). With `send=False` the start job is
-        only recorded: the caller runs it inline (`start_inline`).
+        only recorded: the caller runs it inline (`start_inline`). `run_id` is the id to
+        create the run with (flow control may have reserved it), else a new ULID.
         """
-        new_id = new_ulid(now)
+        new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
         run_id, created = self._store.create_run(
             NewRun(
@@ -268,6 +306,7 @@ class Runner:
                 run_id,
                 fn.id,
                 event_ids[0] if event_ids else "",
+                extra={"run_id": run_id, "function": fn.id, "status": "Queued"},
             )
         return run_id, created
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -26,6 +27,7 @@ from app.drivers import signing
 from app.durations import parse_duration_ms
 from app.errors import BadRequest, InvalidFunction, SteplineError
 from app.expressions import compile_expression
+from app.flow.options import check_options
 from app.models import JSON, FunctionConfig, Trigger
 
 log = logging.getLogger("stepline.sync")
@@ -69,6 +71,17 @@ def _folded(obj: Mapping[str, JSON]) -> dict[str, JSON]:
 # --- parsing a registration ----------------------------------------------------------------
 
 
+@dataclass
+class Registration:
+    """A parsed `/fn/register` payload: the valid functions, and the refused ones' errors."""
+
+    app_id: str
+    url: str
+    functions: list[FunctionConfig]
+    errors: list[InvalidFunction]
+    """One per invalid function, naming the function and the field."""
+
+
 def parse_registration(
     body: Mapping[str, JSON], *, headers: Mapping[str, str]
 ) -> tuple[str, str, list[FunctionConfig]]:
@@ -76,8 +89,17 @@ def parse_registration(
 
     `headers` are the request's; nothing in them changes the result today (the SDK, framework
     and deploy id headers are informational). Raises `BadRequest` for a malformed payload and
-    `InvalidFunction` (naming function and field) for an invalid function.
+    `InvalidFunction` (naming function and field) for the first invalid function.
     """
+    registration = read_registration(body, headers=headers)
+    if registration.errors:
+        raise registration.errors[0]
+    return registration.app_id, registration.url, registration.functions
+
+
+def read_registration(body: Mapping[str, JSON], *, headers: Mapping[str, str]) -> Registration:
+    """Like `parse_registration`, but an invalid function does not refuse the others: it is
+    left out and its error listed. Raises `BadRequest` only for a malformed payload."""
     del headers  # informational only; kept so callers hand over the whole request
     top = _folded(body)
     app_id = top.get("appname")
@@ -98,16 +120,24 @@ def parse_registration(
     if not isinstance(functions, list):
         raise BadRequest("functions must be a list", field="functions")
     configs: list[FunctionConfig] = []
+    errors: list[InvalidFunction] = []
     seen: set[str] = set()
     for index, raw in enumerate(functions):
-        config = _FunctionParser(app_id.strip(), url, index, raw).parse()
+        try:
+            config = _FunctionParser(app_id.strip(), url, index, raw).parse()
+        except InvalidFunction as exc:
+            errors.append(exc)
+            continue
         if config.id in seen:
-            raise InvalidFunction(
-                f"function {config.id!r} is registered twice", field=f"functions[{index}].id"
+            errors.append(
+                InvalidFunction(
+                    f"function {config.id!r} is registered twice", field=f"functions[{index}].id"
+                )
             )
+            continue
         seen.add(config.id)
         configs.append(config)
-    return app_id.strip(), url, configs
+    return Registration(app_id.strip(), url, configs, errors)
 
 
 def _is_http_url(value: str) -> bool:
@@ -160,6 +190,8 @@ class _FunctionParser:
             if value is None or value == [] or value == {}:
                 continue
             options[key] = self.option(key, value)
+        for path, problem in check_options(options):  # ranges and limits (app/flow/admission)
+            raise self.fail(path, problem)
         return FunctionConfig(
             id=fn_id,
             name=name or fn_id,

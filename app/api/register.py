@@ -18,8 +18,9 @@ from flask import Blueprint, Response, jsonify, request
 from app.api.context import current_engine
 from app.api.errors import error_response as _error
 from app.drivers import signing
-from app.errors import BadRequest, SteplineError, Unauthorized
-from app.sync import parse_registration
+from app.errors import BadRequest, Conflict, SteplineError, Unauthorized
+from app.models import FunctionConfig
+from app.sync import read_registration
 
 if TYPE_CHECKING:
     from app.engine import Engine
@@ -33,7 +34,8 @@ def _auth_error(engine: Engine) -> tuple[Response, int] | None:
     key = engine.settings.signing_key
     if not key:
         return None
-    if signing.authorization_matches(request.headers.get("Authorization"), [key]):
+    keys = [key, engine.settings.signing_key_fallback or ""]  # the fallback while rotating
+    if signing.authorization_matches(request.headers.get("Authorization"), keys):
         return None
     return _error(
         Unauthorized(
@@ -42,6 +44,20 @@ def _auth_error(engine: Engine) -> tuple[Response, int] | None:
             "to Stepline's STEPLINE_SIGNING_KEY)"
         )
     )
+
+
+def _taken(engine: Engine, app_id: str, configs: list[FunctionConfig]) -> Conflict | None:
+    """A function id another app owns: registering it would take the function over, and the
+    owner's next sync would delete it."""
+    for config in configs:
+        owner = engine.store.get_function(config.id)
+        if owner is not None and owner.app_id != app_id:
+            return Conflict(
+                f"function {config.id!r} already belongs to app {owner.app_id!r}: give this app "
+                "or the function another id",
+                field="functions",
+            )
+    return None
 
 
 @blueprint.post("/fn/register")
@@ -64,14 +80,42 @@ def register() -> tuple[Response, int]:
     if not isinstance(body, dict):
         return _error(BadRequest("the registration body must be a JSON object"))
     try:
-        app_id, url, configs = parse_registration(body, headers=dict(request.headers))
+        registration = read_registration(body, headers=dict(request.headers))
     except SteplineError as exc:
         log.warning("registration refused: %s", exc.message)
         return _error(exc)
-    modified = engine.store.save_app(app_id, url, configs, engine.now())
-    log.info(
-        "app registered app=%s url=%s functions=%d modified=%s", app_id, url, len(configs), modified
-    )
+    app_id, url, configs = registration.app_id, registration.url, registration.functions
+    taken = _taken(engine, app_id, configs)
+    if taken is not None:
+        log.warning("registration refused: %s", taken.message)
+        return _error(taken)
+    modified = False
+    if configs or not registration.errors:
+        modified = engine.store.save_app(app_id, url, configs, engine.now())
+        log.info(
+            "app registered app=%s url=%s functions=%d modified=%s",
+            app_id,
+            url,
+            len(configs),
+            modified,
+        )
+    if registration.errors:
+        # The valid functions are registered; the invalid ones are refused, each named.
+        for error in registration.errors:
+            log.warning("function refused app=%s: %s", app_id, error.message)
+        first = registration.errors[0]
+        answer = first.to_json()
+        more = len(registration.errors) - 1
+        if more:
+            answer["error"] = f"{first.message} (and {more} more invalid function(s))"
+        answer.update(
+            ok=False,
+            app_id=app_id,
+            modified=modified,
+            registered=[config.id for config in configs],
+            errors=[error.to_json() for error in registration.errors],
+        )
+        return jsonify(answer), first.status
     return jsonify({"ok": True, "modified": modified, "app_id": app_id}), 200
 
 

@@ -13,6 +13,7 @@ from croniter import croniter
 from pydantic import ValidationError
 
 from app.errors import InvalidFunction
+from app.flow.options import check_options
 from app.models import JSON, FunctionConfig, Trigger
 from app.sdk.options import (
     Batch,
@@ -104,6 +105,16 @@ class _Checker:
         raise self.fail(field, f"must be an inngest.TriggerEvent or TriggerCron, got {value!r}")
 
 
+_SDK_NAMES = {"rateLimit": "rate_limit", "batchEvents": "batch_events", "maxSize": "max_size"}
+
+
+def _sdk_path(path: str) -> str:
+    """An option path as the SDK's arguments name it: `batchEvents.maxSize` -> `batch_events.
+    max_size`, `cancel[0].if` -> `cancel[0].if_exp`."""
+    parts = [_SDK_NAMES.get(part, part) for part in path.split(".")]
+    return ".".join("if_exp" if part == "if" else part for part in parts)
+
+
 class Function(Generic[T]):
     """A function created by `Inngest.create_function`.
 
@@ -176,6 +187,8 @@ class Function(Generic[T]):
             options["timeouts"] = chk.option("timeouts", timeouts, Timeouts)
         if singleton is not None:
             options["singleton"] = chk.option("singleton", singleton, Singleton)
+        for path, problem in check_options(options):  # ranges, limits, expressions
+            raise chk.fail(_sdk_path(path), problem)
 
         main = FunctionConfig(
             id=slug,

@@ -278,13 +278,26 @@ def test_register_stores_functions(stub: StubStepline) -> None:
     assert len(fns) == 8 and all(fn.driver == "http" for fn in fns)
 
 
-def test_register_refuses_invalid_functions(stub: StubStepline) -> None:
+def test_register_refuses_invalid_functions_and_keeps_the_valid_ones(stub: StubStepline) -> None:
     body = with_function(triggers=[{"cron": "nope"}])
     reply = stub.app.test_client().post("/fn/register", json=body)
     assert reply.status_code == 400
     assert reply.json is not None
     assert reply.json["field"] == "functions[1].triggers[0].cron"
     assert "cap-ops" in reply.json["error"]
+    assert [e["field"] for e in reply.json["errors"]] == ["functions[1].triggers[0].cron"]
+    _, fns = stub.store.apps["cap"]
+    assert "cap-ops" not in [fn.id for fn in fns]
+    assert sorted(reply.json["registered"]) == sorted(fn.id for fn in fns)
+    assert len(fns) == len(body["functions"]) - 1
+
+
+def test_register_refuses_an_app_whose_functions_are_all_invalid(stub: StubStepline) -> None:
+    body = with_function(triggers=[{"cron": "nope"}])
+    body["functions"] = [body["functions"][1]]
+    reply = stub.app.test_client().post("/fn/register", json=body)
+    assert reply.status_code == 400
+    assert reply.json is not None and reply.json["registered"] == []
     assert stub.store.apps == {}
 
 
