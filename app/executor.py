@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from app import expressions
+from app import expressions, metrics
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
 from app.errors import BadRequest
+from app.flow.slots import Slots
 from app.lifecycle import Lifecycle
 from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
 from app.queue import Queue
@@ -87,6 +88,7 @@ class Executor:
         self._drivers = drivers
         self._settings = settings
         self.lifecycle = Lifecycle(store, runner)
+        self.slots = Slots(store, queue, settings)
 
     @staticmethod
     def _now() -> int:
@@ -158,10 +160,30 @@ class Executor:
             }
             self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
             return
+        grant = self.slots.acquire(fn, state, job, now)  # or raises Parked (app.flow.slots)
+        try:
+            self._drive(job, state, fn, target, attempt, now)
+        finally:
+            grant.release(self._now())
+
+    def _drive(
+        self,
+        job: Job,
+        state: RunState,
+        fn: FunctionConfig,
+        target: str | None,
+        attempt: int,
+        now: int,
+    ) -> None:
         if state.started_at is None:
             self._store.mark_started(state.run_id, now)
             state.started_at = now
-            log.info("run started run_id=%s function=%s", state.run_id, fn.id)
+            log.info(
+                "run started run_id=%s function=%s",
+                state.run_id,
+                fn.id,
+                extra={"run_id": state.run_id, "function": fn.id, "status": "Running"},
+            )
         driver = self._drivers[fn.driver]
         call = _Call(
             job,
@@ -220,6 +242,8 @@ class Executor:
         if op.error is not None:
             info["error"] = op.error
         saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
+        if saved.status == "created":
+            metrics.observe_step(self._store, call.fn.id, (now - call.mark_ms) / 1000)
         call.mark_ms = now
         if saved.status != "ended" and op.id not in call.state.steps:
             call.state.steps[op.id] = saved.memo if saved.status != "created" else memo
@@ -444,6 +468,14 @@ class Executor:
                 step=call.target or "",
                 attempt=call.attempt + 1,
             )
+            # Show the error in the run's history while retrying (an app that is down or
+            # answered garbage): on the targeted step, or on a record of this call.
+            info: dict[str, JSON] = {"attempts": call.attempt + 1, "error": error, "retry_at": due}
+            if call.target:
+                info["status"] = "Retrying"
+            else:
+                info.update(name="function call", kind="Call", status="Errored")
+            self._store.record_step(run_id, call.target or f"call:{point}", info)
             self._queue.enqueue(job, due, now)
             log.info(
                 "function retry run_id=%s attempt=%d error=%s",

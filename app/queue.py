@@ -56,9 +56,9 @@ class Queue:
         """When the tick should resend a job created now for immediate work."""
         return now + self._resend_ms
 
-    def dispatch(self, job: Job) -> None:
+    def dispatch(self, job: Job, countdown_ms: int = 0) -> None:
         """Send a job that a state transition already created (e.g. a pause's resume job)."""
-        self._send(job, countdown_ms=0)
+        self._send(job, countdown_ms=countdown_ms)
 
     def release_due(self, now: int, limit: int = 500) -> int:
         """Send every job whose time has come (timers, lost messages, dead workers' jobs)."""

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from app.flow.slots import Parked
 from app.models import Job, JobKind
 from app.state.store import Store
 
@@ -68,13 +69,17 @@ class JobRunner:
         self._leases = LeaseKeeper(store, self._lease_ms)
 
     def handle(self, job_id: str) -> str:
-        """Run the job with this id once; returns "done", "gone" or "busy"."""
+        """Run the job with this id once; returns "done", "gone", "busy" or "parked" (it
+        waits, still queued, for a concurrency slot or its throttled start: see app.flow)."""
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
         job = self._store.begin_job(job_id, token, now, self._lease_ms)
         if isinstance(job, str):
             return job
         with self._leases.holding(job_id, token):
-            self._handlers[job.kind](job)
+            try:
+                self._handlers[job.kind](job)
+            except Parked:
+                return "parked"
         self._store.finish_job(job_id, token)
         return "done"

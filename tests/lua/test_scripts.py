@@ -8,20 +8,24 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.state.flow import FlowStore
 from app.state.keys import Keys
 from app.state.scripts import Scripts, read_script
+from app.state.slots import SlotStore
 from app.state.store import DEFAULT_LUA_DIR, Store
 
 LUA = DEFAULT_LUA_DIR
+NAMES = (*Scripts.NAMES, *FlowStore.NAMES, *SlotStore.NAMES)
+"""Every script of lua/, whichever module's wrapper loads it."""
 
 
 def test_every_script_is_loaded_and_every_file_is_a_script() -> None:
     files = sorted(p.stem for p in LUA.glob("*.lua"))
-    assert files == sorted(Scripts.NAMES)
+    assert files == sorted(NAMES)
 
 
 def test_every_script_has_a_contract_header() -> None:
-    for name in Scripts.NAMES:
+    for name in NAMES:
         text = (LUA / f"{name}.lua").read_text()
         header = text.split("]]", 1)[0]
         assert header.startswith(f"--[[ {name}:"), name
@@ -31,7 +35,7 @@ def test_every_script_has_a_contract_header() -> None:
 
 
 def test_includes_are_pasted_and_scripts_never_build_keys() -> None:
-    for name in Scripts.NAMES:
+    for name in NAMES:
         text = read_script(LUA, name)
         assert "@include" not in text, name
         # Keys come in KEYS only: no call takes a key made by concatenation in Lua.
