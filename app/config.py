@@ -1,6 +1,6 @@
 """One typed Settings object, read from the environment once.
 
-Every setting is documented in the README's configuration table; keep the two in step.
+Every setting is documented in `docs/configuration.md` (one table); keep the two in step.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ class Settings:
     """`STEPLINE_SIGNING_KEY_FALLBACK`: also accepted while rotating keys."""
     http_timeout_seconds: float = 300.0
     """How long the HTTP driver waits for an app to answer one call."""
+    api_token: str | None = None
+    """`STEPLINE_API_TOKEN`: `/v1` and `/metrics` then need `Authorization: Bearer <token>`."""
+    auth_header: str | None = None
+    """`STEPLINE_AUTH_HEADER`: a header an authenticating proxy sets; its presence admits."""
+    retention_days: float = 7.0
+    """`STEPLINE_RETENTION_DAYS`: finished runs and events are deleted after this long."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,4 +81,7 @@ class Settings:
             http_timeout_seconds=_env_float(
                 "STEPLINE_HTTP_TIMEOUT_SECONDS", cls.http_timeout_seconds
             ),
+            api_token=os.environ.get("STEPLINE_API_TOKEN") or None,
+            auth_header=os.environ.get("STEPLINE_AUTH_HEADER") or None,
+            retention_days=_env_float("STEPLINE_RETENTION_DAYS", cls.retention_days),
         )

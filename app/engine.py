@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app import retention
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
+from app.logs import configure_from_env as configure_logs_from_env
 from app.models import FunctionConfig, Job
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
@@ -26,6 +29,7 @@ from app.worker import JobRunner
 if TYPE_CHECKING:
     from app.drivers.base import Driver
     from app.executor import Executor
+    from app.flow.admission import Admission
     from app.runner import Runner
 
 
@@ -50,6 +54,9 @@ class Engine:
     executor: Executor
     jobs: JobRunner
     _last_sync: int = 0
+    _last_retention: int = 0
+    admission: Admission | None = None
+    """Flow control before runs (rate limit, debounce, batch, ...); set by `create`."""
 
     @staticmethod
     def now() -> int:
@@ -69,8 +76,11 @@ class Engine:
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
         from app.executor import Executor
+        from app.flow.admission import Admission
         from app.runner import Runner
+        from app.state.flow import FlowStore
 
+        configure_logs_from_env()
         store = Store(settings.redis_url, prefix=settings.key_prefix)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
@@ -82,18 +92,25 @@ class Engine:
             "http": HttpDriver(settings),
         }
         executor = Executor(store, queue, registry, runner, drivers, settings)
+        admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
+        runner.admission = admission
+        executor.lifecycle.on_finish = admission.on_finish
         from app.models import JobKind
 
-        handlers = {
+        handlers: dict[JobKind, Callable[[Job], None]] = {
             JobKind.START: executor.run_job,
             JobKind.EDGE: executor.run_job,
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
             JobKind.EVENT: lambda job: runner.process_event(job.event_id, wall_clock_ms()),
+            JobKind.DEBOUNCE: admission.run_debounce,
+            JobKind.BATCH: admission.run_batch,
+            JobKind.CANCEL: admission.run_timeout,
         }
         jobs = JobRunner(store, settings.lease_seconds, handlers)
         engine = cls(settings, store, queue, registry, functions, runner, executor, jobs)
         runner.canceller = executor.cancel
+        engine.admission = admission
         if inline:
             runner.inline = engine.run_inline
         engine.sync_local()
@@ -125,11 +142,16 @@ class Engine:
             _inline.depth = depth
 
     def tick(self, now: int) -> int:
-        """Beat's periodic work: send due timers and lost jobs, fire due cron triggers."""
+        """Beat's periodic work: send due timers, lost jobs and parked jobs that can run now,
+        fire due cron triggers."""
         from app.cron import fire_due_crons
 
         if now - self._last_sync >= RESYNC_MS:
             self.sync_local()
         released = self.queue.release_due(now)
+        if now - self._last_retention >= retention.INTERVAL_MS:
+            self._last_retention = now
+            retention.apply(self.store, self.settings, now)
+        released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released

@@ -1,10 +1,19 @@
---[[ create_run: create a run (status Queued) once.
+--[[ create_run: create a run (status Queued) once, optionally with memoized steps.
+
+A rerun passes the original run id; a replay also passes the steps it keeps (memos, stack
+order and history records), so the new run starts as if those steps had already run.
 
 KEYS[1]        run meta              hash    <p>:{<run>}:run
-KEYS[2]        all runs              zset    <p>:runs                  run id by created_at
-KEYS[3]        the function's runs   zset    <p>:runs:fn:<function>    run id by created_at
-KEYS[4..3+n]   event -> runs links   set     <p>:event-runs:<event internal id>, one per event
-KEYS[4+n]      idempotency key       string  <p>:idem:<function>:<key>  (only when keyed)
+KEYS[2]        run steps             hash    <p>:{<run>}:steps         (written only by a replay)
+KEYS[3]        run stack             list    <p>:{<run>}:stack         (written only by a replay)
+KEYS[4]        run history           hash    <p>:{<run>}:history       (written only by a replay)
+KEYS[5]        all runs              zset    <p>:runs                  run id by created_at
+KEYS[6]        the function's runs   zset    <p>:runs:fn:<function>    run id by created_at
+KEYS[7]        queued runs           zset    <p>:runs:st:Queued        run id by created_at
+KEYS[8]        function's queued     zset    <p>:runs:st:Queued:fn:<function>
+KEYS[9]        queued counter        hash    <p>:metric:runs_queued_total   function -> count
+KEYS[10..9+n]  event -> runs links   set     <p>:event-runs:<event internal id>, one per event
+KEYS[10+n]     idempotency key       string  <p>:idem:<function>:<key>  (only when keyed)
 
 ARGV[1]        run id
 ARGV[2]        function id
@@ -12,20 +21,24 @@ ARGV[3]        created_at, ms since epoch
 ARGV[4]        events, JSON list (wire form)
 ARGV[5]        event internal ids, JSON list
 ARGV[6]        correlation id, "" for none
-ARGV[7]        idempotency TTL, ms (used only when KEYS[4+n] is given)
-ARGV[8..7+n]   event internal ids, one per KEYS[4..3+n]
+ARGV[7]        idempotency TTL, ms (used only when KEYS[10+n] is given)
+ARGV[8]        original run id (rerun / replay), "" for none
+ARGV[9]        memoized steps, "" for none, else JSON
+               {"stack": [step id...], "steps": {step id: memo JSON text},
+                "history": {step id: history record JSON text}}
+ARGV[10..9+n]  event internal ids, one per KEYS[10..9+n]
 
 Returns {code, run id}:
   {"created", run id}    the run was created
   {"exists", run id}     the idempotency key is taken (its run id) or this run id exists
 ]]
 
-local meta_key, runs_key, fn_runs_key = KEYS[1], KEYS[2], KEYS[3]
-local run_id, created_at = ARGV[1], ARGV[3]
-local n = #ARGV - 7
+local meta_key, steps_key, stack_key, history_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local run_id, function_id, created_at = ARGV[1], ARGV[2], ARGV[3]
+local n = #ARGV - 9
 
-if #KEYS == 4 + n then
-  local idem_key = KEYS[4 + n]
+if #KEYS == 10 + n then
+  local idem_key = KEYS[10 + n]
   local existing = redis.call('GET', idem_key)
   if existing then
     return {'exists', existing}
@@ -39,7 +52,7 @@ end
 
 redis.call('HSET', meta_key,
   'run_id', run_id,
-  'function_id', ARGV[2],
+  'function_id', function_id,
   'status', 'Queued',
   'events', ARGV[4],
   'event_ids', ARGV[5],
@@ -50,9 +63,25 @@ redis.call('HSET', meta_key,
   'error', 'null',
   'die', '0',
   'correlation_id', ARGV[6])
-redis.call('ZADD', runs_key, created_at, run_id)
-redis.call('ZADD', fn_runs_key, created_at, run_id)
+if ARGV[8] ~= '' then
+  redis.call('HSET', meta_key, 'original_run_id', ARGV[8])
+end
+if ARGV[9] ~= '' then
+  local memo = cjson.decode(ARGV[9])
+  for _, step in ipairs(memo['stack']) do
+    redis.call('HSET', steps_key, step, memo['steps'][step])
+    redis.call('RPUSH', stack_key, step)
+    local record = memo['history'][step]
+    if record then
+      redis.call('HSET', history_key, step, record)
+    end
+  end
+end
+for i = 5, 8 do
+  redis.call('ZADD', KEYS[i], created_at, run_id)
+end
+redis.call('HINCRBY', KEYS[9], function_id, 1)
 for i = 1, n do
-  redis.call('SADD', KEYS[3 + i], run_id)
+  redis.call('SADD', KEYS[9 + i], run_id)
 end
 return {'created', run_id}

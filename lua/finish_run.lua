@@ -4,6 +4,9 @@ The caller reads the run's pause set, those pauses and the run's jobs first and 
 (their keys come in KEYS); if any of that changed since, nothing is written and "changed" is
 returned so the caller reads again and retries.
 
+The run moves from the Queued/Running status indexes to the one of its end status, enters the
+ended index (retention reads it) and the counter of its end status is incremented.
+
 KEYS[1]   run meta             hash    <p>:{<run>}:run
 KEYS[2]   run pauses           set     <p>:{<run>}:pauses
 KEYS[3]   pending              set     <p>:{<run>}:pending
@@ -14,6 +17,14 @@ KEYS[7]   jobs due             zset    <p>:jobs:due
 KEYS[8]   job owners           hash    <p>:jobs:owner
 KEYS[9]   job leases           hash    <p>:jobs:lease
 KEYS[10]  jobs by run          zset    <p>:jobs:by-run           "<run id>|<job id>"
+KEYS[11]  queued runs          zset    <p>:runs:st:Queued        run id by created_at
+KEYS[12]  function's queued    zset    <p>:runs:st:Queued:fn:<function>
+KEYS[13]  running runs         zset    <p>:runs:st:Running
+KEYS[14]  function's running   zset    <p>:runs:st:Running:fn:<function>
+KEYS[15]  end status runs      zset    <p>:runs:st:<status>
+KEYS[16]  function's end st.   zset    <p>:runs:st:<status>:fn:<function>
+KEYS[17]  ended runs           zset    <p>:runs:ended            run id by ended_at
+KEYS[18]  end status counter   hash    <p>:metric:runs_<completed|failed|cancelled>_total
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
@@ -29,6 +40,7 @@ ARGV[5]   run id
 ARGV[6]   P, number of pauses
 ARGV[7]   J, number of jobs
 ARGV[8]   job tombstone TTL, ms
+ARGV[9]   function id (as read from the run; the index keys above are its)
 then, for pause i, five values: pause id, pause JSON as read ("" if it was missing), index
           mode ("idx", "scan" or ""), index path ("" unless idx), correlation id ("" for none)
 then, for job j: job id
@@ -37,7 +49,8 @@ Returns:
   "finished"   this call ended the run
   "ended"      the run had already ended; nothing written
   "missing"    no such run; nothing written
-  "changed"    the run's pauses or jobs differ from the ones passed; nothing written
+  "changed"    the run's pauses or jobs (or its function) differ from the ones passed;
+               nothing written
 ]]
 
 -- @include "run_status.lua"
@@ -50,8 +63,10 @@ local jobs_key, due_key, owners_key, leases_key, by_run_key =
 local run_id = ARGV[5]
 local n_pauses, n_jobs = tonumber(ARGV[6]), tonumber(ARGV[7])
 local tombstone_ttl = ARGV[8]
-local job_keys_at = 10 + 3 * n_pauses
-local job_args_at = 8 + 5 * n_pauses
+local function_id = ARGV[9]
+local FIXED_KEYS, FIXED_ARGS = 18, 9
+local job_keys_at = FIXED_KEYS + 3 * n_pauses
+local job_args_at = FIXED_ARGS + 5 * n_pauses
 
 local status = redis.call('HGET', meta_key, 'status')
 if not status then
@@ -62,12 +77,15 @@ if is_ended(status) then
 end
 
 -- The caller's snapshot must still be the truth.
+if redis.call('HGET', meta_key, 'function_id') ~= function_id then
+  return 'changed'
+end
 if redis.call('SCARD', run_pauses_key) ~= n_pauses then
   return 'changed'
 end
 for i = 1, n_pauses do
-  local a = 8 + 5 * (i - 1)
-  if (redis.call('GET', KEYS[10 + 3 * (i - 1) + 1]) or '') ~= ARGV[a + 2]
+  local a = FIXED_ARGS + 5 * (i - 1)
+  if (redis.call('GET', KEYS[FIXED_KEYS + 3 * (i - 1) + 1]) or '') ~= ARGV[a + 2]
     or redis.call('SISMEMBER', run_pauses_key, ARGV[a + 1]) == 0 then
     return 'changed'
   end
@@ -86,9 +104,18 @@ redis.call('HSET', meta_key, 'status', ARGV[1], 'output', ARGV[2], 'error', ARGV
   'ended_at', ARGV[4])
 redis.call('DEL', pending_key)
 
+local created_at = redis.call('HGET', meta_key, 'created_at')
+for i = 11, 14 do
+  redis.call('ZREM', KEYS[i], run_id)
+end
+redis.call('ZADD', KEYS[15], created_at, run_id)
+redis.call('ZADD', KEYS[16], created_at, run_id)
+redis.call('ZADD', KEYS[17], ARGV[4], run_id)
+redis.call('HINCRBY', KEYS[18], function_id, 1)
+
 for i = 1, n_pauses do
-  local a = 8 + 5 * (i - 1)
-  local k = 10 + 3 * (i - 1)
+  local a = FIXED_ARGS + 5 * (i - 1)
+  local k = FIXED_KEYS + 3 * (i - 1)
   local keys = {pause = KEYS[k + 1], expiry = expiry_key, index = KEYS[k + 2],
     paths = KEYS[k + 3], correlations = corr_key, run_pauses = run_pauses_key}
   drop_pause(keys, ARGV[a + 1], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])

@@ -1,10 +1,16 @@
 """The HTTP API, one Flask app.
 
     create_app(engine) ─► events    POST /e/<key>
-                      ─► runs      /v1/runs/<id>, /v1/events/<id>[/runs]
+                      ─► auth      /v1 and /metrics need the API token in production mode
+                      ─► runs      /v1/runs[/<id>[/cancel|/rerun|/replay]]
+                      ─► event_log /v1/events[/<id>[/runs]]
+                      ─► functions /v1/functions[/<id>], /v1/apps[/sync|/<id>/sync]
+                      ─► cancellations  POST /v1/cancellations
+                      ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
                       ─► errors    every failure answers JSON with a stable `code`
+                      ─► ui        GET /: the dev UI (static HTML + JS modules, /ui/...)
 
 Nothing is built at import time. The engine lives in `app.extensions["stepline"]`; without an
 `engine` argument the first request builds one from the environment (`Settings.from_env()`).
@@ -12,11 +18,25 @@ Nothing is built at import time. The engine lives in `app.extensions["stepline"]
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import TYPE_CHECKING
 
-from flask import Flask
+from flask import Flask, Response, request
 
-from app.api import errors, events, health, register, runs
+from app.api import (
+    auth,
+    cancellations,
+    errors,
+    event_log,
+    events,
+    functions,
+    health,
+    metrics,
+    register,
+    runs,
+    ui,
+)
 from app.api.context import EXTENSION, current_engine, ensure_engine
 
 if TYPE_CHECKING:
@@ -31,9 +51,36 @@ def create_app(engine: Engine | None = None) -> Flask:
     if engine is not None:
         app.extensions[EXTENSION] = engine
     app.before_request(ensure_engine)
+    app.before_request(auth.check)
     errors.register(app)
     app.register_blueprint(events.bp)
     app.register_blueprint(runs.bp)
+    app.register_blueprint(event_log.bp)
+    app.register_blueprint(functions.bp)
+    app.register_blueprint(cancellations.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(register.blueprint)
+    app.register_blueprint(ui.bp)
+    app.after_request(_conditional)
     return app
+
+
+def _conditional(response: Response) -> Response:
+    """ETags on the /v1 reads, so the UI's polling gets a 304 when nothing changed."""
+    if (
+        request.method == "GET"
+        and request.path.startswith("/v1/")
+        and response.status_code == 200
+        and not response.direct_passthrough
+    ):
+        body = response.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            # `fetched_at` changes on every read; it must not change the tag.
+            body["metadata"].pop("fetched_at", None)
+            tag = hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            response.set_etag(tag)
+        else:
+            response.add_etag()
+        response.make_conditional(request)
+    return response

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from app import metrics
 from app.api.context import current_engine
 from app.errors import BadRequest, PayloadTooLarge, Unauthorized
 from app.models import JSON
@@ -33,6 +34,7 @@ def send_events(event_key: str) -> tuple[Response, int]:
         raise Unauthorized("Event key not found")
     events = parse_events(request.get_data(cache=False))
     ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
+    metrics.count_event(engine.store, len(ids))
     return jsonify({"ids": ids, "status": 200}), 200
 
 

@@ -1,9 +1,13 @@
 """The runs API, shaped like Inngest's REST API v1: every answer is `{"data": ...}`.
 
+GET    /v1/runs                      runs, newest first: filters function_id, status, after,
+                                     before (created time); cursor paging (`limit` 1..100)
 GET    /v1/runs/<run_id>             a run with its step history
 DELETE /v1/runs/<run_id>             cancel it (also POST /v1/runs/<run_id>/cancel)
-GET    /v1/events/<event_id>         an event by internal id
-GET    /v1/events/<event_id>/runs    the runs it started
+POST   /v1/runs/<run_id>/rerun       a new run from the start with the same events
+POST   /v1/runs/<run_id>/replay      a new run from the failed step (or `from_step`)
+
+The contract is `docs/openapi.yaml`.
 """
 
 from __future__ import annotations
@@ -12,12 +16,38 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify
 
+from app.api import params
 from app.api.context import current_engine
-from app.errors import Conflict, NotFound
+from app.errors import BadRequest, Conflict, NotFound
 from app.models import JSON, RunStatus
+from app.replay import NewRunInfo, replay, rerun
 from app.state.store import EventRecord, RunView
 
 bp = Blueprint("runs", __name__)
+
+
+@bp.get("/v1/runs")
+def list_runs() -> Response:
+    limit = params.limit()
+    function_id = params.text("function_id")
+    status = params.status()
+    after = params.time_arg("after")
+    before = params.time_arg("before")
+    cursor = params.cursor()
+    page = current_engine().store.page_runs(
+        limit,
+        function_id=function_id,
+        status=status,
+        created_after=after,
+        created_before=before,
+        after=cursor,
+    )
+    return jsonify(
+        {
+            "data": [run_json(view, steps=False) for view in page.items],
+            "metadata": list_metadata(params.encode_cursor(page.next)),
+        }
+    )
 
 
 @bp.get("/v1/runs/<run_id>")
@@ -47,24 +77,42 @@ def cancel_run(run_id: str) -> Response:
     return jsonify({"data": {"run_id": run_id, "status": RunStatus.CANCELLED.value}})
 
 
-@bp.get("/v1/events/<event_id>")
-def get_event(event_id: str) -> Response:
-    record = current_engine().store.get_event(event_id)
-    if record is None:
-        raise NotFound(f"event {event_id} not found", field="event_id")
-    return jsonify({"data": event_json(record)})
+@bp.post("/v1/runs/<run_id>/rerun")
+def rerun_run(run_id: str) -> tuple[Response, int]:
+    engine = current_engine()
+    made = rerun(engine.store, engine.queue, run_id, engine.now())
+    return jsonify({"data": _new_run_json(made, replayed=False)}), 201
 
 
-@bp.get("/v1/events/<event_id>/runs")
-def get_event_runs(event_id: str) -> Response:
-    store = current_engine().store
-    if store.get_event(event_id) is None:
-        raise NotFound(f"event {event_id} not found", field="event_id")
-    views = [store.get_run(run_id) for run_id in store.event_run_ids(event_id)]
-    return jsonify({"data": [run_json(view) for view in views if view is not None]})
+@bp.post("/v1/runs/<run_id>/replay")
+def replay_run(run_id: str) -> tuple[Response, int]:
+    body = params.body()
+    from_step = body.get("from_step")
+    if from_step is not None and (not isinstance(from_step, str) or not from_step):
+        raise BadRequest("from_step must be a step id (string)", field="from_step")
+    engine = current_engine()
+    made = replay(engine.store, engine.queue, run_id, engine.now(), from_step)
+    return jsonify({"data": _new_run_json(made, replayed=True)}), 201
 
 
-def run_json(view: RunView) -> dict[str, JSON]:
+def _new_run_json(made: NewRunInfo, *, replayed: bool) -> dict[str, JSON]:
+    out: dict[str, JSON] = {
+        "run_id": made.run_id,
+        "original_run_id": made.original_run_id,
+        "function_id": made.function_id,
+        "status": RunStatus.QUEUED.value,
+    }
+    if replayed:
+        out["from_step"] = made.from_step
+        out["copied_steps"] = made.copied_steps
+    return out
+
+
+def list_metadata(next_cursor: str | None) -> dict[str, JSON]:
+    return {"next_cursor": next_cursor, "fetched_at": iso(current_engine().now())}
+
+
+def run_json(view: RunView, *, steps: bool = True) -> dict[str, JSON]:
     out: dict[str, JSON] = {
         "run_id": view.run_id,
         "function_id": view.function_id,
@@ -74,12 +122,14 @@ def run_json(view: RunView) -> dict[str, JSON]:
         "created_at": iso(view.created_at),
         "run_started_at": iso(view.started_at),
         "ended_at": iso(view.ended_at),
+        "original_run_id": view.original_run_id,
     }
     if view.error is not None:
         out["error"] = view.error
     else:
         out["output"] = view.output
-    out["steps"] = [step_json(record) for record in view.steps]
+    if steps:
+        out["steps"] = [step_json(record) for record in view.steps]
     return out
 
 
@@ -94,10 +144,18 @@ def step_json(record: dict[str, JSON]) -> dict[str, JSON]:
         "started_at": iso(record.get("started_at")),
         "ended_at": iso(record.get("ended_at")),
     }
+    for when in ("due_at", "retry_at"):
+        if record.get(when) is not None:
+            out[when] = iso(record[when])
+    if record.get("waiting_for"):
+        out["waiting_for"] = record["waiting_for"]
+    memo = record.get("memo")
     if record.get("error") is not None:
         out["error"] = record["error"]
     elif "output" in record:
         out["output"] = record["output"]
+    elif isinstance(memo, dict) and "data" in memo:
+        out["output"] = memo["data"]  # a step.run's value, memoized as {"data": ...}
     return out
 
 

@@ -18,6 +18,9 @@ indexes across runs.
     global                          type    content
     <p>:runs                        zset    run id, score created_at (ms)
     <p>:runs:fn:<function id>       zset    run id, score created_at (ms)
+    <p>:runs:st:<status>            zset    run id, score created_at (ms), runs in that status
+    <p>:runs:st:<status>:fn:<fn id> zset    the same, of one function
+    <p>:runs:ended                  zset    run id, score ended_at (ms): retention
     <p>:idem:<fn id>:<key>          string  run id (PX idempotency TTL)
     <p>:events                      zset    event internal id, score received_at (ms)
     <p>:event:<internal id>         string  {"internal_id", "received_at", "event"} JSON
@@ -41,6 +44,7 @@ indexes across runs.
     <p>:registry-version            string  integer, bumped on every registry change
     <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
+    <p>:metric:<name>               hash    label (function id, ...) -> counter (metrics.py)
 """
 
 from __future__ import annotations
@@ -86,6 +90,17 @@ class Keys:
 
     def function_runs(self, function_id: str) -> str:
         return f"{self.prefix}:runs:fn:{function_id}"
+
+    def status_runs(self, status: str, function_id: str | None = None) -> str:
+        base = f"{self.prefix}:runs:st:{status}"
+        return base if function_id is None else f"{base}:fn:{function_id}"
+
+    @property
+    def ended_runs(self) -> str:
+        return f"{self.prefix}:runs:ended"
+
+    def metric(self, name: str) -> str:
+        return f"{self.prefix}:metric:{name}"
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}:idem:{key}"

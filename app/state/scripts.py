@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from app.models import RunStatus
 from app.state.keys import Keys
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ Arg = str | int
 
 
 class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
+    def __call__(self, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any: ...
 
 
 def read_script(lua_dir: Path, name: str) -> str:
@@ -63,6 +64,7 @@ class PauseRef:
 SaveCode = Literal["created", "identical", "different", "ended"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
+DeleteRunCode = Literal["deleted", "missing", "kept", "changed"]
 
 
 class Scripts:
@@ -84,6 +86,8 @@ class Scripts:
         "release_due",
         "store_event",
         "save_app",
+        "delete_run",
+        "delete_event",
     )
 
     def __init__(self, client: Redis[str], keys: Keys, lua_dir: Path) -> None:
@@ -107,9 +111,27 @@ class Scripts:
         correlation_id: str,
         idempotency_key: str | None,
         idempotency_ttl_ms: int,
+        original_run_id: str = "",
+        memo_json: str = "",
+        *,
+        client: Any = None,
     ) -> tuple[str, bool]:
+        """Create a run (see lua/create_run.lua). With `client` (a pipeline), only queue the
+        call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
         k = self._keys
-        keys = [k.run(run_id).meta, k.runs, k.function_runs(function_id)]
+        r = k.run(run_id)
+        queued = RunStatus.QUEUED.value
+        keys = [
+            r.meta,
+            r.steps,
+            r.stack,
+            r.history,
+            k.runs,
+            k.function_runs(function_id),
+            k.status_runs(queued),
+            k.status_runs(queued, function_id),
+            k.metric("runs_queued_total"),
+        ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
             keys.append(k.idempotency(idempotency_key))
@@ -121,13 +143,32 @@ class Scripts:
             _dumps(list(event_ids)),
             correlation_id,
             idempotency_ttl_ms,
+            original_run_id,
+            memo_json,
             *event_ids,
         ]
-        code, found = self._run("create_run", keys, args)
+        if client is not None:
+            self._scripts["create_run"](keys, args, client)
+            return run_id, True
+        return self.created(self._run("create_run", keys, args))
+
+    @staticmethod
+    def created(reply: Any) -> tuple[str, bool]:
+        code, found = reply
         return str(found), code == "created"
 
-    def mark_started(self, run_id: str, now: int) -> bool:
-        return int(self._run("mark_started", [self._keys.run(run_id).meta], [now])) == 1
+    def mark_started(self, run_id: str, function_id: str, now: int) -> bool:
+        k = self._keys
+        queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
+        keys = [
+            k.run(run_id).meta,
+            k.status_runs(queued),
+            k.status_runs(queued, function_id),
+            k.status_runs(running),
+            k.status_runs(running, function_id),
+            k.metric("runs_started_total"),
+        ]
+        return int(self._run("mark_started", keys, [now, function_id])) == 1
 
     def save_step(
         self, run_id: str, step: str, memo_json: str, info_json: str
@@ -161,6 +202,8 @@ class Scripts:
         now: int,
         pauses: Sequence[PauseRef],
         job_ids: Sequence[str],
+        *,
+        function_id: str,
     ) -> FinishCode:
         k = self._keys
         r = k.run(run_id)
@@ -175,6 +218,14 @@ class Scripts:
             k.job_owners,
             k.job_leases,
             k.jobs_by_run,
+            k.status_runs(RunStatus.QUEUED.value),
+            k.status_runs(RunStatus.QUEUED.value, function_id),
+            k.status_runs(RunStatus.RUNNING.value),
+            k.status_runs(RunStatus.RUNNING.value, function_id),
+            k.status_runs(status),
+            k.status_runs(status, function_id),
+            k.ended_runs,
+            k.metric(f"runs_{status.lower()}_total"),
         ]
         args: list[Arg] = [
             status,
@@ -185,6 +236,7 @@ class Scripts:
             len(pauses),
             len(job_ids),
             TOMBSTONE_TTL_MS,
+            function_id,
         ]
         for ref in pauses:
             keys += [k.pause(ref.pause_id), self._index_key(ref), k.pause_paths(ref.event)]
@@ -192,6 +244,25 @@ class Scripts:
         keys += [k.job_tombstone(job_id) for job_id in job_ids]
         args += list(job_ids)
         return cast(FinishCode, self._run("finish_run", keys, args))
+
+    def delete_run(self, run_id: str, function_id: str, status: str, cutoff: int) -> DeleteRunCode:
+        k = self._keys
+        r = k.run(run_id)
+        keys = [
+            r.meta,
+            r.steps,
+            r.stack,
+            r.pending,
+            r.history,
+            r.pauses,
+            k.runs,
+            k.function_runs(function_id),
+            k.status_runs(status),
+            k.status_runs(status, function_id),
+            k.ended_runs,
+        ]
+        code = self._run("delete_run", keys, [run_id, function_id, status, cutoff])
+        return cast(DeleteRunCode, code)
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
@@ -311,6 +382,12 @@ class Scripts:
             keys.append(k.event_dedupe(user_id))
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
         return str(found), code == "stored"
+
+    def delete_event(self, internal_id: str, cutoff: int) -> int:
+        """1 deleted, 0 kept (received after the cutoff), -1 not in the index."""
+        k = self._keys
+        keys = [k.event(internal_id), k.event_runs(internal_id), k.events]
+        return int(self._run("delete_event", keys, [internal_id, cutoff]))
 
     def save_app(
         self, app_id: str, record_json: str, checksum: str, functions: Sequence[tuple[str, str]]

@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import redis
 
@@ -55,6 +55,21 @@ class NewRun:
     idempotency_ttl_ms: int = 86_400_000
     correlation_id: str | None = None
     """Set when this run was started by step.invoke; copied into its finish event."""
+    original_run_id: str | None = None
+    """Set on a rerun or replay: the run it was made from."""
+    memoized: MemoizedSteps | None = None
+    """A replay's steps, memoized from the start (they are not executed again)."""
+
+
+@dataclass
+class MemoizedSteps:
+    """Steps a run has memoized, in stack (completion) order, with their history records."""
+
+    stack: list[str]
+    steps: dict[str, JSON]
+    """Memo by hashed step id."""
+    history: dict[str, dict[str, JSON]]
+    """History record by hashed step id (those without one are left out)."""
 
 
 @dataclass
@@ -110,6 +125,8 @@ class RunView:
     error: JSON = None
     steps: list[dict[str, JSON]] = field(default_factory=list)
     """Step history records in first-seen order (see `record_step`)."""
+    original_run_id: str | None = None
+    """Set on a rerun or replay: the run it was made from."""
 
 
 @dataclass
@@ -117,6 +134,19 @@ class EventRecord:
     internal_id: str
     received_at: int
     event: dict[str, JSON]
+
+
+T = TypeVar("T")
+
+Position = tuple[int, str]
+"""Where a page ended: (score, member) of its last item; the next page starts after it."""
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next: Position | None
+    """The last item's position when more items follow, else None."""
 
 
 class Store:
@@ -214,6 +244,26 @@ class Store:
         raw = self._client.get(self._keys.event(internal_id))
         return None if raw is None else _event_record(raw)
 
+    def page_events(
+        self,
+        limit: int,
+        *,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+    ) -> Page[EventRecord]:
+        """Newest first: events received in [received_after, received_before) (ms), following
+        position `after` (a previous page's `next`)."""
+        members, more = self._score_page(
+            self._keys.events, limit, received_after, received_before, after
+        )
+        if not members:
+            return Page([], None)
+        raw = self._client.mget([self._keys.event(member) for member, _ in members])
+        records = [_event_record(item) for item in raw if item is not None]
+        last = members[-1]
+        return Page(records, (last[1], last[0]) if more else None)
+
     def list_events(self, limit: int, before: str | None = None) -> list[EventRecord]:
         """Newest first; `before` is an internal id (exclusive) from a previous page."""
         ids = self._page(self._keys.events, limit, before)
@@ -229,7 +279,33 @@ class Store:
     def create_run(self, run: NewRun) -> tuple[str, bool]:
         """Create a run (status Queued) idempotently. Returns (run id, created). With an
         idempotency key already taken: (the existing run id, False). Links each event id to
-        the run, adds it to the run lists (all, per function)."""
+        the run, adds it to the run lists (all, per function, per status).
+
+        `memoized` (a replay) writes those steps, stack and history records with the run."""
+        return self._create_run(run, None)
+
+    def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
+        """`create_run` for many runs in one pipelined round trip (each still atomic)."""
+        pipe = self._client.pipeline(transaction=False)
+        for run in runs:
+            self._create_run(run, pipe)
+        return [Scripts.created(reply) for reply in pipe.execute()]
+
+    def _create_run(self, run: NewRun, pipe: Any) -> tuple[str, bool]:
+        memo_json = ""
+        if run.memoized is not None:
+            memo = run.memoized
+            memo_json = _dumps(
+                {
+                    "stack": memo.stack,
+                    "steps": {step: _dumps(memo.steps.get(step)) for step in memo.stack},
+                    "history": {
+                        step: _encode_info(record)
+                        for step, record in memo.history.items()
+                        if step in memo.steps
+                    },
+                }
+            )
         return self._scripts.create_run(
             run.run_id,
             run.function_id,
@@ -239,6 +315,27 @@ class Store:
             run.correlation_id or "",
             run.idempotency_key,
             run.idempotency_ttl_ms,
+            run.original_run_id or "",
+            memo_json,
+            client=pipe,
+        )
+
+    def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
+        """The run's memoized steps in stack order with their history records (None if the
+        run is gone): what a replay copies."""
+        r = self._keys.run(run_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.exists(r.meta)
+        pipe.lrange(r.stack, 0, -1)
+        pipe.hgetall(r.steps)
+        pipe.hgetall(r.history)
+        exists, stack, steps, history = pipe.execute()
+        if not exists:
+            return None
+        return MemoizedSteps(
+            stack=[step for step in stack if step in steps],
+            steps={step: json.loads(raw) for step, raw in steps.items()},
+            history={step: _decode_record(step, raw) for step, raw in history.items()},
         )
 
     def load_run(self, run_id: str) -> RunState | None:
@@ -269,8 +366,11 @@ class Store:
         )
 
     def mark_started(self, run_id: str, now: int) -> None:
-        """Status Queued -> Running; started_at written once."""
-        self._scripts.mark_started(run_id, now)
+        """Status Queued -> Running (moving it between the status indexes, counting the
+        start); started_at written once. A missing run is left alone."""
+        function_id = self._client.hget(self._keys.run(run_id).meta, "function_id")
+        if function_id is not None:
+            self._scripts.mark_started(run_id, function_id, now)
 
     def save_step(
         self, run_id: str, step: str, memo: JSON, info: dict[str, JSON], now: int
@@ -310,21 +410,29 @@ class Store:
         if not RunStatus(status).ended:
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
         for _ in range(RETRIES):
-            pauses, job_ids = self._run_snapshot(run_id)
+            function_id, pauses, job_ids = self._run_snapshot(run_id)
             code = self._scripts.finish_run(
-                run_id, status, _dumps(output), _dumps(error), now, pauses, job_ids
+                run_id,
+                status,
+                _dumps(output),
+                _dumps(error),
+                now,
+                pauses,
+                job_ids,
+                function_id=function_id,
             )
             if code != "changed":
                 return code == "finished"
         raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
 
-    def _run_snapshot(self, run_id: str) -> tuple[list[PauseRef], list[str]]:
-        """The run's pauses (as refs) and queued job ids, for finish_run."""
+    def _run_snapshot(self, run_id: str) -> tuple[str, list[PauseRef], list[str]]:
+        """The run's function id, pauses (as refs) and queued job ids, for finish_run."""
         prefix = run_id + RUN_JOB_SEPARATOR
         pipe = self._client.pipeline(transaction=True)
+        pipe.hget(self._keys.run(run_id).meta, "function_id")
         pipe.smembers(self._keys.run(run_id).pauses)
         pipe.zrangebylex(self._keys.jobs_by_run, f"[{prefix}", f"({run_id}}}")
-        pause_ids, members = pipe.execute()
+        function_id, pause_ids, members = pipe.execute()
         ordered = sorted(pause_ids)
         raws = self._client.mget([self._keys.pause(pid) for pid in ordered]) if ordered else []
         refs = [
@@ -333,7 +441,7 @@ class Store:
             else PauseRef(pid, run_id, "", "", "", "", "", "")
             for pid, raw in zip(ordered, raws, strict=True)
         ]
-        return refs, [member[len(prefix) :] for member in members]
+        return function_id or "", refs, [member[len(prefix) :] for member in members]
 
     def get_run(self, run_id: str) -> RunView | None:
         r = self._keys.run(run_id)
@@ -354,18 +462,90 @@ class Store:
         return view
 
     def list_runs(
-        self, limit: int, function_id: str | None = None, before: str | None = None
+        self,
+        limit: int,
+        function_id: str | None = None,
+        before: str | None = None,
+        *,
+        status: str | None = None,
     ) -> list[RunView]:
         """Newest first (by created_at); `before` is a run id (exclusive) from a previous
         page. The views carry no step history (`steps` is empty): use get_run for that."""
-        key = self._keys.runs if function_id is None else self._keys.function_runs(function_id)
-        ids = self._page(key, limit, before)
+        ids = self._page(self._runs_index(function_id, status), limit, before)
+        return self._run_views(ids)
+
+    def page_runs(
+        self,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+    ) -> Page[RunView]:
+        """Newest first: runs created in [created_after, created_before) (ms), of a function
+        and/or in a status, following position `after` (a previous page's `next`). Reads one
+        index (O(log N + limit)); views carry no step history."""
+        key = self._runs_index(function_id, status)
+        members, more = self._score_page(key, limit, created_after, created_before, after)
+        views = self._run_views([member for member, _ in members])
+        if not members:
+            return Page([], None)
+        last = members[-1]
+        return Page(views, (last[1], last[0]) if more else None)
+
+    def _runs_index(self, function_id: str | None, status: str | None) -> str:
+        if status is not None:
+            return self._keys.status_runs(status, function_id)
+        if function_id is not None:
+            return self._keys.function_runs(function_id)
+        return self._keys.runs
+
+    def _run_views(self, ids: list[str]) -> list[RunView]:
         if not ids:
             return []
         pipe = self._client.pipeline(transaction=False)
         for run_id in ids:
             pipe.hgetall(self._keys.run(run_id).meta)
         return [_run_view(meta) for meta in pipe.execute() if meta]
+
+    def _score_page(
+        self,
+        key: str,
+        limit: int,
+        low: int | None,
+        high: int | None,
+        after: Position | None,
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """Up to `limit` members of a zset, highest score first (equal scores: highest member
+        first), with low <= score < high, strictly after position `after`. Returns them and
+        whether more follow. Members equal in score to `after` are skipped in bounded reads,
+        so the cost is O(log N + limit + ties)."""
+        if limit <= 0:
+            return [], False
+        top: str = "+inf" if high is None else f"({high}"
+        if after is not None and (high is None or after[0] < high):
+            top = str(after[0])
+        bottom: str = "-inf" if low is None else str(low)
+        out: list[tuple[str, int]] = []
+        offset = 0
+        while len(out) <= limit:
+            want = limit + 1 - len(out)
+            batch = self._client.zrevrangebyscore(
+                key, top, bottom, start=offset, num=want, withscores=True
+            )
+            if not batch:
+                break
+            offset += len(batch)
+            for member, raw_score in batch:
+                score = int(raw_score)
+                if after is not None and score == after[0] and member >= after[1]:
+                    continue
+                out.append((member, score))
+            if len(batch) < want:
+                break
+        return out[:limit], len(out) > limit
 
     def _page(self, key: str, limit: int, before: str | None) -> list[str]:
         """Members of a zset, highest score first, after `before` (exclusive)."""
@@ -587,4 +767,5 @@ def _run_view(meta: dict[str, str]) -> RunView:
         ended_at=_opt_int(meta.get("ended_at")),
         output=json.loads(meta.get("output") or "null"),
         error=json.loads(meta.get("error") or "null"),
+        original_run_id=meta.get("original_run_id") or None,
     )

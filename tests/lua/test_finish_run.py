@@ -91,10 +91,16 @@ def test_a_stale_snapshot_is_refused(store: Store, run: str) -> None:
     scripts = store._scripts
     # The caller saw no jobs, but one was enqueued since.
     store.enqueue_job(make_job("j1"), T0, T0)
-    assert scripts.finish_run(run, "Completed", "null", "null", T0, [], []) == "changed"
+    assert (
+        scripts.finish_run(run, "Completed", "null", "null", T0, [], [], function_id="app-fn")
+        == "changed"
+    )
     # Nor pauses.
     store.save_pause(make_pause("p1"))
-    assert scripts.finish_run(run, "Completed", "null", "null", T0, [], ["j1"]) == "changed"
+    assert (
+        scripts.finish_run(run, "Completed", "null", "null", T0, [], ["j1"], function_id="app-fn")
+        == "changed"
+    )
     state = store.load_run(run)
     assert state is not None and state.status == "Queued"
     # The Store re-reads and succeeds.

@@ -1,0 +1,124 @@
+"""The events read API (the write side is `POST /e/<key>` in `events.py`).
+
+GET /v1/events                      events, newest first: `after`/`before` (received time),
+                                    cursor paging (`limit` 1..100)
+GET /v1/events/<event_id>           an event by internal id
+GET /v1/events/<event_id>/runs      the runs it started; `metadata.outcomes` says, per
+                                    function, whether it ran or why not (from flow control)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from app.api import params
+from app.api.context import current_engine
+from app.api.runs import event_json, iso, list_metadata, run_json
+from app.errors import NotFound
+from app.models import JSON
+
+if TYPE_CHECKING:
+    from app.engine import Engine
+
+log = logging.getLogger("stepline.api")
+
+bp = Blueprint("event_log", __name__)
+
+FLOW_EXTENSION = "stepline.flow"
+
+
+@bp.get("/v1/events")
+def list_events() -> Response:
+    limit = params.limit()
+    after = params.time_arg("after")
+    before = params.time_arg("before")
+    cursor = params.cursor()
+    page = current_engine().store.page_events(
+        limit, received_after=after, received_before=before, after=cursor
+    )
+    return jsonify(
+        {
+            "data": [event_json(record) for record in page.items],
+            "metadata": list_metadata(params.encode_cursor(page.next)),
+        }
+    )
+
+
+@bp.get("/v1/events/<event_id>")
+def get_event(event_id: str) -> Response:
+    record = current_engine().store.get_event(event_id)
+    if record is None:
+        raise NotFound(f"event {event_id} not found", field="event_id")
+    return jsonify({"data": event_json(record)})
+
+
+@bp.get("/v1/events/<event_id>/runs")
+def get_event_runs(event_id: str) -> Response:
+    engine = current_engine()
+    store = engine.store
+    if store.get_event(event_id) is None:
+        raise NotFound(f"event {event_id} not found", field="event_id")
+    views = [store.get_run(run_id) for run_id in store.event_run_ids(event_id)]
+    return jsonify(
+        {
+            "data": [run_json(view, steps=False) for view in views if view is not None],
+            "metadata": {"outcomes": event_outcomes(engine, event_id)},
+        }
+    )
+
+
+def event_outcomes(engine: Engine, event_id: str) -> list[JSON]:
+    """Why each matched function did or did not run, as flow control records it
+    (`FlowStore.event_outcomes`); empty while flow control records nothing."""
+    reader = _outcome_reader(engine)
+    if reader is None:
+        return []
+    try:
+        raw = reader(event_id)
+    except Exception:
+        log.exception("could not read the outcomes of event %s", event_id)
+        return []
+    return [_outcome_json(item) for item in raw or []]
+
+
+def _outcome_reader(engine: Engine) -> Any:
+    """`FlowStore.event_outcomes` of the engine's flow control, or of one built over the
+    engine's store (kept with the app), or None without flow control."""
+    for flow in (
+        getattr(engine, "flow_store", None),
+        getattr(engine, "flow", None),
+        getattr(getattr(engine, "admission", None), "flow", None),
+        getattr(getattr(engine.runner, "admission", None), "flow", None),
+    ):
+        reader = getattr(flow, "event_outcomes", None)
+        if callable(reader):
+            return reader
+    built = current_app.extensions.get(FLOW_EXTENSION)
+    if built is None:
+        try:
+            factory = importlib.import_module("app.state.flow").FlowStore
+            built = factory(engine.store)
+        except Exception:
+            log.debug("no FlowStore to read event outcomes from", exc_info=True)
+            return None
+        current_app.extensions[FLOW_EXTENSION] = built
+    reader = getattr(built, "event_outcomes", None)
+    return reader if callable(reader) else None
+
+
+def _outcome_json(item: Any) -> dict[str, JSON]:
+    raw: dict[str, Any] = item if isinstance(item, dict) else dict(getattr(item, "__dict__", {}))
+    outcome = raw.get("outcome") or raw.get("status") or raw.get("kind") or "unknown"
+    reason = raw.get("reason") or raw.get("message")
+    at = raw.get("at")
+    return {
+        "function_id": str(raw.get("function_id", "")),
+        "outcome": str(outcome),
+        "reason": None if reason is None else str(reason),
+        "run_id": raw.get("run_id") or None,
+        "at": iso(at) if isinstance(at, int | float) else None,
+    }

@@ -1,0 +1,86 @@
+"""Verbs of the operations surface over the store's Redis: retention and metrics.
+
+    OpsStore(store)        shares the store's client, keys and scripts (no new connection)
+    ended_runs_before / delete_run        runs past retention (lua/delete_run.lua)
+    events_before / delete_event          events past retention (lua/delete_event.lua)
+    incr_metric / observe_metric / read_metrics / queue_gauges     Redis-backed metrics
+
+Candidates are read in bounded batches (`ZRANGEBYSCORE ... LIMIT`), never with KEYS or SCAN.
+"""
+
+from __future__ import annotations
+
+from app.errors import StateError
+from app.state.store import RETRIES, Store
+
+
+class OpsStore:
+    def __init__(self, store: Store) -> None:
+        self._client = store._client
+        self._keys = store.keys
+        self._scripts = store._scripts
+
+    # --- retention ----------------------------------------------------------------------
+    def ended_runs_before(self, cutoff: int, limit: int) -> list[str]:
+        """Ids of runs that ended at or before `cutoff` (ms), oldest first, at most `limit`."""
+        ids = self._client.zrangebyscore(self._keys.ended_runs, "-inf", cutoff, start=0, num=limit)
+        return list(ids)
+
+    def delete_run(self, run_id: str, cutoff: int) -> bool:
+        """Delete a run that ended at or before `cutoff` with its step state, history and index
+        entries (lua/delete_run.lua). True if this call deleted it."""
+        for _ in range(RETRIES):
+            function_id, status = self._client.hmget(
+                self._keys.run(run_id).meta, ["function_id", "status"]
+            )
+            code = self._scripts.delete_run(run_id, function_id or "", status or "", cutoff)
+            if code != "changed":
+                return code == "deleted"
+        raise StateError(f"run {run_id} kept changing while being deleted")
+
+    def events_before(self, cutoff: int, limit: int) -> list[str]:
+        """Internal ids of events received at or before `cutoff` (ms), oldest first."""
+        ids = self._client.zrangebyscore(self._keys.events, "-inf", cutoff, start=0, num=limit)
+        return list(ids)
+
+    def delete_event(self, internal_id: str, cutoff: int) -> bool:
+        """Delete an event received at or before `cutoff` and its run links."""
+        return self._scripts.delete_event(internal_id, cutoff) == 1
+
+    # --- metrics --------------------------------------------------------------------------
+    def incr_metric(self, name: str, label: str, amount: int = 1) -> None:
+        """Add `amount` to counter `name` for `label` (shared by every process)."""
+        self._client.hincrby(self._keys.metric(name), label, amount)
+
+    def observe_metric(self, name: str, label: str, value: float, bucket: str) -> None:
+        """Count one observation of histogram `name` for `label`: its (non-cumulative)
+        `bucket`, its count and its sum, in one transaction."""
+        key = self._keys.metric(name)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hincrby(key, f"{label}|{bucket}", 1)
+        pipe.hincrby(key, f"{label}|count", 1)
+        pipe.hincrbyfloat(key, f"{label}|sum", value)
+        pipe.execute()
+
+    def read_metrics(self, names: list[str]) -> dict[str, dict[str, str]]:
+        """Each metric's hash (label -> value), in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self._keys.metric(name))
+        return dict(zip(names, pipe.execute(), strict=True))
+
+    def queue_gauges(self, now: int) -> dict[str, int]:
+        """jobs: every queued job; due: jobs whose send-by time has passed; scheduled: jobs
+        waiting for a later time (timers, retry backoffs, redelivery deadlines); pauses."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hlen(self._keys.jobs)
+        pipe.zcount(self._keys.jobs_due, "-inf", now)
+        pipe.zcount(self._keys.jobs_due, f"({now}", "+inf")
+        pipe.zcard(self._keys.pause_expiry)
+        jobs, due, scheduled, pauses = pipe.execute()
+        return {
+            "jobs": int(jobs),
+            "due": int(due),
+            "scheduled": int(scheduled),
+            "pauses": int(pauses),
+        }
