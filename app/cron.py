@@ -61,14 +61,8 @@ def _fire(fn: FunctionConfig, expr: str, ts: int, runner: Runner, now: int) -> N
         "user": {},
     }
     [event_id] = runner.ingest([event], now, internal=True)
-    run_id, created = runner.schedule(fn, [event], [event_id], now, idempotency_key=f"cron:{ts}")
-    log.info(
-        "cron fired function=%s scheduled_at=%s run_id=%s created=%s",
-        fn.id,
-        event["id"],
-        run_id,
-        created,
-    )
+    run_id = runner.start_scheduled(fn, event, event_id, now, key=f"cron:{ts}")
+    log.info("cron fired function=%s scheduled_at=%s run_id=%s", fn.id, event["id"], run_id)
 
 
 def _latest_due(fn: FunctionConfig, now: int) -> tuple[int, str] | None:

@@ -171,11 +171,19 @@ class Runner:
         *,
         send: bool,
         correlation_id: str | None = None,
+        default_key: str | None = None,
     ) -> str | None:
-        """Schedule the event's run of `fn` if flow control admits it (app/flow/admission)."""
+        """Schedule the event's run of `fn` if flow control admits it (app/flow/admission).
+        `default_key` is the run's idempotency key unless the function sets its own."""
         if self.admission is None:
             return self.schedule(
-                fn, [event], [internal_id], now, correlation_id=correlation_id, send=send
+                fn,
+                [event],
+                [internal_id],
+                now,
+                correlation_id=correlation_id,
+                send=send,
+                idempotency_key=default_key,
             )[0]
         decision = self.admission.admit(fn, event, internal_id, now, correlation_id=correlation_id)
         if not decision.start:
@@ -185,7 +193,7 @@ class Runner:
             [event],
             [internal_id],
             now,
-            idempotency_key=decision.idempotency_key,
+            idempotency_key=decision.idempotency_key or default_key,
             correlation_id=correlation_id,
             run_id=decision.run_id,
             send=send,
@@ -194,6 +202,13 @@ class Runner:
             fn, decision, run_id, created, [event], [internal_id], now
         )
         return run_id if ours else None
+
+    def start_scheduled(
+        self, fn: FunctionConfig, event: dict[str, JSON], internal_id: str, now: int, key: str
+    ) -> str | None:
+        """A cron run: through flow control like any event's run, once per scheduled time
+        (`key`). Returns the run id, or None when flow control held or skipped it."""
+        return self._admit(fn, event, internal_id, now, send=True, default_key=key)
 
     def _invoke_not_found(
         self, event: dict[str, JSON], fn_id: str, correlation_id: str, internal_id: str, now: int

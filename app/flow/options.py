@@ -96,11 +96,12 @@ THROTTLE_MAX_PERIOD_MS = 7 * 86_400_000
 
 
 def check_options(options: Mapping[str, JSON]) -> list[tuple[str, str]]:
-    """Problems with the admission options (registration-JSON shape), as (field, problem).
+    """Problems with the flow-control options (registration-JSON shape), as (field, problem).
 
-    Covers every flow-control option (concurrency, throttle, priority, rateLimit,
-    idempotency, debounce, batchEvents, cancel, timeouts, singleton), with Inngest's limits. Used when functions are defined (`app.sdk`) and registered
-    (`app.sync`), so an invalid function is refused with a message naming the option.
+    Covers concurrency, throttle, priority, rateLimit, idempotency, debounce, batchEvents,
+    cancel, timeouts and singleton, with Inngest's limits. Used when functions are defined
+    (`app.sdk`) and registered (`app.sync`), so an invalid function is refused with a message
+    naming the option.
     """
     checker = _OptionChecker()
     checker.run(options)
