@@ -1,6 +1,6 @@
 """One typed Settings object, read from the environment once.
 
-Every setting is documented in `docs/configuration.md` (one table); keep the two in step.
+Every setting is documented in the README's configuration table; keep the two in step.
 """
 
 from __future__ import annotations
