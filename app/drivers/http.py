@@ -133,11 +133,16 @@ class HttpDriver:
             ).result()
         url = step_url(registered, request.target or "step")
         try:
-            body = signing.canonical_json(request_body(request))
+            body, signed = signing.request_json(
+                request_body(request), signed=bool(self._settings.signing_key)
+            )
         except ValueError as exc:
-            return _Failure("unencodable", f"run state cannot be sent to {url}: {exc}").result()
+            # The run's state will not change by retrying: fail the run with the reason.
+            return _Failure(
+                "unencodable", f"run state cannot be sent to {url}: {exc}", retriable=False
+            ).result()
         try:
-            status, headers, raw = self._post(url, body, self._headers(request, body))
+            status, headers, raw = self._post(url, body, self._headers(request, signed))
         except _Failure as failure:
             return failure.result()
         return interpret_response(
@@ -152,9 +157,14 @@ class HttpDriver:
     # --- transport ---------------------------------------------------------------------
 
     def _signing_keys(self) -> list[str]:
-        return [self._settings.signing_key] if self._settings.signing_key else []
+        """Keys a reply may be signed with: ours, and while rotating the fallback (an app
+        still on the old key signs with it)."""
+        if not self._settings.signing_key:
+            return []
+        return [self._settings.signing_key, self._settings.signing_key_fallback or ""]
 
-    def _headers(self, request: CallRequest, body: bytes) -> dict[str, str]:
+    def _headers(self, request: CallRequest, signed: bytes) -> dict[str, str]:
+        """`signed`: the body's JCS form, which the SDKs check the signature over."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "stepline",
@@ -165,7 +175,7 @@ class HttpDriver:
         }
         key = self._settings.signing_key
         if key:
-            headers[signing.SIGNATURE_HEADER] = signing.sign(body, key, int(self._clock()))
+            headers[signing.SIGNATURE_HEADER] = signing.sign(signed, key, int(self._clock()))
         return headers
 
     def _http(self) -> httpx.Client:

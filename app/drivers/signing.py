@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
+import secrets
 import urllib.parse
 
 import jcs  # type: ignore[import-untyped,unused-ignore]
@@ -27,6 +29,8 @@ MAX_SIGNATURE_AGE_S = 300
 """SDKs refuse request signatures older than this (the Python SDK does not check)."""
 
 _PREFIX = re.compile(r"^signkey-\w+-")
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a double (a JS number) holds exactly, with all below it."""
 
 
 def server_kind(signing_key: str | None) -> str:
@@ -41,9 +45,10 @@ def strip_prefix(key: str) -> str:
 
 
 def canonical_json(value: JSON) -> bytes:
-    """`value` as RFC 8785 (JCS) bytes: sorted keys, no whitespace, ECMAScript number forms.
+    """`value` as RFC 8785 (JCS) bytes: sorted keys, no whitespace, ECMAScript number forms
+    (every number written as the double nearest to it, so integers beyond 2**53 are rounded).
 
-    Raises ValueError for values JSON cannot carry (NaN, infinities, ints beyond a double).
+    Raises ValueError for values JSON cannot carry (NaN, infinities).
     """
     try:
         out = jcs.canonicalize(value)
@@ -52,6 +57,68 @@ def canonical_json(value: JSON) -> bytes:
     if not isinstance(out, bytes):
         raise ValueError("cannot encode as canonical JSON")
     return out
+
+
+def request_json(value: JSON, *, signed: bool = True) -> tuple[bytes, bytes]:
+    """(bytes to send, bytes to sign) for a request body.
+
+    Both SDKs verify a request's signature over the JCS form of the body they parsed, not over
+    the bytes received; JCS rounds integers beyond 2**53 (snowflake ids, say) to doubles. So we
+    sign the JCS form but send those integers exactly (the rest is JCS too): a Python app reads
+    them exactly, a JS app rounds them as it always would, and both signatures check.
+    Unsigned (dev mode), the body is plain compact JSON with sorted keys (C-encoded, so cheaper;
+    integers exact); the second item is then that same body.
+    Raises ValueError for values JSON cannot carry (NaN, infinities).
+    """
+    if not signed:
+        try:
+            text = json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot encode as JSON: {exc}") from exc
+        body = text.encode("utf-8")
+        return body, body
+    signed_form = canonical_json(value)
+    if not _has_big_int(value):
+        return signed_form, signed_form
+    big: list[int] = []
+    marker = secrets.token_hex(8)
+    marked = _mark_big_ints(value, marker, big)
+    sent = canonical_json(marked)
+    for index, number in enumerate(big):
+        sent = sent.replace(f'"\\u0000{marker}:{index}"'.encode(), str(number).encode(), 1)
+    return sent, signed_form
+
+
+def _has_big_int(value: JSON) -> bool:
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif type(item) is int and abs(item) > MAX_SAFE_INTEGER:
+            return True
+    return False
+
+
+def _mark_big_ints(value: JSON, marker: str, big: list[int]) -> JSON:
+    """`value` with each integer beyond 2**53 replaced by a unique marker string (appended to
+    `big`); containers are copied only when something in them changed."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) <= MAX_SAFE_INTEGER:
+            return value
+        big.append(value)
+        return f"\x00{marker}:{len(big) - 1}"
+    if isinstance(value, dict):
+        items = {k: _mark_big_ints(v, marker, big) for k, v in value.items()}
+        return items if any(items[k] is not v for k, v in value.items()) else value
+    if isinstance(value, list):
+        marked = [_mark_big_ints(v, marker, big) for v in value]
+        return marked if any(m is not v for m, v in zip(marked, value, strict=True)) else value
+    return value
 
 
 def _mac(body: bytes, key: str, timestamp: str | None) -> str:

@@ -132,7 +132,7 @@ class CannedServer:
 
 
 class MemoryStore:
-    """The two verbs of `Store` the registration API uses, plus `load_run`, in memory."""
+    """The verbs of `Store` the registration API uses, plus `load_run`, in memory."""
 
     def __init__(self) -> None:
         self.apps: dict[str, tuple[str | None, list[FunctionConfig]]] = {}
@@ -147,6 +147,9 @@ class MemoryStore:
 
     def load_run(self, run_id: str) -> RunState | None:
         return self.runs.get(run_id)
+
+    def get_function(self, function_id: str) -> FunctionConfig | None:
+        return self.functions().get(function_id)
 
     def functions(self) -> dict[str, FunctionConfig]:
         return {f.id: f for _, fns in self.apps.values() for f in fns}
@@ -206,20 +209,43 @@ class StubStepline:
 class SdkApp:
     """An official-SDK app started as a subprocess on a free port; `url` is its serve URL."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str], cwd: Path = ROOT) -> None:
+    def __init__(
+        self, command: list[str], env: Mapping[str, str], cwd: Path = ROOT, log: Path | None = None
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api/inngest"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")} | dict(env)
-        full_env["PORT"] = str(self.port)
-        # The apps' own logs are noise in test output; STEPLINE_TEST_APP_LOGS=1 shows them.
-        output = None if os.environ.get("STEPLINE_TEST_APP_LOGS") else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [*command, "--port", str(self.port)],
-            cwd=cwd,
-            env=full_env,
-            stdout=output,
-            stderr=output,
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.origin}/api/inngest"
+        self._command = command
+        self._cwd = cwd
+        self._log = log
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")} | dict(
+            env
         )
+        self._env["PORT"] = str(self.port)
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # The apps' own logs are noise in test output: they go to `log` if given, or to the
+        # terminal with STEPLINE_TEST_APP_LOGS=1.
+        output: Any = None if os.environ.get("STEPLINE_TEST_APP_LOGS") else subprocess.DEVNULL
+        if self._log is not None:
+            output = open(self._log, "ab")  # noqa: SIM115 (the child keeps it)
+        try:
+            return subprocess.Popen(
+                [*self._command, "--port", str(self.port)],
+                cwd=self._cwd,
+                env=self._env,
+                stdout=output,
+                stderr=subprocess.STDOUT if self._log is not None else output,
+            )
+        finally:
+            if self._log is not None:
+                output.close()
+
+    def restart(self) -> None:
+        """Start the app again on the same port (after `stop`)."""
+        self.process = self._spawn()
+        self.wait_ready()
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
+import time
 import typing
 
 import flask
 import inngest
 import inngest.flask
 
-client = inngest.Inngest(app_id="pyapp")
+# Tests run a second copy under another id (PYAPP_ID), serving fewer functions (PYAPP_FUNCTIONS).
+client = inngest.Inngest(app_id=os.environ.get("PYAPP_ID") or "pyapp")
 
 
 @client.create_function(fn_id="three", retries=2, trigger=inngest.TriggerEvent(event="pyapp/three"))
@@ -108,12 +111,143 @@ def flow(ctx: inngest.ContextSync) -> str:
     return "ok"
 
 
-FUNCTIONS: list[inngest.Function[typing.Any]] = [three, child, ops, par, fail, nr, ra, flow]
+# --- used by the end-to-end tests (tests/integration/test_sdk_python.py) ---
+
+
+@client.create_function(fn_id="flaky", trigger=inngest.TriggerEvent(event="pyapp/flaky"))
+def flaky(ctx: inngest.ContextSync) -> dict[str, int]:
+    """A step that fails on its first attempt and succeeds on the next."""
+    attempt = ctx.attempt
+
+    def once() -> int:
+        if attempt == 0:
+            raise ValueError("first attempt fails")
+        return attempt
+
+    return {"succeeded_on": ctx.step.run("once", once)}
+
+
+@client.create_function(
+    fn_id="call-inproc", trigger=inngest.TriggerEvent(event="pyapp/call-inproc")
+)
+def call_inproc(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """Invokes an in-process Stepline function (`e2e-child`, tests/integration/functions.py)."""
+    x = int(ctx.event.data.get("x", 0))  # type: ignore[arg-type]
+    return {
+        "child": ctx.step.invoke_by_id("call", app_id="e2e", function_id="child", data={"x": x})
+    }
+
+
+@client.create_function(fn_id="sender", trigger=inngest.TriggerEvent(event="pyapp/sender"))
+def sender(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """`step.send_event` to an in-process function and to one of this app's own."""
+    tag = str(ctx.event.data.get("tag", ""))
+    ids = ctx.step.send_event(
+        "send",
+        [
+            inngest.Event(name="e2e/steps", data={"n": 2}),
+            inngest.Event(name="pyapp/child", data={"n": 4, "tag": tag}),
+        ],
+    )
+    return {"ids": ids}
+
+
+@client.create_function(
+    fn_id="napper", retries=10, trigger=inngest.TriggerEvent(event="pyapp/napper")
+)
+def napper(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """Two steps around a sleep: long enough to stop the app in between."""
+    before = ctx.step.run("before", lambda: "b")
+    ctx.step.sleep("nap", datetime.timedelta(seconds=float(ctx.event.data.get("s", 1))))  # type: ignore[arg-type]
+    return {"before": before, "after": ctx.step.run("after", lambda: "a")}
+
+
+@client.create_function(fn_id="slowpoke", trigger=inngest.TriggerEvent(event="pyapp/slowpoke"))
+def slowpoke(ctx: inngest.ContextSync) -> dict[str, int]:
+    """A step whose first attempt outlasts the engine's HTTP timeout."""
+    attempt = ctx.attempt
+
+    def crawl() -> int:
+        if attempt == 0:
+            time.sleep(float(ctx.event.data.get("s", 3)))  # type: ignore[arg-type]
+        return attempt
+
+    return {"done_on": ctx.step.run("crawl", crawl)}
+
+
+@client.create_function(fn_id="fanout", trigger=inngest.TriggerEvent(event="pyapp/fanout"))
+def fanout(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """A parallel group of three steps, then a step using all their results."""
+
+    def branch(i: int) -> typing.Callable[[], int]:
+        return lambda: ctx.step.run(f"branch-{i}", lambda: i * 10)
+
+    results = list(ctx.group.parallel(tuple(map(branch, range(3)))))
+    total = ctx.step.run("sum", lambda: sum(results))
+    return {"results": results, "total": total}
+
+
+@client.create_function(fn_id="waiter", trigger=inngest.TriggerEvent(event="pyapp/waiter"))
+def waiter(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """A wait that times out (nothing sends pyapp/never), then a step."""
+    got = ctx.step.wait_for_event(
+        "wait", event="pyapp/never", timeout=datetime.timedelta(seconds=1)
+    )
+    return {"got": got, "after": ctx.step.run("after", lambda: "done")}
+
+
+@client.create_function(fn_id="bigint", trigger=inngest.TriggerEvent(event="pyapp/bigint"))
+def bigint(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """Integers beyond 2**53 (snowflake ids) must come back from memos exactly."""
+    got = ctx.step.run("id", lambda: 2**60 + 1)
+    echoed = ctx.step.run("echo", lambda: got)
+    return {"id": echoed, "exact": echoed == 2**60 + 1, "event": ctx.event.data.get("big")}
+
+
+@client.create_function(fn_id="nrstep", trigger=inngest.TriggerEvent(event="pyapp/nrstep"))
+def nrstep(ctx: inngest.ContextSync) -> None:
+    """NonRetriableError raised inside a step."""
+
+    def refuse() -> None:
+        raise inngest.NonRetriableError("step says no")
+
+    ctx.step.run("refuse", refuse)
+
+
+FUNCTIONS: list[inngest.Function[typing.Any]] = [
+    three,
+    child,
+    ops,
+    par,
+    fail,
+    nr,
+    ra,
+    flow,
+    flaky,
+    call_inproc,
+    sender,
+    napper,
+    slowpoke,
+    fanout,
+    waiter,
+    bigint,
+    nrstep,
+]
 
 
 def create_app() -> flask.Flask:
     app = flask.Flask(__name__)
-    inngest.flask.serve(app, client, FUNCTIONS)
+    only = [name for name in os.environ.get("PYAPP_FUNCTIONS", "").split(",") if name]
+    served = [fn for fn in FUNCTIONS if not only or fn.local_id in only]
+    inngest.flask.serve(app, client, served)
+
+    @app.post("/send")
+    def send() -> typing.Any:
+        """App code sending an event with `client.send_sync`, as a web handler would."""
+        body = flask.request.get_json(force=True)
+        ids = client.send_sync(inngest.Event(name=body["name"], data=body.get("data") or {}))
+        return {"ids": ids}
+
     return app
 
 

@@ -127,7 +127,8 @@ class Run:
 
 
 def test_registration(sdk: Sdk, functions: dict[str, FunctionConfig], app: SdkApp) -> None:
-    assert set(functions) == {
+    # The apps serve more functions, for the end-to-end tests (tests/integration/test_sdk_*).
+    assert set(functions) >= {
         "three",
         "child",
         "ops",

@@ -8,7 +8,7 @@
 // It serves /api/inngest with the same functions as ../py_app.py.
 
 import http from "node:http";
-import { Inngest, NonRetriableError, RetryAfterError } from "inngest";
+import { Inngest, NonRetriableError, RetryAfterError, referenceFunction } from "inngest";
 import { serve } from "inngest/node";
 
 const inngest = new Inngest({ id: "tsapp" });
@@ -96,13 +96,98 @@ const flow = inngest.createFunction(
   async () => "ok",
 );
 
+// --- used by the end-to-end tests (tests/integration/test_sdk_typescript.py) ---
+
+// A step that fails on its first attempt and succeeds on the next.
+const flaky = inngest.createFunction(
+  { id: "flaky", triggers: [{ event: "tsapp/flaky" }] },
+  async ({ step, attempt }) => ({
+    succeededOn: await step.run("once", () => {
+      if (attempt === 0) throw new Error("first attempt fails");
+      return attempt;
+    }),
+  }),
+);
+
+// Invokes an in-process Stepline function (`e2e-child`, tests/integration/functions.py).
+const callInproc = inngest.createFunction(
+  { id: "call-inproc", triggers: [{ event: "tsapp/call-inproc" }] },
+  async ({ event, step }) => ({
+    child: await step.invoke("call", {
+      function: referenceFunction({ appId: "e2e", functionId: "child" }),
+      data: { x: Number(event.data.x ?? 0) },
+    }),
+  }),
+);
+
+// step.sendEvent to an in-process function and to one of this app's own.
+const sender = inngest.createFunction(
+  { id: "sender", triggers: [{ event: "tsapp/sender" }] },
+  async ({ event, step }) =>
+    step.sendEvent("send", [
+      { name: "e2e/steps", data: { n: 2 } },
+      { name: "tsapp/child", data: { n: 4, tag: String(event.data.tag ?? "") } },
+    ]),
+);
+
+// Parallel steps and a sleep in one Promise.all, then a step using their results.
+const fanout = inngest.createFunction(
+  { id: "fanout", triggers: [{ event: "tsapp/fanout" }] },
+  async ({ step }) => {
+    const [a, , b] = await Promise.all([
+      step.run("branch-a", () => 10),
+      step.sleep("pause", "1s"),
+      step.run("branch-b", () => 20),
+    ]);
+    const total = await step.run("sum", () => a + b);
+    return { a, b, total };
+  },
+);
+
+// A wait that times out (nothing sends tsapp/never), then a step.
+const waiter = inngest.createFunction(
+  { id: "waiter", triggers: [{ event: "tsapp/waiter" }] },
+  async ({ step }) => {
+    const got = await step.waitForEvent("wait", { event: "tsapp/never", timeout: "1s" });
+    return { got, after: await step.run("after", () => "done") };
+  },
+);
+
+// NonRetriableError thrown inside a step.
+const nrstep = inngest.createFunction(
+  { id: "nrstep", triggers: [{ event: "tsapp/nrstep" }] },
+  async ({ step }) => {
+    await step.run("refuse", () => {
+      throw new NonRetriableError("step says no");
+    });
+  },
+);
+
+const FUNCTIONS = [
+  three, child, ops, par, fail, nr, ra, flow, flaky, callInproc, sender, fanout, waiter, nrstep,
+];
+
 const portFlag = process.argv.indexOf("--port");
 const port = Number(portFlag >= 0 ? process.argv[portFlag + 1] : process.env.PORT || 3000);
 
-const handler = serve({ client: inngest, functions: [three, child, ops, par, fail, nr, ra, flow] });
+// App code sending an event with `inngest.send`, as a web handler would.
+async function send(req, res) {
+  let raw = "";
+  for await (const chunk of req) raw += chunk;
+  try {
+    const { name, data } = JSON.parse(raw);
+    const { ids } = await inngest.send({ name, data: data ?? {} });
+    res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ ids }));
+  } catch (err) {
+    res.writeHead(500, { "Content-Type": "application/json" }).end(JSON.stringify({ error: String(err) }));
+  }
+}
+
+const handler = serve({ client: inngest, functions: FUNCTIONS });
 http
   .createServer((req, res) => {
     if (req.url.startsWith("/api/inngest")) return handler(req, res);
+    if (req.url === "/send" && req.method === "POST") return send(req, res);
     res.writeHead(404).end();
   })
   .listen(port, "127.0.0.1");

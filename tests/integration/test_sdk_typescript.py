@@ -1,0 +1,213 @@
+"""An app built with the official Inngest TypeScript SDK (`tests/sdk_apps/ts_app`, unmodified
+`inngest` 4.24.0 on Node) run by a real Stepline: the API under gunicorn, a celery worker and
+beat, the app as its own process pointed at the API with `INNGEST_DEV` (or, in production mode,
+`INNGEST_BASE_URL` and a signing key). Skipped unless `npm install` was run in the app's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from app.drivers import signing
+from tests.conftest import REDIS_URL
+from tests.sdk_apps.harness import node_available
+from tests.sdk_apps.stack import Stack, node_sdk_app, running_stack
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(node_available() is not None, reason=str(node_available())),
+]
+
+SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"
+EVENT_KEY = "ts-prod-event-key"
+
+
+def _redis_url() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in run["steps"] if s["name"] == name)
+
+
+class TestDevMode:
+    @pytest.fixture(scope="class")
+    def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        tmp = tmp_path_factory.mktemp("ts-dev")
+        with running_stack(_redis_url(), tmp, node_sdk_app) as stack:
+            yield stack
+
+    def test_sync_registers_every_function(self, stack: Stack) -> None:
+        ids = {fn.id for fn in stack.cluster.engine.registry.all() if fn.app_id == "tsapp"}
+        assert {"tsapp-three", "tsapp-ops", "tsapp-fail", "tsapp-fail-failure"} <= ids
+
+    def test_sequential_steps(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/three"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"sum": 6}
+        assert [s["name"] for s in run["steps"]] == ["a", "b", "c"]
+
+    def test_parallel_steps_join(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/par"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == ["x", "y"]
+        assert sorted(s["name"] for s in run["steps"]) == ["p1", "p2"]
+
+    def test_sleep_wait_invoke_and_send_event(self, stack: Stack) -> None:
+        event_id = stack.send("tsapp/ops", {"id": "o-1"})
+        started = time.monotonic()
+
+        def waiting() -> bool:
+            runs = stack.event_runs(event_id)
+            return bool(runs) and any(s["status"] == "Waiting" for s in runs[0]["steps"])
+
+        stack.wait_for(waiting, what="the run to wait for tsapp/approve")
+        assert time.monotonic() - started >= 1.5  # slept 2 s first
+        stack.send("tsapp/approve", {"id": "other"})
+        stack.send("tsapp/approve", {"id": "o-1"})
+        run = stack.run_of(event_id, "tsapp-ops")
+        assert run["status"] == "Completed", run
+        out = run["output"]
+        assert out["approved"] is True
+        assert out["invoked"] == {"double": 42}
+        assert len(out["sent"]["ids"]) == 1
+        assert [s["name"] for s in run["steps"]] == ["nap", "wait", "call", "send"]
+
+    def test_parallel_steps_and_sleep_then_a_step(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/fanout"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"a": 10, "b": 20, "total": 30}
+        assert sorted(s["name"] for s in run["steps"]) == ["branch-a", "branch-b", "pause", "sum"]
+
+    def test_wait_for_event_times_out_with_null(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/waiter"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"got": None, "after": "done"}
+        assert _step(run, "wait")["status"] == "TimedOut"
+
+    def test_step_fails_then_succeeds(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/flaky"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"succeededOn": 1}
+        assert _step(run, "once")["attempts"] == 2
+
+    def test_exhausted_retries_fail_the_run_and_run_on_failure(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/fail"), "tsapp-fail")
+        assert run["status"] == "Failed", run
+        assert "kaput" in str(run["error"])
+        assert _step(run, "boom")["attempts"] == 2  # retries: 1
+
+        def handled() -> dict[str, Any] | None:
+            for handler in stack.function_runs("tsapp-fail-failure"):
+                event = stack.http.get(f"/v1/events/{handler['event_id']}").json()["data"]
+                if event["data"].get("run_id") == run["run_id"] and handler["status"] in (
+                    "Completed",
+                    "Failed",
+                ):
+                    return handler
+            return None
+
+        handler = stack.wait_for(handled, what="the onFailure run")
+        assert handler["status"] == "Completed", handler
+        assert handler["output"] == {"saw": "inngest/function.failed"}
+
+    def test_non_retriable_error_fails_at_once(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/nr"))
+        assert run["status"] == "Failed", run
+        assert "stop now" in str(run["error"])
+
+    def test_non_retriable_error_in_a_step_fails_at_once(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/nrstep"))
+        assert run["status"] == "Failed", run
+        assert "step says no" in str(run["error"])
+        assert _step(run, "refuse")["attempts"] == 1
+
+    def test_sdk_function_invokes_an_in_process_function(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/call-inproc", {"x": 5}), "tsapp-call-inproc")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"child": 10}
+
+    def test_in_process_function_invokes_an_sdk_function(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("sdkx/call-sdk", {"app": "tsapp", "n": 7}), "sdkx-call-sdk")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"sdk_child": {"double": 14}}
+
+    def test_step_send_event_triggers_both_drivers(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/sender", {"tag": "s1"}), "tsapp-sender")
+        assert run["status"] == "Completed", run
+        to_inproc, to_sdk = run["output"]["ids"]
+        assert stack.run_of(to_inproc, "e2e-steps")["output"] == {"total": 1}
+        assert stack.run_of(to_sdk, "tsapp-child")["output"] == {"double": 8}
+
+    def test_client_send_triggers_both_drivers(self, stack: Stack) -> None:
+        (to_sdk,) = stack.app_sends("tsapp/child", {"n": 3})
+        (to_inproc,) = stack.app_sends("e2e/steps", {"n": 3})
+        assert stack.run_of(to_sdk, "tsapp-child")["output"] == {"double": 6}
+        assert stack.run_of(to_inproc, "e2e-steps")["output"] == {"total": 3}
+
+
+class TestProductionMode:
+    @pytest.fixture(scope="class")
+    def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        tmp = tmp_path_factory.mktemp("ts-prod")
+        with running_stack(
+            _redis_url(),
+            tmp,
+            node_sdk_app,
+            key=EVENT_KEY,
+            app_env={"INNGEST_SIGNING_KEY": SIGNING_KEY, "INNGEST_EVENT_KEY": EVENT_KEY},
+            app_api_var="INNGEST_BASE_URL",
+            STEPLINE_SIGNING_KEY=SIGNING_KEY,
+            STEPLINE_EVENT_KEYS=EVENT_KEY,
+        ) as stack:
+            yield stack
+
+    def test_the_app_checks_signatures(self, stack: Stack) -> None:
+        """So the signed runs below completing means Stepline signs what it sends."""
+        unsigned = httpx.post(f"{stack.app.url}?fnId=tsapp-three&stepId=step", json={})
+        assert unsigned.status_code == 401
+
+    def test_signed_runs_complete(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/three"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"sum": 6}
+        run = stack.run_of(stack.send("tsapp/par"))
+        assert run["output"] == ["x", "y"]
+
+    def test_integers_beyond_2_to_the_53_keep_signatures_valid(self, stack: Stack) -> None:
+        """JS reads them as doubles; what it checks our signature over must match."""
+        run = stack.run_of(stack.send("tsapp/child", {"n": 2**62 + 3}), "tsapp-child")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"double": 9223372036854776000}  # 2**63 as JS writes it
+
+    def test_sdk_sends_with_its_event_key(self, stack: Stack) -> None:
+        (event_id,) = stack.app_sends("tsapp/child", {"n": 2})
+        assert stack.run_of(event_id, "tsapp-child")["output"] == {"double": 4}
+
+    def test_wrong_event_key_is_refused(self, stack: Stack) -> None:
+        response = stack.post_events({"name": "tsapp/three"}, key="wrong")
+        assert response.status_code == 401
+
+    def test_unsigned_registration_is_refused(self, stack: Stack) -> None:
+        body = {"appName": "intruder", "url": "http://127.0.0.1:1/api", "functions": []}
+        for headers in ({}, {"Authorization": signing.bearer_value(f"signkey-test-{'ab' * 32}")}):
+            response = httpx.post(f"{stack.api.url}/fn/register", json=body, headers=headers)
+            assert response.status_code == 401
+            assert "signing key" in response.json()["error"]
