@@ -21,7 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from app import expressions, metrics
@@ -70,6 +70,8 @@ class _Call:
     attempt: int
     deadline: float
     mark_ms: int
+    durations: list[float] = field(default_factory=list)
+    """Seconds each step this call saved took; recorded as metrics when the call stops."""
 
 
 class Executor:
@@ -194,6 +196,14 @@ class Executor:
             time.monotonic() + self._settings.step_budget_seconds,
             now,
         )
+        try:
+            self._loop(call, driver)
+        finally:
+            if call.durations:
+                metrics.observe_steps(self._store, fn.id, call.durations)
+
+    def _loop(self, call: _Call, driver: Driver) -> None:
+        state, fn = call.state, call.fn
         while True:
             request = CallRequest(
                 function=fn,
@@ -239,11 +249,11 @@ class Executor:
             "ended_at": now,
             "attempts": call.attempt + 1,
         }
-        if op.error is not None:
-            info["error"] = op.error
+        # A step that succeeds after failed attempts must not keep their error in history.
+        info["error"] = op.error
         saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
         if saved.status == "created":
-            metrics.observe_step(self._store, call.fn.id, (now - call.mark_ms) / 1000)
+            call.durations.append((now - call.mark_ms) / 1000)
         call.mark_ms = now
         if saved.status != "ended" and op.id not in call.state.steps:
             call.state.steps[op.id] = saved.memo if saved.status != "created" else memo

@@ -77,8 +77,14 @@ def count_event(store: Store, n: int = 1) -> None:
 
 def observe_step(store: Store, function_id: str, seconds: float) -> None:
     """One step execution of `seconds` (its duration as the executor measured it)."""
-    seconds = max(0.0, seconds)
-    OpsStore(store).observe_metric(STEP_DURATION, function_id, seconds, bucket_for(seconds))
+    observe_steps(store, function_id, [seconds])
+
+
+def observe_steps(store: Store, function_id: str, durations: list[float]) -> None:
+    """Several step executions of one function, in one round trip (the executor buffers a
+    task's steps and records them when the task stops, keeping Redis off the step path)."""
+    observations = [(function_id, max(0.0, s), bucket_for(max(0.0, s))) for s in durations]
+    OpsStore(store).observe_many(STEP_DURATION, observations)
 
 
 class RedisCollector:

@@ -55,11 +55,18 @@ class OpsStore:
     def observe_metric(self, name: str, label: str, value: float, bucket: str) -> None:
         """Count one observation of histogram `name` for `label`: its (non-cumulative)
         `bucket`, its count and its sum, in one transaction."""
+        self.observe_many(name, [(label, value, bucket)])
+
+    def observe_many(self, name: str, observations: list[tuple[str, float, str]]) -> None:
+        """Several (label, value, bucket) observations of histogram `name` in one round trip."""
+        if not observations:
+            return
         key = self._keys.metric(name)
         pipe = self._client.pipeline(transaction=True)
-        pipe.hincrby(key, f"{label}|{bucket}", 1)
-        pipe.hincrby(key, f"{label}|count", 1)
-        pipe.hincrbyfloat(key, f"{label}|sum", value)
+        for label, value, bucket in observations:
+            pipe.hincrby(key, f"{label}|{bucket}", 1)
+            pipe.hincrby(key, f"{label}|count", 1)
+            pipe.hincrbyfloat(key, f"{label}|sum", value)
         pipe.execute()
 
     def read_metrics(self, names: list[str]) -> dict[str, dict[str, str]]:
