@@ -32,3 +32,14 @@ def hop(chain: str, remaining: int) -> None:
         hop.delay(chain, remaining - 1)
     else:
         _redis.incr("bare:done")
+
+
+@app.task(name="bare.timer")
+def timer(due_ms: int) -> None:
+    """Records how late (ms) this ETA task ran."""
+    import time
+
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(REDIS_URL)
+    _redis.rpush("bare:lateness", int(time.time() * 1000) - due_ms)

@@ -3,6 +3,8 @@ Stepline's own cost per step."""
 
 from __future__ import annotations
 
+import datetime
+
 import app.sdk as inngest
 
 client = inngest.Inngest(app_id="bench")
@@ -15,3 +17,9 @@ def steps(ctx: inngest.ContextSync) -> int:
     for i in range(n):
         total = ctx.step.run(f"s{i}", lambda i=i, t=total: t + i)
     return total
+
+
+@client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="bench/nap"), retries=0)
+def nap(ctx: inngest.ContextSync) -> None:
+    ctx.step.sleep("nap", datetime.timedelta(milliseconds=int(ctx.event.data["ms"])))
+    ctx.step.run("woke", lambda: None)
