@@ -38,6 +38,7 @@ class Queue:
         self._sender = sender
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
+        self._lookahead_ms = int(settings.tick_seconds * 2000)
 
     def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
         """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
@@ -61,11 +62,12 @@ class Queue:
         self._send(job, countdown_ms=countdown_ms)
 
     def release_due(self, now: int, limit: int = 500) -> int:
-        """Send every job whose time has come (timers, lost messages, dead workers' jobs)."""
-        jobs = self._store.release_due(now, self._resend_ms, limit)
-        for job in jobs:
-            self._send(job, countdown_ms=0)
-        return len(jobs)
+        """Send every job whose time has come (timers, lost messages, dead workers' jobs), and
+        timers due before the next tick with a countdown, so they fire on time."""
+        released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
+        for job, due in released:
+            self._send(job, countdown_ms=max(0, due - now))
+        return len(released)
 
     def _send(self, job: Job, countdown_ms: int) -> None:
         options: dict[str, Any] = {"queue": QUEUE_NAME}

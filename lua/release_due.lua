@@ -10,31 +10,39 @@ KEYS[4]  job leases    hash  <p>:jobs:lease
 ARGV[1]  now, ms since epoch
 ARGV[2]  resend after, ms: each released job's send-by becomes now + this
 ARGV[3]  limit, max jobs released
+ARGV[4]  lookahead, ms: also release unleased jobs due up to now + this (the caller sends
+         them with a countdown to their due time, so a timer fires on time, not on the tick)
 
 Expired leases (deadline <= now) are cleared so the redelivered copy can begin. A leased
 job's send-by is its lease deadline, so a live lease is never released. Ids without a job
 are dropped from the due set.
-Returns the released jobs' JSON texts (a list, possibly empty).
+Returns a flat list: each released job's JSON text followed by its due time (ms), possibly
+empty.
 ]]
 
 local jobs_key, due_key, owners_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
-local send_by = now + tonumber(ARGV[2])
+
+local horizon = now + tonumber(ARGV[4] or '0')
 
 local released = {}
-local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-for _, job_id in ipairs(ids) do
+local ids = redis.call('ZRANGEBYSCORE', due_key, '-inf', horizon, 'WITHSCORES', 'LIMIT', 0,
+  tonumber(ARGV[3]))
+for i = 1, #ids, 2 do
+  local job_id, due = ids[i], tonumber(ids[i + 1])
   local job = redis.call('HGET', jobs_key, job_id)
+  local deadline = redis.call('HGET', leases_key, job_id)
   if not job then
     redis.call('ZREM', due_key, job_id)
-  else
-    local deadline = redis.call('HGET', leases_key, job_id)
+  elseif due <= now or not deadline then
+    -- a live lease is never released early: only once its deadline has passed
     if deadline and tonumber(deadline) <= now then
       redis.call('HDEL', owners_key, job_id)
       redis.call('HDEL', leases_key, job_id)
     end
-    redis.call('ZADD', due_key, send_by, job_id)
+    redis.call('ZADD', due_key, math.max(due, now) + tonumber(ARGV[2]), job_id)
     released[#released + 1] = job
+    released[#released + 1] = tostring(math.max(due, now))
   end
 end
 return released

@@ -368,9 +368,13 @@ class Scripts:
         keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id)]
         return int(self._run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS])) == 1
 
-    def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[str]:
-        reply = self._run("release_due", self._lease_keys(), [now, resend_after_ms, limit])
-        return [str(item) for item in reply]
+    def release_due(
+        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int = 0
+    ) -> list[tuple[str, int]]:
+        """(job JSON, due time ms) of each released job."""
+        args = [now, resend_after_ms, limit, lookahead_ms]
+        reply = self._run("release_due", self._lease_keys(), args)
+        return [(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     # --- events and apps ------------------------------------------------------------------
     def store_event(

@@ -685,8 +685,15 @@ class Store:
     def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[Job]:
         """Jobs whose send-by time has passed (timers now due, sent jobs never started,
         expired leases): push their send-by to now + resend_after_ms and return them."""
-        raw = self._scripts.release_due(now, resend_after_ms, limit)
-        return [Job.model_validate_json(item) for item in raw]
+        return [job for job, _ in self.release_upcoming(now, resend_after_ms, limit, 0)]
+
+    def release_upcoming(
+        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int
+    ) -> list[tuple[Job, int]]:
+        """As `release_due`, also taking unleased jobs due within `lookahead_ms`; each with
+        its due time, so the caller can send it to fire exactly then."""
+        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms)
+        return [(Job.model_validate_json(item), due) for item, due in raw]
 
     def count_jobs(self) -> int:
         return int(self._client.hlen(self._keys.jobs))

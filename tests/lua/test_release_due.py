@@ -56,3 +56,20 @@ def test_stale_ids_are_dropped(store: Store, client: redis.Redis) -> None:
     client.zadd("sl:jobs:due", {"ghost": T0})
     assert store.release_due(T0, RESEND, 10) == []
     assert client.zcard("sl:jobs:due") == 0
+
+
+def test_lookahead_releases_soon_due_timers_with_their_due_time(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    soon, later, leased = make_job("soon"), make_job("later"), make_job("leased")
+    store.enqueue_job(soon, T0 + 700, T0 + 700)
+    store.enqueue_job(later, T0 + 5_000, T0 + 5_000)
+    store.enqueue_job(leased, T0, T0 + RESEND)
+    store.begin_job("leased", "w1", T0, 800)  # lease ends within the lookahead: not early
+
+    released = store.release_upcoming(T0, RESEND, 100, 1_000)
+    assert [(job.id, due) for job, due in released] == [("soon", T0 + 700)]
+    assert client.zscore("sl:jobs:due", "soon") == T0 + 700 + RESEND
+    assert client.zscore("sl:jobs:due", "leased") == T0 + 800
+    # Released once: the next tick does not send it again.
+    assert store.release_upcoming(T0 + 500, RESEND, 100, 1_000) == []
