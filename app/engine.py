@@ -20,7 +20,7 @@ from app import retention
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
 from app.logs import configure_from_env as configure_logs_from_env
-from app.models import FunctionConfig, Job
+from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
 from app.state.store import Store
@@ -53,10 +53,10 @@ class Engine:
     runner: Runner
     executor: Executor
     jobs: JobRunner
+    admission: Admission
+    """Flow control before runs (rate limit, debounce, batch, ...)."""
     _last_sync: int = 0
     _last_retention: int = 0
-    admission: Admission | None = None
-    """Flow control before runs (rate limit, debounce, batch, ...); set by `create`."""
 
     @staticmethod
     def now() -> int:
@@ -95,8 +95,6 @@ class Engine:
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
         executor.lifecycle.on_finish = admission.on_finish
-        from app.models import JobKind
-
         handlers: dict[JobKind, Callable[[Job], None]] = {
             JobKind.START: executor.run_job,
             JobKind.EDGE: executor.run_job,
@@ -108,9 +106,8 @@ class Engine:
             JobKind.CANCEL: admission.run_timeout,
         }
         jobs = JobRunner(store, settings.lease_seconds, handlers)
-        engine = cls(settings, store, queue, registry, functions, runner, executor, jobs)
+        engine = cls(settings, store, queue, registry, functions, runner, executor, jobs, admission)
         runner.canceller = executor.cancel
-        engine.admission = admission
         if inline:
             runner.inline = engine.run_inline
         engine.sync_local()

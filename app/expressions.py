@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,35 @@ def evaluate(expr: str, variables: dict[str, JSON]) -> bool:
     except Exception:  # CELEvalError and friends: a failed predicate does not match
         return False
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
+
+
+def value_of(expr: str, variables: dict[str, JSON]) -> JSON:
+    """The value of `expr` as plain JSON data (flow-control keys, priorities). Raises
+    `BadRequest` when it does not compile, and the evaluation error when it fails."""
+    activation = {name: json_to_cel(value) for name, value in variables.items()}
+    result = compile_expression(expr).evaluate(activation)
+    if isinstance(result, Exception):
+        raise result
+    return to_plain(result)
+
+
+def to_plain(value: Any) -> JSON:
+    """A CEL value as plain JSON data (celpy's bool is an int subclass: test it first)."""
+    if isinstance(value, bool | celpy.celtypes.BoolType):
+        return bool(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(item) for item in value]
+    return str(value)
 
 
 def trigger_matches(trigger: Trigger, event: dict[str, JSON]) -> bool:

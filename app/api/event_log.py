@@ -9,11 +9,10 @@ GET /v1/events/<event_id>/runs      the runs it started; `metadata.outcomes` say
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from app.api import params
 from app.api.context import current_engine
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("stepline.api")
 
 bp = Blueprint("event_log", __name__)
-
-FLOW_EXTENSION = "stepline.flow"
 
 
 @bp.get("/v1/events")
@@ -72,42 +69,9 @@ def get_event_runs(event_id: str) -> Response:
 
 
 def event_outcomes(engine: Engine, event_id: str) -> list[JSON]:
-    """Why each matched function did or did not run, as flow control records it
-    (`FlowStore.event_outcomes`); empty while flow control records nothing."""
-    reader = _outcome_reader(engine)
-    if reader is None:
-        return []
-    try:
-        raw = reader(event_id)
-    except Exception:
-        log.exception("could not read the outcomes of event %s", event_id)
-        return []
-    return [_outcome_json(item) for item in raw or []]
-
-
-def _outcome_reader(engine: Engine) -> Any:
-    """`FlowStore.event_outcomes` of the engine's flow control, or of one built over the
-    engine's store (kept with the app), or None without flow control."""
-    for flow in (
-        getattr(engine, "flow_store", None),
-        getattr(engine, "flow", None),
-        getattr(getattr(engine, "admission", None), "flow", None),
-        getattr(getattr(engine.runner, "admission", None), "flow", None),
-    ):
-        reader = getattr(flow, "event_outcomes", None)
-        if callable(reader):
-            return reader
-    built = current_app.extensions.get(FLOW_EXTENSION)
-    if built is None:
-        try:
-            factory = importlib.import_module("app.state.flow").FlowStore
-            built = factory(engine.store)
-        except Exception:
-            log.debug("no FlowStore to read event outcomes from", exc_info=True)
-            return None
-        current_app.extensions[FLOW_EXTENSION] = built
-    reader = getattr(built, "event_outcomes", None)
-    return reader if callable(reader) else None
+    """Why functions listening to the event did not run (rate limited, debounced, ...), as
+    flow control recorded it."""
+    return [_outcome_json(item) for item in engine.admission.flow.event_outcomes(event_id)]
 
 
 def _outcome_json(item: Any) -> dict[str, JSON]:

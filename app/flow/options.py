@@ -12,10 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
-
-from celpy import celtypes
-from celpy.adapter import json_to_cel
+from typing import Literal
 
 from app import expressions
 from app.durations import format_duration, parse_duration_ms, parse_time_ms
@@ -56,8 +53,7 @@ def key_hash(
     if not expr:
         return NO_KEY
     try:
-        program = expressions.compile_expression(expr)
-        value = _plain(program.evaluate({"event": json_to_cel(dict(event))}))
+        value = expressions.value_of(expr, {"event": dict(event)})
     except Exception as exc:  # BadRequest, CELEvalError and friends
         log.warning("key expression failed expr=%r error=%s", expr, exc)
         if on_error == "off":
@@ -67,25 +63,6 @@ def key_hash(
         return None
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _plain(value: Any) -> JSON:
-    """A CEL value as plain JSON data (celpy's bool is an int subclass)."""
-    if isinstance(value, bool | celtypes.BoolType):
-        return bool(value)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return str(value)
 
 
 # --- option validation ------------------------------------------------------------------------

@@ -26,13 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from celpy.adapter import json_to_cel
-from celpy.celtypes import BoolType
-
 from app.config import Settings
 from app.durations import parse_duration_ms
 from app.errors import BadRequest
-from app.expressions import canonical_json, compile_expression
+from app.expressions import canonical_json, value_of
 from app.models import JSON, FunctionConfig, Job, JobKind
 from app.queue import Queue
 from app.state.slots import Constraint, SlotStore
@@ -166,29 +163,12 @@ _INVALID = object()
 def evaluate_value(expr: str, event: dict[str, JSON]) -> Any:
     """`expr` over `{"event": event}` as plain JSON data, or `_INVALID`."""
     try:
-        result = compile_expression(expr).evaluate({"event": json_to_cel(event)})
+        return value_of(expr, {"event": event})
     except BadRequest as exc:
         log.warning("flow-control expression does not compile: %s", exc.message)
         return _INVALID
     except Exception:  # CELEvalError and friends: e.g. a missing field
         return _INVALID
-    return _INVALID if isinstance(result, Exception) else _plain(result)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool | BoolType):  # BoolType is an int: test it first
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return None if value is None else str(value)
 
 
 def _int(value: JSON) -> int | None:

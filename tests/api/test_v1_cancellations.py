@@ -31,11 +31,8 @@ def _status(api: Api, run_id: str) -> str:
     return view.status
 
 
-@pytest.fixture(params=["flow control", "fallback"])
-def api_variant(request: pytest.FixtureRequest, api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
-    """With flow control's `Admission.bulk_cancel`, and with the API's own index walk."""
-    if request.param == "fallback":
-        monkeypatch.setattr(api.engine, "admission", None, raising=False)
+@pytest.fixture
+def api_variant(api: Api) -> Api:
     return api
 
 

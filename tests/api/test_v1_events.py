@@ -92,38 +92,11 @@ def test_event_runs(api: Api) -> None:
 
 
 def test_event_runs_read_the_flow_store_outcomes(api: Api) -> None:
-    flow = pytest.importorskip("app.state.flow")
     [event_id] = _store(api, 1)
-    store = flow.FlowStore(api.engine.store)
+    store = api.engine.admission.flow
     record = {"function_id": "app-f", "outcome": "debounced", "message": "debounce 5s", "at": T0}
     store.record_outcome(event_id, "app-f", record)
     path = "/v1/events/{event_id}/runs"
     body = check(api.client.get(f"/v1/events/{event_id}/runs"), "get", path)
     [outcome] = body["metadata"]["outcomes"]
     assert outcome["outcome"] == "debounced" and outcome["reason"] == "debounce 5s"
-
-
-def test_event_runs_show_flow_control_outcomes(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    [event_id] = _store(api, 1)
-
-    class Flow:
-        def event_outcomes(self, internal_id: str) -> list[dict[str, Any]]:
-            assert internal_id == event_id
-            return [
-                {"function_id": "app-f", "outcome": "rate_limited", "reason": "1/1m", "at": T0},
-                {"function_id": "app-g", "outcome": "started", "run_id": "r1"},
-            ]
-
-    monkeypatch.setattr(api.engine, "flow_store", Flow(), raising=False)
-    path = "/v1/events/{event_id}/runs"
-    body = check(api.client.get(f"/v1/events/{event_id}/runs"), "get", path)
-    assert body["metadata"]["outcomes"] == [
-        {
-            "function_id": "app-f",
-            "outcome": "rate_limited",
-            "reason": "1/1m",
-            "run_id": None,
-            "at": "2023-11-14T22:13:20.000Z",
-        },
-        {"function_id": "app-g", "outcome": "started", "reason": None, "run_id": "r1", "at": None},
-    ]
