@@ -1,7 +1,9 @@
 """Access to the operations API: `/v1/...` and `/metrics`.
 
-Open in dev mode (no signing key, no `STEPLINE_API_TOKEN`, no `STEPLINE_AUTH_HEADER`): the CLI
-binds to loopback then. Otherwise a request is admitted with one of
+In dev mode (no signing key, no `STEPLINE_API_TOKEN`, no `STEPLINE_AUTH_HEADER`) it is open
+to loopback clients only (the CLI binds to loopback then; a request from another address,
+e.g. behind a server bound to 0.0.0.0, is refused with a message saying what to set).
+Otherwise a request is admitted with one of
 
     Authorization: Bearer <STEPLINE_API_TOKEN>
     Authorization: Bearer <signing key>        (plain or hashed, as Inngest's REST API takes it)
@@ -15,6 +17,7 @@ shell (`/`, `/ui/...`), which holds no data: everything it shows comes from `/v1
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import TYPE_CHECKING
 
 from flask import current_app, request
@@ -41,13 +44,29 @@ def check() -> None:
         return
     engine: Engine | None = current_app.extensions.get(EXTENSION)
     settings = engine.settings if engine is not None else Settings.from_env()
-    if not production(settings) or admitted(settings):
+    if not production(settings):
+        if _loopback(request.remote_addr):
+            return
+        raise Unauthorized(
+            "dev mode is open to loopback clients only: set STEPLINE_API_TOKEN (and send "
+            "`Authorization: Bearer <token>`) to reach /v1 and /metrics from elsewhere"
+        )
+    if admitted(settings):
         return
     raise Unauthorized(
         "this Stepline requires authentication: send `Authorization: Bearer "
         "<STEPLINE_API_TOKEN>`"
         + (f" or the `{settings.auth_header}` header" if settings.auth_header else "")
     )
+
+
+def _loopback(address: str | None) -> bool:
+    if not address:
+        return True  # a unix socket or an in-process test client
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def admitted(settings: Settings) -> bool:

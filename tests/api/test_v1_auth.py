@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, make_api
 from tests.api.openapi_check import check
 
 TOKEN = "s3cret-token"
@@ -68,3 +68,12 @@ def test_proxy_auth_header(api_factory: Callable[..., Api]) -> None:
 def test_dev_mode_is_open(api: Api) -> None:
     assert api.client.get("/v1/runs").status_code == 200
     assert api.client.get("/metrics").status_code == 200
+
+
+def test_dev_mode_is_open_to_loopback_clients_only(redis_url: str) -> None:
+    api = make_api(redis_url)
+    assert api.client.get("/v1/runs").status_code == 200
+    far = api.client.get("/v1/runs", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert far.status_code == 401
+    assert "STEPLINE_API_TOKEN" in far.get_json()["error"]
+    assert api.client.get("/v1/runs", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
