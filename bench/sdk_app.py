@@ -172,7 +172,9 @@ def main() -> None:
         worker("bench.bare_celery", "bare", concurrency=args.concurrency),
         _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
         _gunicorn("bench.sdk_app:create_app()", _free_port(), 2, {"INNGEST_DEV": api}) as app,
-        worker("tasks", "stepline", concurrency=args.concurrency, extra_env=no_functions),
+        worker(
+            "tasks", "stepline", concurrency=args.concurrency, extra_env=no_functions, beat=True
+        ),
     ):
         for _ in range(args.repeat):
             bare_rate.append(bare_concurrent(RUNS, STEPS))

@@ -109,7 +109,9 @@ def main() -> None:
         for _ in range(args.repeat):
             bare_rate.append(bare_concurrent(50, 10))
             bare_hop.append(bare_sequential(100))
-    with worker("tasks", "stepline", extra_env={"STEPLINE_FUNCTIONS": "bench.functions"}):
+    with worker(
+        "tasks", "stepline", extra_env={"STEPLINE_FUNCTIONS": "bench.functions"}, beat=True
+    ):
         for _ in range(args.repeat):
             sl_rate.append(stepline_concurrent(50, 10))
             inside, wall = stepline_sequential(100)
