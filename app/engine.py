@@ -105,7 +105,12 @@ class Engine:
             JobKind.BATCH: admission.run_batch,
             JobKind.CANCEL: admission.run_timeout,
         }
-        jobs = JobRunner(store, settings.lease_seconds, handlers)
+
+        def give_up(job: Job, problem: str) -> None:
+            error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
+            executor.fail_run(job.run_id, error, wall_clock_ms())
+
+        jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
         engine = cls(settings, store, queue, registry, functions, runner, executor, jobs, admission)
         runner.canceller = executor.cancel
         if inline:

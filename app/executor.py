@@ -107,6 +107,13 @@ class Executor:
         else:
             raise ValueError(f"executor cannot run a {job.kind} job")
 
+    def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
+        """Fail a run for a reason outside the function (its jobs keep crashing)."""
+        state = self._store.load_run(run_id)
+        if state is None or RunStatus(state.status).ended:
+            return False
+        return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
     def cancel(self, run_id: str, now: int) -> bool:
         """Cancel a run: no further step executes; its pauses and timers are dropped."""
         state = self._store.load_run(run_id)

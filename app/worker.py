@@ -59,13 +59,25 @@ class LeaseKeeper:
                     log.exception("lease renewal failed job_id=%s", job_id)
 
 
+MAX_JOB_FAILURES = 8
+"""After this many crashes of its handler, a job of a run fails the run (see `handle`)."""
+FAILURE_BACKOFF_MS = (1_000, 300_000)
+"""A crashed job is retried after 1 s, 2 s, 4 s ... at most 5 min: it must not spin."""
+
+
 class JobRunner:
     def __init__(
-        self, store: Store, lease_seconds: float, handlers: dict[JobKind, Callable[[Job], None]]
+        self,
+        store: Store,
+        lease_seconds: float,
+        handlers: dict[JobKind, Callable[[Job], None]],
+        give_up: Callable[[Job, str], None] | None = None,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
         self._handlers = handlers
+        self._give_up = give_up
+        """Ends a run whose job keeps crashing (the engine fails the run with the error)."""
         self._leases = LeaseKeeper(store, self._lease_ms)
 
     def handle(self, job_id: str) -> str:
@@ -81,5 +93,21 @@ class JobRunner:
                 self._handlers[job.kind](job)
             except Parked:
                 return "parked"
+            except Exception as exc:
+                return self._failed(job, token, exc)
         self._store.finish_job(job_id, token)
         return "done"
+
+    def _failed(self, job: Job, token: str, exc: Exception) -> str:
+        """The handler crashed (a bug or an outage; user errors never get here). Retry the
+        job with backoff; after MAX_JOB_FAILURES a run's job fails its run, so nothing spins
+        forever. Jobs of no run (event processing) keep retrying: an accepted event is never
+        dropped."""
+        now = int(time.time() * 1000)
+        failures = self._store.fail_job(job.id, token, now, *FAILURE_BACKOFF_MS)
+        log.exception("job failed job_id=%s kind=%s failures=%d", job.id, job.kind, failures)
+        if failures >= MAX_JOB_FAILURES and job.run_id and self._give_up is not None:
+            self._give_up(job, f"{type(exc).__name__}: {exc}")
+            self._store.finish_job(job.id, token)
+            return "dead"
+        return "failed"

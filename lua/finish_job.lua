@@ -6,6 +6,7 @@ KEYS[3]  job owners    hash    <p>:jobs:owner
 KEYS[4]  job leases    hash    <p>:jobs:lease
 KEYS[5]  jobs by run   zset    <p>:jobs:by-run      "<run id>|<job id>"
 KEYS[6]  tombstone     string  <p>:job-done:<job id>
+KEYS[7]  job failures  hash    <p>:jobs:failures       (see fail_job.lua)
 
 ARGV[1]  job id
 ARGV[2]  tombstone TTL, ms
@@ -15,11 +16,12 @@ again within the TTL. The lease token is not checked: whoever finishes, the work
 Returns 1 if the job was deleted, 0 if it was already gone.
 ]]
 
-local jobs_key, due_key, owners_key, leases_key, by_run_key, tombstone_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local jobs_key, due_key, owners_key, leases_key, by_run_key, tombstone_key, failures_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local job_id = ARGV[1]
 
 redis.call('SET', tombstone_key, '1', 'PX', ARGV[2])
+redis.call('HDEL', failures_key, job_id)
 local job = redis.call('HGET', jobs_key, job_id)
 if not job then
   return 0

@@ -36,6 +36,7 @@ indexes across runs.
     <p>:jobs:due                    zset    job id, score send-by / lease deadline (ms)
     <p>:jobs:owner                  hash    job id -> lease token
     <p>:jobs:lease                  hash    job id -> lease deadline (ms)
+    <p>:jobs:failures               hash    job id -> times its handler raised
     <p>:jobs:by-run                 zset    "<run id>|<job id>", all scores 0 (lex range/run)
     <p>:job-done:<job id>           string  tombstone of a finished job (PX 24 h)
     <p>:functions                   hash    function id -> FunctionConfig JSON
@@ -156,6 +157,10 @@ class Keys:
     @property
     def job_leases(self) -> str:
         return f"{self.prefix}:jobs:lease"
+
+    @property
+    def job_failures(self) -> str:
+        return f"{self.prefix}:jobs:failures"
 
     @property
     def jobs_by_run(self) -> str:

@@ -83,6 +83,7 @@ class Scripts:
         "begin_job",
         "renew_job",
         "finish_job",
+        "fail_job",
         "release_due",
         "store_event",
         "save_app",
@@ -365,8 +366,13 @@ class Scripts:
 
     def finish_job(self, job_id: str) -> bool:
         k = self._keys
-        keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id)]
+        keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
         return int(self._run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS])) == 1
+
+    def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
+        """Failures so far (this one included); 0: the job is gone; -1: not our lease."""
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        return int(self._run("fail_job", keys, [job_id, token, now, base_ms, cap_ms]))
 
     def release_due(
         self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int = 0

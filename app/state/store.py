@@ -682,6 +682,12 @@ class Store:
         The token is not checked: whoever finishes it, the work is done."""
         self._scripts.finish_job(job_id)
 
+    def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
+        """The handler of a job we lease raised: count it, let go of the lease and schedule
+        the job again after base * 2^(failures-1) ms (at most `cap_ms`). Returns the failure
+        count (0: the job is gone; -1: another token holds it)."""
+        return self._scripts.fail_job(job_id, token, now, base_ms, cap_ms)
+
     def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[Job]:
         """Jobs whose send-by time has passed (timers now due, sent jobs never started,
         expired leases): push their send-by to now + resend_after_ms and return them."""
