@@ -44,6 +44,9 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_CALL_S = 7200.0
 """A call never lasts longer than this, even if the app keeps streaming keepalive bytes."""
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""A call whose body would be larger is sent without events and steps, with `use_api`: the SDK
+then fetches them from `/v0/runs/<id>/batch` and `/actions` (PROTOCOL.md 1.3)."""
 MAX_OPS = 1000
 REQUEST_VERSION = -1
 """Body `version`: -1 lets each SDK pick its preferred execution version (TS refuses 0;
@@ -132,10 +135,13 @@ class HttpDriver:
                 retriable=False,
             ).result()
         url = step_url(registered, request.target or "step")
+        signed_mode = bool(self._settings.signing_key)
         try:
-            body, signed = signing.request_json(
-                request_body(request), signed=bool(self._settings.signing_key)
-            )
+            body, signed = signing.request_json(request_body(request), signed=signed_mode)
+            if len(body) > MAX_REQUEST_BYTES:
+                body, signed = signing.request_json(
+                    request_body(request, use_api=True), signed=signed_mode
+                )
         except ValueError as exc:
             # The run's state will not change by retrying: fail the run with the reason.
             return _Failure(
@@ -247,29 +253,30 @@ def _wire_event(event: Mapping[str, JSON]) -> dict[str, JSON]:
     return out
 
 
-def request_body(request: CallRequest) -> dict[str, JSON]:
+def request_body(request: CallRequest, *, use_api: bool = False) -> dict[str, JSON]:
     """The call request body both SDKs accept (PROTOCOL.md 8).
 
     No `ctx.fn_id`: it would switch the TS SDK into checkpointing. `events` is never empty:
-    the Python SDK fails without it.
+    the Python SDK fails without it, unless `use_api` tells it to fetch events and steps from
+    the API (done when the run's state is too large to send).
     """
-    events = request.events or [request.event]
+    events = [] if use_api else (request.events or [request.event])
     step = request.target or "step"
     return {
         "version": REQUEST_VERSION,
         "event": _wire_event(request.event),
         "events": [_wire_event(event) for event in events],
-        "steps": request.steps,
+        "steps": {} if use_api else request.steps,
         "ctx": {
             "run_id": request.run_id,
             "attempt": request.attempt,
             "max_attempts": request.max_attempts,
             "disable_immediate_execution": request.disable_immediate_execution,
-            "use_api": False,
+            "use_api": use_api,
             "stack": {"stack": list(request.stack), "current": len(request.stack)},
             "step_id": step,
         },
-        "use_api": False,
+        "use_api": use_api,
     }
 
 

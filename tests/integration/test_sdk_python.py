@@ -120,6 +120,11 @@ class TestDevMode:
         assert run["status"] == "Completed", run
         assert run["output"] == {"id": 2**60 + 1, "exact": True, "event": 2**62 + 3}
 
+    def test_state_over_4_mib_is_fetched_by_the_sdk(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("pyapp/bulky"), timeout=60)
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"lengths": [1_500_000] * 3, "last": "ok"}
+
     def test_step_fails_then_succeeds(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("pyapp/flaky"))
         assert run["status"] == "Completed", run

@@ -204,6 +204,13 @@ def bigint(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
     return {"id": echoed, "exact": echoed == 2**60 + 1, "event": ctx.event.data.get("big")}
 
 
+@client.create_function(fn_id="bulky", trigger=inngest.TriggerEvent(event="pyapp/bulky"))
+def bulky(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """State over 4 MiB: later calls carry no steps (`use_api`); the SDK fetches them."""
+    sizes = [ctx.step.run(f"blob-{i}", lambda i=i: str(i) * 1_500_000) for i in range(3)]
+    return {"lengths": [len(blob) for blob in sizes], "last": ctx.step.run("tail", lambda: "ok")}
+
+
 @client.create_function(fn_id="nrstep", trigger=inngest.TriggerEvent(event="pyapp/nrstep"))
 def nrstep(ctx: inngest.ContextSync) -> None:
     """NonRetriableError raised inside a step."""
@@ -231,6 +238,7 @@ FUNCTIONS: list[inngest.Function[typing.Any]] = [
     fanout,
     waiter,
     bigint,
+    bulky,
     nrstep,
 ]
 

@@ -577,3 +577,18 @@ def test_nothing_escapes_call() -> None:
     fn = function("http://x").model_copy(update={"url": "http://[::1/api?fnId=f"})
     result = HttpDriver(Settings()).call(request("http://x", function=fn), no_checkpoint)
     assert (result.kind, result.retriable) == ("error", True)
+
+
+def test_state_too_large_to_send_goes_by_the_api(server: CannedServer) -> None:
+    big = {f"s{i}": {"data": "x" * 1_000_000} for i in range(5)}
+    call(
+        server,
+        recorded(PY_REPLIES["POST first call of three (no memo)"]),
+        steps=big,
+        stack=list(big),
+    )
+    body = server.received[0].json()
+    assert body["use_api"] is True and body["ctx"]["use_api"] is True
+    assert body["steps"] == {} and body["events"] == []
+    assert body["ctx"]["stack"]["stack"] == list(big)  # the SDK still gets the order
+    assert len(server.received[0].body) < 10_000
