@@ -9,13 +9,16 @@ second claim after a crashed claimer's lease harmless.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from app.models import JSON, FunctionConfig
+from app.durations import parse_duration_ms
+from app.errors import BadRequest
+from app.models import JSON, FunctionConfig, Trigger
 from app.registry import Registry
 from app.runner import Runner
 from app.state.store import Store
@@ -66,7 +69,8 @@ def _fire(fn: FunctionConfig, expr: str, ts: int, runner: Runner, now: int) -> N
 
 
 def _latest_due(fn: FunctionConfig, now: int) -> tuple[int, str] | None:
-    """The most recent scheduled time <= now over the function's cron triggers."""
+    """The most recent scheduled time whose firing time (the scheduled time plus the trigger's
+    jitter offset) is <= now, over the function's cron triggers."""
     best: tuple[int, str] | None = None
     for trigger in fn.triggers:
         if not trigger.cron:
@@ -75,9 +79,29 @@ def _latest_due(fn: FunctionConfig, now: int) -> tuple[int, str] | None:
         if ts is None:
             log.warning("invalid cron function=%s cron=%r", fn.id, trigger.cron)
             continue
+        if ts + jitter_ms(fn.id, trigger, ts) > now:
+            # This time fires a little later; the one before has fired (jitter < interval).
+            earlier = latest_at_or_before(trigger.cron, ts - 1)
+            if earlier is None:
+                continue
+            ts = earlier
         if best is None or ts > best[0]:
             best = (ts, trigger.cron)
     return best
+
+
+def jitter_ms(function_id: str, trigger: Trigger, ts: int) -> int:
+    """The firing delay of scheduled time `ts`: in [0, jitter), the same for every beat."""
+    if not trigger.jitter:
+        return 0
+    try:
+        span = parse_duration_ms(trigger.jitter)
+    except BadRequest:
+        return 0
+    if span <= 0:
+        return 0
+    digest = hashlib.sha1(f"{function_id}:{ts}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % span
 
 
 def latest_at_or_before(expr: str, now: int) -> int | None:

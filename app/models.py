@@ -64,6 +64,9 @@ class Trigger(BaseModel):
     event: str | None = None
     expression: str | None = None
     cron: str | None = None
+    jitter: str | None = None
+    """Cron only: each scheduled time fires up to this much later (a duration such as "30s"),
+    at an offset fixed per function and time, so many crons on one schedule spread out."""
 
 
 DriverKind = Literal["inprocess", "http"]

@@ -221,7 +221,8 @@ class _FunctionParser:
                     raise self.fail(f"{path}.cron", f"invalid cron expression {cron!r}")
                 if item.get("jitter") is not None:
                     self.duration(f"{path}.jitter", item["jitter"])
-                out.append(Trigger(cron=cron.strip()))
+                jitter = item.get("jitter")
+                out.append(Trigger(cron=cron.strip(), jitter=jitter or None))
                 continue
             if not isinstance(event, str) or not event.strip():
                 raise self.fail(f"{path}.event", "must be a non-empty event name")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from croniter import croniter
 from pydantic import ValidationError
 
-from app.errors import InvalidFunction
+from app.durations import parse_duration_ms
+from app.errors import BadRequest, InvalidFunction
 from app.flow.options import check_options
 from app.models import JSON, FunctionConfig, Trigger
 from app.sdk.options import (
@@ -101,7 +102,12 @@ class _Checker:
         if isinstance(value, TriggerCron):
             if not croniter.is_valid(value.cron):
                 raise self.fail(f"{field}.cron", f"is not a valid cron expression: {value.cron!r}")
-            return Trigger(cron=value.cron)
+            if value.jitter is not None:
+                try:
+                    parse_duration_ms(value.jitter)
+                except BadRequest as exc:
+                    raise self.fail(f"{field}.jitter", exc.message) from exc
+            return Trigger(cron=value.cron, jitter=value.jitter)
         raise self.fail(field, f"must be an inngest.TriggerEvent or TriggerCron, got {value!r}")
 
 

@@ -155,3 +155,19 @@ def test_two_functions_on_the_same_schedule_each_get_a_run(world: World) -> None
     hourly = next(v for v in views if v.function_id == "app-hourly")
     state = world.store.load_run(hourly.run_id)
     assert state is not None and state.events[0]["data"] == {"cron": "0 * * * *"}
+
+
+def test_jitter_delays_each_time_by_a_fixed_offset_below_the_jitter(world: World) -> None:
+    from app.cron import jitter_ms
+
+    trigger = Trigger(cron="*/5 * * * *", jitter="2m")
+    world.register(fn("every5", trigger))
+    offset = jitter_ms("app-every5", trigger, T12)
+    assert 0 <= offset < 120_000
+    assert offset == jitter_ms("app-every5", trigger, T12)  # every beat agrees
+    assert {jitter_ms("app-every5", trigger, T12 + i * 300_000) for i in range(20)} != {offset}
+    fire(world, T12 - 1)  # first sight of the function sets its cursor
+    if offset > 0:
+        assert fire(world, T12 + offset - 1) == 0  # scheduled, but not yet due
+    assert fire(world, T12 + offset) == 1
+    assert [ts for _, ts in cron_runs(world)] == [T12]

@@ -152,6 +152,7 @@ def test_defaults_and_the_failure_handler() -> None:
             {"trigger": [sdk.TriggerEvent(event="a"), sdk.TriggerCron(cron="61 * * * *")]},
             "trigger[1].cron",
         ),
+        ({"trigger": sdk.TriggerCron(cron="* * * * *", jitter="5 minutes")}, "trigger[0].jitter"),
         ({"trigger": []}, "trigger"),
         ({"trigger": "app/event"}, "trigger[0]"),
         ({"retries": -1}, "retries"),
