@@ -30,7 +30,7 @@ from app.errors import Unauthorized
 if TYPE_CHECKING:
     from app.engine import Engine
 
-PROTECTED_PREFIXES = ("/v1/", "/metrics")
+PROTECTED_PREFIXES = ("/v1/", "/metrics", "/invoke/")
 
 
 def production(settings: Settings) -> bool:

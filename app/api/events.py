@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app import metrics
 from app.api.context import current_engine
-from app.errors import BadRequest, PayloadTooLarge, Unauthorized
+from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
 
 bp = Blueprint("events", __name__)
@@ -36,6 +36,35 @@ def send_events(event_key: str) -> tuple[Response, int]:
     ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
     metrics.count_event(engine.store, len(ids))
     return jsonify({"ids": ids, "status": 200}), 200
+
+
+@bp.post("/invoke/<function_id>")
+def invoke_function(function_id: str) -> tuple[Response, int]:
+    """Start one run of a function directly (cron-only functions too), as Inngest's dev server
+    does: the body `{"data": {...}, "user"?: {...}}` becomes an `inngest/function.invoked`
+    event aimed at that function. Guarded like `/v1` (see app.api.auth)."""
+    engine = current_engine()
+    if engine.registry.get(function_id) is None:
+        raise NotFound(f"function {function_id} not found", field="function_id")
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(body, dict):
+        raise BadRequest('body must be an object such as {"data": {...}}', field="body")
+    data, user = body.get("data", {}), body.get("user", {})
+    if not isinstance(data, dict) or not isinstance(user, dict):
+        field = "data" if not isinstance(data, dict) else "user"
+        raise BadRequest(f"{field} must be an object", field=field)
+    event: dict[str, JSON] = {
+        "name": "inngest/function.invoked",
+        "data": {**data, "_inngest": {"fn_id": function_id}},
+        "user": user,
+    }
+    [event_id] = engine.runner.ingest([event], engine.now(), internal=True)
+    metrics.count_event(engine.store, 1)
+    return jsonify({"id": event_id, "status": 200}), 200
 
 
 @bp.post("/e/")
