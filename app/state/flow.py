@@ -6,22 +6,7 @@ state change is one script in `lua/flow_*.lua` (return codes in each header). Bu
 are created inside the scripts with the queue's `enqueue` helper, atomically with the state
 they serve, so no timer is lost between the two; the beat tick sends them when due.
 
-Keys (prefix `<p>` as in `keys.py`; `<key hash>` is the hashed value of a key expression,
-`-` when the option has none):
-
-    <p>:flow:rl:<fn>:<key hash>              string  GCRA theoretical arrival time, ms (PX)
-    <p>:flow:rl-seen:<fn>:<event id>         string  the event's schedule was admitted (PX 30 min)
-    <p>:flow:outcomes:<event id>             hash    fn id -> outcome JSON (PX 7 d)
-    <p>:flow:debounce:<fn>:<key hash>        string  current debounce id (PX)
-    <p>:flow:debounce-item:<debounce id>     hash    fn, key, event_id, event, ts, due,
-                                                     timeout_at, gen, state (PX)
-    <p>:flow:batch:<fn>:<key hash>           string  open batch id (PX)
-    <p>:flow:batch-events:<batch id>         list    {"id", "event"} JSON per event (PX)
-    <p>:flow:batch-meta:<batch id>           hash    fn, key, status, created_at, bytes (PX)
-    <p>:flow:batch-seen:<fn>:<event id>      string  batch the event joined (PX 30 min)
-    <p>:flow:singleton:<fn>:<key hash>       hash    run_id (holder), at (ms)
-    <p>:flow:singleton-run:<run id>          string  name of the lock key the run holds
-    <p>:flow:singleton-decision:<fn>:<sched> hash    code, run_id, other (PX 24 h)
+Keys: `FlowKeys` in `keys.py`.
 
 Timer jobs: `debounce:<debounce id>:<generation>` (kind debounce), `batch:<batch id>` and
 `batch:<batch id>:full` (kind batch); `flow_item_id(job_id)` gives back the item id.
@@ -31,12 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.errors import StateError
 from app.models import JSON, Job, JobKind
+from app.state.base import _dumps
+from app.state.keys import FlowKeys
+from app.state.records import (
+    BatchAppend,
+    BatchStart,
+    DebounceFire,
+    DebounceResult,
+    RateLimitResult,
+    SingletonDecision,
+)
 from app.state.scripts import read_script
 from app.state.store import DEFAULT_LUA_DIR, RETRIES, Store
 
@@ -62,107 +56,12 @@ class _Script(Protocol):
     def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
 
 
-@dataclass(frozen=True)
-class FlowKeys:
-    prefix: str = "sl"
-
-    def rate_limit(self, function_id: str, key_hash: str) -> str:
-        return f"{self.prefix}:flow:rl:{function_id}:{key_hash}"
-
-    def rate_limit_seen(self, function_id: str, event_id: str) -> str:
-        return f"{self.prefix}:flow:rl-seen:{function_id}:{event_id}"
-
-    def outcomes(self, event_id: str) -> str:
-        return f"{self.prefix}:flow:outcomes:{event_id}"
-
-    def debounce(self, function_id: str, key_hash: str) -> str:
-        return f"{self.prefix}:flow:debounce:{function_id}:{key_hash}"
-
-    def debounce_item(self, debounce_id: str) -> str:
-        return f"{self.prefix}:flow:debounce-item:{debounce_id}"
-
-    def batch(self, function_id: str, key_hash: str) -> str:
-        return f"{self.prefix}:flow:batch:{function_id}:{key_hash}"
-
-    def batch_events(self, batch_id: str) -> str:
-        return f"{self.prefix}:flow:batch-events:{batch_id}"
-
-    def batch_meta(self, batch_id: str) -> str:
-        return f"{self.prefix}:flow:batch-meta:{batch_id}"
-
-    def batch_seen(self, function_id: str, event_id: str) -> str:
-        return f"{self.prefix}:flow:batch-seen:{function_id}:{event_id}"
-
-    def singleton(self, function_id: str, key_hash: str) -> str:
-        return f"{self.prefix}:flow:singleton:{function_id}:{key_hash}"
-
-    def singleton_run(self, run_id: str) -> str:
-        return f"{self.prefix}:flow:singleton-run:{run_id}"
-
-    def singleton_decision(self, function_id: str, schedule_key: str) -> str:
-        return f"{self.prefix}:flow:singleton-decision:{function_id}:{schedule_key}"
-
-
 def flow_item_id(job_id: str) -> str:
     """The debounce or batch id inside a flow timer job's id (`debounce:<id>:<gen>`, ...)."""
     parts = job_id.split(":")
     if len(parts) < 2 or parts[0] not in ("debounce", "batch") or not parts[1]:
         raise ValueError(f"not a flow timer job id: {job_id!r}")
     return parts[1]
-
-
-# --- results ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RateLimitResult:
-    admitted: bool
-    repeat: bool = False
-    """Admitted earlier for the same event (nothing counted now)."""
-    retry_at: int = 0
-    """When limited: when the next run would be admitted (ms)."""
-
-
-@dataclass(frozen=True)
-class DebounceResult:
-    code: Literal["created", "updated", "ignored"]
-    debounce_id: str
-    due: int
-    """When the run starts if no further event arrives (ms)."""
-
-
-@dataclass(frozen=True)
-class DebounceFire:
-    code: Literal["fired", "rescheduled", "gone"]
-    function_id: str = ""
-    event_id: str = ""
-    event: dict[str, JSON] | None = None
-    due: int = 0
-
-
-@dataclass(frozen=True)
-class BatchAppend:
-    code: Literal["appended", "full", "duplicate"]
-    batch_id: str
-    size: int
-    full_job: Job | None = None
-    """Set with "full": the job the caller sends so the run starts now."""
-
-
-@dataclass(frozen=True)
-class BatchStart:
-    function_id: str
-    event_ids: list[str]
-    events: list[dict[str, JSON]]
-
-
-@dataclass(frozen=True)
-class SingletonDecision:
-    code: Literal["start", "skip"]
-    run_id: str
-    """The run to create (start)."""
-    other: str
-    """start: the live holder this run replaces (mode cancel), or "". skip: the holder."""
 
 
 class FlowStore:
@@ -446,10 +345,6 @@ class FlowStore:
 
 def _debounce_job(debounce_id: str, generation: int) -> Job:
     return Job(id=f"debounce:{debounce_id}:{generation}", kind=JobKind.DEBOUNCE)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 __all__ = [

@@ -46,6 +46,23 @@ indexes across runs.
     <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
     <p>:metric:<name>               hash    label (function id, ...) -> counter (metrics.py)
+
+Flow control (`FlowKeys`, for `flow.py`); `<key hash>` is the hashed value of a key
+expression, `-` when the option has none:
+
+    <p>:flow:rl:<fn>:<key hash>              string  GCRA theoretical arrival time, ms (PX)
+    <p>:flow:rl-seen:<fn>:<event id>         string  the event's schedule was admitted (PX 30 min)
+    <p>:flow:outcomes:<event id>             hash    fn id -> outcome JSON (PX 7 d)
+    <p>:flow:debounce:<fn>:<key hash>        string  current debounce id (PX)
+    <p>:flow:debounce-item:<debounce id>     hash    fn, key, event_id, event, ts, due,
+                                                     timeout_at, gen, state (PX)
+    <p>:flow:batch:<fn>:<key hash>           string  open batch id (PX)
+    <p>:flow:batch-events:<batch id>         list    {"id", "event"} JSON per event (PX)
+    <p>:flow:batch-meta:<batch id>           hash    fn, key, status, created_at, bytes (PX)
+    <p>:flow:batch-seen:<fn>:<event id>      string  batch the event joined (PX 30 min)
+    <p>:flow:singleton:<fn>:<key hash>       hash    run_id (holder), at (ms)
+    <p>:flow:singleton-run:<run id>          string  name of the lock key the run holds
+    <p>:flow:singleton-decision:<fn>:<sched> hash    code, run_id, other (PX 24 h)
 """
 
 from __future__ import annotations
@@ -192,3 +209,44 @@ class Keys:
     @property
     def cron_cursor(self) -> str:
         return f"{self.prefix}:cron-cursor"
+
+
+@dataclass(frozen=True)
+class FlowKeys:
+    prefix: str = "sl"
+
+    def rate_limit(self, function_id: str, key_hash: str) -> str:
+        return f"{self.prefix}:flow:rl:{function_id}:{key_hash}"
+
+    def rate_limit_seen(self, function_id: str, event_id: str) -> str:
+        return f"{self.prefix}:flow:rl-seen:{function_id}:{event_id}"
+
+    def outcomes(self, event_id: str) -> str:
+        return f"{self.prefix}:flow:outcomes:{event_id}"
+
+    def debounce(self, function_id: str, key_hash: str) -> str:
+        return f"{self.prefix}:flow:debounce:{function_id}:{key_hash}"
+
+    def debounce_item(self, debounce_id: str) -> str:
+        return f"{self.prefix}:flow:debounce-item:{debounce_id}"
+
+    def batch(self, function_id: str, key_hash: str) -> str:
+        return f"{self.prefix}:flow:batch:{function_id}:{key_hash}"
+
+    def batch_events(self, batch_id: str) -> str:
+        return f"{self.prefix}:flow:batch-events:{batch_id}"
+
+    def batch_meta(self, batch_id: str) -> str:
+        return f"{self.prefix}:flow:batch-meta:{batch_id}"
+
+    def batch_seen(self, function_id: str, event_id: str) -> str:
+        return f"{self.prefix}:flow:batch-seen:{function_id}:{event_id}"
+
+    def singleton(self, function_id: str, key_hash: str) -> str:
+        return f"{self.prefix}:flow:singleton:{function_id}:{key_hash}"
+
+    def singleton_run(self, run_id: str) -> str:
+        return f"{self.prefix}:flow:singleton-run:{run_id}"
+
+    def singleton_decision(self, function_id: str, schedule_key: str) -> str:
+        return f"{self.prefix}:flow:singleton-decision:{function_id}:{schedule_key}"

@@ -2,7 +2,7 @@
 
 A wrapper takes plain values, builds the script's KEYS from `Keys` in the order the script's
 header lists them, runs it (one EVALSHA) and turns its return codes into Python values. The
-JSON encoding of domain objects is left to `store.py`.
+JSON encoding of domain objects is left to the store (`store.py` and its verb modules).
 
 A script file may pull in a shared helper with a line `-- @include "name.lua"`; the helper is
 read from `lua/include/` and pasted in at load time (as BullMQ does), so each script sent to

@@ -52,7 +52,7 @@ def test_list_functions(api: Api) -> None:
     by_id = {f["id"]: f for f in body["data"]}
     charge = by_id["shop-charge"]
     assert charge["triggers"] == [
-        {"event": "shop/order", "expression": "event.data.total > 0", "cron": None}
+        {"event": "shop/order", "expression": "event.data.total > 0", "cron": None, "jitter": None}
     ]
     assert charge["options"] == {"concurrency": [{"limit": 5}]}
     assert charge["app_url"] == "http://shop.local/api/inngest" and charge["driver"] == "http"

@@ -1,0 +1,72 @@
+"""Store verbs for events: stored once (deduplicated by user id), listed newest first."""
+
+from __future__ import annotations
+
+import json
+
+from app.models import JSON
+from app.state.base import StoreBase, _dumps
+from app.state.records import EventRecord, Page, Position
+
+
+class EventVerbs(StoreBase):
+    """Part of `Store`: events."""
+
+    def store_event(
+        self, event: dict[str, JSON], internal_id: str, now: int, dedupe_ttl_ms: int
+    ) -> tuple[str, bool]:
+        """Store an event. If its user `id` was seen within the TTL, store nothing and return
+        (the first event's internal id, False); else (internal_id, True)."""
+        user_id = event.get("id")
+        record = {"internal_id": internal_id, "received_at": now, "event": event}
+        return self._scripts.store_event(
+            internal_id,
+            user_id if isinstance(user_id, str) else "",
+            _dumps(record),
+            now,
+            dedupe_ttl_ms,
+        )
+
+    def get_event(self, internal_id: str) -> EventRecord | None:
+        raw = self._client.get(self._keys.event(internal_id))
+        return None if raw is None else _event_record(raw)
+
+    def page_events(
+        self,
+        limit: int,
+        *,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+    ) -> Page[EventRecord]:
+        """Newest first: events received in [received_after, received_before) (ms), following
+        position `after` (a previous page's `next`)."""
+        members, more = self._score_page(
+            self._keys.events, limit, received_after, received_before, after
+        )
+        if not members:
+            return Page([], None)
+        raw = self._client.mget([self._keys.event(member) for member, _ in members])
+        records = [_event_record(item) for item in raw if item is not None]
+        last = members[-1]
+        return Page(records, (last[1], last[0]) if more else None)
+
+    def list_events(self, limit: int, before: str | None = None) -> list[EventRecord]:
+        """Newest first; `before` is an internal id (exclusive) from a previous page."""
+        ids = self._page(self._keys.events, limit, before)
+        if not ids:
+            return []
+        raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])
+        return [_event_record(item) for item in raw if item is not None]
+
+    def event_run_ids(self, internal_id: str) -> list[str]:
+        return sorted(self._client.smembers(self._keys.event_runs(internal_id)))
+
+
+def _event_record(raw: str) -> EventRecord:
+    record = json.loads(raw)
+    return EventRecord(
+        internal_id=record["internal_id"],
+        received_at=int(record["received_at"]),
+        event=record["event"],
+    )

@@ -1,0 +1,62 @@
+"""Store verbs for jobs: the durable queue records (Celery messages carry only their ids),
+leased by one worker at a time and re-sent by the beat tick when due."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from app.models import Job
+from app.state.base import StoreBase
+
+
+class JobVerbs(StoreBase):
+    """Part of `Store`: jobs."""
+
+    def enqueue_job(self, job: Job, due_at: int, send_by: int) -> bool:
+        """Create the job unless it exists or ran in the last 24 h (tombstone). `send_by` is
+        when the tick should (re)send it if nobody has started it. Returns True if created.
+
+        False also when the job's run has ended. `due_at` is not stored: the queue sends
+        soon-due jobs with a countdown and later ones have `send_by == due_at`."""
+        return self._scripts.enqueue_job(job.id, job.run_id, job.model_dump_json(), send_by) == 1
+
+    def begin_job(
+        self, job_id: str, token: str, now: int, lease_ms: int
+    ) -> Job | Literal["gone", "busy"]:
+        """Lease the job for `token`. "gone": done or dropped. "busy": another holder's lease
+        is still live."""
+        code, raw = self._scripts.begin_job(job_id, token, now, lease_ms)
+        if code == "ok":
+            return Job.model_validate_json(raw)
+        return code
+
+    def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
+        """Extend `token`'s lease. False if the job is gone or another token holds it."""
+        return self._scripts.renew_job(job_id, token, now, lease_ms)
+
+    def finish_job(self, job_id: str, token: str) -> None:
+        """Delete the job and leave a 24 h tombstone so the same id is never enqueued again.
+        The token is not checked: whoever finishes it, the work is done."""
+        self._scripts.finish_job(job_id)
+
+    def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
+        """The handler of a job we lease raised: count it, let go of the lease and schedule
+        the job again after base * 2^(failures-1) ms (at most `cap_ms`). Returns the failure
+        count (0: the job is gone; -1: another token holds it)."""
+        return self._scripts.fail_job(job_id, token, now, base_ms, cap_ms)
+
+    def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[Job]:
+        """Jobs whose send-by time has passed (timers now due, sent jobs never started,
+        expired leases): push their send-by to now + resend_after_ms and return them."""
+        return [job for job, _ in self.release_upcoming(now, resend_after_ms, limit, 0)]
+
+    def release_upcoming(
+        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int
+    ) -> list[tuple[Job, int]]:
+        """As `release_due`, also taking unleased jobs due within `lookahead_ms`; each with
+        its due time, so the caller can send it to fire exactly then."""
+        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms)
+        return [(Job.model_validate_json(item), due) for item, due in raw]
+
+    def count_jobs(self) -> int:
+        return int(self._client.hlen(self._keys.jobs))

@@ -1,0 +1,174 @@
+"""What the store's verbs take and return: plain dataclasses, no Redis.
+
+`Store` (`store.py`) re-exports the run, event and paging records; the flow-control results
+are re-exported by `flow.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+from app.models import JSON, Job, Pause
+
+
+@dataclass
+class NewRun:
+    run_id: str
+    function_id: str
+    events: list[dict[str, JSON]]
+    """The triggering events as sent to the function (wire form)."""
+    event_ids: list[str]
+    """Internal ids of those events (links run <-> event for the API)."""
+    created_at: int
+    idempotency_key: str | None = None
+    """`<function id>:<key>`; a second create with the same key within the TTL is refused."""
+    idempotency_ttl_ms: int = 86_400_000
+    correlation_id: str | None = None
+    """Set when this run was started by step.invoke; copied into its finish event."""
+    original_run_id: str | None = None
+    """Set on a rerun or replay: the run it was made from."""
+    memoized: MemoizedSteps | None = None
+    """A replay's steps, memoized from the start (they are not executed again)."""
+
+
+@dataclass
+class MemoizedSteps:
+    """Steps a run has memoized, in stack (completion) order, with their history records."""
+
+    stack: list[str]
+    steps: dict[str, JSON]
+    """Memo by hashed step id."""
+    history: dict[str, dict[str, JSON]]
+    """History record by hashed step id (those without one are left out)."""
+
+
+@dataclass
+class RunState:
+    """Everything the executor needs to call a function."""
+
+    run_id: str
+    function_id: str
+    status: str
+    events: list[dict[str, JSON]]
+    steps: dict[str, JSON]
+    """Memoized values by hashed step id (only those on the stack)."""
+    stack: list[str]
+    disable_immediate_execution: bool
+    created_at: int
+    started_at: int | None
+    correlation_id: str | None
+
+
+@dataclass
+class SaveResult:
+    status: Literal["created", "identical", "different", "ended"]
+    """created: this call wrote it. identical: the same bytes were there (a retry of ours).
+    different: another writer won. ended: the run is finished or gone; nothing written."""
+    memo: JSON = None
+    """The value now stored (the existing one unless created)."""
+    pending: int = 0
+    """Parallel steps still pending after this save."""
+
+
+@dataclass
+class ConsumeResult:
+    won: bool
+    """True for exactly one consumer of a pause, whatever the race."""
+    pause: Pause | None
+    pending: int = 0
+    resumed: bool = False
+    """The resume job passed to `consume_pause` was created (the caller sends it)."""
+
+
+@dataclass
+class RunView:
+    """A run as the API shows it."""
+
+    run_id: str
+    function_id: str
+    status: str
+    event_ids: list[str]
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    output: JSON = None
+    error: JSON = None
+    steps: list[dict[str, JSON]] = field(default_factory=list)
+    """Step history records in first-seen order (see `record_step`)."""
+    original_run_id: str | None = None
+    """Set on a rerun or replay: the run it was made from."""
+
+
+@dataclass
+class EventRecord:
+    internal_id: str
+    received_at: int
+    event: dict[str, JSON]
+
+
+T = TypeVar("T")
+
+Position = tuple[int, str]
+"""Where a page ended: (score, member) of its last item; the next page starts after it."""
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next: Position | None
+    """The last item's position when more items follow, else None."""
+
+
+# --- flow control (`flow.py`) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    admitted: bool
+    repeat: bool = False
+    """Admitted earlier for the same event (nothing counted now)."""
+    retry_at: int = 0
+    """When limited: when the next run would be admitted (ms)."""
+
+
+@dataclass(frozen=True)
+class DebounceResult:
+    code: Literal["created", "updated", "ignored"]
+    debounce_id: str
+    due: int
+    """When the run starts if no further event arrives (ms)."""
+
+
+@dataclass(frozen=True)
+class DebounceFire:
+    code: Literal["fired", "rescheduled", "gone"]
+    function_id: str = ""
+    event_id: str = ""
+    event: dict[str, JSON] | None = None
+    due: int = 0
+
+
+@dataclass(frozen=True)
+class BatchAppend:
+    code: Literal["appended", "full", "duplicate"]
+    batch_id: str
+    size: int
+    full_job: Job | None = None
+    """Set with "full": the job the caller sends so the run starts now."""
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    function_id: str
+    event_ids: list[str]
+    events: list[dict[str, JSON]]
+
+
+@dataclass(frozen=True)
+class SingletonDecision:
+    code: Literal["start", "skip"]
+    run_id: str
+    """The run to create (start)."""
+    other: str
+    """start: the live holder this run replaces (mode cancel), or "". skip: the holder."""

@@ -1,0 +1,200 @@
+"""Store verbs for a run's life: create, load, start, memoize steps, finish.
+
+A step's history record is stored as a JSON object whose values are JSON texts (see the
+`store.py` docstring): `_encode_info` writes that form, `_decode_record` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.errors import StateError
+from app.models import JSON, Pause, RunStatus
+from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
+from app.state.keys import RUN_JOB_SEPARATOR
+from app.state.pauses import _pause_ref
+from app.state.records import MemoizedSteps, NewRun, RunState, SaveResult
+from app.state.scripts import PauseRef, Scripts
+
+
+class RunVerbs(StoreBase):
+    """Part of `Store`: a run's state, from creation to its end."""
+
+    def create_run(self, run: NewRun) -> tuple[str, bool]:
+        """Create a run (status Queued) idempotently. Returns (run id, created). With an
+        idempotency key already taken: (the existing run id, False). Links each event id to
+        the run, adds it to the run lists (all, per function, per status).
+
+        `memoized` (a replay) writes those steps, stack and history records with the run."""
+        return self._create_run(run, None)
+
+    def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
+        """`create_run` for many runs in one pipelined round trip (each still atomic)."""
+        pipe = self._client.pipeline(transaction=False)
+        for run in runs:
+            self._create_run(run, pipe)
+        return [Scripts.created(reply) for reply in pipe.execute()]
+
+    def _create_run(self, run: NewRun, pipe: Any) -> tuple[str, bool]:
+        memo_json = ""
+        if run.memoized is not None:
+            memo = run.memoized
+            memo_json = _dumps(
+                {
+                    "stack": memo.stack,
+                    "steps": {step: _dumps(memo.steps.get(step)) for step in memo.stack},
+                    "history": {
+                        step: _encode_info(record)
+                        for step, record in memo.history.items()
+                        if step in memo.steps
+                    },
+                }
+            )
+        return self._scripts.create_run(
+            run.run_id,
+            run.function_id,
+            run.created_at,
+            _dumps(run.events),
+            run.event_ids,
+            run.correlation_id or "",
+            run.idempotency_key,
+            run.idempotency_ttl_ms,
+            run.original_run_id or "",
+            memo_json,
+            client=pipe,
+        )
+
+    def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
+        """The run's memoized steps in stack order with their history records (None if the
+        run is gone): what a replay copies."""
+        r = self._keys.run(run_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.exists(r.meta)
+        pipe.lrange(r.stack, 0, -1)
+        pipe.hgetall(r.steps)
+        pipe.hgetall(r.history)
+        exists, stack, steps, history = pipe.execute()
+        if not exists:
+            return None
+        return MemoizedSteps(
+            stack=[step for step in stack if step in steps],
+            steps={step: json.loads(raw) for step, raw in steps.items()},
+            history={step: _decode_record(step, raw) for step, raw in history.items()},
+        )
+
+    def load_run(self, run_id: str) -> RunState | None:
+        r = self._keys.run(run_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(r.meta)
+        pipe.lrange(r.stack, 0, -1)
+        pipe.hgetall(r.steps)
+        meta, stack, steps = pipe.execute()
+        if not meta:
+            return None
+        memos: dict[str, JSON] = {}
+        for step in stack:
+            if step not in steps:
+                raise StateError(f"run {run_id}: step {step} is on the stack but has no memo")
+            memos[step] = json.loads(steps[step])
+        return RunState(
+            run_id=run_id,
+            function_id=meta["function_id"],
+            status=meta["status"],
+            events=json.loads(meta["events"]),
+            steps=memos,
+            stack=list(stack),
+            disable_immediate_execution=meta.get("die") == "1",
+            created_at=int(meta["created_at"]),
+            started_at=_opt_int(meta.get("started_at")),
+            correlation_id=meta.get("correlation_id") or None,
+        )
+
+    def mark_started(self, run_id: str, now: int) -> None:
+        """Status Queued -> Running (moving it between the status indexes, counting the
+        start); started_at written once. A missing run is left alone."""
+        function_id = self._client.hget(self._keys.run(run_id).meta, "function_id")
+        if function_id is not None:
+            self._scripts.mark_started(run_id, function_id, now)
+
+    def save_step(
+        self, run_id: str, step: str, memo: JSON, info: dict[str, JSON], now: int
+    ) -> SaveResult:
+        """First write wins: store `memo` under `step`, push it on the stack, drop it from the
+        pending set, merge `info` into the step's history record. See lua/save_step.lua.
+
+        `info` is merged only by the call that creates the memo. `now` is not used."""
+        memo_json = _dumps(memo)
+        status, stored, pending = self._scripts.save_step(
+            run_id, step, memo_json, _encode_info(info)
+        )
+        if status == "created":
+            return SaveResult("created", memo, pending)
+        if status == "ended":
+            return SaveResult("ended", None, 0)
+        return SaveResult(status, None if stored is None else json.loads(stored), pending)
+
+    def record_step(self, run_id: str, step: str, info: dict[str, JSON]) -> None:
+        """Merge `info` (name, kind, attempts, error, due, started_at...) into the step's
+        history record without memoizing anything. A missing run is left alone."""
+        self._scripts.record_step(run_id, step, _encode_info(info))
+
+    def set_pending(self, run_id: str, steps: list[str]) -> None:
+        """Replace the run's pending parallel set and set disable_immediate_execution.
+
+        An empty list only empties the set (the flag is left as it is). A missing run is
+        left alone."""
+        self._scripts.set_pending(run_id, steps)
+
+    def set_disable_immediate(self, run_id: str, value: bool) -> None:
+        self._scripts.set_disable_immediate(run_id, value)
+
+    def finish_run(self, run_id: str, status: str, output: JSON, error: JSON, now: int) -> bool:
+        """End a run once: set status/output/error/ended_at, drop its pauses (and their
+        indexes) and its queued jobs. Returns True only for the call that ended it."""
+        if not RunStatus(status).ended:
+            raise ValueError(f"finish_run needs an ended status, not {status!r}")
+        for _ in range(RETRIES):
+            function_id, pauses, job_ids = self._run_snapshot(run_id)
+            code = self._scripts.finish_run(
+                run_id,
+                status,
+                _dumps(output),
+                _dumps(error),
+                now,
+                pauses,
+                job_ids,
+                function_id=function_id,
+            )
+            if code != "changed":
+                return code == "finished"
+        raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+
+    def _run_snapshot(self, run_id: str) -> tuple[str, list[PauseRef], list[str]]:
+        """The run's function id, pauses (as refs) and queued job ids, for finish_run."""
+        prefix = run_id + RUN_JOB_SEPARATOR
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hget(self._keys.run(run_id).meta, "function_id")
+        pipe.smembers(self._keys.run(run_id).pauses)
+        pipe.zrangebylex(self._keys.jobs_by_run, f"[{prefix}", f"({run_id}}}")
+        function_id, pause_ids, members = pipe.execute()
+        ordered = sorted(pause_ids)
+        raws = self._client.mget([self._keys.pause(pid) for pid in ordered]) if ordered else []
+        refs = [
+            _pause_ref(Pause.model_validate_json(raw), raw)
+            if raw is not None
+            else PauseRef(pid, run_id, "", "", "", "", "", "")
+            for pid, raw in zip(ordered, raws, strict=True)
+        ]
+        return function_id or "", refs, [member[len(prefix) :] for member in members]
+
+
+def _encode_info(info: dict[str, JSON]) -> str:
+    """History info as the Lua merge takes it: an object of field -> JSON text."""
+    return _dumps({name: _dumps(value) for name, value in info.items()})
+
+
+def _decode_record(step: str, raw: str) -> dict[str, JSON]:
+    record: dict[str, JSON] = {name: json.loads(value) for name, value in json.loads(raw).items()}
+    record.setdefault("id", step)
+    return record
