@@ -3,12 +3,7 @@
 One `call` is one POST to the URL the app registered (`?fnId=<slug>&stepId=step`), with
 `stepId` set to the targeted step's hash or `step` (discovery). The body is the protocol's call
 request (PROTOCOL.md 1.3, 8), sent JCS-canonical and, in production mode, signed. The reply is
-turned into a `CallResult` (PROTOCOL.md 2, ENGINE.md 1.4):
-
-    206  -> "ops"       opcodes, normalised (Sleep wake time into opts, WaitForEvent event ...)
-    200  -> "complete"  the body is the function's return value
-    201  -> unwrapped   streaming envelope {status, body, headers}; then as above
-    4xx/5xx -> "error"  retriable unless `X-Inngest-No-Retry: true`; `Retry-After` honoured
+turned into a `CallResult` by `app.drivers.http_reply` (PROTOCOL.md 2, ENGINE.md 1.4).
 
 Whatever goes wrong on the way (app down, timeout, a proxy's HTML page, a body over 4 MiB, a
 bad signature, an opcode we do not know) comes back as a retriable "error" result with a
@@ -18,23 +13,26 @@ finished step as an op.
 
 from __future__ import annotations
 
-import email.utils
-import json
 import logging
 import os
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import cast
 
 import httpx
 
 from app.config import Settings
 from app.drivers import signing
-from app.drivers.base import CallRequest, CallResult, Checkpoint, Op, OpName
-from app.durations import iso_ms, parse_duration_ms, parse_time_ms
-from app.errors import BadRequest
+from app.drivers.base import CallRequest, CallResult, Checkpoint
+from app.drivers.http_reply import (
+    MAX_OPS,
+    MAX_RETRY_MS,
+    MIN_RETRY_MS,
+    CallFailure,
+    interpret_response,
+    parse_retry_after,
+)
 from app.models import JSON
 
 log = logging.getLogger("stepline.drivers.http")
@@ -47,45 +45,26 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """A call whose body would be larger is sent without events and steps, with `use_api`: the SDK
 then fetches them from `/v0/runs/<id>/batch` and `/actions` (PROTOCOL.md 1.3)."""
-MAX_OPS = 1000
 REQUEST_VERSION = -1
 """Body `version`: -1 lets each SDK pick its preferred execution version (TS refuses 0;
 Python ignores it). Go sends -1 until an SDK has announced one; every current SDK picks 2."""
-MIN_RETRY_MS = 1_000
-MAX_RETRY_MS = 86_400_000
-_SNIPPET = 500
 
-_OPS: dict[str, OpName | None] = {
-    "steprun": "StepRun",
-    "step": "StepRun",
-    "steperror": "StepError",
-    "stepfailed": "StepFailed",
-    "stepplanned": "StepPlanned",
-    "sleep": "Sleep",
-    "waitforevent": "WaitForEvent",
-    "invokefunction": "InvokeFunction",
-    "none": None,
-}
-"""Opcode names, matched case-insensitively as Go does; `None` ops are dropped."""
-
-
-class _Failure(Exception):
-    """A call that produced no usable answer; becomes an error `CallResult`."""
-
-    def __init__(self, code: str, message: str, *, retriable: bool = True) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retriable = retriable
-
-    def result(self) -> CallResult:
-        error: dict[str, JSON] = {
-            "name": "SteplineHttpError",
-            "message": self.message,
-            "stack": None,
-            "code": self.code,
-        }
-        return CallResult("error", error=error, retriable=self.retriable)
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "DEFAULT_READ_TIMEOUT_S",
+    "MAX_CALL_S",
+    "MAX_OPS",
+    "MAX_REQUEST_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "MAX_RETRY_MS",
+    "MIN_RETRY_MS",
+    "REQUEST_VERSION",
+    "HttpDriver",
+    "interpret_response",
+    "parse_retry_after",
+    "request_body",
+    "step_url",
+]
 
 
 class HttpDriver:
@@ -124,12 +103,12 @@ class HttpDriver:
             return self._call(request)
         except Exception as exc:  # a bug here must not escape into the executor as a crash
             log.exception("HTTP driver failed function=%s", request.function.id)
-            return _Failure("driver_error", f"HTTP driver error: {exc!r}").result()
+            return CallFailure("driver_error", f"HTTP driver error: {exc!r}").result()
 
     def _call(self, request: CallRequest) -> CallResult:
         registered = request.function.url
         if not registered:
-            return _Failure(
+            return CallFailure(
                 "no_url",
                 f"function {request.function.id!r} has no URL: sync its app again",
                 retriable=False,
@@ -144,12 +123,12 @@ class HttpDriver:
                 )
         except ValueError as exc:
             # The run's state will not change by retrying: fail the run with the reason.
-            return _Failure(
+            return CallFailure(
                 "unencodable", f"run state cannot be sent to {url}: {exc}", retriable=False
             ).result()
         try:
             status, headers, raw = self._post(url, body, self._headers(request, signed))
-        except _Failure as failure:
+        except CallFailure as failure:
             return failure.result()
         return interpret_response(
             url,
@@ -209,23 +188,23 @@ class HttpDriver:
                     if size > MAX_RESPONSE_BYTES:
                         raise _too_large(url, response.status_code)
                     if time.monotonic() > deadline:
-                        raise _Failure("timeout", f"app at {url} took over {MAX_CALL_S:.0f} s")
+                        raise CallFailure("timeout", f"app at {url} took over {MAX_CALL_S:.0f} s")
                     chunks.append(chunk)
                 return response.status_code, resp_headers, b"".join(chunks)
         except httpx.TimeoutException as exc:
-            raise _Failure(
+            raise CallFailure(
                 "timeout", f"app at {url} did not answer in time ({type(exc).__name__})"
             ) from exc
         except httpx.ConnectError as exc:
-            raise _Failure("unreachable", f"app at {url} is unreachable: {exc}") from exc
+            raise CallFailure("unreachable", f"app at {url} is unreachable: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise _Failure(
+            raise CallFailure(
                 "transport_error", f"call to app at {url} failed ({type(exc).__name__}): {exc}"
             ) from exc
 
 
-def _too_large(url: str, status: int) -> _Failure:
-    return _Failure(
+def _too_large(url: str, status: int) -> CallFailure:
+    return CallFailure(
         "output_too_large",
         f"app at {url} returned HTTP {status} with a body over {MAX_RESPONSE_BYTES} bytes",
     )
@@ -278,243 +257,3 @@ def request_body(request: CallRequest, *, use_api: bool = False) -> dict[str, JS
         },
         "use_api": use_api,
     }
-
-
-# --- response --------------------------------------------------------------------------
-
-
-def interpret_response(
-    url: str,
-    status: int,
-    headers: Mapping[str, str],
-    raw: bytes,
-    *,
-    now_ms: int,
-    signing_keys: list[str],
-) -> CallResult:
-    """Turn an app's reply into a `CallResult`; unusable replies become retriable errors."""
-    try:
-        return _interpret(url, status, headers, raw, now_ms, signing_keys)
-    except _Failure as failure:
-        return failure.result()
-
-
-def _interpret(
-    url: str,
-    status: int,
-    headers: Mapping[str, str],
-    raw: bytes,
-    now_ms: int,
-    signing_keys: list[str],
-) -> CallResult:
-    headers = {k.lower(): v for k, v in headers.items()}
-    if not any(key.startswith("x-inngest-") for key in headers):
-        raise _Failure(
-            "not_sdk",
-            f"app at {url} returned HTTP {status} (not an Inngest SDK response): {_snippet(raw)}",
-        )
-    if status == 201:
-        status, headers, raw = _unwrap_stream(url, headers, raw)
-    if signing_keys:
-        if status == 401:
-            raise _Failure(
-                "unauthorized",
-                f"app at {url} refused our signature (HTTP 401): its INNGEST_SIGNING_KEY must "
-                f"match STEPLINE_SIGNING_KEY; it said: {_snippet(raw)}",
-            )
-        if not signing.verify(raw, headers.get("x-inngest-signature"), signing_keys):
-            raise _Failure(
-                "signature_invalid",
-                f"app at {url} returned HTTP {status} without a valid X-Inngest-Signature "
-                "(is it running in production mode with the same signing key?)",
-            )
-    no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
-    retry_at = parse_retry_after(headers.get("retry-after"), now_ms)
-    if status == 206:
-        return _ops_result(url, _json(url, status, raw), no_retry, retry_at)
-    if 200 <= status < 300:
-        return CallResult("complete", output=_json(url, status, raw) if raw.strip() else None)
-    retriable = headers.get("x-inngest-no-retry", "").strip().lower() != "true"
-    return CallResult(
-        "error",
-        error=_error_body(url, status, raw),
-        retriable=retriable,
-        retry_at_ms=retry_at,
-    )
-
-
-def _snippet(raw: bytes) -> str:
-    text = raw[: _SNIPPET * 4].decode("utf-8", errors="replace").strip()
-    return text[:_SNIPPET] or "(empty body)"
-
-
-def _json(url: str, status: int, raw: bytes) -> JSON:
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise _Failure(
-            "invalid_response",
-            f"app at {url} returned HTTP {status} with a body that is not JSON: {_snippet(raw)}",
-        ) from exc
-
-
-def _unwrap_stream(
-    url: str, headers: dict[str, str], raw: bytes
-) -> tuple[int, dict[str, str], bytes]:
-    """A 201 streaming envelope `{status, body, headers}` after keepalive spaces."""
-    envelope = _json(url, 201, raw.strip())
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("status"), int):
-        raise _Failure("invalid_response", f"app at {url} sent a malformed streaming envelope")
-    if envelope.get("error"):
-        raise _Failure("stream_error", f"app at {url} reported: {envelope['error']}")
-    inner = envelope.get("body")
-    body = inner.encode("utf-8") if isinstance(inner, str) else json.dumps(inner).encode("utf-8")
-    merged = dict(headers)
-    merged.pop("x-inngest-signature", None)
-    extra = envelope.get("headers")
-    if isinstance(extra, dict):
-        merged.update({str(k).lower(): str(v) for k, v in extra.items()})
-    if envelope.get("noRetry") is True:
-        merged["x-inngest-no-retry"] = "true"
-    status = int(envelope["status"])
-    if status == 201:
-        raise _Failure("invalid_response", f"app at {url} sent a nested streaming envelope")
-    return status, merged, body
-
-
-def parse_retry_after(value: str | None, now_ms: int) -> int | None:
-    """`Retry-After` as an absolute time (ms), clamped to [now + 1 s, now + 24 h].
-
-    Integer seconds (up to 7 characters, as Go reads it) or a date: ISO-8601 (Python SDK) or
-    RFC 1123 (HTTP). Unparseable values are ignored.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    at: int | None = None
-    if len(text) <= 7 and text.lstrip("-").isdigit():
-        at = now_ms + int(text) * 1000
-    else:
-        try:
-            at = parse_time_ms(text)
-        except BadRequest:
-            try:
-                at = int(email.utils.parsedate_to_datetime(text).timestamp() * 1000)
-            except (TypeError, ValueError):
-                return None
-    return min(max(at, now_ms + MIN_RETRY_MS), now_ms + MAX_RETRY_MS)
-
-
-def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
-    try:
-        parsed: JSON = json.loads(raw) if raw.strip() else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and (parsed.get("message") or parsed.get("name")):
-        stack = parsed.get("stack")
-        return {
-            "name": str(parsed.get("name") or "Error"),
-            "message": str(parsed.get("message") or ""),
-            "stack": stack if isinstance(stack, str) else None,
-        }
-    return {
-        "name": "Error",
-        "message": f"app at {url} returned HTTP {status}: {_snippet(raw)}",
-        "stack": None,
-    }
-
-
-def _ops_result(url: str, body: JSON, no_retry: bool, retry_at: int | None) -> CallResult:
-    items = body if isinstance(body, list) else [body]
-    if len(items) > MAX_OPS:
-        raise _Failure(
-            "too_many_ops", f"app at {url} reported {len(items)} ops at once", retriable=False
-        )
-    ops: list[Op] = []
-    for item in items:
-        if not isinstance(item, dict):
-            raise _Failure("invalid_response", f"app at {url} sent an op that is not an object")
-        kind = str(item.get("op", ""))
-        if kind.lower() == "runcomplete":
-            # Only checkpointing SDKs send it (we never ask for that), but it means what it says.
-            return CallResult("complete", output=item.get("data"))
-        op = _op(url, item, no_retry, retry_at)
-        if op is not None:
-            ops.append(op)
-    return CallResult("ops", ops=ops)
-
-
-def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -> Op | None:
-    raw_kind = str(item.get("op", ""))
-    if raw_kind.lower() not in _OPS:
-        raise _Failure(
-            "unknown_opcode",
-            f"app at {url} reported opcode {raw_kind!r}, which Stepline does not support",
-        )
-    kind = _OPS[raw_kind.lower()]
-    if kind is None:
-        return None
-    step_id = item.get("id")
-    if not isinstance(step_id, str) or not step_id:
-        raise _Failure("invalid_response", f"app at {url} sent a {kind} op without an id")
-    opts_in = item.get("opts")
-    opts: dict[str, JSON] = dict(opts_in) if isinstance(opts_in, dict) else {}
-    userland = item.get("userland")
-    user_id = userland.get("id") if isinstance(userland, dict) else None
-    # Sleep and WaitForEvent carry data in `name` (a time, an event name): never a label.
-    label_sources = [item.get("displayName"), user_id]
-    if kind not in ("Sleep", "WaitForEvent"):
-        label_sources.insert(1, item.get("name"))
-    name = next((str(s) for s in label_sources if isinstance(s, str) and s), step_id)
-    op = Op(kind, step_id, name, opts=opts, data=item.get("data"))
-    if kind == "Sleep":
-        _sleep_opts(url, item, opts)
-    elif kind == "WaitForEvent":
-        event = opts.get("event") or item.get("name")
-        if not isinstance(event, str) or not event:
-            raise _Failure("invalid_response", f"app at {url} sent a WaitForEvent without event")
-        opts["event"] = event
-        opts.setdefault("if", None)
-        opts.setdefault("timeout", None)
-    elif kind in ("StepError", "StepFailed"):
-        error = item.get("error")
-        op.error = (
-            cast(dict[str, JSON], error)
-            if isinstance(error, dict)
-            else {
-                "name": "Error",
-                "message": f"step {name!r} failed",
-                "stack": None,
-            }
-        )
-        op.data = None
-        op.no_retry = no_retry or kind == "StepFailed"
-        op.retry_at_ms = retry_at
-    return op
-
-
-def _sleep_opts(url: str, item: dict[str, JSON], opts: dict[str, JSON]) -> None:
-    """Sleep's wake-up into `opts["until"]` (ISO) or `opts["duration"]` (duration string).
-
-    Python sends an ISO time in `name`, TS a duration ("2s") in `name`; Go-era SDKs sent
-    `opts.duration` holding either form.
-    """
-    if isinstance(opts.get("until"), str):
-        return
-    raw = opts.pop("duration", None) or item.get("name")
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        opts["duration"] = f"{int(raw * 1000)}ms"
-        return
-    if isinstance(raw, str) and raw.strip():
-        try:
-            parse_duration_ms(raw)
-            opts["duration"] = raw.strip()
-            return
-        except BadRequest:
-            pass
-        try:
-            opts["until"] = iso_ms(parse_time_ms(raw))
-            return
-        except (BadRequest, OverflowError, OSError):
-            pass
-    raise _Failure("invalid_response", f"app at {url} sent a Sleep without a usable time: {raw!r}")

@@ -12,6 +12,8 @@ Two halves, placed where Inngest places them (ENGINE.md 6, rule 10 of section 9)
   debounce, idempotency key, singleton; then, once the run is created, `cancel` pauses and
   the `timeouts.start` / `timeouts.finish` jobs (kind CANCEL); bulk cancellation. Every
   skipped or held event is recorded per function (`FlowStore.event_outcomes`).
+  `Admission` composes `gates` (rate limit, idempotency, singleton), `timers` (debounce,
+  batching), `cancellation` (cancel pauses, timeouts, bulk) and `outcomes` (decisions, records).
   Option limits, key expressions and validation (used by `app.sdk` and `app.sync` too) are
   in `options`.
 * `slots` (when a job executes; delays, never drops): concurrency (executing steps, not

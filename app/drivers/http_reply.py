@@ -1,0 +1,302 @@
+"""The HTTP driver's reply side: an SDK app's answer turned into a `CallResult`.
+
+How each reply maps (PROTOCOL.md 2, ENGINE.md 1.4):
+
+    206  -> "ops"       opcodes, normalised (Sleep wake time into opts, WaitForEvent event ...)
+    200  -> "complete"  the body is the function's return value
+    201  -> unwrapped   streaming envelope {status, body, headers}; then as above
+    4xx/5xx -> "error"  retriable unless `X-Inngest-No-Retry: true`; `Retry-After` honoured
+
+A reply that cannot be used (a proxy's HTML page, a bad signature, an opcode we do not know)
+becomes a `CallFailure`, which `interpret_response` turns into an error result.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+from collections.abc import Mapping
+from typing import cast
+
+from app.drivers import signing
+from app.drivers.base import CallResult, Op, OpName
+from app.durations import iso_ms, parse_duration_ms, parse_time_ms
+from app.errors import BadRequest
+from app.models import JSON
+
+MAX_OPS = 1000
+MIN_RETRY_MS = 1_000
+MAX_RETRY_MS = 86_400_000
+_SNIPPET = 500
+
+_OPS: dict[str, OpName | None] = {
+    "steprun": "StepRun",
+    "step": "StepRun",
+    "steperror": "StepError",
+    "stepfailed": "StepFailed",
+    "stepplanned": "StepPlanned",
+    "sleep": "Sleep",
+    "waitforevent": "WaitForEvent",
+    "invokefunction": "InvokeFunction",
+    "none": None,
+}
+"""Opcode names, matched case-insensitively as Go does; `None` ops are dropped."""
+
+
+class CallFailure(Exception):
+    """A call that produced no usable answer, on the way (`app.drivers.http`'s transport) or
+    in the reply; becomes an error `CallResult`."""
+
+    def __init__(self, code: str, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retriable = retriable
+
+    def result(self) -> CallResult:
+        error: dict[str, JSON] = {
+            "name": "SteplineHttpError",
+            "message": self.message,
+            "stack": None,
+            "code": self.code,
+        }
+        return CallResult("error", error=error, retriable=self.retriable)
+
+
+def interpret_response(
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    now_ms: int,
+    signing_keys: list[str],
+) -> CallResult:
+    """Turn an app's reply into a `CallResult`; unusable replies become retriable errors."""
+    try:
+        return _interpret(url, status, headers, raw, now_ms, signing_keys)
+    except CallFailure as failure:
+        return failure.result()
+
+
+def _interpret(
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    now_ms: int,
+    signing_keys: list[str],
+) -> CallResult:
+    headers = {k.lower(): v for k, v in headers.items()}
+    if not any(key.startswith("x-inngest-") for key in headers):
+        raise CallFailure(
+            "not_sdk",
+            f"app at {url} returned HTTP {status} (not an Inngest SDK response): {_snippet(raw)}",
+        )
+    if status == 201:
+        status, headers, raw = _unwrap_stream(url, headers, raw)
+    if signing_keys:
+        if status == 401:
+            raise CallFailure(
+                "unauthorized",
+                f"app at {url} refused our signature (HTTP 401): its INNGEST_SIGNING_KEY must "
+                f"match STEPLINE_SIGNING_KEY; it said: {_snippet(raw)}",
+            )
+        if not signing.verify(raw, headers.get("x-inngest-signature"), signing_keys):
+            raise CallFailure(
+                "signature_invalid",
+                f"app at {url} returned HTTP {status} without a valid X-Inngest-Signature "
+                "(is it running in production mode with the same signing key?)",
+            )
+    no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
+    retry_at = parse_retry_after(headers.get("retry-after"), now_ms)
+    if status == 206:
+        return _ops_result(url, _json(url, status, raw), no_retry, retry_at)
+    if 200 <= status < 300:
+        return CallResult("complete", output=_json(url, status, raw) if raw.strip() else None)
+    retriable = headers.get("x-inngest-no-retry", "").strip().lower() != "true"
+    return CallResult(
+        "error",
+        error=_error_body(url, status, raw),
+        retriable=retriable,
+        retry_at_ms=retry_at,
+    )
+
+
+def _snippet(raw: bytes) -> str:
+    text = raw[: _SNIPPET * 4].decode("utf-8", errors="replace").strip()
+    return text[:_SNIPPET] or "(empty body)"
+
+
+def _json(url: str, status: int, raw: bytes) -> JSON:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise CallFailure(
+            "invalid_response",
+            f"app at {url} returned HTTP {status} with a body that is not JSON: {_snippet(raw)}",
+        ) from exc
+
+
+def _unwrap_stream(
+    url: str, headers: dict[str, str], raw: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """A 201 streaming envelope `{status, body, headers}` after keepalive spaces."""
+    envelope = _json(url, 201, raw.strip())
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("status"), int):
+        raise CallFailure("invalid_response", f"app at {url} sent a malformed streaming envelope")
+    if envelope.get("error"):
+        raise CallFailure("stream_error", f"app at {url} reported: {envelope['error']}")
+    inner = envelope.get("body")
+    body = inner.encode("utf-8") if isinstance(inner, str) else json.dumps(inner).encode("utf-8")
+    merged = dict(headers)
+    merged.pop("x-inngest-signature", None)
+    extra = envelope.get("headers")
+    if isinstance(extra, dict):
+        merged.update({str(k).lower(): str(v) for k, v in extra.items()})
+    if envelope.get("noRetry") is True:
+        merged["x-inngest-no-retry"] = "true"
+    status = int(envelope["status"])
+    if status == 201:
+        raise CallFailure("invalid_response", f"app at {url} sent a nested streaming envelope")
+    return status, merged, body
+
+
+def parse_retry_after(value: str | None, now_ms: int) -> int | None:
+    """`Retry-After` as an absolute time (ms), clamped to [now + 1 s, now + 24 h].
+
+    Integer seconds (up to 7 characters, as Go reads it) or a date: ISO-8601 (Python SDK) or
+    RFC 1123 (HTTP). Unparseable values are ignored.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    at: int | None = None
+    if len(text) <= 7 and text.lstrip("-").isdigit():
+        at = now_ms + int(text) * 1000
+    else:
+        try:
+            at = parse_time_ms(text)
+        except BadRequest:
+            try:
+                at = int(email.utils.parsedate_to_datetime(text).timestamp() * 1000)
+            except (TypeError, ValueError):
+                return None
+    return min(max(at, now_ms + MIN_RETRY_MS), now_ms + MAX_RETRY_MS)
+
+
+def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
+    try:
+        parsed: JSON = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and (parsed.get("message") or parsed.get("name")):
+        stack = parsed.get("stack")
+        return {
+            "name": str(parsed.get("name") or "Error"),
+            "message": str(parsed.get("message") or ""),
+            "stack": stack if isinstance(stack, str) else None,
+        }
+    return {
+        "name": "Error",
+        "message": f"app at {url} returned HTTP {status}: {_snippet(raw)}",
+        "stack": None,
+    }
+
+
+def _ops_result(url: str, body: JSON, no_retry: bool, retry_at: int | None) -> CallResult:
+    items = body if isinstance(body, list) else [body]
+    if len(items) > MAX_OPS:
+        raise CallFailure(
+            "too_many_ops", f"app at {url} reported {len(items)} ops at once", retriable=False
+        )
+    ops: list[Op] = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise CallFailure("invalid_response", f"app at {url} sent an op that is not an object")
+        kind = str(item.get("op", ""))
+        if kind.lower() == "runcomplete":
+            # Only checkpointing SDKs send it (we never ask for that), but it means what it says.
+            return CallResult("complete", output=item.get("data"))
+        op = _op(url, item, no_retry, retry_at)
+        if op is not None:
+            ops.append(op)
+    return CallResult("ops", ops=ops)
+
+
+def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -> Op | None:
+    raw_kind = str(item.get("op", ""))
+    if raw_kind.lower() not in _OPS:
+        raise CallFailure(
+            "unknown_opcode",
+            f"app at {url} reported opcode {raw_kind!r}, which Stepline does not support",
+        )
+    kind = _OPS[raw_kind.lower()]
+    if kind is None:
+        return None
+    step_id = item.get("id")
+    if not isinstance(step_id, str) or not step_id:
+        raise CallFailure("invalid_response", f"app at {url} sent a {kind} op without an id")
+    opts_in = item.get("opts")
+    opts: dict[str, JSON] = dict(opts_in) if isinstance(opts_in, dict) else {}
+    userland = item.get("userland")
+    user_id = userland.get("id") if isinstance(userland, dict) else None
+    # Sleep and WaitForEvent carry data in `name` (a time, an event name): never a label.
+    label_sources = [item.get("displayName"), user_id]
+    if kind not in ("Sleep", "WaitForEvent"):
+        label_sources.insert(1, item.get("name"))
+    name = next((str(s) for s in label_sources if isinstance(s, str) and s), step_id)
+    op = Op(kind, step_id, name, opts=opts, data=item.get("data"))
+    if kind == "Sleep":
+        _sleep_opts(url, item, opts)
+    elif kind == "WaitForEvent":
+        event = opts.get("event") or item.get("name")
+        if not isinstance(event, str) or not event:
+            raise CallFailure("invalid_response", f"app at {url} sent a WaitForEvent without event")
+        opts["event"] = event
+        opts.setdefault("if", None)
+        opts.setdefault("timeout", None)
+    elif kind in ("StepError", "StepFailed"):
+        error = item.get("error")
+        op.error = (
+            cast(dict[str, JSON], error)
+            if isinstance(error, dict)
+            else {
+                "name": "Error",
+                "message": f"step {name!r} failed",
+                "stack": None,
+            }
+        )
+        op.data = None
+        op.no_retry = no_retry or kind == "StepFailed"
+        op.retry_at_ms = retry_at
+    return op
+
+
+def _sleep_opts(url: str, item: dict[str, JSON], opts: dict[str, JSON]) -> None:
+    """Sleep's wake-up into `opts["until"]` (ISO) or `opts["duration"]` (duration string).
+
+    Python sends an ISO time in `name`, TS a duration ("2s") in `name`; Go-era SDKs sent
+    `opts.duration` holding either form.
+    """
+    if isinstance(opts.get("until"), str):
+        return
+    raw = opts.pop("duration", None) or item.get("name")
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        opts["duration"] = f"{int(raw * 1000)}ms"
+        return
+    if isinstance(raw, str) and raw.strip():
+        try:
+            parse_duration_ms(raw)
+            opts["duration"] = raw.strip()
+            return
+        except BadRequest:
+            pass
+        try:
+            opts["until"] = iso_ms(parse_time_ms(raw))
+            return
+        except (BadRequest, OverflowError, OSError):
+            pass
+    raise CallFailure(
+        "invalid_response", f"app at {url} sent a Sleep without a usable time: {raw!r}"
+    )
