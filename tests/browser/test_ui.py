@@ -89,6 +89,21 @@ def test_invoke_form_starts_a_run_whose_timeline_shows_each_step(page: Any, stac
     expect(page.locator("#result .json")).to_contain_text('"score": 87')
 
 
+def test_a_cron_only_function_is_run_now_from_its_invoke_form(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{stack.url}/#/functions")
+    card = page.locator('.function-card[data-function-id="shop-nightly-report"]')
+    card.get_by_role("button", name="Invoke").click()
+    expect(page.locator("#invoke-send")).to_have_text("Run now")
+    page.locator("#invoke-json").fill('{"data": {"day": "monday"}}')
+    page.locator("#invoke-send").click()
+    chip = page.locator("#invoke-result .run-chip")
+    expect(chip).to_have_count(1)
+    expect(chip.locator(".badge")).to_have_text("Completed", timeout=RUN_DONE)
+    expect(chip).to_contain_text("shop-nightly-report")
+
+
 def test_an_sdk_app_is_synced_by_url_resynced_and_invoked(
     page: Any, stack: Stack, tmp_path: Path
 ) -> None:

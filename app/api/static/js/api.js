@@ -134,6 +134,10 @@ export const api = {
       throw error;
     }
   },
+  // POST /invoke/<function id>: one run of that function whatever its triggers; answers {id}.
+  async invoke(functionId, data) {
+    return (await send(`/invoke/${enc(functionId)}`, { method: "POST", body: { data } })).body;
+  },
   // POST /e/<key>: `events` is one event or an array; answers {ids, status}.
   async sendEvents(events, key = eventKey.get()) {
     return (await send(`/e/${enc(key)}`, { method: "POST", body: events, auth: false })).body;

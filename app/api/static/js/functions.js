@@ -1,6 +1,7 @@
 // #/functions: apps (URL, last sync, a sync button, syncing a new URL) and their functions
 // (triggers, flow control, retries), each with an invoke form that sends a test event through
-// POST /e/<key> and follows the runs it starts.
+// POST /e/<key> (or, for cron-only functions, runs it through POST /invoke/<id>) and follows
+// the runs it starts.
 
 import { ApiError, api, eventKey } from "./api.js";
 import { badge, clear, ended, h, poll, problem, toast, when } from "./dom.js";
@@ -176,23 +177,32 @@ export function mountFunctions(root) {
   function invokeForm(fn) {
     const names = (fn.triggers || []).map((t) => t.event).filter(Boolean);
     const concrete = names.find((n) => !n.includes("*")) || (names[0] || "").replaceAll("*", "test");
+    // No event trigger (cron only): run it directly through POST /invoke/<id> with `data`.
+    const direct = !names.length;
     const editor = h("textarea.json-editor", {
       id: "invoke-json",
       spellcheck: false,
       rows: 10,
       "aria-label": "Event JSON",
-      value: JSON.stringify({ name: concrete, data: {} }, null, 2),
+      value: JSON.stringify(direct ? { data: {} } : { name: concrete, data: {} }, null, 2),
     });
     const status = h("p.json-status", { id: "invoke-json-status" });
     const keyInput = h("input", { type: "text", id: "invoke-key", value: eventKey.get(), "aria-label": "Event key", size: 12 });
-    const sendButton = h("button.button.primary", { type: "submit", id: "invoke-send" }, "Send event");
+    const sendButton = h(
+      "button.button.primary",
+      { type: "submit", id: "invoke-send" },
+      direct ? "Run now" : "Send event",
+    );
     const result = h("div.invoke-result", { id: "invoke-result" });
 
     function validate() {
       try {
         const value = JSON.parse(editor.value);
         const list = Array.isArray(value) ? value : [value];
-        const bad = list.find((ev) => !ev || typeof ev !== "object" || typeof ev.name !== "string" || !ev.name);
+        const bad = list.find(
+          (ev) => !ev || typeof ev !== "object" || (!direct && (typeof ev.name !== "string" || !ev.name)),
+        );
+        if (direct && Array.isArray(value)) throw new Error('a direct run takes one object: {"data": {...}}');
         if (!list.length || bad) throw new Error('each event needs a "name" (a non-empty string)');
         const badData = list.find((ev) => ev.data !== undefined && (typeof ev.data !== "object" || Array.isArray(ev.data) || ev.data === null));
         if (badData) throw new Error('"data" must be an object');
@@ -244,8 +254,13 @@ export function mountFunctions(root) {
           eventKey.set(key);
           sendButton.disabled = true;
           try {
-            const answer = await api.sendEvents(value, key);
-            follow(answer.ids || [], result);
+            if (direct) {
+              const answer = await api.invoke(fn.id, value.data || {});
+              follow([answer.id], result);
+            } else {
+              const answer = await api.sendEvents(value, key);
+              follow(answer.ids || [], result);
+            }
           } catch (error) {
             const hint =
               error instanceof ApiError && error.status === 401 ? " (check the event key: STEPLINE_EVENT_KEYS)" : "";
@@ -261,9 +276,8 @@ export function mountFunctions(root) {
       result,
     );
     validate();
-    if (!names.length) {
-      status.textContent = "This function has no event trigger (cron only): sending an event will not start it.";
-      status.className = "json-status bad";
+    if (direct) {
+      status.textContent = "No event trigger (cron only): this runs the function directly with this data.";
     }
     queueMicrotask(() => editor.focus());
     return form;
