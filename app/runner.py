@@ -108,6 +108,7 @@ class Runner:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
+        later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
             run_id = self._invoke(event, data, internal_id, now)
             if run_id:
@@ -116,7 +117,7 @@ class Runner:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
                     # The first run starts in this task (when the worker allows it).
-                    send = bool(runs) or self.inline is None
+                    send = bool(runs) or self.inline is None or later
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
@@ -126,7 +127,7 @@ class Runner:
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if runs and self.inline is not None:
+        if runs and self.inline is not None and not later:
             self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
@@ -296,7 +297,8 @@ class Runner:
         The key defaults to the first event's internal id, so processing an event again never
         starts a second run. Returns (run id, created). With `send=False` the start job is
         only recorded: the caller runs it inline (`start_inline`). `run_id` is the id to
-        create the run with (flow control may have reserved it), else a new ULID.
+        create the run with (flow control may have reserved it), else a new ULID. A run
+        whose first event has a `ts` in the future starts then, as Inngest schedules it.
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
@@ -314,7 +316,8 @@ class Runner:
         # Also when the run existed: a crash between create and enqueue is healed here, and
         # enqueueing an existing job id is a no-op.
         start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
-        self._queue.enqueue(start, now, now, send=send)
+        start_at = start_time(events, now)
+        self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",
@@ -348,6 +351,19 @@ class Runner:
         if result.resumed:
             self._queue.dispatch(job)
         return result.won
+
+
+FUTURE_TS_SLACK_MS = 1_000
+"""An event `ts` at most this far ahead counts as now (clock skew between senders)."""
+
+
+def start_time(events: list[dict[str, JSON]], now: int) -> int:
+    """When a run of these events starts: now, or the first event's `ts` if it is in the
+    future (an event sent ahead of time schedules its runs)."""
+    ts = events[0].get("ts") if events else None
+    if isinstance(ts, int) and not isinstance(ts, bool) and ts > now + FUTURE_TS_SLACK_MS:
+        return ts
+    return now
 
 
 def normalize_event(

@@ -56,7 +56,9 @@ class World:
             for job_id in todo:
                 done.add(job_id)
                 if job_id.startswith("event:"):
-                    self.engine.runner.process_event(job_id.removeprefix("event:"), 0)
+                    self.engine.runner.process_event(
+                        job_id.removeprefix("event:"), self.engine.now()
+                    )
                 else:
                     self.engine.jobs.handle(job_id)
 

@@ -573,3 +573,21 @@ def test_run_idempotency_key_is_per_function(world: World) -> None:
     run_b, created_b = world.runner.schedule(b, [], ["E"], NOW)
     assert (run_a, created_a) == ("R0", False)
     assert created_b and run_b != "R0"
+
+
+def test_an_event_sent_for_the_future_starts_its_runs_then(world: World) -> None:
+    world.register(fn("later", Trigger(event="app/remind")))
+    due = NOW + 3_600_000
+    event_id = _send(world, {"name": "app/remind", "data": {}, "ts": due})
+    [run_id] = runs_of(world, event_id)
+    assert f"{run_id}:start" not in world.sender.job_ids("stepline.start")  # not sent yet
+    start = f"{run_id}:start"
+    assert start not in [job.id for job in world.store.release_due(due - 1, 60_000, 10)]
+    assert start in [job.id for job in world.store.release_due(due, 60_000, 10)]
+
+
+def test_an_event_a_little_ahead_of_our_clock_starts_at_once(world: World) -> None:
+    world.register(fn("now", Trigger(event="app/now")))
+    event_id = _send(world, {"name": "app/now", "data": {}, "ts": NOW + 1_500})
+    [run_id] = runs_of(world, event_id)
+    assert f"{run_id}:start" in world.sender.job_ids("stepline.start")
