@@ -223,6 +223,7 @@ class Executor:
                 max_attempts=fn.max_attempts,
                 target=call.target,
                 disable_immediate_execution=state.disable_immediate_execution,
+                kinds=state.kinds,
             )
             call.mark_ms = self._now()
             result = driver.call(request, lambda op: self._checkpoint(call, op))

@@ -58,6 +58,9 @@ class CallRequest:
     target: str | None = None
     """Hashed id of the one step to execute (after StepPlanned); None for discovery."""
     disable_immediate_execution: bool = False
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Recorded opcode name (StepRun, Sleep, WaitForEvent, InvokeFunction) of memoized steps,
+    where known: a replay meeting a step of another kind at the same id is nondeterminism."""
 
 
 @dataclass

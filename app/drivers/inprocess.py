@@ -20,7 +20,8 @@ with a per-call counter (`app.ids.StepCounter`: repeats hash as `id:n`). What a 
 with `disable_immediate_execution` and no target.
 
 Nondeterminism: an unmemoized step met while recorded steps were never reached (outside a
-parallel group), or a recorded result that cannot belong to the kind of step met, fails the
+parallel group), a step whose recorded kind (`CallRequest.kinds`, from the run's history)
+differs from the kind met, or a recorded result that cannot belong to that kind, fails the
 run (`NonDeterminismError`, not retried). Reporting and stopping are `BaseException`s
 (`_Suspend`, `_Skip`, `_Abort`) so a user's `except Exception` cannot swallow them.
 """
@@ -148,6 +149,14 @@ class Replay:
         step = Started(hashed, step_id, kind, opts)
         if hashed in self._memos:
             memo = self._memos.pop(hashed)
+            recorded = self._request.kinds.get(hashed)
+            if recorded is not None and recorded != _OPS[kind]:
+                raise _Abort(
+                    "NonDeterminismError",
+                    f"step '{step_id}' ({hashed}) was recorded as a {recorded} step but the "
+                    f"function now makes it a {_OPS[kind]} step: the function's steps changed "
+                    "between calls",
+                )
             if hashed == self._target and kind is StepKind.RUN:
                 # A stale targeted call: report the recorded result again (first write wins).
                 raise _Suspend([self._recorded_op(step, memo)])

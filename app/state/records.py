@@ -58,6 +58,8 @@ class RunState:
     created_at: int
     started_at: int | None
     correlation_id: str | None
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Recorded kind (opcode name: StepRun, Sleep, ...) of each memoized step, from history."""
 
 
 @dataclass

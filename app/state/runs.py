@@ -89,14 +89,19 @@ class RunVerbs(StoreBase):
         pipe.hgetall(r.meta)
         pipe.lrange(r.stack, 0, -1)
         pipe.hgetall(r.steps)
-        meta, stack, steps = pipe.execute()
+        pipe.hgetall(r.history)
+        meta, stack, steps, history = pipe.execute()
         if not meta:
             return None
         memos: dict[str, JSON] = {}
+        kinds: dict[str, str] = {}
         for step in stack:
             if step not in steps:
                 raise StateError(f"run {run_id}: step {step} is on the stack but has no memo")
             memos[step] = json.loads(steps[step])
+            kind = _decode_record(step, history[step]).get("kind") if step in history else None
+            if isinstance(kind, str):
+                kinds[step] = kind
         return RunState(
             run_id=run_id,
             function_id=meta["function_id"],
@@ -108,6 +113,7 @@ class RunVerbs(StoreBase):
             created_at=int(meta["created_at"]),
             started_at=_opt_int(meta.get("started_at")),
             correlation_id=meta.get("correlation_id") or None,
+            kinds=kinds,
         )
 
     def mark_started(self, run_id: str, now: int) -> None:

@@ -116,3 +116,10 @@ def test_load_run_returns_only_stacked_steps(store: Store, run: str) -> None:
     state = store.load_run(run)
     assert state is not None
     assert state.steps == {"a": {"data": "x"}} and state.stack == ["a"]
+
+
+def test_load_run_carries_the_recorded_kind_of_each_step(store: Store, run: str) -> None:
+    store.save_step(run, "a", {"data": 1}, {"name": "a", "kind": "StepRun"}, T0)
+    store.save_step(run, "b", None, {"name": "b", "kind": "Sleep"}, T0)
+    state = store.load_run(run)
+    assert state is not None and state.kinds == {"a": "StepRun", "b": "Sleep"}

@@ -52,6 +52,7 @@ class Harness:
         target: str | None = None,
         disable_immediate_execution: bool = False,
         event: dict[str, JSON] | None = None,
+        kinds: dict[str, str] | None = None,
     ) -> CallResult:
         memory = memory or Memory()
         if steps is not None:
@@ -68,6 +69,7 @@ class Harness:
             max_attempts=max_attempts,
             target=target,
             disable_immediate_execution=disable_immediate_execution,
+            kinds=kinds or {},
         )
         return self.driver.call(request, memory)
 
@@ -507,6 +509,22 @@ def test_a_recorded_result_of_another_kind_is_nondeterminism() -> None:
     for result in (r1, r2):
         assert result.kind == "error" and result.retriable is False and result.error is not None
         assert result.error["name"] == "NonDeterminismError"
+
+
+def test_a_step_recorded_as_another_kind_is_nondeterminism() -> None:
+    def sleeps_now(ctx: inngest.ContextSync) -> Any:
+        ctx.step.sleep("x", 1000)  # was an invoke when the run recorded it
+        return "done"
+
+    fn = make(sleeps_now, fn_id="kind3")
+    recorded = {H("x"): {"data": None}}
+    result = Harness(fn).call(fn, steps=recorded, kinds={H("x"): "InvokeFunction"})
+    assert result.kind == "error" and result.error is not None
+    assert result.error["name"] == "NonDeterminismError"
+    assert "InvokeFunction" in str(result.error["message"])
+    assert "Sleep" in str(result.error["message"])
+    same = Harness(fn).call(fn, steps=recorded, kinds={H("x"): "Sleep"})
+    assert same.kind == "complete" and same.output == "done"
 
 
 def test_targeted_call_meeting_an_unknown_sequential_step_is_nondeterminism() -> None:
