@@ -51,6 +51,9 @@ class Settings:
     """`STEPLINE_SIGNING_KEY`: production mode signs requests to apps and checks syncs."""
     signing_key_fallback: str | None = None
     """`STEPLINE_SIGNING_KEY_FALLBACK`: also accepted while rotating keys."""
+    app_urls: list[str] = field(default_factory=list)
+    """`STEPLINE_APP_URLS`: SDK apps that beat (and `dev`) syncs, retrying while they are down
+    and again every few minutes, so a deployment knows its apps without a manual PUT."""
     http_timeout_seconds: float = 300.0
     """How long the HTTP driver waits for an app to answer one call."""
     api_token: str | None = None
@@ -78,6 +81,7 @@ class Settings:
             event_keys=_env_list("STEPLINE_EVENT_KEYS"),
             signing_key=os.environ.get("STEPLINE_SIGNING_KEY") or None,
             signing_key_fallback=os.environ.get("STEPLINE_SIGNING_KEY_FALLBACK") or None,
+            app_urls=_env_list("STEPLINE_APP_URLS"),
             http_timeout_seconds=_env_float(
                 "STEPLINE_HTTP_TIMEOUT_SECONDS", cls.http_timeout_seconds
             ),

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 
 RESYNC_MS = 30_000
+APP_RESYNC_SECONDS = 300.0
 MAX_INLINE_DEPTH = 3
 _inline = threading.local()
 log = logging.getLogger("stepline.engine")
@@ -142,6 +143,23 @@ class Engine:
             log.exception("inline job failed job_id=%s; beat will resend it", job.id)
         finally:
             _inline.depth = depth
+
+    def start_app_sync(self) -> threading.Thread | None:
+        """Sync the apps of `STEPLINE_APP_URLS` in the background (beat calls this once):
+        retried while an app is down, and again every APP_RESYNC_SECONDS."""
+        if not self.settings.app_urls:
+            return None
+        from app.sync import sync_apps_forever
+
+        thread = threading.Thread(
+            target=sync_apps_forever,
+            args=(self.settings.app_urls, self.settings),
+            kwargs={"resync_s": APP_RESYNC_SECONDS},
+            name="app-sync",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
     def tick(self, now: int) -> int:
         """Beat's periodic work: send due timers, lost jobs and parked jobs that can run now,

@@ -16,13 +16,19 @@ log = logging.getLogger("stepline.beat")
 
 
 class TickScheduler(Scheduler):
-    """An in-memory beat schedule plus Stepline's tick every `tick_seconds`."""
+    """An in-memory beat schedule plus Stepline's tick every `tick_seconds`; it also keeps the
+    SDK apps of `STEPLINE_APP_URLS` synced."""
+
+    _syncing = False
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         from tasks import engine
 
         wait: float = super().tick(*args, **kwargs)
         stepline = engine()
+        if not self._syncing:
+            self._syncing = True
+            stepline.start_app_sync()
         try:
             stepline.tick(int(time.time() * 1000))
         except Exception:

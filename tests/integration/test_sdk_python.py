@@ -252,6 +252,20 @@ class TestDevMode:
             smaller.stop()
 
 
+def test_beat_syncs_the_apps_of_stepline_app_urls(tmp_path: Path) -> None:
+    """No manual PUT: a beat given STEPLINE_APP_URLS syncs the app, so its events run."""
+    with running_stack(_redis_url(), tmp_path, python_sdk_app, sync=False) as stack:
+        registry = stack.cluster.engine.registry
+        assert registry.get("pyapp-three") is None
+        stack.cluster.env["STEPLINE_APP_URLS"] = stack.app.url
+        stack.cluster.start_beat()  # a second beat, as harmless as designed
+        stack.cluster.wait_for(
+            lambda: registry.get("pyapp-three") is not None, timeout=30, what="the beat's sync"
+        )
+        run = stack.run_of(stack.send("pyapp/three"))
+        assert run["status"] == "Completed", run
+
+
 class TestBadApps:
     """Apps that answer what no SDK would: the step is retried, the error shows in the run's
     history, the worker lives on. (Served by a canned HTTP server, registered directly.)"""
