@@ -7,7 +7,6 @@ client's); outcomes are read from `GET /v1/events/<id>/runs` and `GET /v1/runs/<
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 import time
@@ -17,12 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from app.drivers import signing
-from tests.conftest import REDIS_URL
 from tests.sdk_apps.harness import HERE, CannedServer, Reply, SdkApp
-from tests.sdk_apps.stack import Stack, python_sdk_app, running_stack
+from tests.sdk_apps.stack import Stack, python_sdk_app, redis_for_stack, running_stack, step_of
 
 pytestmark = pytest.mark.e2e
 
@@ -31,29 +28,12 @@ OLD_SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"
 EVENT_KEY = "prod-event-key"
 
 
-def _redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    finally:
-        client.close()
-    return REDIS_URL
-
-
-def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(s for s in run["steps"] if s["name"] == name)
-
-
 class TestDevMode:
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp = tmp_path_factory.mktemp("py-dev")
         with running_stack(
-            _redis_url(), tmp, python_sdk_app, STEPLINE_HTTP_TIMEOUT_SECONDS="4"
+            redis_for_stack(), tmp, python_sdk_app, STEPLINE_HTTP_TIMEOUT_SECONDS="4"
         ) as stack:
             yield stack
 
@@ -102,17 +82,17 @@ class TestDevMode:
             "pyapp/sent"
         )
 
-    def test_parallel_group_then_a_step(self, stack: Stack) -> None:
+    def test_parallel_group_then_astep_of(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("pyapp/fanout"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"results": [0, 10, 20], "total": 30}
-        assert _step(run, "sum")["attempts"] == 1
+        assert step_of(run, "sum")["attempts"] == 1
 
     def test_wait_for_event_times_out_with_none(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("pyapp/waiter"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"got": None, "after": "done"}
-        assert _step(run, "wait")["status"] == "TimedOut"
+        assert step_of(run, "wait")["status"] == "TimedOut"
 
     def test_integers_beyond_2_to_the_53_stay_exact(self, stack: Stack) -> None:
         """Memos and events reach the SDK exactly, not rounded to doubles."""
@@ -129,14 +109,14 @@ class TestDevMode:
         run = stack.run_of(stack.send("pyapp/flaky"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"succeeded_on": 1}
-        assert _step(run, "once")["attempts"] == 2
+        assert step_of(run, "once")["attempts"] == 2
 
     def test_exhausted_retries_fail_the_run_and_run_on_failure(self, stack: Stack) -> None:
         event_id = stack.send("pyapp/fail")
         run = stack.run_of(event_id, "pyapp-fail")
         assert run["status"] == "Failed", run
         assert "kaput" in str(run["error"])
-        assert _step(run, "boom")["attempts"] == 2  # retries=1
+        assert step_of(run, "boom")["attempts"] == 2  # retries=1
         handler = stack.ended_runs_of_function(
             "pyapp-fail-failure",
             lambda r: (
@@ -212,7 +192,7 @@ class TestDevMode:
         call = next(s for s in run["steps"] if s["kind"] == "Call")
         assert call["status"] == "Errored"
         assert "is unreachable" in call["error"]["message"]
-        assert _step(run, "after")["attempts"] >= 2
+        assert step_of(run, "after")["attempts"] >= 2
 
     def test_app_slower_than_the_timeout_is_retried(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("pyapp/slowpoke", {"s": 6}), timeout=45)
@@ -254,7 +234,7 @@ class TestDevMode:
 
 def test_beat_syncs_the_apps_of_stepline_app_urls(tmp_path: Path) -> None:
     """No manual PUT: a beat given STEPLINE_APP_URLS syncs the app, so its events run."""
-    with running_stack(_redis_url(), tmp_path, python_sdk_app, sync=False) as stack:
+    with running_stack(redis_for_stack(), tmp_path, python_sdk_app, sync=False) as stack:
         registry = stack.cluster.engine.registry
         assert registry.get("pyapp-three") is None
         stack.cluster.env["STEPLINE_APP_URLS"] = stack.app.url
@@ -273,7 +253,7 @@ class TestBadApps:
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp = tmp_path_factory.mktemp("py-bad")
-        with running_stack(_redis_url(), tmp, python_sdk_app, sync=False) as stack:
+        with running_stack(redis_for_stack(), tmp, python_sdk_app, sync=False) as stack:
             yield stack
 
     @pytest.fixture
@@ -378,7 +358,7 @@ class TestProductionMode:
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp = tmp_path_factory.mktemp("py-prod")
         with running_stack(
-            _redis_url(),
+            redis_for_stack(),
             tmp,
             python_sdk_app,
             key=EVENT_KEY,

@@ -6,7 +6,6 @@ beat, the app as its own process pointed at the API with `INNGEST_DEV` (or, in p
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -14,12 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from app.drivers import signing
-from tests.conftest import REDIS_URL
 from tests.sdk_apps.harness import node_available
-from tests.sdk_apps.stack import Stack, node_sdk_app, running_stack
+from tests.sdk_apps.stack import Stack, node_sdk_app, redis_for_stack, running_stack, step_of
 
 pytestmark = [
     pytest.mark.e2e,
@@ -30,28 +27,11 @@ SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"
 EVENT_KEY = "ts-prod-event-key"
 
 
-def _redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    finally:
-        client.close()
-    return REDIS_URL
-
-
-def _step(run: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(s for s in run["steps"] if s["name"] == name)
-
-
 class TestDevMode:
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp = tmp_path_factory.mktemp("ts-dev")
-        with running_stack(_redis_url(), tmp, node_sdk_app) as stack:
+        with running_stack(redis_for_stack(), tmp, node_sdk_app) as stack:
             yield stack
 
     def test_sync_registers_every_function(self, stack: Stack) -> None:
@@ -90,7 +70,7 @@ class TestDevMode:
         assert len(out["sent"]["ids"]) == 1
         assert [s["name"] for s in run["steps"]] == ["nap", "wait", "call", "send"]
 
-    def test_parallel_steps_and_sleep_then_a_step(self, stack: Stack) -> None:
+    def test_parallel_steps_and_sleep_then_astep_of(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/fanout"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"a": 10, "b": 20, "total": 30}
@@ -100,19 +80,19 @@ class TestDevMode:
         run = stack.run_of(stack.send("tsapp/waiter"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"got": None, "after": "done"}
-        assert _step(run, "wait")["status"] == "TimedOut"
+        assert step_of(run, "wait")["status"] == "TimedOut"
 
     def test_step_fails_then_succeeds(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/flaky"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"succeededOn": 1}
-        assert _step(run, "once")["attempts"] == 2
+        assert step_of(run, "once")["attempts"] == 2
 
     def test_exhausted_retries_fail_the_run_and_run_on_failure(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/fail"), "tsapp-fail")
         assert run["status"] == "Failed", run
         assert "kaput" in str(run["error"])
-        assert _step(run, "boom")["attempts"] == 2  # retries: 1
+        assert step_of(run, "boom")["attempts"] == 2  # retries: 1
 
         def handled() -> dict[str, Any] | None:
             for handler in stack.function_runs("tsapp-fail-failure"):
@@ -137,7 +117,7 @@ class TestDevMode:
         run = stack.run_of(stack.send("tsapp/nrstep"))
         assert run["status"] == "Failed", run
         assert "step says no" in str(run["error"])
-        assert _step(run, "refuse")["attempts"] == 1
+        assert step_of(run, "refuse")["attempts"] == 1
 
     def test_sdk_function_invokes_an_in_process_function(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/call-inproc", {"x": 5}), "tsapp-call-inproc")
@@ -168,7 +148,7 @@ class TestProductionMode:
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tmp = tmp_path_factory.mktemp("ts-prod")
         with running_stack(
-            _redis_url(),
+            redis_for_stack(),
             tmp,
             node_sdk_app,
             key=EVENT_KEY,

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from app.drivers import signing
+from tests.conftest import REDIS_URL
 from tests.integration.cluster import Cluster, cluster_env
 from tests.sdk_apps.harness import HERE, ROOT, TS_APP_DIR, SdkApp, free_port
 
@@ -238,3 +240,23 @@ def node_sdk_app(env: Mapping[str, str], tmp: Path) -> SdkApp:
     return SdkApp(
         ["node", str(TS_APP_DIR / "index.js")], env, cwd=TS_APP_DIR, log=tmp / "sdk-app.log"
     )
+
+
+def redis_for_stack() -> str:
+    """The test Redis for a class-scoped stack (the `redis_url` fixture is per test): skipped
+    locally when absent, a failure in CI."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+def step_of(run: dict[str, Any], name: str) -> dict[str, Any]:
+    """The step called `name` in a run as `GET /v1/runs/<id>` shows it."""
+    return next(s for s in run["steps"] if s["name"] == name)
