@@ -263,12 +263,17 @@ class Executor:
         if saved.status == "created":
             call.durations.append((now - call.mark_ms) / 1000)
         call.mark_ms = now
-        if saved.status != "ended" and op.id not in call.state.steps:
-            call.state.steps[op.id] = saved.memo if saved.status != "created" else memo
-            call.state.stack.append(op.id)
+        self._remember(call, op.id, memo, saved)
+        return saved
+
+    @staticmethod
+    def _remember(call: _Call, step: str, memo: JSON, saved: SaveResult) -> None:
+        """Mirror a save in the state this task holds, so the next call replays it."""
+        if saved.status != "ended" and step not in call.state.steps:
+            call.state.steps[step] = saved.memo if saved.status != "created" else memo
+            call.state.stack.append(step)
         if saved.pending == 0:
             call.state.disable_immediate_execution = False
-        return saved
 
     def _yield(self, call: _Call) -> None:
         """Budget spent: hand the rest of the run to a fresh task (fairness between runs)."""
@@ -308,19 +313,15 @@ class Executor:
             return self._after_save(saved)
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
-            if wake is None:
-                return self._fail_early(call, f"sleep {op.name!r} is longer than 366 days", now)
-            if wake <= now:
-                saved = self._store.save_step(
-                    call.state.run_id,
-                    op.id,
-                    None,
-                    {"name": op.name, "kind": "Sleep", "status": "Completed", "ended_at": now},
-                    now,
-                )
-                if saved.status != "ended" and op.id not in call.state.steps:
-                    call.state.steps[op.id] = None
-                    call.state.stack.append(op.id)
+            if wake is not None and wake <= now:  # already due: no timer, go on
+                info: dict[str, JSON] = {
+                    "name": op.name,
+                    "kind": "Sleep",
+                    "status": "Completed",
+                    "ended_at": now,
+                }
+                saved = self._store.save_step(call.state.run_id, op.id, None, info, now)
+                self._remember(call, op.id, None, saved)
                 return self._after_save(saved)
         return self._suspend_on(call, op, now, parallel=False)
 
