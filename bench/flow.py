@@ -17,12 +17,11 @@ time per step. Target: a function without options pays < 5 %.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from typing import Any
 
 import app.sdk as inngest
-from bench.harness import REDIS_URL, flush, median, wait_until, worker
+from bench.harness import all_completed, bench_engine, flush, median, wait_until, worker
 
 client = inngest.Inngest(app_id="benchflow")
 RUNS, STEPS = 50, 10
@@ -52,39 +51,15 @@ keyed = client.create_function(
 )(_body)
 
 
-def _engine() -> Any:
-    from app.config import Settings
-    from app.engine import Engine
-    from app.functions import load_functions
-
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL)
-    return Engine.create(settings, local=load_functions(["bench.flow"]))
-
-
-def _all_completed(engine: Any, event_ids: list[str]) -> bool:
-    """Cheap polling (one pipelined HGET per run) so the poller does not steal the CPU."""
-    run_ids = [rid for eid in event_ids for rid in engine.store.event_run_ids(eid)]
-    if len(run_ids) < len(event_ids):
-        time.sleep(0.01)
-        return False
-    pipe = engine.store._client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(engine.store.keys.run(run_id).meta, "status")
-    done = all(status == "Completed" for status in pipe.execute())
-    if not done:
-        time.sleep(0.01)
-    return done
-
-
 def steps_per_second(kind: str) -> float:
     flush()
-    engine = _engine()
+    engine = bench_engine(["bench.flow"])
     events = [
         {"name": f"benchflow/{kind}", "data": {"n": STEPS, "user": f"u{i}"}} for i in range(RUNS)
     ]
     start = time.perf_counter()
     ids = engine.runner.ingest(events, engine.now())
-    wait_until(lambda: _all_completed(engine, ids))
+    wait_until(lambda: all_completed(engine, ids))
     rate = RUNS * STEPS / (time.perf_counter() - start)
     engine.store.close()
     return rate
@@ -96,7 +71,7 @@ def gate_cost_us(function: Any, calls: int) -> float:
     from app.state.store import RunState
 
     flush()
-    engine = _engine()
+    engine = bench_engine(["bench.flow"])
     fn = function.config()[0]
     event = {"name": "x", "data": {"user": "u1"}}
     state = RunState("01RUN", fn.id, "Queued", [event], {}, [], False, 1, None, None)

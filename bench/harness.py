@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -101,3 +102,35 @@ def wait_until(check: Callable[[], bool], timeout: float = 120) -> None:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def bench_engine(modules: list[str]) -> Any:
+    """An engine in this process over the benchmark Redis, knowing the in-process functions of
+    `modules` (it sends events; the workers run them)."""
+    import dataclasses
+
+    from app.config import Settings
+    from app.engine import Engine
+    from app.functions import load_functions
+
+    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL, functions=[])
+    return Engine.create(settings, local=load_functions(modules))
+
+
+def all_completed(engine: Any, event_ids: list[str]) -> bool:
+    """Have the runs of these events all completed? Cheap polling (one pipelined HGET per run)
+    so the poller does not steal the CPU; a failed run stops the benchmark."""
+    run_ids = [rid for eid in event_ids for rid in engine.store.event_run_ids(eid)]
+    if len(run_ids) < len(event_ids):
+        time.sleep(0.01)
+        return False
+    pipe = engine.store._client.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.hget(engine.store.keys.run(run_id).meta, "status")
+    statuses = pipe.execute()
+    if any(status == "Failed" for status in statuses):
+        raise RuntimeError("a benchmark run failed: see the worker's log")
+    done = all(status == "Completed" for status in statuses)
+    if not done:
+        time.sleep(0.01)
+    return done

@@ -25,14 +25,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import flask
 import httpx
 import inngest
 import inngest.flask
 
-from bench.harness import REDIS_URL, ROOT, flush, median, wait_until, worker
+from bench.harness import (
+    REDIS_URL,
+    ROOT,
+    all_completed,
+    bench_engine,
+    flush,
+    median,
+    wait_until,
+    worker,
+)
 
 RUNS, STEPS = 50, 10
 
@@ -115,20 +123,9 @@ def bare_concurrent(chains: int, hops: int) -> float:
     return chains * hops / (time.perf_counter() - start)
 
 
-def _engine() -> Any:
-    import dataclasses
-
-    from app.config import Settings
-    from app.engine import Engine
-    from app.functions import FunctionSet
-
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL, functions=[])
-    return Engine.create(settings, local=FunctionSet())
-
-
 def sdk_concurrent(app_url: str, runs: int, steps: int) -> float:
     flush()
-    engine = _engine()
+    engine = bench_engine([])
     synced = httpx.put(app_url, timeout=30)
     if synced.status_code != 200:
         raise RuntimeError(f"sync failed: {synced.status_code} {synced.text}")
@@ -136,26 +133,8 @@ def sdk_concurrent(app_url: str, runs: int, steps: int) -> float:
     ids = engine.runner.ingest(
         [{"name": "benchsdk/steps", "data": {"n": steps}} for _ in range(runs)], engine.now()
     )
-    wait_until(lambda: _all_completed(engine, ids), timeout=300)
+    wait_until(lambda: all_completed(engine, ids), timeout=300)
     return runs * steps / (time.perf_counter() - start)
-
-
-def _all_completed(engine: Any, event_ids: list[str]) -> bool:
-    """Cheap polling (one pipelined HGET per run) so the poller does not steal the CPU."""
-    run_ids = [rid for eid in event_ids for rid in engine.store.event_run_ids(eid)]
-    if len(run_ids) < len(event_ids):
-        time.sleep(0.01)
-        return False
-    pipe = engine.store._client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(engine.store.keys.run(run_id).meta, "status")
-    statuses = pipe.execute()
-    if any(status == "Failed" for status in statuses):
-        raise RuntimeError("a benchmark run failed: see the worker's log")
-    done = all(status == "Completed" for status in statuses)
-    if not done:
-        time.sleep(0.01)
-    return done
 
 
 def main() -> None:

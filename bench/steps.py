@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.harness import REDIS_URL, flush, median, wait_until, worker
+from bench.harness import all_completed, bench_engine, flush, median, wait_until, worker
 
 
 def bare_concurrent(chains: int, hops: int) -> float:
@@ -39,48 +39,21 @@ def bare_sequential(hops: int) -> float:
     return (time.perf_counter() - start) * 1000 / hops
 
 
-def _engine():  # type: ignore[no-untyped-def]
-    import dataclasses
-
-    from app.config import Settings
-    from app.engine import Engine
-    from app.functions import load_functions
-
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL)
-    return Engine.create(settings, local=load_functions(["bench.functions"]))
-
-
 def stepline_concurrent(runs: int, steps: int) -> float:
     flush()
-    engine = _engine()
+    engine = bench_engine(["bench.functions"])
     start = time.perf_counter()
     ids = engine.runner.ingest(
         [{"name": "bench/steps", "data": {"n": steps}} for _ in range(runs)], engine.now()
     )
 
-    wait_until(lambda: _all_completed(engine, ids))
+    wait_until(lambda: all_completed(engine, ids))
     return runs * steps / (time.perf_counter() - start)
-
-
-def _all_completed(engine, event_ids: list[str]) -> bool:  # type: ignore[no-untyped-def]
-    """Cheap polling (one pipelined HGET per run) so the poller does not steal the CPU."""
-    run_ids = [rid for eid in event_ids for rid in engine.store.event_run_ids(eid)]
-    if len(run_ids) < len(event_ids):
-        time.sleep(0.01)
-        return False
-    client = engine.store._client
-    pipe = client.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.hget(engine.store.keys.run(run_id).meta, "status")
-    done = all(status == "Completed" for status in pipe.execute())
-    if not done:
-        time.sleep(0.01)
-    return done
 
 
 def stepline_sequential(steps: int) -> tuple[float, float]:
     flush()
-    engine = _engine()
+    engine = bench_engine(["bench.functions"])
     start = time.perf_counter()
     [event_id] = engine.runner.ingest([{"name": "bench/steps", "data": {"n": steps}}], engine.now())
     holder: dict[str, object] = {}

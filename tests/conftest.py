@@ -15,15 +15,22 @@ import redis
 REDIS_URL = os.environ.get("STEPLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
+def require_redis() -> redis.Redis:
+    """A client of the test Redis; skips the test when there is none, except in CI."""
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
     except redis.ConnectionError:
+        client.close()
         if os.environ.get("CI"):
             raise
         pytest.skip(f"no Redis at {REDIS_URL}")
+    return client
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = require_redis()
     client.flushdb()
     yield REDIS_URL
     client.flushdb()

@@ -7,7 +7,6 @@ used. A failing test leaves a screenshot and the server logs in `test-artifacts/
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 import redis
 
 from tests.browser.stack import CHROMIUM_ARGS, Stack, chromium_path
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, require_redis
 from tests.integration.cluster import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -36,13 +35,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="module")
 def ui_redis_url() -> Iterator[str]:
     """The test Redis (as `redis_url`, but flushed around the whole module)."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    client = require_redis()
     client.flushdb()
     yield REDIS_URL
     client.flushdb()

@@ -21,7 +21,7 @@ from app.flow.admission import Admission
 from app.functions import load_functions
 from app.queue import Sender, celery_sender
 from app.state.store import RunView
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, require_redis
 from tests.integration.cluster import FUNCTIONS, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -32,11 +32,7 @@ FLOW_FUNCTIONS = f"{FUNCTIONS},tests.integration.flow_functions"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Two worker pool processes and beat against a test Redis flushed for this module."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip(f"no Redis at {REDIS_URL}")
+    client = require_redis()
     client.flushdb()
     tmp: Path = tmp_path_factory.mktemp("flow")
     c = Cluster(REDIS_URL, tmp, STEPLINE_FUNCTIONS=FLOW_FUNCTIONS)

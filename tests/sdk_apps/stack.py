@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 
 from app.drivers import signing
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, require_redis
 from tests.integration.cluster import Cluster, cluster_env
 from tests.sdk_apps.harness import HERE, ROOT, TS_APP_DIR, SdkApp, free_port
 
@@ -245,15 +244,7 @@ def node_sdk_app(env: Mapping[str, str], tmp: Path) -> SdkApp:
 def redis_for_stack() -> str:
     """The test Redis for a class-scoped stack (the `redis_url` fixture is per test): skipped
     locally when absent, a failure in CI."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    finally:
-        client.close()
+    require_redis().close()
     return REDIS_URL
 
 
