@@ -1,43 +1,86 @@
---[[ save_app: atomically replace an app's functions.
+--[[ save_app: atomically register an app's functions.
 
 KEYS[1]  apps               hash    <p>:apps               app id -> app record JSON
 KEYS[2]  functions          hash    <p>:functions          function id -> FunctionConfig JSON
 KEYS[3]  app functions      set     <p>:app-fns:<app id>   the app's function ids
 KEYS[4]  registry version   string  <p>:registry-version   integer
+KEYS[5]  last syncs         hash    <p>:app-syncs          app id -> "<sync id> <0|1>"
 
 ARGV[1]          app id
-ARGV[2]          app record JSON (has a "checksum" field, string)
+ARGV[2]          app record JSON (fields "checksum", string, and "url", string or null)
 ARGV[3]          checksum of the app's url and function configs
-ARGV[4..]        pairs: function id, FunctionConfig JSON
+ARGV[4]          sync id, unique per registration
+ARGV[5]          "1": take over functions other apps own and apps served in-process (the
+                 engine publishing its own in-process functions); "0": refuse them
+                 (registrations over HTTP)
+ARGV[6..]        pairs: function id, FunctionConfig JSON (with "app_id")
 
-When the stored record's checksum equals ARGV[3] only the record is rewritten (its sync time).
-Otherwise the app's functions are replaced (ids no longer present are deleted) and the
+The ownership checks and the write are one step, so two apps registering the same function id
+at once cannot both get it, and one app registered twice at once ends up wholly one or the
+other. When the stored record's checksum equals ARGV[3] only the record is rewritten (its sync
+time); otherwise the app's functions are replaced (ids no longer present are deleted) and the
 registry version is bumped.
-Returns 1 if the functions changed, 0 if not.
+
+Returns 1 if the functions changed, 0 if not; nothing is written and it returns
+  {"function", <function id>, <owner app id>}  when another app owns one of the functions,
+  {"in_process", <app id>}                     when the app is served in-process.
+A repeat with the same sync id (a lost reply re-sent) answers the first call's 1 or 0.
 ]]
 
-local apps_key, functions_key, app_fns_key, version_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local app_id, record, checksum = ARGV[1], ARGV[2], ARGV[3]
+local apps_key, functions_key, app_fns_key, version_key, syncs_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local app_id, record, checksum, sync_id, takeover = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-local existing = redis.call('HGET', apps_key, app_id)
-redis.call('HSET', apps_key, app_id, record)
-if existing and cjson.decode(existing)['checksum'] == checksum then
-  return 0
-end
-
-local keep = {}
-for i = 4, #ARGV, 2 do
-  keep[ARGV[i]] = true
-end
-for _, fn_id in ipairs(redis.call('SMEMBERS', app_fns_key)) do
-  if not keep[fn_id] then
-    redis.call('HDEL', functions_key, fn_id)
-    redis.call('SREM', app_fns_key, fn_id)
+local last = redis.call('HGET', syncs_key, app_id)
+if last then
+  local last_id, last_modified = string.match(last, '^(%S+) (%d)$')
+  if last_id == sync_id then
+    return tonumber(last_modified)
   end
 end
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', functions_key, ARGV[i], ARGV[i + 1])
-  redis.call('SADD', app_fns_key, ARGV[i])
+
+local existing = redis.call('HGET', apps_key, app_id)
+local existing_record = existing and cjson.decode(existing) or nil
+
+if takeover ~= '1' then
+  if existing_record and existing_record['url'] == cjson.null then
+    return {'in_process', app_id}
+  end
+  for i = 6, #ARGV, 2 do
+    local current = redis.call('HGET', functions_key, ARGV[i])
+    if current then
+      local owner = cjson.decode(current)['app_id']
+      if owner ~= app_id then
+        return {'function', ARGV[i], tostring(owner)}
+      end
+    end
+  end
 end
-redis.call('INCR', version_key)
-return 1
+
+redis.call('HSET', apps_key, app_id, record)
+local modified = 1
+if existing_record and existing_record['checksum'] == checksum then
+  modified = 0
+else
+  local keep = {}
+  for i = 6, #ARGV, 2 do
+    keep[ARGV[i]] = true
+  end
+  for _, fn_id in ipairs(redis.call('SMEMBERS', app_fns_key)) do
+    if not keep[fn_id] then
+      -- A function taken over by another app (ARGV[5]) is no longer this app's to delete.
+      local current = redis.call('HGET', functions_key, fn_id)
+      if current and cjson.decode(current)['app_id'] == app_id then
+        redis.call('HDEL', functions_key, fn_id)
+      end
+      redis.call('SREM', app_fns_key, fn_id)
+    end
+  end
+  for i = 6, #ARGV, 2 do
+    redis.call('HSET', functions_key, ARGV[i], ARGV[i + 1])
+    redis.call('SADD', app_fns_key, ARGV[i])
+  end
+  redis.call('INCR', version_key)
+end
+redis.call('HSET', syncs_key, app_id, sync_id .. ' ' .. modified)
+return modified

@@ -43,6 +43,7 @@ indexes across runs.
     <p>:apps                        hash    app id -> app record JSON
     <p>:app-fns:<app id>            set     function ids of the app
     <p>:registry-version            string  integer, bumped on every registry change
+    <p>:app-syncs                   hash    app id -> "<sync id> <0|1>": last registration
     <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
     <p>:metric:<name>               hash    label (function id, ...) -> counter (metrics.py)
@@ -201,6 +202,10 @@ class Keys:
     @property
     def registry_version(self) -> str:
         return f"{self.prefix}:registry-version"
+
+    @property
+    def app_syncs(self) -> str:
+        return f"{self.prefix}:app-syncs"
 
     # --- cron -----------------------------------------------------------------------------
     def cron_claim(self, function_id: str, scheduled_at: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from app.ids import new_ulid
 from app.models import JSON, FunctionConfig
 from app.state.base import StoreBase, _dumps, _opt_int
 
@@ -14,10 +15,22 @@ class RegistryVerbs(StoreBase):
 
     # --- functions and apps -------------------------------------------------------------
     def save_app(
-        self, app_id: str, url: str | None, functions: list[FunctionConfig], now: int
+        self,
+        app_id: str,
+        url: str | None,
+        functions: list[FunctionConfig],
+        now: int,
+        *,
+        sync_id: str | None = None,
+        takeover: bool = True,
     ) -> bool:
         """Atomically replace the app's functions (functions it no longer has are removed).
-        Returns True if anything changed. Bumps a registry version used for caching."""
+        Returns True if anything changed. Bumps a registry version used for caching.
+
+        `takeover=False` (registrations over HTTP) refuses, with `Conflict` and nothing
+        written, functions another app owns and apps served in-process; the check and the
+        write are one Lua call. `sync_id` identifies this registration (a new one if None): a
+        repeat of the call with the same id answers the first outcome."""
         configs = sorted(functions, key=lambda config: config.id)
         dumped = [(config.id, config.model_dump_json()) for config in configs]
         canonical = json.dumps(
@@ -33,7 +46,9 @@ class RegistryVerbs(StoreBase):
             "checksum": checksum,
             "synced_at": now,
         }
-        return self._scripts.save_app(app_id, _dumps(record), checksum, dumped)
+        return self._scripts.save_app(
+            app_id, _dumps(record), checksum, sync_id or new_ulid(), takeover, dumped
+        )
 
     def list_functions(self) -> list[FunctionConfig]:
         raw = self._client.hvals(self._keys.functions)

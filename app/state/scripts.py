@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import Keys
 
@@ -400,14 +401,35 @@ class Scripts:
         return int(self._run("delete_event", keys, [internal_id, cutoff]))
 
     def save_app(
-        self, app_id: str, record_json: str, checksum: str, functions: Sequence[tuple[str, str]]
+        self,
+        app_id: str,
+        record_json: str,
+        checksum: str,
+        sync_id: str,
+        takeover: bool,
+        functions: Sequence[tuple[str, str]],
     ) -> bool:
+        """True if the functions changed. Raises `Conflict` when another app owns one of
+        them, or (without `takeover`) the app is served in-process."""
         k = self._keys
-        keys = [k.apps, k.functions, k.app_functions(app_id), k.registry_version]
-        args: list[Arg] = [app_id, record_json, checksum]
+        keys = [k.apps, k.functions, k.app_functions(app_id), k.registry_version, k.app_syncs]
+        args: list[Arg] = [app_id, record_json, checksum, sync_id, "1" if takeover else "0"]
         for function_id, config_json in functions:
             args += [function_id, config_json]
-        return int(self._run("save_app", keys, args)) == 1
+        result = self._run("save_app", keys, args)
+        if isinstance(result, list) and result and result[0] == "function":
+            raise Conflict(
+                f"function {result[1]!r} already belongs to app {result[2]!r}: give this app "
+                "or the function another id",
+                field="functions",
+            )
+        if isinstance(result, list):
+            raise Conflict(
+                f"app {app_id!r} is served in-process by Stepline's workers: give the SDK app "
+                "another id",
+                field="appName",
+            )
+        return int(result) == 1
 
 
 def _dumps(value: Any) -> str:
