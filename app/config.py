@@ -62,6 +62,21 @@ class Settings:
     """`STEPLINE_AUTH_HEADER`: a header an authenticating proxy sets; its presence admits."""
     retention_days: float = 7.0
     """`STEPLINE_RETENTION_DAYS`: finished runs and events are deleted after this long."""
+    allowed_app_hosts: list[str] = field(default_factory=list)
+    """`STEPLINE_ALLOWED_APP_HOSTS`: private or loopback app addresses Stepline may call in
+    production mode (`host`, `host:port`, `10.0.0.0/8`, `[::1]:3000`; see `app.netpolicy`)."""
+
+    def __post_init__(self) -> None:
+        from app.netpolicy import parse_allowed
+
+        parse_allowed(self.allowed_app_hosts)  # a malformed entry fails at startup, named
+
+    @property
+    def production(self) -> bool:
+        """Production mode: any credential is configured. Then every route that reads run data
+        or changes state needs a credential of its kind (`app.api.auth`), and app URLs may not
+        lead to private addresses unless allowed (`app.netpolicy`)."""
+        return bool(self.signing_key or self.event_keys or self.api_token or self.auth_header)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -88,4 +103,5 @@ class Settings:
             api_token=os.environ.get("STEPLINE_API_TOKEN") or None,
             auth_header=os.environ.get("STEPLINE_AUTH_HEADER") or None,
             retention_days=_env_float("STEPLINE_RETENTION_DAYS", cls.retention_days),
+            allowed_app_hosts=_env_list("STEPLINE_ALLOWED_APP_HOSTS"),
         )

@@ -2,10 +2,15 @@
 
     SteplineError
     ├── BadRequest              (400) input that fails validation; names the field
-    │   └── InvalidFunction     (400) a function definition or registration that is invalid
-    ├── Unauthorized            (401)
+    │   ├── InvalidFunction     (400) a function definition or registration that is invalid
+    │   ├── AddressRefused      (400) a URL leads to an address the policy refuses (netpolicy)
+    │   └── AddressUnresolved   (400) a URL's host does not resolve (netpolicy)
+    ├── Unauthorized            (401) a credential is missing or wrong
+    ├── Forbidden               (403) refused whatever the credential
+    │   └── NotConfigured       (403) production mode, and the route's credential is not set
     ├── NotFound                (404)
     ├── PayloadTooLarge         (413)
+    ├── UnsupportedMediaType    (415) a request body that is not declared JSON
     ├── Conflict                (409)
     ├── NonDeterminismError     a replay met a different step than the one recorded
     └── StateError              Redis state is not what a transition expects
@@ -49,6 +54,15 @@ class Unauthorized(SteplineError):
     status = 401
 
 
+class Forbidden(SteplineError):
+    code = "forbidden"
+    status = 403
+
+
+class NotConfigured(Forbidden):
+    code = "not_configured"
+
+
 class NotFound(SteplineError):
     code = "not_found"
     status = 404
@@ -62,6 +76,11 @@ class Conflict(SteplineError):
 class PayloadTooLarge(SteplineError):
     code = "payload_too_large"
     status = 413
+
+
+class UnsupportedMediaType(SteplineError):
+    code = "unsupported_media_type"
+    status = 415
 
 
 class NonDeterminismError(SteplineError):

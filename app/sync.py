@@ -5,8 +5,10 @@
 
 `parse_registration` turns the payload both official SDKs send (PROTOCOL.md 3.2, 8 "Sync")
 into `FunctionConfig`s run by the HTTP driver, refusing invalid functions with a message naming
-the function and the field. `sync_app` asks an app to register (what the Inngest dev server's
-"sync" does); `sync_apps_forever` keeps asking apps that are down until they answer.
+the function and the field; `check_app_urls` refuses URLs that lead where Stepline may not
+connect (`app.netpolicy`). `sync_app` asks an app to register (what the Inngest dev server's
+"sync" does), connecting only to addresses the policy checked; `sync_apps_forever` keeps asking
+apps that are down until they answer.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from croniter import croniter
 
 from app.config import Settings
 from app.drivers import signing
+from app.drivers.http_reply import excerpt
 from app.durations import parse_duration_ms
 from app.errors import BadRequest, InvalidFunction, SteplineError
 from app.expressions import compile_expression
 from app.flow.options import check_options
 from app.models import JSON, FunctionConfig, Trigger
+from app.netpolicy import AddressPolicy, AddressRefused, AddressUnresolved
 
 log = logging.getLogger("stepline.sync")
 
@@ -138,6 +142,29 @@ def read_registration(body: Mapping[str, JSON], *, headers: Mapping[str, str]) -
         seen.add(config.id)
         configs.append(config)
     return Registration(app_id.strip(), url, configs, errors)
+
+
+def check_app_urls(registration: Registration, policy: AddressPolicy, *, strict: bool) -> None:
+    """Refuse a registration whose app URL or function URLs lead to addresses `policy` refuses
+    (raises `AddressRefused` naming the field). `strict` (production mode): a host name that
+    does not resolve is refused too; otherwise it is left to the check made at each connection.
+    """
+    urls = [("url", registration.url)]
+    urls += [(f"functions[{config.id}].url", config.url or "") for config in registration.functions]
+    checked: set[tuple[str | None, int | None]] = set()
+    for field, url in urls:
+        parts = urllib.parse.urlsplit(url)
+        place = (parts.hostname, parts.port)
+        if place in checked:
+            continue
+        checked.add(place)
+        try:
+            policy.check_url(url)
+        except AddressRefused as exc:
+            raise AddressRefused(f"{field} {url!r}: {exc.message}", field=field) from exc
+        except AddressUnresolved as exc:
+            if strict:
+                raise AddressRefused(f"{field} {url!r}: {exc.message}", field=field) from exc
 
 
 def _is_http_url(value: str) -> bool:
@@ -372,7 +399,8 @@ class _FunctionParser:
 def sync_app(url: str, settings: Settings, *, timeout_s: float = SYNC_TIMEOUT_S) -> dict[str, JSON]:
     """Ask the app served at `url` to register: PUT it; the SDK POSTs `/fn/register` back to
     the Stepline it is configured with (`INNGEST_DEV` / `INNGEST_BASE_URL`) and relays our
-    answer. Returns that answer; raises `SyncError` if the app is down or the sync failed.
+    answer. Returns that answer; raises `AddressRefused` (400, nothing connected) if the URL
+    leads where Stepline may not connect, `SyncError` if the app is down or the sync failed.
     """
     body = signing.canonical_json({"url": url})
     headers = {
@@ -384,9 +412,11 @@ def sync_app(url: str, settings: Settings, *, timeout_s: float = SYNC_TIMEOUT_S)
         headers[signing.SIGNATURE_HEADER] = signing.sign(
             body, settings.signing_key, int(time.time())
         )
+    policy = AddressPolicy.for_apps(settings)
     try:
-        response = httpx.put(url, content=body, headers=headers, timeout=timeout_s)
-    except httpx.HTTPError as exc:
+        with httpx.Client(transport=policy.transport(), trust_env=False) as client:
+            response = client.put(url, content=body, headers=headers, timeout=timeout_s)
+    except (httpx.HTTPError, AddressUnresolved) as exc:
         raise SyncError(f"app at {url} is unreachable: {exc}") from exc
     try:
         reply = response.json()
@@ -395,12 +425,15 @@ def sync_app(url: str, settings: Settings, *, timeout_s: float = SYNC_TIMEOUT_S)
     if not isinstance(reply, dict):
         raise SyncError(
             f"app at {url} answered the sync with HTTP {response.status_code} and no JSON "
-            f"object (is it an Inngest SDK serve URL?): {response.text[:300]!r}"
+            f"object (is it an Inngest SDK serve URL?): {excerpt(response.content)}"
         )
     # The Python SDK relays a refused registration with status 200: look at the body too.
     if response.status_code >= 300 or reply.get("error") or reply.get("ok") is False:
         detail = reply.get("error") or reply.get("message") or reply
-        raise SyncError(f"sync of {url} failed (HTTP {response.status_code}): {detail}")
+        raise SyncError(
+            f"sync of {url} failed (HTTP {response.status_code}): "
+            f"{excerpt(str(detail).encode(), limit=500)}"
+        )
     return reply
 
 

@@ -9,6 +9,11 @@ Whatever goes wrong on the way (app down, timeout, a proxy's HTML page, a body o
 bad signature, an opcode we do not know) comes back as a retriable "error" result with a
 message naming the app URL: `call` never raises. `checkpoint` is not used: an SDK reports each
 finished step as an op.
+
+Connections go through the outbound address policy (`app.netpolicy`): each new connection
+resolves the app's host once, refuses link-local addresses (and, in production mode, private
+and loopback ones not in STEPLINE_ALLOWED_APP_HOSTS) before connecting, and connects to the
+address it checked. Redirects are not followed; proxy variables are ignored.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from app.drivers.http_reply import (
     parse_retry_after,
 )
 from app.models import JSON
+from app.netpolicy import AddressPolicy, AddressRefused, AddressUnresolved
 
 log = logging.getLogger("stepline.drivers.http")
 
@@ -88,6 +94,7 @@ class HttpDriver:
             read_timeout_s = float(configured)
         self._timeout = httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S)
         self._clock = clock
+        self._policy = AddressPolicy.for_apps(settings)
         self._client: httpx.Client | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -126,8 +133,9 @@ class HttpDriver:
             return CallFailure(
                 "unencodable", f"run state cannot be sent to {url}: {exc}", retriable=False
             ).result()
+        sent_s = int(self._clock())
         try:
-            status, headers, raw = self._post(url, body, self._headers(request, signed))
+            status, headers, raw = self._post(url, body, self._headers(request, signed, sent_s))
         except CallFailure as failure:
             return failure.result()
         return interpret_response(
@@ -137,6 +145,7 @@ class HttpDriver:
             raw,
             now_ms=int(self._clock() * 1000),
             signing_keys=self._signing_keys(),
+            sent_ms=sent_s * 1000,
         )
 
     # --- transport ---------------------------------------------------------------------
@@ -148,7 +157,7 @@ class HttpDriver:
             return []
         return [self._settings.signing_key, self._settings.signing_key_fallback or ""]
 
-    def _headers(self, request: CallRequest, signed: bytes) -> dict[str, str]:
+    def _headers(self, request: CallRequest, signed: bytes, now_s: int) -> dict[str, str]:
         """`signed`: the body's JCS form, which the SDKs check the signature over."""
         headers = {
             "Content-Type": "application/json",
@@ -160,14 +169,19 @@ class HttpDriver:
         }
         key = self._settings.signing_key
         if key:
-            headers[signing.SIGNATURE_HEADER] = signing.sign(signed, key, int(self._clock()))
+            headers[signing.SIGNATURE_HEADER] = signing.sign(signed, key, now_s)
         return headers
 
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None or self._pid != os.getpid():
                 # After a fork the parent's pooled connections are not ours to use or close.
-                self._client = httpx.Client(timeout=self._timeout, follow_redirects=False)
+                self._client = httpx.Client(
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                    transport=self._policy.transport(),
+                    trust_env=False,
+                )
                 self._pid = os.getpid()
             return self._client
 
@@ -191,6 +205,10 @@ class HttpDriver:
                         raise CallFailure("timeout", f"app at {url} took over {MAX_CALL_S:.0f} s")
                     chunks.append(chunk)
                 return response.status_code, resp_headers, b"".join(chunks)
+        except AddressRefused as exc:
+            raise CallFailure("address_refused", f"app at {url} not called: {exc.message}") from exc
+        except AddressUnresolved as exc:
+            raise CallFailure("unreachable", f"app at {url} is unreachable: {exc.message}") from exc
         except httpx.TimeoutException as exc:
             raise CallFailure(
                 "timeout", f"app at {url} did not answer in time ({type(exc).__name__})"

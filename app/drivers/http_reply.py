@@ -7,14 +7,17 @@ How each reply maps (PROTOCOL.md 2, ENGINE.md 1.4):
     201  -> unwrapped   streaming envelope {status, body, headers}; then as above
     4xx/5xx -> "error"  retriable unless `X-Inngest-No-Retry: true`; `Retry-After` honoured
 
-A reply that cannot be used (a proxy's HTML page, a bad signature, an opcode we do not know)
-becomes a `CallFailure`, which `interpret_response` turns into an error result.
+A reply that cannot be used (a proxy's HTML page, a bad, stale or replayed signature, an
+opcode we do not know) becomes a `CallFailure`, which `interpret_response` turns into an error
+result. Error messages quote a reply's body only as a short `excerpt`: an app URL may lead to a
+service that is not an SDK, and its answers must not surface in run history.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import re
 from collections.abc import Mapping
 from typing import cast
 
@@ -27,7 +30,8 @@ from app.models import JSON
 MAX_OPS = 1000
 MIN_RETRY_MS = 1_000
 MAX_RETRY_MS = 86_400_000
-_SNIPPET = 500
+EXCERPT_CHARS = 120
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]+")
 
 _OPS: dict[str, OpName | None] = {
     "steprun": "StepRun",
@@ -71,10 +75,16 @@ def interpret_response(
     *,
     now_ms: int,
     signing_keys: list[str],
+    sent_ms: int | None = None,
 ) -> CallResult:
-    """Turn an app's reply into a `CallResult`; unusable replies become retriable errors."""
+    """Turn an app's reply into a `CallResult`; unusable replies become retriable errors.
+
+    With `signing_keys` (production mode) the reply must be signed with one of them and dated
+    within the call: after `sent_ms` (when the request was signed; default `now_ms`) and before
+    `now_ms` (when the reply arrived), give or take the signature window.
+    """
     try:
-        return _interpret(url, status, headers, raw, now_ms, signing_keys)
+        return _interpret(url, status, headers, raw, now_ms, signing_keys, sent_ms)
     except CallFailure as failure:
         return failure.result()
 
@@ -86,12 +96,13 @@ def _interpret(
     raw: bytes,
     now_ms: int,
     signing_keys: list[str],
+    sent_ms: int | None,
 ) -> CallResult:
     headers = {k.lower(): v for k, v in headers.items()}
     if not any(key.startswith("x-inngest-") for key in headers):
         raise CallFailure(
             "not_sdk",
-            f"app at {url} returned HTTP {status} (not an Inngest SDK response): {_snippet(raw)}",
+            f"app at {url} returned HTTP {status} (not an Inngest SDK response): {excerpt(raw)}",
         )
     if status == 201:
         status, headers, raw = _unwrap_stream(url, headers, raw)
@@ -100,13 +111,20 @@ def _interpret(
             raise CallFailure(
                 "unauthorized",
                 f"app at {url} refused our signature (HTTP 401): its INNGEST_SIGNING_KEY must "
-                f"match STEPLINE_SIGNING_KEY; it said: {_snippet(raw)}",
+                f"match STEPLINE_SIGNING_KEY; it said: {excerpt(raw)}",
             )
-        if not signing.verify(raw, headers.get("x-inngest-signature"), signing_keys):
+        problem = signing.reply_problem(
+            raw,
+            headers.get("x-inngest-signature"),
+            signing_keys,
+            sent_s=(now_ms if sent_ms is None else sent_ms) // 1000,
+            received_s=now_ms // 1000,
+        )
+        if problem is not None:
             raise CallFailure(
                 "signature_invalid",
-                f"app at {url} returned HTTP {status} without a valid X-Inngest-Signature "
-                "(is it running in production mode with the same signing key?)",
+                f"app at {url} returned HTTP {status} and {problem} (is it running in "
+                "production mode with the same signing key?)",
             )
     no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
     retry_at = parse_retry_after(headers.get("retry-after"), now_ms)
@@ -123,9 +141,14 @@ def _interpret(
     )
 
 
-def _snippet(raw: bytes) -> str:
-    text = raw[: _SNIPPET * 4].decode("utf-8", errors="replace").strip()
-    return text[:_SNIPPET] or "(empty body)"
+def excerpt(raw: bytes, limit: int = EXCERPT_CHARS) -> str:
+    """At most `limit` characters of a body for an error message: decoded leniently, control
+    and other unprintable characters (terminal escapes, newlines) replaced by one space."""
+    text = raw[: limit * 4].decode("utf-8", errors="replace")
+    text = " ".join(_UNPRINTABLE.sub(" ", text).split())
+    if not text:
+        return "(empty body)"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json(url: str, status: int, raw: bytes) -> JSON:
@@ -134,7 +157,7 @@ def _json(url: str, status: int, raw: bytes) -> JSON:
     except ValueError as exc:
         raise CallFailure(
             "invalid_response",
-            f"app at {url} returned HTTP {status} with a body that is not JSON: {_snippet(raw)}",
+            f"app at {url} returned HTTP {status} with a body that is not JSON: {excerpt(raw)}",
         ) from exc
 
 
@@ -146,7 +169,8 @@ def _unwrap_stream(
     if not isinstance(envelope, dict) or not isinstance(envelope.get("status"), int):
         raise CallFailure("invalid_response", f"app at {url} sent a malformed streaming envelope")
     if envelope.get("error"):
-        raise CallFailure("stream_error", f"app at {url} reported: {envelope['error']}")
+        reported = excerpt(str(envelope["error"]).encode("utf-8"))
+        raise CallFailure("stream_error", f"app at {url} reported: {reported}")
     inner = envelope.get("body")
     body = inner.encode("utf-8") if isinstance(inner, str) else json.dumps(inner).encode("utf-8")
     merged = dict(headers)
@@ -199,7 +223,7 @@ def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
         }
     return {
         "name": "Error",
-        "message": f"app at {url} returned HTTP {status}: {_snippet(raw)}",
+        "message": f"app at {url} returned HTTP {status}: {excerpt(raw)}",
         "stack": None,
     }
 

@@ -6,7 +6,8 @@ prefix first (PROTOCOL.md 1.4, 3.1):
 - HMAC: key = the remaining hex *text* as UTF-8 bytes (not hex-decoded); mac = HMAC-SHA256 over
   `body || str(unix seconds)`; header `X-Inngest-Signature: t=<seconds>&s=<hex>`. Requests are
   signed over their JCS (RFC 8785) form, which is also what we send, so SDKs that re-canonicalise
-  before verifying see the same bytes. Responses are signed over their raw bytes.
+  before verifying see the same bytes. Replies are signed over their raw bytes, and must be
+  dated within the call they answer (`reply_problem`).
 - Bearer: `sha256(bytes.fromhex(hex))` as hex, sent by SDKs as `Authorization: Bearer <hash>`
   (Python) or `Bearer signkey-<env>-<hash>` (spec, JS) on `/fn/register` and `/v0/runs/...`.
 """
@@ -26,7 +27,8 @@ from app.models import JSON
 
 SIGNATURE_HEADER = "X-Inngest-Signature"
 MAX_SIGNATURE_AGE_S = 300
-"""SDKs refuse request signatures older than this (the Python SDK does not check)."""
+"""SDKs refuse request signatures older than this (the Python SDK does not check); Stepline
+refuses reply signatures dated further than this outside the call (`reply_problem`)."""
 
 _PREFIX = re.compile(r"^signkey-\w+-")
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -133,6 +135,20 @@ def sign(body: bytes, key: str, now_s: int) -> str:
     return f"t={now_s}&s={_mac(body, key, str(now_s))}"
 
 
+def _parse(header: str) -> tuple[str, str | None]:
+    """(signature, timestamp or None) from `t=<seconds>&s=<hex>`."""
+    parsed = urllib.parse.parse_qs(header.strip(), keep_blank_values=True)
+    signature = (parsed.get("s") or [""])[0]
+    timestamp = parsed["t"][0] if parsed.get("t") else None
+    return signature, timestamp
+
+
+def _matches(body: bytes, signature: str, timestamp: str | None, keys: list[str]) -> bool:
+    return any(
+        hmac.compare_digest(signature.lower(), _mac(body, key, timestamp)) for key in keys if key
+    )
+
+
 def verify(
     body: bytes,
     header: str | None,
@@ -145,13 +161,11 @@ def verify(
 
     With `now_s` and `max_age_s`, a signature whose `t` is further than `max_age_s` from
     `now_s` (either way) is refused. A header without `t` is checked over the body alone, as the
-    SDKs do.
+    SDKs do for requests.
     """
     if not header:
         return False
-    parsed = urllib.parse.parse_qs(header.strip(), keep_blank_values=True)
-    signature = (parsed.get("s") or [""])[0]
-    timestamp = parsed["t"][0] if parsed.get("t") else None
+    signature, timestamp = _parse(header)
     if not signature:
         return False
     if timestamp is not None:
@@ -159,9 +173,44 @@ def verify(
             return False
         if now_s is not None and max_age_s is not None and abs(now_s - int(timestamp)) > max_age_s:
             return False
-    return any(
-        hmac.compare_digest(signature.lower(), _mac(body, key, timestamp)) for key in keys if key
-    )
+    return _matches(body, signature, timestamp, keys)
+
+
+def reply_problem(
+    body: bytes,
+    header: str | None,
+    keys: list[str],
+    *,
+    sent_s: int,
+    received_s: int,
+    window_s: int = MAX_SIGNATURE_AGE_S,
+) -> str | None:
+    """Why the signature of an SDK app's reply is not acceptable, or None if it is.
+
+    Both SDKs sign a reply as they sign a request: HMAC over the body bytes and `t`, the unix
+    seconds when they answered. So a reply must carry `t`, and `t` must fall within the call:
+    not before `sent_s` (when we signed the request) nor after `received_s`, give or take
+    `window_s` of clock skew (the age window SDKs allow requests). A reply recorded from an
+    earlier call is refused once the window has passed. The SDKs sign nothing of the request
+    into a reply, so that is as tightly as a reply can be bound to its request. (Inngest's own
+    executor checks no reply signature at all.)
+    """
+    if not header:
+        return "it has no X-Inngest-Signature"
+    signature, timestamp = _parse(header)
+    if not signature:
+        return "its X-Inngest-Signature has no signature"
+    if timestamp is None or not timestamp.isdigit():
+        return "its X-Inngest-Signature has no timestamp"
+    if not _matches(body, signature, timestamp, keys):
+        return "its X-Inngest-Signature does not match"
+    signed_at = int(timestamp)
+    if not sent_s - window_s <= signed_at <= received_s + window_s:
+        return (
+            f"its signature is dated t={signed_at}, outside the call (sent at {sent_s}, "
+            f"answered by {received_s}, give or take {window_s} s): a stale or replayed reply"
+        )
+    return None
 
 
 def hashed_key(key: str) -> str:

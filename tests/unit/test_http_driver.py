@@ -3,6 +3,9 @@ plus the ways an app (or whatever answers in its place) can misbehave."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +26,8 @@ NOW_S = datetime(2026, 11, 24, 0, 53, 2, tzinfo=UTC).timestamp()
 NOW_MS = int(NOW_S * 1000)
 EVENT = {"name": "cap/three", "data": {"id": "abc", "x": 2}, "id": "01HEVENT", "ts": 1}
 SDK = {"content-type": "application/json", "x-inngest-sdk": "inngest-py:v0.5.19"}
+PRODUCTION = Settings(signing_key=CLOUD_SIGNING_KEY, allowed_app_hosts=["127.0.0.1"])
+"""Production mode, allowed to call the test servers on loopback."""
 A = "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8"
 B = "e9d71f5ee7c92d6dc9e92ffdad17b8bd49418f98"
 
@@ -153,14 +158,14 @@ def test_step_url_keeps_other_params() -> None:
 # --- production mode: signatures both ways -------------------------------------------------
 
 
-def signed(status: int, body: Any, key: str = CLOUD_SIGNING_KEY) -> Reply:
+def signed(status: int, body: Any, key: str = CLOUD_SIGNING_KEY, at: float = NOW_S) -> Reply:
     raw = json.dumps(body).encode()
-    headers = {**SDK, "x-inngest-signature": signing.sign(raw, key, int(NOW_S))}
+    headers = {**SDK, "x-inngest-signature": signing.sign(raw, key, int(at))}
     return Reply(status, headers, raw)
 
 
 def test_production_mode_signs_and_verifies(server: CannedServer) -> None:
-    settings = Settings(signing_key=CLOUD_SIGNING_KEY)
+    settings = PRODUCTION
     result = call(server, signed(200, {"sum": 3}), settings=settings)
     assert result == CallResult("complete", output={"sum": 3})
     sent = server.received[0]
@@ -176,7 +181,7 @@ def test_production_mode_signs_and_verifies(server: CannedServer) -> None:
 
 
 def test_production_mode_refuses_unsigned_or_badly_signed_replies(server: CannedServer) -> None:
-    settings = Settings(signing_key=CLOUD_SIGNING_KEY)
+    settings = PRODUCTION
     unsigned = call(server, Reply(200, SDK, {"sum": 3}), settings=settings)
     wrong = call(server, signed(200, {"sum": 3}, key="signkey-x-00"), settings=settings)
     for result in (unsigned, wrong):
@@ -188,10 +193,69 @@ def test_production_mode_refuses_unsigned_or_badly_signed_replies(server: Canned
 def test_production_mode_explains_a_refused_signature(server: CannedServer) -> None:
     refused = PY_REPLIES["cloud: POST without signature"]
     headers = {**refused["headers"]}
-    result = call(server, Reply(401, headers, refused["body"]), settings=Settings(signing_key="k"))
+    other = dataclasses.replace(PRODUCTION, signing_key="k")
+    result = call(server, Reply(401, headers, refused["body"]), settings=other)
     assert result.kind == "error" and result.retriable
     assert result.error is not None
     assert "refused our signature" in str(result.error["message"])
+
+
+@pytest.mark.parametrize(
+    ("signed_at", "accepted"),
+    [
+        (NOW_S, True),
+        (NOW_S - 299, True),  # the app's clock a little behind
+        (NOW_S + 299, True),  # ... or ahead
+        (NOW_S - 301, False),  # signed before the call was made: a recorded, replayed reply
+        (NOW_S - 86_400, False),
+        (NOW_S + 301, False),
+    ],
+)
+def test_reply_signatures_are_bound_to_the_call(
+    server: CannedServer, signed_at: float, accepted: bool
+) -> None:
+    result = call(server, signed(200, {"sum": 3}, at=signed_at), settings=PRODUCTION)
+    if accepted:
+        assert result == CallResult("complete", output={"sum": 3})
+        return
+    assert result.kind == "error" and result.retriable and result.error is not None
+    assert result.error["code"] == "signature_invalid"
+    assert "stale or replayed" in str(result.error["message"])
+
+
+def test_a_recorded_reply_replayed_later_is_refused(server: CannedServer) -> None:
+    """The Python SDK's signed reply from the captures, replayed: accepted within its call's
+    window, refused an hour later."""
+    recorded_reply = PY_REPLIES[
+        "cloud: POST with X-Inngest-Signature t=..&s=HMAC(key_hex_text, JCS(body)+t)"
+    ]
+    raw = json.dumps(recorded_reply["body"]).encode()
+    reply = Reply(recorded_reply["status"], recorded_reply["headers"], raw)
+    fresh = call(server, reply, settings=PRODUCTION)
+    assert fresh.kind == "ops", fresh
+    later = HttpDriver(PRODUCTION, clock=lambda: NOW_S + 3600, read_timeout_s=2.0)
+    server.queue(reply)
+    try:
+        replayed = later.call(request(server.url), no_checkpoint)
+    finally:
+        later.close()
+    assert replayed.kind == "error" and replayed.error is not None
+    assert "stale or replayed" in str(replayed.error["message"])
+
+
+def test_a_reply_signature_needs_its_timestamp(server: CannedServer) -> None:
+    raw = json.dumps({"sum": 3}).encode()
+    headers = {**SDK, "x-inngest-signature": hmac_body_only(raw)}
+    assert signing.verify(raw, headers["x-inngest-signature"], [CLOUD_SIGNING_KEY])
+    result = call(server, Reply(200, headers, raw), settings=PRODUCTION)
+    assert result.kind == "error" and result.error is not None
+    assert "no timestamp" in str(result.error["message"])
+
+
+def hmac_body_only(raw: bytes) -> str:
+    """A signature over the body alone (no `t`), which `verify` accepts for requests."""
+    key = signing.strip_prefix(CLOUD_SIGNING_KEY).encode()
+    return "s=" + hmac.new(key, raw, hashlib.sha256).hexdigest()
 
 
 # --- every recorded reply ----------------------------------------------------------------
@@ -531,7 +595,21 @@ def test_success_from_something_else_is_not_completion(server: CannedServer) -> 
 def test_long_garbage_is_cut(server: CannedServer) -> None:
     result = call(server, Reply(500, {}, "x" * 10_000))
     assert result.error is not None
-    assert str(result.error["message"]).endswith(": " + "x" * 500)
+    assert str(result.error["message"]).endswith(": " + "x" * 119 + "…")
+
+
+def test_error_excerpts_are_short_and_sanitised(server: CannedServer) -> None:
+    """Whatever answers at an app URL (a metadata service, an internal admin page) shows in
+    run history only as a short excerpt, without control characters or line breaks."""
+    body = "secret-line-1\n\x1b[31mAKIA-EXAMPLE\x00\r\n" + "key=value " * 400
+    for reply in (Reply(404, {}, body), Reply(500, SDK, body), Reply(206, SDK, body)):
+        result = call(server, reply)
+        assert result.error is not None
+        message = str(result.error["message"])
+        quoted = message.split(": ", 1)[1]
+        assert len(quoted) <= 120, message
+        assert not any(c in message for c in "\n\r\x00\x1b"), message
+        assert "secret-line-1 [31mAKIA-EXAMPLE" in quoted
 
 
 def test_sdk_reply_that_is_not_json(server: CannedServer) -> None:

@@ -1,4 +1,5 @@
-"""Registration: parsing what the official SDKs send, the /fn/register API, asking apps to sync."""
+"""Registration: parsing what the official SDKs send, asking apps to sync (the /fn/register API
+itself is tested in tests/api/test_register.py)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,20 @@ import copy
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from app.api import create_app
 from app.config import Settings
 from app.drivers import signing
 from app.errors import BadRequest, InvalidFunction
 from app.models import Trigger
-from app.state.store import RunState
 from app.sync import SyncError, parse_registration, sync_app, sync_apps_forever
 from tests.sdk_apps.captures import CLOUD_SIGNING_KEY, PY_REGISTER, TS_REGISTER
-from tests.sdk_apps.harness import CannedServer, FakeEngine, Reply, StubStepline, free_port
+from tests.sdk_apps.harness import CannedServer, Reply, free_port
 
 if TYPE_CHECKING:
-    from app.engine import Engine
+    pass
 
 SDK = {"content-type": "application/json", "x-inngest-sdk": "inngest-py:v0.5.19"}
 
@@ -249,120 +248,6 @@ def test_valid_options_pass() -> None:
     }
 
 
-# --- POST /fn/register and the run data API -------------------------------------------------
-
-
-@pytest.fixture
-def stub() -> Iterator[StubStepline]:
-    server = StubStepline()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def prod() -> Iterator[StubStepline]:
-    server = StubStepline(Settings(signing_key=CLOUD_SIGNING_KEY))
-    yield server
-    server.close()
-
-
-def test_register_stores_functions(stub: StubStepline) -> None:
-    client = stub.app.test_client()
-    first = client.post("/fn/register", json=TS_REGISTER["body"], headers=TS_REGISTER["headers"])
-    assert first.status_code == 200
-    assert first.json == {"ok": True, "modified": True, "app_id": "cap"}
-    again = client.post("/fn/register", json=TS_REGISTER["body"], headers=TS_REGISTER["headers"])
-    assert again.json == {"ok": True, "modified": False, "app_id": "cap"}
-    url, fns = stub.store.apps["cap"]
-    assert url == TS_REGISTER["body"]["url"]
-    assert len(fns) == 8 and all(fn.driver == "http" for fn in fns)
-
-
-def test_register_refuses_invalid_functions_and_keeps_the_valid_ones(stub: StubStepline) -> None:
-    body = with_function(triggers=[{"cron": "nope"}])
-    reply = stub.app.test_client().post("/fn/register", json=body)
-    assert reply.status_code == 400
-    assert reply.json is not None
-    assert reply.json["field"] == "functions[1].triggers[0].cron"
-    assert "cap-ops" in reply.json["error"]
-    assert [e["field"] for e in reply.json["errors"]] == ["functions[1].triggers[0].cron"]
-    _, fns = stub.store.apps["cap"]
-    assert "cap-ops" not in [fn.id for fn in fns]
-    assert sorted(reply.json["registered"]) == sorted(fn.id for fn in fns)
-    assert len(fns) == len(body["functions"]) - 1
-
-
-def test_register_refuses_an_app_whose_functions_are_all_invalid(stub: StubStepline) -> None:
-    body = with_function(triggers=[{"cron": "nope"}])
-    body["functions"] = [body["functions"][1]]
-    reply = stub.app.test_client().post("/fn/register", json=body)
-    assert reply.status_code == 400
-    assert reply.json is not None and reply.json["registered"] == []
-    assert stub.store.apps == {}
-
-
-def test_register_refuses_non_json(stub: StubStepline) -> None:
-    reply = stub.app.test_client().post("/fn/register", data=b"<xml/>")
-    assert reply.status_code == 400
-
-
-def test_register_checks_expected_server_kind(stub: StubStepline, prod: StubStepline) -> None:
-    cloud = {"X-Inngest-Expected-Server-Kind": "cloud"}
-    reply = stub.app.test_client().post("/fn/register", json=PY_REGISTER["body"], headers=cloud)
-    assert reply.status_code == 400
-    assert reply.json is not None and "dev mode" in reply.json["error"]
-    auth = {"Authorization": signing.bearer_value(CLOUD_SIGNING_KEY)}
-    dev = {**auth, "X-Inngest-Expected-Server-Kind": "dev"}
-    reply = prod.app.test_client().post("/fn/register", json=PY_REGISTER["body"], headers=dev)
-    assert reply.status_code == 400
-
-
-def test_production_register_needs_the_hashed_key(prod: StubStepline) -> None:
-    client = prod.app.test_client()
-    for headers in ({}, {"Authorization": "Bearer undefined"}, {"Authorization": "Bearer 00"}):
-        reply = client.post("/fn/register", json=PY_REGISTER["body"], headers=headers)
-        assert reply.status_code == 401
-        assert reply.json is not None and "signing key" in reply.json["error"]
-    hashed = signing.hashed_key(CLOUD_SIGNING_KEY)
-    for token in (hashed, f"signkey-test-{hashed}"):
-        reply = client.post(
-            "/fn/register",
-            json=PY_REGISTER["body"],
-            headers={"Authorization": f"Bearer {token}", "X-Inngest-Expected-Server-Kind": "cloud"},
-        )
-        assert reply.status_code == 200, reply.json
-    assert "cap" in prod.store.apps
-
-
-def run_state(run_id: str) -> RunState:
-    return RunState(
-        run_id=run_id,
-        function_id="cap-three",
-        status="Running",
-        events=[{"name": "cap/three", "data": {}, "id": "e1", "ts": 1, "user": {}}],
-        steps={"abc": {"data": 1}},
-        stack=["abc"],
-        disable_immediate_execution=False,
-        created_at=1,
-        started_at=1,
-        correlation_id=None,
-    )
-
-
-def test_run_data_api(stub: StubStepline, prod: StubStepline) -> None:
-    stub.store.runs["01HRUN"] = run_state("01HRUN")
-    client = stub.app.test_client()
-    assert client.get("/v0/runs/01HRUN/batch").json == run_state("01HRUN").events
-    assert client.get("/v0/runs/01HRUN/actions").json == {"abc": {"data": 1}}
-    assert client.get("/v0/runs/nope/batch").status_code == 410
-    assert client.get("/v0/runs/nope/actions").status_code == 410
-    prod.store.runs["01HRUN"] = run_state("01HRUN")
-    client = prod.app.test_client()
-    assert client.get("/v0/runs/01HRUN/actions").status_code == 401
-    auth = {"Authorization": signing.bearer_value(CLOUD_SIGNING_KEY)}
-    assert client.get("/v0/runs/01HRUN/actions", headers=auth).status_code == 200
-
-
 # --- asking apps to sync ---------------------------------------------------------------------
 
 
@@ -386,7 +271,8 @@ def test_sync_app_puts_the_serve_url(app_server: CannedServer) -> None:
 
 def test_sync_app_signs_in_production(app_server: CannedServer) -> None:
     app_server.queue(Reply(200, SDK, {"message": "Successfully registered", "modified": False}))
-    sync_app(f"{app_server.url}/api/inngest", Settings(signing_key=CLOUD_SIGNING_KEY))
+    production = Settings(signing_key=CLOUD_SIGNING_KEY, allowed_app_hosts=["127.0.0.1"])
+    sync_app(f"{app_server.url}/api/inngest", production)
     sent = app_server.received[0]
     assert sent.headers["x-inngest-server-kind"] == "cloud"
     assert signing.verify(sent.body, sent.headers["x-inngest-signature"], [CLOUD_SIGNING_KEY])
@@ -457,11 +343,3 @@ def test_sync_apps_forever_resyncs_until_stopped(app_server: CannedServer) -> No
     thread.join(timeout=5)
     assert not thread.is_alive()
     assert len(calls) == 3
-
-
-def test_register_through_the_app_factory() -> None:
-    engine = FakeEngine(Settings())  # the store and settings are all the blueprint uses
-    client = create_app(cast("Engine", engine)).test_client()
-    reply = client.post("/fn/register", json=PY_REGISTER["body"], headers=PY_REGISTER["headers"])
-    assert (reply.status_code, reply.json) == (200, {"ok": True, "modified": True, "app_id": "cap"})
-    assert client.get("/v0/runs/gone/actions").status_code == 410
