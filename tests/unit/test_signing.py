@@ -86,3 +86,28 @@ def test_authorization_forms() -> None:
     assert not signing.authorization_matches(None, keys)
     assert not signing.authorization_matches(f"Basic {hashed}", keys)
     assert not signing.authorization_matches(f"Bearer {hashed}", [])
+
+
+def test_reply_signatures_must_be_dated_within_the_call() -> None:
+    """The recorded Python SDK reply, checked as the driver checks replies."""
+    body = json.dumps(SIGNED["body"]).encode()
+    header = SIGNED["headers"]["x-inngest-signature"]
+    signed_at = int(header.split("&")[0].removeprefix("t="))
+    keys = [CLOUD_SIGNING_KEY]
+    ok = signing.reply_problem(body, header, keys, sent_s=signed_at - 1, received_s=signed_at)
+    assert ok is None
+    late = signing.reply_problem(
+        body, header, keys, sent_s=signed_at + 3600, received_s=signed_at + 3601
+    )
+    assert late is not None and "stale or replayed" in late
+    early = signing.reply_problem(
+        body, header, keys, sent_s=signed_at - 900, received_s=signed_at - 899
+    )
+    assert early is not None and "stale or replayed" in early
+    assert signing.reply_problem(body, None, keys, sent_s=0, received_s=0) == (
+        "it has no X-Inngest-Signature"
+    )
+    forged = signing.reply_problem(
+        body + b" ", header, keys, sent_s=signed_at, received_s=signed_at
+    )
+    assert forged == "its X-Inngest-Signature does not match"
