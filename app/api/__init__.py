@@ -1,7 +1,7 @@
 """The HTTP API, one Flask app.
 
-    create_app(engine) ─► events    POST /e/<key>
-                      ─► auth      /v1 and /metrics need the API token in production mode
+    create_app(engine) ─► auth      who may call what: every route declares its class
+                      ─► events    POST /e/<key>, POST /invoke/<function id>
                       ─► runs      /v1/runs[/<id>[/cancel|/rerun|/replay]]
                       ─► event_log /v1/events[/<id>[/runs]]
                       ─► functions /v1/functions[/<id>], /v1/apps[/sync|/<id>/sync]
@@ -46,7 +46,7 @@ __all__ = ["create_app", "current_engine"]
 
 
 def create_app(engine: Engine | None = None) -> Flask:
-    app = Flask("stepline")
+    app = Flask("stepline", static_folder=None)  # the UI serves its own files (ui.py)
     app.config["MAX_CONTENT_LENGTH"] = events.MAX_REQUEST_BYTES
     if engine is not None:
         app.extensions[EXTENSION] = engine

@@ -1,83 +1,197 @@
-"""Access to the operations API: `/v1/...` and `/metrics`.
+"""Who may call what: one policy for every route, declared on the route itself.
 
-In dev mode (no signing key, no `STEPLINE_API_TOKEN`, no `STEPLINE_AUTH_HEADER`) it is open
-to loopback clients only (the CLI binds to loopback then; a request from another address,
-e.g. behind a server bound to 0.0.0.0, is refused with a message saying what to set).
-Otherwise a request is admitted with one of
+    @bp.get("/v1/runs")
+    @requires(Access.OPERATOR)
+    def list_runs() -> Response: ...
 
-    Authorization: Bearer <STEPLINE_API_TOKEN>
-    Authorization: Bearer <signing key>        (plain or hashed, as Inngest's REST API takes it)
-    <STEPLINE_AUTH_HEADER>: <anything>         set by an authenticating proxy in front
+`check` runs before every request and enforces the class of the route's view. A view without
+one is refused (500, failing closed), and the route-table test walks Flask's url_map so such a
+route fails the suite; a new route (Connect's `/v0/connect/*`, `/v1/signals`,
+`/v1/checkpoint/...`) only has to say which class it is in. `route_table(app)` lists them all
+(the README's route table is checked against it).
 
-and refused with 401 JSON otherwise. The other routes keep their own rules: `/e/<key>` checks
-event keys, `/fn/register` and `/v0` the signing key, `/health` is open; so is the UI's page
-shell (`/`, `/ui/...`), which holds no data: everything it shows comes from `/v1`.
+    class     who calls                  credential in production mode
+    public    anyone                     none: /health, the UI's page shell and static files
+    sdk       SDK apps                   signing key: `Authorization: Bearer <hashed key>`
+    events    event senders              event key, in the path: `POST /e/<key>`
+    operator  people, scripts, the UI    `Bearer <STEPLINE_API_TOKEN>`, the proxy's
+                                         STEPLINE_AUTH_HEADER, or `Bearer <signing key>`
+
+Production mode is any credential configured (`Settings.production`). Then a missing or wrong
+credential answers 401, and a route whose kind of credential is not configured at all is closed:
+403 `not_configured`, naming the setting to add. Nothing fails open.
+
+Dev mode (no credential configured) checks no credential (the TS SDK sends `Bearer undefined`)
+but serves loopback peers only, and only with a localhost or IP-literal Host header, so a web
+page cannot reach it through DNS rebinding. In both modes a state-changing request from another
+origin is refused and a request body must be declared JSON (`app.api.browser`), so a web page
+the developer visits cannot register an app or send events (CSRF).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-import ipaddress
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 
+from app.api import browser
 from app.api.context import EXTENSION
 from app.config import Settings
 from app.drivers import signing
-from app.errors import Unauthorized
+from app.errors import NotConfigured, SteplineError, Unauthorized
 
 if TYPE_CHECKING:
     from app.engine import Engine
 
-PROTECTED_PREFIXES = ("/v1/", "/metrics", "/invoke/")
+View = TypeVar("View", bound=Callable[..., Any])
+_ATTRIBUTE = "stepline_access"
 
 
-def production(settings: Settings) -> bool:
-    return bool(settings.api_token or settings.signing_key or settings.auth_header)
+class Access(StrEnum):
+    PUBLIC = "public"
+    SDK = "sdk"
+    EVENTS = "events"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True)
+class Rule:
+    access: Access
+    media_types: tuple[str, ...] = ("application/json",)
+    """Accepted `Content-Type`s of a request body (see `app.api.browser.check_body`)."""
+
+
+def requires(
+    access: Access, *, media_types: tuple[str, ...] = ("application/json",)
+) -> Callable[[View], View]:
+    """Declare the access class of a view (under its route decorator). `media_types`: the
+    body types a route accepts besides JSON's default (e.g. Connect's protobuf)."""
+
+    def declare(view: View) -> View:
+        setattr(view, _ATTRIBUTE, Rule(access, media_types))
+        return view
+
+    return declare
+
+
+def rule_of(view: Callable[..., Any] | None) -> Rule | None:
+    rule = getattr(view, _ATTRIBUTE, None)
+    return rule if isinstance(rule, Rule) else None
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: tuple[str, ...]
+    access: Access | None
+
+
+def route_table(app: Flask) -> list[Route]:
+    """Every route of `app` with its access class (None: undeclared, refused)."""
+    routes = []
+    for url_rule in app.url_map.iter_rules():
+        rule = rule_of(app.view_functions.get(url_rule.endpoint))
+        methods = tuple(sorted((url_rule.methods or set()) - {"HEAD", "OPTIONS"}))
+        routes.append(Route(url_rule.rule, methods, rule.access if rule else None))
+    return sorted(routes, key=lambda route: (route.path, route.methods))
 
 
 def check() -> None:
-    """Before each request: refuse a protected route without valid credentials."""
-    path = request.path
-    if not (path.startswith(PROTECTED_PREFIXES) or path == "/v1"):
+    """Before each request: refuse it unless the route's class admits it."""
+    if request.endpoint is None:
+        return  # no route: 404 or 405 follows, nothing is served
+    rule = rule_of(current_app.view_functions.get(request.endpoint))
+    if rule is None:
+        raise SteplineError(f"route {request.url_rule} declares no access class (app.api.auth)")
+    if rule.access is Access.PUBLIC:
         return
+    settings = _settings()
+    if settings.production:
+        _CREDENTIALS[rule.access](settings)
+    else:
+        browser.check_dev_peer()
+    browser.check_origin()
+    browser.check_body(rule.media_types)
+
+
+def _settings() -> Settings:
     engine: Engine | None = current_app.extensions.get(EXTENSION)
-    settings = engine.settings if engine is not None else Settings.from_env()
-    if not production(settings):
-        if _loopback(request.remote_addr):
-            return
-        raise Unauthorized(
-            "dev mode is open to loopback clients only: set STEPLINE_API_TOKEN (and send "
-            "`Authorization: Bearer <token>`) to reach /v1 and /metrics from elsewhere"
+    return engine.settings if engine is not None else Settings.from_env()
+
+
+# --- credentials, one check per class ------------------------------------------------------
+
+
+def _sdk(settings: Settings) -> None:
+    keys = [key for key in (settings.signing_key, settings.signing_key_fallback) if key]
+    if not keys:
+        raise NotConfigured(
+            "SDK routes are closed: this Stepline runs in production mode without "
+            "STEPLINE_SIGNING_KEY; set it (and INNGEST_SIGNING_KEY in the apps to the same value)"
         )
-    if admitted(settings):
-        return
-    raise Unauthorized(
-        "this Stepline requires authentication: send `Authorization: Bearer "
-        "<STEPLINE_API_TOKEN>`"
-        + (f" or the `{settings.auth_header}` header" if settings.auth_header else "")
-    )
+    if not signing.authorization_matches(request.headers.get("Authorization"), keys):
+        raise Unauthorized(
+            "missing or wrong signing key: send `Authorization: Bearer <hashed signing key>` "
+            "(set INNGEST_SIGNING_KEY in the app to Stepline's STEPLINE_SIGNING_KEY)"
+        )
 
 
-def _loopback(address: str | None) -> bool:
-    if not address:
-        return True  # a unix socket or an in-process test client
-    try:
-        return ipaddress.ip_address(address.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+def _events(settings: Settings) -> None:
+    if not settings.event_keys:
+        raise NotConfigured(
+            "the event API is closed: this Stepline runs in production mode without "
+            "STEPLINE_EVENT_KEYS; set it to the keys senders use (INNGEST_EVENT_KEY)"
+        )
+    given = (request.view_args or {}).get("event_key", "")
+    if not isinstance(given, str) or not given.strip():
+        raise Unauthorized("Event key is required")
+    if not event_key_known(given, settings.event_keys):
+        raise Unauthorized("Event key not found")
 
 
-def admitted(settings: Settings) -> bool:
+def event_key_known(given: str, keys: list[str]) -> bool:
+    """Compared in constant time: digests of equal length, every key compared."""
+    digest = hashlib.sha256(given.encode("utf-8")).digest()
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(digest, hashlib.sha256(key.encode("utf-8")).digest())
+    return found
+
+
+def _operator(settings: Settings) -> None:
+    keys = [key for key in (settings.signing_key, settings.signing_key_fallback) if key]
+    if not (settings.api_token or settings.auth_header or keys):
+        raise NotConfigured(
+            "the operations API is closed: this Stepline runs in production mode without "
+            "STEPLINE_API_TOKEN; set it (or STEPLINE_AUTH_HEADER behind an authenticating proxy)"
+        )
     if settings.auth_header and request.headers.get(settings.auth_header, "").strip():
-        return True
+        return
     header = request.headers.get("Authorization")
     if settings.api_token and header:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode("utf-8"), settings.api_token.encode("utf-8")
+            hashlib.sha256(token.strip().encode("utf-8")).digest(),
+            hashlib.sha256(settings.api_token.encode("utf-8")).digest(),
         ):
-            return True
-    keys = [key for key in (settings.signing_key, settings.signing_key_fallback) if key]
-    return bool(keys) and signing.authorization_matches(header, keys)
+            return
+    if keys and signing.authorization_matches(header, keys):
+        return
+    accepted = ["`Authorization: Bearer <STEPLINE_API_TOKEN>`"] if settings.api_token else []
+    if settings.auth_header:
+        accepted.append(f"the `{settings.auth_header}` header of your authenticating proxy")
+    if keys:
+        accepted.append("`Authorization: Bearer <signing key>`")
+    raise Unauthorized(f"this Stepline requires authentication: send {' or '.join(accepted)}")
+
+
+_CREDENTIALS: dict[Access, Callable[[Settings], None]] = {
+    Access.SDK: _sdk,
+    Access.EVENTS: _events,
+    Access.OPERATOR: _operator,
+}

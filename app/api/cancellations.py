@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 
 from app import expressions
 from app.api import params
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.api.runs import iso
 from app.errors import BadRequest, NotFound
@@ -26,6 +27,7 @@ BATCH = 100
 
 
 @bp.post("/v1/cancellations")
+@requires(Access.OPERATOR)
 def create_cancellation() -> Response:
     body = params.body()
     function_id = body.get("function_id")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, jsonify
 
 from app.api import params
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.api.runs import event_json, iso, list_metadata, run_json
 from app.errors import NotFound
@@ -29,6 +30,7 @@ bp = Blueprint("event_log", __name__)
 
 
 @bp.get("/v1/events")
+@requires(Access.OPERATOR)
 def list_events() -> Response:
     limit = params.limit()
     after = params.time_arg("after")
@@ -46,6 +48,7 @@ def list_events() -> Response:
 
 
 @bp.get("/v1/events/<event_id>")
+@requires(Access.OPERATOR)
 def get_event(event_id: str) -> Response:
     record = current_engine().store.get_event(event_id)
     if record is None:
@@ -54,6 +57,7 @@ def get_event(event_id: str) -> Response:
 
 
 @bp.get("/v1/events/<event_id>/runs")
+@requires(Access.OPERATOR)
 def get_event_runs(event_id: str) -> Response:
     engine = current_engine()
     store = engine.store

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from app import metrics
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
@@ -27,11 +28,13 @@ SEED_HEADER = "x-inngest-event-id-seed"
 
 
 @bp.post("/e/<event_key>")
+@requires(Access.EVENTS)
 def send_events(event_key: str) -> tuple[Response, int]:
+    """The event key was checked by the policy (`app.api.auth`): in production mode against
+    STEPLINE_EVENT_KEYS, in constant time; dev mode takes any key."""
+    if not event_key.strip():
+        raise Unauthorized("Event key is required")
     engine = current_engine()
-    keys = engine.settings.event_keys
-    if not event_key.strip() or (keys and event_key not in keys):
-        raise Unauthorized("Event key not found")
     events = parse_events(request.get_data(cache=False))
     ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
     metrics.count_event(engine.store, len(ids))
@@ -39,10 +42,11 @@ def send_events(event_key: str) -> tuple[Response, int]:
 
 
 @bp.post("/invoke/<function_id>")
+@requires(Access.OPERATOR)
 def invoke_function(function_id: str) -> tuple[Response, int]:
     """Start one run of a function directly (cron-only functions too), as Inngest's dev server
     does: the body `{"data": {...}, "user"?: {...}}` becomes an `inngest/function.invoked`
-    event aimed at that function. Guarded like `/v1` (see app.api.auth)."""
+    event aimed at that function. An operator route, like `/v1` (see app.api.auth)."""
     engine = current_engine()
     if engine.registry.get(function_id) is None:
         raise NotFound(f"function {function_id} not found", field="function_id")
@@ -69,6 +73,7 @@ def invoke_function(function_id: str) -> tuple[Response, int]:
 
 @bp.post("/e/")
 @bp.post("/e")
+@requires(Access.EVENTS)
 def send_events_without_key() -> Response:
     raise Unauthorized("Event key is required")
 

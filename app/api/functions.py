@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from app.api import params
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.api.runs import iso
 from app.errors import BadRequest, NotFound
@@ -24,6 +25,7 @@ bp = Blueprint("functions", __name__)
 
 
 @bp.get("/v1/functions")
+@requires(Access.OPERATOR)
 def list_functions() -> Response:
     store = current_engine().store
     app_id = params.text("app_id")
@@ -33,6 +35,7 @@ def list_functions() -> Response:
 
 
 @bp.get("/v1/functions/<function_id>")
+@requires(Access.OPERATOR)
 def get_function(function_id: str) -> Response:
     fn = current_engine().store.get_function(function_id)
     if fn is None:
@@ -41,11 +44,13 @@ def get_function(function_id: str) -> Response:
 
 
 @bp.get("/v1/apps")
+@requires(Access.OPERATOR)
 def list_apps() -> Response:
     return jsonify({"data": [app_json(app) for app in current_engine().store.list_apps()]})
 
 
 @bp.post("/v1/apps/sync")
+@requires(Access.OPERATOR)
 def sync_by_url() -> Response:
     url = params.body().get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -54,6 +59,7 @@ def sync_by_url() -> Response:
 
 
 @bp.post("/v1/apps/<app_id>/sync")
+@requires(Access.OPERATOR)
 def sync_registered(app_id: str) -> Response:
     app = _apps_by_id().get(app_id)
     if app is None:

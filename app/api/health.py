@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 
 log = logging.getLogger("stepline.api")
@@ -14,6 +15,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/health")
+@requires(Access.PUBLIC)
 def health() -> tuple[Response, int]:
     try:
         redis_ok = current_engine().store.ping()

@@ -4,68 +4,39 @@
     GET  /v0/runs/<id>/batch       a run's events, for SDKs told `use_api: true` (3.5)
     GET  /v0/runs/<id>/actions     a run's memoized steps, likewise
 
-In production mode (a signing key is set) each needs `Authorization: Bearer <hashed key>`; in
-dev mode none is checked (the TS SDK sends `Bearer undefined`).
+All three are `sdk` routes (`app.api.auth`): in production mode each needs the signing key,
+`Authorization: Bearer <hashed key>`, so only a caller holding the key can register an app or
+change its URL; in dev mode none is checked (the TS SDK sends `Bearer undefined`).
+
+A registration is refused whole, before anything is stored, when its URLs lead to addresses the
+outbound policy refuses (`app.netpolicy`). It is stored by one Lua call (`lua/save_app.lua`)
+that also refuses, atomically, functions another app owns and apps served in-process.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.api.errors import error_response as _error
 from app.drivers import signing
-from app.errors import BadRequest, Conflict, SteplineError, Unauthorized
-from app.models import FunctionConfig
-from app.sync import read_registration
-
-if TYPE_CHECKING:
-    from app.engine import Engine
+from app.errors import BadRequest, SteplineError
+from app.ids import new_ulid
+from app.netpolicy import AddressPolicy
+from app.sync import check_app_urls, read_registration
 
 log = logging.getLogger("stepline.api.register")
 
 blueprint = Blueprint("register", __name__)
 
 
-def _auth_error(engine: Engine) -> tuple[Response, int] | None:
-    key = engine.settings.signing_key
-    if not key:
-        return None
-    keys = [key, engine.settings.signing_key_fallback or ""]  # the fallback while rotating
-    if signing.authorization_matches(request.headers.get("Authorization"), keys):
-        return None
-    return _error(
-        Unauthorized(
-            "missing or wrong signing key: this Stepline runs in production mode; send "
-            "`Authorization: Bearer <hashed signing key>` (set INNGEST_SIGNING_KEY in the app "
-            "to Stepline's STEPLINE_SIGNING_KEY)"
-        )
-    )
-
-
-def _taken(engine: Engine, app_id: str, configs: list[FunctionConfig]) -> Conflict | None:
-    """A function id another app owns: registering it would take the function over, and the
-    owner's next sync would delete it."""
-    for config in configs:
-        owner = engine.store.get_function(config.id)
-        if owner is not None and owner.app_id != app_id:
-            return Conflict(
-                f"function {config.id!r} already belongs to app {owner.app_id!r}: give this app "
-                "or the function another id",
-                field="functions",
-            )
-    return None
-
-
 @blueprint.post("/fn/register")
+@requires(Access.SDK)
 def register() -> tuple[Response, int]:
     engine = current_engine()
-    refused = _auth_error(engine)
-    if refused is not None:
-        return refused
     ours = signing.server_kind(engine.settings.signing_key)
     expected = request.headers.get("X-Inngest-Expected-Server-Kind", "").strip().lower()
     if expected and expected != ours:
@@ -81,24 +52,24 @@ def register() -> tuple[Response, int]:
         return _error(BadRequest("the registration body must be a JSON object"))
     try:
         registration = read_registration(body, headers=dict(request.headers))
+        policy = AddressPolicy.for_apps(engine.settings)
+        check_app_urls(registration, policy, strict=engine.settings.production)
+        app_id, url, configs = registration.app_id, registration.url, registration.functions
+        modified = False
+        if configs or not registration.errors:
+            modified = engine.store.save_app(
+                app_id, url, configs, engine.now(), sync_id=new_ulid(), takeover=False
+            )
+            log.info(
+                "app registered app=%s url=%s functions=%d modified=%s",
+                app_id,
+                url,
+                len(configs),
+                modified,
+            )
     except SteplineError as exc:
         log.warning("registration refused: %s", exc.message)
         return _error(exc)
-    app_id, url, configs = registration.app_id, registration.url, registration.functions
-    taken = _taken(engine, app_id, configs)
-    if taken is not None:
-        log.warning("registration refused: %s", taken.message)
-        return _error(taken)
-    modified = False
-    if configs or not registration.errors:
-        modified = engine.store.save_app(app_id, url, configs, engine.now())
-        log.info(
-            "app registered app=%s url=%s functions=%d modified=%s",
-            app_id,
-            url,
-            len(configs),
-            modified,
-        )
     if registration.errors:
         # The valid functions are registered; the invalid ones are refused, each named.
         for error in registration.errors:
@@ -125,11 +96,9 @@ def _run_gone(run_id: str) -> tuple[Response, int]:
 
 
 @blueprint.get("/v0/runs/<run_id>/batch")
+@requires(Access.SDK)
 def run_batch(run_id: str) -> tuple[Response, int]:
     engine = current_engine()
-    refused = _auth_error(engine)
-    if refused is not None:
-        return refused
     state = engine.store.load_run(run_id)
     if state is None:
         return _run_gone(run_id)
@@ -137,11 +106,9 @@ def run_batch(run_id: str) -> tuple[Response, int]:
 
 
 @blueprint.get("/v0/runs/<run_id>/actions")
+@requires(Access.SDK)
 def run_actions(run_id: str) -> tuple[Response, int]:
     engine = current_engine()
-    refused = _auth_error(engine)
-    if refused is not None:
-        return refused
     state = engine.store.load_run(run_id)
     if state is None:
         return _run_gone(run_id)

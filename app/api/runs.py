@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, jsonify
 
 from app.api import params
+from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import JSON, RunStatus
@@ -27,6 +28,7 @@ bp = Blueprint("runs", __name__)
 
 
 @bp.get("/v1/runs")
+@requires(Access.OPERATOR)
 def list_runs() -> Response:
     limit = params.limit()
     function_id = params.text("function_id")
@@ -51,6 +53,7 @@ def list_runs() -> Response:
 
 
 @bp.get("/v1/runs/<run_id>")
+@requires(Access.OPERATOR)
 def get_run(run_id: str) -> Response:
     view = current_engine().store.get_run(run_id)
     if view is None:
@@ -60,6 +63,7 @@ def get_run(run_id: str) -> Response:
 
 @bp.delete("/v1/runs/<run_id>")
 @bp.post("/v1/runs/<run_id>/cancel")
+@requires(Access.OPERATOR)
 def cancel_run(run_id: str) -> Response:
     engine = current_engine()
     view = engine.store.get_run(run_id)
@@ -78,6 +82,7 @@ def cancel_run(run_id: str) -> Response:
 
 
 @bp.post("/v1/runs/<run_id>/rerun")
+@requires(Access.OPERATOR)
 def rerun_run(run_id: str) -> tuple[Response, int]:
     engine = current_engine()
     made = rerun(engine.store, engine.queue, run_id, engine.now())
@@ -85,6 +90,7 @@ def rerun_run(run_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/v1/runs/<run_id>/replay")
+@requires(Access.OPERATOR)
 def replay_run(run_id: str) -> tuple[Response, int]:
     body = params.body()
     from_step = body.get("from_step")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
+from app.api.auth import Access, requires
+
 STATIC = Path(__file__).resolve().parent / "static"
 
 bp = Blueprint("ui", __name__, static_folder=None)
@@ -29,11 +31,13 @@ SECURITY_HEADERS = {
 
 
 @bp.get("/")
+@requires(Access.PUBLIC)
 def index() -> Response:
     return _send("index.html")
 
 
 @bp.get("/ui/<path:path>")
+@requires(Access.PUBLIC)
 def asset(path: str) -> Response:
     return _send(path)
 

@@ -86,9 +86,23 @@ def test_inngest_metadata_is_stripped(api: Api) -> None:
     assert record is not None and record.event["data"] == {"x": 1}
 
 
-def test_body_without_content_type(api: Api) -> None:
-    response = api.client.post("/e/key", data=json.dumps({"name": "a/b"}))
-    assert response.status_code == 200
+def test_a_body_must_be_declared_json(api: Api) -> None:
+    body = json.dumps({"name": "a/b"})
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        response = api.client.post("/e/key", data=body, content_type=content_type)
+        assert response.status_code == 415, content_type
+        assert response.get_json()["code"] == "unsupported_media_type"
+    declared = api.client.post("/e/key", data=body, content_type="application/json; charset=utf-8")
+    assert declared.status_code == 200
+    # What the TS SDK sends: fetch's default text/plain, with its X-Inngest-SDK header.
+    sdk = api.client.post(
+        "/e/key",
+        data=body,
+        content_type="text/plain;charset=UTF-8",
+        headers={"X-Inngest-SDK": "inngest-js:v4.24.0"},
+    )
+    assert sdk.status_code == 200
+    assert len(api.sender.job_ids("stepline.event")) == 2  # the refused ones stored nothing
 
 
 # --- refused --------------------------------------------------------------------------------
@@ -195,7 +209,7 @@ def test_configured_keys(api_factory: Callable[..., Api]) -> None:
 
 def test_missing_key(api: Api) -> None:
     for path in ("/e/", "/e"):
-        response = api.client.post(path, data=json.dumps({"name": "a/b"}))
+        response = api.client.post(path, json={"name": "a/b"})
         assert response.status_code == 401
         assert response.get_json()["error"] == "Event key is required"
 

@@ -14,7 +14,9 @@ from tests.api.conftest import Api, fn
 
 def _start_run(api: Api, function: str = "f") -> tuple[str, str]:
     api.register(fn(function, Trigger(event="a/b")))
-    response = api.client.post("/e/k", data=json.dumps({"name": "a/b", "data": {"x": 1}}))
+    response = api.client.post(
+        "/e/k", data=json.dumps({"name": "a/b", "data": {"x": 1}}), content_type="application/json"
+    )
     [event_id] = response.get_json()["ids"]
     api.process_events()
     [run_id] = api.engine.store.event_run_ids(event_id)

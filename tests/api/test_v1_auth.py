@@ -1,9 +1,9 @@
-"""Production mode: `/v1` and `/metrics` need the API token (or the signing key, or the proxy's
-auth header); 401 JSON otherwise. Other routes keep their own rules; dev mode is open."""
+"""Operator routes in production mode: `/v1` and `/metrics` need the API token (or the signing
+key, or the proxy's auth header); 401 JSON otherwise. Every route and configuration is covered
+by test_security_matrix.py; dev mode's own rules by test_dev_mode.py."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
@@ -40,11 +40,13 @@ def test_metrics_and_writes_need_the_token_too(api_factory: Callable[..., Api]) 
     assert api.client.delete("/v1/runs/x", headers=auth).status_code == 404
 
 
-def test_other_routes_keep_their_rules(api_factory: Callable[..., Api]) -> None:
+def test_other_routes_follow_their_own_class(api_factory: Callable[..., Api]) -> None:
     api = api_factory(api_token=TOKEN)
     assert api.client.get("/health").status_code == 200
-    sent = api.client.post("/e/anykey", data=json.dumps({"name": "a/b"}))
-    assert sent.status_code == 200  # no event keys configured: any key
+    # No event keys configured in production mode: the event API is closed, not open.
+    sent = api.client.post("/e/anykey", json={"name": "a/b"})
+    assert sent.status_code == 403
+    assert "STEPLINE_EVENT_KEYS" in sent.get_json()["error"]
 
 
 def test_signing_key_is_production_mode_and_is_accepted(api_factory: Callable[..., Api]) -> None:
@@ -74,6 +76,7 @@ def test_dev_mode_is_open_to_loopback_clients_only(redis_url: str) -> None:
     api = make_api(redis_url)
     assert api.client.get("/v1/runs").status_code == 200
     far = api.client.get("/v1/runs", environ_base={"REMOTE_ADDR": "10.1.2.3"})
-    assert far.status_code == 401
+    assert far.status_code == 403
     assert "STEPLINE_API_TOKEN" in far.get_json()["error"]
     assert api.client.get("/v1/runs", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    api.engine.store.close()

@@ -80,7 +80,9 @@ def test_get_event(api: Api) -> None:
 
 def test_event_runs(api: Api) -> None:
     api.register(fn("f", Trigger(event="a/b")), fn("g", Trigger(event="a/*")))
-    response = api.client.post("/e/k", data=json.dumps({"name": "a/b"}))
+    response = api.client.post(
+        "/e/k", data=json.dumps({"name": "a/b"}), content_type="application/json"
+    )
     [event_id] = response.get_json()["ids"]
     api.process_events()
     path = "/v1/events/{event_id}/runs"

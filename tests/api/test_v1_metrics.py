@@ -26,7 +26,9 @@ def _samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_run_counters_gauges_and_events(api: Api) -> None:
     api.register(fn("f", Trigger(event="a/b")))
-    api.client.post("/e/k", data=json.dumps([{"name": "a/b"}, {"name": "a/b"}]))
+    api.client.post(
+        "/e/k", data=json.dumps([{"name": "a/b"}, {"name": "a/b"}]), content_type="application/json"
+    )
     api.process_events()
     store = api.engine.store
     runs = store.list_runs(10)
@@ -57,7 +59,9 @@ def test_counters_are_shared_between_processes(redis_url: str) -> None:
     one, two = make_api(redis_url), make_api(redis_url)
     try:
         for api in (one, two):
-            api.client.post("/e/k", data=json.dumps({"name": "a/b"}))
+            api.client.post(
+                "/e/k", data=json.dumps({"name": "a/b"}), content_type="application/json"
+            )
         assert _samples(one)[("stepline_events_received_total", ())] == 2
         assert _samples(two)[("stepline_events_received_total", ())] == 2
     finally:

@@ -210,7 +210,9 @@ def test_cancel(api: Api, method: str) -> None:
 def _failed_run(api: Api) -> str:
     """A failed run of app-f with steps a (ok), b (failed) and c (ok, after b failed)."""
     api.register(fn("f", Trigger(event="a/b")))
-    event = api.client.post("/e/k", data=json.dumps({"name": "a/b", "data": {"x": 1}}))
+    event = api.client.post(
+        "/e/k", data=json.dumps({"name": "a/b", "data": {"x": 1}}), content_type="application/json"
+    )
     [event_id] = event.get_json()["ids"]
     api.process_events()
     [run_id] = api.engine.store.event_run_ids(event_id)
@@ -278,7 +280,9 @@ def test_replay_refusals(api: Api) -> None:
     assert check(bad, "post", path)["field"] == "from_step"
     bad_type = api.client.post(f"/v1/runs/{original}/replay", json={"from_step": 3})
     assert check(bad_type, "post", path)["code"] == "bad_request"
-    not_json = api.client.post(f"/v1/runs/{original}/replay", data="[1]")
+    not_json = api.client.post(
+        f"/v1/runs/{original}/replay", data="[1]", content_type="application/json"
+    )
     assert check(not_json, "post", path)["field"] == "body"
     missing = api.client.post("/v1/runs/nope/replay")
     assert check(missing, "post", path)["code"] == "not_found"

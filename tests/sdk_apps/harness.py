@@ -2,13 +2,14 @@
 
 - `CannedServer`: answers each request with the next queued reply (status, headers, body,
   optional delay) and records what it received.
-- `StubStepline`: a Flask app with Stepline's registration blueprint and a minimal event API,
-  backed by an in-memory store, so official SDK apps can sync and send events to it.
+- `LiveStepline`: Stepline's real API over the test Redis, served on a loopback port, so
+  official SDK apps can sync and send events to it.
 - `SdkApp`: an official-SDK test app (Python or Node) started as a real subprocess.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import os
@@ -18,19 +19,19 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import flask
 import httpx
+import redis
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from app.api.register import blueprint
 from app.config import Settings
 from app.models import FunctionConfig
-from app.state.store import RunState
+from app.state.store import Store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -128,79 +129,64 @@ class CannedServer:
         self._server.server_close()
 
 
-# --- a Stepline stand-in for SDK apps to talk to ----------------------------------------------
+# --- a real Stepline API for SDK apps to talk to ----------------------------------------------
 
 
-class MemoryStore:
-    """The verbs of `Store` the registration API uses, plus `load_run`, in memory."""
-
-    def __init__(self) -> None:
-        self.apps: dict[str, tuple[str | None, list[FunctionConfig]]] = {}
-        self.runs: dict[str, RunState] = {}
-
-    def save_app(
-        self, app_id: str, url: str | None, functions: list[FunctionConfig], now: int
-    ) -> bool:
-        before = self.apps.get(app_id)
-        self.apps[app_id] = (url, functions)
-        return before != (url, functions)
-
-    def load_run(self, run_id: str) -> RunState | None:
-        return self.runs.get(run_id)
-
-    def get_function(self, function_id: str) -> FunctionConfig | None:
-        return self.functions().get(function_id)
-
-    def functions(self) -> dict[str, FunctionConfig]:
-        return {f.id: f for _, fns in self.apps.values() for f in fns}
-
-
-@dataclass
-class FakeEngine:
-    settings: Settings
-    store: MemoryStore = field(default_factory=MemoryStore)
-
-    @staticmethod
-    def now() -> int:
-        return int(time.time() * 1000)
-
-
-class StubStepline:
-    """Stepline's registration blueprint plus a minimal `/e/<key>`, served for real."""
+class LiveStepline:
+    """Stepline's real API (`create_app` over a real `Engine` and the test Redis, under its own
+    key prefix) served on a free loopback port, so official SDK apps can sync, send events and
+    fetch run data through the same policy and store as in production. Jobs the API creates are
+    recorded, not run: the tests drive the HTTP driver themselves."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.engine = FakeEngine(settings or Settings())
-        self.events: list[dict[str, Any]] = []
-        app = flask.Flask("stub-stepline")
-        app.extensions["stepline"] = self.engine
-        app.register_blueprint(blueprint)
+        from app.api import create_app
+        from app.engine import Engine
+        from app.functions import FunctionSet
+        from tests.api.conftest import Recorder
+        from tests.conftest import REDIS_URL, require_redis
 
-        @app.post("/e/<key>")
-        def events(key: str) -> Any:
-            body = flask.request.get_json(force=True)
-            items = body if isinstance(body, list) else [body]
-            self.events.extend(items)
-            ids = [f"01EVENT{len(self.events):019d}{i}" for i in range(len(items))]
-            return {"ids": ids, "status": 200}
-
-        self.app = app
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        require_redis().close()
+        self.prefix = f"live-{uuid.uuid4().hex[:8]}"
+        base = settings or Settings()
+        self.engine = Engine.create(
+            dataclasses.replace(base, redis_url=REDIS_URL, key_prefix=self.prefix),
+            sender=Recorder(),
+            local=FunctionSet(),
+        )
+        self.app = create_app(self.engine)
+        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self.app, threaded=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
 
     @property
-    def store(self) -> MemoryStore:
+    def store(self) -> Store:
         return self.engine.store
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
 
+    def functions(self) -> dict[str, FunctionConfig]:
+        return {fn.id: fn for fn in self.store.list_functions()}
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Events received over `POST /e/<key>`, oldest first."""
+        return [dict(record.event) for record in reversed(self.store.list_events(1000))]
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        client = redis.Redis.from_url(self.engine.settings.redis_url)
+        try:
+            keys = list(client.scan_iter(f"{self.prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+            self.store.close()
 
 
 # --- official SDK apps as subprocesses --------------------------------------------------------

@@ -2,13 +2,14 @@
 Python (`tests/sdk_apps/py_app.py`) and TypeScript (`tests/sdk_apps/ts_app/index.js`, skipped
 unless `npm install` was run there).
 
-Each app is pointed at a stand-in Stepline serving the real registration blueprint, exactly as a
-user points an app at the Inngest dev server; then the test drives `HttpDriver.call` through
-every step shape, memoizing by hand what the app reports.
+Each app is pointed at Stepline's real API (`LiveStepline`), exactly as a user points an app at
+the Inngest dev server; then the test drives `HttpDriver.call` through every step shape,
+memoizing by hand what the app reports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,10 @@ from app.ids import hash_step_id
 from app.models import FunctionConfig
 from app.sync import SyncError, sync_app
 from tests.sdk_apps.captures import CLOUD_SIGNING_KEY
-from tests.sdk_apps.harness import SdkApp, StubStepline, node_app, node_available, python_app
+from tests.sdk_apps.harness import LiveStepline, SdkApp, node_app, node_available, python_app
+
+PRODUCTION = Settings(signing_key=CLOUD_SIGNING_KEY, allowed_app_hosts=["127.0.0.1"])
+"""Production mode; the test apps listen on loopback, which production allows only if listed."""
 
 
 @dataclass(frozen=True)
@@ -55,24 +59,24 @@ def sdk(request: pytest.FixtureRequest) -> Sdk:
 
 
 @pytest.fixture(scope="module")
-def stepline() -> Iterator[StubStepline]:
-    stub = StubStepline()
+def stepline() -> Iterator[LiveStepline]:
+    stub = LiveStepline()
     yield stub
     stub.close()
 
 
 @pytest.fixture(scope="module")
-def app(sdk: Sdk, stepline: StubStepline) -> Iterator[SdkApp]:
+def app(sdk: Sdk, stepline: LiveStepline) -> Iterator[SdkApp]:
     yield from sdk.start({"INNGEST_DEV": stepline.url})
 
 
 @pytest.fixture(scope="module")
-def functions(sdk: Sdk, app: SdkApp, stepline: StubStepline) -> dict[str, FunctionConfig]:
+def functions(sdk: Sdk, app: SdkApp, stepline: LiveStepline) -> dict[str, FunctionConfig]:
     reply = sync_app(app.url, Settings())
     assert reply["modified"] is True
     return {
         fn.id.removeprefix(f"{sdk.app_id}-"): fn
-        for fn in stepline.store.functions().values()
+        for fn in stepline.functions().values()
         if fn.app_id == sdk.app_id
     }
 
@@ -235,7 +239,7 @@ def test_retry_after_error(functions: dict[str, FunctionConfig], driver: HttpDri
 
 
 def test_sleep_wait_invoke_send(
-    sdk: Sdk, functions: dict[str, FunctionConfig], driver: HttpDriver, stepline: StubStepline
+    sdk: Sdk, functions: dict[str, FunctionConfig], driver: HttpDriver, stepline: LiveStepline
 ) -> None:
     run = Run(driver, functions["ops"])
     before = int(time.time() * 1000)
@@ -294,31 +298,32 @@ def test_invoked_child(sdk: Sdk, functions: dict[str, FunctionConfig], driver: H
 
 
 @pytest.fixture(scope="module")
-def prod_stepline() -> Iterator[StubStepline]:
-    stub = StubStepline(Settings(signing_key=CLOUD_SIGNING_KEY))
+def prod_stepline() -> Iterator[LiveStepline]:
+    stub = LiveStepline(PRODUCTION)
     yield stub
     stub.close()
 
 
 @pytest.fixture(scope="module")
-def cloud_app(sdk: Sdk, prod_stepline: StubStepline) -> Iterator[SdkApp]:
+def cloud_app(sdk: Sdk, prod_stepline: LiveStepline) -> Iterator[SdkApp]:
     yield from sdk.start(
         {"INNGEST_BASE_URL": prod_stepline.url, "INNGEST_SIGNING_KEY": CLOUD_SIGNING_KEY}
     )
 
 
 def test_production_mode_end_to_end(
-    sdk: Sdk, cloud_app: SdkApp, prod_stepline: StubStepline
+    sdk: Sdk, cloud_app: SdkApp, prod_stepline: LiveStepline
 ) -> None:
-    settings = Settings(signing_key=CLOUD_SIGNING_KEY)
+    settings = PRODUCTION
     assert sync_app(cloud_app.url, settings)["modified"] is True
-    three = prod_stepline.store.functions()[f"{sdk.app_id}-three"]
+    three = prod_stepline.functions()[f"{sdk.app_id}-three"]
     driver = HttpDriver(settings)
     run = Run(driver, three)
     op = run.op()
     assert (op.op, op.name, op.data) == ("StepRun", "a", 1)
 
-    wrong = Run(HttpDriver(Settings(signing_key="signkey-prod-" + "cd" * 32)), three).call()
+    other_key = dataclasses.replace(PRODUCTION, signing_key="signkey-prod-" + "cd" * 32)
+    wrong = Run(HttpDriver(other_key), three).call()
     assert (wrong.kind, wrong.retriable) == ("error", True)
     assert wrong.error is not None and "refused our signature" in str(wrong.error["message"])
     unsigned = Run(HttpDriver(Settings()), three).call()
@@ -327,4 +332,4 @@ def test_production_mode_end_to_end(
 
 def test_dev_app_refuses_a_production_sync(app: SdkApp) -> None:
     with pytest.raises(SyncError):
-        sync_app(app.url, Settings(signing_key=CLOUD_SIGNING_KEY))
+        sync_app(app.url, PRODUCTION)
