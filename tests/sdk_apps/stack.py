@@ -56,6 +56,8 @@ class ApiServer:
                     "8",
                     "--access-logfile",
                     "-",
+                    "--logger-class",
+                    "app.api.accesslog.AccessLogger",
                     "app.api:create_app()",
                 ],
                 cwd=ROOT,
@@ -77,6 +79,10 @@ class ApiServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"the API did not answer /health in 30 s: see {self._log}")
+
+    def log_text(self) -> str:
+        """What the API wrote so far: gunicorn's access and error logs, the app's logs."""
+        return self._log.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

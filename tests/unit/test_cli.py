@@ -109,6 +109,8 @@ def test_dev_commands() -> None:
         "1",
         "--threads",
         "8",
+        "--logger-class",
+        "app.api.accesslog.AccessLogger",
         "app.api:create_app()",
     ]
     assert cli.web_command("::1", 8288, workers=1)[4] == "[::1]:8288"
@@ -172,6 +174,8 @@ def test_wrappers_exec_the_procfile_commands_with_extra_args(
             "2",
             "--threads",
             "8",
+            "--logger-class",
+            "app.api.accesslog.AccessLogger",
             "app.api:create_app()",
             "--timeout",
             "30",
