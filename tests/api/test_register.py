@@ -266,3 +266,19 @@ def test_runtime_urls_are_checked_too(api_factory: Callable[..., Api]) -> None:
     assert apps(api) == {}
     body["functions"][1]["steps"]["step"]["runtime"]["url"] = "http://127.0.0.1:9/?fnId=x"
     assert api.client.post("/fn/register", json=body).status_code == 200
+
+
+def test_sync_by_url_goes_through_the_address_policy(api_factory: Callable[..., Api]) -> None:
+    """`POST /v1/apps/sync {"url"}` asks Stepline itself to call the URL: the same policy
+    (that `sync_app` refuses before connecting is proved in tests/unit/test_netpolicy.py)."""
+    from tests.api.openapi_check import check
+
+    port = free_port()
+    for api, url in (
+        (api_factory(), "http://169.254.169.254/latest/meta-data/"),
+        (api_factory(api_token="t"), f"http://127.0.0.1:{port}/api/inngest"),
+    ):
+        headers = {"Authorization": "Bearer t"}
+        reply = api.client.post("/v1/apps/sync", json={"url": url}, headers=headers)
+        body = check(reply, "post", "/v1/apps/sync")
+        assert (reply.status_code, body["code"]) == (400, "address_refused"), body
