@@ -249,7 +249,9 @@ class _CheckedTransport(httpx.HTTPTransport):
     """httpx's transport with its connection pool built on `_CheckedBackend`."""
 
     def __init__(self, policy: AddressPolicy, **pool: Any) -> None:
-        super().__init__(trust_env=False)
+        # The pool httpx builds here is replaced below (verify=False only spares loading CA
+        # certificates for it); ours verifies as httpx does, SSL_CERT_FILE/_DIR included.
+        super().__init__(verify=False, trust_env=False)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         options: dict[str, Any] = {
             "max_connections": limits.max_connections,
@@ -258,7 +260,7 @@ class _CheckedTransport(httpx.HTTPTransport):
             **pool,
         }
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=httpx.create_ssl_context(trust_env=True),
             network_backend=_CheckedBackend(policy),
             **options,
         )

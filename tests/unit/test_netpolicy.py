@@ -9,10 +9,16 @@ outside address.
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
+import shutil
+import ssl
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -238,6 +244,67 @@ def test_resolved_once_and_connected_to_the_checked_address() -> None:
         assert made == [] and asked == ["rebind.test", "rebind.test"]
     finally:
         server.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate for the name `localhost`."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+    ]
+    names = ["-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        [openssl, *request, *names, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1]), cert
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_checks_the_url_name_while_connecting_to_the_checked_address(
+    tls_server: tuple[int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, cert = tls_server
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(DEV, f"https://localhost:{port}/")  # not a trusted certificate: verification is on
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with connects() as made:
+        assert get(DEV, f"https://localhost:{port}/").status_code == 200
+    assert ("127.0.0.1", port) in made  # connected by address, verified by name
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        get(DEV, f"https://127.0.0.1:{port}/")  # the certificate does not name the address
 
 
 # --- the callers: sync and the HTTP driver ----------------------------------------------------
