@@ -155,8 +155,8 @@ def check_app_urls(registration: Registration, policy: AddressPolicy, *, strict:
     for field, url in urls:
         parts = urllib.parse.urlsplit(url)
         place = (parts.hostname, parts.port)
-        if place in checked:
-            continue
+        if parts.scheme not in ("http", "https") or place in checked:
+            continue  # only http(s) URLs are ever dialled (the parser refuses others)
         checked.add(place)
         try:
             policy.check_url(url)
