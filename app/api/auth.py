@@ -70,7 +70,7 @@ def requires(
     access: Access, *, media_types: tuple[str, ...] = ("application/json",)
 ) -> Callable[[View], View]:
     """Declare the access class of a view (under its route decorator). `media_types`: the
-    body types a route accepts besides JSON's default (e.g. Connect's protobuf)."""
+    body types the route accepts (JSON unless said otherwise, e.g. Connect's protobuf)."""
 
     def declare(view: View) -> View:
         setattr(view, _ATTRIBUTE, Rule(access, media_types))

@@ -451,4 +451,3 @@ class TestProductionMode:
         log = stack.api.log_text()
         assert "POST /e/[redacted]" in log
         assert EVENT_KEY not in log
-
