@@ -46,7 +46,8 @@ class Settings:
     retry_base_seconds: float = 15.0
     """Scale of the retry backoff table (15s, 30s, 1m, ... 2h); tests shrink it."""
     event_keys: list[str] = field(default_factory=list)
-    """Accepted event keys (`STEPLINE_EVENT_KEYS`); empty accepts any key (dev mode)."""
+    """Accepted event keys (`STEPLINE_EVENT_KEYS`); empty: any key in dev mode, and the event
+    API closed in production mode."""
     signing_key: str | None = None
     """`STEPLINE_SIGNING_KEY`: production mode signs requests to apps and checks syncs."""
     signing_key_fallback: str | None = None
@@ -57,7 +58,8 @@ class Settings:
     http_timeout_seconds: float = 300.0
     """How long the HTTP driver waits for an app to answer one call."""
     api_token: str | None = None
-    """`STEPLINE_API_TOKEN`: `/v1` and `/metrics` then need `Authorization: Bearer <token>`."""
+    """`STEPLINE_API_TOKEN`: operator routes (`/v1`, `/metrics`, `/invoke`) accept
+    `Authorization: Bearer <token>`."""
     auth_header: str | None = None
     """`STEPLINE_AUTH_HEADER`: a header an authenticating proxy sets; its presence admits."""
     retention_days: float = 7.0
