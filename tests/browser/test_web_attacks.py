@@ -16,32 +16,13 @@ from typing import Any
 import pytest
 
 from tests.browser.stack import CHROMIUM_ARGS, Stack, chromium_path
+from tests.sdk_apps.captures import TS_REGISTER
 from tests.sdk_apps.harness import CannedServer, Reply
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-REGISTRATION = {
-    "appName": "evil",
-    "url": "http://127.0.0.1:9/steal",
-    "deployType": "ping",
-    "functions": [
-        {
-            "id": "evil-all",
-            "name": "all",
-            "triggers": [{"event": "*"}],
-            "steps": {
-                "step": {
-                    "id": "step",
-                    "name": "step",
-                    "runtime": {
-                        "type": "http",
-                        "url": "http://127.0.0.1:9/steal?fnId=evil-all&stepId=step",
-                    },
-                }
-            },
-        }
-    ],
-}
+REGISTRATION = {**TS_REGISTER["body"], "appName": "evil", "url": "http://127.0.0.1:9/steal"}
+"""A real SDK registration, pointed at the attacker's URL."""
 
 
 @pytest.fixture(scope="module")
