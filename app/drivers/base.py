@@ -7,6 +7,7 @@ which an in-process driver persists a finished `step.run` before running on.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -95,3 +96,47 @@ class CallResult:
 
 class Driver(Protocol):
     def call(self, request: CallRequest, checkpoint: Checkpoint) -> CallResult: ...
+
+
+# --- opcodes Stepline does not implement -------------------------------------------------------
+
+UNSUPPORTED_OPS: dict[str, str] = {
+    "waitforsignal": "step.waitForSignal (signals)",
+    "gateway": "step.fetch",
+    "aigateway": "step.ai.infer / step.ai.wrap",
+    "deferadd": "defer() from createDefer (inngest/experimental)",
+    "deferabort": "aborting a defer() (inngest/experimental)",
+    "discoveryrequest": "checkpointing",
+    "stepnotfound": "targeted step execution (the SDK could not find the step it was asked to run:"
+    " was it renamed or removed?)",
+}
+"""Opcodes the SDKs send that Stepline does not implement yet (matched case-insensitively), with
+the SDK feature that emits each. A call reporting one fails its run at once, never retried: a
+retry would meet the same op again (PROTOCOL.md 10.4)."""
+
+
+def stepline_version() -> str:
+    try:
+        return importlib.metadata.version("stepline")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def unsupported_op(op: str, sdk: str | None = None) -> CallResult:
+    """The non-retriable error of a call that reported opcode `op` (`sdk`: who sent it, e.g.
+    "js:v4.24.0"), naming the SDK feature and this Stepline's version."""
+    feature = UNSUPPORTED_OPS.get(op.lower())
+    what = f"{feature} ({op} opcode)" if feature else f"opcode {op!r}"
+    sender = f" reported by {sdk}" if sdk else ""
+    version = stepline_version()
+    error: dict[str, JSON] = {
+        "name": "UnsupportedOpcodeError",
+        "message": f"{what}{sender} is not supported by Stepline {version}: the run fails "
+        "instead of retrying. Remove that step or run this function on Inngest.",
+        "stack": None,
+        "code": "unsupported_opcode",
+        "opcode": op,
+        "feature": feature,
+        "stepline_version": version,
+    }
+    return CallResult("error", error=error, retriable=False)

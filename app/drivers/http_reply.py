@@ -7,10 +7,12 @@ How each reply maps (PROTOCOL.md 2, ENGINE.md 1.4):
     201  -> unwrapped   streaming envelope {status, body, headers}; then as above
     4xx/5xx -> "error"  retriable unless `X-Inngest-No-Retry: true`; `Retry-After` honoured
 
-A reply that cannot be used (a proxy's HTML page, a bad, stale or replayed signature, an
-opcode we do not know) becomes a `CallFailure`, which `interpret_response` turns into an error
-result. Error messages quote a reply's body only as a short `excerpt`: an app URL may lead to a
-service that is not an SDK, and its answers must not surface in run history.
+A reply that cannot be used (a proxy's HTML page, a bad, stale or replayed signature) becomes a
+`CallFailure`, which `interpret_response` turns into a retriable error result. Error messages
+quote a reply's body only as a short `excerpt`: an app URL may lead to a service that is not an
+SDK, and its answers must not surface in run history. An opcode Stepline does not implement
+(`WaitForSignal`, `Gateway`, `AIGateway`, `DeferAdd`, any name it does not know), wherever it
+sits in a 206 array, fails the run at once (`app.drivers.base.unsupported_op`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from app.drivers import signing
-from app.drivers.base import CallResult, Op, OpName
+from app.drivers.base import CallResult, Op, OpName, unsupported_op
 from app.durations import iso_ms, parse_duration_ms, parse_time_ms
 from app.errors import BadRequest
 from app.models import JSON
@@ -129,7 +131,8 @@ def _interpret(
     no_retry = headers.get("x-inngest-no-retry", "").strip().lower() == "true"
     retry_at = parse_retry_after(headers.get("retry-after"), now_ms)
     if status == 206:
-        return _ops_result(url, _json(url, status, raw), no_retry, retry_at)
+        sdk = headers.get("x-inngest-sdk")
+        return _ops_result(url, _json(url, status, raw), no_retry, retry_at, sdk)
     if 200 <= status < 300:
         return CallResult("complete", output=_json(url, status, raw) if raw.strip() else None)
     retriable = headers.get("x-inngest-no-retry", "").strip().lower() != "true"
@@ -228,16 +231,24 @@ def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
     }
 
 
-def _ops_result(url: str, body: JSON, no_retry: bool, retry_at: int | None) -> CallResult:
+def _ops_result(
+    url: str, body: JSON, no_retry: bool, retry_at: int | None, sdk: str | None
+) -> CallResult:
     items = body if isinstance(body, list) else [body]
     if len(items) > MAX_OPS:
         raise CallFailure(
             "too_many_ops", f"app at {url} reported {len(items)} ops at once", retriable=False
         )
+    if not all(isinstance(item, dict) for item in items):
+        raise CallFailure("invalid_response", f"app at {url} sent an op that is not an object")
+    for item in items:  # before anything is applied: one of them fails the whole run
+        name = str(item.get("op") or "")
+        if not name:
+            raise CallFailure("invalid_response", f"app at {url} sent an op without a name")
+        if name.lower() not in _OPS and name.lower() != "runcomplete":
+            return unsupported_op(name, sdk)
     ops: list[Op] = []
     for item in items:
-        if not isinstance(item, dict):
-            raise CallFailure("invalid_response", f"app at {url} sent an op that is not an object")
         kind = str(item.get("op", ""))
         if kind.lower() == "runcomplete":
             # Only checkpointing SDKs send it (we never ask for that), but it means what it says.
@@ -249,13 +260,7 @@ def _ops_result(url: str, body: JSON, no_retry: bool, retry_at: int | None) -> C
 
 
 def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -> Op | None:
-    raw_kind = str(item.get("op", ""))
-    if raw_kind.lower() not in _OPS:
-        raise CallFailure(
-            "unknown_opcode",
-            f"app at {url} reported opcode {raw_kind!r}, which Stepline does not support",
-        )
-    kind = _OPS[raw_kind.lower()]
+    kind = _OPS[str(item.get("op", "")).lower()]
     if kind is None:
         return None
     step_id = item.get("id")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from app.drivers import signing
+from app.drivers.base import stepline_version
 from tests.sdk_apps.harness import node_available
 from tests.sdk_apps.stack import Stack, node_sdk_app, redis_for_stack, running_stack, step_of
 
@@ -118,6 +119,26 @@ class TestDevMode:
         assert run["status"] == "Failed", run
         assert "step says no" in str(run["error"])
         assert step_of(run, "refuse")["attempts"] == 1
+
+    @pytest.mark.parametrize(
+        ("event", "feature", "opcode"),
+        [
+            ("tsapp/signal", "step.waitForSignal", "WaitForSignal"),
+            ("tsapp/fetcher", "step.fetch", "Gateway"),
+        ],
+    )
+    def test_a_feature_stepline_lacks_fails_the_run_at_once(
+        self, stack: Stack, event: str, feature: str, opcode: str
+    ) -> None:
+        run = stack.run_of(stack.send(event))
+        assert run["status"] == "Failed", run
+        error = run["error"]
+        assert error["name"] == "UnsupportedOpcodeError"
+        assert feature in error["message"] and opcode in error["message"]
+        assert "js:v4.24.0" in error["message"]
+        assert f"Stepline {stepline_version()}" in error["message"]
+        # Never retried: no call of the function errored and was tried again.
+        assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
 
     def test_sdk_function_invokes_an_in_process_function(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/call-inproc", {"x": 5}), "tsapp-call-inproc")

@@ -16,7 +16,7 @@ from inngest._internal import net, server_lib
 
 from app.config import Settings
 from app.drivers import signing
-from app.drivers.base import CallRequest, CallResult, Op
+from app.drivers.base import CallRequest, CallResult, Op, stepline_version
 from app.drivers.http import MAX_RESPONSE_BYTES, HttpDriver, step_url
 from app.models import FunctionConfig, Trigger
 from tests.sdk_apps.captures import CLOUD_SIGNING_KEY, PY_REPLIES, TS_REPLIES
@@ -552,10 +552,47 @@ def test_sleep_forms(server: CannedServer) -> None:
     assert bad.error is not None and "Sleep" in str(bad.error["message"])
 
 
-def test_unknown_opcode(server: CannedServer) -> None:
-    result = call(server, Reply(206, SDK, [{"op": "AIGateway", "id": A, "opts": {}}]))
-    assert result.kind == "error" and result.retriable
-    assert result.error is not None and "'AIGateway'" in str(result.error["message"])
+@pytest.mark.parametrize(
+    ("op", "feature"),
+    [
+        ("WaitForSignal", "step.waitForSignal"),
+        ("Gateway", "step.fetch"),
+        ("AIGateway", "step.ai.infer"),
+        ("DeferAdd", "defer()"),
+        ("DeferAbort", "defer()"),
+        ("DiscoveryRequest", "checkpointing"),
+        ("StepNotFound", "renamed or removed"),
+        ("Teleport", "'Teleport'"),
+    ],
+)
+def test_an_opcode_stepline_lacks_fails_the_run_at_once(
+    server: CannedServer, op: str, feature: str
+) -> None:
+    result = call(server, Reply(206, SDK, [{"op": op, "id": A, "opts": {}}]))
+    assert (result.kind, result.retriable) == ("error", False)
+    assert result.error is not None
+    message = str(result.error["message"])
+    assert feature in message and op in message
+    assert "inngest-py:v0.5.19" in message  # who sent it (x-inngest-sdk)
+    assert f"Stepline {stepline_version()}" in message
+    assert result.error["code"] == "unsupported_opcode"
+
+
+def test_an_unsupported_opcode_anywhere_in_the_array_fails_the_run(server: CannedServer) -> None:
+    """`DeferAdd` rides along with the next message (PROTOCOL.md 10.4): never drop it."""
+    step = {"op": "StepRun", "id": A, "name": "a", "data": 1}
+    defer = {"op": "DeferAdd", "id": B, "opts": {"fn_slug": "x", "input": {}}}
+    done = {"op": "RunComplete", "id": B, "data": "out"}
+    for ops in ([step, defer], [defer, step], [step, defer, done], [step, done, defer]):
+        result = call(server, Reply(206, SDK, ops))
+        assert (result.kind, result.retriable) == ("error", False), ops
+        assert result.error is not None and "DeferAdd" in str(result.error["message"])
+
+
+def test_an_op_without_a_name_is_an_invalid_reply(server: CannedServer) -> None:
+    result = call(server, Reply(206, SDK, [{"id": A, "data": 1}]))
+    assert (result.kind, result.retriable) == ("error", True)
+    assert result.error is not None and result.error["code"] == "invalid_response"
 
 
 def test_streaming_envelope(server: CannedServer) -> None:

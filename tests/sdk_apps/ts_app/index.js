@@ -163,8 +163,32 @@ const nrstep = inngest.createFunction(
   },
 );
 
+// Features Stepline does not implement yet: each run must fail at once, naming the feature.
+// A signal wait beside a step (two ops in one 206 reply) ...
+const signal = inngest.createFunction(
+  { id: "signal", triggers: [{ event: "tsapp/signal" }] },
+  async ({ step }) => {
+    const [, got] = await Promise.all([
+      step.run("before", () => 1),
+      step.waitForSignal("wait", { signal: "tsapp-signal", timeout: "1m" }),
+    ]);
+    return got;
+  },
+);
+
+// ... and step.fetch after a step that completed (the engine would make the request).
+const fetcher = inngest.createFunction(
+  { id: "fetcher", triggers: [{ event: "tsapp/fetcher" }] },
+  async ({ step }) => {
+    await step.run("first", () => 1);
+    const response = await step.fetch("http://127.0.0.1:9/never");
+    return response.status;
+  },
+);
+
 const FUNCTIONS = [
   three, child, ops, par, fail, nr, ra, flow, flaky, callInproc, sender, fanout, waiter, nrstep,
+  signal, fetcher,
 ];
 
 const portFlag = process.argv.indexOf("--port");
