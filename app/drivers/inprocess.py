@@ -19,6 +19,9 @@ with a per-call counter (`app.ids.StepCounter`: repeats hash as `id:n`). What a 
 (1) inside `group.parallel` (every unmemoized step of the group is reported together), or
 with `disable_immediate_execution` and no target.
 
+A step whose opcode the engine does not implement yet (`ctx.step.ai.infer`: `AIGateway`) fails
+the run at once with `UnsupportedOpcodeError`, as the same op from an SDK app does.
+
 Nondeterminism: an unmemoized step met while recorded steps were never reached (outside a
 parallel group), a step whose recorded kind (`CallRequest.kinds`, from the run's history)
 differs from the kind met, or a recorded result that cannot belong to that kind, fails the
@@ -35,9 +38,9 @@ import logging
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
-from app.drivers.base import CallRequest, CallResult, Checkpoint, Op, OpName
+from app.drivers.base import CallRequest, CallResult, Checkpoint, Op, OpName, unsupported_op
 from app.functions import FunctionSet, LocalFunction
 from app.ids import StepCounter
 from app.models import JSON, StepKind
@@ -70,9 +73,9 @@ class _Skip(BaseException):
 class _Abort(BaseException):
     """Fail the run now, without retry."""
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, error: dict[str, JSON] | None = None) -> None:
         super().__init__(message)
-        self.error: dict[str, JSON] = {"name": name, "message": message, "stack": None}
+        self.error: dict[str, JSON] = error or {"name": name, "message": message, "stack": None}
 
 
 def _is_wrapper(memo: JSON) -> bool:
@@ -228,6 +231,12 @@ class Replay:
                 for op in group.ops:
                     op.opts["parallelMode"] = mode.value
             raise _Suspend(group.ops)
+
+    def unsupported(self, op: str, step_id: str, opts: dict[str, JSON]) -> NoReturn:
+        self._counter.next(step_id)  # it is a step all the same: later ids stay as the SDK's
+        _to_json(opts, f"the options of step '{step_id}'")
+        error = unsupported_op(op, "app.sdk").error or {}
+        raise _Abort(str(error.get("name")), str(error.get("message")), error)
 
     def _decode(self, step: Started, memo: JSON) -> object:
         """A recorded result as the step returns it; raises StepError for a failure."""

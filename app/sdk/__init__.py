@@ -35,6 +35,7 @@ from app.sdk.options import (
     TriggerCron,
     TriggerEvent,
 )
+from app.sdk.serializer import PydanticSerializer, Serializer
 from app.sdk.steps import Step, StepSync
 
 __all__ = [
@@ -51,8 +52,10 @@ __all__ = [
     "NonRetriableError",
     "ParallelMode",
     "Priority",
+    "PydanticSerializer",
     "RateLimit",
     "RetryAfterError",
+    "Serializer",
     "Singleton",
     "Step",
     "StepError",

@@ -37,6 +37,7 @@ from app.sdk.options import (
     TriggerCron,
     TriggerEvent,
 )
+from app.sdk.serializer import NO_TYPE, Serializer
 
 T = TypeVar("T")
 
@@ -64,11 +65,32 @@ def _event_origin(explicit: str | None) -> str:
     return origin if "://" in origin else f"http://{origin}"
 
 
+def refuse_middleware(middleware: list[object] | None, where: str) -> None:
+    """`middleware=` cannot be honoured in-process: refuse it rather than skip it silently
+    (an encryption middleware skipped would leave data in plaintext)."""
+    if not middleware:
+        return
+    names = ", ".join(
+        getattr(item, "__qualname__", None) or type(item).__qualname__ for item in middleware
+    )
+    raise InvalidFunction(
+        f"{where}: middleware is not supported for in-process functions (got {names}). "
+        "Stepline runs no SDK middleware inside its workers, so it would be skipped and, for "
+        "example, data meant to be encrypted would be stored in plaintext. Remove middleware=, "
+        "or serve these functions with the official inngest SDK (over HTTP or Connect), where "
+        "its middleware runs.",
+        field="middleware",
+    )
+
+
 class Inngest:
     """Create functions with `create_function`; send events with `send_sync` / `send`.
 
-    Official constructor arguments Stepline has no use for (signing key, middleware,
-    serializer ...) are accepted and ignored, so the same code runs on both.
+    Official constructor arguments Stepline has no use for (signing key, env, app version ...)
+    are accepted, so the same code runs on both. `serializer` works as in the official SDK
+    (app/sdk/serializer.py). `middleware` is refused with an `InvalidFunction` naming it:
+    in-process functions run no SDK middleware, and skipping it silently could store data its
+    middleware should have encrypted.
     """
 
     def __init__(
@@ -84,14 +106,16 @@ class Inngest:
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         middleware: list[object] | None = None,
         request_timeout: int | datetime.timedelta | None = None,
-        serializer: object = None,
+        serializer: Serializer | None = None,
         signing_key: str | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id or any(c.isspace() for c in app_id):
             raise InvalidFunction(
                 f"app_id must be a non-empty string without spaces, got {app_id!r}", field="app_id"
             )
+        refuse_middleware(middleware, f"Inngest(app_id={app_id!r})")
         self.app_id = app_id
+        self._serializer = serializer
         self.logger = logger or logging.getLogger("stepline.functions")
         if is_production is None:
             is_production = not _is_truthy(os.environ.get("INNGEST_DEV"))
@@ -127,8 +151,12 @@ class Inngest:
         timeouts: Timeouts | None = None,
         singleton: Singleton | None = None,
         middleware: list[object] | None = None,
+        output_type: object = NO_TYPE,
     ) -> Callable[[Callable[..., T]], Function[T]]:
-        """Decorate a handler (`def f(ctx: ContextSync)` or `async def f(ctx: Context)`)."""
+        """Decorate a handler (`def f(ctx: ContextSync)` or `async def f(ctx: Context)`).
+
+        `output_type`: with a client `serializer`, the return value is stored as JSON."""
+        refuse_middleware(middleware, f"function '{self.app_id}-{fn_id}'")
 
         def decorator(handler: Callable[..., T]) -> Function[T]:
             function: Function[T] = Function(
@@ -149,6 +177,7 @@ class Inngest:
                 throttle=throttle,
                 timeouts=timeouts,
                 singleton=singleton,
+                output_type=output_type,
             )
             self._functions.append(function)
             return function
@@ -159,6 +188,17 @@ class Inngest:
     def functions(self) -> list[Function[Any]]:
         """Every function created with this client, in creation order."""
         return list(self._functions)
+
+    # --- outputs that are not plain JSON (app/sdk/serializer.py) ---------------------------
+    def _serialize(self, obj: object, typ: object) -> object:
+        if self._serializer is None or typ is NO_TYPE:
+            return obj
+        return self._serializer.serialize(obj, typ)
+
+    def _deserialize(self, obj: object, typ: object) -> object:
+        if self._serializer is None or typ is NO_TYPE:
+            return obj
+        return self._serializer.deserialize(obj, typ)
 
     # --- events -------------------------------------------------------------------------
     def set_sender(self, sender: EventSender | None) -> None:

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from croniter import croniter
 from pydantic import ValidationError
 
 from app.durations import parse_duration_ms
@@ -32,6 +32,8 @@ from app.sdk.options import (
     duration_ms,
     duration_str,
 )
+from app.sdk.serializer import NO_TYPE
+from app.sync import cron_is_valid
 
 if TYPE_CHECKING:
     from app.sdk.client import Inngest
@@ -100,7 +102,7 @@ class _Checker:
                 raise self.fail(f"{field}.event", "must not be empty")
             return Trigger(event=value.event, expression=value.expression)
         if isinstance(value, TriggerCron):
-            if not croniter.is_valid(value.cron):
+            if not cron_is_valid(value.cron):  # 5 or 6 fields or a macro, `TZ=<zone> ` prefix
                 raise self.fail(f"{field}.cron", f"is not a valid cron expression: {value.cron!r}")
             if value.jitter is not None:
                 try:
@@ -119,6 +121,23 @@ def _sdk_path(path: str) -> str:
     max_size`, `cancel[0].if` -> `cancel[0].if_exp`."""
     parts = [_SDK_NAMES.get(part, part) for part in path.split(".")]
     return ".".join("if_exp" if part == "if" else part for part in parts)
+
+
+def _serializing(client: Inngest, handler: Handler, output_type: object) -> Handler:
+    """`handler` whose return value goes through the client's serializer (`output_type`)."""
+    if output_type is NO_TYPE:
+        return handler
+    if inspect.iscoroutinefunction(handler):
+
+        async def run_async(ctx: Any) -> object:
+            return client._serialize(await handler(ctx), output_type)
+
+        return run_async
+
+    def run(ctx: Any) -> object:
+        return client._serialize(handler(ctx), output_type)
+
+    return run
 
 
 class Function(Generic[T]):
@@ -147,6 +166,7 @@ class Function(Generic[T]):
         throttle: Throttle | None = None,
         timeouts: Timeouts | None = None,
         singleton: Singleton | None = None,
+        output_type: object = NO_TYPE,
     ) -> None:
         self._client = client
         self._id = fn_id
@@ -206,7 +226,7 @@ class Function(Generic[T]):
             **({} if retries is None else {"retries": retries}),
         )
         self._configs = [main]
-        self._handlers: dict[str, Handler] = {slug: handler}
+        self._handlers: dict[str, Handler] = {slug: _serializing(client, handler, output_type)}
         if on_failure is not None:
             failure_slug = f"{slug}-failure"
             self._configs.append(

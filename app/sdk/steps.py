@@ -18,11 +18,13 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast, overload
 
 from app.models import JSON, StepKind
+from app.sdk.ai import AI, AISync
 from app.sdk.event import Event
 from app.sdk.options import ParallelMode, duration_ms
+from app.sdk.serializer import NO_TYPE
 
 if TYPE_CHECKING:
     from app.sdk.client import Inngest
@@ -73,6 +75,11 @@ class StepReplay(Protocol):
         """Steps inside are planned together; on exit their opcodes are reported at once."""
         ...
 
+    def unsupported(self, op: str, step_id: str, opts: dict[str, JSON]) -> NoReturn:
+        """A step whose opcode (`op`, with `opts` as the official SDK builds them) the engine
+        does not implement yet: fail the run at once, naming the feature."""
+        ...
+
 
 def _iso_utc(value: datetime.datetime) -> str:
     """ISO-8601 UTC with milliseconds and `Z`; a naive datetime is local time."""
@@ -94,17 +101,28 @@ class StepSync:
     def __init__(self, client: Inngest, replay: StepReplay) -> None:
         self._client = client
         self._replay = replay
+        self.ai = AISync(replay)
 
-    def run(self, step_id: str, handler: Callable[..., T], *handler_args: Any) -> T:
-        """Run `handler(*handler_args)` once; later replays return its memoized output."""
+    def run(
+        self,
+        step_id: str,
+        handler: Callable[..., T],
+        *handler_args: Any,
+        output_type: object = NO_TYPE,
+    ) -> T:
+        """Run `handler(*handler_args)` once; later replays return its memoized output.
+
+        `output_type`: with a client `serializer`, the output is stored as JSON and returned
+        as this type (app/sdk/serializer.py)."""
         step = self._replay.start(StepKind.RUN, step_id)
         if step.memoized:
-            return cast(T, step.value)
+            return cast(T, self._client._deserialize(step.value, output_type))
         try:
-            output = handler(*handler_args)
+            output = self._client._serialize(handler(*handler_args), output_type)
         except Exception as err:
             raise self._replay.fail(step, err) from None
-        return cast(T, self._replay.finish(step, output))
+        stored = self._replay.finish(step, output)
+        return cast(T, self._client._deserialize(stored, output_type))
 
     def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Sleep for `duration` (ms or timedelta)."""
@@ -180,27 +198,45 @@ class Step:
         self._client = client
         self._replay = replay
         self._sync = StepSync(client, replay)
+        self.ai = AI(replay)
 
     @overload
     async def run(
-        self, step_id: str, handler: Callable[..., Awaitable[T]], *handler_args: Any
+        self,
+        step_id: str,
+        handler: Callable[..., Awaitable[T]],
+        *handler_args: Any,
+        output_type: object = NO_TYPE,
     ) -> T: ...
 
     @overload
-    async def run(self, step_id: str, handler: Callable[..., T], *handler_args: Any) -> T: ...
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., T],
+        *handler_args: Any,
+        output_type: object = NO_TYPE,
+    ) -> T: ...
 
-    async def run(self, step_id: str, handler: Callable[..., Any], *handler_args: Any) -> Any:
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[..., Any],
+        *handler_args: Any,
+        output_type: object = NO_TYPE,
+    ) -> Any:
         """Run `handler` (sync or async) once; later replays return its memoized output."""
         step = self._replay.start(StepKind.RUN, step_id)
         if step.memoized:
-            return step.value
+            return self._client._deserialize(step.value, output_type)
         try:
             output = handler(*handler_args)
             if inspect.isawaitable(output):
                 output = await output
+            output = self._client._serialize(output, output_type)
         except Exception as err:
             raise self._replay.fail(step, err) from None
-        return self._replay.finish(step, output)
+        return self._client._deserialize(self._replay.finish(step, output), output_type)
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         self._sync.sleep(step_id, duration)
