@@ -69,7 +69,7 @@ class Trigger(BaseModel):
     at an offset fixed per function and time, so many crons on one schedule spread out."""
 
 
-DriverKind = Literal["inprocess", "http"]
+DriverKind = Literal["inprocess", "http", "connect"]
 
 
 class FunctionConfig(BaseModel):
@@ -157,3 +157,30 @@ class Pause(BaseModel):
     trigger_event_id: str = ""
     expires_at: int
     created_at: int
+
+
+class ConnectRequest(BaseModel):
+    """One call of a function served by a Connect worker (the HTTP call's JSON body in
+    `payload`), as the executor hands it to the gateways through Redis."""
+
+    request_id: str
+    app_id: str
+    function_slug: str
+    step_id: str
+    """The targeted step's hash, or "step" for discovery (the HTTP driver's `stepId`)."""
+    run_id: str
+    payload: str
+
+
+class ConnectReply(BaseModel):
+    """A Connect worker's answer to a `ConnectRequest` (the SDKResponse, body as text).
+
+    `status` as the SDKs map it: "done" = HTTP 200, "not_completed" = 206, "error" = 500."""
+
+    request_id: str
+    status: Literal["done", "not_completed", "error"]
+    body: str
+    no_retry: bool = False
+    retry_after: str | None = None
+    sdk_version: str = ""
+    request_version: int = 0
