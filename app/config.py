@@ -67,6 +67,18 @@ class Settings:
     allowed_app_hosts: list[str] = field(default_factory=list)
     """`STEPLINE_ALLOWED_APP_HOSTS`: private or loopback app addresses Stepline may call in
     production mode (`host`, `host:port`, `10.0.0.0/8`, `[::1]:3000`; see `app.netpolicy`)."""
+    # --- Connect (app/gateway, app/drivers/connect.py) ---
+    gateway_port: int = 8289
+    """`STEPLINE_GATEWAY_PORT`: where the gateway serves `/v0/connect` (WebSocket)."""
+    gateway_url: str | None = None
+    """`STEPLINE_GATEWAY_URL`: the gateway URL handed to workers by `/v0/connect/start`
+    (default `ws://<host the worker reached the API at>:<gateway port>/v0/connect`)."""
+    connect_lease_seconds: float = 20.0
+    """`STEPLINE_CONNECT_LEASE_SECONDS`: a Connect worker renews its lease on a call every
+    quarter of this; a call whose lease runs out (worker gone) is retried."""
+    connect_heartbeat_seconds: float = 10.0
+    """`STEPLINE_CONNECT_HEARTBEAT_SECONDS`: the heartbeat interval told to workers; the
+    gateway drops a connection silent for three intervals."""
 
     def __post_init__(self) -> None:
         from app.netpolicy import parse_allowed
@@ -106,4 +118,13 @@ class Settings:
             auth_header=os.environ.get("STEPLINE_AUTH_HEADER") or None,
             retention_days=_env_float("STEPLINE_RETENTION_DAYS", cls.retention_days),
             allowed_app_hosts=_env_list("STEPLINE_ALLOWED_APP_HOSTS"),
+            # Connect
+            gateway_port=_env_int("STEPLINE_GATEWAY_PORT", cls.gateway_port),
+            gateway_url=os.environ.get("STEPLINE_GATEWAY_URL") or None,
+            connect_lease_seconds=_env_float(
+                "STEPLINE_CONNECT_LEASE_SECONDS", cls.connect_lease_seconds
+            ),
+            connect_heartbeat_seconds=_env_float(
+                "STEPLINE_CONNECT_HEARTBEAT_SECONDS", cls.connect_heartbeat_seconds
+            ),
         )

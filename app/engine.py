@@ -74,11 +74,13 @@ class Engine:
     ) -> Engine:
         """Build the stages. `inline` (worker processes only) lets a task run the jobs it
         creates itself (an event's first run, lifecycle events) instead of sending them."""
+        from app.drivers.connect import ConnectDriver
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
         from app.executor import Executor
         from app.flow.admission import Admission
         from app.runner import Runner
+        from app.state.connect import ConnectStore
         from app.state.flow import FlowStore
 
         configure_logs_from_env()
@@ -91,6 +93,7 @@ class Engine:
         drivers: dict[str, Driver] = {
             "inprocess": InProcessDriver(functions),
             "http": HttpDriver(settings),
+            "connect": ConnectDriver(ConnectStore(store), settings),
         }
         executor = Executor(store, queue, registry, runner, drivers, settings)
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -101,10 +102,19 @@ def parse_registration(
     return registration.app_id, registration.url, registration.functions
 
 
-def read_registration(body: Mapping[str, JSON], *, headers: Mapping[str, str]) -> Registration:
+Transport = Literal["http", "connect"]
+"""How the app serves its functions: over HTTP (`/fn/register`), or over a Connect worker's
+WebSocket (its `WORKER_CONNECT` message: runtime `ws`, URLs `wss://connect?fnId=...`)."""
+CONNECT_APP_URL = "wss://connect"
+
+
+def read_registration(
+    body: Mapping[str, JSON], *, headers: Mapping[str, str], transport: Transport = "http"
+) -> Registration:
     """Like `parse_registration`, but an invalid function does not refuse the others: it is
     left out and its error listed. Raises `BadRequest` only for a malformed payload."""
     del headers  # informational only; kept so callers hand over the whole request
+    is_url = _is_ws_url if transport == "connect" else _is_http_url
     top = _folded(body)
     app_id = top.get("appname")
     if not isinstance(app_id, str) or not app_id.strip():
@@ -116,7 +126,7 @@ def read_registration(body: Mapping[str, JSON], *, headers: Mapping[str, str]) -
             field="deployType",
         )
     url = top.get("url")
-    if not isinstance(url, str) or not _is_http_url(url):
+    if not isinstance(url, str) or not is_url(url):
         raise BadRequest(f"registration needs the app's http(s) url, got {url!r}", field="url")
     functions = top.get("functions")
     if functions is None:
@@ -128,7 +138,7 @@ def read_registration(body: Mapping[str, JSON], *, headers: Mapping[str, str]) -
     seen: set[str] = set()
     for index, raw in enumerate(functions):
         try:
-            config = _FunctionParser(app_id.strip(), url, index, raw).parse()
+            config = _FunctionParser(app_id.strip(), url, index, raw, transport).parse()
         except InvalidFunction as exc:
             errors.append(exc)
             continue
@@ -172,6 +182,11 @@ def _is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
+def _is_ws_url(value: str) -> bool:
+    parts = urllib.parse.urlsplit(value)
+    return parts.scheme in ("ws", "wss") and bool(parts.netloc)
+
+
 def cron_is_valid(expr: str) -> bool:
     """A cron spec as Inngest accepts it: 5 or 6 fields or a macro, optional `TZ=<zone> `."""
     spec = expr.strip()
@@ -188,12 +203,15 @@ def cron_is_valid(expr: str) -> bool:
 class _FunctionParser:
     """Validates one SDK function definition; every error names the function and the field."""
 
-    def __init__(self, app_id: str, app_url: str, index: int, raw: JSON) -> None:
+    def __init__(
+        self, app_id: str, app_url: str, index: int, raw: JSON, transport: Transport = "http"
+    ) -> None:
         self.app_id = app_id
         self.app_url = app_url
         self.index = index
         self.raw = raw
         self.fn_id = f"#{index}"
+        self.transport = transport
 
     def fail(self, path: str, problem: str) -> InvalidFunction:
         return InvalidFunction(
@@ -225,7 +243,7 @@ class _FunctionParser:
             app_id=self.app_id,
             triggers=self.triggers(fn.get("triggers")),
             retries=self.retries(fn),
-            driver="http",
+            driver=self.transport,
             url=self.runtime_url(fn),
             options=options,
         )
@@ -279,12 +297,19 @@ class _FunctionParser:
             return f"{self.app_url}{joiner}{query}"
         if not isinstance(runtime, dict):
             raise self.fail("steps.step.runtime", "must be an object")
-        kind = runtime.get("type", "http")
+        connect = self.transport == "connect"
+        expected = "ws" if connect else "http"
+        kind = runtime.get("type", expected)
         url = runtime.get("url")
-        if kind != "http":
-            raise self.fail("steps.step.runtime.type", f"runtime {kind!r} is not supported")
-        if not isinstance(url, str) or not _is_http_url(url):
-            raise self.fail("steps.step.runtime.url", f"must be an http(s) URL, got {url!r}")
+        if kind != expected:
+            how = "a Connect worker" if connect else "an app synced over HTTP"
+            raise self.fail(
+                "steps.step.runtime.type",
+                f"runtime {kind!r} is not supported for {how} (expected {expected!r})",
+            )
+        if not isinstance(url, str) or not (_is_ws_url if connect else _is_http_url)(url):
+            scheme = "ws(s)" if connect else "http(s)"
+            raise self.fail("steps.step.runtime.url", f"must be a {scheme} URL, got {url!r}")
         return url
 
     def dig(self, obj: JSON, *keys: str) -> JSON:

@@ -9,6 +9,7 @@
                       ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
+                      ─► connect   POST /v0/connect/{start,flush} (Connect workers)
                       ─► errors    every failure answers JSON with a stable `code`
                       ─► ui        GET /: the dev UI (static HTML + JS modules, /ui/...)
 
@@ -27,6 +28,7 @@ from flask import Flask, Response, request
 from app.api import (
     auth,
     cancellations,
+    connect,
     errors,
     event_log,
     events,
@@ -61,6 +63,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(register.blueprint)
+    app.register_blueprint(connect.bp)
     app.register_blueprint(ui.bp)
     app.after_request(_conditional)
     return app

@@ -10,7 +10,8 @@ change its URL; in dev mode none is checked (the TS SDK sends `Bearer undefined`
 
 A registration is refused whole, before anything is stored, when its URLs lead to addresses the
 outbound policy refuses (`app.netpolicy`). It is stored by one Lua call (`lua/save_app.lua`)
-that also refuses, atomically, functions another app owns and apps served in-process.
+that also refuses, atomically, functions another app owns and apps served in-process. The same
+code (`app.registration.register_app`) registers the apps of Connect workers.
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from app.api.context import current_engine
 from app.api.errors import error_response as _error
 from app.drivers import signing
 from app.errors import BadRequest, SteplineError
-from app.ids import new_ulid
-from app.netpolicy import AddressPolicy
-from app.sync import check_app_urls, read_registration
+from app.registration import register_app
+from app.sync import read_registration
 
 log = logging.getLogger("stepline.api.register")
 
@@ -52,42 +52,11 @@ def register() -> tuple[Response, int]:
         return _error(BadRequest("the registration body must be a JSON object"))
     try:
         registration = read_registration(body, headers=dict(request.headers))
-        policy = AddressPolicy.for_apps(engine.settings)
-        check_app_urls(registration, policy, strict=engine.settings.production)
-        app_id, url, configs = registration.app_id, registration.url, registration.functions
-        modified = False
-        if configs or not registration.errors:
-            modified = engine.store.save_app(
-                app_id, url, configs, engine.now(), sync_id=new_ulid(), takeover=False
-            )
-            log.info(
-                "app registered app=%s url=%s functions=%d modified=%s",
-                app_id,
-                url,
-                len(configs),
-                modified,
-            )
     except SteplineError as exc:
         log.warning("registration refused: %s", exc.message)
         return _error(exc)
-    if registration.errors:
-        # The valid functions are registered; the invalid ones are refused, each named.
-        for error in registration.errors:
-            log.warning("function refused app=%s: %s", app_id, error.message)
-        first = registration.errors[0]
-        answer = first.to_json()
-        more = len(registration.errors) - 1
-        if more:
-            answer["error"] = f"{first.message} (and {more} more invalid function(s))"
-        answer.update(
-            ok=False,
-            app_id=app_id,
-            modified=modified,
-            registered=[config.id for config in configs],
-            errors=[error.to_json() for error in registration.errors],
-        )
-        return jsonify(answer), first.status
-    return jsonify({"ok": True, "modified": modified, "app_id": app_id}), 200
+    registered = register_app(engine.store, engine.settings, registration, engine.now())
+    return jsonify(registered.body), registered.status
 
 
 def _run_gone(run_id: str) -> tuple[Response, int]:
