@@ -5,6 +5,7 @@
     web      gunicorn serving app.api:create_app()          (what the Procfile's `web` runs)
     worker   celery -A tasks worker -Q stepline             (the Procfile's `worker`)
     beat     celery -A tasks beat                           (the Procfile's `beat`)
+    gateway  the Connect gateway (app.gateway)              (the Procfile's `gateway`)
     send     POST one event to a running server and print the ids it got
 
 Children run as `sys.executable -m gunicorn|celery`, so no activated venv is needed. `dev`
@@ -65,6 +66,7 @@ __all__ = [
     "dev",
     "dev_environment",
     "dev_functions",
+    "gateway_command",
     "is_loopback",
     "main",
     "send",
@@ -105,6 +107,34 @@ def beat_command(schedule: Path | None = None) -> list[str]:
     return command if schedule is None else [*command, "-s", str(schedule)]
 
 
+# --- Connect gateway (its own command; `dev` starts it too) ---
+
+
+def gateway_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "app", "gateway", "--host", host, "--port", str(port)]
+
+
+def _add_gateway_parser(commands: Any) -> None:
+    gateway = commands.add_parser("gateway", help="the Connect gateway (WebSocket, /v0/connect)")
+    gateway.add_argument("--host", default="0.0.0.0")
+    gateway.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("STEPLINE_GATEWAY_PORT") or Settings.gateway_port),
+        help="default: env STEPLINE_GATEWAY_PORT, else 8289",
+    )
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from app.gateway.server import main as serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+# ---
+
+
 # Argument parsing -------------------------------------------------------------------------------
 
 
@@ -137,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--workers", type=int, default=2)
     commands.add_parser("worker", help="celery worker (extra args go to celery)")
     commands.add_parser("beat", help="celery beat (extra args go to celery)")
+    _add_gateway_parser(commands)
 
     send = commands.add_parser("send", help="send one event and print its ids")
     send.add_argument("name", help="event name, e.g. app/user.created")
@@ -160,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dev(args)
     if args.command == "send":
         return send(args)
+    if args.command == "gateway":
+        return _gateway(args)
     if args.command == "web":
         _exec(web_command(args.host, args.port, args.workers) + extra)
     if args.command == "worker":
@@ -253,7 +286,12 @@ def dev(args: argparse.Namespace) -> int:
     stepline_log.setLevel(logging.INFO)
     functions = dev_functions(args.functions, os.environ.get("STEPLINE_FUNCTIONS"))
     modules = [m.strip() for m in functions.split(",") if m.strip()]
-    problem = _missing_module(modules) or _port_taken(args.host, args.port)
+    gateway_port = Settings.from_env().gateway_port
+    problem = (
+        _missing_module(modules)
+        or _port_taken(args.host, args.port)
+        or _port_taken(args.host, gateway_port)
+    )
     if problem:
         print(f"stepline dev: {problem}", file=sys.stderr)
         return 2
@@ -273,6 +311,7 @@ def dev(args: argparse.Namespace) -> int:
             supervisor.start("web", web_command(args.host, args.port, workers=1), env)
             supervisor.start("worker", worker_command(concurrency=2), env)
             supervisor.start("beat", beat_command(workdir / "beat-schedule"), env)
+            supervisor.start("gateway", gateway_command(args.host, gateway_port), env)
             supervisor.start_readers()
             when_ready(console, args.host, args.port, lambda: start_sync(console, urls, settings))
             return supervisor.run(redis)
@@ -294,6 +333,7 @@ def _banner(
         f"Stepline dev server: http://{host_for_url(host)}:{port}  "
         "(send events to POST /e/<any key>)",
         f"Functions: {', '.join(modules) or '(none)'}",
+        f"Connect gateway: ws://{host_for_url(host)}:{settings.gateway_port}/v0/connect",
     ]
     if urls:
         lines.append(f"Apps to sync: {', '.join(urls)}")

@@ -97,7 +97,12 @@ class ApiServer:
 
 class Stack:
     def __init__(
-        self, cluster: Cluster, api: ApiServer, app: SdkApp, key: str, signing_key: str | None
+        self,
+        cluster: Cluster,
+        api: ApiServer,
+        app: SdkApp | None,
+        key: str,
+        signing_key: str | None,
     ) -> None:
         self.cluster = cluster
         self.api = api
@@ -111,6 +116,7 @@ class Stack:
 
     def sync(self) -> httpx.Response:
         """What the Inngest dev server's "sync" button does: PUT the app's serve URL."""
+        assert self.app is not None, "a Connect stack has no HTTP app to sync"
         return httpx.put(self.app.url, timeout=30.0)
 
     def post_events(self, body: object, key: str | None = None) -> httpx.Response:
@@ -126,6 +132,7 @@ class Stack:
 
     def app_sends(self, name: str, data: Mapping[str, object] | None = None) -> list[str]:
         """Make the app's own code send an event with the SDK client (`client.send`)."""
+        assert self.app is not None, "a Connect stack has no HTTP app"
         response = httpx.post(
             f"{self.app.origin}/send", json={"name": name, "data": dict(data or {})}, timeout=30
         )

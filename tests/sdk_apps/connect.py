@@ -1,0 +1,167 @@
+"""A whole Stepline with Connect workers for end-to-end tests, every part a real process:
+
+    Connect worker (py_connect.py / ts_app/connect.js) ──POST /v0/connect/start──► API
+          │  ▲                                                                       │
+          ▼  │ WebSocket /v0/connect                                                 │
+        gateway (python -m app gateway) ◄──── Redis ────► celery worker + beat ◄─────┘
+
+`connect_stack` starts the API, worker, beat and gateway (the `Stack` of stack.py, without an
+HTTP app); tests start `ConnectWorker`s against it, kill them, and read runs over the API.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from app.state.connect import ConnectStore
+from tests.integration.cluster import Cluster, cluster_env
+from tests.sdk_apps.harness import HERE, ROOT, TS_APP_DIR, free_port
+from tests.sdk_apps.stack import FUNCTIONS, ApiServer, Stack, flush
+
+CONNECT_ENV = {"STEPLINE_CONNECT_LEASE_SECONDS": "4"}
+"""A worker renews every second; a dead one's call is retried ~5 s after its last renewal."""
+
+
+class Process:
+    """A subprocess in its own session, logging to a file."""
+
+    def __init__(
+        self, command: list[str], env: Mapping[str, str], log: Path, cwd: Path = ROOT
+    ) -> None:
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is not None:
+            return
+        self.kill(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+            self.process.wait()
+
+
+class Gateway(Process):
+    def __init__(self, env: Mapping[str, str], tmp: Path) -> None:
+        self.port = int(env["STEPLINE_GATEWAY_PORT"])
+        command = [sys.executable, "-m", "app", "gateway", "--host", "127.0.0.1"]
+        super().__init__([*command, "--port", str(self.port)], env, tmp / "gateway.log")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited: see {tmp / 'gateway.log'}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the gateway did not listen in 30 s")
+
+
+class ConnectWorker(Process):
+    """An official-SDK Connect worker; `wait_connected` blocks until the gateway has it."""
+
+    def __init__(
+        self,
+        kind: str,
+        api_url: str,
+        tmp: Path,
+        app_id: str,
+        instance: str,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.instance = instance
+        base = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+        worker_env = base | {
+            "INNGEST_DEV": api_url,
+            "CONNECT_APP_ID": app_id,
+            "CONNECT_INSTANCE": instance,
+            "PYTHONPATH": str(ROOT),
+        }
+        worker_env |= dict(env or {})
+        log = tmp / f"connect-{instance}.log"
+        if kind == "python":
+            super().__init__([sys.executable, str(HERE / "py_connect.py")], worker_env, log)
+        else:
+            worker_env["NODE_OPTIONS"] = "--experimental-websocket"
+            command = ["node", str(TS_APP_DIR / "connect.js")]
+            super().__init__(command, worker_env, log, cwd=TS_APP_DIR)
+
+    def connected(self, connect: ConnectStore) -> bool:
+        return any(w.startswith(f"{self.instance}/") for w in connect.workers(self.app_id, 0))
+
+
+class ConnectStack(Stack):
+    def __init__(self, cluster: Cluster, api: ApiServer, gateway: Gateway, tmp: Path) -> None:
+        super().__init__(cluster, api, None, "any-key", None)
+        self.gateway = gateway
+        self.tmp = tmp
+        self.connect = ConnectStore(cluster.engine.store)
+        self.workers: list[ConnectWorker] = []
+
+    def start_worker(self, kind: str, app_id: str, instance: str, **env: str) -> ConnectWorker:
+        worker = ConnectWorker(kind, self.api.url, self.tmp, app_id, instance, env)
+        self.workers.append(worker)
+        self.wait_for(lambda: worker.connected(self.connect), 60, f"worker {instance} to connect")
+        return worker
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        super().close()
+
+
+@contextmanager
+def connect_stack(redis_url: str, tmp: Path, **stepline_env: str) -> Iterator[ConnectStack]:
+    """API, celery worker, beat and gateway on the test Redis; no worker connected yet."""
+    flush(redis_url)
+    env: dict[str, Any] = {
+        "STEPLINE_FUNCTIONS": FUNCTIONS,
+        "STEPLINE_GATEWAY_PORT": str(free_port()),
+        **CONNECT_ENV,
+        **stepline_env,
+    }
+    cluster = Cluster(redis_url, tmp, **env)
+    api = ApiServer(cluster_env(redis_url, **env), tmp / "api.log")
+    gateway: Gateway | None = None
+    stack: ConnectStack | None = None
+    try:
+        cluster.start_worker()
+        cluster.start_beat()
+        api.start()
+        gateway = Gateway(cluster_env(redis_url, **env), tmp)
+        stack = ConnectStack(cluster, api, gateway, tmp)
+        yield stack
+    finally:
+        if stack is not None:
+            stack.close()
+        if gateway is not None:
+            gateway.stop()
+        api.stop()
+        cluster.stop()
+        flush(redis_url)
