@@ -2,11 +2,12 @@
 
     python -m app gateway [--host 0.0.0.0] [--port 8289]     (the Procfile's `gateway`)
 
-On SIGTERM or SIGINT it drains: new connections are refused with `connect_gateway_closing`,
-every worker gets GATEWAY_CLOSING (it opens a new connection, here after a restart or at
-another gateway, and closes this one; its calls in flight keep their leases and deliver their
-replies there or through `/v0/connect/flush`), no call is handed out any more, and sockets
-still open after `DRAIN_TIMEOUT_S` are closed.
+On SIGTERM or SIGINT it drains: it stops listening (a connection that still arrives is refused
+with `connect_gateway_closing`), every worker gets GATEWAY_CLOSING (it opens a new connection
+and closes this one; its calls in flight keep their leases and deliver their replies there or
+through `/v0/connect/flush`), no call is handed out any more, and sockets still open after
+`DRAIN_TIMEOUT_S` are closed. The port is bound with SO_REUSEPORT, so a new gateway can start
+on it before the old one is stopped: workers then move over without a gap (rolling restart).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -96,9 +97,10 @@ class Gateway:
                 await asyncio.to_thread(self.connect.worker_gone, app, conn.worker)
             log.info("worker disconnected worker=%s code=%s", conn.worker, ws.close_code)
 
-    async def drain(self) -> None:
+    async def drain(self, server: Server) -> None:
         """Stop taking connections and calls; ask workers to move; close what stays."""
         self.draining = True
+        server.close(close_connections=False)  # new sockets go to the next gateway
         for conn in list(self.connections):
             conn.closing = True
             await conn.send(messages.encode(pb.GATEWAY_CLOSING))
@@ -132,12 +134,13 @@ async def serve_gateway(
         process_request=gateway.process_request,
         max_size=MAX_MESSAGE_BYTES,
         compression=None,
+        reuse_port=True,
     ) as server:
         bound = ", ".join(str(sock.getsockname()[:2]) for sock in server.sockets)
         log.info("gateway listening on %s path=%s", bound, PATH)
         await stop.wait()
         log.info("gateway draining connections=%d", len(gateway.connections))
-        await gateway.drain()
+        await gateway.drain(server)
     store.close()
 
 

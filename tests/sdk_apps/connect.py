@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ class Process:
     def __init__(
         self, command: list[str], env: Mapping[str, str], log: Path, cwd: Path = ROOT
     ) -> None:
+        self.log = log
         with open(log, "ab") as out:
             self.process = subprocess.Popen(
                 command,
@@ -67,19 +67,21 @@ class Process:
 
 
 class Gateway(Process):
-    def __init__(self, env: Mapping[str, str], tmp: Path) -> None:
+    """`python -m app gateway`; returns once it listens (it says so in its log: with
+    SO_REUSEPORT the port may already answer, from the gateway it replaces)."""
+
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
         self.port = int(env["STEPLINE_GATEWAY_PORT"])
         command = [sys.executable, "-m", "app", "gateway", "--host", "127.0.0.1"]
-        super().__init__([*command, "--port", str(self.port)], env, tmp / "gateway.log")
+        super().__init__([*command, "--port", str(self.port)], env, log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the gateway exited: see {tmp / 'gateway.log'}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+                raise RuntimeError(f"the gateway exited: see {log}")
+            if "gateway listening" in log.read_text(errors="replace"):
+                return
             time.sleep(0.1)
-        raise RuntimeError("the gateway did not listen in 30 s")
+        raise RuntimeError(f"the gateway did not listen in 30 s: see {log}")
 
 
 class ConnectWorker(Process):
@@ -93,16 +95,26 @@ class ConnectWorker(Process):
         app_id: str,
         instance: str,
         env: Mapping[str, str] | None = None,
+        signing_key: str | None = None,
     ) -> None:
         self.app_id = app_id
         self.instance = instance
         base = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
-        worker_env = base | {
-            "INNGEST_DEV": api_url,
-            "CONNECT_APP_ID": app_id,
-            "CONNECT_INSTANCE": instance,
-            "PYTHONPATH": str(ROOT),
-        }
+        # Dev mode as with the Inngest dev server; production mode with a signing key.
+        where = (
+            {"INNGEST_BASE_URL": api_url, "INNGEST_SIGNING_KEY": signing_key}
+            if signing_key
+            else {"INNGEST_DEV": api_url}
+        )
+        worker_env = (
+            base
+            | where
+            | {
+                "CONNECT_APP_ID": app_id,
+                "CONNECT_INSTANCE": instance,
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         worker_env |= dict(env or {})
         log = tmp / f"connect-{instance}.log"
         if kind == "python":
@@ -117,22 +129,44 @@ class ConnectWorker(Process):
 
 
 class ConnectStack(Stack):
-    def __init__(self, cluster: Cluster, api: ApiServer, gateway: Gateway, tmp: Path) -> None:
-        super().__init__(cluster, api, None, "any-key", None)
+    def __init__(
+        self,
+        cluster: Cluster,
+        api: ApiServer,
+        gateway: Gateway,
+        tmp: Path,
+        env: Mapping[str, str],
+        signing_key: str | None = None,
+    ) -> None:
+        super().__init__(cluster, api, None, "any-key", signing_key)
+        self.signing_key = signing_key
         self.gateway = gateway
+        self.gateways = [gateway]
         self.tmp = tmp
+        self.env = dict(env)
         self.connect = ConnectStore(cluster.engine.store)
         self.workers: list[ConnectWorker] = []
 
     def start_worker(self, kind: str, app_id: str, instance: str, **env: str) -> ConnectWorker:
-        worker = ConnectWorker(kind, self.api.url, self.tmp, app_id, instance, env)
+        worker = ConnectWorker(
+            kind, self.api.url, self.tmp, app_id, instance, env, self.signing_key
+        )
         self.workers.append(worker)
         self.wait_for(lambda: worker.connected(self.connect), 60, f"worker {instance} to connect")
         return worker
 
+    def restart_gateway(self) -> None:
+        """A rolling restart: the new gateway listens, then the old one drains (SIGTERM)."""
+        old = self.gateway
+        self.gateway = Gateway(self.env, self.tmp / f"gateway-{len(self.gateways) + 1}.log")
+        self.gateways.append(self.gateway)
+        old.stop()
+
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()
+        for gateway in self.gateways:
+            gateway.stop()
         super().close()
 
 
@@ -147,20 +181,22 @@ def connect_stack(redis_url: str, tmp: Path, **stepline_env: str) -> Iterator[Co
         **stepline_env,
     }
     cluster = Cluster(redis_url, tmp, **env)
-    api = ApiServer(cluster_env(redis_url, **env), tmp / "api.log")
+    process_env = cluster_env(redis_url, **env)
+    api = ApiServer(process_env, tmp / "api.log")
     gateway: Gateway | None = None
     stack: ConnectStack | None = None
     try:
         cluster.start_worker()
         cluster.start_beat()
         api.start()
-        gateway = Gateway(cluster_env(redis_url, **env), tmp)
-        stack = ConnectStack(cluster, api, gateway, tmp)
+        gateway = Gateway(process_env, tmp / "gateway.log")
+        signing_key = stepline_env.get("STEPLINE_SIGNING_KEY")
+        stack = ConnectStack(cluster, api, gateway, tmp, process_env, signing_key)
         yield stack
     finally:
         if stack is not None:
             stack.close()
-        if gateway is not None:
+        elif gateway is not None:
             gateway.stop()
         api.stop()
         cluster.stop()

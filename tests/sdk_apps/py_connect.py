@@ -76,7 +76,21 @@ def slow(ctx: inngest.ContextSync) -> dict[str, int]:
     return {"ran_on": ctx.step.run("work", work)}
 
 
-FUNCTIONS = [three, ops, who, slow]
+@client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event=f"{PREFIX}/nap"))
+def nap(ctx: inngest.ContextSync) -> str:
+    """A step of a few seconds, noted in `marker` when it starts (the gateway restarts then)."""
+    marker = str(ctx.event.data["marker"])
+
+    def doze() -> str:
+        with open(marker, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        time.sleep(3)
+        return "rested"
+
+    return ctx.step.run("doze", doze)
+
+
+FUNCTIONS = [three, ops, who, slow, nap]
 
 
 async def main() -> None:

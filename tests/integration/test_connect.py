@@ -1,6 +1,8 @@
-"""Workers built with the official Python SDK's Connect (`inngest[connect]` 0.5.19, unmodified,
-tests/sdk_apps/py_connect.py) served by a real Stepline: API, celery worker and beat, and the
-gateway, each its own process. The workers dial out; nothing calls them over HTTP."""
+"""Workers built with the official SDKs' Connect, unmodified: Python `inngest[connect]` 0.5.19
+(tests/sdk_apps/py_connect.py) and TypeScript `connect()` from inngest 4.24.0
+(tests/sdk_apps/ts_app/connect.js), served by a real Stepline: API, celery worker and beat, and
+the gateway, each its own process. The workers dial out; nothing calls them over HTTP. The same
+tests run against both SDKs."""
 
 from __future__ import annotations
 
@@ -12,45 +14,51 @@ from pathlib import Path
 import pytest
 
 from tests.sdk_apps.connect import ConnectStack, connect_stack
+from tests.sdk_apps.harness import node_available
 from tests.sdk_apps.stack import redis_for_stack, step_of
 
 pytestmark = pytest.mark.e2e
 
-APP = "pyconn"
 
+class ConnectWorkers:
+    """The tests; subclasses name the SDK (`KIND`) and its app id (`APP`)."""
 
-@pytest.fixture(scope="class")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
-    tmp = tmp_path_factory.mktemp("py-connect")
-    with connect_stack(redis_for_stack(), tmp) as stack:
-        yield stack
+    KIND = ""
+    APP = ""
 
+    @pytest.fixture(scope="class")
+    def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
+        tmp = tmp_path_factory.mktemp(f"{self.KIND}-connect")
+        with connect_stack(redis_for_stack(), tmp) as stack:
+            yield stack
 
-class TestPythonConnectWorkers:
     def test_connecting_registers_the_apps_functions(self, stack: ConnectStack) -> None:
-        stack.start_worker("python", APP, "py-a")
-        functions = {fn.id: fn for fn in stack.cluster.engine.registry.all() if fn.app_id == APP}
-        assert {"pyconn-three", "pyconn-ops", "pyconn-who", "pyconn-slow"} <= set(functions)
+        app = self.APP
+        stack.start_worker(self.KIND, app, f"{self.KIND}-a")
+        functions = {fn.id: fn for fn in stack.cluster.engine.registry.all() if fn.app_id == app}
+        assert {f"{app}-{fn}" for fn in ("three", "ops", "who", "slow", "nap")} <= set(functions)
         assert {fn.driver for fn in functions.values()} == {"connect"}
         apps = stack.http.get("/v1/apps").json()["data"]
-        assert any(app["id"] == APP for app in apps)
+        assert any(entry["id"] == app for entry in apps)
 
     def test_steps_run_on_the_worker(self, stack: ConnectStack) -> None:
-        run = stack.run_of(stack.send(f"{APP}/three"))
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/three"))
         assert run["status"] == "Completed", run
         assert run["output"] == {"sum": 6}
         assert [s["name"] for s in run["steps"]] == ["a", "b", "c"]
 
     def test_sleeps_and_waits(self, stack: ConnectStack) -> None:
-        event_id = stack.send(f"{APP}/ops", {"id": "o-1"})
+        app = self.APP
+        event_id = stack.send(f"{app}/ops", {"id": "o-1"})
 
         def waiting() -> bool:
             runs = stack.event_runs(event_id)
             return bool(runs) and step_of_or_none(runs[0], "wait") == "Waiting"
 
         stack.wait_for(waiting, what="the run to wait for the approval")
-        stack.send(f"{APP}/approve", {"id": "other"})
-        stack.send(f"{APP}/approve", {"id": "o-1"})
+        stack.send(f"{app}/approve", {"id": "other"})
+        stack.send(f"{app}/approve", {"id": "o-1"})
         run = stack.run_of(event_id)
         assert run["status"] == "Completed", run
         assert run["output"] == {"first": "one", "approved": True, "late": None}
@@ -58,17 +66,19 @@ class TestPythonConnectWorkers:
         assert step_of(run, "late")["status"] == "TimedOut"
 
     def test_two_workers_share_the_load(self, stack: ConnectStack) -> None:
+        app = self.APP
         first = stack.workers[0]
-        second = stack.start_worker("python", APP, "py-b")
-        events = [stack.send(f"{APP}/who", {"i": i}) for i in range(10)]
+        second = stack.start_worker(self.KIND, app, f"{self.KIND}-b")
+        events = [stack.send(f"{app}/who", {"i": i}) for i in range(10)]
         pids = {stack.run_of(event_id)["output"] for event_id in events}
         assert pids == {first.pid, second.pid}
 
     def test_a_worker_killed_mid_step_gets_the_step_retried(
         self, stack: ConnectStack, tmp_path: Path
     ) -> None:
+        app = self.APP
         marker = tmp_path / "ran-on"
-        event_id = stack.send(f"{APP}/slow", {"marker": str(marker)})
+        event_id = stack.send(f"{app}/slow", {"marker": str(marker)})
         stack.wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the step")
         victim = int(marker.read_text().split()[0])
         (worker,) = [w for w in stack.workers if w.pid == victim]
@@ -82,7 +92,26 @@ class TestPythonConnectWorkers:
         assert [int(pid) for pid in marker.read_text().split()] == [victim, survivor.pid]
         assert time.monotonic() - killed_at < 30  # the lease (4 s), not a long timeout
 
+    def test_a_gateway_restart_moves_the_workers_without_losing_a_call(
+        self, stack: ConnectStack, tmp_path: Path
+    ) -> None:
+        """GATEWAY_CLOSING while a step runs: the worker reconnects to the new gateway, keeps
+        renewing its lease there and delivers its reply; nothing is retried."""
+        app = self.APP
+        marker = tmp_path / "dozing"
+        event_id = stack.send(f"{app}/nap", {"marker": str(marker)})
+        stack.wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the step")
+        stack.restart_gateway()
+        run = stack.run_of(event_id, timeout=60)
+        assert run["status"] == "Completed", run
+        assert run["output"] == "rested"
+        assert step_of(run, "doze")["attempts"] == 1
+        moved = stack.gateways[-1].log.read_text()
+        assert "worker connected" in moved
+        assert stack.run_of(stack.send(f"{app}/three"))["output"] == {"sum": 6}
+
     def test_a_stopped_worker_drains(self, stack: ConnectStack) -> None:
+        app = self.APP
         """SIGTERM: WORKER_PAUSE, calls in flight finish, the socket closes; the app's calls
         go to the workers left."""
         leaving = next(w for w in stack.workers if w.process.poll() is None)
@@ -92,8 +121,8 @@ class TestPythonConnectWorkers:
             lambda: not leaving.connected(stack.connect), what="the worker to leave the gateway"
         )
         if not any(w.process.poll() is None for w in stack.workers):
-            stack.start_worker("python", APP, "py-c")
-        run = stack.run_of(stack.send(f"{APP}/three"))
+            stack.start_worker(self.KIND, app, f"{self.KIND}-c")
+        run = stack.run_of(stack.send(f"{app}/three"))
         assert run["status"] == "Completed", run
 
 
@@ -102,3 +131,14 @@ def step_of_or_none(run: dict[str, object], name: str) -> object:
         if step["name"] == name:
             return step["status"]
     return None
+
+
+class TestPythonConnectWorkers(ConnectWorkers):
+    KIND = "python"
+    APP = "pyconn"
+
+
+@pytest.mark.skipif(node_available() is not None, reason=str(node_available()))
+class TestTypeScriptConnectWorkers(ConnectWorkers):
+    KIND = "node"
+    APP = "tsconn"

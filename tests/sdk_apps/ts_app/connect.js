@@ -1,0 +1,79 @@
+// A worker built with the official Inngest TypeScript SDK's `connect()` (inngest@4.24.0), as a
+// user would write it: it dials out to Stepline instead of serving HTTP. Nothing here knows
+// about Stepline: point it at Stepline as at the Inngest dev server and run
+//
+//     NODE_OPTIONS=--experimental-websocket INNGEST_DEV=http://127.0.0.1:8288 node connect.js
+//
+// (Node 20 has no global WebSocket without that flag.) CONNECT_APP_ID names the app (default
+// `tsconn`), CONNECT_INSTANCE the worker. Same functions as ../py_connect.py.
+
+import { appendFileSync } from "node:fs";
+import { Inngest } from "inngest";
+import { connect } from "inngest/connect";
+
+const inngest = new Inngest({ id: process.env.CONNECT_APP_ID || "tsconn" });
+const app = inngest.id;
+
+const three = inngest.createFunction(
+  { id: "three", triggers: [{ event: `${app}/three` }] },
+  async ({ step }) => {
+    const a = await step.run("a", () => 1);
+    const b = await step.run("b", () => a + 1);
+    const c = await step.run("c", () => b + 1);
+    return { sum: a + b + c };
+  },
+);
+
+const ops = inngest.createFunction(
+  { id: "ops", triggers: [{ event: `${app}/ops` }] },
+  async ({ step }) => {
+    const first = await step.run("first", () => "one");
+    await step.sleep("nap", "1s");
+    const approval = await step.waitForEvent("wait", {
+      event: `${app}/approve`,
+      if: "async.data.id == event.data.id",
+      timeout: "1m",
+    });
+    const late = await step.waitForEvent("late", { event: `${app}/never`, timeout: "1s" });
+    return { first, approved: approval !== null, late };
+  },
+);
+
+// Which worker process ran the step (load sharing).
+const who = inngest.createFunction(
+  { id: "who", triggers: [{ event: `${app}/who` }] },
+  async ({ step }) =>
+    step.run("pid", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return process.pid;
+    }),
+);
+
+// Its step notes the worker's pid in `marker`, then stalls on the first attempt (the test kills
+// that worker there); a retry returns at once.
+const slow = inngest.createFunction(
+  { id: "slow", retries: 3, triggers: [{ event: `${app}/slow` }] },
+  async ({ event, step, attempt }) => ({
+    ran_on: await step.run("work", async () => {
+      appendFileSync(event.data.marker, `${process.pid}\n`);
+      if (attempt === 0) await new Promise((resolve) => setTimeout(resolve, 120_000));
+      return process.pid;
+    }),
+  }),
+);
+
+// A step of a few seconds, noted in `marker` when it starts (the gateway restarts then).
+const nap = inngest.createFunction(
+  { id: "nap", triggers: [{ event: `${app}/nap` }] },
+  async ({ event, step }) =>
+    step.run("doze", async () => {
+      appendFileSync(event.data.marker, `${process.pid}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      return "rested";
+    }),
+);
+
+await connect({
+  apps: [{ client: inngest, functions: [three, ops, who, slow, nap] }],
+  instanceId: process.env.CONNECT_INSTANCE,
+});
