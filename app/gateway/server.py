@@ -43,6 +43,7 @@ log = logging.getLogger("stepline.gateway")
 
 PATH = "/v0/connect"
 SUBPROTOCOL = Subprotocol("v0.connect.inngest.com")
+"""Required: websockets refuses a handshake without it (HTTP 400)."""
 MAX_MESSAGE_BYTES = 5 * 1024 * 1024
 """A reply carries a step's output (4 MiB at most, as over HTTP) plus its envelope."""
 DRAIN_TIMEOUT_S = 10.0
@@ -73,9 +74,6 @@ class Gateway:
         """One worker, from hello to close."""
         if self.draining:
             await ws.close(1001, GATEWAY_CLOSING)
-            return
-        if ws.subprotocol != SUBPROTOCOL:
-            await ws.close(1002, f"subprotocol {SUBPROTOCOL} is required")
             return
         try:
             conn = await handshake(ws, self.store, self.connect, self.timing)
