@@ -6,13 +6,16 @@ tests run against both SDKs."""
 
 from __future__ import annotations
 
+import secrets
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from app.drivers import signing
 from tests.sdk_apps.connect import ConnectStack, connect_stack
 from tests.sdk_apps.harness import node_available
 from tests.sdk_apps.stack import redis_for_stack, step_of
@@ -142,3 +145,29 @@ class TestPythonConnectWorkers(ConnectWorkers):
 class TestTypeScriptConnectWorkers(ConnectWorkers):
     KIND = "node"
     APP = "tsconn"
+
+
+SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"
+
+
+class TestProductionMode:
+    """A signing key set: the worker's start call carries its hashed key (checked like
+    /fn/register's), and a start without it is refused."""
+
+    @pytest.fixture(scope="class")
+    def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
+        tmp = tmp_path_factory.mktemp("prod-connect")
+        with connect_stack(redis_for_stack(), tmp, STEPLINE_SIGNING_KEY=SIGNING_KEY) as stack:
+            yield stack
+
+    def test_a_worker_with_the_signing_key_connects_and_runs(self, stack: ConnectStack) -> None:
+        stack.start_worker("python", "pyprod", "prod-a")
+        run = stack.run_of(stack.send("pyprod/three"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"sum": 6}
+
+    def test_a_start_without_the_key_is_refused(self, stack: ConnectStack) -> None:
+        for headers in ({}, {"Authorization": signing.bearer_value(f"signkey-test-{'cd' * 32}")}):
+            response = httpx.post(f"{stack.api.url}/v0/connect/start", content=b"", headers=headers)
+            assert response.status_code == 401
+            assert "signing key" in response.json()["error"]
