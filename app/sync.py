@@ -298,14 +298,16 @@ class _FunctionParser:
         if not isinstance(runtime, dict):
             raise self.fail("steps.step.runtime", "must be an object")
         connect = self.transport == "connect"
-        expected = "ws" if connect else "http"
-        kind = runtime.get("type", expected)
+        # A Connect worker's runtimes are "ws" (the Python SDK 0.5.19 still says "http" for
+        # on_failure handlers, with the same wss:// URL).
+        accepted = ("ws", "http") if connect else ("http",)
+        kind = runtime.get("type", accepted[0])
         url = runtime.get("url")
-        if kind != expected:
+        if kind not in accepted:
             how = "a Connect worker" if connect else "an app synced over HTTP"
             raise self.fail(
                 "steps.step.runtime.type",
-                f"runtime {kind!r} is not supported for {how} (expected {expected!r})",
+                f"runtime {kind!r} is not supported for {how} (expected {accepted[0]!r})",
             )
         if not isinstance(url, str) or not (_is_ws_url if connect else _is_http_url)(url):
             scheme = "ws(s)" if connect else "http(s)"

@@ -40,6 +40,10 @@ POLL_S = 1.0
 """How long one wait for the reply blocks before the lease is looked at again."""
 STATUS_CODES = {"done": 200, "not_completed": 206, "error": 500}
 """SDKResponse statuses as the HTTP statuses they stand for (the SDKs map them so)."""
+NON_RETRIABLE_STATUS = 400
+"""The TS SDK answers a NonRetriableError with HTTP 400, which its Connect code leaves as
+status DONE (it maps only 200, 206 and 500) with `no_retry`: a DONE that says "do not retry"
+is that failure, never a result."""
 
 
 class Submission(Protocol):
@@ -164,9 +168,12 @@ class ConnectDriver:
         }
         if reply.retry_after:
             headers["retry-after"] = reply.retry_after
+        status = STATUS_CODES[reply.status]
+        if reply.status == "done" and reply.no_retry:
+            status = NON_RETRIABLE_STATUS
         return interpret_response(
             f"connect:{app}",
-            STATUS_CODES[reply.status],
+            status,
             headers,
             reply.body.encode("utf-8"),
             now_ms=self._now_ms(),

@@ -39,7 +39,8 @@ class ConnectWorkers:
         app = self.APP
         stack.start_worker(self.KIND, app, f"{self.KIND}-a")
         functions = {fn.id: fn for fn in stack.cluster.engine.registry.all() if fn.app_id == app}
-        assert {f"{app}-{fn}" for fn in ("three", "ops", "who", "slow", "nap")} <= set(functions)
+        expected = ("three", "ops", "who", "slow", "nap", "par", "caller", "nr", "nr-failure")
+        assert {f"{app}-{fn}" for fn in expected} <= set(functions)
         assert {fn.driver for fn in functions.values()} == {"connect"}
         apps = stack.http.get("/v1/apps").json()["data"]
         assert any(entry["id"] == app for entry in apps)
@@ -50,6 +51,37 @@ class ConnectWorkers:
         assert run["status"] == "Completed", run
         assert run["output"] == {"sum": 6}
         assert [s["name"] for s in run["steps"]] == ["a", "b", "c"]
+
+    def test_parallel_steps_join(self, stack: ConnectStack) -> None:
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/par"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == ["x", "y"]
+
+    def test_invoke_and_send_event(self, stack: ConnectStack) -> None:
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/caller"), f"{app}-caller")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"invoked": {"sum": 6}, "sent": 1}
+
+    def test_a_failed_step_is_retried(self, stack: ConnectStack) -> None:
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/flaky"))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"succeeded_on": 1}
+        assert step_of(run, "once")["attempts"] == 2
+
+    def test_non_retriable_error_fails_at_once_and_runs_on_failure(
+        self, stack: ConnectStack
+    ) -> None:
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/nr"), f"{app}-nr")
+        assert run["status"] == "Failed", run
+        assert "stop now" in str(run["error"])
+        handler = stack.ended_runs_of_function(
+            f"{app}-nr-failure", lambda r: r["status"] == "Completed"
+        )
+        assert handler["output"] == {"saw": "inngest/function.failed"}
 
     def test_sleeps_and_waits(self, stack: ConnectStack) -> None:
         app = self.APP
@@ -109,8 +141,11 @@ class ConnectWorkers:
         assert run["status"] == "Completed", run
         assert run["output"] == "rested"
         assert step_of(run, "doze")["attempts"] == 1
-        moved = stack.gateways[-1].log.read_text()
-        assert "worker connected" in moved
+        new_gateway = stack.gateways[-1]
+        stack.wait_for(
+            lambda: "worker connected" in new_gateway.log.read_text(),
+            what="the workers to reconnect to the new gateway",
+        )
         assert stack.run_of(stack.send(f"{app}/three"))["output"] == {"sum": 6}
 
     def test_a_stopped_worker_drains(self, stack: ConnectStack) -> None:

@@ -90,7 +90,43 @@ def nap(ctx: inngest.ContextSync) -> str:
     return ctx.step.run("doze", doze)
 
 
-FUNCTIONS = [three, ops, who, slow, nap]
+@client.create_function(fn_id="par", trigger=inngest.TriggerEvent(event=f"{PREFIX}/par"))
+def par(ctx: inngest.ContextSync) -> tuple[typing.Any, ...]:
+    return ctx.group.parallel(
+        (lambda: ctx.step.run("p1", lambda: "x"), lambda: ctx.step.run("p2", lambda: "y"))
+    )
+
+
+@client.create_function(fn_id="caller", trigger=inngest.TriggerEvent(event=f"{PREFIX}/caller"))
+def caller(ctx: inngest.ContextSync) -> dict[str, typing.Any]:
+    """Invokes this app's `three`; sends an event from a step."""
+    invoked = ctx.step.invoke("call", function=three, data={})
+    sent = ctx.step.send_event("send", inngest.Event(name=f"{PREFIX}/sent", data={"k": 1}))
+    return {"invoked": invoked, "sent": len(sent)}
+
+
+@client.create_function(fn_id="flaky", trigger=inngest.TriggerEvent(event=f"{PREFIX}/flaky"))
+def flaky(ctx: inngest.ContextSync) -> dict[str, int]:
+    def once() -> int:
+        if ctx.attempt == 0:
+            raise ValueError("first attempt fails")
+        return ctx.attempt
+
+    return {"succeeded_on": ctx.step.run("once", once)}
+
+
+def _saw(ctx: inngest.ContextSync) -> dict[str, str]:
+    return {"saw": ctx.event.name}
+
+
+@client.create_function(
+    fn_id="nr", on_failure=_saw, trigger=inngest.TriggerEvent(event=f"{PREFIX}/nr")
+)
+def nr(ctx: inngest.ContextSync) -> None:
+    raise inngest.NonRetriableError("stop now")
+
+
+FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr]
 
 
 async def main() -> None:

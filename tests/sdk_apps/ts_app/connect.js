@@ -8,7 +8,7 @@
 // `tsconn`), CONNECT_INSTANCE the worker. Same functions as ../py_connect.py.
 
 import { appendFileSync } from "node:fs";
-import { Inngest } from "inngest";
+import { Inngest, NonRetriableError } from "inngest";
 import { connect } from "inngest/connect";
 
 const inngest = new Inngest({ id: process.env.CONNECT_APP_ID || "tsconn" });
@@ -73,7 +73,43 @@ const nap = inngest.createFunction(
     }),
 );
 
+const par = inngest.createFunction(
+  { id: "par", triggers: [{ event: `${app}/par` }] },
+  async ({ step }) => Promise.all([step.run("p1", () => "x"), step.run("p2", () => "y")]),
+);
+
+// Invokes this app's `three`; sends an event from a step.
+const caller = inngest.createFunction(
+  { id: "caller", triggers: [{ event: `${app}/caller` }] },
+  async ({ step }) => {
+    const invoked = await step.invoke("call", { function: three, data: {} });
+    const sent = await step.sendEvent("send", { name: `${app}/sent`, data: { k: 1 } });
+    return { invoked, sent: sent.ids.length };
+  },
+);
+
+const flaky = inngest.createFunction(
+  { id: "flaky", triggers: [{ event: `${app}/flaky` }] },
+  async ({ step, attempt }) => ({
+    succeeded_on: await step.run("once", () => {
+      if (attempt === 0) throw new Error("first attempt fails");
+      return attempt;
+    }),
+  }),
+);
+
+const nr = inngest.createFunction(
+  {
+    id: "nr",
+    triggers: [{ event: `${app}/nr` }],
+    onFailure: async ({ event }) => ({ saw: event.name }),
+  },
+  async () => {
+    throw new NonRetriableError("stop now");
+  },
+);
+
 await connect({
-  apps: [{ client: inngest, functions: [three, ops, who, slow, nap] }],
+  apps: [{ client: inngest, functions: [three, ops, who, slow, nap, par, caller, flaky, nr] }],
   instanceId: process.env.CONNECT_INSTANCE,
 });
