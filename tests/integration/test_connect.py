@@ -28,6 +28,8 @@ class ConnectWorkers:
 
     KIND = ""
     APP = ""
+    LACKING = ("", "")
+    """A feature the SDK has and Stepline lacks: (its name, its opcode)."""
 
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
@@ -82,6 +84,15 @@ class ConnectWorkers:
             f"{app}-nr-failure", lambda r: r["status"] == "Completed"
         )
         assert handler["output"] == {"saw": "inngest/function.failed"}
+
+    def test_a_feature_stepline_lacks_fails_the_run_at_once(self, stack: ConnectStack) -> None:
+        app = self.APP
+        run = stack.run_of(stack.send(f"{app}/lacking"))
+        assert run["status"] == "Failed", run
+        feature, opcode = self.LACKING
+        assert run["error"]["name"] == "UnsupportedOpcodeError"
+        assert feature in run["error"]["message"] and opcode in run["error"]["message"]
+        assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
 
     def test_sleeps_and_waits(self, stack: ConnectStack) -> None:
         app = self.APP
@@ -174,12 +185,14 @@ def step_of_or_none(run: dict[str, object], name: str) -> object:
 class TestPythonConnectWorkers(ConnectWorkers):
     KIND = "python"
     APP = "pyconn"
+    LACKING = ("step.ai.infer", "AIGateway")
 
 
 @pytest.mark.skipif(node_available() is not None, reason=str(node_available()))
 class TestTypeScriptConnectWorkers(ConnectWorkers):
     KIND = "node"
     APP = "tsconn"
+    LACKING = ("step.waitForSignal", "WaitForSignal")
 
 
 SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"

@@ -20,6 +20,7 @@ import typing
 import flask
 import inngest
 import inngest.flask
+from inngest.experimental.ai import openai
 
 # Tests run a second copy under another id (PYAPP_ID), serving fewer functions (PYAPP_FUNCTIONS).
 client = inngest.Inngest(app_id=os.environ.get("PYAPP_ID") or "pyapp")
@@ -221,6 +222,14 @@ def nrstep(ctx: inngest.ContextSync) -> None:
     ctx.step.run("refuse", refuse)
 
 
+@client.create_function(fn_id="ai", trigger=inngest.TriggerEvent(event="pyapp/ai"))
+def ai(ctx: inngest.ContextSync) -> object:
+    """step.ai.infer, which Stepline's engine does not implement yet: the run fails at once."""
+    ctx.step.run("before", lambda: 1)
+    model = openai.Adapter(auth_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-x")
+    return ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
+
+
 FUNCTIONS: list[inngest.Function[typing.Any]] = [
     three,
     child,
@@ -240,6 +249,7 @@ FUNCTIONS: list[inngest.Function[typing.Any]] = [
     bigint,
     bulky,
     nrstep,
+    ai,
 ]
 
 

@@ -18,6 +18,7 @@ import typing
 
 import inngest
 from inngest.connect import connect
+from inngest.experimental.ai import openai
 
 client = inngest.Inngest(app_id=os.environ.get("CONNECT_APP_ID") or "pyconn")
 PREFIX = client.app_id
@@ -126,7 +127,14 @@ def nr(ctx: inngest.ContextSync) -> None:
     raise inngest.NonRetriableError("stop now")
 
 
-FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr]
+@client.create_function(fn_id="lacking", trigger=inngest.TriggerEvent(event=f"{PREFIX}/lacking"))
+def lacking(ctx: inngest.ContextSync) -> object:
+    """step.ai.infer, which Stepline's engine does not implement yet: the run fails at once."""
+    model = openai.Adapter(auth_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-x")
+    return ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
+
+
+FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, lacking]
 
 
 async def main() -> None:

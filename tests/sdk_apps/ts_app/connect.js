@@ -109,7 +109,15 @@ const nr = inngest.createFunction(
   },
 );
 
+// step.waitForSignal, which Stepline does not implement yet: the run fails at once.
+const lacking = inngest.createFunction(
+  { id: "lacking", triggers: [{ event: `${app}/lacking` }] },
+  async ({ step }) => step.waitForSignal("wait", { signal: `${app}-signal`, timeout: "1m" }),
+);
+
+const FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, lacking];
+
 await connect({
-  apps: [{ client: inngest, functions: [three, ops, who, slow, nap, par, caller, flaky, nr] }],
+  apps: [{ client: inngest, functions: FUNCTIONS }],
   instanceId: process.env.CONNECT_INSTANCE,
 });
