@@ -290,7 +290,7 @@ def dev(args: argparse.Namespace) -> int:
     problem = (
         _missing_module(modules)
         or _port_taken(args.host, args.port)
-        or _port_taken(args.host, gateway_port)
+        or _port_taken(args.host, gateway_port, "set STEPLINE_GATEWAY_PORT to another port")
     )
     if problem:
         print(f"stepline dev: {problem}", file=sys.stderr)
@@ -374,12 +374,12 @@ def _missing_module(modules: list[str]) -> str | None:
     return None
 
 
-def _port_taken(host: str, port: int) -> str | None:
+def _port_taken(host: str, port: int, hint: str = "pick another --port") -> str | None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
-            return f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+            return f"cannot listen on {host}:{port} ({exc.strerror}); {hint}"
     return None

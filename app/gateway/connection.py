@@ -146,7 +146,7 @@ async def handshake(
         raise Refused(1008, BAD_PAYLOAD, "WORKER_CONNECT payload is not protobuf") from None
     if not data.instance_id or not data.apps or len(data.apps) > MAX_APPS:
         raise Refused(1008, BAD_PAYLOAD, "WORKER_CONNECT needs an instance id and 1-100 apps")
-    session = await asyncio.to_thread(connect.session, data.connection_id)
+    session = await asyncio.to_thread(connect.take_session, data.connection_id)
     tokens = (data.auth_data.session_token, data.auth_data.sync_token)
     if session is None or session != tokens:
         raise Refused(1008, AUTH_FAILED, f"unknown or expired session {data.connection_id!r}")

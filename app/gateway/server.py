@@ -17,6 +17,7 @@ import contextlib
 import http
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -40,6 +41,11 @@ from app.state.connect import ConnectStore
 from app.state.store import Store
 
 log = logging.getLogger("stepline.gateway")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
 
 PATH = "/v0/connect"
 SUBPROTOCOL = Subprotocol("v0.connect.inngest.com")
@@ -85,6 +91,9 @@ class Gateway:
             "worker connected worker=%s apps=%s sdk=%s", conn.worker, ",".join(conn.apps), conn.sdk
         )
         self.connections.add(conn)
+        if conn.ready:
+            for app in conn.apps:
+                await asyncio.to_thread(self.connect.worker_seen, app, conn.worker, now_ms())
         self.dispatcher.attach(conn)
         try:
             await MessageHandler(conn, self.connect, self.timing, self.dispatcher.changed).run()

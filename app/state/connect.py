@@ -127,9 +127,10 @@ class ConnectStore:
         value = json.dumps({"session_token": session_token, "sync_token": sync_token})
         self._client.set(self._keys.session(connection_id), value, px=ttl_ms)
 
-    def session(self, connection_id: str) -> tuple[str, str] | None:
-        """(session token, sync token) of a started connection, None if unknown or expired."""
-        raw = self._client.get(self._keys.session(connection_id))
+    def take_session(self, connection_id: str) -> tuple[str, str] | None:
+        """(session token, sync token) of a started connection, None if unknown, expired or
+        already used: a session opens one WebSocket (workers call start again to reconnect)."""
+        raw = self._client.getdel(self._keys.session(connection_id))
         if raw is None:
             return None
         data = json.loads(raw)

@@ -32,7 +32,7 @@ def test_start_hands_out_a_session_and_the_gateway_url(api: Api) -> None:
     assert answer.gateway_endpoint == "ws://localhost:8289/v0/connect"
     assert answer.gateway_group == "stepline"
     connect = ConnectStore(api.engine.store)
-    assert connect.session(answer.connection_id) == (answer.session_token, answer.sync_token)
+    assert connect.take_session(answer.connection_id) == (answer.session_token, answer.sync_token)
     assert start(api).connection_id != answer.connection_id
 
 

@@ -142,8 +142,9 @@ def test_requeue_puts_a_popped_request_back_once(
 
 def test_sessions_and_workers(connect: ConnectStore) -> None:
     connect.open_session("01CONN1", "sess", "sync", 60_000)
-    assert connect.session("01CONN1") == ("sess", "sync")
-    assert connect.session("01OTHER") is None
+    assert connect.take_session("01CONN1") == ("sess", "sync")
+    assert connect.take_session("01CONN1") is None  # one WebSocket per session
+    assert connect.take_session("01OTHER") is None
     connect.worker_seen("shop", W1, T0)
     connect.worker_seen("shop", W2, T0 + 10)
     assert connect.workers("shop", T0 + 5) == [W2]
