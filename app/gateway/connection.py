@@ -25,6 +25,7 @@ from ulid import ULID
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from app.config import Settings
 from app.gateway import messages
 from app.gateway.proto import connect_pb2 as pb
 from app.models import JSON
@@ -127,7 +128,7 @@ class WorkerConnection:
 
 
 async def handshake(
-    ws: ServerConnection, store: Store, connect: ConnectStore, timing: Timing
+    ws: ServerConnection, store: Store, settings: Settings, connect: ConnectStore, timing: Timing
 ) -> WorkerConnection:
     """Hello, WORKER_CONNECT, registration, CONNECTION_READY; raises `Refused`."""
     await ws.send(messages.encode(pb.GATEWAY_HELLO))
@@ -151,7 +152,7 @@ async def handshake(
     if session is None or session != tokens:
         raise Refused(1008, AUTH_FAILED, f"unknown or expired session {data.connection_id!r}")
     for app in data.apps:
-        problem = await asyncio.to_thread(_register, store, app, data)
+        problem = await asyncio.to_thread(_register, store, settings, app, data)
         if problem is not None:
             error = pb.SystemError(code=SYNC_FAILED, message=problem)
             await ws.send(messages.encode(pb.SYNC_FAILED, error))
@@ -167,7 +168,7 @@ async def handshake(
 
 
 def _register(
-    store: Store, app: pb.AppConfiguration, data: pb.WorkerConnectRequestData
+    store: Store, settings: Settings, app: pb.AppConfiguration, data: pb.WorkerConnectRequestData
 ) -> str | None:
     """Register one app of the worker as /fn/register would; the problem, or None."""
     try:
@@ -187,7 +188,7 @@ def _register(
         registration = read_registration(body, headers={}, transport="connect")
     except Exception as exc:  # BadRequest: a malformed payload
         return f"app {app.app_name!r}: {exc}"
-    registered = register_app(store, registration, int(time.time() * 1000))
+    registered = register_app(store, settings, registration, int(time.time() * 1000))
     return None if registered.ok else f"app {app.app_name!r}: {registered.message}"
 
 

@@ -82,7 +82,7 @@ class Gateway:
             await ws.close(1001, GATEWAY_CLOSING)
             return
         try:
-            conn = await handshake(ws, self.store, self.connect, self.timing)
+            conn = await handshake(ws, self.store, self.settings, self.connect, self.timing)
         except Refused as refused:
             log.warning("connection refused reason=%s: %s", refused.reason, refused)
             await ws.close(refused.code, refused.reason)

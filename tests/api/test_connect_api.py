@@ -39,9 +39,14 @@ def test_start_hands_out_a_session_and_the_gateway_url(api: Api) -> None:
 def test_the_gateway_url_follows_the_host_or_the_setting(
     api_factory: Callable[..., Api],
 ) -> None:
-    api = api_factory(gateway_port=9999)
-    answer = start(api, headers={"Host": "stepline.internal:8288"})
+    api = api_factory(gateway_port=9999, signing_key=KEY)  # host names: production mode only
+    answer = start(
+        api, headers={"Host": "stepline.internal:8288", "Authorization": signing.bearer_value(KEY)}
+    )
     assert answer.gateway_endpoint == "ws://stepline.internal:9999/v0/connect"
+    assert start(api_factory(), headers={"Host": "[::1]:8288"}).gateway_endpoint == (
+        "ws://[::1]:8289/v0/connect"
+    )
     fixed = api_factory(gateway_url="wss://connect.example.test/v0/connect")
     assert start(fixed).gateway_endpoint == "wss://connect.example.test/v0/connect"
 
