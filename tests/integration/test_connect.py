@@ -205,7 +205,12 @@ class TestProductionMode:
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
         tmp = tmp_path_factory.mktemp("prod-connect")
-        with connect_stack(redis_for_stack(), tmp, STEPLINE_SIGNING_KEY=SIGNING_KEY) as stack:
+        with connect_stack(
+            redis_for_stack(),
+            tmp,
+            STEPLINE_SIGNING_KEY=SIGNING_KEY,
+            STEPLINE_EVENT_KEYS="connect-prod-event-key",
+        ) as stack:
             yield stack
 
     def test_a_worker_with_the_signing_key_connects_and_runs(self, stack: ConnectStack) -> None:

@@ -138,7 +138,8 @@ class ConnectStack(Stack):
         env: Mapping[str, str],
         signing_key: str | None = None,
     ) -> None:
-        super().__init__(cluster, api, None, "any-key", signing_key)
+        event_key = (env.get("STEPLINE_EVENT_KEYS") or "any-key").split(",")[0]
+        super().__init__(cluster, api, None, event_key, signing_key)
         self.signing_key = signing_key
         self.gateway = gateway
         self.gateways = [gateway]
