@@ -34,6 +34,7 @@ from app.api import (
     events,
     functions,
     health,
+    jsonbody,
     metrics,
     register,
     runs,
@@ -49,6 +50,7 @@ __all__ = ["create_app", "current_engine"]
 
 def create_app(engine: Engine | None = None) -> Flask:
     app = Flask("stepline", static_folder=None)  # the UI serves its own files (ui.py)
+    app.json = jsonbody.StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = events.MAX_REQUEST_BYTES
     if engine is not None:
         app.extensions[EXTENSION] = engine

@@ -12,10 +12,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from app import metrics
+from app.api import jsonbody
 from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
+from app.strictjson import Path
 
 bp = Blueprint("events", __name__)
 
@@ -50,11 +52,7 @@ def invoke_function(function_id: str) -> tuple[Response, int]:
     engine = current_engine()
     if engine.registry.get(function_id) is None:
         raise NotFound(f"function {function_id} not found", field="function_id")
-    raw = request.get_data(cache=False)
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant) if raw.strip() else {}
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", field="body") from exc
+    body = jsonbody.parse(request.get_data(cache=False), blank={})
     if not isinstance(body, dict):
         raise BadRequest('body must be an object such as {"data": {...}}', field="body")
     data, user = body.get("data", {}), body.get("user", {})
@@ -79,11 +77,12 @@ def send_events_without_key() -> Response:
 
 
 def parse_events(body: bytes) -> list[dict[str, JSON]]:
-    """Validate a request body into events (only the known fields, nulls dropped)."""
-    try:
-        parsed = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", field="body") from exc
+    """Validate a request body into events (only the known fields, nulls dropped).
+
+    The body is strict JSON (`app.api.jsonbody`): a refusal names the event and its field,
+    `events[2].data.total` in a batch, `events[0].data.total` for a single event.
+    """
+    parsed = jsonbody.parse(body, prefix=_event_prefix)
     if isinstance(parsed, dict):
         items: list[Any] = [parsed]
     elif isinstance(parsed, list):
@@ -140,5 +139,6 @@ def _timestamp(value: Any, field: str) -> int:
     return ts
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def _event_prefix(path: Path) -> str:
+    """A batch's paths start with the event's index; a single event's with its field."""
+    return "events" if path and isinstance(path[0], int) else "events[0]"

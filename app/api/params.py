@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import request
 
+from app import strictjson
+from app.api import jsonbody
 from app.errors import BadRequest
 from app.models import RunStatus
 from app.state.store import Position
@@ -105,7 +107,7 @@ def cursor() -> Position | None:
         return None
     try:
         padded = raw + "=" * (-len(raw) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        decoded = strictjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeError):
         raise BadRequest("cursor is not valid (use metadata.next_cursor)", field="cursor") from None
     if (
@@ -113,6 +115,7 @@ def cursor() -> Position | None:
         or len(decoded) != 2
         or isinstance(decoded[0], bool)
         or not isinstance(decoded[0], int)
+        or not -MAX_MS <= decoded[0] <= MAX_MS
         or not isinstance(decoded[1], str)
     ):
         raise BadRequest("cursor is not valid (use metadata.next_cursor)", field="cursor")
@@ -120,10 +123,5 @@ def cursor() -> Position | None:
 
 
 def body() -> dict[str, Any]:
-    """The JSON object body (an empty body is `{}`)."""
-    if not request.get_data(cache=True):
-        return {}
-    parsed = request.get_json(silent=True, force=True)
-    if not isinstance(parsed, dict):
-        raise BadRequest("the request body must be a JSON object", field="body")
-    return parsed
+    """The JSON object body (an empty body is `{}`), parsed strictly (`app.api.jsonbody`)."""
+    return jsonbody.request_object()

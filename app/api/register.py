@@ -20,6 +20,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.api import jsonbody
 from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.api.errors import error_response as _error
@@ -47,7 +48,10 @@ def register() -> tuple[Response, int]:
                 field="X-Inngest-Expected-Server-Kind",
             )
         )
-    body = request.get_json(silent=True, force=True)
+    try:
+        body = jsonbody.parse(request.get_data(cache=True))
+    except BadRequest as exc:
+        return _error(exc)
     if not isinstance(body, dict):
         return _error(BadRequest("the registration body must be a JSON object"))
     try:

@@ -77,7 +77,8 @@ class StoreBase:
 
 # --- encoding ---------------------------------------------------------------------------------
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # Never NaN or Infinity: what is stored is answered by the API as strict JSON.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 def _opt_int(raw: str | None) -> int | None:

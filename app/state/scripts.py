@@ -433,4 +433,5 @@ class Scripts:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # Never NaN or Infinity: what is stored is answered by the API as strict JSON.
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)

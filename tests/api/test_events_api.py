@@ -113,7 +113,8 @@ def test_a_body_must_be_declared_json(api: Api) -> None:
     [
         ("{not json", "body"),
         ("", "body"),
-        ('{"name": NaN}', "body"),
+        ('{"name": NaN}', "events[0].name"),
+        ('[{"name": "a"}, {"name": "b", "data": {"x": 1e999}}]', "events[1].data.x"),
         ('"a string"', "body"),
         ("42", "body"),
         ([{"name": "ok"}, "not an object"], "events[1]"),
