@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from croniter import croniter
 
+from app import strictjson
 from app.config import Settings
 from app.drivers import signing
 from app.drivers.http_reply import excerpt
@@ -446,8 +447,8 @@ def sync_app(url: str, settings: Settings, *, timeout_s: float = SYNC_TIMEOUT_S)
     except (httpx.HTTPError, AddressUnresolved) as exc:
         raise SyncError(f"app at {url} is unreachable: {exc}") from exc
     try:
-        reply = response.json()
-    except ValueError:
+        reply = strictjson.loads(response.content)
+    except ValueError:  # not JSON, or not strict JSON (NaN, a lone surrogate, too deep)
         reply = None
     if not isinstance(reply, dict):
         raise SyncError(

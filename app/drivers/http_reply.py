@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from typing import cast
 
+from app import strictjson
 from app.drivers import signing
 from app.drivers.base import CallResult, Op, OpName, unsupported_op
 from app.durations import iso_ms, parse_duration_ms, parse_time_ms
@@ -134,7 +135,8 @@ def _interpret(
         sdk = headers.get("x-inngest-sdk")
         return _ops_result(url, _json(url, status, raw), no_retry, retry_at, sdk)
     if 200 <= status < 300:
-        return CallResult("complete", output=_json(url, status, raw) if raw.strip() else None)
+        output = _json(url, status, raw) if raw.strip() else None
+        return CallResult("complete", output=_checked(url, output, "a function output"))
     retriable = headers.get("x-inngest-no-retry", "").strip().lower() != "true"
     return CallResult(
         "error",
@@ -155,13 +157,27 @@ def excerpt(raw: bytes, limit: int = EXCERPT_CHARS) -> str:
 
 
 def _json(url: str, status: int, raw: bytes) -> JSON:
+    """The body as JSON, leniently (`NaN` parses): `_checked` then names the step at fault."""
     try:
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CallFailure(
             "invalid_response",
             f"app at {url} returned HTTP {status} with a body that is not JSON: {excerpt(raw)}",
         ) from exc
+
+
+def _checked(url: str, value: JSON, what: str) -> JSON:
+    """`value` as strict JSON (`app.strictjson`): lone surrogates become U+FFFD, as Go's
+    decoder (hence Inngest) reads them; a non-finite number (the Python SDK writes `NaN`)
+    or nesting beyond `MAX_DEPTH` fails the call, naming `what` and where, and it is retried
+    like any unusable reply."""
+    try:
+        return strictjson.cleaned(value)
+    except strictjson.JSONRejected as err:
+        raise CallFailure(
+            "invalid_json", f"app at {url} returned {what} that is not valid JSON: {err}"
+        ) from None
 
 
 def _unwrap_stream(
@@ -215,14 +231,14 @@ def parse_retry_after(value: str | None, now_ms: int) -> int | None:
 def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
     try:
         parsed: JSON = json.loads(raw) if raw.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict) and (parsed.get("message") or parsed.get("name")):
         stack = parsed.get("stack")
         return {
-            "name": str(parsed.get("name") or "Error"),
-            "message": str(parsed.get("message") or ""),
-            "stack": stack if isinstance(stack, str) else None,
+            "name": strictjson.cleaned(str(parsed.get("name") or "Error")),
+            "message": strictjson.cleaned(str(parsed.get("message") or "")),
+            "stack": strictjson.cleaned(stack) if isinstance(stack, str) else None,
         }
     return {
         "name": "Error",
@@ -249,6 +265,7 @@ def _ops_result(
             return unsupported_op(name, sdk)
     ops: list[Op] = []
     for item in items:
+        item = _checked(url, item, f"step {_label(item)!r}")
         kind = str(item.get("op", ""))
         if kind.lower() == "runcomplete":
             # Only checkpointing SDKs send it (we never ask for that), but it means what it says.
@@ -257,6 +274,16 @@ def _ops_result(
         if op is not None:
             ops.append(op)
     return CallResult("ops", ops=ops)
+
+
+def _label(item: dict[str, JSON]) -> str:
+    """The step's name for an error message, before the op is read."""
+    userland = item.get("userland")
+    user_id = userland.get("id") if isinstance(userland, dict) else None
+    for source in (item.get("displayName"), user_id, item.get("id")):
+        if isinstance(source, str) and source:
+            return source
+    return "?"
 
 
 def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -> Op | None:

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from app import strictjson
 from app.drivers.base import CallRequest, CallResult, Checkpoint, Op, OpName, unsupported_op
 from app.functions import FunctionSet, LocalFunction
 from app.ids import StepCounter
@@ -97,14 +98,23 @@ def _step_error(error: dict[str, JSON]) -> StepError:
 
 
 def _to_json(value: object, what: str) -> JSON:
-    """`value` as it will read back from storage (tuples become lists ...), or abort."""
+    """`value` as it will read back from storage (tuples become lists ...), or abort.
+
+    It must be strict JSON (`app.strictjson`): NaN, infinities and nesting beyond
+    `MAX_DEPTH` abort naming the step and the place; lone surrogates become U+FFFD, as
+    Inngest reads an SDK's output.
+    """
     try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError) as err:
+        data = json.loads(json.dumps(value))
+    except (TypeError, ValueError, RecursionError) as err:
         raise _Abort(
             "OutputUnserializableError",
             f"{what} is not JSON-serialisable ({type(value).__name__}): {err}",
         ) from None
+    try:
+        return strictjson.cleaned(data)
+    except strictjson.JSONRejected as err:
+        raise _Abort("OutputUnserializableError", f"{what} is not valid JSON: {err}") from None
 
 
 class _Group:

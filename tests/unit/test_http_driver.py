@@ -538,6 +538,53 @@ def test_op_list_shapes(server: CannedServer) -> None:
     ]
 
 
+def test_non_finite_step_outputs_fail_naming_the_step(server: CannedServer) -> None:
+    """The Python SDK writes a NaN output as `NaN`; Inngest's Go decoder refuses the reply, so
+    the call fails (and is retried). The error names the step and the place."""
+    for raw, words in (
+        (
+            b'[{"op": "StepRun", "id": "%s", "displayName": "ratio", "data": {"r": NaN}}]'
+            % A.encode(),
+            ["step 'ratio'", "data.r", "finite"],
+        ),
+        (
+            b'[{"op": "StepRun", "id": "%s", "userland": {"id": "big"}, "data": [1e999]}]'
+            % A.encode(),
+            ["step 'big'", "data[0]", "finite"],
+        ),
+        (b'{"total": -Infinity}', ["function output", "total", "finite"]),
+        (
+            json.dumps({"op": "StepRun", "id": A, "data": [[[[]]]]})
+            .replace("[[[[]]]]", "[" * 150 + "]" * 150)
+            .encode(),
+            ["deeper than 100"],
+        ),
+    ):
+        status = 200 if raw.startswith(b'{"total') else 206
+        result = call(server, Reply(status, SDK, raw))
+        assert result.kind == "error" and result.retriable, raw[:60]
+        assert result.error is not None and result.error["code"] == "invalid_json"
+        for word in words:
+            assert word in str(result.error["message"]), (word, result.error["message"])
+
+
+def test_lone_surrogates_in_replies_become_replacement_characters(server: CannedServer) -> None:
+    """As Go's decoder reads them (a JS string cut inside an emoji, say): the step's work is
+    kept, and what is stored is valid Unicode."""
+    raw = (
+        b'[{"op": "StepRun", "id": "%s", "name": "cut\\ud83d", "data": {"t": "ab\\ud83d"}},'
+        b' {"op": "StepError", "id": "%s", "error": {"name": "E", "message": "x\\udc00"}}]'
+        % (A.encode(), B.encode())
+    )
+    result = call(server, Reply(206, SDK, raw))
+    assert result.kind == "ops"
+    run, failed = result.ops
+    assert (run.name, run.data) == ("cut\ufffd", {"t": "ab\ufffd"})
+    assert failed.error is not None and failed.error["message"] == "x\ufffd"
+    error = call(server, Reply(500, SDK, b'{"name": "E\\ud800", "message": "m", "stack": "s"}'))
+    assert error.error is not None and error.error["name"] == "E\ufffd"
+
+
 def test_sleep_forms(server: CannedServer) -> None:
     def sleep(**fields: Any) -> CallResult:
         return call(server, Reply(206, SDK, [{"op": "Sleep", "id": A, **fields}]))

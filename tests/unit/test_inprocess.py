@@ -472,6 +472,55 @@ def test_unserialisable_output_fails_clearly() -> None:
     assert r2.error is not None and "object" in str(r2.error["message"])
 
 
+def test_non_finite_outputs_fail_naming_the_step() -> None:
+    def step_nan(ctx: inngest.ContextSync) -> Any:
+        return ctx.step.run("ratio", lambda: {"values": [1.0, float("nan")]})
+
+    def step_inf(ctx: inngest.ContextSync) -> Any:
+        return ctx.step.run("overflow", lambda: float("inf"))
+
+    def fn_nan(ctx: inngest.ContextSync) -> Any:
+        return {"mean": float("-inf")}
+
+    def step_deep(ctx: inngest.ContextSync) -> Any:
+        def build() -> Any:
+            value: Any = 1
+            for _ in range(150):
+                value = [value]
+            return value
+
+        return ctx.step.run("deep", build)
+
+    for handler, fn_id, words in (
+        (step_nan, "nan1", ["step 'ratio'", "values[1]", "finite"]),
+        (step_inf, "nan2", ["step 'overflow'", "finite"]),
+        (fn_nan, "nan3", ["function's output", "mean", "finite"]),
+        (step_deep, "nan4", ["step 'deep'", "deeper than 100"]),
+    ):
+        fn = make(handler, fn_id=fn_id)
+        memory = Memory()
+        result = Harness(fn).call(fn, memory)
+        assert result.kind == "error" and result.retriable is False, fn_id
+        assert result.error is not None and result.error["name"] == "OutputUnserializableError"
+        for word in words:
+            assert word in str(result.error["message"]), (fn_id, result.error["message"])
+        assert memory.checkpoints == []  # nothing was saved
+
+
+def test_lone_surrogates_in_outputs_become_replacement_characters() -> None:
+    def handler(ctx: inngest.ContextSync) -> Any:
+        cut = ctx.step.run("cut", lambda: {"text": "\U0001f600"[:1] + "\ud83d", "\udc00": 1})
+        return [cut, "end\udfff"]
+
+    fn = make(handler, fn_id="surrogates")
+    memory = Memory()
+    result = Harness(fn).call(fn, memory)
+    assert result.kind == "complete"
+    saved = {"text": "\U0001f600\ufffd", "\ufffd": 1}
+    assert [op.data for op in memory.checkpoints] == [saved]
+    assert result.output == [saved, "end\ufffd"]
+
+
 def test_nested_steps_are_refused() -> None:
     def handler(ctx: inngest.ContextSync) -> Any:
         return ctx.step.run("outer", lambda: ctx.step.run("inner", lambda: 1))
