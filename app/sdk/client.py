@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from app import strictjson
 from app.errors import InvalidFunction
 from app.models import JSON
 from app.sdk.errors import SendEventsError
@@ -220,8 +221,16 @@ class Inngest:
         return await asyncio.to_thread(self._post, body)
 
     def _wire(self, events: Event | list[Event]) -> list[dict[str, JSON]]:
+        """The events as sent; strict JSON as the event API wants it, checked here too
+        because an in-process sender hands them to the engine directly."""
         items = events if isinstance(events, list) else [events]
-        return [(e if isinstance(e, Event) else Event.model_validate(e)).to_dict() for e in items]
+        body = [(e if isinstance(e, Event) else Event.model_validate(e)).to_dict() for e in items]
+        try:
+            strictjson.check(body)
+        except strictjson.JSONRejected as exc:
+            field = strictjson.render_path(exc.path, "events")
+            raise SendEventsError(f"{field}: {exc.problem}", []) from None
+        return body
 
     def _post(self, body: list[dict[str, JSON]]) -> list[str]:
         seed = f"{int(time.time() * 1000)},{base64.b64encode(os.urandom(10)).decode()}"

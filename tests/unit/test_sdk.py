@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -229,6 +230,24 @@ def test_send_uses_the_installed_sender() -> None:
     ids = local.send_sync([sdk.Event(name="x", id="dedupe"), sdk.Event(name="y", ts=5)])
     assert ids == ["a", "b"]
     assert got[0][0]["id"] == "dedupe" and got[0][1]["ts"] == 5
+
+
+def test_send_refuses_what_the_event_api_would() -> None:
+    """An in-process sender hands events to the engine directly: they are checked as strict
+    JSON here, as `POST /e` checks them."""
+    from app.sdk.errors import SendEventsError
+
+    local = sdk.Inngest(app_id="s")
+    got: list[list[dict[str, JSON]]] = []
+    local.set_sender(lambda events: got.append(events) or [])
+    for data, field in (
+        ({"x": float("nan")}, "events[1].data.x"),
+        ({"x": [float("inf")]}, "events[1].data.x[0]"),
+        ({"x": "\ud800"}, "events[1].data.x"),
+    ):
+        with pytest.raises(SendEventsError, match=re.escape(field)):
+            local.send_sync([sdk.Event(name="ok"), sdk.Event(name="bad", data=data)])
+    assert got == []
 
 
 class _EventAPI(BaseHTTPRequestHandler):
