@@ -16,14 +16,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import celpy
-from celpy.adapter import json_to_cel
+from celpy import celtypes
 
 from app.errors import BadRequest
 from app.models import JSON, Pause, Trigger
@@ -76,7 +77,7 @@ def evaluate(expr: str, variables: dict[str, JSON]) -> bool:
         log.warning("expression does not compile: %s", exc.message)
         return False
     try:
-        activation = {name: json_to_cel(value) for name, value in variables.items()}
+        activation = {name: to_cel(value) for name, value in variables.items()}
         result = program.evaluate(activation)
     except Exception:  # CELEvalError and friends: a failed predicate does not match
         return False
@@ -86,7 +87,7 @@ def evaluate(expr: str, variables: dict[str, JSON]) -> bool:
 def value_of(expr: str, variables: dict[str, JSON]) -> JSON:
     """The value of `expr` as plain JSON data (flow-control keys, priorities). Raises
     `BadRequest` when it does not compile, and the evaluation error when it fails."""
-    activation = {name: json_to_cel(value) for name, value in variables.items()}
+    activation = {name: to_cel(value) for name, value in variables.items()}
     result = compile_expression(expr).evaluate(activation)
     if isinstance(result, Exception):
         raise result
@@ -103,6 +104,8 @@ def to_plain(value: Any) -> JSON:
         return str(value)
     if isinstance(value, int):
         return int(value)
+    if isinstance(value, BigInt):
+        return value.exact  # a key over a big integer stays exact
     if isinstance(value, float):
         return float(value)
     if isinstance(value, Mapping):
@@ -129,6 +132,104 @@ def pause_matches(pause: Pause, event: dict[str, JSON]) -> bool:
     if not pause.expression:
         return True
     return evaluate(pause.expression, {"async": event, "event": pause.trigger_event})
+
+
+# --- JSON values as CEL sees them: integers beyond int64 ---------------------------------
+#
+# CEL's `int` is 64 bits, and celpy's `json_to_cel` raises for anything larger, which made
+# every expression over an event holding one big integer (anywhere) fail. Inngest decodes
+# event JSON into Go's float64, so its CEL sees every number as a double: integers beyond
+# int64 are converted to the nearest double here (±infinity past a double's range), so
+# unrelated fields match as before and comparisons on the big field keep their meaning
+# (`event.data.id > 0`). Each remembers its exact value: a flow-control key that is such a
+# field (`event.data.account_id`) hashes it exactly, so close big values never share a
+# bucket. Equality between two big values compares the doubles, as in Inngest.
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class BigInt(celtypes.DoubleType):
+    """An integer outside int64 as a CEL double; `exact` is the integer itself."""
+
+    exact: int
+
+    def __new__(cls, exact: int) -> BigInt:
+        value = cast("BigInt", super().__new__(cls, as_double(exact)))
+        value.exact = exact
+        return value
+
+
+def as_double(number: int) -> float:
+    """The nearest double to an integer; ±infinity beyond the range of doubles."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf if number > 0 else -math.inf
+
+
+def to_cel(value: JSON) -> Any:
+    """JSON data as CEL values: celpy's `json_to_cel`, except that an integer outside int64
+    becomes a `BigInt` double instead of an error."""
+    if isinstance(value, bool):
+        return celtypes.BoolType(value)
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return celtypes.IntType(value)
+        return BigInt(value)
+    if isinstance(value, float):
+        return celtypes.DoubleType(value)
+    if isinstance(value, str):
+        return celtypes.StringType(value)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return celtypes.MapType(
+            {celtypes.StringType(key): to_cel(item) for key, item in value.items()}
+        )
+    if isinstance(value, list | tuple):
+        return celtypes.ListType([to_cel(item) for item in value])
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def cel_numbers(value: JSON) -> JSON:
+    """`value` with each integer outside int64 replaced by its double: the value CEL compares
+    (the pause index stores and looks up this form, so it finds what CEL would match)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return as_double(value)
+    if isinstance(value, dict):
+        return {key: cel_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [cel_numbers(item) for item in value]
+    return value
+
+
+def cel_literal(value: JSON) -> str:
+    """A CEL literal for a JSON value (`event.*` interpolated into a pause): JSON text, but
+    integers outside int64 written as doubles (`1.2089258196146292e+24`, `1e999` past a
+    double's range), which is how CEL sees them (an int literal that large does not parse)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return str(value)
+        return _double_literal(as_double(value))
+    if isinstance(value, float):
+        return _double_literal(value)
+    if isinstance(value, dict):
+        items = (f"{cel_literal(key)}:{cel_literal(item)}" for key, item in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(cel_literal(item) for item in value) + "]"
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+def _double_literal(number: float) -> str:
+    if math.isinf(number):
+        return "1e999" if number > 0 else "-1e999"
+    text = repr(number)
+    return text if any(c in text for c in ".enN") else text + ".0"
 
 
 # --- the pause index -----------------------------------------------------------------------
@@ -161,7 +262,7 @@ def lookups_for(paths: list[str], event: dict[str, JSON]) -> list[tuple[str, str
             continue
         value = _walk(event, parts[1:])
         if value is not _MISSING:
-            lookups.append((path, canonical_json(value)))
+            lookups.append((path, canonical_json(cel_numbers(value))))
     return lookups
 
 
@@ -221,7 +322,7 @@ def interpolate(expr: str, trigger_event: dict[str, JSON]) -> str:
 
 
 def _literal(value: JSON) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = cel_literal(value)
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         return f"({text})"
     return text

@@ -45,7 +45,8 @@ class Gates:
         now: int,
     ) -> bool:
         """Whether `rateLimit` admits the event; a refusal is recorded."""
-        hashed = key_hash(option_str(rate.get("key")), event, on_error="invalid")
+        report = self._outcomes.key_error(fn, [internal_id], "rateLimit.key")
+        hashed = key_hash(option_str(rate.get("key")), event, on_error="invalid", report=report)
         limit = rate.get("limit")
         period = option_ms(rate.get("period"))
         if hashed is None or not isinstance(limit, int) or limit < 1 or period <= 0:
@@ -75,13 +76,14 @@ class Gates:
         default_key: str | None = None,
     ) -> Decision:
         """The last checks before a run is created: idempotency key, then singleton."""
-        idem = self.idempotency_key(fn, event) if idempotency else None
+        idem = self.idempotency_key(fn, event, event_ids) if idempotency else None
         key = idem or default_key
         start = Decision("start", idempotency_key=key, correlation_id=correlation_id)
         singleton = fn.options.get("singleton")
         if not isinstance(singleton, dict):
             return start
-        hashed = key_hash(option_str(singleton.get("key")), event, on_error="off")
+        report = self._outcomes.key_error(fn, event_ids, "singleton.key")
+        hashed = key_hash(option_str(singleton.get("key")), event, on_error="off", report=report)
         if hashed is None:
             return start  # not a singleton for this event (false, or the key failed)
         if idem is not None and self._flow.idempotency_holder(f"{fn.id}:{idem}") is not None:
@@ -113,10 +115,12 @@ class Gates:
             "start", run_id=decided.run_id, idempotency_key=key, correlation_id=correlation_id
         )
 
-    @staticmethod
-    def idempotency_key(fn: FunctionConfig, event: dict[str, JSON]) -> str | None:
+    def idempotency_key(
+        self, fn: FunctionConfig, event: dict[str, JSON], event_ids: list[str]
+    ) -> str | None:
         expr = option_str(fn.options.get("idempotency"))
         if expr is None:
             return None
-        hashed = key_hash(expr, event, on_error="off")
+        report = self._outcomes.key_error(fn, event_ids, "idempotency")
+        hashed = key_hash(expr, event, on_error="off", report=report)
         return None if hashed is None else f"idem:{hashed}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from app import expressions
@@ -42,20 +42,33 @@ INVALID_KEY = "<invalid>"
 
 
 def key_hash(
-    expr: str | None, event: Mapping[str, JSON], *, on_error: Literal["invalid", "off"]
+    expr: str | None,
+    event: Mapping[str, JSON],
+    *,
+    on_error: Literal["invalid", "off"],
+    report: Callable[[str], None] | None = None,
 ) -> str | None:
     """The hashed value of a key expression over `{"event": event}`.
 
     No expression: `-` (one key for the function). Boolean `false`: None (the option does not
     apply to this event, as in Inngest). An evaluation error: the hash of `<invalid>`
-    (`on_error="invalid"`) or None (`"off"`).
+    (`on_error="invalid"`) or None (`"off"`), as Inngest does; never silently: it is logged
+    and told to `report` (admission records it as the event's `key_error` outcome).
     """
     if not expr:
         return NO_KEY
     try:
         value = expressions.value_of(expr, {"event": dict(event)})
     except Exception as exc:  # BadRequest, CELEvalError and friends
+        consequence = (
+            "the option is off for this event"
+            if on_error == "off"
+            else f"the event counts in the shared {INVALID_KEY} bucket"
+        )
+        message = f"key {expr!r} could not be evaluated ({_reason(exc)}): {consequence}"
         log.warning("key expression failed expr=%r error=%s", expr, exc)
+        if report is not None:
+            report(message)
         if on_error == "off":
             return None
         value = INVALID_KEY
@@ -63,6 +76,12 @@ def key_hash(
         return None
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _reason(exc: Exception) -> str:
+    """An evaluation error in a few words (celpy's errors are tuples of details)."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, str) else str(exc) or type(exc).__name__
 
 
 # --- option validation ------------------------------------------------------------------------

@@ -29,6 +29,9 @@ BATCHED = "batched"
 IDEMPOTENT = "idempotent"
 SINGLETON_SKIPPED = "singleton_skipped"
 NO_MATCH = "no_match"
+KEY_ERROR = "key_error"
+"""A key expression failed for the event: it went to the shared `<invalid>` bucket, or the
+option was off for it. Recorded beside the function's decision, not in its place."""
 
 FINISHED = "inngest/function.finished"
 
@@ -73,6 +76,9 @@ class Outcomes:
         self, fn: FunctionConfig, event_ids: list[str], outcome: str, message: str, **extra: JSON
     ) -> None:
         now = self._clock()
+        # One record per function and event; a key error has its own, so that the skip or
+        # hold that follows it (rate limited in the `<invalid>` bucket) does not replace it.
+        field = f"{fn.id}#{KEY_ERROR}" if outcome == KEY_ERROR else fn.id
         for event_id in event_ids:
             record: dict[str, JSON] = {
                 "function_id": fn.id,
@@ -81,7 +87,7 @@ class Outcomes:
                 "at": now,
                 **extra,
             }
-            self._flow.record_outcome(event_id, fn.id, record)
+            self._flow.record_outcome(event_id, field, record)
         log.info(
             "event %s function=%s event_id=%s: %s",
             outcome,
@@ -90,6 +96,12 @@ class Outcomes:
             message,
             extra={"function_id": fn.id, "event_ids": event_ids, "outcome": outcome},
         )
+
+    def key_error(
+        self, fn: FunctionConfig, event_ids: list[str], option: str
+    ) -> Callable[[str], None]:
+        """Where `key_hash` reports a key that failed: a `key_error` record per event."""
+        return lambda message: self.record(fn, event_ids, KEY_ERROR, f"{option}: {message}")
 
     def fail_invoker(
         self,

@@ -167,7 +167,13 @@ def evaluate_value(expr: str, event: dict[str, JSON]) -> Any:
     except BadRequest as exc:
         log.warning("flow-control expression does not compile: %s", exc.message)
         return _INVALID
-    except Exception:  # CELEvalError and friends: e.g. a missing field
+    except Exception as exc:  # CELEvalError and friends: e.g. a missing field
+        log.warning(
+            "flow-control expression failed expr=%r error=%s (a key counts as <invalid>, "
+            "a priority as 0)",
+            expr,
+            exc,
+        )
         return _INVALID
 
 

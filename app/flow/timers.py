@@ -90,7 +90,9 @@ class Timers:
         internal_id: str,
         now: int,
     ) -> Decision:
-        hashed = key_hash(option_str(debounce.get("key")), event, on_error="invalid") or NO_KEY
+        report = self._outcomes.key_error(fn, [internal_id], "debounce.key")
+        expr = option_str(debounce.get("key"))
+        hashed = key_hash(expr, event, on_error="invalid", report=report) or NO_KEY
         period = max(option_ms(debounce.get("period")), DEBOUNCE_MIN_PERIOD_MS)
         result = self._flow.debounce(
             fn.id,
@@ -136,7 +138,9 @@ class Timers:
         now: int,
     ) -> Decision:
         size = min(int(batch.get("maxSize") or 1), BATCH_MAX_SIZE)
-        hashed = key_hash(option_str(batch.get("key")), event, on_error="invalid") or NO_KEY
+        report = self._outcomes.key_error(fn, [internal_id], "batchEvents.key")
+        expr = option_str(batch.get("key"))
+        hashed = key_hash(expr, event, on_error="invalid", report=report) or NO_KEY
         result = self._flow.append_batch(
             fn.id,
             hashed,

@@ -309,3 +309,82 @@ def test_evaluations_are_counted_by_module_function(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(expressions, "evaluate", counting)
     pause_matches(_pause(PreparedPause("async.data.x == 1")), {"data": {"x": 1}})
     assert calls == ["async.data.x == 1"]
+
+
+# --- integers beyond int64 (issue 9, defect 2) ----------------------------------------------
+
+BIG = 2**70 + 1
+"""Beyond int64: CEL's int cannot hold it; celpy's json_to_cel raised for the whole event."""
+HUGE = 10**400
+"""Beyond a double's range too."""
+BIG_EVENT: dict[str, JSON] = {
+    "name": "shop/order.created",
+    "data": {"order_id": "o-1", "big": BIG, "huge": HUGE, "neg": -(2**64), "ids": [1, BIG]},
+    "user": {"account": 2**63},
+}
+
+
+@pytest.mark.parametrize(
+    ("expr", "want"),
+    [
+        ("event.data.order_id == 'o-1'", True),  # unrelated fields still match
+        ("event.data.order_id == 'o-2'", False),
+        ("event.data.big > 1e21", True),  # the big field compares as a double
+        ("event.data.big < 1e21", False),
+        ("event.data.big > 100", True),
+        ("event.data.neg < -1e19", True),
+        ("event.data.huge > 1e300", True),
+        ("event.user.account > 9e18", True),
+        ("size(event.data.ids) == 2 && event.data.ids[0] == 1", True),
+        ("event.data.big == 1180591620717411303424.0", True),  # double equality, as Inngest
+    ],
+)
+def test_big_integers_evaluate_as_doubles(expr: str, want: bool) -> None:
+    assert evaluate(expr, {"event": BIG_EVENT}) is want
+    trigger = Trigger(event="shop/order.created", expression=expr)
+    assert trigger_matches(trigger, BIG_EVENT) is want
+
+
+def test_a_key_over_a_big_integer_stays_exact() -> None:
+    assert expressions.value_of("event.data.big", {"event": BIG_EVENT}) == BIG
+    assert expressions.value_of("event.data.ids", {"event": BIG_EVENT}) == [1, BIG]
+    assert expressions.value_of("event.data.huge", {"event": BIG_EVENT}) == HUGE
+    assert expressions.value_of("event.data.big + 1.0", {"event": BIG_EVENT}) == float(BIG) + 1
+
+
+def test_pauses_interpolate_big_integers_and_index_what_cel_matches() -> None:
+    prepared = prepare_pause(
+        "async.data.id == event.data.big && async.data.h == event.data.huge", BIG_EVENT
+    )
+    assert prepared.expression == "async.data.id == 1.1805916207174113e+21 && async.data.h == 1e999"
+    assert prepared.index_path == "async.data.id"
+    pause = _pause(prepared, trigger_event=BIG_EVENT)
+    for incoming, want in (
+        ({"id": BIG, "h": HUGE}, True),
+        ({"id": BIG - 1, "h": HUGE + 1}, True),  # the same doubles: CEL (and Inngest) say equal
+        ({"id": 5, "h": HUGE}, False),
+        ({"id": BIG, "h": 1}, False),
+    ):
+        event: dict[str, JSON] = {"name": "shop/order.paid", "data": incoming}
+        assert pause_matches(pause, event) is want, incoming
+        if want:  # the index finds every pause CEL would match
+            lookups = lookups_for([prepared.index_path], event)
+            assert (prepared.index_path, prepared.index_value) in lookups
+    negative = prepare_pause("async.data.n == event.data.neg", BIG_EVENT)
+    assert negative.expression == "async.data.n == (-1.8446744073709552e+19)"
+    assert pause_matches(
+        _pause(negative, trigger_event=BIG_EVENT),
+        {"name": "shop/order.paid", "data": {"n": -(2**64)}},
+    )
+
+
+def test_cel_literal_of_json_values() -> None:
+    assert (
+        expressions.cel_literal({"a": [1, 2.5, None, True, "x"]}) == '{"a":[1,2.5,null,true,"x"]}'
+    )
+    assert expressions.cel_literal(2**63) == "9.223372036854776e+18"
+    assert expressions.cel_literal(-(10**400)) == "-1e999"
+    assert expressions.cel_literal(1e22) == "1e+22"
+    assert expressions.cel_literal(3.0) == "3.0"
+    for value in (BIG_EVENT, [2**64, -(2**64)], {"k": HUGE}):
+        compile_expression(expressions.cel_literal(value))  # every literal compiles

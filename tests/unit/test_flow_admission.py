@@ -508,3 +508,70 @@ def test_registration_keeps_valid_functions_and_reports_invalid_ones() -> None:
         f"'shop-{name}'" in error.message
         for name, error in zip(("neg", "dur", "expr"), registration.errors, strict=True)
     )
+
+
+# --- integers beyond int64, and keys that fail (issue 9, defect 2) ----------------------------
+
+BIG = 2**70 + 1
+
+
+def test_a_big_integer_elsewhere_leaves_every_key_to_its_own_field(world: World) -> None:
+    """It used to make every key `<invalid>`: one shared rate-limit bucket, singleton and
+    idempotency off."""
+    world.register(
+        fn("brl", rateLimit={"limit": 1, "period": "1m", "key": "event.data.customer"}),
+        fn("bone", singleton={"mode": "skip", "key": "event.data.customer"}),
+        fn("bidem", idempotency="event.data.order"),
+    )
+    sent = [
+        world.send("app/go", {"customer": c, "order": o, "big": BIG, "deep": [{"n": -BIG}]})
+        for c, o in (("a", "o1"), ("b", "o2"), ("a", "o1"))
+    ]
+    assert len(world.runs("app-brl")) == 2  # a, b; the second a is rate limited
+    assert len(world.runs("app-bone")) == 2  # the second a is skipped: a's run is live
+    assert len(world.runs("app-bidem")) == 2  # o1 twice: one run
+    assert sorted(world.outcomes(sent[2])) == ["idempotent", "rate_limited", "singleton_skipped"]
+    assert world.outcomes(sent[0]) == world.outcomes(sent[1]) == []  # no key failed
+
+
+def test_a_key_over_a_big_integer_is_exact(world: World) -> None:
+    world.register(fn("bkey", rateLimit={"limit": 1, "period": "1m", "key": "event.data.id"}))
+    first = world.send("app/go", {"id": BIG})
+    neighbour = world.send("app/go", {"id": BIG - 1})  # the same double, another key
+    again = world.send("app/go", {"id": BIG})
+    assert len(world.runs("app-bkey")) == 2
+    assert (world.outcomes(first), world.outcomes(neighbour)) == ([], [])
+    assert world.outcomes(again) == ["rate_limited"]
+
+
+def test_cancel_if_matches_beside_big_integers(world: World) -> None:
+    cancel = [{"event": "app/stop", "if": "async.data.id == event.data.id", "timeout": "1h"}]
+    world.register(fn("bcan", cancel=cancel))
+    world.send("app/go", {"id": 1, "big": BIG})
+    world.send("app/go", {"id": BIG})
+    world.send("app/stop", {"id": 1, "big": -BIG}, at=T0 + 10)
+    world.send("app/stop", {"id": BIG}, at=T0 + 10)
+    assert [run.status for run in world.runs("app-bcan")] == ["Cancelled", "Cancelled"]
+
+
+def test_a_key_that_fails_is_recorded_beside_the_decision(world: World) -> None:
+    world.register(
+        fn("kerl", rateLimit={"limit": 1, "period": "1m", "key": "event.data.missing"}),
+        fn("keone", event="app/one", singleton={"mode": "skip", "key": "event.data.missing"}),
+    )
+    admitted = world.send("app/go", {"x": 1})
+    dropped = world.send("app/go", {"x": 2})  # the same shared `<invalid>` bucket
+    assert world.outcomes(admitted) == ["key_error"]
+    assert sorted(world.outcomes(dropped)) == ["key_error", "rate_limited"]
+    record = next(
+        o for o in world.admission.flow.event_outcomes(dropped) if o["outcome"] == "key_error"
+    )
+    assert record["function_id"] == "app-kerl"
+    message = str(record["message"])
+    assert "rateLimit.key" in message and "event.data.missing" in message
+    assert "'missing'" in message and "shared <invalid> bucket" in message
+    single = world.send("app/one")
+    [record] = world.admission.flow.event_outcomes(single)
+    assert record["outcome"] == "key_error" and "singleton.key" in str(record["message"])
+    assert "off for this event" in str(record["message"])
+    assert len(world.runs("app-kerl")) == 1 and len(world.runs("app-keone")) == 1

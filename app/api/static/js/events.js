@@ -15,6 +15,7 @@ const OUTCOME_TEXT = {
   idempotent: "idempotency: duplicate",
   singleton_skipped: "singleton: skipped",
   no_match: "expression false",
+  key_error: "key failed",
 };
 
 // Runs and outcomes per event, refreshed while they may still change.
