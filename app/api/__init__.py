@@ -51,6 +51,8 @@ __all__ = ["create_app", "current_engine"]
 def create_app(engine: Engine | None = None) -> Flask:
     app = Flask("stepline", static_folder=None)  # the UI serves its own files (ui.py)
     app.json = jsonbody.StrictJSONProvider(app)
+    # `/v1/apps//sync` is not `/v1/apps/sync`: a 404, not an HTML redirect to another route.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = events.MAX_REQUEST_BYTES
     if engine is not None:
         app.extensions[EXTENSION] = engine
