@@ -236,14 +236,19 @@ def _double_literal(number: float) -> str:
 
 
 def canonical_json(value: JSON) -> str:
-    """The index form of a value: sorted keys, no spaces, integral floats written as ints.
+    """The index form of a value: sorted keys, no spaces, integral floats written as ints,
+    a non-finite double (an integer beyond a double's range, as CEL sees it) as a string
+    (`"Infinity"`), so the form is strict JSON like everything else stored.
 
-    Folding 1.0 into 1 can only add candidates (they are then evaluated), never lose one.
+    Folding 1.0 into 1, or infinity into a string, can only add candidates (they are then
+    evaluated), never lose one.
     """
-    return json.dumps(_fold_numbers(value), sort_keys=True, separators=(",", ":"))
+    return json.dumps(_fold_numbers(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def _fold_numbers(value: JSON) -> JSON:
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)  # "Infinity", "-Infinity", "NaN" (0.0/0.0 in a literal)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -30,6 +30,8 @@ expressions.compile_expression("true")  # celpy raises the recursion limit once:
 
 EXAMPLES = int(os.environ.get("STEPLINE_FUZZ_EXAMPLES", "0") or 0)
 """Examples per test on demand (0: the CI counts, derandomized)."""
+TIMEOUT_S = 300 + EXAMPLES
+"""A fuzz test that runs longer hangs somewhere (pytest-timeout fails it)."""
 
 settings.register_profile(
     "stepline-ci",
@@ -127,4 +129,4 @@ def target() -> Iterator[Target]:
         client.close()
 
 
-__all__ = ["EXAMPLES", "FUNCTIONS", "PREFIX", "Target", "examples", "target"]
+__all__ = ["EXAMPLES", "FUNCTIONS", "PREFIX", "TIMEOUT_S", "Target", "examples", "target"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from app.strictjson import MAX_DEPTH
 from tests.conftest import REDIS_URL
 from tests.fuzz.checks import assert_stored_strict, check_answer
-from tests.fuzz.harness import PREFIX, Target, examples
+from tests.fuzz.harness import PREFIX, TIMEOUT_S, Target, examples
 from tests.fuzz.strategies import (
     ANY_TEXT,
     CONTENT_TYPES,
@@ -30,7 +30,7 @@ from tests.fuzz.strategies import (
     quote,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(TIMEOUT_S)
 
 SEEDS = st.one_of(
     st.none(),
@@ -58,6 +58,7 @@ def test_event_bodies(target: Target) -> None:
     @example(body={"name": "fuzz/a", "data": {"k": float("inf")}}, seed=None, content_type="")
     @example(body={"name": "fuzz/a", "data": {"k": "\ud800"}}, seed=None, content_type="")
     @example(body={"name": "fuzz/b", "data": {"k": 2**70, "n": 1}}, seed=None, content_type="")
+    @example(body={"name": "fuzz/a", "data": {"k": {"x": 10**400}}}, seed=None, content_type="")
     def send(body: Any, seed: str | None, content_type: str) -> None:
         headers = {} if seed is None else {"X-Inngest-Event-Id-Seed": seed}
         response, answer = post(target, "/e/fuzz", encode(body), content_type, **headers)

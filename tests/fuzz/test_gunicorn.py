@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 
 from tests.conftest import REDIS_URL, require_redis
 from tests.fuzz.checks import assert_stored_strict, check_answer
-from tests.fuzz.harness import examples
+from tests.fuzz.harness import TIMEOUT_S, examples
 from tests.fuzz.strategies import RAW_BODIES, WIRE_CONTENT_TYPES, nested
 from tests.sdk_apps.harness import ROOT
 from tests.sdk_apps.stack import ApiServer
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(TIMEOUT_S)
 
 PREFIX = "fuzzweb"
-TIMEOUT_S = 30.0
+ANSWER_TIMEOUT_S = 30.0
 """No answer within this is a hang (a request is a few ms even on a busy machine)."""
 
 
@@ -42,7 +42,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     server = ApiServer(env, log)
     server.start()
     try:
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT_S) as http:
+        with httpx.Client(base_url=server.url, timeout=ANSWER_TIMEOUT_S) as http:
             yield http
     finally:
         server.stop()

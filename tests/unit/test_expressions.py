@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from app import expressions
@@ -388,3 +390,18 @@ def test_cel_literal_of_json_values() -> None:
     assert expressions.cel_literal(3.0) == "3.0"
     for value in (BIG_EVENT, [2**64, -(2**64)], {"k": HUGE}):
         compile_expression(expressions.cel_literal(value))  # every literal compiles
+
+
+def test_the_index_form_is_strict_json() -> None:
+    """An integer beyond a double's range is infinity to CEL; its index form stays JSON."""
+    assert canonical_json({"k": expressions.cel_numbers(10**400)}) == '{"k":"Infinity"}'
+    assert canonical_json([float("-inf"), 2.0]) == '["-Infinity",2]'
+    prepared = prepare_pause("async.data.k == event.data.k", {"data": {"k": [-(10**400)]}})
+    assert prepared.index_value == '["-Infinity"]'
+    for literal in ("0.0/0.0", "1.0/0.0", "-1e999"):  # computed non-finite literals
+        index_value = prepare_pause(f"async.data.k == {literal}", {}).index_value
+        assert index_value is not None and json.loads(index_value) in (
+            "NaN",
+            "Infinity",
+            "-Infinity",
+        )
