@@ -5,10 +5,12 @@ event as `event`; a pause's `if` sees the run's trigger as `event` and the await
 `async` (`event.data.order_id == async.data.order_id`).
 
 When a pause is saved, every `event.<path>` is replaced by the JSON literal of that value in the
-run's trigger event (`prepare_pause`), so a stored pause only needs `async`. If what is left is a
-conjunction with a term `async.<path> == <literal>`, the pause is indexed under that path and the
-canonical JSON of the literal: an incoming event is then only compared against the pauses indexed
-under its own values (`lookups_for`), never against every pending pause of its name.
+run's trigger event (`prepare_pause`), so a stored pause only needs `async` (a value too deep or
+too large for a literal keeps its reference, evaluated against the trigger event the pause
+stores). If what is left is a conjunction with a term `async.<path> == <literal>`, the pause is
+indexed under that path and the canonical JSON of the literal: an incoming event is then only
+compared against the pauses indexed under its own values (`lookups_for`), never against every
+pending pause of its name.
 """
 
 from __future__ import annotations
@@ -318,19 +320,51 @@ def interpolate(expr: str, trigger_event: dict[str, JSON]) -> str:
             cursor = tokens[end].end
             i = end + 1
             continue
+        literal = _literal(None if value is _MISSING else value)
+        if literal is None:
+            i = end  # too deep or too large for a literal: the reference stays
+            continue
         out.append(expr[cursor : token.start])
-        out.append(_literal(None if value is _MISSING else value))
+        out.append(literal)
         cursor = last.end
         i = end
     out.append(expr[cursor:])
     return "".join(out)
 
 
-def _literal(value: JSON) -> str:
+LITERAL_MAX_DEPTH = 8
+"""An interpolated value nested deeper than this stays an `event.<path>` reference: celpy's
+evaluator spends ~40 frames per level of a literal, and breaks near 60 levels."""
+LITERAL_MAX_CHARS = 4_096
+"""A larger value stays a reference too: every pause would otherwise compile its own copy."""
+
+
+def _literal(value: JSON) -> str | None:
+    """The CEL literal for an interpolated value, or None to keep the reference (the pause
+    stores the trigger event, and `pause_matches` evaluates `event` against it)."""
+    if _nesting(value) > LITERAL_MAX_DEPTH:
+        return None
     text = cel_literal(value)
+    if len(text) > LITERAL_MAX_CHARS:
+        return None
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
         return f"({text})"
     return text
+
+
+def _nesting(value: JSON) -> int:
+    """How many arrays and objects are nested in `value` (0 for a scalar), iteratively."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            stack.extend(
+                (inner, depth) for inner in (item.values() if isinstance(item, dict) else item)
+            )
+    return deepest
 
 
 def _is_event_root(tokens: list[_Token], i: int) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app.models import FunctionConfig, Trigger
 from app.state.store import NewRun
 from app.strictjson import MAX_DEPTH
 from tests.api.conftest import Api, fn
@@ -91,13 +92,32 @@ def test_nesting_around_pythons_parse_limit_is_refused(api: Api) -> None:
 
 
 def test_the_deepest_accepted_event_is_processed(api: Api) -> None:
+    """It goes everywhere an event goes, pydantic models included (their JSON parser stops
+    near 200 levels): into a run and a cancel pause, which a matching event then consumes."""
     deep = json.loads(nested(MAX_DEPTH - 2))  # body {...} > data {...} > deep [...]
+    cancel = [{"event": "a/stop", "if": "async.data.deep == event.data.deep"}]
+    api.register(
+        FunctionConfig(
+            id="app-f",
+            name="f",
+            app_id="app",
+            triggers=[Trigger(event="a/b")],
+            options={"cancel": cancel},
+        )
+    )
     response = post(api, "/e/key", json.dumps({"name": "a/b", "data": {"deep": deep}}))
     assert response.status_code == 200
-    api.register(fn("f", *[]))
     assert api.process_events() == 1
     [event] = strict(api.client.get("/v1/events").get_data(as_text=True))["data"]
     assert event["data"] == {"deep": deep}
+    [run] = strict(api.client.get("/v1/runs").get_data(as_text=True))["data"]
+    assert (
+        post(api, "/e/key", json.dumps({"name": "a/stop", "data": {"deep": deep}})).status_code
+        == 200
+    )
+    api.process_events()
+    run = strict(api.client.get(f"/v1/runs/{run['run_id']}").get_data(as_text=True))["data"]
+    assert run["status"] == "Cancelled"
 
 
 def test_big_integers_are_accepted_and_read_back_exactly(api: Api) -> None:

@@ -405,3 +405,22 @@ def test_the_index_form_is_strict_json() -> None:
             "Infinity",
             "-Infinity",
         )
+
+
+def test_values_too_deep_or_large_for_a_literal_stay_references() -> None:
+    """celpy's evaluator breaks near 60 levels of a literal: such values are compared
+    through the trigger event the pause stores, with the same outcome."""
+    deep: JSON = 1
+    for _ in range(98):
+        deep = [deep]
+    large = "x" * 5_000
+    trigger: dict[str, JSON] = {"name": "a", "data": {"deep": deep, "large": large, "id": 7}}
+    expr = "async.data.d == event.data.deep && async.data.l == event.data.large"
+    prepared = prepare_pause(expr + " && async.data.id == event.data.id", trigger)
+    assert prepared.expression == expr + " && async.data.id == 7"
+    assert (prepared.index_path, prepared.index_value) == ("async.data.id", "7")
+    pause = _pause(prepared, trigger_event=trigger)
+    same: dict[str, JSON] = {"name": "b", "data": {"d": deep, "l": large, "id": 7}}
+    assert pause_matches(pause, same)
+    assert not pause_matches(pause, {"name": "b", "data": {"d": [deep], "l": large, "id": 7}})
+    assert interpolate("event.data.deep[0] == 1", trigger) == "event.data.deep[0] == 1"
