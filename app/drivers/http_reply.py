@@ -63,7 +63,7 @@ class CallFailure(Exception):
     def result(self) -> CallResult:
         error: dict[str, JSON] = {
             "name": "SteplineHttpError",
-            "message": self.message,
+            "message": strictjson.cleaned(self.message),  # it may quote what the app sent
             "stack": None,
             "code": self.code,
         }

@@ -76,7 +76,15 @@ class _Abort(BaseException):
 
     def __init__(self, name: str, message: str, error: dict[str, JSON] | None = None) -> None:
         super().__init__(message)
-        self.error: dict[str, JSON] = error or {"name": name, "message": message, "stack": None}
+        fallback: dict[str, JSON] = {"name": name, "message": message, "stack": None}
+        # Stored as strict JSON: a message may quote a step id or an exception's text.
+        self.error: dict[str, JSON] = strictjson.cleaned(error or fallback)
+
+
+def _error_json(err: BaseException) -> dict[str, JSON]:
+    """`error_json`, stored as strict JSON: a lone surrogate in a message becomes U+FFFD."""
+    cleaned: dict[str, JSON] = strictjson.cleaned(error_json(err))
+    return cleaned
 
 
 def _is_wrapper(memo: JSON) -> bool:
@@ -226,7 +234,7 @@ class Replay:
             return err
         final = self._request.attempt + 1 >= self._request.max_attempts
         op: OpName = "StepFailed" if final else "StepError"
-        return _Suspend([Op(op, step.hashed, step.name, error=error_json(err))])
+        return _Suspend([Op(op, step.hashed, step.name, error=_error_json(err))])
 
     @contextmanager
     def parallel(self, mode: ParallelMode) -> Iterator[_Group]:
@@ -361,8 +369,8 @@ class InProcessDriver:
                 retriable=False,
             )
         except RetryAfterError as err:
-            return CallResult("error", error=error_json(err), retry_at_ms=err.retry_at_ms)
+            return CallResult("error", error=_error_json(err), retry_at_ms=err.retry_at_ms)
         except Exception as err:
             retriable = not (isinstance(err, Error) and not err.is_retriable)
-            return CallResult("error", error=error_json(err), retriable=retriable)
+            return CallResult("error", error=_error_json(err), retriable=retriable)
         return CallResult("complete", output=output)

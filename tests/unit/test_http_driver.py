@@ -583,6 +583,9 @@ def test_lone_surrogates_in_replies_become_replacement_characters(server: Canned
     assert failed.error is not None and failed.error["message"] == "x\ufffd"
     error = call(server, Reply(500, SDK, b'{"name": "E\\ud800", "message": "m", "stack": "s"}'))
     assert error.error is not None and error.error["name"] == "E\ufffd"
+    envelope = b'{"status": 500, "body": "", "error": "broke \\udc00"}'
+    streamed = call(server, Reply(201, SDK, envelope))
+    assert streamed.error is not None and str(streamed.error["message"]).endswith("broke \ufffd")
 
 
 def test_sleep_forms(server: CannedServer) -> None:

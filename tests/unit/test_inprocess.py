@@ -521,6 +521,25 @@ def test_lone_surrogates_in_outputs_become_replacement_characters() -> None:
     assert result.output == [saved, "end\ufffd"]
 
 
+def test_error_messages_are_stored_as_valid_unicode() -> None:
+    def step_fails(ctx: inngest.ContextSync) -> Any:
+        def body() -> None:
+            raise ValueError("bad \udc80 byte")
+
+        return ctx.step.run("decode", body)
+
+    def fn_fails(ctx: inngest.ContextSync) -> Any:
+        raise inngest.NonRetriableError("gave up on \ud800")
+
+    step = make(step_fails, fn_id="err1")
+    [op] = Harness(step).call(step).ops
+    assert op.error is not None and op.error["message"] == "bad \ufffd byte"
+    assert "\ufffd" in str(op.error["stack"])
+    whole = make(fn_fails, fn_id="err2")
+    result = Harness(whole).call(whole)
+    assert result.error is not None and result.error["message"] == "gave up on \ufffd"
+
+
 def test_nested_steps_are_refused() -> None:
     def handler(ctx: inngest.ContextSync) -> Any:
         return ctx.step.run("outer", lambda: ctx.step.run("inner", lambda: 1))
