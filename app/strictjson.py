@@ -80,7 +80,8 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> JSON:
 def check(value: JSON, *, max_depth: int = MAX_DEPTH) -> None:
     """Raise `JSONRejected` for the first part of `value` strict JSON cannot hold: a
     non-finite number, a lone surrogate, nesting beyond `max_depth`, a non-JSON type."""
-    _walk(value, max_depth, repair=False)
+    if not _clean(value, max_depth):
+        _walk(value, max_depth, repair=False)
 
 
 def cleaned(value: JSON, *, max_depth: int = MAX_DEPTH) -> JSON:
@@ -88,13 +89,48 @@ def cleaned(value: JSON, *, max_depth: int = MAX_DEPTH) -> JSON:
     raises `JSONRejected` for the other problems `check` finds."""
     if isinstance(value, str):
         return _repair_text(value) if _has_surrogate(value) else value
-    _walk(value, max_depth, repair=True)
+    if not _clean(value, max_depth):
+        _walk(value, max_depth, repair=True)
     return value
+
+
+def _clean(value: JSON, max_depth: int) -> bool:
+    """The fast path: is `value` strict JSON? (No paths kept: `_walk` finds the problem.)"""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        kind = type(node)
+        if kind is dict:
+            for key in node:
+                if type(key) is not str or (not key.isascii() and _SURROGATE.search(key)):
+                    return False
+            items: Any = node.values()
+        elif kind is list:
+            items = node
+        else:
+            items = (node,)  # the root scalar
+            depth = 0
+        if depth > max_depth:
+            return False
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if not item.isascii() and _SURROGATE.search(item):
+                    return False
+            elif kind is dict or kind is list:
+                push((item, depth + 1))
+            elif kind is float:
+                if item - item != 0.0:  # inf - inf and nan - nan are nan
+                    return False
+            elif not (item is None or kind is int or kind is bool):
+                return False  # another type, or a subclass: `_walk` decides
+    return True
 
 
 def _walk(value: JSON, max_depth: int, *, repair: bool) -> None:
     """Depth-first over the containers of `value`, iteratively (deep input cannot blow the
-    stack). Scalars are checked where they sit; paths are built only for containers."""
+    stack), keeping paths for the refusal. Scalars are checked where they sit."""
     if isinstance(value, str) and not repair and _has_surrogate(value):
         raise JSONRejected(_SURROGATE_PROBLEM)
     problem = _scalar_problem(value)
