@@ -5,10 +5,12 @@ JSON as RFC 8259 defines it, which Python's `json` module is more lenient than:
 - numbers are finite: `NaN`, `Infinity` and literals beyond a double (`1e999`, which Python
   reads as infinity) have no JSON form, so nothing could answer them back;
 - strings and keys are valid Unicode: a lone UTF-16 surrogate (`"\\ud800"`) parses in
-  Python but cannot be encoded as UTF-8, so Redis could never store it;
-- arrays and objects nest at most `MAX_DEPTH` levels deep, far below the ~1,000 levels at
-  which Python's recursion limit breaks `json.dumps` and the CEL conversion of an event
-  (the engine wraps a value in a few more levels: a memo, a finish event).
+  Python but cannot be encoded as UTF-8 (Redis could not take it raw; stored escaped, it
+  would be answered as JSON that strict readers refuse);
+- arrays and objects nest at most `MAX_DEPTH` levels deep, below the ~200 levels pydantic's
+  JSON parser reads (pauses and jobs are pydantic models) and far below the ~1,000 at which
+  Python's recursion limit breaks `json.dumps` and the CEL conversion of an event; the
+  engine wraps a value in a few more levels (a memo, a pause, a finish event).
 
 Integers may have any size (`app.expressions` converts those beyond int64 for CEL).
 
