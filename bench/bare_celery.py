@@ -9,9 +9,7 @@ import redis
 from celery import Celery
 
 REDIS_URL = (
-    os.environ.get("BENCH_REDIS_URL")
-    or os.environ.get("REDIS_URL")
-    or "redis://127.0.0.1:6379/14"
+    os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/14"
 )
 """The benchmark's Redis, as `bench.harness` picks it (its workers get it as REDIS_URL): a
 sender that read only REDIS_URL sent its hops to another Redis than the worker's."""

@@ -15,7 +15,6 @@ calls; the socket stays open for the replies of calls in flight).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from ulid import ULID
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from app import strictjson
 from app.config import Settings
 from app.gateway import messages
 from app.gateway.proto import connect_pb2 as pb
@@ -172,9 +172,9 @@ def _register(
 ) -> str | None:
     """Register one app of the worker as /fn/register would; the problem, or None."""
     try:
-        functions: JSON = json.loads(app.functions or b"[]")
-    except ValueError:
-        return f"app {app.app_name!r}: its functions are not JSON"
+        functions: JSON = strictjson.loads(app.functions or b"[]")  # as /fn/register reads JSON
+    except strictjson.JSONRejected as exc:
+        return f"app {app.app_name!r}: its functions are not valid JSON: {exc}"
     body: dict[str, JSON] = {
         "appName": app.app_name,
         "url": CONNECT_APP_URL,
