@@ -188,7 +188,7 @@ def _unwrap_stream(
     if not isinstance(envelope, dict) or not isinstance(envelope.get("status"), int):
         raise CallFailure("invalid_response", f"app at {url} sent a malformed streaming envelope")
     if envelope.get("error"):
-        reported = excerpt(str(envelope["error"]).encode("utf-8"))
+        reported = excerpt(strictjson.cleaned(str(envelope["error"])).encode("utf-8"))
         raise CallFailure("stream_error", f"app at {url} reported: {reported}")
     inner = envelope.get("body")
     body = inner.encode("utf-8") if isinstance(inner, str) else json.dumps(inner).encode("utf-8")

@@ -80,7 +80,9 @@ def test_hostile_events(web: httpx.Client, body: bytes, status: int) -> None:
 def test_oversized_and_chunked_bodies(web: httpx.Client) -> None:
     big = b'{"name": "fuzz/a", "data": {"k": "' + b"x" * (4 * 1024 * 1024) + b'"}}'
     # gunicorn answers before reading the whole body, then closes: a connection of its own.
-    assert send(web, "POST", "/e/fuzz", big, connection="close") == 413
+    json_type = {"content-type": "application/json"}
+    assert send(web, "POST", "/e/fuzz", big, connection="close", **json_type) == 413
+    assert send(web, "POST", "/e/fuzz", b'{"name": "fuzz/a", "data": {"k": NaN}}') == 415
 
     def chunks() -> Iterator[bytes]:
         yield b'{"name": "fuzz/a", '
