@@ -262,7 +262,7 @@ def _ops_result(
         if not name:
             raise CallFailure("invalid_response", f"app at {url} sent an op without a name")
         if name.lower() not in _OPS and name.lower() != "runcomplete":
-            return unsupported_op(name, sdk)
+            return unsupported_op(strictjson.cleaned(name), sdk)  # the name is quoted
     ops: list[Op] = []
     for item in items:
         item = _checked(url, item, f"step {_label(item)!r}")
