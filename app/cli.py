@@ -6,6 +6,8 @@
     worker   celery -A tasks worker -Q stepline             (the Procfile's `worker`)
     beat     celery -A tasks beat                           (the Procfile's `beat`)
     gateway  the Connect gateway (app.gateway)              (the Procfile's `gateway`)
+    release  check Redis and sync the apps, once per deploy (the Procfile's `release`)
+    config   print the effective configuration, secrets masked
     send     POST one event to a running server and print the ids it got
 
 Children run as `sys.executable -m gunicorn|celery`, so no activated venv is needed. `dev`
@@ -15,7 +17,6 @@ supervises them with `app.devserver` (process groups, prefixed output, stopping 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import ipaddress
 import json
@@ -31,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.config import Settings, describe
 from app.devredis import DevRedisError, RedisHandle, ensure_redis
 from app.devserver import (
     READY_TIMEOUT_SECONDS,
@@ -43,13 +44,13 @@ from app.devserver import (
     start_sync,
     when_ready,
 )
+from app.errors import ConfigError
 from app.queue import QUEUE_NAME
 
 DEFAULT_PORT = 8288
 DEFAULT_FUNCTIONS = "app.examples.hello"
 PASSTHROUGH_COMMANDS = {"web", "worker", "beat"}
-ACCESS_LOGGER = "app.api.accesslog.AccessLogger"
-"""gunicorn's logger with event keys redacted from request paths (as in the Procfile)."""
+GUNICORN_CONFIG = "python:app.gunicorn_conf"
 
 __all__ = [
     "DEFAULT_FUNCTIONS",
@@ -63,6 +64,7 @@ __all__ = [
     "app_urls",
     "beat_command",
     "build_parser",
+    "config",
     "dev",
     "dev_environment",
     "dev_functions",
@@ -79,18 +81,18 @@ __all__ = [
 
 
 def web_command(host: str, port: int, workers: int) -> list[str]:
+    """gunicorn with Stepline's config (app/gunicorn_conf.py: threads, log format, start-up
+    check); the address and workers given here win over the config's PORT / WEB_CONCURRENCY."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
+        "-c",
+        GUNICORN_CONFIG,
         "-b",
         f"{host_for_url(host)}:{port}",
         "--workers",
         str(workers),
-        "--threads",
-        "8",
-        "--logger-class",
-        ACCESS_LOGGER,
         "app.api:create_app()",
     ]
 
@@ -103,7 +105,7 @@ def worker_command(concurrency: int | None = None) -> list[str]:
 
 
 def beat_command(schedule: Path | None = None) -> list[str]:
-    command = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO"]
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "-q", "beat", "--loglevel", "INFO"]
     return command if schedule is None else [*command, "-s", str(schedule)]
 
 
@@ -117,18 +119,13 @@ def gateway_command(host: str, port: int) -> list[str]:
 def _add_gateway_parser(commands: Any) -> None:
     gateway = commands.add_parser("gateway", help="the Connect gateway (WebSocket, /v0/connect)")
     gateway.add_argument("--host", default="0.0.0.0")
-    gateway.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("STEPLINE_GATEWAY_PORT") or Settings.gateway_port),
-        help="default: env STEPLINE_GATEWAY_PORT, else 8289",
-    )
+    gateway.add_argument("--port", type=int, help="default: env STEPLINE_GATEWAY_PORT, else 8289")
 
 
-def _gateway(args: argparse.Namespace) -> int:
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from app.gateway.server import main as serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port or settings.gateway_port)
     return 0
 
 
@@ -163,22 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     web = commands.add_parser("web", help="gunicorn serving the API (extra args go to gunicorn)")
     web.add_argument("--host", default="0.0.0.0")
-    web.add_argument("--port", type=int, default=int(os.environ.get("PORT") or DEFAULT_PORT))
-    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--port", type=int, help="default: env PORT, else 8288")
+    web.add_argument("--workers", type=int, help="default: env WEB_CONCURRENCY, else 2")
     commands.add_parser("worker", help="celery worker (extra args go to celery)")
     commands.add_parser("beat", help="celery beat (extra args go to celery)")
     _add_gateway_parser(commands)
+    commands.add_parser(
+        "release", help="check Redis (version, Lua, eviction policy, AOF) and sync the apps"
+    )
+    commands.add_parser("config", help="print the effective configuration, secrets masked")
 
     send = commands.add_parser("send", help="send one event and print its ids")
     send.add_argument("name", help="event name, e.g. app/user.created")
     send.add_argument("--data", default="{}", help="event data as a JSON object")
     send.add_argument("--id", help="idempotency id: the same id is processed once")
     send.add_argument("--url", default="http://127.0.0.1:8288", help="server base URL")
-    send.add_argument(
-        "--key",
-        default=os.environ.get("STEPLINE_EVENT_KEY") or "dev",
-        help="event key (default: env STEPLINE_EVENT_KEY, else 'dev')",
-    )
+    send.add_argument("--key", help="event key (default: env STEPLINE_EVENT_KEY, else 'dev')")
     return parser
 
 
@@ -187,20 +184,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in PASSTHROUGH_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"stepline {args.command}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "dev":
-        return dev(args)
+        return dev(args, settings)
     if args.command == "send":
-        return send(args)
+        return send(args, settings)
+    if args.command == "config":
+        return config(settings)
+    if args.command == "release":
+        from app.release import release
+
+        return release(settings, sys.stdout)
     if args.command == "gateway":
-        return _gateway(args)
+        return _gateway(args, settings)
     if args.command == "web":
-        _exec(web_command(args.host, args.port, args.workers) + extra)
+        port = args.port or settings.port
+        _exec(web_command(args.host, port, args.workers or settings.web_concurrency) + extra)
     if args.command == "worker":
         _exec(worker_command() + extra)
-    if args.command == "beat":
-        _exec(beat_command() + extra)
-    parser.print_help()
+    _exec(beat_command() + extra)
     return 2
+
+
+def config(settings: Settings) -> int:
+    """Every setting: variable, effective value (secrets masked) and where it came from."""
+    rows = describe(settings)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        print(f"{name:<{width}}  {value or '-'}  ({source})")
+    return 0
 
 
 def _exec(command: list[str]) -> None:
@@ -211,7 +230,7 @@ def _exec(command: list[str]) -> None:
 # send -------------------------------------------------------------------------------------------
 
 
-def send(args: argparse.Namespace) -> int:
+def send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         data = json.loads(args.data)
     except json.JSONDecodeError as exc:
@@ -223,7 +242,7 @@ def send(args: argparse.Namespace) -> int:
     event: dict[str, Any] = {"name": args.name, "data": data}
     if args.id:
         event["id"] = args.id
-    url = f"{args.url.rstrip('/')}/e/{args.key}"
+    url = f"{args.url.rstrip('/')}/e/{args.key or settings.event_key}"
     try:
         response = httpx.post(url, json=event, timeout=10.0)
     except httpx.HTTPError as exc:
@@ -279,14 +298,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def dev(args: argparse.Namespace) -> int:
+def dev(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(sys.stdout)
     stepline_log = logging.getLogger("stepline")
     stepline_log.addHandler(console.log_handler("dev"))
     stepline_log.setLevel(logging.INFO)
-    functions = dev_functions(args.functions, os.environ.get("STEPLINE_FUNCTIONS"))
+    configured = ",".join(settings.functions) if "functions" in settings.model_fields_set else None
+    functions = dev_functions(args.functions, configured)
     modules = [m.strip() for m in functions.split(",") if m.strip()]
-    gateway_port = Settings.from_env().gateway_port
+    gateway_port = settings.gateway_port
     problem = (
         _missing_module(modules)
         or _port_taken(args.host, args.port)
@@ -296,13 +316,15 @@ def dev(args: argparse.Namespace) -> int:
         print(f"stepline dev: {problem}", file=sys.stderr)
         return 2
     try:
-        redis = ensure_redis(os.environ.get("REDIS_URL"))
+        redis = ensure_redis(
+            settings.redis_url if "redis_url" in settings.model_fields_set else None
+        )
     except DevRedisError as exc:
         print(f"stepline dev: {exc}", file=sys.stderr)
         return 2
-    urls = app_urls(args.app_urls, os.environ.get("STEPLINE_APP_URLS"))
+    urls = app_urls(args.app_urls, ",".join(settings.app_urls))
     env = dev_environment(dict(os.environ), redis.url, functions, urls)
-    settings = dataclasses.replace(Settings.from_env(), redis_url=redis.url, functions=modules)
+    settings = settings.replace(redis_url=redis.url, functions=modules)
     workdir = Path(tempfile.mkdtemp(prefix="stepline-dev-"))
     supervisor = Supervisor(console)
     try:

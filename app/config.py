@@ -1,130 +1,280 @@
-"""One typed Settings object, read from the environment once.
+"""One typed Settings object, read from the environment once per process.
 
-Every setting is documented in the README's configuration table; keep the two in step.
+    Settings(...)          exactly the values given, the rest defaults (tests, benchmarks)
+    Settings.from_env()    the environment (pydantic-settings): `STEPLINE_<FIELD>`, and the
+                           platform's own names for a few (`REDIS_URL`, `PORT`,
+                           `WEB_CONCURRENCY`); empty variables count as unset
+    settings.replace(...)  a validated copy with some values changed
+
+Every value is typed and bounded. A bad one fails at start with a `ConfigError` that names the
+variable, the value and what is allowed (`STEPLINE_LEASE_SECONDS='0': must be greater than 0`).
+`stepline config` prints the effective configuration (`describe`), secrets masked. Every
+setting is documented in the README's configuration table; keep the two in step.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    DirectoryPath,
+    Field,
+    FilePath,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from app.errors import ConfigError
+
+ENV_PREFIX = "STEPLINE_"
+SECRETS = frozenset({"signing_key", "signing_key_fallback", "api_token"})
+"""Fields `describe` masks. `redis_url` is shown with its password masked."""
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
-def _env_list(name: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+"""A comma-separated variable (`a, b,c`); a list when given in Python."""
+Seconds = Annotated[float, Field(gt=0, le=86_400)]
 
 
-@dataclass(frozen=True)
-class Settings:
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    """State store and Celery broker (`REDIS_URL`)."""
-    functions: list[str] = field(default_factory=list)
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    """State store and Celery broker (`REDIS_URL`): `redis://`, `rediss://` (TLS) or
+    `unix://`."""
+    redis_tls_cert_reqs: Annotated[
+        Literal["required", "optional", "none"], BeforeValidator(_lower)
+    ] = "required"
+    """With `rediss://`: whether the server's certificate must verify (`none` for managed
+    Redis with self-signed certificates, e.g. Heroku Redis)."""
+    redis_tls_ca_file: FilePath | None = None
+    """With `rediss://`: a CA bundle to verify the server's certificate against."""
+    functions: CommaList = []
     """Modules holding in-process functions (`STEPLINE_FUNCTIONS`, comma-separated)."""
-    key_prefix: str = "sl"
+    key_prefix: str = Field("sl", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """Prefix of every Redis key Stepline writes (`STEPLINE_KEY_PREFIX`)."""
-    eta_max_seconds: float = 10.0
+    eta_max_seconds: Annotated[float, Field(ge=0, le=3_600)] = 10.0
     """Delays up to this go to Celery as ETA; longer ones wait in the Redis timer set."""
-    lease_seconds: float = 30.0
+    lease_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     """How long a running job's lease lasts without a heartbeat before it is redelivered."""
-    redeliver_seconds: float = 60.0
+    redeliver_seconds: Seconds = 60.0
     """How long a sent job may sit unstarted in the broker before it is sent again."""
-    tick_seconds: float = 0.5
+    tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
     """How often beat releases due timers and cron runs."""
-    step_budget_seconds: float = 10.0
+    step_budget_seconds: Annotated[float, Field(gt=0, le=3_600)] = 10.0
     """How long one task keeps executing a run's steps inline before yielding to the queue."""
-    event_dedupe_seconds: int = 86_400
+    event_dedupe_seconds: Annotated[int, Field(gt=0, le=30 * 86_400)] = 86_400
     """Window in which an event id is processed only once."""
-    retry_base_seconds: float = 15.0
+    retry_base_seconds: Annotated[float, Field(gt=0, le=3_600)] = 15.0
     """Scale of the retry backoff table (15s, 30s, 1m, ... 2h); tests shrink it."""
-    event_keys: list[str] = field(default_factory=list)
+    event_keys: CommaList = []
     """Accepted event keys (`STEPLINE_EVENT_KEYS`); empty: any key in dev mode, and the event
     API closed in production mode."""
-    signing_key: str | None = None
+    event_key: str = "dev"
+    """`STEPLINE_EVENT_KEY`: the key `stepline send` and the dev banner use."""
+    signing_key: str | None = Field(None, repr=False)
     """`STEPLINE_SIGNING_KEY`: production mode signs requests to apps and checks syncs."""
-    signing_key_fallback: str | None = None
+    signing_key_fallback: str | None = Field(None, repr=False)
     """`STEPLINE_SIGNING_KEY_FALLBACK`: also accepted while rotating keys."""
-    app_urls: list[str] = field(default_factory=list)
+    app_urls: CommaList = []
     """`STEPLINE_APP_URLS`: SDK apps that beat (and `dev`) syncs, retrying while they are down
     and again every few minutes, so a deployment knows its apps without a manual PUT."""
-    http_timeout_seconds: float = 300.0
+    http_timeout_seconds: Seconds = 300.0
     """How long the HTTP driver waits for an app to answer one call."""
-    api_token: str | None = None
+    api_token: str | None = Field(None, repr=False)
     """`STEPLINE_API_TOKEN`: operator routes (`/v1`, `/metrics`, `/invoke`) accept
     `Authorization: Bearer <token>`."""
-    auth_header: str | None = None
+    auth_header: str | None = Field(None, pattern=r"^[A-Za-z0-9-]+$")
     """`STEPLINE_AUTH_HEADER`: a header an authenticating proxy sets; its presence admits."""
-    retention_days: float = 7.0
+    retention_days: Annotated[float, Field(ge=0, le=36_500)] = 7.0
     """`STEPLINE_RETENTION_DAYS`: finished runs and events are deleted after this long."""
-    allowed_app_hosts: list[str] = field(default_factory=list)
+    allowed_app_hosts: CommaList = []
     """`STEPLINE_ALLOWED_APP_HOSTS`: private or loopback app addresses Stepline may call in
     production mode (`host`, `host:port`, `10.0.0.0/8`, `[::1]:3000`; see `app.netpolicy`)."""
     # --- Connect (app/gateway, app/drivers/connect.py) ---
-    gateway_port: int = 8289
+    gateway_port: Annotated[int, Field(ge=1, le=65_535)] = 8289
     """`STEPLINE_GATEWAY_PORT`: where the gateway serves `/v0/connect` (WebSocket)."""
     gateway_url: str | None = None
     """`STEPLINE_GATEWAY_URL`: the gateway URL handed to workers by `/v0/connect/start`
     (default `ws://<host the worker reached the API at>:<gateway port>/v0/connect`)."""
-    connect_lease_seconds: float = 20.0
+    connect_lease_seconds: Annotated[float, Field(gt=0, le=3_600)] = 20.0
     """`STEPLINE_CONNECT_LEASE_SECONDS`: a Connect worker renews its lease on a call every
     quarter of this; a call whose lease runs out (worker gone) is retried."""
-    connect_heartbeat_seconds: float = 10.0
+    connect_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     """`STEPLINE_CONNECT_HEARTBEAT_SECONDS`: the heartbeat interval told to workers; the
     gateway drops a connection silent for three intervals."""
+    lua_dir: DirectoryPath | None = None
+    """`STEPLINE_LUA_DIR`: read the Lua scripts from here instead of the installed ones."""
+    visibility_timeout_seconds: Annotated[int, Field(ge=60, le=7 * 86_400)] = Field(
+        3_600, validation_alias=AliasChoices("STEPLINE_VISIBILITY_TIMEOUT")
+    )
+    """`STEPLINE_VISIBILITY_TIMEOUT`: Celery's Redis visibility timeout, only a backstop."""
+    log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
+    """`STEPLINE_LOG_FORMAT`: `json` makes every process log one JSON object per line."""
+    worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 2
+    """`STEPLINE_WORKER_CONCURRENCY`: Celery worker processes per `worker` (not per CPU)."""
+    port: Annotated[int, Field(ge=1, le=65_535)] = Field(8288, validation_alias="PORT")
+    """`PORT`: where `web` listens (on 0.0.0.0)."""
+    web_concurrency: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, validation_alias="WEB_CONCURRENCY"
+    )
+    """`WEB_CONCURRENCY`: gunicorn worker processes of `web` (8 threads each)."""
+    heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    """`STEPLINE_HEARTBEAT_SECONDS`: how often workers and beat report that they live; one
+    silent for three of its intervals counts as gone."""
 
-    def __post_init__(self) -> None:
+    @field_validator("allowed_app_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
         from app.netpolicy import parse_allowed
 
-        parse_allowed(self.allowed_app_hosts)  # a malformed entry fails at startup, named
+        parse_allowed(value)  # a malformed entry fails at startup, named
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(...)` is its arguments and the defaults; only `from_env` reads the
+        environment, so a test's Settings never depends on the shell it runs in."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """The settings of this process's environment; `ConfigError` names every bad one."""
+        raw = EnvSettingsSource(cls)()
+        try:
+            return cls(**raw)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` (field names), validated like the original."""
+        try:
+            kept = self.model_dump(include=self.model_fields_set)
+            return type(self).model_validate({**kept, **changes})
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
 
     @property
     def production(self) -> bool:
         """Production mode: any credential is configured. Then every route that reads run data
-        or changes state needs a credential of its kind (`app.api.auth`), and app URLs may not
-        lead to private addresses unless allowed (`app.netpolicy`)."""
+        or changes state needs a credential of its kind (`app.api.auth`), app URLs may not
+        lead to private addresses unless allowed (`app.netpolicy`), and processes refuse to
+        start on a Redis that may evict keys (`app.release`)."""
         return bool(self.signing_key or self.event_keys or self.api_token or self.auth_header)
 
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            redis_url=os.environ.get("REDIS_URL", cls.redis_url),
-            functions=_env_list("STEPLINE_FUNCTIONS"),
-            key_prefix=os.environ.get("STEPLINE_KEY_PREFIX", cls.key_prefix),
-            eta_max_seconds=_env_float("STEPLINE_ETA_MAX_SECONDS", cls.eta_max_seconds),
-            lease_seconds=_env_float("STEPLINE_LEASE_SECONDS", cls.lease_seconds),
-            redeliver_seconds=_env_float("STEPLINE_REDELIVER_SECONDS", cls.redeliver_seconds),
-            tick_seconds=_env_float("STEPLINE_TICK_SECONDS", cls.tick_seconds),
-            step_budget_seconds=_env_float("STEPLINE_STEP_BUDGET_SECONDS", cls.step_budget_seconds),
-            event_dedupe_seconds=_env_int(
-                "STEPLINE_EVENT_DEDUPE_SECONDS", cls.event_dedupe_seconds
-            ),
-            retry_base_seconds=_env_float("STEPLINE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
-            event_keys=_env_list("STEPLINE_EVENT_KEYS"),
-            signing_key=os.environ.get("STEPLINE_SIGNING_KEY") or None,
-            signing_key_fallback=os.environ.get("STEPLINE_SIGNING_KEY_FALLBACK") or None,
-            app_urls=_env_list("STEPLINE_APP_URLS"),
-            http_timeout_seconds=_env_float(
-                "STEPLINE_HTTP_TIMEOUT_SECONDS", cls.http_timeout_seconds
-            ),
-            api_token=os.environ.get("STEPLINE_API_TOKEN") or None,
-            auth_header=os.environ.get("STEPLINE_AUTH_HEADER") or None,
-            retention_days=_env_float("STEPLINE_RETENTION_DAYS", cls.retention_days),
-            allowed_app_hosts=_env_list("STEPLINE_ALLOWED_APP_HOSTS"),
-            # Connect
-            gateway_port=_env_int("STEPLINE_GATEWAY_PORT", cls.gateway_port),
-            gateway_url=os.environ.get("STEPLINE_GATEWAY_URL") or None,
-            connect_lease_seconds=_env_float(
-                "STEPLINE_CONNECT_LEASE_SECONDS", cls.connect_lease_seconds
-            ),
-            connect_heartbeat_seconds=_env_float(
-                "STEPLINE_CONNECT_HEARTBEAT_SECONDS", cls.connect_heartbeat_seconds
-            ),
-        )
+
+def load_or_exit() -> Settings:
+    """`Settings.from_env()`, or exit naming the bad variables (process start-up)."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"stepline: {exc}") from None
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a field (`lease_seconds` -> `STEPLINE_LEASE_SECONDS`)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return ENV_PREFIX + field.upper()
+
+
+def _explain(exc: ValidationError) -> str:
+    return "invalid configuration: " + "; ".join(_problem(error) for error in exc.errors())
+
+
+def _problem(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    name = env_name(field) if field in Settings.model_fields else field
+    allowed = error["msg"].removeprefix("Value error, ")
+    allowed = allowed.replace("Input should be", "must be").replace("String should", "must")
+    return f"{name}={error.get('input')!r}: {allowed}"
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(variable, effective value, where it came from) for every setting, secrets masked."""
+    rows = []
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if field in SECRETS and value is not None:
+            shown = "***"
+        elif field == "redis_url":
+            shown = _mask_password(str(value))
+        elif isinstance(value, list):
+            shown = ",".join(value)
+        else:
+            shown = "" if value is None else str(value)
+        source = "environment" if field in settings.model_fields_set else "default"
+        rows.append((env_name(field), shown, source))
+    return rows
+
+
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
+
+
+def environment_names() -> Mapping[str, str]:
+    """Field -> environment variable, for docs and the configuration test."""
+    return {field: env_name(field) for field in Settings.model_fields}
+
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "describe",
+    "env_name",
+    "environment_names",
+    "load_or_exit",
+]

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from app import retention
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
-from app.logs import configure_from_env as configure_logs_from_env
+from app.logs import configure as configure_logs
 from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
+from app.state.client import store_for
 from app.state.store import Store
 from app.worker import JobRunner
 
@@ -83,8 +84,8 @@ class Engine:
         from app.state.connect import ConnectStore
         from app.state.flow import FlowStore
 
-        configure_logs_from_env()
-        store = Store(settings.redis_url, prefix=settings.key_prefix)
+        configure_logs(settings.log_format)
+        store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
         functions = local if local is not None else load_functions(settings.functions)

@@ -13,7 +13,8 @@
     ├── UnsupportedMediaType    (415) a request body that is not declared JSON
     ├── Conflict                (409)
     ├── NonDeterminismError     a replay met a different step than the one recorded
-    └── StateError              Redis state is not what a transition expects
+    ├── StateError              Redis state is not what a transition expects
+    └── ConfigError             a setting's value is not allowed (names the variable)
 
 User-facing step errors (`NonRetriableError`, `RetryAfterError`, `StepError`) live in
 `app.sdk.errors`, as the official SDK names them.
@@ -89,3 +90,10 @@ class NonDeterminismError(SteplineError):
 
 class StateError(SteplineError):
     code = "state_error"
+
+
+class ConfigError(SteplineError):
+    """A setting has a value that is not allowed; the message names each bad variable, its
+    value and what is allowed (raised by `Settings.from_env`)."""
+
+    code = "config_error"

@@ -1,27 +1,60 @@
-"""Log output: plain text by default, one JSON object per line with `STEPLINE_LOG_FORMAT=json`.
+"""Log output, one format for every process: `STEPLINE_LOG_FORMAT=text` (default) or `json`.
 
-A run transition (queued, started, completed, failed, cancelled) logs one line whose `extra`
-carries `run_id`, `function`, `status` and, once it ended, `duration_ms`; the JSON formatter
-writes those as fields next to `ts`, `level`, `logger` and `message`.
+    text   2026-01-02 03:04:05,678 INFO stepline.executor: run completed run_id=... function=...
+    json   {"ts": ..., "level": "info", "logger": ..., "message": ..., "run_id": ..., ...}
+
+`formatter(fmt)` is the formatter every handler gets: Stepline's own logger (`configure`), the
+Celery worker's and beat's handlers (`tasks/hooks.py`, on Celery's logging signals) and
+gunicorn's error and access logs (`app/gunicorn_conf.py`, `gunicorn_logconfig`).
+
+Run ids: a run transition logs `run_id`, `function`, `status` (and `duration_ms` once ended) as
+`extra` fields. While a job runs, `bind(run_id=..., job_id=...)` puts them on every line logged
+in that context too (the executor's, the driver's, the user's `ctx.logger`, Celery's task
+logger): the JSON formatter adds them as fields, the text one appends `run_id=...` when the
+message does not already say it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 LOGGER = "stepline"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LogFormat = Literal["text", "json"]
+
 _RESERVED = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
+_context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("stepline_log", default=())
+
+
+@contextmanager
+def bind(**fields: str | None) -> Iterator[None]:
+    """Within this block, every line formatted by Stepline's formatters carries `fields`
+    (empty values are left out)."""
+    merged = {**dict(_context.get()), **{k: v for k, v in fields.items() if v}}
+    token = _context.set(tuple(merged.items()))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def context_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The bound fields a record does not already carry."""
+    return {k: v for k, v in _context.get() if k not in record.__dict__}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: ts, level, logger, message, then every `extra` field."""
+    """One JSON object per record: ts, level, logger, message, then every `extra` field and
+    the bound context (`run_id`, `job_id`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -33,15 +66,39 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 out[key] = value
+        out.update(context_fields(record))
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
-def configure_from_env() -> None:
-    """With `STEPLINE_LOG_FORMAT=json`, send the `stepline` loggers' records to stderr as
-    JSON lines (once per process; plain text setups are left as they are)."""
-    if os.environ.get("STEPLINE_LOG_FORMAT", "").strip().lower() != "json":
+class TextFormatter(logging.Formatter):
+    """`ts LEVEL logger: message`, plus the bound context the message does not already name."""
+
+    def __init__(self, fmt: str | None = None, datefmt: str | None = None, **_: Any) -> None:
+        super().__init__(TEXT_FORMAT if fmt is None else fmt, datefmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        extra = [f"{k}={v}" for k, v in context_fields(record).items() if f"{k}=" not in line]
+        return " ".join([line, *extra])
+
+
+def formatter(fmt: LogFormat) -> logging.Formatter:
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+def use_format(logger: logging.Logger, fmt: LogFormat) -> None:
+    """Give every handler of `logger` Stepline's formatter (Celery's logging signals)."""
+    for handler in logger.handlers:
+        handler.setFormatter(formatter(fmt))
+
+
+def configure(fmt: LogFormat) -> None:
+    """With `json`, send the `stepline` loggers' records to stderr as JSON lines (once per
+    process). With `text` they propagate to whatever the process set up (Celery's, gunicorn's
+    or the dev console's handlers, each with the text formatter)."""
+    if fmt != "json":
         return
     logger = logging.getLogger(LOGGER)
     if any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
@@ -51,3 +108,25 @@ def configure_from_env() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def gunicorn_logconfig(fmt: LogFormat) -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its error and access logs, and the root logger (so
+    Stepline's text lines show in `web` too), on stderr with Stepline's formatter."""
+    factory = "app.logs.JsonFormatter" if fmt == "json" else "app.logs.TextFormatter"
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "stepline",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"stepline": {"()": factory}},
+        "handlers": {"stderr": handler},
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        },
+    }

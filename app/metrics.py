@@ -7,7 +7,8 @@ to the same numbers and `/metrics` of any API process shows them all.
     runs_cancelled_total    finish_run.lua          events_received_total  POST /e (field "")
     histogram step_duration_seconds (fields "<function>|<bucket le>", "|count", "|sum")
                                                     observe_step (executor, one per step run)
-    gauges, read at scrape time: queue jobs (all / due / scheduled for later), pending pauses
+    gauges, read at scrape time: queue jobs (all / due / scheduled for later), pending pauses;
+    liveness (app/liveness.py): workers alive, each process's heartbeat age, beat's tick age
 
 Counting a run transition inside the Lua script that makes it means a transition is counted
 exactly once, whatever retries or races happen around it.
@@ -28,6 +29,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from app.liveness import Liveness, liveness
 from app.state.ops import OpsStore
 
 if TYPE_CHECKING:
@@ -124,14 +126,50 @@ class RedisCollector:
             yield GaugeMetricFamily(PREFIX + name, doc, value=float(gauges[key]))
 
 
+class LivenessCollector:
+    """Gauges of the workers' and beat's heartbeats (read at scrape time)."""
+
+    def __init__(self, live: Liveness) -> None:
+        self._live = live
+
+    def collect(self) -> Iterator[Metric]:
+        live, now = self._live, self._live.now
+        yield GaugeMetricFamily(
+            PREFIX + "workers_alive",
+            "Workers whose heartbeat is recent (0: no run makes progress).",
+            value=float(live.workers_alive),
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "beat_alive",
+            "1 while beat ticks (0: sleeps, retries, crons and crash recovery are stopped).",
+            value=1.0 if live.beat_alive else 0.0,
+        )
+        if live.last_tick is not None:
+            yield GaugeMetricFamily(
+                PREFIX + "beat_last_tick_age_seconds",
+                "Seconds since beat's last tick (to its heartbeat interval).",
+                value=max(0, now - live.last_tick) / 1000,
+            )
+        ages = GaugeMetricFamily(
+            PREFIX + "process_heartbeat_age_seconds",
+            "Seconds since each worker's and beat's last heartbeat.",
+            labels=["process", "kind"],
+        )
+        for process in live.processes:
+            ages.add_metric([process.id, process.kind], process.age_seconds(now))
+        yield ages
+
+
 def render(store: Store, now: int) -> bytes:
     """The metrics in the Prometheus text exposition format."""
-    return render_source(OpsStore(store), now)
+    return render_source(OpsStore(store), now, liveness(store, now))
 
 
-def render_source(source: MetricsSource, now: int) -> bytes:
+def render_source(source: MetricsSource, now: int, live: Liveness | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(source, now))
+    if live is not None:
+        registry.register(LivenessCollector(live))
     return bytes(generate_latest(registry))
 
 

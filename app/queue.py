@@ -10,7 +10,9 @@ expired), is sent again by the same tick: Celery's Redis visibility timeout is n
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.models import Job, JobKind
@@ -80,6 +82,29 @@ def celery_sender(settings: Settings) -> Sender:
     """A Celery client that only sends (API and runner processes need no worker app)."""
     from celery import Celery
 
-    client = Celery("stepline-sender", broker=settings.redis_url, set_as_current=False)
-    client.conf.broker_connection_retry_on_startup = True
+    client = Celery("stepline-sender", set_as_current=False)
+    client.conf.update(broker_options(settings))
     return client
+
+
+CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Celery's broker configuration, for the worker app (`tasks`) and the senders alike:
+    `REDIS_URL`, the visibility timeout and, with `rediss://`, the TLS options (Celery refuses
+    a `rediss://` broker without them)."""
+    options: dict[str, Any] = {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            # Our own leases recover lost work within seconds; this is only a backstop.
+            "visibility_timeout": settings.visibility_timeout_seconds,
+        },
+    }
+    if urlsplit(settings.redis_url).scheme == "rediss":
+        tls: dict[str, Any] = {"ssl_cert_reqs": CERT_REQS[settings.redis_tls_cert_reqs]}
+        if settings.redis_tls_ca_file is not None:
+            tls["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+        options["broker_use_ssl"] = tls
+    return options

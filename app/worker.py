@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from app import logs
 from app.flow.slots import Parked
 from app.models import Job, JobKind
 from app.state.store import Store
@@ -88,7 +89,7 @@ class JobRunner:
         job = self._store.begin_job(job_id, token, now, self._lease_ms)
         if isinstance(job, str):
             return job
-        with self._leases.holding(job_id, token):
+        with self._leases.holding(job_id, token), logs.bind(run_id=job.run_id, job_id=job.id):
             try:
                 self._handlers[job.kind](job)
             except Parked:

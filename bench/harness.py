@@ -107,13 +107,11 @@ def median(values: list[float]) -> float:
 def bench_engine(modules: list[str]) -> Any:
     """An engine in this process over the benchmark Redis, knowing the in-process functions of
     `modules` (it sends events; the workers run them)."""
-    import dataclasses
-
     from app.config import Settings
     from app.engine import Engine
     from app.functions import load_functions
 
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL, functions=[])
+    settings = Settings.from_env().replace(redis_url=REDIS_URL, functions=[])
     return Engine.create(settings, local=load_functions(modules))
 
 

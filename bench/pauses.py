@@ -11,7 +11,6 @@ number of pending pauses.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 from bench.harness import REDIS_URL, flush
@@ -27,7 +26,7 @@ def setup(count: int):  # type: ignore[no-untyped-def]
     from app.state.store import NewRun
 
     flush()
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL)
+    settings = Settings.from_env().replace(redis_url=REDIS_URL)
     engine = Engine.create(settings, sender=_NoSend(), local=FunctionSet())
     now = engine.now()
     for i in range(count):

@@ -11,7 +11,6 @@ Target (issue #2): a sleep wakes within 1 s of its due time.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 
@@ -38,7 +37,7 @@ def stepline() -> list[int]:
     from app.functions import load_functions
 
     flush()
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL)
+    settings = Settings.from_env().replace(redis_url=REDIS_URL)
     engine = Engine.create(settings, local=load_functions(["bench.functions"]))
     ids = engine.runner.ingest(
         [{"name": "bench/nap", "data": {"ms": SLEEP_MS}} for _ in range(N)], engine.now()

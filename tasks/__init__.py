@@ -9,14 +9,13 @@ job's Redis lease decides who works on it, and a finished job leaves a tombstone
 
 from __future__ import annotations
 
-import os
-
 from celery import Celery, signals
 
-from app.config import Settings
+from app.config import Settings, load_or_exit
 from app.engine import Engine
 from app.models import JobKind
-from app.queue import QUEUE_NAME, task_name
+from app.queue import QUEUE_NAME, broker_options, task_name
+from tasks import hooks
 
 _engine: Engine | None = None
 
@@ -36,18 +35,15 @@ def _reset_after_fork(**_: object) -> None:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("stepline", broker=settings.redis_url, set_as_current=False)
+    app = Celery("stepline", set_as_current=False)
     app.conf.update(
+        broker_options(settings),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,
         task_default_queue=QUEUE_NAME,
         worker_prefetch_multiplier=1,
-        broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            # Our own leases recover lost work within seconds; this is only a backstop.
-            "visibility_timeout": int(os.environ.get("STEPLINE_VISIBILITY_TIMEOUT", "3600")),
-        },
+        worker_concurrency=settings.worker_concurrency,
         beat_scheduler="tasks.beat:TickScheduler",
         worker_hijack_root_logger=False,
     )
@@ -64,5 +60,7 @@ def _register(app: Celery, kind: JobKind) -> None:
     app.task(name=task_name(kind), acks_late=True, reject_on_worker_lost=True)(run)
 
 
-celery_app = make_celery(Settings.from_env())
+settings = load_or_exit()
+celery_app = make_celery(settings)
 app = celery_app
+hooks.connect(settings)

@@ -12,6 +12,8 @@ from typing import Any
 
 from celery.beat import Scheduler
 
+from tasks import hooks
+
 log = logging.getLogger("stepline.beat")
 
 
@@ -30,7 +32,9 @@ class TickScheduler(Scheduler):
             self._syncing = True
             stepline.start_app_sync()
         try:
-            stepline.tick(int(time.time() * 1000))
+            now = int(time.time() * 1000)
+            stepline.tick(now)
+            hooks.beat_ticked(stepline, now)  # beat's heartbeat: its last tick
         except Exception:
             log.exception("stepline tick failed")
         return min(wait, stepline.settings.tick_seconds)

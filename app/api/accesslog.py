@@ -2,10 +2,11 @@
 
 Event keys travel in the URL path (`POST /e/<key>`, as the SDKs send them), and gunicorn's
 access log writes the request line, the path, the referer and any WSGI environ value a format
-names; its error log names the request of a failure. `AccessLogger` (`gunicorn --logger-class
-app.api.accesslog.AccessLogger`, set in the Procfile and by `stepline web|dev`) writes both
-with the key replaced by `[redacted]`; everything else about gunicorn's logging (format, files,
-levels) stays as configured. `redact` does the same for any other place that logs a path.
+names; its error log names the request of a failure. `AccessLogger` (gunicorn's
+`logger_class`, set in app/gunicorn_conf.py, which the Procfile and `stepline web|dev` load)
+writes both with the key replaced by `[redacted]`; everything else about gunicorn's logging
+(format, files, levels) stays as configured. `redact` does the same for any other place that
+logs a path.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from app.config import Settings
+from app import logs
+from app.config import Settings, load_or_exit
 from app.gateway import messages
 from app.gateway.connection import (
     GATEWAY_CLOSING,
@@ -36,7 +37,7 @@ from app.gateway.connection import (
 )
 from app.gateway.dispatch import Dispatcher
 from app.gateway.proto import connect_pb2 as pb
-from app.logs import configure_from_env as configure_logs_from_env
+from app.state.client import store_for
 from app.state.connect import ConnectStore
 from app.state.store import Store
 
@@ -131,7 +132,7 @@ async def serve_gateway(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    store = Store(settings.redis_url, prefix=settings.key_prefix)
+    store = store_for(settings)
     gateway = Gateway(settings, store)
     async with serve(
         gateway.handle,
@@ -152,8 +153,11 @@ async def serve_gateway(
 
 
 def main(host: str, port: int) -> None:
-    configure_logs_from_env()
+    settings = load_or_exit()
+    logs.configure(settings.log_format)
     logging.getLogger("stepline").setLevel(logging.INFO)
     if not logging.getLogger().handlers and not logging.getLogger("stepline").handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(serve_gateway(Settings.from_env(), host, port))
+        handler = logging.StreamHandler()
+        handler.setFormatter(logs.formatter(settings.log_format))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    asyncio.run(serve_gateway(settings, host, port))

@@ -24,17 +24,16 @@ Keys (prefix `<p>`):
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.models import ConnectReply, ConnectRequest
 from app.state.scripts import read_script
-from app.state.store import DEFAULT_LUA_DIR, Store
+from app.state.store import Store
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from importlib.resources.abc import Traversable
 
     from redis import Redis
 
@@ -106,11 +105,10 @@ class ConnectStore:
         "connect_requeue",
     )
 
-    def __init__(self, store: Store, lua_dir: Path | None = None) -> None:
+    def __init__(self, store: Store, lua_dir: Traversable | None = None) -> None:
         self._client: Redis[str] = store._client
         self._keys = ConnectKeys(store.keys.prefix)
-        env_dir = os.environ.get("STEPLINE_LUA_DIR")
-        directory = lua_dir or (Path(env_dir) if env_dir else DEFAULT_LUA_DIR)
+        directory = lua_dir or store.lua_dir
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, self._client.register_script(read_script(directory, name)))
             for name in self.NAMES

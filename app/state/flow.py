@@ -15,8 +15,6 @@ Timer jobs: `debounce:<debounce id>:<generation>` (kind debounce), `batch:<batch
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.errors import StateError
@@ -32,10 +30,11 @@ from app.state.records import (
     SingletonDecision,
 )
 from app.state.scripts import read_script
-from app.state.store import DEFAULT_LUA_DIR, RETRIES, Store
+from app.state.store import RETRIES, Store
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from importlib.resources.abc import Traversable
 
     from redis import Redis
 
@@ -78,13 +77,12 @@ class FlowStore:
     )
 
     def __init__(
-        self, store: Store, lua_dir: Path | None = None, *, client: Redis[str] | None = None
+        self, store: Store, lua_dir: Traversable | None = None, *, client: Redis[str] | None = None
     ) -> None:
         self._client: Redis[str] = client if client is not None else store._client
         self._jobs = store.keys
         self._keys = FlowKeys(store.keys.prefix)
-        env_dir = os.environ.get("STEPLINE_LUA_DIR")
-        directory = lua_dir or (Path(env_dir) if env_dir else DEFAULT_LUA_DIR)
+        directory = lua_dir or store.lua_dir
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, self._client.register_script(read_script(directory, name)))
             for name in self.NAMES

@@ -15,7 +15,6 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.errors import Conflict
@@ -23,6 +22,8 @@ from app.models import RunStatus
 from app.state.keys import Keys
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from redis import Redis
 
 TOMBSTONE_TTL_MS = 86_400_000
@@ -37,7 +38,7 @@ class _Script(Protocol):
     def __call__(self, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any: ...
 
 
-def read_script(lua_dir: Path, name: str) -> str:
+def read_script(lua_dir: Traversable, name: str) -> str:
     """The text of `lua/<name>.lua` with its includes pasted in."""
     text = (lua_dir / f"{name}.lua").read_text(encoding="utf-8")
 
@@ -92,7 +93,7 @@ class Scripts:
         "delete_event",
     )
 
-    def __init__(self, client: Redis[str], keys: Keys, lua_dir: Path) -> None:
+    def __init__(self, client: Redis[str], keys: Keys, lua_dir: Traversable) -> None:
         self._keys = keys
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, client.register_script(read_script(lua_dir, name)))

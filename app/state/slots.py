@@ -19,18 +19,19 @@ it stays in `<p>:jobs` with owner `parked` / `deferred` / `woken` (see lua/inclu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.models import Job
 from app.state.keys import Keys
+from app.state.lua_files import lua_dir as locate_lua
 from app.state.scripts import read_script
-from app.state.store import DEFAULT_LUA_DIR, Store
+from app.state.store import Store
 
 if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
     from redis import Redis
 
 Arg = str | int
@@ -82,21 +83,18 @@ class SlotStore:
 
     NAMES = ("slots_acquire", "slots_release", "slots_renew", "slots_throttle")
 
-    def __init__(self, client: Redis[str], prefix: str = "sl", lua_dir: Path | None = None):
-        if lua_dir is None:
-            env_dir = os.environ.get("STEPLINE_LUA_DIR")
-            lua_dir = Path(env_dir) if env_dir else DEFAULT_LUA_DIR
+    def __init__(self, client: Redis[str], prefix: str = "sl", lua_dir: Traversable | None = None):
         self._client = client
         self._keys = Keys(prefix)
         self.keys = SlotKeys(prefix)
         self._scripts: dict[str, _Script] = {
-            name: cast(_Script, client.register_script(read_script(lua_dir, name)))
+            name: cast(_Script, client.register_script(read_script(locate_lua(lua_dir), name)))
             for name in self.NAMES
         }
 
     @classmethod
     def over(cls, store: Store) -> SlotStore:
-        return cls(store._client, store.keys.prefix)
+        return cls(store._client, store.keys.prefix, store.lua_dir)
 
     def _job_keys(self) -> list[str]:
         k = self._keys

@@ -27,7 +27,6 @@ layout is in `keys.py`, the return codes in each `lua/*.lua` header.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,7 @@ from app.state.base import RETRIES, _dumps, _opt_int
 from app.state.events import EventVerbs, _event_record
 from app.state.jobs import JobVerbs
 from app.state.keys import Keys
+from app.state.lua_files import lua_dir as locate_lua
 from app.state.pauses import PauseVerbs, _pause_ref
 from app.state.records import (
     ConsumeResult,
@@ -81,8 +81,9 @@ __all__ = [
     "_run_view",
 ]
 
-DEFAULT_LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
-"""`lua/` at the repository root; `STEPLINE_LUA_DIR` overrides it."""
+DEFAULT_LUA_DIR = locate_lua()
+"""The shipped scripts (`app/state/lua_files.py`); `STEPLINE_LUA_DIR` (Settings.lua_dir)
+overrides it through the `lua_dir` argument."""
 
 
 class Store(RegistryVerbs, EventVerbs, RunVerbs, RunViewVerbs, PauseVerbs, JobVerbs):
@@ -98,12 +99,11 @@ class Store(RegistryVerbs, EventVerbs, RunVerbs, RunViewVerbs, PauseVerbs, JobVe
     ) -> None:
         if client is None:
             client = redis.Redis.from_url(redis_url, decode_responses=True)
-        if lua_dir is None:
-            env_dir = os.environ.get("STEPLINE_LUA_DIR")
-            lua_dir = Path(env_dir) if env_dir else DEFAULT_LUA_DIR
         self._client = client
         self._keys = Keys(prefix)
-        self._scripts = Scripts(client, self._keys, lua_dir)
+        self.lua_dir = locate_lua(lua_dir)
+        """Where this store's scripts come from; the other stores over it load theirs there."""
+        self._scripts = Scripts(client, self._keys, self.lua_dir)
 
     @classmethod
     def from_client(

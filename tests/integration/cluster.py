@@ -5,7 +5,6 @@ read state."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
 import subprocess
@@ -48,8 +47,7 @@ class Cluster:
         self.tmp = tmp
         self.concurrency = concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
-        settings = dataclasses.replace(
-            Settings.from_env(),
+        settings = Settings.from_env().replace(
             redis_url=redis_url,
             retry_base_seconds=0.2,
             lease_seconds=4,

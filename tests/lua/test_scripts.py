@@ -11,12 +11,21 @@ import redis
 from app.state.connect import ConnectStore
 from app.state.flow import FlowStore
 from app.state.keys import Keys
+from app.state.liveness import LivenessStore
+from app.state.lua_files import lua_dir
 from app.state.scripts import Scripts, read_script
 from app.state.slots import SlotStore
-from app.state.store import DEFAULT_LUA_DIR, Store
+from app.state.store import Store
 
-LUA = DEFAULT_LUA_DIR
-NAMES = (*Scripts.NAMES, *FlowStore.NAMES, *SlotStore.NAMES, *ConnectStore.NAMES)
+ROOT = Path(__file__).resolve().parents[2]
+LUA = ROOT / "lua"
+NAMES = (
+    *Scripts.NAMES,
+    *FlowStore.NAMES,
+    *SlotStore.NAMES,
+    *LivenessStore.NAMES,
+    *ConnectStore.NAMES,
+)
 """Every script of lua/, whichever module's wrapper loads it."""
 
 
@@ -45,18 +54,27 @@ def test_includes_are_pasted_and_scripts_never_build_keys() -> None:
         assert "'TIME'" not in text, name
 
 
-def test_lua_dir_comes_from_the_environment(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_checkout_reads_the_top_level_lua_directory() -> None:
+    # An installed wheel has them in app/lua/ instead: tests/e2e/test_wheel.py runs one.
+    assert Path(str(lua_dir())) == LUA
+
+
+def test_a_given_lua_dir_is_used_by_every_store(redis_url: str, tmp_path: Path) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    monkeypatch.setenv("STEPLINE_LUA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError):
-        Store.from_client(client)
+        Store.from_client(client, lua_dir=tmp_path)
     for path in [*LUA.glob("*.lua"), *LUA.glob("include/*.lua")]:
         target = tmp_path / path.relative_to(LUA)
         target.parent.mkdir(exist_ok=True)
         target.write_text(path.read_text())
-    store = Store.from_client(client, prefix="other")
+    store = Store.from_client(client, prefix="other", lua_dir=tmp_path)
     assert store.keys == Keys("other")
+    assert store.lua_dir == tmp_path
+    (tmp_path / "slots_renew.lua").unlink()
+    with pytest.raises(FileNotFoundError):
+        SlotStore.over(store)  # loads from the store's directory, not the default one
+    (tmp_path / "flow_singleton.lua").unlink()
+    with pytest.raises(FileNotFoundError):
+        FlowStore(store)
     assert store.ping()
     client.close()

@@ -103,17 +103,15 @@ def test_dev_commands() -> None:
         py,
         "-m",
         "gunicorn",
+        "-c",
+        "python:app.gunicorn_conf",
         "-b",
         "127.0.0.1:8288",
         "--workers",
         "1",
-        "--threads",
-        "8",
-        "--logger-class",
-        "app.api.accesslog.AccessLogger",
         "app.api:create_app()",
     ]
-    assert cli.web_command("::1", 8288, workers=1)[4] == "[::1]:8288"
+    assert cli.web_command("::1", 8288, workers=1)[6] == "[::1]:8288"
     assert cli.worker_command(concurrency=2) == [
         py,
         "-m",
@@ -134,12 +132,20 @@ def test_dev_commands() -> None:
         "celery",
         "-A",
         "tasks",
+        "-q",
         "beat",
         "--loglevel",
         "INFO",
         "-s",
         "/tmp/x/beat-schedule",
     ]
+
+
+def test_the_gunicorn_config_keeps_event_keys_out_of_the_logs() -> None:
+    from app import gunicorn_conf
+
+    assert gunicorn_conf.logger_class == "app.api.accesslog.AccessLogger"
+    assert gunicorn_conf.threads == 8
 
 
 @pytest.fixture
@@ -160,6 +166,7 @@ def test_wrappers_exec_the_procfile_commands_with_extra_args(
 ) -> None:
     py = sys.executable
     monkeypatch.setenv("PORT", "5000")
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
     for argv in (["web", "--timeout", "30"], ["worker", "-c", "4"], ["beat"]):
         with pytest.raises(SystemExit):
             cli.main(argv)
@@ -168,14 +175,12 @@ def test_wrappers_exec_the_procfile_commands_with_extra_args(
             py,
             "-m",
             "gunicorn",
+            "-c",
+            "python:app.gunicorn_conf",
             "-b",
             "0.0.0.0:5000",
             "--workers",
-            "2",
-            "--threads",
-            "8",
-            "--logger-class",
-            "app.api.accesslog.AccessLogger",
+            "3",
             "app.api:create_app()",
             "--timeout",
             "30",
@@ -194,7 +199,7 @@ def test_wrappers_exec_the_procfile_commands_with_extra_args(
             "-c",
             "4",
         ],
-        [py, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO"],
+        [py, "-m", "celery", "-A", "tasks", "-q", "beat", "--loglevel", "INFO"],
     ]
 
 

@@ -104,17 +104,15 @@ def test_json_log_line_carries_the_run_fields() -> None:
     assert line["ts"].endswith("+00:00")
 
 
-def test_configure_from_env_only_in_json_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configure_adds_a_handler_only_in_json_mode() -> None:
     logger = logging.getLogger(logs.LOGGER)
     before = list(logger.handlers)
-    monkeypatch.delenv("STEPLINE_LOG_FORMAT", raising=False)
-    logs.configure_from_env()
+    logs.configure("text")
     assert logger.handlers == before
-    monkeypatch.setenv("STEPLINE_LOG_FORMAT", "json")
     propagate, level = logger.propagate, logger.level
     try:
-        logs.configure_from_env()
-        logs.configure_from_env()  # once per process
+        logs.configure("json")
+        logs.configure("json")  # once per process
         added = [h for h in logger.handlers if h not in before]
         assert len(added) == 1 and isinstance(added[0].formatter, logs.JsonFormatter)
     finally:

@@ -1,4 +1,4 @@
-// The shell: hash routes, the sidebar's health light and the API token dialog.
+// The shell: hash routes, the sidebar's health light, the outage banner and the token dialog.
 //   #/runs[?function_id&status&range]   runs list          (runs.js)
 //   #/runs/<run id>                       run detail         (run.js)
 //   #/events                              event stream       (events.js)
@@ -105,18 +105,24 @@ updateTokenButton();
 // --- health -------------------------------------------------------------------------------------
 
 const light = document.getElementById("health");
+const outage = document.getElementById("outage");
 poll(async () => {
   let state = "down";
   let text = "API unreachable";
+  let problems = [];
   try {
     const health = await api.health();
     state = health.redis ? "ok" : "down";
     text = health.redis ? "connected" : "Redis unavailable";
+    problems = Array.isArray(health.problems) ? health.problems : [];
   } catch {
     /* the server is down or restarting */
   }
   light.dataset.state = state;
   light.textContent = text;
+  // Red banner while beat or every worker is gone: the API answers, but runs stand still.
+  outage.textContent = problems.join(" · ");
+  outage.hidden = problems.length === 0;
 }, 5000);
 
 window.addEventListener("hashchange", route);

@@ -1,0 +1,35 @@
+"""gunicorn's configuration for `web` (`gunicorn -c python:app.gunicorn_conf`), the one place
+for it: the Procfile, `stepline web` and `stepline dev` all load it.
+
+    bind      0.0.0.0:$PORT              (`-b` on the command line wins)
+    logger    app.api.accesslog.AccessLogger: event keys redacted from request lines
+    workers   $WEB_CONCURRENCY, else 2   (`--workers` wins), 8 threads each
+    logs      error and access logs in STEPLINE_LOG_FORMAT (app.logs)
+    start-up  Redis' maxmemory-policy checked once, before any worker forks (app.release)
+
+A bad setting stops gunicorn here, with the variable named, before it forks anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import load_or_exit
+from app.errors import SteplineError
+from app.logs import gunicorn_logconfig
+from app.release import at_start
+
+_settings = load_or_exit()
+
+bind = [f"0.0.0.0:{_settings.port}"]
+workers = _settings.web_concurrency
+threads = 8
+logger_class = "app.api.accesslog.AccessLogger"
+logconfig_dict = gunicorn_logconfig(_settings.log_format)
+
+
+def on_starting(server: Any) -> None:
+    try:
+        at_start(_settings, "web")
+    except SteplineError as exc:
+        raise SystemExit(f"stepline: {exc}") from None
