@@ -37,10 +37,10 @@ _context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("stepline_log", d
 
 @contextmanager
 def bind(**fields: str | None) -> Iterator[None]:
-    """Within this block, every line formatted by Stepline's formatters carries `fields`
-    (empty values are left out)."""
-    merged = {**dict(_context.get()), **{k: v for k, v in fields.items() if v}}
-    token = _context.set(tuple(merged.items()))
+    """Within this block, every line formatted by Stepline's formatters carries `fields`; an
+    empty value unbinds its name (a job of no run, run inline inside a run's job)."""
+    merged = {**dict(_context.get()), **fields}
+    token = _context.set(tuple((k, v) for k, v in merged.items() if v))
     try:
         yield
     finally:
