@@ -68,7 +68,7 @@ class Settings(BaseSettings):
         validate_by_alias=True,
     )
 
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL", repr=False)
     """State store and Celery broker (`REDIS_URL`): `redis://`, `rediss://` (TLS) or
     `unix://`."""
     redis_tls_cert_reqs: Annotated[
@@ -234,6 +234,7 @@ def _problem(error: ErrorDetails) -> str:
     name = env_name(field) if field in Settings.model_fields else field
     allowed = error["msg"].removeprefix("Value error, ")
     allowed = allowed.replace("Input should be", "must be").replace("String should", "must")
+    allowed = allowed[:1].lower() + allowed[1:]
     return f"{name}={error.get('input')!r}: {allowed}"
 
 
