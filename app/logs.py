@@ -110,6 +110,18 @@ def configure(fmt: LogFormat) -> None:
     logger.propagate = False
 
 
+def capture_warnings(fmt: LogFormat) -> None:
+    """Python warnings (Celery's "running as root", deprecations) as log lines in `fmt`
+    rather than raw text on stderr (once per process)."""
+    logging.captureWarnings(True)
+    logger = logging.getLogger("py.warnings")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.__stderr__)
+        handler.setFormatter(formatter(fmt))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def gunicorn_logconfig(fmt: LogFormat) -> dict[str, Any]:
     """gunicorn's `logconfig_dict`: its error and access logs, and the root logger (so
     Stepline's text lines show in `web` too), on stderr with Stepline's formatter."""

@@ -34,6 +34,8 @@ _beat: Heartbeat | None = None
 
 
 def connect(settings: Settings) -> None:
+    logs.capture_warnings(settings.log_format)
+
     def use_format(logger: logging.Logger, **_: Any) -> None:
         logs.use_format(logger, settings.log_format)
 
