@@ -246,7 +246,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
         if field in SECRETS and value is not None:
             shown = "***"
         elif field == "redis_url":
-            shown = _mask_password(str(value))
+            shown = masked_url(str(value))
         elif isinstance(value, list):
             shown = ",".join(value)
         else:
@@ -256,7 +256,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _mask_password(url: str) -> str:
+def masked_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.password:
         return url
@@ -278,4 +278,5 @@ __all__ = [
     "env_name",
     "environment_names",
     "load_or_exit",
+    "masked_url",
 ]

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from app.config import Settings
+from app.config import Settings, masked_url
 from app.errors import SteplineError
 from app.state.client import store_for
 from app.state.server import ServerInfo, load_scripts, lua_works, server_info
@@ -93,7 +93,7 @@ def release(settings: Settings, out: IO[str]) -> int:
     try:
         findings = check_redis(store, settings)
     except Exception as exc:
-        print(f"error redis: cannot reach {settings.redis_url.split('@')[-1]}: {exc}", file=out)
+        print(f"error redis: cannot reach {masked_url(settings.redis_url)}: {exc}", file=out)
         return 1
     finally:
         store.close()
