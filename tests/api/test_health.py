@@ -6,6 +6,7 @@ from __future__ import annotations
 from app.liveness import Heartbeat, liveness
 from app.state.store import Store
 from tests.api.conftest import Api
+from tests.api.openapi_check import check
 
 T0 = 1_700_000_000_000
 
@@ -62,7 +63,7 @@ def test_health_reports_liveness(api: Api) -> None:
     store, now = api.engine.store, api.engine.now()
     worker(store, now, every=60)
     Heartbeat(store, "beat", 60, now).beat(now)
-    body = api.client.get("/health").get_json()
+    body = check(api.client.get("/health"), "get", "/health")
     assert body["ok"] is True and body["message"] == "OK" and body["problems"] == []
     assert body["workers"]["alive"] == 1 and body["beat"]["alive"] is True
     assert body["workers"]["items"][0]["jobs"] == ["run-a:start", "run-b:edge:1"]
@@ -74,7 +75,7 @@ def test_health_stays_200_but_not_ok_when_beat_is_gone(api: Api) -> None:
     Heartbeat(store, "beat", 1, now - 10_000).beat(now - 10_000)  # silent for 10 intervals
     response = api.client.get("/health")
     assert response.status_code == 200  # the API still takes events
-    body = response.get_json()
+    body = check(response, "get", "/health")
     assert body["ok"] is False and body["beat"]["alive"] is False
     assert body["message"].startswith("beat has not ticked for 10 s")
 

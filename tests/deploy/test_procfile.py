@@ -6,6 +6,7 @@ PORT and WEB_CONCURRENCY, completing runs; once against plain Redis, once over T
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,7 +41,7 @@ def deploy(app: Path, bin_dir: Path, redis_url: str, tmp: Path, **env: str) -> N
     commands = procfile(app)
     assert set(commands) == {"release", "web", "worker", "beat"}
     release = subprocess.run(
-        ["sh", "-c", commands["release"]],
+        [HONCHO, "run", *shlex.split(commands["release"])],
         cwd=app,
         env=environment,
         capture_output=True,

@@ -68,3 +68,46 @@ def test_stepline_dev_from_the_installed_wheel_runs_the_example(
         assert "run completed" in dev.output
     finally:
         assert dev.stop() == 0, dev.output[-4000:]
+
+
+def test_the_installed_commands_run_as_separate_services(
+    wheel_venv: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """As the README's systemd units run them: `stepline release` once, then `stepline web`,
+    `stepline worker` and `stepline beat`, each its own process with the same environment."""
+    port = free_port()
+    env = clean_env(
+        PATH=f"{wheel_venv}:/usr/bin:/bin",
+        REDIS_URL=redis_server.url,
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        STEPLINE_FUNCTIONS="app.examples.hello",
+        STEPLINE_HEARTBEAT_SECONDS="1",
+    )
+    released = subprocess.run(
+        ["stepline", "release"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert "ok      lua: every script loads" in released.stdout
+    config = subprocess.run(
+        ["stepline", "config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    shown = {line.split()[0]: line.split()[1:] for line in config.stdout.splitlines()}
+    assert shown["PORT"] == [str(port), "(environment)"], config.stdout
+    services = [
+        Proc(["stepline", name], env, tmp_path, tmp_path / f"{name}.log")
+        for name in ("web", "worker", "beat")
+    ]
+    http = Http(f"http://127.0.0.1:{port}")
+
+    def logs() -> str:
+        return "\n".join(service.output for service in services)
+
+    try:
+        http.wait_for(lambda: http.get("/health").json()["ok"], "every service up", logs=logs)
+        sent = http.post("/e/any", {"name": "app/hello", "data": {"name": "Ada"}}).json()
+        output = http.wait_for(lambda: http.run_output(sent["ids"][0]), "the run", logs=logs)
+        assert output == "HELLO, ADA!"
+    finally:
+        for service in services:
+            service.stop()
