@@ -284,6 +284,7 @@ def dev_environment(
     base: dict[str, str], redis_url: str, functions: str, urls: Sequence[str]
 ) -> dict[str, str]:
     env = {**base, "REDIS_URL": redis_url, "STEPLINE_FUNCTIONS": functions, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("STEPLINE_ACCESS_LOG", "false")  # the UI's polling would flood the console
     if urls:
         env["STEPLINE_APP_URLS"] = ",".join(urls)
     return env

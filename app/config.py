@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     """`STEPLINE_VISIBILITY_TIMEOUT`: Celery's Redis visibility timeout, only a backstop."""
     log_format: Annotated[Literal["text", "json"], BeforeValidator(_lower)] = "text"
     """`STEPLINE_LOG_FORMAT`: `json` makes every process log one JSON object per line."""
+    access_log: bool = True
+    """`STEPLINE_ACCESS_LOG`: gunicorn logs one line per request (`stepline dev` turns it off
+    unless set)."""
     worker_concurrency: Annotated[int, Field(ge=1, le=256)] = 2
     """`STEPLINE_WORKER_CONCURRENCY`: Celery worker processes per `worker` (not per CPU)."""
     port: Annotated[int, Field(ge=1, le=65_535)] = Field(8288, validation_alias="PORT")

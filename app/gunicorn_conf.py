@@ -4,7 +4,8 @@ for it: the Procfile, `stepline web` and `stepline dev` all load it.
     bind      0.0.0.0:$PORT              (`-b` on the command line wins)
     logger    app.api.accesslog.AccessLogger: event keys redacted from request lines
     workers   $WEB_CONCURRENCY, else 2   (`--workers` wins), 8 threads each
-    logs      error and access logs in STEPLINE_LOG_FORMAT (app.logs)
+    logs      error and access logs in STEPLINE_LOG_FORMAT (app.logs); no access log with
+              STEPLINE_ACCESS_LOG=false
     start-up  Redis' maxmemory-policy checked once, before any worker forks (app.release)
 
 A bad setting stops gunicorn here, with the variable named, before it forks anything.
@@ -25,7 +26,7 @@ bind = [f"0.0.0.0:{_settings.port}"]
 workers = _settings.web_concurrency
 threads = 8
 logger_class = "app.api.accesslog.AccessLogger"
-logconfig_dict = gunicorn_logconfig(_settings.log_format)
+logconfig_dict = gunicorn_logconfig(_settings.log_format, _settings.access_log)
 
 
 def on_starting(server: Any) -> None:

@@ -122,9 +122,10 @@ def capture_warnings(fmt: LogFormat) -> None:
         logger.propagate = False
 
 
-def gunicorn_logconfig(fmt: LogFormat) -> dict[str, Any]:
-    """gunicorn's `logconfig_dict`: its error and access logs, and the root logger (so
-    Stepline's text lines show in `web` too), on stderr with Stepline's formatter."""
+def gunicorn_logconfig(fmt: LogFormat, access: bool = True) -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its error and access logs (`access` False: none), and the
+    root logger (so Stepline's text lines show in `web` too), on stderr with Stepline's
+    formatter."""
     factory = "app.logs.JsonFormatter" if fmt == "json" else "app.logs.TextFormatter"
     handler = {
         "class": "logging.StreamHandler",
@@ -139,6 +140,10 @@ def gunicorn_logconfig(fmt: LogFormat) -> dict[str, Any]:
         "root": {"level": "INFO", "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {
+                "level": "INFO" if access else "WARNING",
+                "handlers": ["stderr"],
+                "propagate": False,
+            },
         },
     }

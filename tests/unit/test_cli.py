@@ -77,9 +77,12 @@ def test_dev_environment() -> None:
         "REDIS_URL": "redis://h:1/0",
         "STEPLINE_FUNCTIONS": "m",
         "PYTHONUNBUFFERED": "1",
+        "STEPLINE_ACCESS_LOG": "false",
         "STEPLINE_APP_URLS": "u1",
     }
     assert "STEPLINE_APP_URLS" not in cli.dev_environment({}, "r", "m", [])
+    asked = cli.dev_environment({"STEPLINE_ACCESS_LOG": "true"}, "r", "m", [])
+    assert asked["STEPLINE_ACCESS_LOG"] == "true"
 
 
 @pytest.mark.parametrize(

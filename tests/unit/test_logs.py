@@ -53,6 +53,10 @@ def test_gunicorn_gets_the_same_formatter() -> None:
     config = logs.gunicorn_logconfig("json")
     assert config["formatters"]["stepline"]["()"] == "app.logs.JsonFormatter"
     assert config["loggers"]["gunicorn.access"]["handlers"] == ["stderr"]
+    assert config["loggers"]["gunicorn.access"]["level"] == "INFO"
+    assert logs.gunicorn_logconfig("json", access=False)["loggers"]["gunicorn.access"]["level"] == (
+        "WARNING"
+    )
     assert logs.gunicorn_logconfig("text")["formatters"]["stepline"]["()"] == (
         "app.logs.TextFormatter"
     )
