@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
@@ -43,12 +44,14 @@ def connect(settings: Settings) -> None:
         if settings.log_format == "json":
             instance.quiet = True  # the banner is not a log line
 
-    def check(sender: Any, **_: Any) -> None:
-        name = "beat" if "beat" in type(sender).__module__ else "worker"
-        try:
-            at_start(settings, name)
-        except SteplineError as exc:
-            sys.exit(f"stepline: {exc}")  # SystemExit passes through Celery's signal dispatch
+    def check(process: str) -> Callable[..., None]:
+        def at_process_start(**_: Any) -> None:
+            try:
+                at_start(settings, process)
+            except SteplineError as exc:
+                sys.exit(f"stepline: {exc}")  # SystemExit passes through Celery's dispatch
+
+        return at_process_start
 
     def heartbeat(sender: Any, **_: Any) -> None:
         global _stop
@@ -70,8 +73,8 @@ def connect(settings: Settings) -> None:
     signals.after_setup_logger.connect(use_format, weak=False)
     signals.after_setup_task_logger.connect(use_format, weak=False)
     signals.celeryd_init.connect(quiet_when_json, weak=False)
-    signals.worker_init.connect(check, weak=False)
-    signals.beat_init.connect(check, weak=False)
+    signals.worker_init.connect(check("worker"), weak=False)
+    signals.beat_init.connect(check("beat"), weak=False)
     signals.worker_ready.connect(heartbeat, weak=False)
     signals.worker_shutdown.connect(stop_heartbeat, weak=False)
 
