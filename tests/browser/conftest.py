@@ -72,6 +72,9 @@ def stack(
         made.start_api()
         made.start_worker()
         made.start_beat()
+        # Their heartbeats: no test starts before the worker and beat are up (and the UI's
+        # outage banner is down).
+        made.wait_for(lambda: made.get("/health")["ok"], 90, "the worker's and beat's heartbeats")
         yield made
     finally:
         made.stop()
