@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import http.server
 import json
 import os
@@ -149,7 +148,7 @@ class LiveStepline:
         self.prefix = f"live-{uuid.uuid4().hex[:8]}"
         base = settings or Settings()
         self.engine = Engine.create(
-            dataclasses.replace(base, redis_url=REDIS_URL, key_prefix=self.prefix),
+            base.replace(redis_url=REDIS_URL, key_prefix=self.prefix),
             sender=Recorder(),
             local=FunctionSet(),
         )

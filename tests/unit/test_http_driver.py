@@ -3,7 +3,6 @@ plus the ways an app (or whatever answers in its place) can misbehave."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -193,7 +192,7 @@ def test_production_mode_refuses_unsigned_or_badly_signed_replies(server: Canned
 def test_production_mode_explains_a_refused_signature(server: CannedServer) -> None:
     refused = PY_REPLIES["cloud: POST without signature"]
     headers = {**refused["headers"]}
-    other = dataclasses.replace(PRODUCTION, signing_key="k")
+    other = PRODUCTION.replace(signing_key="k")
     result = call(server, Reply(401, headers, refused["body"]), settings=other)
     assert result.kind == "error" and result.retriable
     assert result.error is not None

@@ -9,7 +9,6 @@ memoizing by hand what the app reports.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -322,7 +321,7 @@ def test_production_mode_end_to_end(
     op = run.op()
     assert (op.op, op.name, op.data) == ("StepRun", "a", 1)
 
-    other_key = dataclasses.replace(PRODUCTION, signing_key="signkey-prod-" + "cd" * 32)
+    other_key = PRODUCTION.replace(signing_key="signkey-prod-" + "cd" * 32)
     wrong = Run(HttpDriver(other_key), three).call()
     assert (wrong.kind, wrong.retriable) == ("error", True)
     assert wrong.error is not None and "refused our signature" in str(wrong.error["message"])
