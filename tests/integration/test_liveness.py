@@ -48,11 +48,10 @@ def test_worker_and_beat_heartbeats_and_a_killed_worker_goes_red(
         (last,) = liveness(store, cluster.engine.now()).workers
         gone_at = last.last_seen + MISSES * last.every_ms + 1
         assert liveness(store, gone_at - 1).workers_alive == 1
-        red = liveness(store, gone_at)
-        assert red.workers_alive == 0 and red.problems() == [
-            "no worker is running: no run makes progress"
-        ]
+        red = liveness(store, gone_at)  # (beat, judged at that future time, may look late)
+        assert red.workers_alive == 0
+        assert "no worker is running: no run makes progress" in red.problems()
         cluster.wait_for(lambda: now().workers_alive == 0, 30, "the dead worker to go red")
-        assert now().beat_alive
+        cluster.wait_for(lambda: now().beat_alive, 30, "beat, still ticking")
     finally:
         cluster.stop()
