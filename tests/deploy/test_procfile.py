@@ -39,7 +39,7 @@ def deploy(app: Path, bin_dir: Path, redis_url: str, tmp: Path, **env: str) -> N
         **env,
     )
     commands = procfile(app)
-    assert set(commands) == {"release", "web", "worker", "beat"}
+    assert set(commands) == {"release", "web", "worker", "beat", "gateway"}
     release = subprocess.run(
         [HONCHO, "run", *shlex.split(commands["release"])],
         cwd=app,
