@@ -19,7 +19,6 @@ Printed, not asserted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -90,7 +89,7 @@ def run_once() -> None:
     from app.models import Trigger
 
     flush()
-    settings = dataclasses.replace(Settings.from_env(), redis_url=REDIS_URL, functions=[])
+    settings = Settings.from_env().replace(redis_url=REDIS_URL, functions=[])
     engine = Engine.create(settings, sender=_NoSend(), local=FunctionSet())
     client = create_app(engine).test_client()
     try:
