@@ -13,7 +13,8 @@
     ├── UnsupportedMediaType    (415) a request body that is not declared JSON
     ├── Conflict                (409)
     ├── NonDeterminismError     a replay met a different step than the one recorded
-    └── StateError              Redis state is not what a transition expects
+    ├── StateError              Redis state is not what a transition expects
+    └── HistoryUnavailable (503) the history database is unreachable or not migrated
 
 User-facing step errors (`NonRetriableError`, `RetryAfterError`, `StepError`) live in
 `app.sdk.errors`, as the official SDK names them.
@@ -89,3 +90,8 @@ class NonDeterminismError(SteplineError):
 
 class StateError(SteplineError):
     code = "state_error"
+
+
+class HistoryUnavailable(SteplineError):
+    code = "history_unavailable"
+    status = 503
