@@ -69,10 +69,14 @@ def main() -> None:
         wait_until(lambda: engine.store.get_event(ids[-1]) is None, timeout=600)
         mem, keys = settle(client)
         after = (mem - base_mem) / args.runs
-        print(f"after the hot window of {args.hot_window:g} s (dropped within "
-              f"{time.monotonic() - started:.1f} s):")
-        print(f"  {after:8.0f} bytes/run  {(keys - base_keys) / args.runs:6.2f} keys/run"
-              f"   (target < 200 bytes: {'ok' if after < 200 else 'OVER'})")
+        print(
+            f"after the hot window of {args.hot_window:g} s (dropped within "
+            f"{time.monotonic() - started:.1f} s):"
+        )
+        print(
+            f"  {after:8.0f} bytes/run  {(keys - base_keys) / args.runs:6.2f} keys/run"
+            f"   (target < 200 bytes: {'ok' if after < 200 else 'OVER'})"
+        )
         leftovers = sorted({k.decode().split(":")[1] for k in client.scan_iter(count=1000)})
         print(f"  key families left: {', '.join(leftovers)}")
     _ = REDIS_URL
