@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.errors import Conflict
 from app.models import RunStatus
-from app.state.keys import Keys
+from app.state.keys import ArchiveKeys, Keys
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -94,6 +94,7 @@ class Scripts:
 
     def __init__(self, client: Redis[str], keys: Keys, lua_dir: Path) -> None:
         self._keys = keys
+        self._archive = ArchiveKeys(keys.prefix)
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, client.register_script(read_script(lua_dir, name)))
             for name in self.NAMES
@@ -228,6 +229,7 @@ class Scripts:
             k.status_runs(status, function_id),
             k.ended_runs,
             k.metric(f"runs_{status.lower()}_total"),
+            self._archive.runs,
         ]
         args: list[Arg] = [
             status,
@@ -388,7 +390,7 @@ class Scripts:
         self, internal_id: str, user_id: str, record_json: str, now: int, dedupe_ttl_ms: int
     ) -> tuple[str, bool]:
         k = self._keys
-        keys = [k.event(internal_id), k.events]
+        keys = [k.event(internal_id), k.events, self._archive.events]
         if user_id:
             keys.append(k.event_dedupe(user_id))
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
