@@ -79,6 +79,14 @@ class Settings:
     connect_heartbeat_seconds: float = 10.0
     """`STEPLINE_CONNECT_HEARTBEAT_SECONDS`: the heartbeat interval told to workers; the
     gateway drops a connection silent for three intervals."""
+    # --- run history (app/history) ---
+    history_url: str = ""
+    """`STEPLINE_HISTORY_URL`: the history store (SQLAlchemy URL); empty is an SQLite file in
+    `data_dir`. Production: `postgresql+psycopg://user:password@host/db`."""
+    data_dir: str = ".stepline"
+    """`STEPLINE_DATA_DIR`: where the embedded history file lives (relative to the cwd)."""
+    hot_window_seconds: float = 600.0
+    """`STEPLINE_HOT_WINDOW_SECONDS`: how long an archived run or event stays in Redis too."""
 
     def __post_init__(self) -> None:
         from app.netpolicy import parse_allowed
@@ -127,4 +135,8 @@ class Settings:
             connect_heartbeat_seconds=_env_float(
                 "STEPLINE_CONNECT_HEARTBEAT_SECONDS", cls.connect_heartbeat_seconds
             ),
+            # History
+            history_url=os.environ.get("STEPLINE_HISTORY_URL", cls.history_url),
+            data_dir=os.environ.get("STEPLINE_DATA_DIR") or cls.data_dir,
+            hot_window_seconds=_env_float("STEPLINE_HOT_WINDOW_SECONDS", cls.hot_window_seconds),
         )

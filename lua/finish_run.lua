@@ -5,8 +5,7 @@ The caller reads the run's pause set, those pauses and the run's jobs first and 
 returned so the caller reads again and retries.
 
 The run moves from the Queued/Running status indexes to the one of its end status, enters the
-ended index and the archiver's queue (app/history: the history store gets the run, then Redis
-drops it), and the counter of its end status is incremented.
+ended index and the archiver's queue, and the counter of its end status is incremented.
 
 KEYS[1]   run meta             hash    <p>:{<run>}:run
 KEYS[2]   run pauses           set     <p>:{<run>}:pauses

@@ -118,6 +118,16 @@ class ArchiveStore:
                 out.append(_archived_run(meta, stack, steps, history))
         return out
 
+    def live_runs(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of `run_ids` that exist and have not ended."""
+        if not run_ids:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hget(self._store_keys.run(run_id).meta, "status")
+        statuses = pipe.execute()
+        return [rid for rid, st in zip(run_ids, statuses, strict=True) if st and not _ended(st)]
+
     def read_events(self, internal_ids: Sequence[str]) -> list[EventRecord]:
         if not internal_ids:
             return []
@@ -133,37 +143,53 @@ class ArchiveStore:
         runs, events = pipe.execute()
         return list(runs), list(events)
 
-    def drop_run(self, run_id: str, now: int) -> bool:
-        """Remove an archived run whose drop time has come; True once it is gone."""
-        k = self._store_keys
+    def drop_runs(self, run_ids: Sequence[str], now: int) -> int:
+        """Remove archived runs whose drop time has come (lua/history_drop_run.lua), in two
+        pipelined round trips; returns how many are gone."""
+        gone = 0
+        pending = list(run_ids)
         for _ in range(RETRIES):
-            function_id, status, event_ids_raw = self._client.hmget(
-                k.run(run_id).meta, ["function_id", "status", "event_ids"]
-            )
-            function_id, status = function_id or "", status or ""
-            event_ids: list[str] = json.loads(event_ids_raw) if event_ids_raw else []
-            r = k.run(run_id)
-            keys = [
-                r.meta,
-                r.steps,
-                r.stack,
-                r.pending,
-                r.history,
-                r.pauses,
-                k.runs,
-                k.function_runs(function_id),
-                k.status_runs(status),
-                k.status_runs(status, function_id),
-                k.ended_runs,
-                self._keys.drop_runs,
-                *(k.event_runs(event_id) for event_id in event_ids),
-                k.job_tombstone(start_job_id(run_id)),
-            ]
-            args: list[Arg] = [run_id, function_id, status, now, len(event_ids)]
-            code = cast(DropCode, self._scripts["history_drop_run"](keys, args))
-            if code != "changed":
-                return code == "dropped"
-        raise StateError(f"run {run_id} kept changing while being dropped")
+            if not pending:
+                return gone
+            pipe = self._client.pipeline(transaction=False)
+            for run_id in pending:
+                pipe.hmget(
+                    self._store_keys.run(run_id).meta, ["function_id", "status", "event_ids"]
+                )
+            snapshots = pipe.execute()
+            pipe = self._client.pipeline(transaction=False)
+            for run_id, snapshot in zip(pending, snapshots, strict=True):
+                keys, args = self._drop_run_call(run_id, now, *snapshot)
+                self._scripts["history_drop_run"](keys, args, pipe)
+            codes = cast(list[DropCode], pipe.execute())
+            gone += sum(1 for code in codes if code == "dropped")
+            pending = [rid for rid, code in zip(pending, codes, strict=True) if code == "changed"]
+        raise StateError(f"runs {pending} kept changing while being dropped")
+
+    def _drop_run_call(
+        self, run_id: str, now: int, function_id: str | None, status: str | None, raw: str | None
+    ) -> tuple[list[str], list[Arg]]:
+        k = self._store_keys
+        r = k.run(run_id)
+        function_id, status = function_id or "", status or ""
+        event_ids: list[str] = json.loads(raw) if raw else []
+        keys = [
+            r.meta,
+            r.steps,
+            r.stack,
+            r.pending,
+            r.history,
+            r.pauses,
+            k.runs,
+            k.function_runs(function_id),
+            k.status_runs(status),
+            k.status_runs(status, function_id),
+            k.ended_runs,
+            self._keys.drop_runs,
+            *(k.event_runs(event_id) for event_id in event_ids),
+            k.job_tombstone(start_job_id(run_id)),
+        ]
+        return keys, [run_id, function_id, status, now, len(event_ids)]
 
     def drop_event(self, internal_id: str, now: int, retry_at: int) -> DropCode:
         """Remove an archived event whose drop time has come, unless its processing job is

@@ -20,7 +20,7 @@ indexes across runs.
     <p>:runs:fn:<function id>       zset    run id, score created_at (ms)
     <p>:runs:st:<status>            zset    run id, score created_at (ms), runs in that status
     <p>:runs:st:<status>:fn:<fn id> zset    the same, of one function
-    <p>:runs:ended                  zset    run id, score ended_at (ms): retention
+    <p>:runs:ended                  zset    run id, score ended_at (ms)
     <p>:idem:<fn id>:<key>          string  run id (PX idempotency TTL)
     <p>:events                      zset    event internal id, score received_at (ms)
     <p>:event:<internal id>         string  {"internal_id", "received_at", "event"} JSON

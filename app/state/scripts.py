@@ -65,7 +65,6 @@ class PauseRef:
 SaveCode = Literal["created", "identical", "different", "ended"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
-DeleteRunCode = Literal["deleted", "missing", "kept", "changed"]
 
 
 class Scripts:
@@ -88,8 +87,6 @@ class Scripts:
         "release_due",
         "store_event",
         "save_app",
-        "delete_run",
-        "delete_event",
     )
 
     def __init__(self, client: Redis[str], keys: Keys, lua_dir: Path) -> None:
@@ -249,25 +246,6 @@ class Scripts:
         args += list(job_ids)
         return cast(FinishCode, self._run("finish_run", keys, args))
 
-    def delete_run(self, run_id: str, function_id: str, status: str, cutoff: int) -> DeleteRunCode:
-        k = self._keys
-        r = k.run(run_id)
-        keys = [
-            r.meta,
-            r.steps,
-            r.stack,
-            r.pending,
-            r.history,
-            r.pauses,
-            k.runs,
-            k.function_runs(function_id),
-            k.status_runs(status),
-            k.status_runs(status, function_id),
-            k.ended_runs,
-        ]
-        code = self._run("delete_run", keys, [run_id, function_id, status, cutoff])
-        return cast(DeleteRunCode, code)
-
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
         if ref.mode == "idx":
@@ -395,12 +373,6 @@ class Scripts:
             keys.append(k.event_dedupe(user_id))
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
         return str(found), code == "stored"
-
-    def delete_event(self, internal_id: str, cutoff: int) -> int:
-        """1 deleted, 0 kept (received after the cutoff), -1 not in the index."""
-        k = self._keys
-        keys = [k.event(internal_id), k.event_runs(internal_id), k.events]
-        return int(self._run("delete_event", keys, [internal_id, cutoff]))
 
     def save_app(
         self,

@@ -106,14 +106,14 @@ def test_drop_run_waits_for_its_time_then_removes_everything_of_the_run(
     finished(store, "R0", event_ids=["E1", "E2"])
     store.create_run(new_run("R1", event_ids=["E1"]))
     client.set("sl:job-done:R0:start", "1", px=86_400_000)
-    assert not archive.drop_run("R0", T0 + 10**9)  # not archived yet: kept
+    assert not archive.drop_runs(["R0"], T0 + 10**9)  # not archived yet: kept
     archive.claim_runs("t", T0 + 10, LEASE, 10)
     archive.archived_runs("t", ["R0"], T0 + HOT)
-    assert not archive.drop_run("R0", T0 + HOT - 1)
+    assert not archive.drop_runs(["R0"], T0 + HOT - 1)
     assert client.exists("sl:{R0}:run") == 1
 
-    assert archive.drop_run("R0", T0 + HOT)
-    assert archive.drop_run("R0", T0 + HOT)  # a repeat answers the same
+    assert archive.drop_runs(["R0"], T0 + HOT)
+    assert archive.drop_runs(["R0"], T0 + HOT)  # a repeat answers the same
     assert [k for k in client.scan_iter("sl:{R0}:*")] == []
     for index in (
         "sl:runs",
@@ -135,7 +135,7 @@ def test_a_live_run_in_the_drop_set_is_never_dropped(
 ) -> None:
     store.create_run(new_run("R0"))
     client.zadd("sl:history:drop-runs", {"R0": T0})
-    assert not archive.drop_run("R0", T0 + HOT)
+    assert not archive.drop_runs(["R0"], T0 + HOT)
     assert store.get_run("R0") is not None
 
 

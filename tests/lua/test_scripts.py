@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.state.archive import ArchiveStore
 from app.state.connect import ConnectStore
 from app.state.flow import FlowStore
 from app.state.keys import Keys
@@ -16,7 +17,13 @@ from app.state.slots import SlotStore
 from app.state.store import DEFAULT_LUA_DIR, Store
 
 LUA = DEFAULT_LUA_DIR
-NAMES = (*Scripts.NAMES, *FlowStore.NAMES, *SlotStore.NAMES, *ConnectStore.NAMES)
+NAMES = (
+    *Scripts.NAMES,
+    *FlowStore.NAMES,
+    *SlotStore.NAMES,
+    *ConnectStore.NAMES,
+    *ArchiveStore.NAMES,
+)
 """Every script of lua/, whichever module's wrapper loads it."""
 
 
