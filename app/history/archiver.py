@@ -31,8 +31,6 @@ log = logging.getLogger("stepline.history")
 
 BATCH = 500
 """Runs (and events) per claim: one pipelined Redis read and one database transaction."""
-LEASE_MS = 60_000
-"""How long a claimed batch is the claimer's before another archiver may take it."""
 BUDGET_SECONDS = 5.0
 """How long one ARCHIVE job keeps draining the queues before it leaves the rest to the next."""
 JOB_EVERY_MS = 5_000
@@ -57,6 +55,9 @@ class Archiver:
         self.history = history
         self._settings = settings
         self._hot_ms = int(settings.hot_window_seconds * 1000)
+        self._lease_ms = int(settings.lease_seconds * 1000)
+        """How long a claimed batch is its claimer's before another archiver may take it
+        (STEPLINE_LEASE_SECONDS, as for jobs: a claimer that dies is noticed as fast)."""
         self._clock = clock
         self._last_job = 0
         self._last_retention = 0
@@ -99,7 +100,7 @@ class Archiver:
 
     def _archive_runs(self, now: int) -> int:
         token = uuid.uuid4().hex
-        run_ids = self._archive.claim_runs(token, now, LEASE_MS, BATCH)
+        run_ids = self._archive.claim_runs(token, now, self._lease_ms, BATCH)
         if not run_ids:
             return 0
         runs = self._archive.read_runs(run_ids)
@@ -114,7 +115,7 @@ class Archiver:
 
     def _archive_events(self, now: int) -> int:
         token = uuid.uuid4().hex
-        event_ids = self._archive.claim_events(token, now, LEASE_MS, BATCH)
+        event_ids = self._archive.claim_events(token, now, self._lease_ms, BATCH)
         if not event_ids:
             return 0
         self.history.save_events(self._archive.read_events(event_ids))

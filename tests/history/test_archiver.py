@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from app import retention
 from app.config import Settings
-from app.history.archiver import JOB_EVERY_MS, LEASE_MS, Archiver
+from app.history.archiver import JOB_EVERY_MS, Archiver
 from app.history.reads import Reads
 from app.history.schema import runs as runs_table
 from app.history.store import HistoryStore, open_history
@@ -22,6 +22,7 @@ from app.state.store import Store
 from tests.lua.conftest import T0, new_run
 
 HOT_MS = 600_000
+LEASE_MS = 30_000
 
 
 @dataclass
@@ -51,7 +52,9 @@ def world(redis_url: str, history_url: str) -> Iterator[World]:
     history = open_history(history_url)
     clock = [T0 + 100]
     archive = ArchiveStore(store)
-    settings = Settings(hot_window_seconds=HOT_MS / 1000, retention_days=1)
+    settings = Settings(
+        hot_window_seconds=HOT_MS / 1000, lease_seconds=LEASE_MS / 1000, retention_days=1
+    )
     yield World(
         store, archive, history, Archiver(archive, history, settings, lambda: clock[0]), clock
     )
