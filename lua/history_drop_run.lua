@@ -1,5 +1,7 @@
 --[[ history_drop_run: remove an archived run from Redis once its hot window has passed, with
-every index entry, its links from its events and the job tombstones given.
+every index entry, its links from its events, and the keys kept only for its sake: the job
+tombstones given and its event-derived idempotency key (once the run is archived and its
+event processed, nothing can start that run again).
 
 Only a run in the drop set (so committed to the history store) whose drop time has come is
 removed. The caller reads the run's function id, status and event ids first (they pick the
@@ -21,12 +23,16 @@ then, for event i (i = 1..E):
           event -> runs        set     <p>:event-runs:<event internal id>
 then, for tombstone j (j = 1..T):
           job tombstone        string  <p>:job-done:<job id>     (the run's jobs, now moot)
+then, optionally:
+          idempotency key      string  <p>:idem:<function>:<event internal id>   (deleted only
+                                       while it still names this run)
 
 ARGV[1]   run id
 ARGV[2]   function id as read ("" if the run was missing)
 ARGV[3]   status as read ("" if the run was missing)
 ARGV[4]   now, ms since epoch
 ARGV[5]   E, number of events
+ARGV[6]   T, number of tombstones
 
 Returns:
   "dropped"   the run is gone from Redis (by this call or an earlier one)
@@ -37,7 +43,7 @@ Returns:
 -- @include "run_status.lua"
 
 local meta_key, drops_key, run_id = KEYS[1], KEYS[12], ARGV[1]
-local n_events = tonumber(ARGV[5])
+local n_events, n_tombstones = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 local due = redis.call('ZSCORE', drops_key, run_id)
 local meta = redis.call('HMGET', meta_key, 'function_id', 'status')
@@ -61,7 +67,11 @@ end
 for i = 13, 12 + n_events do
   redis.call('SREM', KEYS[i], run_id)
 end
-for i = 13 + n_events, #KEYS do
+for i = 13 + n_events, 12 + n_events + n_tombstones do
   redis.call('DEL', KEYS[i])
+end
+local idem_at = 13 + n_events + n_tombstones
+if KEYS[idem_at] and redis.call('GET', KEYS[idem_at]) == run_id then
+  redis.call('DEL', KEYS[idem_at])
 end
 return 'dropped'

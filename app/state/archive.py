@@ -189,7 +189,9 @@ class ArchiveStore:
             *(k.event_runs(event_id) for event_id in event_ids),
             k.job_tombstone(start_job_id(run_id)),
         ]
-        return keys, [run_id, function_id, status, now, len(event_ids)]
+        if event_ids:
+            keys.append(k.idempotency(f"{function_id}:{event_ids[0]}"))
+        return keys, [run_id, function_id, status, now, len(event_ids), 1]
 
     def drop_event(self, internal_id: str, now: int, retry_at: int) -> DropCode:
         """Remove an archived event whose drop time has come, unless its processing job is
@@ -203,8 +205,30 @@ class ArchiveStore:
             k.jobs,
             k.job_tombstone(job_id),
         ]
+        record = self.read_events([internal_id])
+        if record and _id_given_by_stepline(record[0]):
+            keys.append(k.event_dedupe(str(record[0].event["id"])))
         args: list[Arg] = [internal_id, now, job_id, retry_at]
         return cast(DropCode, self._scripts["history_drop_event"](keys, args))
+
+
+def _id_given_by_stepline(record: EventRecord) -> bool:
+    """The event's id was not sent by a user: the runner filled in its internal id, or it is
+    the end event of a run (named after the run; emitted once, when the run ended)."""
+    event_id, name = record.event.get("id"), record.event.get("name")
+    if not isinstance(event_id, str) or not event_id:
+        return False
+    return event_id == record.internal_id or name in RUN_END_EVENTS
+
+
+RUN_END_EVENTS = (
+    "inngest/function.finished",
+    "inngest/function.failed",
+    "inngest/function.cancelled",
+)
+"""As `app.lifecycle.LIFECYCLE_EVENTS` emits them. (`inngest/function.invoked` keeps its
+dedupe key: a parent replayed later may emit the same invoke again, and must not start a
+second child.)"""
 
 
 def _ended(status: str) -> bool:

@@ -165,3 +165,40 @@ def test_drop_event_waits_for_its_processing_job(
     assert client.zcard("sl:history:drop-events") == 0
     assert client.exists("sl:job-done:event:E1") == 0
     assert client.smembers("sl:event-runs:E1") == {"R1"}  # the live run keeps its link
+
+
+def test_dropping_takes_the_keys_kept_only_for_the_run_and_its_event(
+    store: Store, client: redis.Redis, archive: ArchiveStore
+) -> None:
+    """The event-derived idempotency key and the dedupe keys of ids Stepline made go with the
+    run and the event; a dedupe key of an id a user sent stays its 24 hours."""
+    own = {"name": "app/go", "data": {}, "id": "E1", "ts": T0, "user": {}}  # id = internal id
+    sent = {"name": "app/go", "data": {}, "id": "user-7", "ts": T0, "user": {}}
+    finished_event = {
+        "name": "inngest/function.finished",
+        "data": {},
+        "id": "R1:finished",
+        "ts": T0,
+        "user": {},
+    }
+    store.store_event(own, "E1", T0, 86_400_000)
+    store.store_event(sent, "E2", T0, 86_400_000)
+    store.store_event(finished_event, "E3", T0, 86_400_000)
+    store.create_run(new_run("R1", event_ids=["E1"], idempotency_key="app-fn:E1"))
+    store.create_run(new_run("R2", event_ids=["E2"], idempotency_key="app-fn:custom"))
+    for run_id in ("R1", "R2"):
+        assert store.finish_run(run_id, "Completed", None, None, T0 + 10)
+    archive.claim_runs("t", T0 + 10, LEASE, 10)
+    archive.archived_runs("t", ["R1", "R2"], T0 + HOT)
+    archive.claim_events("u", T0 + 10, LEASE, 10)
+    archive.archived_events("u", ["E1", "E2", "E3"], T0 + HOT)
+    assert client.get("sl:idem:app-fn:E1") == "R1"
+
+    assert archive.drop_runs(["R1", "R2"], T0 + HOT) == 2
+    assert client.exists("sl:idem:app-fn:E1") == 0
+    assert client.get("sl:idem:app-fn:custom") == "R2"  # the function's own key: its 24 h
+    for event_id in ("E1", "E2", "E3"):
+        assert archive.drop_event(event_id, T0 + HOT, T0 + 2 * HOT) == "dropped"
+    assert client.exists("sl:event-dedupe:E1") == 0
+    assert client.exists("sl:event-dedupe:R1:finished") == 0
+    assert client.get("sl:event-dedupe:user-7") == "E2"
