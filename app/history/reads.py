@@ -53,15 +53,22 @@ class Reads:
         after: Position | None = None,
     ) -> Page[RunView]:
         """Newest first, as `Store.page_runs`, over both stores."""
-        filters = {
-            "function_id": function_id,
-            "status": status,
-            "created_after": created_after,
-            "created_before": created_before,
-            "after": after,
-        }
-        live = self.store.page_runs(limit, **filters)  # type: ignore[arg-type]
-        archived = self.history.page_runs(limit, **filters)  # type: ignore[arg-type]
+        live = self.store.page_runs(
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        archived = self.history.page_runs(
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
         return merge(live, archived, limit, _run_position)
 
     # --- events ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Every list query walks one index of `schema.py` backwards from a row-value bound
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,13 +58,23 @@ class SqlHistory(HistoryStore):
         """Make the schema usable, or raise HistoryUnavailable saying what to do."""
         raise NotImplementedError
 
-    def _begin(self) -> Any:
-        self._ensure_ready()
-        return self.engine.begin()
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
+        """A transaction (committed at the end of the block)."""
+        return self._connection(write=True)
 
-    def _connect(self) -> Any:
+    def _connect(self) -> AbstractContextManager[sa.Connection]:
+        return self._connection(write=False)
+
+    @contextmanager
+    def _connection(self, *, write: bool) -> Iterator[sa.Connection]:
+        """A connection to a ready schema; a database that cannot be reached (or is locked
+        past the busy timeout) raises HistoryUnavailable (503 in the API)."""
         self._ensure_ready()
-        return self.engine.connect()
+        try:
+            with self.engine.begin() if write else self.engine.connect() as connection:
+                yield connection
+        except sa.exc.OperationalError as exc:
+            raise HistoryUnavailable(f"the history database {self.url}: {exc.orig}") from exc
 
     def _ensure_ready(self) -> None:
         if self._ready:
@@ -340,7 +351,7 @@ def _event_row(record: EventRecord) -> dict[str, Any]:
     }
 
 
-def _view(row: sa.Row[Any]) -> RunView:
+def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
     return RunView(
         run_id=row.run_id,
         function_id=row.function_id,

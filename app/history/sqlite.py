@@ -18,12 +18,15 @@ BUSY_TIMEOUT_MS = 10_000
 
 class SqliteHistory(SqlHistory):
     def __init__(self, url: sa.URL) -> None:
-        database = url.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _pragmas)
         super().__init__(engine)
+
+    def upgrade(self) -> None:
+        database = self.engine.url.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        super().upgrade()
 
     def _prepare(self) -> None:
         self.upgrade()

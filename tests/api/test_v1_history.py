@@ -170,3 +170,26 @@ def test_rerun_and_replay_start_from_an_archived_run(api: Api) -> None:
 
     cancel = api.client.post(f"/v1/runs/{original}/cancel")
     assert check(cancel, "post", "/v1/runs/{run_id}/cancel")["code"] == "conflict"
+
+
+def test_an_unreachable_history_store_answers_503_and_live_runs_still_show(
+    redis_url: str,
+) -> None:
+    down = make_api(redis_url, history_url="postgresql://postgres@127.0.0.1:1/stepline")
+    try:
+        down.register(fn("f", Trigger(event="a/b")))
+        event_id = send(down, {"x": 1})
+        down.process_events()
+        [run_id] = down.engine.store.event_run_ids(event_id)
+        live = down.client.get(f"/v1/runs/{run_id}")
+        assert check(live, "get", "/v1/runs/{run_id}")["data"]["status"] == "Queued"
+        for template, url in (
+            ("/v1/runs", "/v1/runs"),
+            ("/v1/runs/{run_id}", "/v1/runs/nope"),
+            ("/v1/events", "/v1/events"),
+        ):
+            response = down.client.get(url)
+            assert response.status_code == 503
+            assert check(response, "get", template)["code"] == "history_unavailable"
+    finally:
+        close(down)
