@@ -30,6 +30,29 @@ def upgrade(settings: Settings, *, sql: bool = False) -> int:
     finally:
         history.close()
     print(f"history store {history.url} is at revision {migrate.head()}")
+    return _queue_unarchived(settings)
+
+
+def _queue_unarchived(settings: Settings) -> int:
+    """Hand the archiver the finished runs and events a version without a history store left
+    in Redis (once; later calls find them queued)."""
+    from app.state.archive import ArchiveStore
+    from app.state.store import Store
+
+    store = Store(settings.redis_url, prefix=settings.key_prefix)
+    try:
+        runs, events = ArchiveStore(store).queue_unarchived()
+    except Exception as exc:  # Redis down: the database part is done; say what is left
+        print(
+            f"stepline history upgrade: could not reach Redis at {settings.redis_url} ({exc}); "
+            "run it again to hand older finished runs to the archiver",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        store.close()
+    if runs or events:
+        print(f"queued for the archiver: {runs} finished runs and {events} events already in Redis")
     return 0
 
 

@@ -100,6 +100,25 @@ class ArchiveStore:
         keys = [queue, drops, self._keys.claim(token)]
         return int(self._scripts["history_archived"](keys, [drop_at, *ids]))
 
+    def queue_unarchived(self, batch: int = 1_000) -> tuple[int, int]:
+        """Queue for the archiver every ended run and every event already in Redis (those of a
+        version without a history store; the others are queued already and stay as they are:
+        ZADD NX). Bounded batches by rank, never KEYS. Returns (runs, events) newly queued."""
+        return (
+            self._queue_all(self._store_keys.ended_runs, self._keys.runs, batch),
+            self._queue_all(self._store_keys.events, self._keys.events, batch),
+        )
+
+    def _queue_all(self, source: str, queue: str, batch: int) -> int:
+        added = 0
+        start = 0
+        while True:
+            members = self._client.zrange(source, start, start + batch - 1, withscores=True)
+            if not members:
+                return added
+            added += int(self._client.zadd(queue, dict(members), nx=True))
+            start += batch
+
     # --- reading what is archived ---------------------------------------------------------
     def read_runs(self, run_ids: Sequence[str]) -> list[ArchivedRun]:
         """The ended runs among `run_ids` with their steps (missing or live ones left out)."""

@@ -10,8 +10,12 @@ from app.history.store import open_history
 
 
 def test_upgrade_migrates_the_configured_database(
-    history_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    history_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("STEPLINE_HISTORY_URL", history_url)
     assert main(["history", "upgrade"]) == 0
     assert main(["history", "upgrade"]) == 0  # nothing left to do
@@ -41,9 +45,40 @@ def test_upgrade_of_an_unreachable_database_says_so(
 
 
 def test_the_data_directory_holds_the_default_sqlite_file(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: object,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.delenv("STEPLINE_HISTORY_URL", raising=False)
     monkeypatch.setenv("STEPLINE_DATA_DIR", f"{tmp_path}/data")
     assert main(["history", "upgrade"]) == 0
     assert f"sqlite:///{tmp_path}/data/history.db" in capsys.readouterr().out
+
+
+def test_upgrade_hands_the_archiver_what_an_older_version_left_in_redis(
+    history_url: str,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from app.state.store import Store
+    from tests.lua.conftest import T0, new_run
+
+    store = Store(redis_url, prefix="sl")
+    client = store._client
+    store.store_event({"name": "app/go", "data": {}, "id": "", "ts": T0, "user": {}}, "E1", T0, 1)
+    store.create_run(new_run("R1", event_ids=["E1"]))
+    store.finish_run("R1", "Completed", None, None, T0 + 5)
+    store.create_run(new_run("LIVE"))
+    client.delete("sl:history:runs", "sl:history:events")  # as before the history store
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("STEPLINE_HISTORY_URL", history_url)
+    assert main(["history", "upgrade"]) == 0
+    assert "queued for the archiver: 1 finished runs and 1 events" in capsys.readouterr().out
+    assert client.zrange("sl:history:runs", 0, -1, withscores=True) == [("R1", T0 + 5)]
+    assert client.zrange("sl:history:events", 0, -1) == ["E1"]
+    assert main(["history", "upgrade"]) == 0
+    assert "queued" not in capsys.readouterr().out
+    store.close()
