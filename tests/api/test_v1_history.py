@@ -5,7 +5,6 @@ rerun and replay start from an archived run. Each test runs on SQLite and Postgr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ def api(redis_url: str, history_url: str) -> Iterator[Api]:
 
 
 def send(api: Api, data: dict[str, Any]) -> str:
-    response = api.client.post("/e/k", data=json.dumps({"name": "a/b", "data": data}))
+    response = api.client.post("/e/k", json={"name": "a/b", "data": data})
     [event_id] = response.get_json()["ids"]
     return str(event_id)
 
