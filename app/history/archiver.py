@@ -59,20 +59,25 @@ class Archiver:
         """How long a claimed batch is its claimer's before another archiver may take it
         (STEPLINE_LEASE_SECONDS, as for jobs: a claimer that dies is noticed as fast)."""
         self._clock = clock
-        self._last_job = 0
+        self._last_job = ""
+        self._last_job_at = 0
         self._last_retention = 0
 
     # --- beat -----------------------------------------------------------------------------
     def due_job(self, now: int) -> Job | None:
         """The ARCHIVE job to send now, if any: when runs or events wait for the archiver,
-        and once a minute anyway (retention)."""
-        if now - self._last_job < JOB_EVERY_MS:
+        and once a minute anyway (retention). Never while the last one is still queued (it
+        may be retrying while the database is down: one at a time, not a pile)."""
+        if now - self._last_job_at < JOB_EVERY_MS:
+            return None
+        if self._last_job and self._archive.job_queued(self._last_job):
             return None
         runs, events = self._archive.backlog(now)
-        if not runs and not events and now - self._last_job < retention.INTERVAL_MS:
+        if not runs and not events and now - self._last_job_at < retention.INTERVAL_MS:
             return None
-        self._last_job = now
-        return Job(id=f"archive:{now // JOB_EVERY_MS}", kind=JobKind.ARCHIVE)
+        self._last_job_at = now
+        self._last_job = f"archive:{now // JOB_EVERY_MS}"
+        return Job(id=self._last_job, kind=JobKind.ARCHIVE)
 
     def drop_due(self, now: int) -> int:
         """Drop from Redis the archived runs and events whose hot window has passed."""

@@ -78,6 +78,10 @@ class ArchiveStore:
         runs, events = pipe.execute()
         return int(runs), int(events)
 
+    def job_queued(self, job_id: str) -> bool:
+        """Is this job still queued (not yet done, maybe retrying)?"""
+        return bool(self._client.hexists(self._store_keys.jobs, job_id))
+
     def claim_runs(self, token: str, now: int, lease_ms: int, limit: int) -> list[str]:
         return self._claim(self._keys.runs, token, now, lease_ms, limit)
 
