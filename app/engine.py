@@ -16,13 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app import retention
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
+from app.history import open_settings_history
+from app.history.archiver import Archiver
+from app.history.reads import Reads
 from app.logs import configure as configure_logs
 from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
+from app.state.archive import ArchiveStore
 from app.state.client import store_for
 from app.state.store import Store
 from app.worker import JobRunner
@@ -57,8 +60,11 @@ class Engine:
     jobs: JobRunner
     admission: Admission
     """Flow control before runs (rate limit, debounce, batch, ...)."""
+    archiver: Archiver
+    """Moves finished runs and events to the history store; Redis drops them after."""
+    reads: Reads
+    """Runs and events wherever they are (Redis or the history store): what the API reads."""
     _last_sync: int = 0
-    _last_retention: int = 0
 
     @staticmethod
     def now() -> int:
@@ -99,6 +105,7 @@ class Engine:
         executor = Executor(store, queue, registry, runner, drivers, settings)
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
+        archiver = Archiver(ArchiveStore(store), open_settings_history(settings), settings)
         executor.lifecycle.on_finish = admission.on_finish
         handlers: dict[JobKind, Callable[[Job], None]] = {
             JobKind.START: executor.run_job,
@@ -109,6 +116,7 @@ class Engine:
             JobKind.DEBOUNCE: admission.run_debounce,
             JobKind.BATCH: admission.run_batch,
             JobKind.CANCEL: admission.run_timeout,
+            JobKind.ARCHIVE: archiver.run_job,
         }
 
         def give_up(job: Job, problem: str) -> None:
@@ -116,7 +124,20 @@ class Engine:
             executor.fail_run(job.run_id, error, wall_clock_ms())
 
         jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
-        engine = cls(settings, store, queue, registry, functions, runner, executor, jobs, admission)
+        reads = Reads(store, archiver.history)
+        engine = cls(
+            settings,
+            store,
+            queue,
+            registry,
+            functions,
+            runner,
+            executor,
+            jobs,
+            admission,
+            archiver,
+            reads,
+        )
         runner.canceller = executor.cancel
         if inline:
             runner.inline = engine.run_inline
@@ -167,15 +188,17 @@ class Engine:
 
     def tick(self, now: int) -> int:
         """Beat's periodic work: send due timers, lost jobs and parked jobs that can run now,
-        fire due cron triggers."""
+        fire due cron triggers, send the archiver its job and drop from Redis what it has
+        archived."""
         from app.cron import fire_due_crons
 
         if now - self._last_sync >= RESYNC_MS:
             self.sync_local()
         released = self.queue.release_due(now)
-        if now - self._last_retention >= retention.INTERVAL_MS:
-            self._last_retention = now
-            retention.apply(self.store, self.settings, now)
+        archive = self.archiver.due_job(now)
+        if archive is not None:
+            self.queue.enqueue(archive, now, now)
+        self.archiver.drop_due(now)
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released

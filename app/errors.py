@@ -14,7 +14,8 @@
     ├── Conflict                (409)
     ├── NonDeterminismError     a replay met a different step than the one recorded
     ├── StateError              Redis state is not what a transition expects
-    └── ConfigError             a setting's value is not allowed (names the variable)
+    ├── ConfigError             a setting's value is not allowed (names the variable)
+    └── HistoryUnavailable (503) the history database is unreachable or not migrated
 
 User-facing step errors (`NonRetriableError`, `RetryAfterError`, `StepError`) live in
 `app.sdk.errors`, as the official SDK names them.
@@ -97,3 +98,8 @@ class ConfigError(SteplineError):
     value and what is allowed (raised by `Settings.from_env`)."""
 
     code = "config_error"
+
+
+class HistoryUnavailable(SteplineError):
+    code = "history_unavailable"
+    status = 503

@@ -116,6 +116,7 @@ class JobKind(enum.StrEnum):
     DEBOUNCE = "debounce"
     BATCH = "batch"
     CANCEL = "cancel"
+    ARCHIVE = "archive"
 
 
 class Job(BaseModel):

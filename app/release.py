@@ -103,8 +103,12 @@ def release(settings: Settings, out: IO[str]) -> int:
         print("release failed: fix the errors above", file=out)
         return 1
     from app.engine import Engine
+    from app.history import commands
     from app.sync import sync_app
 
+    if commands.upgrade(settings) != 0:  # the history database at this version's schema
+        print("release failed: the history store could not be migrated", file=out)
+        return 1
     engine = Engine.create(settings)  # publishes the in-process functions
     print(f"ok      functions: {len(engine.local.configs())} in-process", file=out)
     for url in settings.app_urls:

@@ -6,7 +6,8 @@
 
 Both link the new run to the original (`original_run_id`) and queue its start job. The copy
 is written with the run in one atomic step (`lua/create_run.lua`), so a worker never sees a
-replay without its memoized steps.
+replay without its memoized steps. The original is read wherever it is (`Reads`: Redis, or
+the history store once it has been archived and dropped from Redis).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import logging
 from dataclasses import dataclass
 
 from app.errors import BadRequest, Conflict, NotFound
+from app.history.reads import Reads
 from app.ids import new_ulid
 from app.models import Job, JobKind, RunStatus
 from app.queue import Queue
-from app.state.store import MemoizedSteps, NewRun, RunState, Store
+from app.state.store import MemoizedSteps, NewRun, RunState
 
 log = logging.getLogger("stepline.runs")
 
@@ -35,22 +37,22 @@ class NewRunInfo:
     copied_steps: int = 0
 
 
-def rerun(store: Store, queue: Queue, run_id: str, now: int) -> NewRunInfo:
+def rerun(reads: Reads, queue: Queue, run_id: str, now: int) -> NewRunInfo:
     """Start `run_id`'s function again from the start with the same events."""
-    state = _original(store, run_id)
-    new_id = _create(store, queue, state, now, None)
+    state = _original(reads, run_id)
+    new_id = _create(reads, queue, state, now, None)
     return NewRunInfo(new_id, run_id, state.function_id)
 
 
 def replay(
-    store: Store, queue: Queue, run_id: str, now: int, from_step: str | None = None
+    reads: Reads, queue: Queue, run_id: str, now: int, from_step: str | None = None
 ) -> NewRunInfo:
     """Start a new run of an ended run that keeps the steps memoized before `from_step` (by
     default the first step that failed; with none, every memoized step)."""
-    state = _original(store, run_id)
+    state = _original(reads, run_id)
     if not RunStatus(state.status).ended:
         raise Conflict(f"run {run_id} has not ended ({state.status}); cancel it first")
-    memo = store.memoized_steps(run_id)
+    memo = reads.memoized_steps(run_id)
     if memo is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
     stop: str | None
@@ -71,7 +73,7 @@ def replay(
             if step in memo.history
         },
     )
-    new_id = _create(store, queue, state, now, copy)
+    new_id = _create(reads, queue, state, now, copy)
     return NewRunInfo(new_id, run_id, state.function_id, stop, len(kept))
 
 
@@ -83,21 +85,21 @@ def _failed(memo: MemoizedSteps, step: str) -> bool:
     return isinstance(value, dict) and value.get("error") is not None
 
 
-def _original(store: Store, run_id: str) -> RunState:
-    state = store.load_run(run_id)
+def _original(reads: Reads, run_id: str) -> RunState:
+    state = reads.load_run(run_id)
     if state is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
-    if store.get_function(state.function_id) is None:
+    if reads.store.get_function(state.function_id) is None:
         raise Conflict(f"function {state.function_id} of run {run_id} is no longer registered")
     return state
 
 
 def _create(
-    store: Store, queue: Queue, state: RunState, now: int, memo: MemoizedSteps | None
+    reads: Reads, queue: Queue, state: RunState, now: int, memo: MemoizedSteps | None
 ) -> str:
-    view = store.get_run(state.run_id)
+    view = reads.get_run(state.run_id)
     event_ids = view.event_ids if view is not None else []
-    new_id, _ = store.create_run(
+    new_id, _ = reads.store.create_run(
         NewRun(
             run_id=new_ulid(now),
             function_id=state.function_id,

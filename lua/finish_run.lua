@@ -5,7 +5,7 @@ The caller reads the run's pause set, those pauses and the run's jobs first and 
 returned so the caller reads again and retries.
 
 The run moves from the Queued/Running status indexes to the one of its end status, enters the
-ended index (retention reads it) and the counter of its end status is incremented.
+ended index and the archiver's queue, and the counter of its end status is incremented.
 
 KEYS[1]   run meta             hash    <p>:{<run>}:run
 KEYS[2]   run pauses           set     <p>:{<run>}:pauses
@@ -25,6 +25,7 @@ KEYS[15]  end status runs      zset    <p>:runs:st:<status>
 KEYS[16]  function's end st.   zset    <p>:runs:st:<status>:fn:<function>
 KEYS[17]  ended runs           zset    <p>:runs:ended            run id by ended_at
 KEYS[18]  end status counter   hash    <p>:metric:runs_<completed|failed|cancelled>_total
+KEYS[19]  archive queue        zset    <p>:history:runs          run id by ended_at
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
@@ -55,6 +56,7 @@ Returns:
 
 -- @include "run_status.lua"
 -- @include "drop_pause.lua"
+-- @include "archive.lua"
 
 local meta_key, run_pauses_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local expiry_key, corr_key = KEYS[4], KEYS[5]
@@ -64,7 +66,7 @@ local run_id = ARGV[5]
 local n_pauses, n_jobs = tonumber(ARGV[6]), tonumber(ARGV[7])
 local tombstone_ttl = ARGV[8]
 local function_id = ARGV[9]
-local FIXED_KEYS, FIXED_ARGS = 18, 9
+local FIXED_KEYS, FIXED_ARGS = 19, 9
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
 
@@ -112,6 +114,7 @@ redis.call('ZADD', KEYS[15], created_at, run_id)
 redis.call('ZADD', KEYS[16], created_at, run_id)
 redis.call('ZADD', KEYS[17], ARGV[4], run_id)
 redis.call('HINCRBY', KEYS[18], function_id, 1)
+queue_archive(KEYS[19], run_id, ARGV[4])
 
 for i = 1, n_pauses do
   local a = FIXED_ARGS + 5 * (i - 1)

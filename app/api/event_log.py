@@ -36,7 +36,7 @@ def list_events() -> Response:
     after = params.time_arg("after")
     before = params.time_arg("before")
     cursor = params.cursor()
-    page = current_engine().store.page_events(
+    page = current_engine().reads.page_events(
         limit, received_after=after, received_before=before, after=cursor
     )
     return jsonify(
@@ -50,7 +50,7 @@ def list_events() -> Response:
 @bp.get("/v1/events/<event_id>")
 @requires(Access.OPERATOR)
 def get_event(event_id: str) -> Response:
-    record = current_engine().store.get_event(event_id)
+    record = current_engine().reads.get_event(event_id)
     if record is None:
         raise NotFound(f"event {event_id} not found", field="event_id")
     return jsonify({"data": event_json(record)})
@@ -60,13 +60,12 @@ def get_event(event_id: str) -> Response:
 @requires(Access.OPERATOR)
 def get_event_runs(event_id: str) -> Response:
     engine = current_engine()
-    store = engine.store
-    if store.get_event(event_id) is None:
+    if engine.reads.get_event(event_id) is None:
         raise NotFound(f"event {event_id} not found", field="event_id")
-    views = [store.get_run(run_id) for run_id in store.event_run_ids(event_id)]
+    views = engine.reads.event_runs(event_id)
     return jsonify(
         {
-            "data": [run_json(view, steps=False) for view in views if view is not None],
+            "data": [run_json(view, steps=False) for view in views],
             "metadata": {"outcomes": event_outcomes(engine, event_id)},
         }
     )

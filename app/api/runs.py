@@ -36,7 +36,7 @@ def list_runs() -> Response:
     after = params.time_arg("after")
     before = params.time_arg("before")
     cursor = params.cursor()
-    page = current_engine().store.page_runs(
+    page = current_engine().reads.page_runs(
         limit,
         function_id=function_id,
         status=status,
@@ -55,7 +55,7 @@ def list_runs() -> Response:
 @bp.get("/v1/runs/<run_id>")
 @requires(Access.OPERATOR)
 def get_run(run_id: str) -> Response:
-    view = current_engine().store.get_run(run_id)
+    view = current_engine().reads.get_run(run_id)
     if view is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
     return jsonify({"data": run_json(view)})
@@ -66,14 +66,14 @@ def get_run(run_id: str) -> Response:
 @requires(Access.OPERATOR)
 def cancel_run(run_id: str) -> Response:
     engine = current_engine()
-    view = engine.store.get_run(run_id)
+    view = engine.reads.get_run(run_id)
     if view is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
     if _ended(view.status):
         raise Conflict(f"run {run_id} has already ended ({view.status})")
     if not engine.executor.cancel(run_id, engine.now()):
         # Lost a race: another canceller is fine, any other ending is a conflict.
-        view = engine.store.get_run(run_id)
+        view = engine.reads.get_run(run_id)
         if view is None:
             raise NotFound(f"run {run_id} not found", field="run_id")
         if view.status != RunStatus.CANCELLED.value:
@@ -85,7 +85,7 @@ def cancel_run(run_id: str) -> Response:
 @requires(Access.OPERATOR)
 def rerun_run(run_id: str) -> tuple[Response, int]:
     engine = current_engine()
-    made = rerun(engine.store, engine.queue, run_id, engine.now())
+    made = rerun(engine.reads, engine.queue, run_id, engine.now())
     return jsonify({"data": _new_run_json(made, replayed=False)}), 201
 
 
@@ -97,7 +97,7 @@ def replay_run(run_id: str) -> tuple[Response, int]:
     if from_step is not None and (not isinstance(from_step, str) or not from_step):
         raise BadRequest("from_step must be a step id (string)", field="from_step")
     engine = current_engine()
-    made = replay(engine.store, engine.queue, run_id, engine.now(), from_step)
+    made = replay(engine.reads, engine.queue, run_id, engine.now(), from_step)
     return jsonify({"data": _new_run_json(made, replayed=True)}), 201
 
 

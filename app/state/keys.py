@@ -20,7 +20,7 @@ indexes across runs.
     <p>:runs:fn:<function id>       zset    run id, score created_at (ms)
     <p>:runs:st:<status>            zset    run id, score created_at (ms), runs in that status
     <p>:runs:st:<status>:fn:<fn id> zset    the same, of one function
-    <p>:runs:ended                  zset    run id, score ended_at (ms): retention
+    <p>:runs:ended                  zset    run id, score ended_at (ms)
     <p>:idem:<fn id>:<key>          string  run id (PX idempotency TTL)
     <p>:events                      zset    event internal id, score received_at (ms)
     <p>:event:<internal id>         string  {"internal_id", "received_at", "event"} JSON
@@ -47,6 +47,16 @@ indexes across runs.
     <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
     <p>:metric:<name>               hash    label (function id, ...) -> counter (metrics.py)
+
+History (`ArchiveKeys`, for `archive.py`): what waits for the archiver, and what Redis drops
+once the history store has it (see app/history/archiver.py):
+
+    <p>:history:runs                zset    run id, score when the archiver may claim it
+                                            (ended_at; a claim moves it to its lease deadline)
+    <p>:history:events              zset    event internal id, the same
+    <p>:history:claim:<token>       string  JSON list of the ids one claim took (PX lease)
+    <p>:history:drop-runs           zset    archived run id, score when Redis drops it (ms)
+    <p>:history:drop-events         zset    archived event internal id, the same
 
 Flow control (`FlowKeys`, for `flow.py`); `<key hash>` is the hashed value of a key
 expression, `-` when the option has none:
@@ -255,3 +265,27 @@ class FlowKeys:
 
     def singleton_decision(self, function_id: str, schedule_key: str) -> str:
         return f"{self.prefix}:flow:singleton-decision:{function_id}:{schedule_key}"
+
+
+@dataclass(frozen=True)
+class ArchiveKeys:
+    prefix: str = "sl"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}:history:runs"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:history:events"
+
+    def claim(self, token: str) -> str:
+        return f"{self.prefix}:history:claim:{token}"
+
+    @property
+    def drop_runs(self) -> str:
+        return f"{self.prefix}:history:drop-runs"
+
+    @property
+    def drop_events(self) -> str:
+        return f"{self.prefix}:history:drop-events"

@@ -1,17 +1,14 @@
-"""Verbs of the operations surface over the store's Redis: retention and metrics.
+"""Verbs of the operations surface over the store's Redis: metrics.
 
     OpsStore(store)        shares the store's client, keys and scripts (no new connection)
-    ended_runs_before / delete_run        runs past retention (lua/delete_run.lua)
-    events_before / delete_event          events past retention (lua/delete_event.lua)
     incr_metric / observe_metric / read_metrics / queue_gauges     Redis-backed metrics
 
-Candidates are read in bounded batches (`ZRANGEBYSCORE ... LIMIT`), never with KEYS or SCAN.
+(Retention is the history store's: see app/retention.py.)
 """
 
 from __future__ import annotations
 
-from app.errors import StateError
-from app.state.store import RETRIES, Store
+from app.state.store import Store
 
 
 class OpsStore:
@@ -19,33 +16,6 @@ class OpsStore:
         self._client = store._client
         self._keys = store.keys
         self._scripts = store._scripts
-
-    # --- retention ----------------------------------------------------------------------
-    def ended_runs_before(self, cutoff: int, limit: int) -> list[str]:
-        """Ids of runs that ended at or before `cutoff` (ms), oldest first, at most `limit`."""
-        ids = self._client.zrangebyscore(self._keys.ended_runs, "-inf", cutoff, start=0, num=limit)
-        return list(ids)
-
-    def delete_run(self, run_id: str, cutoff: int) -> bool:
-        """Delete a run that ended at or before `cutoff` with its step state, history and index
-        entries (lua/delete_run.lua). True if this call deleted it."""
-        for _ in range(RETRIES):
-            function_id, status = self._client.hmget(
-                self._keys.run(run_id).meta, ["function_id", "status"]
-            )
-            code = self._scripts.delete_run(run_id, function_id or "", status or "", cutoff)
-            if code != "changed":
-                return code == "deleted"
-        raise StateError(f"run {run_id} kept changing while being deleted")
-
-    def events_before(self, cutoff: int, limit: int) -> list[str]:
-        """Internal ids of events received at or before `cutoff` (ms), oldest first."""
-        ids = self._client.zrangebyscore(self._keys.events, "-inf", cutoff, start=0, num=limit)
-        return list(ids)
-
-    def delete_event(self, internal_id: str, cutoff: int) -> bool:
-        """Delete an event received at or before `cutoff` and its run links."""
-        return self._scripts.delete_event(internal_id, cutoff) == 1
 
     # --- metrics --------------------------------------------------------------------------
     def incr_metric(self, name: str, label: str, amount: int = 1) -> None:

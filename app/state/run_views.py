@@ -65,6 +65,10 @@ class RunViewVerbs(StoreBase):
         last = members[-1]
         return Page(views, (last[1], last[0]) if more else None)
 
+    def run_views(self, run_ids: list[str]) -> list[RunView]:
+        """Views (without steps) of those of `run_ids` that are in Redis, in that order."""
+        return self._run_views(run_ids)
+
     def _runs_index(self, function_id: str | None, status: str | None) -> str:
         if status is not None:
             return self._keys.status_runs(status, function_id)

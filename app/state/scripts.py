@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from app.errors import Conflict
 from app.models import RunStatus
-from app.state.keys import Keys
+from app.state.keys import ArchiveKeys, Keys
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -66,7 +66,6 @@ class PauseRef:
 SaveCode = Literal["created", "identical", "different", "ended"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
-DeleteRunCode = Literal["deleted", "missing", "kept", "changed"]
 
 
 class Scripts:
@@ -89,12 +88,11 @@ class Scripts:
         "release_due",
         "store_event",
         "save_app",
-        "delete_run",
-        "delete_event",
     )
 
     def __init__(self, client: Redis[str], keys: Keys, lua_dir: Traversable) -> None:
         self._keys = keys
+        self._archive = ArchiveKeys(keys.prefix)
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, client.register_script(read_script(lua_dir, name)))
             for name in self.NAMES
@@ -229,6 +227,7 @@ class Scripts:
             k.status_runs(status, function_id),
             k.ended_runs,
             k.metric(f"runs_{status.lower()}_total"),
+            self._archive.runs,
         ]
         args: list[Arg] = [
             status,
@@ -247,25 +246,6 @@ class Scripts:
         keys += [k.job_tombstone(job_id) for job_id in job_ids]
         args += list(job_ids)
         return cast(FinishCode, self._run("finish_run", keys, args))
-
-    def delete_run(self, run_id: str, function_id: str, status: str, cutoff: int) -> DeleteRunCode:
-        k = self._keys
-        r = k.run(run_id)
-        keys = [
-            r.meta,
-            r.steps,
-            r.stack,
-            r.pending,
-            r.history,
-            r.pauses,
-            k.runs,
-            k.function_runs(function_id),
-            k.status_runs(status),
-            k.status_runs(status, function_id),
-            k.ended_runs,
-        ]
-        code = self._run("delete_run", keys, [run_id, function_id, status, cutoff])
-        return cast(DeleteRunCode, code)
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
@@ -389,17 +369,11 @@ class Scripts:
         self, internal_id: str, user_id: str, record_json: str, now: int, dedupe_ttl_ms: int
     ) -> tuple[str, bool]:
         k = self._keys
-        keys = [k.event(internal_id), k.events]
+        keys = [k.event(internal_id), k.events, self._archive.events]
         if user_id:
             keys.append(k.event_dedupe(user_id))
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
         return str(found), code == "stored"
-
-    def delete_event(self, internal_id: str, cutoff: int) -> int:
-        """1 deleted, 0 kept (received after the cutoff), -1 not in the index."""
-        k = self._keys
-        keys = [k.event(internal_id), k.event_runs(internal_id), k.events]
-        return int(self._run("delete_event", keys, [internal_id, cutoff]))
 
     def save_app(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,23 +68,29 @@ def make_api(redis_url: str, **settings: Any) -> Api:
 
 
 @pytest.fixture
-def api(redis_url: str) -> Iterator[Api]:
-    made = make_api(redis_url)
+def api(redis_url: str, tmp_path: Path) -> Iterator[Api]:
+    made = make_api(redis_url, history_url=f"sqlite:///{tmp_path / 'history.db'}")
     yield made
-    made.engine.store.close()
+    close(made)
 
 
 @pytest.fixture
-def api_factory(redis_url: str) -> Iterator[Callable[..., Api]]:
+def api_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Api]]:
     made: list[Api] = []
 
     def factory(**settings: Any) -> Api:
+        settings.setdefault("history_url", f"sqlite:///{tmp_path / 'history.db'}")
         made.append(make_api(settings.pop("redis_url", redis_url), **settings))
         return made[-1]
 
     yield factory
     for item in made:
-        item.engine.store.close()
+        close(item)
+
+
+def close(api: Api) -> None:
+    api.engine.store.close()
+    api.engine.archiver.history.close()
 
 
 def fn(slug: str, *triggers: Trigger) -> FunctionConfig:

@@ -58,6 +58,7 @@ class Stack:
     """API, worker and beat processes; `url` is the API's base URL."""
 
     def __init__(self, redis_url: str, logs: Path, **env: str) -> None:
+        env.setdefault("history_url", f"sqlite:///{logs / 'history.db'}")
         self.env = cluster_env(redis_url, STEPLINE_FUNCTIONS=FUNCTIONS, **env)
         self.logs = logs
         self.port = free_port()

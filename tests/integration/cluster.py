@@ -27,6 +27,7 @@ def cluster_env(redis_url: str, **extra: str) -> dict[str, str]:
     env.update(
         {
             "REDIS_URL": redis_url,
+            "STEPLINE_HISTORY_URL": extra.pop("history_url", ""),
             "STEPLINE_FUNCTIONS": FUNCTIONS,
             "STEPLINE_RETRY_BASE_SECONDS": "0.2",
             "STEPLINE_TICK_SECONDS": "0.2",
@@ -43,6 +44,7 @@ class Cluster:
     """Worker and beat processes plus an engine to talk to them."""
 
     def __init__(self, redis_url: str, tmp: Path, concurrency: int = 2, **env: str) -> None:
+        env.setdefault("history_url", f"sqlite:///{tmp / 'history.db'}")
         self.env = cluster_env(redis_url, **env)
         self.tmp = tmp
         self.concurrency = concurrency
@@ -53,6 +55,7 @@ class Cluster:
             lease_seconds=4,
             redeliver_seconds=10,
             tick_seconds=0.2,
+            history_url=self.env["STEPLINE_HISTORY_URL"],
         )
         self.engine = Engine.create(settings, local=load_functions([FUNCTIONS]))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from app.state.archive import ArchiveStore
 from app.state.connect import ConnectStore
 from app.state.flow import FlowStore
 from app.state.keys import Keys
@@ -25,6 +26,7 @@ NAMES = (
     *SlotStore.NAMES,
     *LivenessStore.NAMES,
     *ConnectStore.NAMES,
+    *ArchiveStore.NAMES,
 )
 """Every script of lua/, whichever module's wrapper loads it."""
 

