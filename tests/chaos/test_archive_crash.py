@@ -69,11 +69,13 @@ def test_kill9_of_the_archiving_worker_loses_and_duplicates_nothing(
     try:
         with write_lock(history_url):
             doomed = cluster.start_worker("doomed")
-            cluster.start_beat()
             event_ids = [cluster.send("e2e/steps", {"n": STEPS}) for _ in range(RUNS)]
             views = [cluster.run_of(event_id) for event_id in event_ids]
             assert all(view.status == "Completed" for view in views)
             run_ids = [view.run_id for view in views]
+            # Beat starts once every run has ended, so its first ARCHIVE job claims all of
+            # them in one batch; beat sends no second job while that one is held by the lock.
+            cluster.start_beat()
 
             def claimed() -> bool:  # every finished run is leased to the blocked archiver
                 now = int(time.time() * 1000)
