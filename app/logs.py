@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -47,9 +48,36 @@ def bind(**fields: str | None) -> Iterator[None]:
         _context.reset(token)
 
 
+_QUOTED = re.compile(r"'([^']+)'")
+_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def celery_job_fields(record: logging.LogRecord) -> dict[str, str]:
+    """Celery's own lines about a Stepline task ("Task stepline.start[<uuid>] received",
+    "... succeeded in ...") name the Celery task id only; the job id is the task's one
+    argument, and a run's job ids start with its run id (`<run_id>:start`, `event:<id>`).
+    Returns `job_id` and `run_id` (or `event_id`) for such a record, else nothing."""
+    context = record.args if isinstance(record.args, Mapping) else record.__dict__.get("data")
+    if not isinstance(context, Mapping) or not str(context.get("name", "")).startswith("stepline."):
+        return {}
+    quoted = _QUOTED.search(str(context.get("args", "")))
+    if quoted is None:
+        return {}
+    job_id = quoted.group(1)
+    fields = {"job_id": job_id}
+    head, _, rest = job_id.partition(":")
+    if _ULID.fullmatch(head):
+        fields["run_id"] = head
+    elif head == "event" and _ULID.fullmatch(rest):
+        fields["event_id"] = rest
+    return fields
+
+
 def context_fields(record: logging.LogRecord) -> dict[str, str]:
-    """The bound fields a record does not already carry."""
-    return {k: v for k, v in _context.get() if k not in record.__dict__}
+    """The bound fields (and, on Celery's task lines, the job's ids) a record does not
+    already carry."""
+    fields = {**celery_job_fields(record), **dict(_context.get())}
+    return {k: v for k, v in fields.items() if k not in record.__dict__}
 
 
 class JsonFormatter(logging.Formatter):

@@ -68,6 +68,14 @@ def test_worker_beat_and_gunicorn_log_json(redis_url: str, tmp_path: Path) -> No
         assert {"run started", "run completed"} <= {
             str(line["message"]).split(" run_id=")[0] for line in about_run
         }
+        # Celery's own task lines ("received", "succeeded") name what their job is about:
+        # here the trigger event's job (its run started inline, within that job).
+        celery_about_event = {
+            str(line["logger"])
+            for line in worker
+            if str(line["logger"]).startswith("celery.") and line.get("event_id") == event_id
+        }
+        assert {"celery.worker.strategy", "celery.app.trace"} <= celery_about_event
         beat = json_lines(tmp_path / "beat.log")
         assert any(line["logger"] == "celery.beat" for line in beat)
         web_lines = json_lines(tmp_path / "web.log")

@@ -60,3 +60,52 @@ def test_gunicorn_gets_the_same_formatter() -> None:
     assert logs.gunicorn_logconfig("text")["formatters"]["stepline"]["()"] == (
         "app.logs.TextFormatter"
     )
+
+
+RUN = "01M8XJDFQ5VD90RJ3GH9YBQ94K"
+
+
+def celery_record(logger: str, message: str, context: dict[str, object]) -> logging.LogRecord:
+    """A record as Celery logs it: the strategy's "received" line passes its context as
+    `extra={"data": ...}` too, the trace's "succeeded" line only as the format's mapping."""
+    made = logging.LogRecord(logger, logging.INFO, __file__, 1, message, (context,), None)
+    if logger == "celery.worker.strategy":
+        made.__dict__["data"] = context
+    return made
+
+
+def test_celery_task_lines_name_the_run_of_their_job() -> None:
+    received = celery_record(
+        "celery.worker.strategy",
+        "Task %(name)s[%(id)s] received",
+        {"id": "9e9f", "name": "stepline.start", "args": f"['{RUN}:start']", "kwargs": "{}"},
+    )
+    line = json.loads(logs.JsonFormatter().format(received))
+    assert (line["run_id"], line["job_id"]) == (RUN, f"{RUN}:start")
+    succeeded = celery_record(
+        "celery.app.trace",
+        "Task %(name)s[%(id)s] succeeded in %(runtime)ss: %(return_value)s",
+        {
+            "id": "9e9f",
+            "name": "stepline.edge",
+            "args": f"['{RUN}:plan:abc']",
+            "kwargs": "{}",
+            "runtime": 0.01,
+            "return_value": "'done'",
+        },
+    )
+    text = logs.TextFormatter().format(succeeded)
+    assert text.endswith(f"job_id={RUN}:plan:abc run_id={RUN}")
+
+
+def test_celery_event_lines_name_the_event_and_other_tasks_nothing() -> None:
+    event = celery_record(
+        "celery.app.trace",
+        "Task %(name)s[%(id)s] succeeded",
+        {"id": "1", "name": "stepline.event", "args": f"['event:{RUN}']"},
+    )
+    assert logs.celery_job_fields(event) == {"job_id": f"event:{RUN}", "event_id": RUN}
+    other = celery_record(
+        "celery.app.trace", "Task %(name)s[%(id)s] succeeded", {"name": "x.y", "args": "['a']"}
+    )
+    assert logs.celery_job_fields(other) == {}
