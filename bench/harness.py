@@ -32,7 +32,9 @@ def worker(
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
     beat: bool = False,
-) -> Iterator[None]:
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A `celery worker` (and beat) of `app` on `queue`; yields the processes (worker first),
+    e.g. for `rss_mib`."""
     env = dict(os.environ, REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT), **(extra_env or {}))
     cmds = [
         [
@@ -81,7 +83,7 @@ def worker(
     ]
     time.sleep(3)  # let the pool fork and connect
     try:
-        yield
+        yield procs
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -132,3 +134,30 @@ def all_completed(engine: Any, event_ids: list[str]) -> bool:
     if not done:
         time.sleep(0.01)
     return done
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory (MiB) of every process in `pid`'s process group (the harness starts
+    each worker in its own session, so: the worker and its prefork pool). Linux /proc only."""
+    total_kib = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
+            if pgrp != pid:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total_kib / 1024
+
+
+def pct(values: list[int] | list[float], q: float) -> float:
+    """The q-th percentile (1..99) of `values`."""
+    if len(values) < 2:
+        return float(values[0])
+    return statistics.quantiles(values, n=100)[int(q) - 1]
