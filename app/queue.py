@@ -5,12 +5,21 @@ harmless), then its id is sent to Celery. Jobs due within `eta_max_seconds` go t
 once (with a countdown); later ones wait in the Redis timer set and are sent by the beat tick
 (`release_due`). A job that was sent but never started, or whose worker died mid-run (its lease
 expired), is sent again by the same tick: Celery's Redis visibility timeout is never waited on.
+
+Two priorities share the Celery queue (the Redis transport keeps one list per priority and a
+worker always takes from the first non-empty one): what the tick releases (timers now due,
+lost jobs) goes ahead of new work, so a burst of new events never delays a due wake-up. The
+tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends each
+batch as one pipelined publish.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -22,6 +31,14 @@ log = logging.getLogger("stepline.queue")
 
 TASK_PREFIX = "stepline."
 QUEUE_NAME = "stepline"
+DUE_PRIORITY = 0
+"""Released by the tick (timers due, lost jobs): taken first (Redis transport: 0 is first)."""
+WORK_PRIORITY = 6
+"""Everything else: new events, runs' next steps."""
+RELEASE_BATCH = 500
+RELEASE_BUDGET_S = 2.0
+"""One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
+(then the next tick goes on)."""
 
 
 def task_name(kind: JobKind) -> str:
@@ -32,6 +49,16 @@ class Sender(Protocol):
     """What the queue needs of Celery: `celery.Celery.send_task`."""
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> Any: ...
+
+
+class _Producer(Protocol):
+    def batch(self) -> AbstractContextManager[Any]: ...
+
+
+class BatchSender(Sender, Protocol):
+    """A sender that can pipeline many sends (`celery.Celery` with kombu >= 5.7)."""
+
+    def producer_or_acquire(self, producer: Any = None) -> AbstractContextManager[_Producer]: ...
 
 
 class Queue:
@@ -47,13 +74,22 @@ class Queue:
 
         With `send=False` the job is only recorded: the caller runs it in this process right
         away (saving a queue hop), and if that process dies the tick sends it later."""
-        soon = due_at - now <= self._eta_max_ms
-        send_by = max(due_at, now) + self._resend_ms if soon else due_at
-        if not self._store.enqueue_job(job, due_at, send_by):
+        if not self._store.enqueue_job(job, due_at, self.send_by(due_at, now)):
             return False
-        if soon and send:
-            self._send(job, countdown_ms=max(0, due_at - now))
+        self.recorded(job, due_at, now, send=send)
         return True
+
+    def send_by(self, due_at: int, now: int) -> int:
+        """When the tick should (re)send a job due at `due_at` that nobody has begun: soon-due
+        jobs are sent at once, so only if lost; later ones wait in Redis until due."""
+        soon = due_at - now <= self._eta_max_ms
+        return max(due_at, now) + self._resend_ms if soon else due_at
+
+    def recorded(self, job: Job, due_at: int, now: int, *, send: bool = True) -> None:
+        """A state transition just recorded `job` (with `send_by(due_at, now)`): send it now
+        if it is due soon (unless `send=False`: the caller runs it here)."""
+        if send and due_at - now <= self._eta_max_ms:
+            self._send(job, countdown_ms=max(0, due_at - now))
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""
@@ -63,19 +99,53 @@ class Queue:
         """Send a job that a state transition already created (e.g. a pause's resume job)."""
         self._send(job, countdown_ms=countdown_ms)
 
-    def release_due(self, now: int, limit: int = 500) -> int:
+    def release_due(
+        self, now: int, limit: int = RELEASE_BATCH, budget_s: float = RELEASE_BUDGET_S
+    ) -> int:
         """Send every job whose time has come (timers, lost messages, dead workers' jobs), and
-        timers due before the next tick with a countdown, so they fire on time."""
-        released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
-        for job, due in released:
-            self._send(job, countdown_ms=max(0, due - now))
-        return len(released)
+        timers due before the next tick with a countdown, so they fire on time. Batches of
+        `limit`, each sent as one pipelined publish, until a batch is short or `budget_s`
+        has passed (the next tick goes on)."""
+        total = 0
+        started = time.monotonic()
+        while True:
+            released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
+            self._send_many([(job, max(0, due - now)) for job, due in released], DUE_PRIORITY)
+            total += len(released)
+            if len(released) < limit or time.monotonic() - started >= budget_s:
+                return total
 
-    def _send(self, job: Job, countdown_ms: int) -> None:
-        options: dict[str, Any] = {"queue": QUEUE_NAME}
-        if countdown_ms > 0:
-            options["countdown"] = countdown_ms / 1000
+    def _send(self, job: Job, countdown_ms: int, priority: int = WORK_PRIORITY) -> None:
+        options = _options(countdown_ms, priority)
         self._sender.send_task(task_name(job.kind), args=[job.id], **options)
+
+    def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
+        """Send (job, countdown ms) pairs; one pipelined round trip when the sender can."""
+        if not jobs:
+            return
+        acquire = getattr(self._sender, "producer_or_acquire", None)
+        if acquire is None or len(jobs) == 1:
+            for job, countdown_ms in jobs:
+                self._send(job, countdown_ms, priority)
+            return
+        sender: BatchSender = self._sender  # type: ignore[assignment]
+        with acquire() as producer:
+            batch = producer.batch() if hasattr(producer, "batch") else nullcontext()
+            with batch:  # kombu >= 5.7: the publishes go out as one pipeline
+                for job, countdown_ms in jobs:
+                    sender.send_task(
+                        task_name(job.kind),
+                        args=[job.id],
+                        producer=producer,
+                        **_options(countdown_ms, priority),
+                    )
+
+
+def _options(countdown_ms: int, priority: int) -> dict[str, Any]:
+    options: dict[str, Any] = {"queue": QUEUE_NAME, "priority": priority}
+    if countdown_ms > 0:
+        options["countdown"] = countdown_ms / 1000
+    return options
 
 
 def celery_sender(settings: Settings) -> Sender:

@@ -302,7 +302,11 @@ class Runner:
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
-        run_id, created = self._store.create_run(
+        start = Job(kind=JobKind.START, id=f"{new_id}:start", run_id=new_id)
+        start_at = start_time(events, now)
+        send = send or start_at > now
+        # One script creates the run and records its start job (store.start_run).
+        run_id, created, recorded = self._store.start_run(
             NewRun(
                 run_id=new_id,
                 function_id=fn.id,
@@ -311,13 +315,17 @@ class Runner:
                 created_at=now,
                 idempotency_key=f"{fn.id}:{key}",
                 correlation_id=correlation_id,
-            )
+            ),
+            start,
+            self._queue.send_by(start_at, now),
         )
-        # Also when the run existed: a crash between create and enqueue is healed here, and
-        # enqueueing an existing job id is a no-op.
-        start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
-        start_at = start_time(events, now)
-        self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        if run_id != new_id:
+            # The key's earlier run: heal a crash between its create and its start job (when
+            # created by an older version); enqueueing an existing job id is a no-op.
+            start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+            self._queue.enqueue(start, start_at, now, send=send)
+        elif recorded:
+            self._queue.recorded(start, start_at, now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from app.errors import StateError
-from app.models import JSON, Pause, RunStatus
+from app.models import JSON, Job, Pause, RunStatus
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
@@ -27,16 +27,27 @@ class RunVerbs(StoreBase):
         the run, adds it to the run lists (all, per function, per status).
 
         `memoized` (a replay) writes those steps, stack and history records with the run."""
-        return self._create_run(run, None)
+        run_id, created, _ = self._create_run(run, None, None)
+        return run_id, created
+
+    def start_run(self, run: NewRun, start: Job, send_by: int) -> tuple[str, bool, bool]:
+        """`create_run` and the run's start job (`<run id>:start`, re-sent by the tick from
+        `send_by` unless begun) recorded with it in one script: a run is never left without
+        its start. Returns (run id, created, job created). With an idempotency key taken by
+        another run, that run's start job is not touched (job created False): the caller
+        enqueues it. Repeating the call (a lost reply) changes nothing."""
+        return self._create_run(run, None, (start.id, start.model_dump_json(), send_by))
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""
         pipe = self._client.pipeline(transaction=False)
         for run in runs:
-            self._create_run(run, pipe)
+            self._create_run(run, pipe, None)
         return [Scripts.created(reply) for reply in pipe.execute()]
 
-    def _create_run(self, run: NewRun, pipe: Any) -> tuple[str, bool]:
+    def _create_run(
+        self, run: NewRun, pipe: Any, start_job: tuple[str, str, int] | None
+    ) -> tuple[str, bool, bool]:
         memo_json = ""
         if run.memoized is not None:
             memo = run.memoized
@@ -51,7 +62,7 @@ class RunVerbs(StoreBase):
                     },
                 }
             )
-        return self._scripts.create_run(
+        run_id, created, job = self._scripts.create_run(
             run.run_id,
             run.function_id,
             run.created_at,
@@ -62,8 +73,10 @@ class RunVerbs(StoreBase):
             run.idempotency_ttl_ms,
             run.original_run_id or "",
             memo_json,
+            start_job=start_job,
             client=pipe,
         )
+        return run_id, created, job == 1
 
     def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
         """The run's memoized steps in stack order with their history records (None if the

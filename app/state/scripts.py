@@ -115,10 +115,13 @@ class Scripts:
         original_run_id: str = "",
         memo_json: str = "",
         *,
+        start_job: tuple[str, str, int] | None = None,
         client: Any = None,
-    ) -> tuple[str, bool]:
-        """Create a run (see lua/create_run.lua). With `client` (a pipeline), only queue the
-        call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
+    ) -> tuple[str, bool, int]:
+        """Create a run (see lua/create_run.lua) and, given `start_job` (id, JSON, send-by),
+        record that job with it. Returns (run id, created, the job's enqueue code). With
+        `client` (a pipeline), only queue the call: the reply then comes from the pipeline's
+        `execute`, parsed by `created`."""
         k = self._keys
         r = k.run(run_id)
         queued = RunStatus.QUEUED.value
@@ -132,6 +135,10 @@ class Scripts:
             k.status_runs(queued),
             k.status_runs(queued, function_id),
             k.metric("runs_queued_total"),
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.job_tombstone(start_job[0] if start_job else "-"),
         ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
@@ -146,16 +153,18 @@ class Scripts:
             idempotency_ttl_ms,
             original_run_id,
             memo_json,
+            *(start_job or ("", "", 0)),
             *event_ids,
         ]
         if client is not None:
             self._scripts["create_run"](keys, args, client)
-            return run_id, True
-        return self.created(self._run("create_run", keys, args))
+            return run_id, True, -3
+        reply = self._run("create_run", keys, args)
+        return (*self.created(reply), int(reply[2]))
 
     @staticmethod
     def created(reply: Any) -> tuple[str, bool]:
-        code, found = reply
+        code, found = reply[0], reply[1]
         return str(found), code == "created"
 
     def mark_started(self, run_id: str, function_id: str, now: int) -> bool:

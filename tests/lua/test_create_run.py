@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 
+from app.models import Job, JobKind
 from app.state.store import Store
 from tests.lua.conftest import T0, new_run
 
@@ -83,3 +84,75 @@ def test_mark_started_leaves_a_missing_run_alone(store: Store, client: redis.Red
     store.mark_started("nope", T0)
     assert client.exists("sl:{nope}:run") == 0
     assert store.load_run("nope") is None and store.get_run("nope") is None
+
+
+# --- the start job, recorded with the run (Store.start_run) -----------------------------------
+def start(run_id: str = "01RUN") -> Job:
+    return Job(id=f"{run_id}:start", kind=JobKind.START, run_id=run_id)
+
+
+def job_state(client: redis.Redis, job_id: str) -> tuple[object, ...]:
+    return (
+        client.hget("sl:jobs", job_id),
+        client.zscore("sl:jobs:due", job_id),
+        client.zrange("sl:jobs:by-run", 0, -1),
+        client.exists(f"sl:job-done:{job_id}"),
+    )
+
+
+def test_start_run_records_the_run_and_its_start_job(store: Store, client: redis.Redis) -> None:
+    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", True, True)
+
+    state = store.load_run("01RUN")
+    assert state is not None and state.status == "Queued"
+    assert client.hget("sl:jobs", "01RUN:start") == start().model_dump_json()
+    assert client.zscore("sl:jobs:due", "01RUN:start") == T0 + 30_000
+    assert client.zrange("sl:jobs:by-run", 0, -1) == ["01RUN|01RUN:start"]
+    assert store.begin_job("01RUN:start", "tok", T0, 1000) == start()
+
+
+def test_start_run_after_a_lost_reply_answers_the_same_and_changes_nothing(
+    store: Store, client: redis.Redis
+) -> None:
+    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", True, True)
+    meta, job = client.hgetall("sl:{01RUN}:run"), job_state(client, "01RUN:start")
+    # The same call again, as redis-py re-sends a script whose reply was lost:
+    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", False, False)
+    assert client.hgetall("sl:{01RUN}:run") == meta
+    assert job_state(client, "01RUN:start") == job
+    assert client.zcard("sl:runs") == 1
+    assert client.hget("sl:metric:runs_queued_total", "app-fn") == "1"
+
+
+def test_start_run_heals_a_run_created_without_its_start_job(
+    store: Store, client: redis.Redis
+) -> None:
+    store.create_run(new_run())  # e.g. by a version that enqueued the start separately
+    assert client.hlen("sl:jobs") == 0
+    assert store.start_run(new_run(), start(), T0) == ("01RUN", False, True)
+    assert client.hexists("sl:jobs", "01RUN:start")
+
+
+def test_start_run_never_restarts_a_started_or_ended_run(store: Store, client: redis.Redis) -> None:
+    store.start_run(new_run(), start(), T0)
+    store.finish_job("01RUN:start", "tok")  # started and done: tombstoned
+    assert store.start_run(new_run(), start(), T0) == ("01RUN", False, False)
+    assert not client.hexists("sl:jobs", "01RUN:start")
+
+    store.start_run(new_run("01B"), start("01B"), T0)
+    client.hdel("sl:jobs", "01B:start")
+    client.hset("sl:{01B}:run", "status", "Completed")
+    assert store.start_run(new_run("01B"), start("01B"), T0) == ("01B", False, False)
+    assert not client.hexists("sl:jobs", "01B:start")
+
+
+def test_start_run_under_a_taken_key_leaves_the_other_runs_jobs_alone(
+    store: Store, client: redis.Redis
+) -> None:
+    first = new_run("01A", idempotency_key="app-fn:k")
+    second = new_run("01B", idempotency_key="app-fn:k")
+    assert store.start_run(first, start("01A"), T0) == ("01A", True, True)
+    client.hdel("sl:jobs", "01A:start")
+    assert store.start_run(second, start("01B"), T0) == ("01A", False, False)
+    assert client.hlen("sl:jobs") == 0  # the caller enqueues 01A's start itself
+    assert store.load_run("01B") is None

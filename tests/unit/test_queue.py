@@ -1,0 +1,91 @@
+"""app/queue.py over a real Celery client and the test Redis: what the tick releases goes into
+the Celery queue ahead of new work, many timers in one pipelined publish."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from app.config import Settings
+from app.models import Job, JobKind
+from app.queue import QUEUE_NAME, RELEASE_BATCH, Queue, celery_sender
+from app.state.store import Store
+
+T0 = 1_700_000_000_000
+SEP = "\x06\x16"
+DUE_LIST = QUEUE_NAME  # priority 0: the list a worker takes from first
+WORK_LIST = f"{QUEUE_NAME}{SEP}6"
+
+
+@pytest.fixture
+def parts(redis_url: str) -> Iterator[tuple[Queue, redis.Redis]]:
+    settings = Settings.from_env().replace(redis_url=redis_url)
+    store = Store(redis_url, prefix="sl")
+    sender = celery_sender(settings)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield Queue(store, sender, settings), client
+    client.close()
+    store.close()
+
+
+def sent(client: redis.Redis, key: str) -> list[tuple[str, str, float | None]]:
+    """(task name, job id, countdown eta or None) of each message in a Celery list, oldest
+    first."""
+    out = []
+    for raw in reversed(client.lrange(key, 0, -1)):
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args[0], message["headers"].get("eta")))
+    return out
+
+
+def sleep_job(i: int) -> Job:
+    return Job(id=f"01R{i}:sleep:s", kind=JobKind.SLEEP, run_id=f"01R{i}", step="s")
+
+
+def test_new_work_goes_behind_what_the_tick_releases(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    now = T0
+    work = Job(id="event:e1", kind=JobKind.EVENT, event_id="e1")
+    assert queue.enqueue(work, now, now)
+    timer = sleep_job(0)
+    assert queue.enqueue(timer, now + 30_000, now)  # far: waits in Redis, not in Celery
+    assert sent(client, WORK_LIST) == [("stepline.event", "event:e1", None)]
+    assert client.llen(DUE_LIST) == 0
+
+    assert queue.release_due(now + 30_000) == 1
+    assert sent(client, DUE_LIST) == [("stepline.sleep", timer.id, None)]
+    assert client.llen(WORK_LIST) == 1  # still there, behind the due timer
+
+
+def test_a_burst_of_due_timers_is_released_in_one_tick(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    count = RELEASE_BATCH * 2 + 7  # more than one batch
+    for i in range(count):
+        assert queue.enqueue(sleep_job(i), T0 + 60_000, T0)
+    # However slow this machine is, with no time budget one call releases them all.
+    assert queue.release_due(T0 + 60_000, budget_s=float("inf")) == count
+    messages = sent(client, DUE_LIST)
+    assert sorted(m[1] for m in messages) == sorted(sleep_job(i).id for i in range(count))
+    assert {m[0] for m in messages} == {"stepline.sleep"}
+    # Released once: the next tick sends nothing until the resend deadline.
+    assert queue.release_due(T0 + 60_001) == 0
+
+
+def test_timers_due_before_the_next_tick_are_sent_with_their_countdown(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    now = T0 + 60_000
+    for i in range(3):
+        queue.enqueue(sleep_job(i), now + 400, T0)
+    assert queue.release_due(now) == 3
+    assert all(eta is not None for _, _, eta in sent(client, DUE_LIST))
