@@ -185,7 +185,7 @@ class Executor:
         now: int,
     ) -> None:
         if state.started_at is None:
-            self._store.mark_started(state.run_id, now)
+            self._store.mark_started(state.run_id, now, state.function_id)
             state.started_at = now
             log.info(
                 "run started run_id=%s function=%s",

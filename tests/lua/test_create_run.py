@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from app.models import Job, JobKind
@@ -156,3 +157,12 @@ def test_start_run_under_a_taken_key_leaves_the_other_runs_jobs_alone(
     assert store.start_run(second, start("01B"), T0) == ("01A", False, False)
     assert client.hlen("sl:jobs") == 0  # the caller enqueues 01A's start itself
     assert store.load_run("01B") is None
+
+
+def test_mark_started_with_the_loaded_function_id(store: Store, run: str) -> None:
+    store.mark_started(run, T0 + 10, "app-fn")
+    store.mark_started(run, T0 + 20, "app-fn")  # repeated: started_at kept
+    state = store.load_run(run)
+    assert state is not None and (state.status, state.started_at) == ("Running", T0 + 10)
+    with pytest.raises(redis.ResponseError, match="function id does not match"):
+        store.mark_started(run, T0 + 30, "other-fn")
