@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from app.errors import StateError
 from app.history.records import ArchivedRun, ArchivedStep
@@ -25,7 +25,6 @@ from app.state.events import _event_record
 from app.state.keys import ArchiveKeys
 from app.state.records import EventRecord
 from app.state.runs import _decode_record
-from app.state.scripts import read_script
 from app.state.store import RETRIES, Store
 
 if TYPE_CHECKING:
@@ -35,10 +34,6 @@ if TYPE_CHECKING:
 
 Arg = str | int
 DropCode = Literal["dropped", "kept", "changed", "waiting"]
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any: ...
 
 
 def event_job_id(internal_id: str) -> str:
@@ -58,11 +53,8 @@ class ArchiveStore:
         self._client: Redis[str] = store._client
         self._store_keys = store.keys
         self._keys = ArchiveKeys(store.keys.prefix)
-        directory = lua_dir or store.lua_dir
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, self._client.register_script(read_script(directory, name)))
-            for name in self.NAMES
-        }
+        self._lua = store.lua.over(None, lua_dir)
+        self._lua.load(self.NAMES)
 
     @property
     def keys(self) -> ArchiveKeys:
@@ -89,7 +81,9 @@ class ArchiveStore:
 
     def _claim(self, queue: str, token: str, now: int, lease_ms: int, limit: int) -> list[str]:
         keys = [queue, self._keys.claim(token)]
-        return [str(item) for item in self._scripts["history_claim"](keys, [now, lease_ms, limit])]
+        return [
+            str(item) for item in self._lua.script("history_claim")(keys, [now, lease_ms, limit])
+        ]
 
     def archived_runs(self, token: str, ids: Sequence[str], drop_at: int) -> int:
         return self._archived(self._keys.runs, self._keys.drop_runs, token, ids, drop_at)
@@ -101,7 +95,7 @@ class ArchiveStore:
         self, queue: str, drops: str, token: str, ids: Sequence[str], drop_at: int
     ) -> int:
         keys = [queue, drops, self._keys.claim(token)]
-        return int(self._scripts["history_archived"](keys, [drop_at, *ids]))
+        return int(self._lua.script("history_archived")(keys, [drop_at, *ids]))
 
     def queue_unarchived(self, batch: int = 1_000) -> tuple[int, int]:
         """Queue for the archiver every ended run and every event already in Redis (those of a
@@ -182,7 +176,7 @@ class ArchiveStore:
             pipe = self._client.pipeline(transaction=False)
             for run_id, snapshot in zip(pending, snapshots, strict=True):
                 keys, args = self._drop_run_call(run_id, now, *snapshot)
-                self._scripts["history_drop_run"](keys, args, pipe)
+                self._lua.script("history_drop_run")(keys, args, pipe)
             codes = cast(list[DropCode], pipe.execute())
             gone += sum(1 for code in codes if code == "dropped")
             pending = [rid for rid, code in zip(pending, codes, strict=True) if code == "changed"]
@@ -231,7 +225,7 @@ class ArchiveStore:
         if record and _id_given_by_stepline(record[0]):
             keys.append(k.event_dedupe(str(record[0].event["id"])))
         args: list[Arg] = [internal_id, now, job_id, retry_at]
-        return cast(DropCode, self._scripts["history_drop_event"](keys, args))
+        return cast(DropCode, self._lua.script("history_drop_event")(keys, args))
 
 
 def _id_given_by_stepline(record: EventRecord) -> bool:

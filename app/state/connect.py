@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Literal
 
 from app.models import ConnectReply, ConnectRequest
-from app.state.scripts import read_script
 from app.state.store import Store
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from importlib.resources.abc import Traversable
 
     from redis import Redis
@@ -43,10 +41,6 @@ REQUEST_TTL_MS = 60 * 60_000
 """How long a request (and its reply) is kept: a redelivered executor job finds the reply."""
 
 Arg = str | int
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -108,11 +102,8 @@ class ConnectStore:
     def __init__(self, store: Store, lua_dir: Traversable | None = None) -> None:
         self._client: Redis[str] = store._client
         self._keys = ConnectKeys(store.keys.prefix)
-        directory = lua_dir or store.lua_dir
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, self._client.register_script(read_script(directory, name)))
-            for name in self.NAMES
-        }
+        self._lua = store.lua.over(None, lua_dir)
+        self._lua.load(self.NAMES)
 
     @property
     def keys(self) -> ConnectKeys:
@@ -146,7 +137,7 @@ class ConnectStore:
             lease_ms,
             REQUEST_TTL_MS,
         ]
-        code, value = self._scripts["connect_submit"](keys, args)
+        code, value = self._lua.script("connect_submit")(keys, args)
         if code == "replied":
             return Submitted("replied", ConnectReply.model_validate_json(value))
         return Submitted("busy" if code == "busy" else "sent")
@@ -174,7 +165,7 @@ class ConnectStore:
 
     def claim(self, request_id: str, worker: str, now: int, lease_ms: int) -> Claimed | None:
         """Take a popped request for `worker`; None if it is no longer wanted."""
-        found = self._scripts["connect_claim"](
+        found = self._lua.script("connect_claim")(
             [self._keys.request(request_id)], [worker, now, lease_ms]
         )
         if not found:
@@ -183,13 +174,13 @@ class ConnectStore:
 
     def requeue(self, request_id: str, app_id: str, token: str) -> bool:
         keys = [self._keys.request(request_id), self._keys.queue(app_id)]
-        return int(self._scripts["connect_requeue"](keys, [request_id, token])) == 1
+        return int(self._lua.script("connect_requeue")(keys, [request_id, token])) == 1
 
     def extend(
         self, request_id: str, lease_id: str, new_lease_id: str, now: int, lease_ms: int
     ) -> str | None:
         """Renew a worker's lease; the new lease id, or None if the lease is lost."""
-        renewed = self._scripts["connect_extend"](
+        renewed = self._lua.script("connect_extend")(
             [self._keys.request(request_id)], [lease_id, new_lease_id, now, lease_ms]
         )
         return str(renewed) if renewed else None
@@ -197,7 +188,9 @@ class ConnectStore:
     def save_reply(self, reply: ConnectReply) -> Literal["saved", "duplicate", "unknown"]:
         """Store a worker's reply (over its WebSocket or `POST /v0/connect/flush`)."""
         keys = [self._keys.request(reply.request_id), self._keys.replies(reply.request_id)]
-        code = int(self._scripts["connect_reply"](keys, [reply.model_dump_json(), REQUEST_TTL_MS]))
+        code = int(
+            self._lua.script("connect_reply")(keys, [reply.model_dump_json(), REQUEST_TTL_MS])
+        )
         return "saved" if code == 1 else "duplicate" if code == 0 else "unknown"
 
     # --- which workers serve an app (heartbeats) -------------------------------------------

@@ -15,7 +15,7 @@ Timer jobs: `debounce:<debounce id>:<generation>` (kind debounce), `batch:<batch
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from app.errors import StateError
 from app.models import JSON, Job, JobKind
@@ -29,7 +29,6 @@ from app.state.records import (
     RateLimitResult,
     SingletonDecision,
 )
-from app.state.scripts import read_script
 from app.state.store import RETRIES, Store
 
 if TYPE_CHECKING:
@@ -49,10 +48,6 @@ created); after that it is taken for the leftover of a crash and replaced."""
 FIRED_DEBOUNCE_TTL_MS = 86_400_000
 
 Arg = str | int
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
 
 
 def flow_item_id(job_id: str) -> str:
@@ -79,21 +74,18 @@ class FlowStore:
     def __init__(
         self, store: Store, lua_dir: Traversable | None = None, *, client: Redis[str] | None = None
     ) -> None:
-        self._client: Redis[str] = client if client is not None else store._client
+        self._lua = store.lua.over(client, lua_dir)
+        self._lua.load(self.NAMES)
+        self._client: Redis[str] = self._lua.client
         self._jobs = store.keys
         self._keys = FlowKeys(store.keys.prefix)
-        directory = lua_dir or store.lua_dir
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, self._client.register_script(read_script(directory, name)))
-            for name in self.NAMES
-        }
 
     @property
     def keys(self) -> FlowKeys:
         return self._keys
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        return self._scripts[name](keys, args)
+        return self._lua.run(name, keys, args)
 
     def _job_keys(self, job_id: str) -> list[str]:
         k = self._jobs

@@ -10,9 +10,7 @@ One write per heartbeat (lua/heartbeat.lua); reads are one HGETALL.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
-from app.state.scripts import _Script, read_script
 from app.state.store import Store
 
 
@@ -35,9 +33,9 @@ class LivenessStore:
     def __init__(self, store: Store) -> None:
         self._client = store._client
         self.keys = LivenessKeys(store.keys.prefix)
-        self._heartbeat = cast(
-            _Script, self._client.register_script(read_script(store.lua_dir, "heartbeat"))
-        )
+        self._lua = store.lua
+        self._lua.load(self.NAMES)
+        self._heartbeat = self._lua.script("heartbeat")
 
     def heartbeat(self, process_id: str, record: str, now: int, forget_before: int) -> int:
         """Store `record` as the process's latest; returns how many silent processes were

@@ -1,51 +1,25 @@
-"""The Lua scripts of `lua/`, loaded once, each behind one typed wrapper.
+"""The store's Lua scripts of `lua/`, each behind one typed wrapper.
 
 A wrapper takes plain values, builds the script's KEYS from `Keys` in the order the script's
-header lists them, runs it (one EVALSHA) and turns its return codes into Python values. The
-JSON encoding of domain objects is left to the store (`store.py` and its verb modules).
-
-A script file may pull in a shared helper with a line `-- @include "name.lua"`; the helper is
-read from `lua/include/` and pasted in at load time (as BullMQ does), so each script sent to
-Redis is self-contained.
+header lists them, runs it (one EVALSHA, through the loader of `lua_files.py`) and turns its
+return codes into Python values. The JSON encoding of domain objects is left to the store
+(`store.py` and its verb modules).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import Any, Literal, cast
 
 from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import ArchiveKeys, Keys
-
-if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
-
-    from redis import Redis
+from app.state.lua_files import Arg, LuaScripts
 
 TOMBSTONE_TTL_MS = 86_400_000
 """How long a finished job's id is refused by enqueue_job."""
-
-_INCLUDE = re.compile(r'^-- @include "([A-Za-z0-9_.-]+)"$', re.MULTILINE)
-
-Arg = str | int
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any: ...
-
-
-def read_script(lua_dir: Traversable, name: str) -> str:
-    """The text of `lua/<name>.lua` with its includes pasted in."""
-    text = (lua_dir / f"{name}.lua").read_text(encoding="utf-8")
-
-    def paste(match: re.Match[str]) -> str:
-        return (lua_dir / "include" / match.group(1)).read_text(encoding="utf-8").rstrip()
-
-    return _INCLUDE.sub(paste, text)
 
 
 @dataclass(frozen=True)
@@ -89,17 +63,16 @@ class Scripts:
         "store_event",
         "save_app",
     )
+    """The scripts these wrappers run (the server preloads them: app/state/server.py)."""
 
-    def __init__(self, client: Redis[str], keys: Keys, lua_dir: Traversable) -> None:
+    def __init__(self, lua: LuaScripts, keys: Keys) -> None:
         self._keys = keys
         self._archive = ArchiveKeys(keys.prefix)
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, client.register_script(read_script(lua_dir, name)))
-            for name in self.NAMES
-        }
+        self._lua = lua
+        lua.load(self.NAMES)
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        return self._scripts[name](keys, args)
+        return self._lua.run(name, keys, args)
 
     # --- runs -----------------------------------------------------------------------------
     def create_run(
@@ -157,7 +130,7 @@ class Scripts:
             *event_ids,
         ]
         if client is not None:
-            self._scripts["create_run"](keys, args, client)
+            self._lua.run("create_run", keys, args, client)
             return run_id, True, -3
         reply = self._run("create_run", keys, args)
         return (*self.created(reply), int(reply[2]))

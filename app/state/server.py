@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from app.state.scripts import read_script
+from app.state.lua_files import read_script
 from app.state.store import Store
 
 

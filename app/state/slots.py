@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from app.models import Job
 from app.state.keys import Keys
-from app.state.lua_files import lua_dir as locate_lua
-from app.state.scripts import read_script
+from app.state.lua_files import LuaScripts
 from app.state.store import Store
 
 if TYPE_CHECKING:
@@ -39,10 +38,6 @@ AcquireCode = Literal["ok", "wait", "gone"]
 ThrottleCode = Literal["now", "later", "gone"]
 Constraint = tuple[str, int]
 """(constraint name, limit >= 1)."""
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -83,18 +78,24 @@ class SlotStore:
 
     NAMES = ("slots_acquire", "slots_release", "slots_renew", "slots_throttle")
 
-    def __init__(self, client: Redis[str], prefix: str = "sl", lua_dir: Traversable | None = None):
+    def __init__(
+        self,
+        client: Redis[str],
+        prefix: str = "sl",
+        lua_dir: Traversable | None = None,
+        *,
+        lua: LuaScripts | None = None,
+    ):
         self._client = client
         self._keys = Keys(prefix)
         self.keys = SlotKeys(prefix)
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, client.register_script(read_script(locate_lua(lua_dir), name)))
-            for name in self.NAMES
-        }
+        self._lua = lua if lua is not None else LuaScripts(client, lua_dir)
+        self._lua.load(self.NAMES)
 
     @classmethod
     def over(cls, store: Store) -> SlotStore:
-        return cls(store._client, store.keys.prefix, store.lua_dir)
+        """Over `store`'s client, prefix and script loader."""
+        return cls(store._client, store.keys.prefix, lua=store.lua)
 
     def _job_keys(self) -> list[str]:
         k = self._keys
@@ -123,7 +124,7 @@ class SlotStore:
         pair_keys, pair_args = self._pairs(constraints)
         keys = [*self._job_keys(), self.keys.waiting, self.keys.limits, *pair_keys]
         args: list[Arg] = [job_id, score, now, lease_ms, resend_ms, park_ms, *pair_args]
-        code, woken = self._scripts["slots_acquire"](keys, args)
+        code, woken = self._lua.script("slots_acquire")(keys, args)
         return Acquired(cast(AcquireCode, code), _jobs(woken))
 
     def release(
@@ -139,12 +140,12 @@ class SlotStore:
         pair_keys, pair_args = self._pairs(constraints)
         keys = [*self._job_keys(), self.keys.waiting, *pair_keys]
         args: list[Arg] = [job_id, now, lease_ms, resend_ms, *pair_args]
-        return _jobs(self._scripts["slots_release"](keys, args))
+        return _jobs(self._lua.script("slots_release")(keys, args))
 
     def renew(self, job_id: str, names: Sequence[str], now: int, lease_ms: int) -> int:
         """Extend the job's slot leases; returns how many it still held."""
         keys = [self.keys.slots(name) for name in names]
-        return int(self._scripts["slots_renew"](keys, [job_id, now, lease_ms]))
+        return int(self._lua.script("slots_renew")(keys, [job_id, now, lease_ms]))
 
     def waiting(self, limit: int = 200) -> list[Constraint]:
         """Constraints with parked jobs (at most `limit`, any order), with their limits."""
@@ -179,7 +180,7 @@ class SlotStore:
             horizon_ms,
             ticket_slack_ms,
         ]
-        start, code = self._scripts["slots_throttle"](keys, args)
+        start, code = self._lua.script("slots_throttle")(keys, args)
         return int(start), cast(ThrottleCode, code)
 
 

@@ -36,6 +36,7 @@ from app.state.base import RETRIES, _dumps, _opt_int
 from app.state.events import EventVerbs, _event_record
 from app.state.jobs import JobVerbs
 from app.state.keys import Keys
+from app.state.lua_files import LuaScripts
 from app.state.lua_files import lua_dir as locate_lua
 from app.state.pauses import PauseVerbs, _pause_ref
 from app.state.records import (
@@ -101,9 +102,11 @@ class Store(RegistryVerbs, EventVerbs, RunVerbs, RunViewVerbs, PauseVerbs, JobVe
             client = redis.Redis.from_url(redis_url, decode_responses=True)
         self._client = client
         self._keys = Keys(prefix)
-        self.lua_dir = locate_lua(lua_dir)
-        """Where this store's scripts come from; the other stores over it load theirs there."""
-        self._scripts = Scripts(client, self._keys, self.lua_dir)
+        self.lua = LuaScripts(client, lua_dir)
+        """The one script loader over this client: the other stores over it run theirs here."""
+        self.lua_dir = self.lua.directory
+        """Where this store's scripts come from."""
+        self._scripts = Scripts(self.lua, self._keys)
 
     @classmethod
     def from_client(

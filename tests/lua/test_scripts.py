@@ -13,8 +13,8 @@ from app.state.connect import ConnectStore
 from app.state.flow import FlowStore
 from app.state.keys import Keys
 from app.state.liveness import LivenessStore
-from app.state.lua_files import lua_dir
-from app.state.scripts import Scripts, read_script
+from app.state.lua_files import lua_dir, read_script
+from app.state.scripts import Scripts
 from app.state.slots import SlotStore
 from app.state.store import Store
 
@@ -80,3 +80,21 @@ def test_a_given_lua_dir_is_used_by_every_store(redis_url: str, tmp_path: Path) 
         FlowStore(store)
     assert store.ping()
     client.close()
+
+
+def test_every_store_over_a_store_shares_its_one_loader(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store.from_client(client)
+    loaded = dict(store.lua._scripts)
+    assert sorted(loaded) == sorted(Scripts.NAMES)
+    others = [
+        FlowStore(store),
+        SlotStore.over(store),
+        LivenessStore(store),
+        ConnectStore(store),
+        ArchiveStore(store),
+    ]
+    assert all(other._lua is store.lua for other in others)
+    assert sorted(store.lua._scripts) == sorted(NAMES)
+    # Each script was read and registered once: the store's own are the same objects.
+    assert all(store.lua._scripts[name] is script for name, script in loaded.items())

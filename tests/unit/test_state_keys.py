@@ -7,7 +7,7 @@ from dataclasses import astuple
 from pathlib import Path
 
 from app.state.keys import Keys
-from app.state.scripts import read_script
+from app.state.lua_files import read_script
 
 
 def test_run_keys_share_one_hash_tag() -> None:
