@@ -10,8 +10,12 @@ schedule what comes next.
                                          │ complete / error       finish the run
 
 A task keeps calling the function while steps complete (`step_budget_seconds`), so a run of
-in-process steps costs no queue hop per step: each result is persisted before the next step
-starts, and the run only suspends at sleeps, waits, invokes, retries and crashes.
+in-process steps costs no queue hop per step, and the run only suspends at sleeps, waits,
+invokes, retries and crashes. Consecutive in-process step results are saved together, in one
+script call: when SAVE_BATCH_STEPS are waiting, when the oldest has waited SAVE_BATCH_S (checked
+as each step ends), and always before anything else is written for the run (its next op, its
+end). A worker crash can so lose up to that many finished results besides the running step:
+those steps run again on the retry, as a step interrupted by a crash always does.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ PAUSE_NAMESPACE = uuid.UUID("6f1e0a52-6d0c-4c43-9a43-5e0c5b7c2f10")
 
 Outcome = Literal["continue", "stop"]
 
+SAVE_BATCH_STEPS = 32
+SAVE_BATCH_S = 0.02
+"""In-process step results wait unsaved at most this many / this long (see the docstring)."""
+
 
 def backoff_ms(attempt: int, base_seconds: float, rng: random.Random | None = None) -> int:
     """Delay before retrying after failed attempt `attempt` (0-based)."""
@@ -72,6 +80,20 @@ class _Call:
     mark_ms: int
     durations: list[float] = field(default_factory=list)
     """Seconds each step this call saved took; recorded as metrics when the call stops."""
+    unsaved: list[_Unsaved] = field(default_factory=list)
+    """Finished in-process steps not saved yet (in order), mirrored in `state` already."""
+    unsaved_since: float = 0.0
+    lost: bool = False
+    """A batched save found the run ended or another memo first: this call stops."""
+
+
+@dataclass(frozen=True)
+class _Unsaved:
+    step: str
+    memo: JSON
+    info: dict[str, JSON]
+    started_at: int
+    ended_at: int
 
 
 class Executor:
@@ -227,7 +249,7 @@ class Executor:
             )
             call.mark_ms = self._now()
             result = driver.call(request, lambda op: self._checkpoint(call, op))
-            if self._handle(call, result) == "stop":
+            if not self._flush(call) or self._handle(call, result) == "stop":
                 return
             if call.target is not None:
                 # This was the last parallel branch to finish: the others saved their results
@@ -242,23 +264,59 @@ class Executor:
                 return
 
     def _checkpoint(self, call: _Call, op: Op) -> CheckpointResult:
-        saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
-        if saved.status == "ended":
-            return CheckpointResult(proceed=False)
-        return CheckpointResult(proceed=time.monotonic() < call.deadline, memo=saved.memo)
-
-    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+        """A sequential in-process step finished: keep its result to save with the next ones
+        (mirrored in the state at once), saving the batch when it is full or old enough."""
         now = self._now()
-        info: dict[str, JSON] = {
+        memo: JSON = {"data": op.data}
+        if not call.unsaved:
+            call.unsaved_since = time.monotonic()
+        call.unsaved.append(
+            _Unsaved(op.id, memo, self._step_info(call, op, "Completed", now), call.mark_ms, now)
+        )
+        call.mark_ms = now
+        if op.id not in call.state.steps:
+            call.state.steps[op.id] = memo
+            call.state.stack.append(op.id)
+        clock = time.monotonic()
+        full = len(call.unsaved) >= SAVE_BATCH_STEPS
+        if (full or clock - call.unsaved_since >= SAVE_BATCH_S) and not self._flush(call):
+            return CheckpointResult(proceed=False)
+        return CheckpointResult(proceed=clock < call.deadline)
+
+    def _flush(self, call: _Call) -> bool:
+        """Save the batched step results in one script call. False (and `call.lost`) when
+        the run ended or one step already had another memo: the call must stop."""
+        if call.lost:
+            return False
+        if not call.unsaved:
+            return True
+        batch, call.unsaved = call.unsaved, []
+        results = self._store.save_steps(
+            call.state.run_id, [(u.step, u.memo, u.info) for u in batch]
+        )
+        for unsaved, saved in zip(batch, results, strict=False):
+            if saved.status == "created":
+                call.durations.append((unsaved.ended_at - unsaved.started_at) / 1000)
+            elif saved.status != "identical":
+                call.lost = True
+                return False
+        return True
+
+    def _step_info(self, call: _Call, op: Op, status: str, now: int) -> dict[str, JSON]:
+        return {
             "name": op.name,
             "kind": "StepRun",
             "status": status,
             "started_at": call.mark_ms,
             "ended_at": now,
             "attempts": call.attempt + 1,
+            # A step that succeeds after failed attempts must not keep their error in history.
+            "error": op.error,
         }
-        # A step that succeeds after failed attempts must not keep their error in history.
-        info["error"] = op.error
+
+    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+        now = self._now()
+        info = self._step_info(call, op, status, now)
         saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
         if saved.status == "created":
             call.durations.append((now - call.mark_ms) / 1000)

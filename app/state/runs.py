@@ -145,15 +145,27 @@ class RunVerbs(StoreBase):
         pending set, merge `info` into the step's history record. See lua/save_step.lua.
 
         `info` is merged only by the call that creates the memo. `now` is not used."""
-        memo_json = _dumps(memo)
-        status, stored, pending = self._scripts.save_step(
-            run_id, step, memo_json, _encode_info(info)
+        return self.save_steps(run_id, [(step, memo, info)])[0]
+
+    def save_steps(
+        self, run_id: str, steps: list[tuple[str, JSON, dict[str, JSON]]]
+    ) -> list[SaveResult]:
+        """`save_step` for consecutive steps (step, memo, info) in one script call, in order:
+        one result per step handled; it stops after the first "different" or "ended" (what
+        followed was computed from a memo that lost)."""
+        replies = self._scripts.save_steps(
+            run_id, [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps]
         )
-        if status == "created":
-            return SaveResult("created", memo, pending)
-        if status == "ended":
-            return SaveResult("ended", None, 0)
-        return SaveResult(status, None if stored is None else json.loads(stored), pending)
+        results: list[SaveResult] = []
+        for (_, memo, _), (status, stored, pending) in zip(steps, replies, strict=False):
+            if status == "created":
+                results.append(SaveResult("created", memo, pending))
+            elif status == "ended":
+                results.append(SaveResult("ended", None, 0))
+            else:
+                loaded = None if stored is None else json.loads(stored)
+                results.append(SaveResult(status, loaded, pending))
+        return results
 
     def record_step(self, run_id: str, step: str, info: dict[str, JSON]) -> None:
         """Merge `info` (name, kind, attempts, error, due, started_at...) into the step's

@@ -156,13 +156,20 @@ class Scripts:
     def save_step(
         self, run_id: str, step: str, memo_json: str, info_json: str
     ) -> tuple[SaveCode, str | None, int]:
+        return self.save_steps(run_id, [(step, memo_json, info_json)])[0]
+
+    def save_steps(
+        self, run_id: str, steps: Sequence[tuple[str, str, str]]
+    ) -> list[tuple[SaveCode, str | None, int]]:
+        """(step, memo JSON, info JSON) of each step, in order, in one call; one result per
+        step handled (it stops after a "different" or "ended")."""
         r = self._keys.run(run_id)
-        code, stored, pending = self._run(
-            "save_step",
-            [r.meta, r.steps, r.stack, r.pending, r.history],
-            [step, memo_json, info_json],
-        )
-        return cast(SaveCode, code), (stored or None), int(pending)
+        args: list[Arg] = [value for step in steps for value in step]
+        replies = self._run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args)
+        return [
+            (cast(SaveCode, code), (stored or None), int(pending))
+            for code, stored, pending in replies
+        ]
 
     def record_step(self, run_id: str, step: str, info_json: str) -> bool:
         r = self._keys.run(run_id)

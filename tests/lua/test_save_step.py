@@ -123,3 +123,60 @@ def test_load_run_carries_the_recorded_kind_of_each_step(store: Store, run: str)
     store.save_step(run, "b", None, {"name": "b", "kind": "Sleep"}, T0)
     state = store.load_run(run)
     assert state is not None and state.kinds == {"a": "StepRun", "b": "Sleep"}
+
+
+# --- several consecutive steps in one call (Store.save_steps) ---------------------------------
+def run_keys(client: redis.Redis) -> dict[str, object]:
+    return {
+        "steps": client.hgetall("sl:{01RUN}:steps"),
+        "stack": client.lrange("sl:{01RUN}:stack", 0, -1),
+        "history": client.hgetall("sl:{01RUN}:history"),
+        "meta": client.hgetall("sl:{01RUN}:run"),
+    }
+
+
+def test_consecutive_steps_are_saved_in_order_in_one_call(store: Store, run: str) -> None:
+    batch = [(s, {"data": i}, {"name": s.upper()}) for i, s in enumerate(["a", "b", "c"])]
+    assert store.save_steps(run, batch) == [
+        SaveResult("created", {"data": 0}, 0),
+        SaveResult("created", {"data": 1}, 0),
+        SaveResult("created", {"data": 2}, 0),
+    ]
+    state = store.load_run(run)
+    assert state is not None
+    assert state.stack == ["a", "b", "c"]
+    assert state.steps == {"a": {"data": 0}, "b": {"data": 1}, "c": {"data": 2}}
+
+
+def test_a_repeated_batch_after_a_lost_reply_answers_identical_and_writes_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    batch = [(s, {"data": i}, {"name": s}) for i, s in enumerate(["a", "b", "c"])]
+    store.save_steps(run, batch)
+    before = run_keys(client)
+    again = store.save_steps(run, batch)
+    assert [r.status for r in again] == ["identical"] * 3
+    assert [r.memo for r in again] == [{"data": 0}, {"data": 1}, {"data": 2}]
+    assert run_keys(client) == before
+
+
+def test_a_batch_stops_at_the_first_step_another_writer_won(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    store.save_step(run, "b", {"data": "theirs"}, {}, T0)
+    batch = [(s, {"data": s}, {}) for s in ["a", "b", "c"]]
+    assert store.save_steps(run, batch) == [
+        SaveResult("created", {"data": "a"}, 0),
+        SaveResult("different", {"data": "theirs"}, 0),
+    ]
+    # "c" was computed from a memo that lost: never stored.
+    assert client.lrange("sl:{01RUN}:stack", 0, -1) == ["b", "a"]
+    assert not client.hexists("sl:{01RUN}:steps", "c")
+
+
+def test_a_batch_for_an_ended_run_writes_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    client.hset("sl:{01RUN}:run", "status", "Completed")
+    assert store.save_steps(run, [("a", 1, {}), ("b", 2, {})]) == [SaveResult("ended", None, 0)]
+    assert client.hlen("sl:{01RUN}:steps") == 0
