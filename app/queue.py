@@ -7,10 +7,12 @@ once (with a countdown); later ones wait in the Redis timer set and are sent by 
 expired), is sent again by the same tick: Celery's Redis visibility timeout is never waited on.
 
 Two priorities share the Celery queue (the Redis transport keeps one list per priority and a
-worker always takes from the first non-empty one): what the tick releases (timers now due,
-lost jobs) goes ahead of new work, so a burst of new events never delays a due wake-up. The
-tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends each
-batch as one pipelined publish.
+worker always takes from the first non-empty one): timers the tick releases (sleeps, wait and
+cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a burst of new
+events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
+backlog included, goes behind them (a backlog re-sent at the front would bury the timers).
+The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
+each batch as one pipelined publish.
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ log = logging.getLogger("stepline.queue")
 TASK_PREFIX = "stepline."
 QUEUE_NAME = "stepline"
 DUE_PRIORITY = 0
-"""Released by the tick (timers due, lost jobs): taken first (Redis transport: 0 is first)."""
+"""Timers the tick releases: taken first (Redis transport: 0 is first)."""
 WORK_PRIORITY = 6
-"""Everything else: new events, runs' next steps."""
+"""Everything else: new events, runs' next steps, resends."""
+TIMER_KINDS = frozenset(
+    {JobKind.SLEEP, JobKind.PAUSE_TIMEOUT, JobKind.CANCEL, JobKind.DEBOUNCE, JobKind.BATCH}
+)
+"""Jobs that wait for a time: released by the tick at DUE_PRIORITY."""
 RELEASE_BATCH = 500
 RELEASE_BUDGET_S = 2.0
 """One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
@@ -110,7 +116,12 @@ class Queue:
         started = time.monotonic()
         while True:
             released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
-            self._send_many([(job, max(0, due - now)) for job, due in released], DUE_PRIORITY)
+            timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
+            others = [
+                (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
+            ]
+            self._send_many(timers, DUE_PRIORITY)
+            self._send_many(others, WORK_PRIORITY)
             total += len(released)
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total

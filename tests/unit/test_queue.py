@@ -1,5 +1,6 @@
-"""app/queue.py over a real Celery client and the test Redis: what the tick releases goes into
-the Celery queue ahead of new work, many timers in one pipelined publish."""
+"""app/queue.py over a real Celery client and the test Redis: timers the tick releases go into
+the Celery queue ahead of new work (resends of unstarted work do not), many timers in one
+pipelined publish."""
 
 from __future__ import annotations
 
@@ -89,3 +90,18 @@ def test_timers_due_before_the_next_tick_are_sent_with_their_countdown(
         queue.enqueue(sleep_job(i), now + 400, T0)
     assert queue.release_due(now) == 3
     assert all(eta is not None for _, _, eta in sent(client, DUE_LIST))
+
+
+def test_resends_of_unstarted_work_stay_behind_the_timers(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    work = Job(id="event:e1", kind=JobKind.EVENT, event_id="e1")
+    queue.enqueue(work, T0, T0)  # sent now, then sits unstarted in a backlog
+    timer = sleep_job(0)
+    queue.enqueue(timer, T0 + 60_000, T0)
+    client.delete(WORK_LIST)
+    # 60 s later the event job's resend deadline and the timer are due together.
+    assert queue.release_due(T0 + 60_000) == 2
+    assert sent(client, DUE_LIST) == [("stepline.sleep", timer.id, None)]
+    assert sent(client, WORK_LIST) == [("stepline.event", "event:e1", None)]
