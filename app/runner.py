@@ -22,7 +22,7 @@ from ulid import ULID
 
 from app import expressions
 from app.config import Settings
-from app.ids import new_ulid
+from app.ids import new_ulid, ulid_ms
 from app.models import JSON, FunctionConfig, Job, JobKind, Pause
 from app.queue import Queue
 from app.registry import Registry
@@ -268,8 +268,10 @@ class Runner:
             return False  # the pause is newer than the event
         if pause.expires_at < now:
             return False  # its timeout job owns it now
-        # Cancellation: events older than the run never cancel it (ULIDs sort by time).
-        return not (pause.kind == "Cancel" and internal_id <= pause.run_id)
+        # Cancellation: an event received before the run was created never cancels it. Both
+        # times are this server's clocks: the event's internal id may come from the sender's
+        # clock (`x-inngest-event-id-seed`), which can run behind ours.
+        return not (pause.kind == "Cancel" and received_at < run_created_ms(pause))
 
     def _cancel(self, pause: Pause, now: int) -> bool:
         if self.canceller is None:
@@ -351,6 +353,15 @@ class Runner:
         if result.resumed:
             self._queue.dispatch(job)
         return result.won
+
+
+def run_created_ms(pause: Pause) -> int:
+    """When the pause's run was created (the time in its ULID, from our clock), or the pause's
+    own creation time for a run id that is not a ULID."""
+    try:
+        return ulid_ms(pause.run_id)
+    except ValueError:
+        return pause.created_at
 
 
 FUTURE_TS_SLACK_MS = 1_000

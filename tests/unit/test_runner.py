@@ -508,14 +508,33 @@ def test_cancel_pause_calls_the_canceller(world: World) -> None:
 
     world.runner.canceller = cancel
     pause = _waiting_run(world, None, kind="Cancel", event="shop/order.cancelled")
-    # An event older than the run (ULID before the run id) cannot cancel it.
-    old_id = "00000000000000000000000000"
+    # An event received before the run was created cannot cancel it.
+    old_id = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # an id from the future: only receipt time counts
     world.store.store_event(
-        normalize_event({"name": "shop/order.cancelled"}, old_id, NOW), old_id, NOW, 1000
+        normalize_event({"name": "shop/order.cancelled"}, old_id, NOW - 1), old_id, NOW - 1, 1000
     )
     world.runner.process_event(old_id, NOW)
     assert cancelled == []
     _send(world, {"name": "shop/order.cancelled"})
+    assert cancelled == [pause.run_id]
+    assert world.store.get_pause(pause.id) is None
+
+
+def test_cancel_event_from_a_sender_whose_clock_runs_behind_still_cancels(world: World) -> None:
+    """The SDK's seed header makes the internal id from the sender's clock: an hour behind,
+    its ULID sorts before the run's, yet the event was received after the run was created."""
+    cancelled: list[str] = []
+
+    def cancel(run_id: str, now: int) -> bool:
+        cancelled.append(run_id)
+        return True
+
+    world.runner.canceller = cancel
+    pause = _waiting_run(world, None, kind="Cancel", event="shop/order.cancelled")
+    seed = f"{NOW - 3_600_000},AAECAwQFBgcICQ=="
+    [event_id] = world.runner.ingest([{"name": "shop/order.cancelled"}], NOW + 1_000, id_seed=seed)
+    assert event_id < pause.run_id  # the sender's clock says the event is older than the run
+    world.runner.process_event(event_id, NOW + 1_000)
     assert cancelled == [pause.run_id]
     assert world.store.get_pause(pause.id) is None
 
