@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.state.store import Store
+from app.state.store import QueuedJob, Store
 
 log = logging.getLogger("stepline.queue")
 
@@ -47,13 +47,24 @@ class Queue:
 
         With `send=False` the job is only recorded: the caller runs it in this process right
         away (saving a queue hop), and if that process dies the tick sends it later."""
+        planned = self.plan(job, due_at, now)
+        if not self._store.enqueue_job(job, due_at, planned.send_by):
+            return False
+        self.written(planned, now, send=send)
+        return True
+
+    def plan(self, job: Job, due_at: int, now: int) -> QueuedJob:
+        """`job` ready to be written by a state change of its own (e.g. a run's creation and
+        its start job in one script); once written, `written` sends it."""
         soon = due_at - now <= self._eta_max_ms
         send_by = max(due_at, now) + self._resend_ms if soon else due_at
-        if not self._store.enqueue_job(job, due_at, send_by):
-            return False
-        if soon and send:
-            self._send(job, countdown_ms=max(0, due_at - now))
-        return True
+        return QueuedJob(job=job, send_by=send_by, due_at=due_at, soon=soon)
+
+    def written(self, planned: QueuedJob, now: int, *, send: bool = True) -> None:
+        """A planned job is in Redis: send it to Celery if it is due soon (else the tick
+        will). With `send=False` the caller runs it here."""
+        if planned.soon and send:
+            self._send(planned.job, countdown_ms=max(0, planned.due_at - now))
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""

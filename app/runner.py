@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ulid import ULID
@@ -304,22 +305,16 @@ class Runner:
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
-        run_id, created = self._store.create_run(
-            NewRun(
-                run_id=new_id,
-                function_id=fn.id,
-                events=[wire_event(event) for event in events],
-                event_ids=event_ids,
-                created_at=now,
-                idempotency_key=f"{fn.id}:{key}",
-                correlation_id=correlation_id,
-            )
+        run = NewRun(
+            run_id=new_id,
+            function_id=fn.id,
+            events=[wire_event(event) for event in events],
+            event_ids=event_ids,
+            created_at=now,
+            idempotency_key=f"{fn.id}:{key}",
+            correlation_id=correlation_id,
         )
-        # Also when the run existed: a crash between create and enqueue is healed here, and
-        # enqueueing an existing job id is a no-op.
-        start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
-        start_at = start_time(events, now)
-        self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        run_id, created = self.create(run, start_time(events, now), now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",
@@ -329,6 +324,39 @@ class Runner:
                 extra={"run_id": run_id, "function": fn.id, "status": "Queued"},
             )
         return run_id, created
+
+    def create(self, run: NewRun, start_at: int, now: int, *, send: bool) -> tuple[str, bool]:
+        """Create `run` and its start job (due at `start_at`) in one atomic step, then send
+        the job. Returns (run id, created), as `Store.create_run`."""
+        start = Job(kind=JobKind.START, id=f"{run.run_id}:start", run_id=run.run_id)
+        planned = self._queue.plan(start, start_at, now)
+        run_id, created = self._store.create_run(run, planned)
+        if created:
+            self._queue.written(planned, now, send=send or start_at > now)
+        else:
+            # An idempotency key gave back an existing run: make sure it has its start job
+            # (runs created before the start job was written with them); a no-op otherwise.
+            start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+            self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        return run_id, created
+
+    def start_copy(self, fn: FunctionConfig, run: NewRun, now: int) -> tuple[str | None, str]:
+        """A rerun or replay (`app/replay.py`): `run` (a new id, no idempotency key) goes
+        through flow control like an event's run (`Admission.admit_copy`: its singleton lock;
+        then its cancellation pauses and timeout jobs) and starts now, created with its start
+        job in one step. Returns (run id, ""), or (None, the run holding the singleton lock)
+        when the singleton skipped it."""
+        trigger = run.events[0] if run.events else {}
+        if self.admission is None:
+            return self.create(run, now, now, send=True)[0], ""
+        decision = self.admission.admit_copy(fn, trigger, run.run_id, now)
+        if not decision.start:
+            return None, decision.other or ""
+        if decision.run_id is not None:
+            run = replace(run, run_id=decision.run_id)
+        run_id, created = self.create(run, now, now, send=True)
+        self.admission.on_scheduled(fn, decision, run_id, created, run.events, run.event_ids, now)
+        return run_id, ""
 
     def resume(self, pause: Pause, memo: JSON, now: int) -> bool:
         """Consume `pause` with `memo`; the single winner queues the run's next discovery.

@@ -114,14 +114,17 @@ class Scripts:
         idempotency_ttl_ms: int,
         original_run_id: str = "",
         memo_json: str = "",
+        start: tuple[str, str, int] | None = None,
         *,
         client: Any = None,
     ) -> tuple[str, bool]:
-        """Create a run (see lua/create_run.lua). With `client` (a pipeline), only queue the
+        """Create a run (see lua/create_run.lua) and, with `start` (job id, Job JSON,
+        send-by), its start job in the same step. With `client` (a pipeline), only queue the
         call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
         k = self._keys
         r = k.run(run_id)
         queued = RunStatus.QUEUED.value
+        job_id, job_json, send_by = start if start is not None else ("", "", 0)
         keys = [
             r.meta,
             r.steps,
@@ -132,6 +135,10 @@ class Scripts:
             k.status_runs(queued),
             k.status_runs(queued, function_id),
             k.metric("runs_queued_total"),
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.job_tombstone(job_id),
         ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
@@ -146,6 +153,9 @@ class Scripts:
             idempotency_ttl_ms,
             original_run_id,
             memo_json,
+            job_id,
+            job_json,
+            send_by,
             *event_ids,
         ]
         if client is not None:
