@@ -94,6 +94,7 @@ class Engine:
         store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
+        queue.calls_app = registry.calls_app
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))

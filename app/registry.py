@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections import OrderedDict
 
 from app.models import FunctionConfig
 from app.state.store import Store
+
+RUN_FUNCTIONS_CACHED = 10_000
+"""How many run -> function ids `calls_app` remembers (a run's function never changes)."""
 
 
 class Registry:
@@ -19,6 +23,23 @@ class Registry:
         self._lock = threading.Lock()
         self._version = -1
         self._by_id: dict[str, FunctionConfig] = {}
+        self._run_functions: OrderedDict[str, str] = OrderedDict()
+
+    def calls_app(self, run_id: str) -> bool:
+        """Whether the run's function is served by an SDK app (HTTP or Connect driver), so
+        executing it waits on that app. False for a run that is gone."""
+        with self._lock:
+            function_id = self._run_functions.get(run_id)
+        if function_id is None:
+            function_id = self._store.run_function_id(run_id)
+            if function_id is None:
+                return False
+            with self._lock:
+                self._run_functions[run_id] = function_id
+                if len(self._run_functions) > RUN_FUNCTIONS_CACHED:
+                    self._run_functions.popitem(last=False)
+        fn = self.get(function_id)
+        return fn is not None and fn.driver != "inprocess"
 
     def _refresh(self) -> None:
         version = self._store.registry_version()

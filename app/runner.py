@@ -109,27 +109,35 @@ class Runner:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
+        here: str | None = None
+        """The run started in this task: the first in-process one (when the worker allows it).
+        Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`)."""
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
-            run_id = self._invoke(event, data, internal_id, now)
+            fn = self._invoked_function(data)
+            send = self.inline is None or fn is None or fn.driver != "inprocess"
+            run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
+                here = None if send else run_id
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
-                    # The first run starts in this task (when the worker allows it).
-                    send = bool(runs) or self.inline is None or later
+                    send = (
+                        here is not None or self.inline is None or later or fn.driver != "inprocess"
+                    )
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
+                        here = here if send else admitted
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if runs and self.inline is not None and not later:
-            self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
+        if here is not None and self.inline is not None and not later:
+            self.inline(Job(kind=JobKind.START, id=f"{here}:start", run_id=here))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -144,15 +152,26 @@ class Runner:
             },
         )
 
+    def _invoked_function(self, data: dict[str, JSON]) -> FunctionConfig | None:
+        meta = data.get("_inngest")
+        fn_id = str(meta.get("fn_id") or "") if isinstance(meta, dict) else ""
+        return self._registry.get(fn_id) if fn_id else None
+
     def _invoke(
-        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int
+        self,
+        fn: FunctionConfig | None,
+        event: dict[str, JSON],
+        data: dict[str, JSON],
+        internal_id: str,
+        now: int,
+        *,
+        send: bool,
     ) -> str | None:
         meta = data.get("_inngest")
         meta = meta if isinstance(meta, dict) else {}
         fn_id = str(meta.get("fn_id") or "")
         correlation = meta.get("correlation_id")
         correlation_id = correlation if isinstance(correlation, str) and correlation else None
-        fn = self._registry.get(fn_id) if fn_id else None
         if fn is None:
             log.warning(
                 "invoked function not found fn_id=%r correlation_id=%s", fn_id, correlation_id
@@ -160,9 +179,7 @@ class Runner:
             if correlation_id:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
-        return self._admit(
-            fn, event, internal_id, now, send=self.inline is None, correlation_id=correlation_id
-        )
+        return self._admit(fn, event, internal_id, now, send=send, correlation_id=correlation_id)
 
     def _admit(
         self,

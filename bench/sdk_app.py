@@ -152,7 +152,11 @@ def main() -> None:
         _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
         _gunicorn("bench.sdk_app:create_app()", _free_port(), 2, {"INNGEST_DEV": api}) as app,
         worker(
-            "tasks", "stepline", concurrency=args.concurrency, extra_env=no_functions, beat=True
+            "tasks",
+            "stepline,stepline-sdk",
+            concurrency=args.concurrency,
+            extra_env=no_functions,
+            beat=True,
         ),
     ):
         for _ in range(args.repeat):

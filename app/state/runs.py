@@ -88,6 +88,10 @@ class RunVerbs(StoreBase):
             history={step: _decode_record(step, raw) for step, raw in history.items()},
         )
 
+    def run_function_id(self, run_id: str) -> str | None:
+        """The function a run belongs to (None if the run is not in Redis)."""
+        return self._client.hget(self._keys.run(run_id).meta, "function_id")
+
     def load_run(self, run_id: str) -> RunState | None:
         r = self._keys.run(run_id)
         pipe = self._client.pipeline(transaction=True)

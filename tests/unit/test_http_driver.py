@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -756,3 +758,54 @@ def test_state_too_large_to_send_goes_by_the_api(server: CannedServer) -> None:
     assert body["steps"] == {} and body["events"] == []
     assert body["ctx"]["stack"]["stack"] == list(big)  # the SDK still gets the order
     assert len(server.received[0].body) < 10_000
+
+
+class TricklingApp:
+    """An app that answers 200 at once, then sends its body one byte every 0.1 s, for ever:
+    each byte beats any read timeout, so only a total deadline ends the call."""
+
+    def __init__(self) -> None:
+        stop = self.stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                while not stop.is_set():
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the driver hung up
+                    stop.wait(0.1)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_call_ends_at_its_total_deadline_however_the_app_paces_bytes() -> None:
+    app = TricklingApp()
+    driver = HttpDriver(Settings(http_call_deadline_seconds=1.0), read_timeout_s=0.5)
+    try:
+        result = driver.call(request(app.url), no_checkpoint)
+    finally:
+        driver.close()
+        app.close()
+    assert result.kind == "error" and result.retriable
+    assert result.error is not None
+    assert "within the call deadline of 1 s" in str(result.error["message"])
