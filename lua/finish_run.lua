@@ -26,6 +26,7 @@ KEYS[16]  function's end st.   zset    <p>:runs:st:<status>:fn:<function>
 KEYS[17]  ended runs           zset    <p>:runs:ended            run id by ended_at
 KEYS[18]  end status counter   hash    <p>:metric:runs_<completed|failed|cancelled>_total
 KEYS[19]  archive queue        zset    <p>:history:runs          run id by ended_at
+KEYS[20]  job failures         hash    <p>:jobs:failures         (a dropped job's count goes too)
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
@@ -66,7 +67,8 @@ local run_id = ARGV[5]
 local n_pauses, n_jobs = tonumber(ARGV[6]), tonumber(ARGV[7])
 local tombstone_ttl = ARGV[8]
 local function_id = ARGV[9]
-local FIXED_KEYS, FIXED_ARGS = 19, 9
+local failures_key = KEYS[20]
+local FIXED_KEYS, FIXED_ARGS = 20, 9
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
 
@@ -131,6 +133,7 @@ for j = 1, n_jobs do
   redis.call('HDEL', owners_key, job_id)
   redis.call('HDEL', leases_key, job_id)
   redis.call('ZREM', by_run_key, prefix .. job_id)
+  redis.call('HDEL', failures_key, job_id)
   redis.call('SET', KEYS[job_keys_at + j], '1', 'PX', tombstone_ttl)
 end
 return 'finished'

@@ -238,6 +238,7 @@ class Scripts:
             k.ended_runs,
             k.metric(f"runs_{status.lower()}_total"),
             self._archive.runs,
+            k.job_failures,
         ]
         args: list[Arg] = [
             status,
