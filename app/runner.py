@@ -411,14 +411,18 @@ def run_created_ms(pause: Pause) -> int:
 
 FUTURE_TS_SLACK_MS = 1_000
 """An event `ts` at most this far ahead counts as now (clock skew between senders)."""
+MAX_START_AHEAD_MS = 365 * 86_400_000
+"""How far ahead an event's `ts` may schedule its runs: `/e` refuses a later `ts` (400), and
+a run of an event that came another way starts by then at the latest, so no Queued run
+waits in Redis longer than this."""
 
 
 def start_time(events: list[dict[str, JSON]], now: int) -> int:
     """When a run of these events starts: now, or the first event's `ts` if it is in the
-    future (an event sent ahead of time schedules its runs)."""
+    future (an event sent ahead of time schedules its runs), at most MAX_START_AHEAD_MS on."""
     ts = events[0].get("ts") if events else None
     if isinstance(ts, int) and not isinstance(ts, bool) and ts > now + FUTURE_TS_SLACK_MS:
-        return ts
+        return min(ts, now + MAX_START_AHEAD_MS)
     return now
 
 

@@ -17,6 +17,7 @@ from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
+from app.runner import MAX_START_AHEAD_MS
 from app.strictjson import Path
 
 bp = Blueprint("events", __name__)
@@ -38,7 +39,16 @@ def send_events(event_key: str) -> tuple[Response, int]:
         raise Unauthorized("Event key is required")
     engine = current_engine()
     events = parse_events(request.get_data(cache=False))
-    ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
+    now = engine.now()
+    for index, event in enumerate(events):
+        ts = event.get("ts")
+        if isinstance(ts, int) and ts > now + MAX_START_AHEAD_MS:
+            raise BadRequest(
+                f"ts is more than {MAX_START_AHEAD_MS // 86_400_000} days ahead: an event "
+                "schedules its runs at its ts, at most that far in the future",
+                field=f"events[{index}].ts",
+            )
+    ids = engine.runner.ingest(events, now, id_seed=request.headers.get(SEED_HEADER))
     metrics.count_event(engine.store, len(ids))
     return jsonify({"ids": ids, "status": 200}), 200
 

@@ -17,7 +17,7 @@ from app.expressions import prepare_pause
 from app.models import JSON, FunctionConfig, Pause, Trigger
 from app.queue import Queue
 from app.registry import Registry
-from app.runner import Runner, normalize_event, seeded_ids, wire_event
+from app.runner import MAX_START_AHEAD_MS, Runner, normalize_event, seeded_ids, wire_event
 from app.state.store import NewRun, Store
 
 NOW = 1_700_000_000_000
@@ -603,6 +603,18 @@ def test_an_event_sent_for_the_future_starts_its_runs_then(world: World) -> None
     start = f"{run_id}:start"
     assert start not in [job.id for job in world.store.release_due(due - 1, 60_000, 10)]
     assert start in [job.id for job in world.store.release_due(due, 60_000, 10)]
+
+
+def test_a_run_waits_at_most_a_year_for_its_events_ts(world: World) -> None:
+    """An event dated 2099 (it did not come through `/e`, which refuses it) must not leave a
+    Queued run in Redis for 75 years: its run starts a year on at the latest."""
+    world.register(fn("far", Trigger(event="app/far")))
+    event_id = _send(world, {"name": "app/far", "data": {}, "ts": 4_102_444_799_999})
+    [run_id] = runs_of(world, event_id)
+    start = f"{run_id}:start"
+    latest = NOW + 1_000 + MAX_START_AHEAD_MS
+    assert start not in [job.id for job in world.store.release_due(latest - 1, 60_000, 10)]
+    assert start in [job.id for job in world.store.release_due(latest, 60_000, 10)]
 
 
 def test_an_event_a_little_ahead_of_our_clock_starts_at_once(world: World) -> None:
