@@ -331,7 +331,7 @@ class Runner:
             idempotency_key=f"{fn.id}:{key}",
             correlation_id=correlation_id,
         )
-        run_id, created = self.create(run, start_time(events, now), now, send=send)
+        run_id, created = self.create(fn, run, start_time(events, now), now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",
@@ -342,12 +342,15 @@ class Runner:
             )
         return run_id, created
 
-    def create(self, run: NewRun, start_at: int, now: int, *, send: bool) -> tuple[str, bool]:
-        """Create `run` and its start job (due at `start_at`) in one atomic step, then send
-        the job. Returns (run id, created), as `Store.create_run`."""
+    def create(
+        self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
+    ) -> tuple[str, bool]:
+        """Create `run` of `fn` and its start job (due at `start_at`) in one atomic step,
+        then send the job. Returns (run id, created), as `Store.create_run`."""
         start = Job(kind=JobKind.START, id=f"{run.run_id}:start", run_id=run.run_id)
         planned = self._queue.plan(start, start_at, now)
         run_id, created = self._store.create_run(run, planned)
+        self._registry.remember_run(run_id, fn)  # which queue its jobs go to
         if created:
             self._queue.written(planned, now, send=send or start_at > now)
         else:
@@ -365,13 +368,13 @@ class Runner:
         when the singleton skipped it."""
         trigger = run.events[0] if run.events else {}
         if self.admission is None:
-            return self.create(run, now, now, send=True)[0], ""
+            return self.create(fn, run, now, now, send=True)[0], ""
         decision = self.admission.admit_copy(fn, trigger, run.run_id, now)
         if not decision.start:
             return None, decision.other or ""
         if decision.run_id is not None:
             run = replace(run, run_id=decision.run_id)
-        run_id, created = self.create(run, now, now, send=True)
+        run_id, created = self.create(fn, run, now, now, send=True)
         self.admission.on_scheduled(fn, decision, run_id, created, run.events, run.event_ids, now)
         return run_id, ""
 
