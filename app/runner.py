@@ -109,9 +109,9 @@ class Runner:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
+        # The run started in this task: the first in-process one (when the worker allows it).
+        # Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`).
         here: str | None = None
-        """The run started in this task: the first in-process one (when the worker allows it).
-        Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`)."""
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
             fn = self._invoked_function(data)
