@@ -112,7 +112,7 @@ class Engine:
             JobKind.EDGE: executor.run_job,
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
-            JobKind.EVENT: lambda job: runner.process_event(job.event_id, wall_clock_ms()),
+            JobKind.EVENT: lambda job: runner.process_events(job, wall_clock_ms()),
             JobKind.DEBOUNCE: admission.run_debounce,
             JobKind.BATCH: admission.run_batch,
             JobKind.CANCEL: admission.run_timeout,

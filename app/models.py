@@ -134,6 +134,13 @@ class Job(BaseModel):
     attempt: int = 0
     pause_id: str = ""
     event_id: str = ""
+    event_ids: list[str] = Field(default_factory=list)
+    """An event job's events, processed together (`event_id` is the first)."""
+
+    @property
+    def events(self) -> list[str]:
+        """The event ids an event job processes."""
+        return self.event_ids or ([self.event_id] if self.event_id else [])
 
 
 class Pause(BaseModel):

@@ -102,6 +102,29 @@ class RunView:
     """Set on a rerun or replay: the run it was made from."""
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store (`Store.ingest_events`), in wire form with defaults filled."""
+
+    internal_id: str
+    event: dict[str, JSON]
+    dedupe: Literal["user", "engine", ""] = ""
+    """Dedupe on `event["id"]` in the users' namespace, the engine's, or not at all."""
+    must_process: bool = False
+    """Queue it even when no trigger or pause listens (an invoke, an invoke's finish)."""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What `ingest_events` did: each event's internal id (the first copy's for a
+    duplicate) and the one job that processes the new events something listens to."""
+
+    ids: list[str]
+    job: Job | None
+    idle: int = 0
+    """How many new events were stored without a job (nothing listens to them)."""
+
+
 @dataclass
 class EventRecord:
     internal_id: str

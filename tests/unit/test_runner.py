@@ -116,7 +116,10 @@ def test_ingest_stores_and_queues_each_new_event(world: World) -> None:
     assert first.event["id"] == ids[0]  # empty user id -> the internal id
     assert second.event["id"] == "mine"
     assert first.received_at == NOW
-    assert world.sender.job_ids("stepline.event") == [f"event:{ids[0]}", f"event:{ids[1]}"]
+    # One job per request processes all its events.
+    assert world.sender.job_ids("stepline.event") == [f"event:{ids[0]}"]
+    job = world.store.begin_job(f"event:{ids[0]}", "t", NOW, 1000)
+    assert not isinstance(job, str) and job.events == ids
 
 
 def test_ingest_dedupes_by_user_id(world: World) -> None:
@@ -128,21 +131,12 @@ def test_ingest_dedupes_by_user_id(world: World) -> None:
     assert record is not None and record.event["data"] == {"n": 1}
 
 
-def test_ingest_dedupe_window_is_the_setting(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ingest_dedupe_window_is_the_setting(redis_url: str) -> None:
     world = make_world(redis_url)
     world.settings = Settings(redis_url=redis_url, key_prefix="rt", event_dedupe_seconds=60)
-    ttls: list[int] = []
-    real = world.store.store_event
-
-    def spy(event: dict[str, JSON], internal_id: str, now: int, ttl: int) -> tuple[str, bool]:
-        ttls.append(ttl)
-        return real(event, internal_id, now, ttl)
-
-    monkeypatch.setattr(world.store, "store_event", spy)
     world.fresh_runner().ingest([{"name": "a/b", "id": "same"}], NOW)
-    assert ttls == [60_000]
+    ttl = world.store._client.pttl(world.store.keys.event_dedupe("same"))
+    assert 59_000 < ttl <= 60_000
 
 
 def test_seeded_ids_are_deterministic() -> None:
@@ -159,7 +153,7 @@ def test_seeded_ingest_dedupes_sdk_retries(world: World) -> None:
     first = world.runner.ingest([{"name": "a/b"}, {"name": "a/c"}], NOW, id_seed=seed)
     again = world.runner.ingest([{"name": "a/b"}, {"name": "a/c"}], NOW + 5, id_seed=seed)
     assert first == again
-    assert len(world.sender.job_ids("stepline.event")) == 2
+    assert world.sender.job_ids("stepline.event") == [f"event:{first[0]}"]
 
 
 # --- triggering -----------------------------------------------------------------------------
