@@ -123,7 +123,7 @@ class Engine:
             error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
             executor.fail_run(job.run_id, error, wall_clock_ms())
 
-        jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
+        jobs = JobRunner(store, settings.lease_seconds, _pinned(registry, handlers), give_up)
         reads = Reads(store, archiver.history)
         engine = cls(
             settings,
@@ -202,3 +202,19 @@ class Engine:
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released
+
+
+def _pinned(
+    registry: Registry, handlers: dict[JobKind, Callable[[Job], None]]
+) -> dict[JobKind, Callable[[Job], None]]:
+    """Each job reads the registry version once (`Registry.pinned`), however many functions
+    it looks up."""
+
+    def wrap(handler: Callable[[Job], None]) -> Callable[[Job], None]:
+        def run(job: Job) -> None:
+            with registry.pinned():
+                handler(job)
+
+        return run
+
+    return {kind: wrap(handler) for kind, handler in handlers.items()}
