@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ulid import ULID
 
-from app import expressions
+from app import expressions, metrics
 from app.config import Settings
 from app.ids import new_ulid
 from app.models import JSON, FunctionConfig, Job, JobKind, Pause
@@ -67,6 +67,7 @@ class Runner:
         internal: bool = False,
         id_seed: str | None = None,
         inline: bool = False,
+        count: bool = False,
     ) -> list[str]:
         """Store the events and queue their processing, in one script call; returns internal
         ids in order.
@@ -76,6 +77,7 @@ class Runner:
         (`x-inngest-event-id-seed`) makes internal ids deterministic so an SDK's retried
         send dedupes. Events nothing listens to are stored but cost no job. With `inline`
         (engine events emitted inside a worker) the job runs here when the worker allows it.
+        With `count` (the event API) they are counted as received, in the same call.
         """
         seeded = seeded_ids(id_seed, len(events)) if id_seed else None
         new: list[NewEvent] = []
@@ -87,6 +89,7 @@ class Runner:
             now,
             self.settings.event_dedupe_seconds * 1000,
             self.send_by(now),
+            counter=metrics.EVENTS_RECEIVED if count else "",
         )
         if ingested.job is not None:
             self.run_or_send(ingested.job, here=inline)

@@ -32,16 +32,27 @@ class EventVerbs(StoreBase):
         )
 
     def ingest_events(
-        self, events: Sequence[NewEvent], now: int, dedupe_ttl_ms: int, send_by: int
+        self,
+        events: Sequence[NewEvent],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
     ) -> Ingested:
         """Store `events` and queue the one job that processes those something listens to
         (a function's trigger, a pending pause, or `must_process`), in one Lua call: see
         lua/ingest_events.lua. A duplicate (its id seen within the TTL, or its internal id
         stored already) writes nothing and answers the first copy's internal id; its job
         was made with that copy, so a retried request never leaves an event unprocessed.
-        `send_by` is when the tick sends the job if no Celery message did."""
+        `send_by` is when the tick sends the job if no Celery message did; `counter` names
+        a counter metric to add the number of events to, in the same call."""
         job_id, answers = self._scripts.ingest_events(
-            [event_item(self._keys, event, now) for event in events], now, dedupe_ttl_ms, send_by
+            [event_item(self._keys, event, now) for event in events],
+            now,
+            dedupe_ttl_ms,
+            send_by,
+            counter=counter,
         )
         ids = [internal_id for _, internal_id in answers]
         queued = [internal_id for code, internal_id in answers if code == "stored"]

@@ -405,10 +405,17 @@ class Scripts:
         return str(found), code == "stored"
 
     def ingest_events(
-        self, items: Sequence[EventItem], now: int, dedupe_ttl_ms: int, send_by: int
+        self,
+        items: Sequence[EventItem],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
     ) -> tuple[str, list[tuple[IngestCode, str]]]:
         """Store events and queue their one job (lua/ingest_events.lua): (job id or "",
-        each event's (code, internal id))."""
+        each event's (code, internal id)). With `counter`, add the number of events to that
+        counter metric in the same call."""
         k = self._keys
         keys = [
             k.events,
@@ -419,8 +426,9 @@ class Scripts:
             k.triggers,
             k.trigger_globs,
             k.triggers_built,
+            k.metric(counter or "events_received_total"),
         ]
-        args: list[Arg] = [now, dedupe_ttl_ms, send_by, len(items)]
+        args: list[Arg] = [now, dedupe_ttl_ms, send_by, len(items), len(items) if counter else 0]
         self._event_items(items, keys, args)
         reply = self._run("ingest_events", keys, args)
         return str(reply[0]), _answers(reply[1:])
