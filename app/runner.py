@@ -25,7 +25,7 @@ from ulid import ULID
 from app import expressions, metrics
 from app.config import Settings
 from app.ids import new_ulid
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause
+from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
 from app.state.store import NewEvent, NewRun, Store
@@ -145,7 +145,7 @@ class Runner:
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
         if runs and self.inline is not None and not later and first:
-            self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
+            self.inline(start_job(runs[0]))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -337,7 +337,7 @@ class Runner:
         )
         # Also when the run existed: a crash between create and enqueue is healed here, and
         # enqueueing an existing job id is a no-op.
-        start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+        start = start_job(run_id)
         start_at = start_time(events, now)
         self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         if created:
@@ -356,7 +356,7 @@ class Runner:
         The discovery job is created in the same atomic step as the memo (when no parallel
         step is left pending), so a worker dying right after winning loses nothing.
         """
-        job = Job(kind=JobKind.EDGE, id=f"{pause.run_id}:resume:{pause.step}", run_id=pause.run_id)
+        job = resume_job(pause.run_id, pause.step)
         result = self._store.consume_pause(
             pause.id, memo, now, resume=job, send_by=self._queue.resend_deadline(now)
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from app.models import JSON, Job, JobKind
+from app.models import JSON, event_job
 from app.state.base import StoreBase, _dumps
 from app.state.keys import Keys
 from app.state.records import EventRecord, Ingested, NewEvent, Page, Position
@@ -59,7 +59,8 @@ class EventVerbs(StoreBase):
         idle = sum(1 for code, _ in answers if code == "idle")
         job = None
         if job_id:
-            job = Job(id=job_id, kind=JobKind.EVENT, event_id=queued[0], event_ids=queued)
+            job = event_job(queued)
+            assert job.id == job_id, "lua/include/ingest.lua names event jobs as event_job does"
         return Ingested(ids, job, idle)
 
     def get_event(self, internal_id: str) -> EventRecord | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.errors import StateError
 from app.ids import new_ulid
-from app.models import JSON, Job, JobKind, Pause, RunStatus
+from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
 from app.state.events import event_item
 from app.state.keys import RUN_JOB_SEPARATOR
@@ -205,7 +205,7 @@ class RunVerbs(StoreBase):
         which `begin_job` hands the worker, lists all of them.)"""
         if not job_id:
             return None
-        return Job(id=job_id, kind=JobKind.EVENT, event_id=job_id.removeprefix("event:"))
+        return event_job([job_id.removeprefix("event:")])
 
     def _run_snapshot(self, run_id: str) -> tuple[str, list[PauseRef], list[str]]:
         """The run's function id, pauses (as refs) and queued job ids, for finish_run."""
