@@ -57,7 +57,11 @@ class Cluster:
             tick_seconds=0.2,
             history_url=self.env["STEPLINE_HISTORY_URL"],
         )
-        self.engine = Engine.create(settings, local=load_functions([FUNCTIONS]))
+        # The same in-process functions as the workers', registered before the first send,
+        # as a web process sharing their STEPLINE_FUNCTIONS does: an event is processed only
+        # by functions registered when it arrives (nothing listening: stored, no job).
+        modules = [name for name in self.env["STEPLINE_FUNCTIONS"].split(",") if name]
+        self.engine = Engine.create(settings, local=load_functions(modules))
 
     def start_worker(
         self, name: str = "w1", concurrency: int | None = None
