@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import requests
 from celery import Celery
 
-from bench.harness import REDIS_URL, ROOT, flush, wait_until, worker
+from bench.harness import REDIS_URL, ROOT, bench_engine, flush, wait_until, worker
 
 FUNCTIONS = "bench.functions"
 
@@ -181,6 +181,7 @@ def main() -> None:
             f"  ({batched / baseline:.2f}x baseline)"
         )
         flush()
+        bench_engine([FUNCTIONS])  # registers the functions again, as the web did at start
         env = {"STEPLINE_FUNCTIONS": FUNCTIONS, "STEPLINE_HISTORY_URL": ""}
         with worker("tasks", "stepline", concurrency=2, extra_env=env, beat=True):
             accepted, drained, jobs = _drain(url, args.drain)
