@@ -6,9 +6,10 @@ archived, and drop it once the hot window has passed (app/history/archiver.py dr
     archived_runs / archived_events after the database commit (lua/history_archived.lua)
     drop_due_runs / drop_due_events the hot window has passed (lua/history_drop_*.lua)
 
-Runs enter the queue in `lua/finish_run.lua` and events in `lua/store_event.lua`, atomically
-with the change that makes them archivable (`lua/include/archive.lua`). Built like `FlowStore`:
-the store's client and prefix, `now` always passed in. Keys: `ArchiveKeys` in `keys.py`.
+Runs enter the queue in `lua/finish_run.lua` and events in `lua/include/ingest.lua` (run by
+`ingest_events.lua` and `finish_run.lua`), atomically with the change that makes them
+archivable (`lua/include/archive.lua`). Built like `FlowStore`: the store's client and prefix,
+`now` always passed in. Keys: `ArchiveKeys` in `keys.py`.
 """
 
 from __future__ import annotations
