@@ -40,6 +40,16 @@ const KIND_LABEL = {
   InvokeFunction: "invoke",
   SendEvent: "send event",
 };
+const WAITING_LABEL = {
+  concurrency: "Concurrency limit:",
+  throttled: "Throttled:",
+  retrying: "Retrying:",
+  sleeping: "Sleeping:",
+  waiting_for_event: "Waiting:",
+  scheduled: "Scheduled:",
+  queued: "Queued:",
+  no_worker: "No worker:",
+};
 const PENDING = new Set(["Sleeping", "Waiting", "Retrying", "Planned", "Running"]);
 
 export function mountRun(root, runId) {
@@ -227,7 +237,23 @@ export function mountRun(root, runId) {
   }
 
   function renderBody() {
-    clear(body, timelineSection(run.steps || []), resultSection(), triggerSection());
+    clear(body, waitingNote(), timelineSection(run.steps || []), resultSection(), triggerSection());
+  }
+
+  // Why a queued or waiting run is not running (GET /v1/runs/<id> `waiting`, app/why.py).
+  function waitingNote() {
+    const waiting = !ended(run.status) && run.waiting;
+    if (!waiting) return null;
+    const alarm = waiting.reason === "no_worker";
+    return h(
+      "div.waiting-note",
+      { id: "waiting", class: alarm ? "alarm" : "", dataset: { reason: waiting.reason }, role: "status" },
+      h("strong", null, WAITING_LABEL[waiting.reason] || "Waiting"),
+      " ",
+      h("span.waiting-message", null, waiting.message),
+      waiting.until ? h("span.muted", null, ` (${ago(waiting.until)})`) : null,
+      alarm ? h("a", { href: "#/workers" }, " · Workers") : null,
+    );
   }
 
   function meta(label, value) {
@@ -432,7 +458,7 @@ export function mountRun(root, runId) {
       "section.section",
       { id: "result" },
       h("h2", null, "Output"),
-      h("p.muted", null, run.status === "Queued" ? "Queued: waiting for a worker…" : "Running…"),
+      h("p.muted", null, run.waiting ? `${run.status}: ${run.waiting.message}` : run.status === "Queued" ? "Queued…" : "Running…"),
     );
   }
 
