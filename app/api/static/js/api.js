@@ -124,6 +124,7 @@ export const api = {
   eventRuns: (eventId, options) => getJSON(`/events/${enc(eventId)}/runs`, null, options),
   functions: (params) => getJSON("/functions", params),
   apps: () => getJSON("/apps"),
+  workers: (options) => getJSON("/workers", null, options),
   syncApp: (appId) => postJSON(`/apps/${enc(appId)}/sync`),
   syncUrl: (url) => postJSON("/apps/sync", { url }),
   async health() {
