@@ -107,3 +107,22 @@ def nightly_report(ctx: inngest.ContextSync) -> str:
 )
 def greet_vip(ctx: inngest.ContextSync) -> str:
     return f"hello {ctx.event.data.get('user')}"
+
+
+def _hold(tag: str) -> str:
+    """User code that blocks until the test sets `ui:go:<tag>` (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not _redis.exists(f"ui:go:{tag}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return tag
+
+
+@client.create_function(
+    fn_id="sync-account",
+    name="Sync account",
+    trigger=inngest.TriggerEvent(event="shop/account.sync"),
+    concurrency=[inngest.Concurrency(limit=1, key="event.data.account")],
+)
+def sync_account(ctx: inngest.ContextSync) -> str:
+    tag = str(ctx.event.data.get("tag", "x"))
+    return ctx.step.run("sync", lambda: _hold(tag))
