@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { badge, clear, ended, h, jsonView, ms, poll, problem, shortId, when } from "./dom.js";
+import { openSendDialog } from "./send.js";
 
 const PAGE_SIZE = 30;
 const POLL_MS = 2000;
@@ -146,7 +147,13 @@ export function mountEvents(root) {
   const older = h("button.button.ghost", { type: "button" }, "Older →");
   const live = h("span.live", { title: "Refreshes every 2 seconds" }, "live");
   root.append(
-    h("header.page-head", null, h("h1", null, "Events"), h("div.filters", null, live)),
+    h(
+      "header.page-head",
+      null,
+      h("h1", null, "Events"),
+      h("div.filters", null, live),
+      h("button.button.primary", { type: "button", id: "send-event", onclick: () => openSendDialog() }, "Send event"),
+    ),
     message,
     list,
     h("footer.pager", null, newer, older),
