@@ -2,7 +2,8 @@
 
 GET    /v1/runs                      runs, newest first: filters function_id, status, after,
                                      before (created time); cursor paging (`limit` 1..100)
-GET    /v1/runs/<run_id>             a run with its step history; a queued or waiting run
+GET    /v1/runs/<run_id>             a run with its step history and `ctx.logger` lines
+                                     (`logs`, each naming its step); a queued or waiting run
                                      also says why it is not running (`waiting`, app/why.py)
 DELETE /v1/runs/<run_id>             cancel it (also POST /v1/runs/<run_id>/cancel)
 POST   /v1/runs/<run_id>/rerun       a new run from the start with the same events
@@ -155,6 +156,8 @@ def run_json(view: RunView, *, steps: bool = True) -> dict[str, JSON]:
         out["output"] = view.output
     if steps:
         out["steps"] = [step_json(record) for record in view.steps]
+        out["logs"] = list(view.logs)
+        out["logs_dropped"] = view.logs_dropped
     return out
 
 
