@@ -33,12 +33,16 @@ def onboard_user(ctx: inngest.ContextSync) -> dict[str, object]:
     email = str(ctx.event.data.get("email", "ada@example.com"))
     pause = float(ctx.event.data.get("pause", 0.15))
 
+    ctx.logger.info("onboarding %s", email)
+
     def load_profile() -> dict[str, object]:
         time.sleep(pause)
+        ctx.logger.info("profile loaded from CRM: plan=pro seats=5")
         return {"email": email, "plan": "pro", "seats": 5}
 
     def score_lead() -> int:
         time.sleep(pause * 2)
+        ctx.logger.warning("lead score model is stale (trained 41 days ago)")
         return 87
 
     def send_welcome() -> dict[str, object]:

@@ -58,3 +58,22 @@ def test_a_run_held_by_a_concurrency_key_says_so_then_runs(
     page.goto(f"{stack.url}/#/runs/{second['run_id']}")
     expect(page.locator(".run-title .badge")).to_have_text("Completed")
     expect(page.locator("#waiting")).to_have_count(0)
+
+
+def test_the_run_page_shows_ctx_logger_lines_with_their_steps(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    event_id = stack.send("shop/user.signed_up", {"email": "logs@example.com", "pause": 0.01})
+    run = stack.ended_run(stack.run_of(event_id)["run_id"])
+    page.goto(f"{stack.url}/#/runs/{run['run_id']}")
+    logs = page.locator("#logs")
+    expect(logs.locator("h2")).to_have_text("Logs (3)")
+    lines = logs.locator(".log-line")
+    expect(lines.nth(0)).to_contain_text("onboarding logs@example.com")
+    expect(lines.nth(0)).to_have_attribute("data-step", "")
+    expect(lines.nth(1)).to_have_attribute("data-step", "load-profile")
+    expect(lines.nth(2)).to_have_class(re.compile(r"\blevel-warning\b"))
+    step = page.locator('details.step[data-step-name="score-lead"]')
+    step.locator("summary").click()
+    expect(step.locator(".log-line")).to_have_count(1)
+    expect(step.locator(".log-line")).to_contain_text("lead score model is stale")

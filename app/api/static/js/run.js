@@ -237,7 +237,20 @@ export function mountRun(root, runId) {
   }
 
   function renderBody() {
-    clear(body, waitingNote(), timelineSection(run.steps || []), resultSection(), triggerSection());
+    clear(body, waitingNote(), timelineSection(run.steps || []), resultSection(), logsSection(), triggerSection());
+  }
+
+  // What `ctx.logger` logged (in-process functions), oldest first; each line names its step.
+  function logsSection() {
+    const lines = run.logs || [];
+    if (!lines.length) return null;
+    return h(
+      "section.section",
+      { id: "logs" },
+      h("h2", null, `Logs (${lines.length})`),
+      logLines(lines, true),
+      run.logs_dropped ? h("p.muted", null, `${run.logs_dropped} more lines were not kept (at most 1,000 per run).`) : null,
+    );
   }
 
   // Why a queued or waiting run is not running (GET /v1/runs/<id> `waiting`, app/why.py).
@@ -433,6 +446,8 @@ export function mountRun(root, runId) {
     if (step.output !== undefined && (step.error === undefined || step.error === null)) {
       out.push(h("h3", null, "Output"), jsonView(step.output, { label: `Output of ${step.name}` }));
     }
+    const stepLogs = (run.logs || []).filter((line) => line.step_id && line.step_id === step.id);
+    if (stepLogs.length) out.push(h("h3", null, "Logs"), logLines(stepLogs, false));
     const canReplay = ended(run.status) && step.id && step.kind === "StepRun" && ["Completed", "Failed"].includes(step.status);
     return h(
       "div.step-body",
@@ -463,6 +478,23 @@ export function mountRun(root, runId) {
   }
 
   return stop;
+}
+
+function logLines(lines, withStep) {
+  return h(
+    "ol.log-lines",
+    null,
+    lines.map((line) =>
+      h(
+        "li.log-line",
+        { class: `level-${line.level}`, dataset: { step: line.step || "" } },
+        h("span.log-time.mono", { title: new Date(line.ts).toISOString() }, new Date(line.ts).toISOString().slice(11, 23)),
+        h("span.log-level", null, line.level),
+        withStep ? h("span.log-step.muted", null, line.step || "—") : null,
+        h("span.log-message.mono", null, line.message),
+      ),
+    ),
+  );
 }
 
 function bar(from, to) {
