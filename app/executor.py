@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics
+from app import expressions, metrics, tracing
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -228,7 +228,10 @@ class Executor:
                 kinds=state.kinds,
             )
             call.mark_ms = self._now()
-            result = driver.call(request, lambda op: self._checkpoint(call, op))
+            with tracing.call_span(state.run_id, fn.id, call.attempt, call.job.kind) as span:
+                result = driver.call(request, lambda op: self._checkpoint(call, op))
+                if result.kind == "error":
+                    tracing.fail(span, str((result.error or {}).get("message") or "error"))
             self._keep_logs(state.run_id, result)
             if self._handle(call, result) == "stop":
                 return

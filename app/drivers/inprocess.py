@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from app import strictjson
+from app import strictjson, tracing
 from app.drivers.base import (
     MAX_CALL_LOG_LINES,
     MAX_LOG_LINE_CHARS,
@@ -165,6 +165,7 @@ class Replay:
         self._target = request.target
         self._parallel = 0
         self._running: Started | None = None
+        self._span: tracing.StepSpan | None = None
         self.logs: list[dict[str, JSON]] = []
         """`ctx.logger` lines of this call (see `_ReplayLogger`)."""
         self.logs_dropped = 0
@@ -248,10 +249,17 @@ class Replay:
             op.op = "StepPlanned"
             raise _Suspend([op])
         self._running = step
+        self._span = tracing.StepSpan(step_id, hashed, self._request.run_id)
         return step
+
+    def _end_span(self, error: str | None = None) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            span.end(error)
 
     def finish(self, step: Started, output: object) -> object:
         self._running = None
+        self._end_span()
         data = _to_json(output, f"the output of step '{step.name}'")
         op = Op("StepRun", step.hashed, step.name, data=data)
         if self._target is not None:
@@ -270,6 +278,7 @@ class Replay:
 
     def fail(self, step: Started, err: Exception) -> BaseException:
         self._running = None
+        self._end_span(f"{type(err).__name__}: {err}")
         if isinstance(err, NonRetriableError | RetryAfterError):
             return err
         final = self._request.attempt + 1 >= self._request.max_attempts
@@ -425,7 +434,10 @@ class InProcessDriver:
                 "error", error={"name": "FunctionNotFound", "message": message, "stack": None}
             )
         replay = Replay(request, checkpoint)
-        result = self._call(local, replay, request)
+        try:
+            result = self._call(local, replay, request)
+        finally:
+            replay._end_span("the step did not finish")  # a step left by a BaseException
         result.logs = replay.collected_logs()
         return result
 

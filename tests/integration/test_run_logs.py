@@ -20,6 +20,7 @@ from app.engine import Engine
 from app.functions import FunctionSet
 from app.state.run_logs import RunLogStore
 from tests.integration.test_flow_slots_engine import Recorder
+from tests.integration.test_tracing import drain
 
 client = inngest.Inngest(app_id="logunit")
 
@@ -85,9 +86,9 @@ def h(redis_url: str, tmp_path: Path) -> Iterator[Harness]:
 
 def test_lines_are_kept_with_their_step_once_each_across_replays(h: Harness) -> None:
     run_id = h.run_of("log/chatty", who="ada")
-    # A 1 ms sleep is taken inline: the job makes a second call after it, which replays
-    # "load" (its logger quiet) and runs on to the end.
+    # After the sleep a second call replays "load" (its logger quiet) and runs to the end.
     assert h.engine.jobs.handle(f"{run_id}:start") == "done"
+    drain(h.engine, run_id)
     run = h.run(run_id)
     assert run["status"] == "Completed" and run["output"] == "saved 3"
     lines = [(line["level"], line["message"].split("\n")[0], line["step"]) for line in run["logs"]]
