@@ -67,6 +67,15 @@ function runChip(run) {
   );
 }
 
+// A held event's next moment: "debounced until T", "in a batch that closes at T".
+const UNTIL_TEXT = { debounced: "until", batched: "closes at", rate_limited: "next at" };
+function until(outcome) {
+  if (!outcome.until || !UNTIL_TEXT[outcome.outcome]) return null;
+  const at = new Date(outcome.until);
+  const late = at.getTime() < Date.now();
+  return h("span.until.muted", { title: outcome.until }, ` ${UNTIL_TEXT[outcome.outcome]} ${at.toLocaleTimeString()}${late ? " (passed)" : ""}`);
+}
+
 // What happened to the event: its runs, then every function that did not run and why.
 function outcomesView(entry, event) {
   if (!entry) return h("span.muted", null, "…");
@@ -87,6 +96,7 @@ function outcomesView(entry, event) {
           },
           h("span.skip-reason", null, OUTCOME_TEXT[o.outcome] || o.outcome.replaceAll("_", " ")),
           h("span", null, o.function_id),
+          until(o),
         ),
       ),
   ];
