@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from app.models import FunctionConfig
 from app.state.store import Store
@@ -24,6 +26,7 @@ class Registry:
         self._version = -1
         self._by_id: dict[str, FunctionConfig] = {}
         self._runs_calling_apps: OrderedDict[str, bool] = OrderedDict()
+        self._task = threading.local()
 
     def calls_app(self, run_id: str) -> bool:
         """Whether the run's function is served by an SDK app (HTTP or Connect driver), so
@@ -49,7 +52,23 @@ class Registry:
             if len(self._runs_calling_apps) > RUNS_CACHED:
                 self._runs_calling_apps.popitem(last=False)
 
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """One task's view: the version is checked once on entry (one GET), then every read
+        inside is served from the cache (nested entries reuse it). Workers run each job in
+        one, so a run costs one registry read, not one per lookup."""
+        depth = int(getattr(self._task, "depth", 0))
+        if depth == 0:
+            self._refresh()
+        self._task.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._task.depth = depth
+
     def _refresh(self) -> None:
+        if getattr(self._task, "depth", 0):
+            return  # pinned: checked when the task began
         version = self._store.registry_version()
         if version == self._version:
             return

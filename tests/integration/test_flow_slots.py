@@ -83,7 +83,7 @@ def test_a_busy_key_does_not_block_another_key(cluster: Cluster, r: redis.Redis)
 
 
 def test_sleeping_runs_do_not_hold_slots(cluster: Cluster, r: redis.Redis) -> None:
-    napper = cluster.send("slots/nap", {"label": "napper", "nap": 4})
+    napper = cluster.send("slots/nap", {"label": "napper", "nap": 10})
     cluster.wait_for(lambda: spans(r, "nap"), 30, "the napper's first step")
     quick = [cluster.send("slots/nap", {"label": f"q{i}", "delay": 0.5}) for i in range(2)]
     all_ended(cluster, [napper, *quick])
