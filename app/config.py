@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     and again every few minutes, so a deployment knows its apps without a manual PUT."""
     http_timeout_seconds: Seconds = 300.0
     """How long the HTTP driver waits for an app to answer one call."""
+    checkpointing: bool = True
+    """`STEPLINE_CHECKPOINTING`: let SDKs that can (TS) run several steps in one call and
+    report each to `/v1/checkpoint/<run>/async` (`app.checkpoint`); false: one step per call."""
     api_token: str | None = Field(None, repr=False)
     """`STEPLINE_API_TOKEN`: operator routes (`/v1`, `/metrics`, `/invoke`) accept
     `Authorization: Bearer <token>`."""

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics
+from app import expressions, metrics, outbound, signals
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -91,6 +91,7 @@ class Executor:
         self._settings = settings
         self.lifecycle = Lifecycle(store, runner)
         self.slots = Slots(store, queue, settings)
+        self._outbound_calls = outbound.Outbound(settings)
 
     @staticmethod
     def _now() -> int:
@@ -224,9 +225,16 @@ class Executor:
                 target=call.target,
                 disable_immediate_execution=state.disable_immediate_execution,
                 kinds=state.kinds,
+                checkpoint_id=self._checkpoint_id(call),
             )
             call.mark_ms = self._now()
             result = driver.call(request, lambda op: self._checkpoint(call, op))
+            if request.checkpoint_id is not None:
+                # The SDK may have reported steps to /v1/checkpoint while this call ran.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return
+                call.state = state = fresh
             if self._handle(call, result) == "stop":
                 return
             if call.target is not None:
@@ -240,6 +248,19 @@ class Executor:
             if time.monotonic() >= call.deadline:
                 self._yield(call)
                 return
+
+    def _checkpoint_id(self, call: _Call) -> str | None:
+        """The id a checkpointing SDK reports this call's steps under (`ctx.qi_id`), if it may
+        checkpoint: a discovery call of an SDK function, first attempt, no step pending."""
+        if (
+            not self._settings.checkpointing
+            or call.fn.driver == "inprocess"
+            or call.target is not None
+            or call.attempt != 0
+            or call.state.disable_immediate_execution
+        ):
+            return None
+        return f"{call.job.id}:{len(call.state.stack)}"
 
     def _checkpoint(self, call: _Call, op: Op) -> CheckpointResult:
         saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
@@ -286,6 +307,11 @@ class Executor:
     def _handle(self, call: _Call, result: CallResult) -> Outcome:
         now = self._now()
         if result.kind == "complete":
+            for op in result.ops:  # steps a checkpointing SDK reported with the run's end
+                if op.op == "StepRun":
+                    saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+                    if saved.status == "ended":
+                        return "stop"
             self.lifecycle.finish(call.state, RunStatus.COMPLETED, result.output, None, now)
             return "stop"
         if result.kind == "error":
@@ -311,6 +337,8 @@ class Executor:
             error = op.error or {"name": "Error", "message": "step failed"}
             saved = self._save_run_step(call, op, {"error": error}, "Failed")
             return self._after_save(saved)
+        if op.op in ("Gateway", "AIGateway"):
+            return self._outbound(call, op, now)
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
             if wake is not None and wake <= now:  # already due: no timer, go on
@@ -325,6 +353,19 @@ class Executor:
                 return self._after_save(saved)
         return self._suspend_on(call, op, now, parallel=False)
 
+    def _outbound(self, call: _Call, op: Op, now: int) -> Outcome:
+        """step.fetch / step.ai: make the request the SDK reported and memoize its outcome."""
+        result = self._outbound_calls.perform(op)
+        if result.error is None:
+            saved = self._save_run_step(call, op, result.memo, "Completed")
+            return self._after_save(saved)
+        failed = Op("StepError", op.id, op.name, error=result.error)
+        if result.retriable and call.attempt + 1 < call.fn.max_attempts:
+            self._retry_step(call, failed, self._now())
+            return "stop"
+        saved = self._save_run_step(call, failed, {"error": result.error}, "Failed")
+        return self._after_save(saved)
+
     @staticmethod
     def _after_save(saved: SaveResult) -> Outcome:
         if saved.status in ("ended", "different") or saved.pending > 0:
@@ -333,7 +374,7 @@ class Executor:
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         run_id = call.state.run_id
-        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed"):
+        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed", "Gateway", "AIGateway"):
             if op.op == "StepRun" and parallel:
                 saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
                 return self._after_save(saved)
@@ -359,6 +400,8 @@ class Executor:
             )
             job = Job(id=f"{run_id}:sleep:{op.id}", kind=JobKind.SLEEP, run_id=run_id, step=op.id)
             self._queue.enqueue(job, wake, now)
+        elif op.op == "WaitForSignal":
+            return self._wait_for_signal(call, op, now, parallel)
         elif op.op in ("WaitForEvent", "InvokeFunction"):
             try:
                 self._pause(call, op, now)
@@ -408,26 +451,7 @@ class Executor:
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
         self._store.save_pause(pause)
-        self._store.record_step(
-            state.run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": op.op,
-                "status": "Waiting",
-                "started_at": now,
-                "due_at": pause.expires_at,
-                "waiting_for": pause.event,
-            },
-        )
-        timeout_job = Job(
-            id=f"{state.run_id}:timeout:{op.id}",
-            kind=JobKind.PAUSE_TIMEOUT,
-            run_id=state.run_id,
-            step=op.id,
-            pause_id=pause.id,
-        )
-        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        self._track_pause(call, op, pause, now)
         if op.op == "InvokeFunction":
             payload = op.opts.get("payload")
             self.lifecycle.emit_invoke(
@@ -440,6 +464,70 @@ class Executor:
             )
             if not target:
                 log.warning("invoke without function_id run_id=%s", state.run_id)
+
+    def _wait_for_signal(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
+        """A pause keyed by its signal name (`signals.correlation`), unique among pending
+        waits: a second wait on the name fails its step unless it asks to replace the first."""
+        state = call.state
+        signal = str(op.opts.get("signal") or op.name)
+        timeout = op.opts.get("timeout")
+        try:
+            ttl = parse_duration_ms(timeout) if isinstance(timeout, str) and timeout else 0
+        except BadRequest as exc:
+            return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
+        if ttl > MAX_WAIT_MS:
+            return self._fail_early(call, f"step {op.name!r}: timeout is longer than 366 days", now)
+        pause = Pause(
+            id=pause_id(state.run_id, op.id),
+            run_id=state.run_id,
+            step=op.id,
+            step_name=op.name,
+            kind="WaitForSignal",
+            event="",
+            correlation_id=signals.correlation(signal),
+            trigger_event=state.events[0],
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        saved = self._store.save_signal_pause(pause, replace=op.opts.get("conflict") == "replace")
+        if saved == "conflict":
+            error: dict[str, JSON] = {
+                "name": "SignalConflictError",
+                "message": f"another run is already waiting for signal {signal!r} (signal "
+                "names are unique among pending waits; use onConflict: 'replace' to take it over)",
+            }
+            failed = Op("StepError", op.id, op.name, error=error)
+            result = self._save_run_step(call, failed, {"error": error}, "Failed")
+            return "stop" if parallel else self._after_save(result)
+        if saved != "ended":  # created, or saved by an earlier pass over the same reply
+            self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
+        return "stop"
+
+    def _track_pause(
+        self, call: _Call, op: Op, pause: Pause, now: int, waiting_for: str | None = None
+    ) -> None:
+        """Show a saved pause in the run's history and queue its timeout."""
+        state = call.state
+        self._store.record_step(
+            state.run_id,
+            op.id,
+            {
+                "name": op.name,
+                "kind": op.op,
+                "status": "Waiting",
+                "started_at": now,
+                "due_at": pause.expires_at,
+                "waiting_for": waiting_for if waiting_for is not None else pause.event,
+            },
+        )
+        timeout_job = Job(
+            id=f"{state.run_id}:timeout:{op.id}",
+            kind=JobKind.PAUSE_TIMEOUT,
+            run_id=state.run_id,
+            step=op.id,
+            pause_id=pause.id,
+        )
+        self._queue.enqueue(timeout_job, pause.expires_at, now)
 
     def _retry_step(self, call: _Call, op: Op, now: int) -> None:
         run_id = call.state.run_id

@@ -166,7 +166,8 @@ def event_job(event_ids: list[str]) -> Job:
 
 
 class Pause(BaseModel):
-    """A run suspended until an event arrives (wait_for_event, invoke) or a timeout passes.
+    """A run suspended until an event arrives (wait_for_event, invoke), a signal is sent
+    (wait_for_signal: `correlation_id` is `signal:<name>`, no event) or a timeout passes.
 
     `expression` is CEL over `event` (the run's trigger) and `async` (the incoming event).
     `index_path`/`index_value` hold the equality the pause is indexed under, if it has one
@@ -177,7 +178,7 @@ class Pause(BaseModel):
     run_id: str
     step: str
     step_name: str
-    kind: Literal["WaitForEvent", "InvokeFunction", "Cancel"]
+    kind: Literal["WaitForEvent", "InvokeFunction", "WaitForSignal", "Cancel"]
     event: str
     expression: str | None = None
     index_path: str | None = None

@@ -10,6 +10,7 @@
                       ─► health    GET /health
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
                       ─► connect   POST /v0/connect/{start,flush} (Connect workers)
+                      ─► sdk_calls POST /v1/signals, /v1/checkpoint/<run>/async
                       ─► errors    every failure answers JSON with a stable `code`
                       ─► ui        GET /: the dev UI (static HTML + JS modules, /ui/...)
 
@@ -38,6 +39,7 @@ from app.api import (
     metrics,
     register,
     runs,
+    sdk_calls,
     ui,
 )
 from app.api.context import EXTENSION, current_engine, ensure_engine
@@ -68,6 +70,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(register.blueprint)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(sdk_calls.bp)
     app.register_blueprint(ui.bp)
     app.after_request(_conditional)
     return app
