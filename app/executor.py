@@ -268,11 +268,13 @@ class Executor:
             return CheckpointResult(proceed=False)
         return CheckpointResult(proceed=time.monotonic() < call.deadline, memo=saved.memo)
 
-    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+    def _save_run_step(
+        self, call: _Call, op: Op, memo: JSON, status: str, kind: str = "StepRun"
+    ) -> SaveResult:
         now = self._now()
         info: dict[str, JSON] = {
             "name": op.name,
-            "kind": "StepRun",
+            "kind": kind,
             "status": status,
             "started_at": call.mark_ms,
             "ended_at": now,
@@ -357,13 +359,13 @@ class Executor:
         """step.fetch / step.ai: make the request the SDK reported and memoize its outcome."""
         result = self._outbound_calls.perform(op)
         if result.error is None:
-            saved = self._save_run_step(call, op, result.memo, "Completed")
+            saved = self._save_run_step(call, op, result.memo, "Completed", op.op)
             return self._after_save(saved)
         failed = Op("StepError", op.id, op.name, error=result.error)
         if result.retriable and call.attempt + 1 < call.fn.max_attempts:
-            self._retry_step(call, failed, self._now())
+            self._retry_step(call, failed, self._now(), op.op)
             return "stop"
-        saved = self._save_run_step(call, failed, {"error": result.error}, "Failed")
+        saved = self._save_run_step(call, failed, {"error": result.error}, "Failed", op.op)
         return self._after_save(saved)
 
     @staticmethod
@@ -497,7 +499,7 @@ class Executor:
                 "names are unique among pending waits; use onConflict: 'replace' to take it over)",
             }
             failed = Op("StepError", op.id, op.name, error=error)
-            result = self._save_run_step(call, failed, {"error": error}, "Failed")
+            result = self._save_run_step(call, failed, {"error": error}, "Failed", op.op)
             return "stop" if parallel else self._after_save(result)
         if saved != "ended":  # created, or saved by an earlier pass over the same reply
             self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
@@ -529,7 +531,7 @@ class Executor:
         )
         self._queue.enqueue(timeout_job, pause.expires_at, now)
 
-    def _retry_step(self, call: _Call, op: Op, now: int) -> None:
+    def _retry_step(self, call: _Call, op: Op, now: int, kind: str = "StepRun") -> None:
         run_id = call.state.run_id
         delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
         due = op.retry_at_ms if op.retry_at_ms is not None else now + delay
@@ -538,7 +540,7 @@ class Executor:
             op.id,
             {
                 "name": op.name,
-                "kind": "StepRun",
+                "kind": kind,
                 "status": "Retrying",
                 "attempts": call.attempt + 1,
                 "error": op.error,

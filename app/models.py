@@ -103,6 +103,8 @@ class StepKind(enum.StrEnum):
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE = "InvokeFunction"
     SEND_EVENT = "SendEvent"
+    WAIT_FOR_SIGNAL = "WaitForSignal"
+    AI_GATEWAY = "AIGateway"
 
 
 class JobKind(enum.StrEnum):

@@ -18,7 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeVar, cast, overload
 
 from app.models import JSON, StepKind
 from app.sdk.ai import AI, AISync
@@ -190,6 +190,31 @@ class StepSync:
         """Send events as a memoized step; returns their ids."""
         return self.run(step_id, self._client.send_sync, events)
 
+    def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: int | datetime.timedelta,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> dict[str, object] | None:
+        """Wait until `client.send_signal(signal, data)`: `{"signal": signal, "data": data}`,
+        or None when `timeout` passes. Signal names are unique among pending waits: if another
+        run waits for `signal`, this step fails (`StepError` "SignalConflictError") unless
+        `on_conflict="replace"`, which takes the name over (the other wait then only times
+        out), as the TypeScript SDK's `step.waitForSignal`."""
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal must be a non-empty string, got {signal!r}")
+        if on_conflict not in ("fail", "replace"):
+            raise ValueError(f"on_conflict must be 'fail' or 'replace', got {on_conflict!r}")
+        opts: dict[str, JSON] = {
+            "signal": signal,
+            "timeout": _seconds_str(timeout),
+            "conflict": on_conflict,
+        }
+        step = self._replay.start(StepKind.WAIT_FOR_SIGNAL, step_id, opts)
+        return cast(dict[str, object] | None, step.value)
+
 
 class Step:
     """Step methods for `async def` handlers (`ctx.step`): `await ctx.step.run(...)`."""
@@ -282,6 +307,18 @@ class Step:
     async def send_event(self, step_id: str, events: Event | list[Event]) -> list[str]:
         ids: list[str] = await self.run(step_id, self._client.send, events)
         return ids
+
+    async def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: int | datetime.timedelta,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> dict[str, object] | None:
+        return self._sync.wait_for_signal(
+            step_id, signal=signal, timeout=timeout, on_conflict=on_conflict
+        )
 
 
 class GroupSync:
