@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics, outbound, signals
+from app import expressions, lookback, metrics, outbound, signals
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -89,6 +89,7 @@ class Executor:
         self._registry = registry
         self._drivers = drivers
         self._settings = settings
+        self._runner = runner
         self.lifecycle = Lifecycle(store, runner)
         self.slots = Slots(store, queue, settings)
         self._outbound_calls = outbound.Outbound(settings)
@@ -419,6 +420,10 @@ class Executor:
             event_name = str(op.opts.get("event") or op.name)
             expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
             prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
+            back = op.opts.get("lookback")
+            back_ms = parse_duration_ms(back) if isinstance(back, str) and back else 0
+            if back_ms > lookback.MAX_LOOKBACK_MS:
+                raise BadRequest("lookback is longer than 24 hours")
             pause = Pause(
                 id=pause_id(state.run_id, op.id),
                 run_id=state.run_id,
@@ -433,6 +438,7 @@ class Executor:
                 trigger_event_id=str(trigger.get("id", "")),
                 expires_at=expires,
                 created_at=now,
+                lookback_ms=back_ms,
             )
         else:
             target = str(op.opts.get("function_id", ""))
@@ -454,6 +460,8 @@ class Executor:
             raise BadRequest("timeout is longer than 366 days")
         self._store.save_pause(pause)
         self._track_pause(call, op, pause, now)
+        if pause.lookback_ms:
+            lookback.match_recent(self._store, self._runner, pause, now)
         if op.op == "InvokeFunction":
             payload = op.opts.get("payload")
             self.lifecycle.emit_invoke(

@@ -190,6 +190,8 @@ class Pause(BaseModel):
     trigger_event_id: str = ""
     expires_at: int
     created_at: int
+    lookback_ms: int = 0
+    """wait_for_event(lookback=...): events received this long before the wait match too."""
 
 
 class ConnectRequest(BaseModel):

@@ -143,6 +143,9 @@ class Runner:
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
+        # Indexed before matching: a wait with lookback saved meanwhile finds the event in one
+        # place or the other (app.lookback).
+        self._store.index_recent_event(name, internal_id, record.received_at)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
         if runs and self.inline is not None and not later and first:
             self.inline(start_job(runs[0]))
@@ -286,8 +289,8 @@ class Runner:
             return False  # resolved by correlation id only, with a {"data"|"error"} memo
         if pause.trigger_event_id and pause.trigger_event_id in (internal_id, event.get("id")):
             return False  # a run's own trigger never resumes it
-        if pause.created_at > received_at + PAUSE_CREATED_GRACE_MS:
-            return False  # the pause is newer than the event
+        if pause.created_at > received_at + max(PAUSE_CREATED_GRACE_MS, pause.lookback_ms):
+            return False  # the pause is newer than the event (and looks back less far)
         if pause.expires_at < now:
             return False  # its timeout job owns it now
         # Cancellation: events older than the run never cancel it (ULIDs sort by time).

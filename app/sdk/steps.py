@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from app.sdk.function import Function
 
 T = TypeVar("T")
+LOOKBACK_MAX_MS = 86_400_000
+"""The longest `wait_for_event(lookback=...)` (the engine's recent-events index reaches 24 h)."""
 
 
 @dataclass
@@ -141,9 +143,21 @@ class StepSync:
         event: str,
         if_exp: str | None = None,
         timeout: int | datetime.timedelta,
+        lookback: int | datetime.timedelta | None = None,
     ) -> Event | None:
-        """Wait for an event named `event` matching `if_exp`; None when `timeout` passes."""
+        """Wait for an event named `event` matching `if_exp`; None when `timeout` passes.
+
+        `lookback` (Stepline only; ms or timedelta, at most 24 h): also accept a matching event
+        received up to that long before the wait, so one sent between the run's start and
+        this step is not missed (app/lookback.py). The oldest such event wins."""
         opts: dict[str, JSON] = {"event": event, "if": if_exp, "timeout": _seconds_str(timeout)}
+        if lookback is not None:
+            back_ms = duration_ms(lookback)
+            if not 0 < back_ms <= LOOKBACK_MAX_MS:
+                raise ValueError(
+                    f"lookback must be more than 0 and at most 24 hours, got {lookback!r}"
+                )
+            opts["lookback"] = f"{back_ms}ms"
         step = self._replay.start(StepKind.WAIT_FOR_EVENT, step_id, opts)
         return cast(Event | None, step.value)
 
@@ -276,8 +290,11 @@ class Step:
         event: str,
         if_exp: str | None = None,
         timeout: int | datetime.timedelta,
+        lookback: int | datetime.timedelta | None = None,
     ) -> Event | None:
-        return self._sync.wait_for_event(step_id, event=event, if_exp=if_exp, timeout=timeout)
+        return self._sync.wait_for_event(
+            step_id, event=event, if_exp=if_exp, timeout=timeout, lookback=lookback
+        )
 
     async def invoke(
         self,

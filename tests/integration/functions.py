@@ -159,3 +159,17 @@ def ai_caller(ctx: inngest.ContextSync) -> object:
     model = openai.Adapter(auth_key="sk-e2e", base_url=ctx.event.data["base"], model="gpt-e2e")
     answer = ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
     return ctx.step.run("content", lambda: answer["choices"][0]["message"]["content"])
+
+
+@client.create_function(fn_id="lookback", trigger=inngest.TriggerEvent(event="e2e/lookback"))
+def lookback_waiter(ctx: inngest.ContextSync) -> object:
+    """Waits for `e2e/lookback-target` with the same `k`, looking back `lookback` seconds."""
+    back = ctx.event.data.get("lookback")
+    got = ctx.step.wait_for_event(
+        "wait",
+        event="e2e/lookback-target",
+        if_exp="async.data.k == event.data.k",
+        timeout=datetime.timedelta(seconds=float(ctx.event.data.get("timeout", 2))),
+        lookback=None if back is None else datetime.timedelta(seconds=float(back)),
+    )
+    return None if got is None else got.data

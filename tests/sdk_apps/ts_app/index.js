@@ -216,6 +216,16 @@ const five = inngest.createFunction(
   },
 );
 
+// `n` synchronous steps (bench/sdk_app.py --sdk ts): with checkpointing, one call per run.
+const steps = inngest.createFunction(
+  { id: "steps", retries: 0, triggers: [{ event: "tsapp/steps" }] },
+  async ({ event, step }) => {
+    let total = 0;
+    for (let i = 0; i < Number(event.data.n); i++) total = await step.run(`s${i}`, () => total + i);
+    return total;
+  },
+);
+
 // A feature Stepline does not implement: defer() (a lazy DeferAdd op). The run must fail at
 // once, naming the feature, never retried and never dropping the op.
 const later = createDefer(inngest, { id: "later" }, async () => "later");
@@ -230,7 +240,7 @@ const deferrer = inngest.createFunction(
 
 const FUNCTIONS = [
   three, child, ops, par, fail, nr, ra, flow, flaky, callInproc, sender, fanout, waiter, nrstep,
-  signal, fetcher, ai, five, later, deferrer,
+  signal, fetcher, ai, five, steps, later, deferrer,
 ];
 
 const portFlag = process.argv.indexOf("--port");
