@@ -201,6 +201,15 @@ class TestTypeScriptConnectWorkers(ConnectWorkers):
     KIND = "node"
     APP = "tsconn"
 
+    def test_step_fetch_is_made_by_the_engine(
+        self, stack: ConnectStack, remote: CannedServer
+    ) -> None:
+        remote.queue(Reply(200, {"content-type": "text/plain"}, b"fetched"))
+        run = stack.run_of(stack.send(f"{self.APP}/fetcher", {"url": f"{remote.url}/x"}))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"status": 200, "body": "fetched"}
+        assert [(r.method, r.path) for r in remote.received] == [("GET", "/x")]
+
     def test_a_signal_resumes_a_connect_run(self, stack: ConnectStack) -> None:
         name = f"conn-{secrets.token_hex(4)}"
         event_id = stack.send(f"{self.APP}/signal", {"signal": name})

@@ -123,6 +123,15 @@ const ai = inngest.createFunction(
   },
 );
 
+// step.fetch: the engine makes the request (to `event.data.url`, a local stand-in).
+const fetcher = inngest.createFunction(
+  { id: "fetcher", triggers: [{ event: `${app}/fetcher` }] },
+  async ({ event, step }) => {
+    const response = await step.fetch(event.data.url);
+    return { status: response.status, body: await response.text() };
+  },
+);
+
 // A wait for a signal, resumed by POST /v1/signals.
 const signal = inngest.createFunction(
   { id: "signal", triggers: [{ event: `${app}/signal` }] },
@@ -139,7 +148,9 @@ const lacking = inngest.createFunction(
   },
 );
 
-const FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, ai, signal, later, lacking];
+const FUNCTIONS = [
+  three, ops, who, slow, nap, par, caller, flaky, nr, ai, fetcher, signal, later, lacking,
+];
 
 await connect({
   apps: [{ client: inngest, functions: FUNCTIONS }],
