@@ -230,8 +230,11 @@ class Executor:
             )
             call.mark_ms = self._now()
             result = driver.call(request, lambda op: self._checkpoint(call, op))
-            if request.checkpoint_id is not None:
-                # The SDK may have reported steps to /v1/checkpoint while this call ran.
+            saved_meanwhile = request.checkpoint_id is not None and (
+                self._store.stack_length(state.run_id) != len(state.stack)
+            )
+            if saved_meanwhile:
+                # The SDK reported steps to /v1/checkpoint while this call ran.
                 fresh = self._store.load_run(state.run_id)
                 if fresh is None or RunStatus(fresh.status).ended:
                     return

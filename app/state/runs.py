@@ -86,6 +86,11 @@ class RunVerbs(StoreBase):
             history={step: _decode_record(step, raw) for step, raw in history.items()},
         )
 
+    def stack_length(self, run_id: str) -> int:
+        """How many steps the run has memoized (0 for a missing run): a cheap way to tell
+        whether steps were saved since its state was loaded (checkpoints)."""
+        return int(self._client.llen(self._keys.run(run_id).stack))
+
     def load_run(self, run_id: str) -> RunState | None:
         r = self._keys.run(run_id)
         pipe = self._client.pipeline(transaction=True)
