@@ -5,11 +5,13 @@ event sent between a run's start and the moment its `wait_for_event` is stored i
 (inngest#1433). `ctx.step.wait_for_event(..., lookback=timedelta(minutes=5))` also accepts
 events of that name received up to `lookback` before the wait:
 
-    event processed:  index it by name (`Store.index_recent_event`), then match saved pauses
+    event received:   index it by name (`Store.index_recent_events`), then store it, which
+                      queues its processing if a trigger or a pending pause listens
     wait saved:       save the pause, then look through the recent events of its name
 
-Whichever of the two happens second sees the other, so an event in the window is never
-missed; consuming a pause is atomic, so it resumes the wait once. The index is bounded (the
+Whichever of the two happens second sees the other (an event stored after the pause is
+processed and matched as usual), so an event in the window is never missed; consuming a
+pause is atomic, so it resumes the wait once. The index is bounded (the
 newest 1000 events per name, none older than 24 h), so a lookback never scans all events and
 reaches at most 24 h back. The oldest matching event in the window wins, as it would have had
 the wait existed when it arrived.

@@ -84,6 +84,12 @@ class Runner:
         for index, raw in enumerate(events):
             internal_id = seeded[index] if seeded else new_ulid(now)
             new.append(new_event(raw, internal_id, now, internal=internal))
+        if not internal:
+            # Indexed before the ingest script decides whether anything listens: a wait with
+            # lookback saved meanwhile finds the event here, or is seen by that script
+            # (app/lookback.py). An id left by a duplicate is never stored: reads skip it.
+            names = [(str(e.event.get("name", "")), e.internal_id) for e in new]
+            self._store.index_recent_events(names, now)
         ingested = self._store.ingest_events(
             new,
             now,
@@ -143,9 +149,6 @@ class Runner:
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
-        # Indexed before matching: a wait with lookback saved meanwhile finds the event in one
-        # place or the other (app.lookback).
-        self._store.index_recent_event(name, internal_id, record.received_at)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
         if runs and self.inline is not None and not later and first:
             self.inline(start_job(runs[0]))

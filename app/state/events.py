@@ -104,12 +104,19 @@ class EventVerbs(StoreBase):
         """Remember the event under its name for `wait_for_event(lookback=...)`: a bounded
         index (the newest `RECENT_EVENTS_MAX` per name, none older than `RECENT_EVENTS_MS`).
         Safe to repeat."""
-        key = self._keys.recent_events(name)
+        self.index_recent_events([(name, internal_id)], received_at)
+
+    def index_recent_events(self, events: list[tuple[str, str]], received_at: int) -> None:
+        """`index_recent_event` for (name, internal id) pairs, in one round trip."""
+        if not events:
+            return
         pipe = self._client.pipeline(transaction=False)
-        pipe.zadd(key, {internal_id: received_at})
-        pipe.zremrangebyscore(key, "-inf", f"({received_at - RECENT_EVENTS_MS}")
-        pipe.zremrangebyrank(key, 0, -RECENT_EVENTS_MAX - 1)
-        pipe.pexpire(key, RECENT_EVENTS_MS)
+        for name, internal_id in events:
+            key = self._keys.recent_events(name)
+            pipe.zadd(key, {internal_id: received_at})
+            pipe.zremrangebyscore(key, "-inf", f"({received_at - RECENT_EVENTS_MS}")
+            pipe.zremrangebyrank(key, 0, -RECENT_EVENTS_MAX - 1)
+            pipe.pexpire(key, RECENT_EVENTS_MS)
         pipe.execute()
 
     def recent_events(self, name: str, since: int, until: int) -> list[EventRecord]:
