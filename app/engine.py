@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app import tracing
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
 from app.history import open_settings_history
@@ -92,6 +93,7 @@ class Engine:
         from app.state.flow import FlowStore
 
         configure_logs(settings.log_format)
+        tracing.configure()  # only when the OTEL_* variables ask for traces
         store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from app import tracing
 from app.ids import new_ulid
 from app.models import JSON, Job, RunStatus
 from app.runner import must_process, normalize_event
@@ -81,6 +82,14 @@ class Lifecycle:
                     "status": status.value,
                     "duration_ms": took,
                 },
+            )
+            tracing.run_ended(
+                state.run_id,
+                state.function_id,
+                status.value,
+                state.created_at,
+                now,
+                _message(error) if error else "",
             )
             if self.on_finish is not None:
                 self.on_finish(state, status, now)

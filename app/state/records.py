@@ -100,6 +100,11 @@ class RunView:
     """Step history records in first-seen order (see `record_step`)."""
     original_run_id: str | None = None
     """Set on a rerun or replay: the run it was made from."""
+    logs: list[dict[str, JSON]] = field(default_factory=list)
+    """`ctx.logger` lines ({ts, level, message, step, step_id}), oldest first (`get_run`
+    only; see app/state/run_logs.py)."""
+    logs_dropped: int = 0
+    """Lines not kept over the per-run cap."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from app.state.flow import FlowStore
 from app.state.keys import Keys
 from app.state.liveness import LivenessStore
 from app.state.lua_files import lua_dir
+from app.state.run_logs import RunLogStore
 from app.state.scripts import Scripts, read_script
 from app.state.slots import SlotStore
 from app.state.store import Store
@@ -27,6 +28,7 @@ NAMES = (
     *LivenessStore.NAMES,
     *ConnectStore.NAMES,
     *ArchiveStore.NAMES,
+    *RunLogStore.NAMES,
 )
 """Every script of lua/, whichever module's wrapper loads it."""
 
