@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     """`STEPLINE_SDK_QUEUE`: the Celery queue of jobs that call SDK apps (HTTP and Connect
     functions), served by the Procfile's `sdk-worker`, so a slow app never holds the worker
     processes that in-process runs, events and timers need. `stepline`: one shared pool."""
+    checkpointing: bool = True
+    """`STEPLINE_CHECKPOINTING`: let SDKs that can (TS) run several steps in one call and
+    report each to `/v1/checkpoint/<run>/async` (`app.checkpoint`); false: one step per call."""
     api_token: str | None = Field(None, repr=False)
     """`STEPLINE_API_TOKEN`: operator routes (`/v1`, `/metrics`, `/invoke`) accept
     `Authorization: Bearer <token>`."""

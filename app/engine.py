@@ -82,6 +82,7 @@ class Engine:
     ) -> Engine:
         """Build the stages. `inline` (worker processes only) lets a task run the jobs it
         creates itself (an event's first run, lifecycle events) instead of sending them."""
+        from app import signals
         from app.drivers.connect import ConnectDriver
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
@@ -100,6 +101,9 @@ class Engine:
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))
+        functions.install_signal_sender(
+            lambda name, data: signals.send(store, runner, name, data, wall_clock_ms())
+        )
         drivers: dict[str, Driver] = {
             "inprocess": InProcessDriver(functions),
             "http": HttpDriver(settings),

@@ -85,6 +85,12 @@ class Runner:
         for index, raw in enumerate(events):
             internal_id = seeded[index] if seeded else new_ulid(now)
             new.append(new_event(raw, internal_id, now, internal=internal))
+        if not internal:
+            # Indexed before the ingest script decides whether anything listens: a wait with
+            # lookback saved meanwhile finds the event here, or is seen by that script
+            # (app/lookback.py). An id left by a duplicate is never stored: reads skip it.
+            names = [(str(e.event.get("name", "")), e.internal_id) for e in new]
+            self._store.index_recent_events(names, now)
         ingested = self._store.ingest_events(
             new,
             now,
@@ -303,8 +309,8 @@ class Runner:
             return False  # resolved by correlation id only, with a {"data"|"error"} memo
         if pause.trigger_event_id and pause.trigger_event_id in (internal_id, event.get("id")):
             return False  # a run's own trigger never resumes it
-        if pause.created_at > received_at + PAUSE_CREATED_GRACE_MS:
-            return False  # the pause is newer than the event
+        if pause.created_at > received_at + max(PAUSE_CREATED_GRACE_MS, pause.lookback_ms):
+            return False  # the pause is newer than the event (and looks back less far)
         if pause.expires_at < now:
             return False  # its timeout job owns it now
         # Cancellation: an event received before the run was created never cancels it. Both

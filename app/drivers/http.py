@@ -260,25 +260,31 @@ def _wire_event(event: Mapping[str, JSON]) -> dict[str, JSON]:
 def request_body(request: CallRequest, *, use_api: bool = False) -> dict[str, JSON]:
     """The call request body both SDKs accept (PROTOCOL.md 8).
 
-    No `ctx.fn_id`: it would switch the TS SDK into checkpointing. `events` is never empty:
+    `ctx.fn_id` and `ctx.qi_id` only with `request.checkpoint_id`: they switch the TS SDK into
+    checkpointing (PROTOCOL.md 10.2), where it runs steps on and reports each one to
+    `/v1/checkpoint/<run>/async` (`app.checkpoint`). `events` is never empty:
     the Python SDK fails without it, unless `use_api` tells it to fetch events and steps from
     the API (done when the run's state is too large to send).
     """
     events = [] if use_api else (request.events or [request.event])
     step = request.target or "step"
+    ctx: dict[str, JSON] = {
+        "run_id": request.run_id,
+        "attempt": request.attempt,
+        "max_attempts": request.max_attempts,
+        "disable_immediate_execution": request.disable_immediate_execution,
+        "use_api": use_api,
+        "stack": {"stack": list(request.stack), "current": len(request.stack)},
+        "step_id": step,
+    }
+    if request.checkpoint_id:
+        ctx["fn_id"] = request.function.id
+        ctx["qi_id"] = request.checkpoint_id
     return {
         "version": REQUEST_VERSION,
         "event": _wire_event(request.event),
         "events": [_wire_event(event) for event in events],
         "steps": {} if use_api else request.steps,
-        "ctx": {
-            "run_id": request.run_id,
-            "attempt": request.attempt,
-            "max_attempts": request.max_attempts,
-            "disable_immediate_execution": request.disable_immediate_execution,
-            "use_api": use_api,
-            "stack": {"stack": list(request.stack), "current": len(request.stack)},
-            "step_id": step,
-        },
+        "ctx": ctx,
         "use_api": use_api,
     }

@@ -95,6 +95,11 @@ class RunVerbs(StoreBase):
         """The function a run belongs to (None if the run is not in Redis)."""
         return self._client.hget(self._keys.run(run_id).meta, "function_id")
 
+    def stack_length(self, run_id: str) -> int:
+        """How many steps the run has memoized (0 for a missing run): a cheap way to tell
+        whether steps were saved since its state was loaded (checkpoints)."""
+        return int(self._client.llen(self._keys.run(run_id).stack))
+
     def load_run(self, run_id: str) -> RunState | None:
         r = self._keys.run(run_id)
         pipe = self._client.pipeline(transaction=True)

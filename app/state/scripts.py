@@ -307,8 +307,11 @@ class Scripts:
     def _pause_args(self, ref: PauseRef) -> list[Arg]:
         return [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
 
-    def save_pause(self, ref: PauseRef, expires_at: int) -> Literal[1, 0, -1]:
-        """1 created, 0 exists, -1 the run is ended or missing."""
+    def save_pause(
+        self, ref: PauseRef, expires_at: int, correlation_mode: str = ""
+    ) -> Literal[1, 0, -1, -2]:
+        """1 created, 0 exists, -1 the run is ended or missing, -2 the correlation id is held
+        by another pending pause (`correlation_mode` "fail"; see lua/save_pause.lua)."""
         keys = [*self._pause_keys(ref), self._keys.run(ref.run_id).meta]
         args: list[Arg] = [
             ref.pause_id,
@@ -317,8 +320,9 @@ class Scripts:
             ref.mode,
             ref.index_path,
             ref.correlation_id,
+            correlation_mode,
         ]
-        return cast(Literal[1, 0, -1], int(self._run("save_pause", keys, args)))
+        return cast(Literal[1, 0, -1, -2], int(self._run("save_pause", keys, args)))
 
     def delete_pause(self, ref: PauseRef) -> Literal[1, 0, -1]:
         """1 deleted, 0 missing, -1 the stored pause changed (read again)."""
