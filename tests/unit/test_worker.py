@@ -41,7 +41,10 @@ def test_a_crashing_job_of_a_run_backs_off_then_fails_its_run(store: Store) -> N
     outcomes = [runner.handle(job.id) for _ in range(MAX_JOB_FAILURES)]
     assert outcomes == ["failed"] * (MAX_JOB_FAILURES - 1) + ["dead"]
     assert given_up == [
-        ("run1:start", "5 deliveries failed; the last one: ConnectionError: state store unreachable")
+        (
+            "run1:start",
+            "5 deliveries failed; the last one: ConnectionError: state store unreachable",
+        )
     ]
     assert runner.handle(job.id) == "gone"
 
