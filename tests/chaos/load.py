@@ -112,8 +112,8 @@ def check(load: Load, ledger: redis.Redis, timeout: float = 120) -> None:
         left = unfinished()
         no_run = [k for k in left if not store.event_run_ids(load.accepted[k])]
         raise AssertionError(
-            f"{len(left)} runs unfinished ({len(no_run)} accepted events have no run, e.g. "
-            f"k={no_run[:5]}); {load}\n{exc}"
+            f"{len(left)} runs unfinished ({len(no_run)} accepted events have no run: "
+            f"{[explain(load, k) for k in no_run[:5]]}); {load}\n{exc}"
         ) from None
     reran = 0
     for k, event_id in sorted(load.accepted.items()):
@@ -137,6 +137,20 @@ def check(load: Load, ledger: redis.Redis, timeout: float = 120) -> None:
     bad = {status: n for status, n in load.answers.items() if status.startswith("5")}
     assert set(bad) <= {"503"}, f"answers other than 200/503: {dict(load.answers)}"
     print(f"chaos: {load}; step bodies run again: {reran}; max overlap {max_overlap(ledger)}")
+
+
+def explain(load: Load, k: int) -> str:
+    """Where an accepted event without a run got stuck: stored? its processing job queued,
+    or done (tombstone)?"""
+    client = redis.Redis.from_url(load.cluster.engine.settings.redis_url, decode_responses=True)
+    event_id = load.accepted[k]
+    prefix = load.cluster.engine.settings.key_prefix
+    job_id = f"event:{event_id}"
+    stored = load.cluster.engine.store.get_event(event_id) is not None
+    queued = bool(client.hexists(f"{prefix}:jobs", job_id))
+    done = bool(client.exists(f"{prefix}:job-done:{job_id}"))
+    client.close()
+    return f"k={k} event stored={stored} job queued={queued} job done={done}"
 
 
 def max_overlap(ledger: redis.Redis) -> int:
