@@ -19,6 +19,7 @@ from tests.integration.cluster import Cluster, RedisServer
 pytestmark = pytest.mark.chaos
 
 RUNS = 100
+RECOVERY_SECONDS = 10.0
 
 
 def assert_all_alive(cluster: Cluster) -> None:
@@ -68,8 +69,9 @@ def test_api_answers_503_during_an_outage_and_200_soon_after(
     server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     """A 20 s outage with no process restarted: 503 with a JSON body naming the problem
-    while Redis is gone, 200 within 5 s of its return, and the runs accepted before the
-    outage finish."""
+    while Redis is gone, 200 within 5 s of its return, and the runs in flight at the outage
+    finish within 10 s of it. (Workers retry the broker every second at most, forever, so a
+    longer outage recovers as fast.)"""
     cluster = chaos_cluster(server, redis_url, tmp_path)
     try:
         start_all(cluster)
@@ -98,11 +100,12 @@ def test_api_answers_503_during_an_outage_and_200_soon_after(
         answer = httpx.post(f"{base}/e/{EVENT_KEY}", json={"name": "chaos/go"}, timeout=5)
         assert answer.status_code == 200, answer.text
         assert time.monotonic() - back <= 5, "the API took more than 5 s to come back"
+        # The runs in flight when Redis went away finish within 10 s of its return.
+        check(before, ledger, timeout=max(1.0, RECOVERY_SECONDS - (time.monotonic() - back)))
         after = Load(cluster, 10, senders=2, tag="after")
         after.start()
         after.join()
-        for load in (before, after):
-            check(load, ledger, timeout=30)
+        check(after, ledger, timeout=30)
         assert_all_alive(cluster)
     finally:
         cluster.stop()
