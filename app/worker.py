@@ -3,6 +3,12 @@
 The lease is what makes crashes cheap to recover from: a job whose worker was `kill -9`'d
 stops heartbeating, its lease runs out, and the next beat tick sends it again. A second copy
 of a job that is still being worked on (a broker redelivery) finds the lease held and drops.
+
+Every delivery that fails counts: one whose handler raised (`fail_job`, with backoff) and one
+that died holding the lease (counted when the lease is taken over or cleared, see
+lua/include/lost_delivery.lua). A run's job that failed `max_failures` times fails its run
+with an `InternalError` naming the step, so a step that kills its process (OOM, segfault,
+`os._exit`) cannot take a worker process down every lease period forever.
 """
 
 from __future__ import annotations
