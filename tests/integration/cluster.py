@@ -58,7 +58,8 @@ class Cluster:
         """`env` sets the processes' environment (`STEPLINE_LEASE_SECONDS="2"`); the test
         process's engine takes the same lease, redelivery and tick settings."""
         env.setdefault("history_url", f"sqlite:///{tmp / 'history.db'}")
-        self.env = cluster_env(redis_url, STEPLINE_FUNCTIONS=functions, **env)
+        env.setdefault("STEPLINE_FUNCTIONS", functions)  # the processes' (may differ)
+        self.env = cluster_env(redis_url, **env)
         self.tmp = tmp
         self.concurrency = concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
