@@ -111,6 +111,13 @@ class Executor:
         else:
             raise ValueError(f"executor cannot run a {job.kind} job")
 
+    def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
+        """Fail a run for a reason outside the function (e.g. an unusable checkpoint)."""
+        state = self._store.load_run(run_id)
+        if state is None or RunStatus(state.status).ended:
+            return False
+        return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
     def give_up(self, job: Job, problem: str, now: int, *, name_step: bool = True) -> bool:
         """Fail the run of a job that keeps failing (`app.worker`): an `InternalError` naming
         the step the job was running, when it can be found. `name_step` asks an in-process
