@@ -4,6 +4,7 @@
              Redis found or started for it (app.devredis); logs streamed with a prefix each
     web      gunicorn serving app.api:create_app()          (what the Procfile's `web` runs)
     worker   celery -A tasks worker -Q stepline             (the Procfile's `worker`)
+    sdk-worker  celery -A tasks worker -Q stepline-sdk      (the Procfile's `sdk-worker`)
     beat     celery -A tasks beat                           (the Procfile's `beat`)
     gateway  the Connect gateway (app.gateway)              (the Procfile's `gateway`)
     release  check Redis and sync the apps, once per deploy (the Procfile's `release`)
@@ -36,13 +37,17 @@ import httpx
 from app.config import Settings, describe
 from app.devredis import DevRedisError, RedisHandle, ensure_redis
 from app.devserver import (
+    DISCOVERY_PORTS,
     READY_TIMEOUT_SECONDS,
+    RESYNC_SECONDS,
     STOP_TIMEOUT_SECONDS,
+    AppSyncer,
     Child,
+    CodeWatcher,
     Console,
     Supervisor,
     host_for_url,
-    start_sync,
+    watch_paths,
     when_ready,
 )
 from app.errors import ConfigError
@@ -50,7 +55,7 @@ from app.queue import QUEUE_NAME
 
 DEFAULT_PORT = 8288
 DEFAULT_FUNCTIONS = "app.examples.hello"
-PASSTHROUGH_COMMANDS = {"web", "worker", "beat"}
+PASSTHROUGH_COMMANDS = {"web", "worker", "sdk-worker", "beat"}
 GUNICORN_CONFIG = "python:app.gunicorn_conf"
 
 __all__ = [
@@ -72,6 +77,7 @@ __all__ = [
     "gateway_command",
     "is_loopback",
     "main",
+    "sdk_worker_command",
     "send",
     "web_command",
     "worker_command",
@@ -100,6 +106,16 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
 
 def worker_command(concurrency: int | None = None) -> list[str]:
     command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUE_NAME]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    return [*command, "--loglevel", "INFO"]
+
+
+def sdk_worker_command(queue: str, concurrency: int | None = None) -> list[str]:
+    """The worker pool of jobs that call SDK apps (`STEPLINE_SDK_QUEUE`), named `sdk@<host>`
+    so it can run beside the main worker on one host."""
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue]
+    command += ["-n", "sdk@%h"]
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
     return [*command, "--loglevel", "INFO"]
@@ -158,12 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated modules of in-process functions "
         f"(default: env STEPLINE_FUNCTIONS, else {DEFAULT_FUNCTIONS})",
     )
+    dev.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not restart the worker when the functions' code changes",
+    )
+    dev.add_argument(
+        "--no-discovery",
+        action="store_true",
+        help="do not look for SDK apps on common local ports",
+    )
+    dev.add_argument(
+        "--discovery-ports",
+        metavar="PORTS",
+        help="comma-separated local ports probed for SDK apps at /api/inngest and /x/inngest "
+        f"(default: {','.join(str(p) for p in DISCOVERY_PORTS)})",
+    )
+    dev.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=RESYNC_SECONDS,
+        help=f"how often known apps are synced again (default {RESYNC_SECONDS:g})",
+    )
 
     web = commands.add_parser("web", help="gunicorn serving the API (extra args go to gunicorn)")
     web.add_argument("--host", default="0.0.0.0")
     web.add_argument("--port", type=int, help="default: env PORT, else 8288")
     web.add_argument("--workers", type=int, help="default: env WEB_CONCURRENCY, else 2")
     commands.add_parser("worker", help="celery worker (extra args go to celery)")
+    commands.add_parser(
+        "sdk-worker", help="celery worker for jobs that call SDK apps (extra args go to celery)"
+    )
     commands.add_parser("beat", help="celery beat (extra args go to celery)")
     _add_gateway_parser(commands)
     commands.add_parser(
@@ -221,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exec(web_command(args.host, port, args.workers or settings.web_concurrency) + extra)
     if args.command == "worker":
         _exec(worker_command() + extra)
+    if args.command == "sdk-worker":
+        _exec(sdk_worker_command(settings.sdk_queue) + extra)
     _exec(beat_command() + extra)
     return 2
 
@@ -302,6 +345,15 @@ def dev_environment(
     return env
 
 
+def discovery_ports(value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return DISCOVERY_PORTS
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(f"stepline dev: --discovery-ports takes numbers: {value!r}") from None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -351,11 +403,30 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
             _banner(console, args.host, args.port, redis, modules, urls, settings, where)
             supervisor.start("web", web_command(args.host, args.port, workers=1), env)
             supervisor.start("worker", worker_command(concurrency=2), env)
+            if settings.sdk_queue != QUEUE_NAME:
+                command = sdk_worker_command(settings.sdk_queue, concurrency=2)
+                supervisor.start("sdk-worker", command, env)
             supervisor.start("beat", beat_command(workdir / "beat-schedule"), env)
             supervisor.start("gateway", gateway_command(args.host, gateway_port), env)
             supervisor.start_readers()
-            when_ready(console, args.host, args.port, lambda: start_sync(console, urls, settings))
-            return supervisor.run(redis)
+            watcher = CodeWatcher(supervisor, [] if args.no_watch else watch_paths(modules))
+            ports = () if args.no_discovery else discovery_ports(args.discovery_ports)
+            probe = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+            syncer = AppSyncer(
+                console,
+                settings,
+                f"http://{host_for_url(probe)}:{args.port}",
+                urls,
+                ports=ports,
+                every_s=max(0.5, args.resync_seconds),
+            )
+            watcher.start()
+            when_ready(console, args.host, args.port, syncer.start)
+            try:
+                return supervisor.run(redis)
+            finally:
+                watcher.stop.set()
+                syncer.stop.set()
     finally:
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app import tracing
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
 from app.history import open_settings_history
@@ -81,6 +82,7 @@ class Engine:
     ) -> Engine:
         """Build the stages. `inline` (worker processes only) lets a task run the jobs it
         creates itself (an event's first run, lifecycle events) instead of sending them."""
+        from app import signals
         from app.drivers.connect import ConnectDriver
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
@@ -91,12 +93,17 @@ class Engine:
         from app.state.flow import FlowStore
 
         configure_logs(settings.log_format)
+        tracing.configure()  # only when the OTEL_* variables ask for traces
         store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
+        queue.calls_app = registry.calls_app
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))
+        functions.install_signal_sender(
+            lambda name, data: signals.send(store, runner, name, data, wall_clock_ms())
+        )
         drivers: dict[str, Driver] = {
             "inprocess": InProcessDriver(functions),
             "http": HttpDriver(settings),
@@ -112,18 +119,23 @@ class Engine:
             JobKind.EDGE: executor.run_job,
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
-            JobKind.EVENT: lambda job: runner.process_event(job.event_id, wall_clock_ms()),
+            JobKind.EVENT: lambda job: runner.process_events(job, wall_clock_ms()),
             JobKind.DEBOUNCE: admission.run_debounce,
             JobKind.BATCH: admission.run_batch,
             JobKind.CANCEL: admission.run_timeout,
             JobKind.ARCHIVE: archiver.run_job,
         }
 
-        def give_up(job: Job, problem: str) -> None:
-            error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
-            executor.fail_run(job.run_id, error, wall_clock_ms())
+        def give_up(job: Job, problem: str, name_step: bool) -> None:
+            executor.give_up(job, problem, wall_clock_ms(), name_step=name_step)
 
-        jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
+        jobs = JobRunner(
+            store,
+            settings.lease_seconds,
+            _pinned(registry, handlers),
+            give_up,
+            settings.max_job_failures,
+        )
         reads = Reads(store, archiver.history)
         engine = cls(
             settings,
@@ -202,3 +214,19 @@ class Engine:
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released
+
+
+def _pinned(
+    registry: Registry, handlers: dict[JobKind, Callable[[Job], None]]
+) -> dict[JobKind, Callable[[Job], None]]:
+    """Each job reads the registry version once (`Registry.pinned`), however many functions
+    it looks up."""
+
+    def wrap(handler: Callable[[Job], None]) -> Callable[[Job], None]:
+        def run(job: Job) -> None:
+            with registry.pinned():
+                handler(job)
+
+        return run
+
+    return {kind: wrap(handler) for kind, handler in handlers.items()}

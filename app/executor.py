@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics
+from app import expressions, lookback, metrics, outbound, signals, tracing
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -39,6 +39,7 @@ from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner
+from app.state.run_logs import RunLogStore
 from app.state.store import RunState, SaveResult, Store
 
 log = logging.getLogger("stepline.executor")
@@ -111,8 +112,11 @@ class Executor:
         self._registry = registry
         self._drivers = drivers
         self._settings = settings
+        self._runner = runner
         self.lifecycle = Lifecycle(store, runner)
         self.slots = Slots(store, queue, settings)
+        self._outbound_calls = outbound.Outbound(settings)
+        self._logs = RunLogStore(store)
 
     @staticmethod
     def _now() -> int:
@@ -130,11 +134,65 @@ class Executor:
             raise ValueError(f"executor cannot run a {job.kind} job")
 
     def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
-        """Fail a run for a reason outside the function (its jobs keep crashing)."""
+        """Fail a run for a reason outside the function (e.g. an unusable checkpoint)."""
         state = self._store.load_run(run_id)
         if state is None or RunStatus(state.status).ended:
             return False
         return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
+    def give_up(self, job: Job, problem: str, now: int, *, name_step: bool = True) -> bool:
+        """Fail the run of a job that keeps failing (`app.worker`): an `InternalError` naming
+        the step the job was running, when it can be found. `name_step` asks an in-process
+        function for its next step without running it (planning mode); the caller turns it
+        off when even that may be what kills the process."""
+        state = self._store.load_run(job.run_id)
+        if state is None or RunStatus(state.status).ended:
+            return False
+        steps = self._planned_steps(job, state) if name_step else []
+        where = (
+            f"step {', '.join(repr(step) for step in steps)}"
+            if steps
+            else f"its {job.kind} job (step unknown)"
+        )
+        error: dict[str, JSON] = {"name": "InternalError", "message": f"{where}: {problem}"}
+        log.error(
+            "run failed: job kept failing run_id=%s job_id=%s %s",
+            state.run_id,
+            job.id,
+            error["message"],
+        )
+        return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
+    def _planned_steps(self, job: Job, state: RunState) -> list[str]:
+        """Names of the steps the run would execute next (the one `job` targets, if any),
+        reported by the function in planning mode, so no step body runs. Empty when unknown:
+        not a step-executing job, an SDK app (calling it again costs a request and its errors
+        already count), or the function failing to plan."""
+        fn = self._registry.get(state.function_id)
+        if fn is None or fn.driver != "inprocess" or job.kind not in (JobKind.START, JobKind.EDGE):
+            return []
+        request = CallRequest(
+            function=fn,
+            run_id=state.run_id,
+            event=state.events[0],
+            events=state.events,
+            steps=state.steps,
+            stack=state.stack,
+            attempt=job.attempt,
+            max_attempts=fn.max_attempts,
+            target=None,
+            disable_immediate_execution=True,
+            kinds=state.kinds,
+        )
+        try:
+            result = self._drivers[fn.driver].call(request, lambda _: CheckpointResult(False))
+        except Exception:
+            log.exception("could not plan the failing run's next step run_id=%s", state.run_id)
+            return []
+        if result.kind != "ops":
+            return []
+        ops = [op for op in result.ops if not job.step or op.id == job.step] or result.ops
+        return [op.name or op.id for op in ops]
 
     def cancel(self, run_id: str, now: int) -> bool:
         """Cancel a run: no further step executes; its pauses and timers are dropped."""
@@ -246,10 +304,26 @@ class Executor:
                 target=call.target,
                 disable_immediate_execution=state.disable_immediate_execution,
                 kinds=state.kinds,
+                checkpoint_id=self._checkpoint_id(call),
             )
             call.mark_ms = self._now()
-            result = driver.call(request, lambda op: self._checkpoint(call, op))
-            if not self._flush(call) or self._handle(call, result) == "stop":
+            with tracing.call_span(state.run_id, fn.id, call.attempt, call.job.kind) as span:
+                result = driver.call(request, lambda op: self._checkpoint(call, op))
+                if result.kind == "error":
+                    tracing.fail(span, str((result.error or {}).get("message") or "error"))
+            self._keep_logs(state.run_id, result)
+            if not self._flush(call):
+                return  # the run ended or another execution's memo won meanwhile
+            saved_meanwhile = request.checkpoint_id is not None and (
+                self._store.stack_length(state.run_id) != len(state.stack)
+            )
+            if saved_meanwhile:
+                # The SDK reported steps to /v1/checkpoint while this call ran.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return
+                call.state = state = fresh
+            if self._handle(call, result) == "stop":
                 return
             if call.target is not None:
                 # This was the last parallel branch to finish: the others saved their results
@@ -262,6 +336,29 @@ class Executor:
             if time.monotonic() >= call.deadline:
                 self._yield(call)
                 return
+
+    def _checkpoint_id(self, call: _Call) -> str | None:
+        """The id a checkpointing SDK reports this call's steps under (`ctx.qi_id`), if it may
+        checkpoint: a discovery call of an SDK function, first attempt, no step pending."""
+        if (
+            not self._settings.checkpointing
+            or call.fn.driver == "inprocess"
+            or call.target is not None
+            or call.attempt != 0
+            or call.state.disable_immediate_execution
+        ):
+            return None
+        return f"{call.job.id}:{len(call.state.stack)}"
+
+    def _keep_logs(self, run_id: str, result: CallResult) -> None:
+        """Store the call's `ctx.logger` lines with the run (before its outcome, so a run
+        that ends has them when it is archived). A failure loses the lines, not the run."""
+        if not result.logs:
+            return
+        try:
+            self._logs.append(run_id, uuid.uuid4().hex, result.logs)
+        except Exception as exc:
+            log.warning("run log lines not stored run_id=%s: %s", run_id, exc)
 
     def _checkpoint(self, call: _Call, op: Op) -> CheckpointResult:
         """A sequential in-process step finished: keep its result to save with the next ones
@@ -302,10 +399,12 @@ class Executor:
                 return False
         return True
 
-    def _step_info(self, call: _Call, op: Op, status: str, now: int) -> dict[str, JSON]:
+    def _step_info(
+        self, call: _Call, op: Op, status: str, now: int, kind: str = "StepRun"
+    ) -> dict[str, JSON]:
         return {
             "name": op.name,
-            "kind": "StepRun",
+            "kind": kind,
             "status": status,
             "started_at": call.mark_ms,
             "ended_at": now,
@@ -314,9 +413,11 @@ class Executor:
             "error": op.error,
         }
 
-    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+    def _save_run_step(
+        self, call: _Call, op: Op, memo: JSON, status: str, kind: str = "StepRun"
+    ) -> SaveResult:
         now = self._now()
-        info = self._step_info(call, op, status, now)
+        info = self._step_info(call, op, status, now, kind)
         saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
         if saved.status == "created":
             call.durations.append((now - call.mark_ms) / 1000)
@@ -344,6 +445,11 @@ class Executor:
     def _handle(self, call: _Call, result: CallResult) -> Outcome:
         now = self._now()
         if result.kind == "complete":
+            for op in result.ops:  # steps a checkpointing SDK reported with the run's end
+                if op.op == "StepRun":
+                    saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+                    if saved.status == "ended":
+                        return "stop"
             self.lifecycle.finish(call.state, RunStatus.COMPLETED, result.output, None, now)
             return "stop"
         if result.kind == "error":
@@ -369,6 +475,8 @@ class Executor:
             error = op.error or {"name": "Error", "message": "step failed"}
             saved = self._save_run_step(call, op, {"error": error}, "Failed")
             return self._after_save(saved)
+        if op.op in ("Gateway", "AIGateway"):
+            return self._outbound(call, op, now)
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
             if wake is not None and wake <= now:  # already due: no timer, go on
@@ -383,6 +491,19 @@ class Executor:
                 return self._after_save(saved)
         return self._suspend_on(call, op, now, parallel=False)
 
+    def _outbound(self, call: _Call, op: Op, now: int) -> Outcome:
+        """step.fetch / step.ai: make the request the SDK reported and memoize its outcome."""
+        result = self._outbound_calls.perform(op)
+        if result.error is None:
+            saved = self._save_run_step(call, op, result.memo, "Completed", op.op)
+            return self._after_save(saved)
+        failed = Op("StepError", op.id, op.name, error=result.error)
+        if result.retriable and call.attempt + 1 < call.fn.max_attempts:
+            self._retry_step(call, failed, self._now(), op.op)
+            return "stop"
+        saved = self._save_run_step(call, failed, {"error": result.error}, "Failed", op.op)
+        return self._after_save(saved)
+
     @staticmethod
     def _after_save(saved: SaveResult) -> Outcome:
         if saved.status in ("ended", "different") or saved.pending > 0:
@@ -391,7 +512,7 @@ class Executor:
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         run_id = call.state.run_id
-        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed"):
+        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed", "Gateway", "AIGateway"):
             if op.op == "StepRun" and parallel:
                 saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
                 return self._after_save(saved)
@@ -417,6 +538,8 @@ class Executor:
             )
             job = Job(id=f"{run_id}:sleep:{op.id}", kind=JobKind.SLEEP, run_id=run_id, step=op.id)
             self._queue.enqueue(job, wake, now)
+        elif op.op == "WaitForSignal":
+            return self._wait_for_signal(call, op, now, parallel)
         elif op.op in ("WaitForEvent", "InvokeFunction"):
             try:
                 self._pause(call, op, now)
@@ -432,6 +555,10 @@ class Executor:
             event_name = str(op.opts.get("event") or op.name)
             expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
             prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
+            back = op.opts.get("lookback")
+            back_ms = parse_duration_ms(back) if isinstance(back, str) and back else 0
+            if back_ms > lookback.MAX_LOOKBACK_MS:
+                raise BadRequest("lookback is longer than 24 hours")
             pause = Pause(
                 id=pause_id(state.run_id, op.id),
                 run_id=state.run_id,
@@ -446,6 +573,7 @@ class Executor:
                 trigger_event_id=str(trigger.get("id", "")),
                 expires_at=expires,
                 created_at=now,
+                lookback_ms=back_ms,
             )
         else:
             target = str(op.opts.get("function_id", ""))
@@ -466,26 +594,9 @@ class Executor:
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
         self._store.save_pause(pause)
-        self._store.record_step(
-            state.run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": op.op,
-                "status": "Waiting",
-                "started_at": now,
-                "due_at": pause.expires_at,
-                "waiting_for": pause.event,
-            },
-        )
-        timeout_job = Job(
-            id=f"{state.run_id}:timeout:{op.id}",
-            kind=JobKind.PAUSE_TIMEOUT,
-            run_id=state.run_id,
-            step=op.id,
-            pause_id=pause.id,
-        )
-        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        self._track_pause(call, op, pause, now)
+        if pause.lookback_ms:
+            lookback.match_recent(self._store, self._runner, pause, now)
         if op.op == "InvokeFunction":
             payload = op.opts.get("payload")
             self.lifecycle.emit_invoke(
@@ -499,7 +610,71 @@ class Executor:
             if not target:
                 log.warning("invoke without function_id run_id=%s", state.run_id)
 
-    def _retry_step(self, call: _Call, op: Op, now: int) -> None:
+    def _wait_for_signal(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
+        """A pause keyed by its signal name (`signals.correlation`), unique among pending
+        waits: a second wait on the name fails its step unless it asks to replace the first."""
+        state = call.state
+        signal = str(op.opts.get("signal") or op.name)
+        timeout = op.opts.get("timeout")
+        try:
+            ttl = parse_duration_ms(timeout) if isinstance(timeout, str) and timeout else 0
+        except BadRequest as exc:
+            return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
+        if ttl > MAX_WAIT_MS:
+            return self._fail_early(call, f"step {op.name!r}: timeout is longer than 366 days", now)
+        pause = Pause(
+            id=pause_id(state.run_id, op.id),
+            run_id=state.run_id,
+            step=op.id,
+            step_name=op.name,
+            kind="WaitForSignal",
+            event="",
+            correlation_id=signals.correlation(signal),
+            trigger_event=state.events[0],
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        saved = self._store.save_signal_pause(pause, replace=op.opts.get("conflict") == "replace")
+        if saved == "conflict":
+            error: dict[str, JSON] = {
+                "name": "SignalConflictError",
+                "message": f"another run is already waiting for signal {signal!r} (signal "
+                "names are unique among pending waits; use onConflict: 'replace' to take it over)",
+            }
+            failed = Op("StepError", op.id, op.name, error=error)
+            result = self._save_run_step(call, failed, {"error": error}, "Failed", op.op)
+            return "stop" if parallel else self._after_save(result)
+        if saved != "ended":  # created, or saved by an earlier pass over the same reply
+            self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
+        return "stop"
+
+    def _track_pause(
+        self, call: _Call, op: Op, pause: Pause, now: int, waiting_for: str | None = None
+    ) -> None:
+        """Show a saved pause in the run's history and queue its timeout."""
+        state = call.state
+        self._store.record_step(
+            state.run_id,
+            op.id,
+            {
+                "name": op.name,
+                "kind": op.op,
+                "status": "Waiting",
+                "started_at": now,
+                "due_at": pause.expires_at,
+                "waiting_for": waiting_for if waiting_for is not None else pause.event,
+            },
+        )
+        timeout_job = Job(
+            id=f"{state.run_id}:timeout:{op.id}",
+            kind=JobKind.PAUSE_TIMEOUT,
+            run_id=state.run_id,
+            step=op.id,
+            pause_id=pause.id,
+        )
+        self._queue.enqueue(timeout_job, pause.expires_at, now)
+
+    def _retry_step(self, call: _Call, op: Op, now: int, kind: str = "StepRun") -> None:
         run_id = call.state.run_id
         delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
         due = op.retry_at_ms if op.retry_at_ms is not None else now + delay
@@ -508,7 +683,7 @@ class Executor:
             op.id,
             {
                 "name": op.name,
-                "kind": "StepRun",
+                "kind": kind,
                 "status": "Retrying",
                 "attempts": call.attempt + 1,
                 "error": op.error,

@@ -103,6 +103,8 @@ class StepKind(enum.StrEnum):
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE = "InvokeFunction"
     SEND_EVENT = "SendEvent"
+    WAIT_FOR_SIGNAL = "WaitForSignal"
+    AI_GATEWAY = "AIGateway"
 
 
 class JobKind(enum.StrEnum):
@@ -134,10 +136,40 @@ class Job(BaseModel):
     attempt: int = 0
     pause_id: str = ""
     event_id: str = ""
+    event_ids: list[str] = Field(default_factory=list)
+    """An event job's events, processed together (`event_id` is the first)."""
+
+    @property
+    def events(self) -> list[str]:
+        """The event ids an event job processes."""
+        return self.event_ids or ([self.event_id] if self.event_id else [])
+
+
+# --- job ids: their one home (as app/state/keys.py is for Redis keys) ------------------------
+# Deterministic, so creating the same work twice is harmless. Lua builds one of them too:
+# lua/include/ingest.lua names an event job "event:<first internal id>".
+
+
+def start_job(run_id: str) -> Job:
+    """A run's first execution."""
+    return Job(id=f"{run_id}:start", kind=JobKind.START, run_id=run_id)
+
+
+def resume_job(run_id: str, step: str) -> Job:
+    """A run's next execution after the pause at `step` was consumed."""
+    return Job(id=f"{run_id}:resume:{step}", kind=JobKind.EDGE, run_id=run_id)
+
+
+def event_job(event_ids: list[str]) -> Job:
+    """The job that processes these events (of one request, or one run's end)."""
+    return Job(
+        id=f"event:{event_ids[0]}", kind=JobKind.EVENT, event_id=event_ids[0], event_ids=event_ids
+    )
 
 
 class Pause(BaseModel):
-    """A run suspended until an event arrives (wait_for_event, invoke) or a timeout passes.
+    """A run suspended until an event arrives (wait_for_event, invoke), a signal is sent
+    (wait_for_signal: `correlation_id` is `signal:<name>`, no event) or a timeout passes.
 
     `expression` is CEL over `event` (the run's trigger) and `async` (the incoming event).
     `index_path`/`index_value` hold the equality the pause is indexed under, if it has one
@@ -148,7 +180,7 @@ class Pause(BaseModel):
     run_id: str
     step: str
     step_name: str
-    kind: Literal["WaitForEvent", "InvokeFunction", "Cancel"]
+    kind: Literal["WaitForEvent", "InvokeFunction", "WaitForSignal", "Cancel"]
     event: str
     expression: str | None = None
     index_path: str | None = None
@@ -158,6 +190,8 @@ class Pause(BaseModel):
     trigger_event_id: str = ""
     expires_at: int
     created_at: int
+    lookback_ms: int = 0
+    """wait_for_event(lookback=...): events received this long before the wait match too."""
 
 
 class ConnectRequest(BaseModel):

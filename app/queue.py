@@ -6,13 +6,19 @@ once (with a countdown); later ones wait in the Redis timer set and are sent by 
 (`release_due`). A job that was sent but never started, or whose worker died mid-run (its lease
 expired), is sent again by the same tick: Celery's Redis visibility timeout is never waited on.
 
-Two priorities share the Celery queue (the Redis transport keeps one list per priority and a
-worker always takes from the first non-empty one): timers the tick releases (sleeps, wait and
+Two priorities on each Celery queue (the Redis transport keeps one list per queue and
+priority, and a worker takes from the first non-empty one, all its queues' priority-0 lists
+before any priority-6 one: `PRIORITY_STEPS`): timers the tick releases (sleeps, wait and
 cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a burst of new
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
 backlog included, goes behind them (a backlog re-sent at the front would bury the timers).
 The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
 each batch as one pipelined publish.
+
+Two Celery queues: jobs that execute runs of SDK apps' functions (HTTP and Connect drivers) go
+to `STEPLINE_SDK_QUEUE` (`stepline-sdk`, the Procfile's `sdk-worker`), everything else to
+`stepline` (the `worker`): an app that answers slowly holds only the SDK pool, never the
+processes that in-process runs, events, timers and flow control need.
 """
 
 from __future__ import annotations
@@ -20,19 +26,20 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.state.store import Store
+from app.state.store import QueuedJob, Store
 
 log = logging.getLogger("stepline.queue")
 
 TASK_PREFIX = "stepline."
 QUEUE_NAME = "stepline"
+"""The queue of every job that does not call an SDK app (the Procfile's `worker`)."""
 DUE_PRIORITY = 0
 """Timers the tick releases: taken first (Redis transport: 0 is first)."""
 WORK_PRIORITY = 6
@@ -45,6 +52,11 @@ RELEASE_BATCH = 500
 RELEASE_BUDGET_S = 2.0
 """One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
 (then the next tick goes on)."""
+PRIORITY_STEPS = [DUE_PRIORITY, 3, WORK_PRIORITY, 9]
+"""The Redis transport's priority lists (kombu's default steps, pinned: a message's priority
+picks its list, and a worker polls every queue's first list before any second one)."""
+APP_CALL_KINDS = frozenset({JobKind.START, JobKind.EDGE, JobKind.SLEEP, JobKind.PAUSE_TIMEOUT})
+"""Jobs that execute a run, calling its function's driver."""
 
 
 def task_name(kind: JobKind) -> str:
@@ -74,28 +86,34 @@ class Queue:
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
         self._lookahead_ms = int(settings.tick_seconds * 2000)
+        self._sdk_queue = settings.sdk_queue
+        self.calls_app: Callable[[str], bool] | None = None
+        """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
+        Connect). Its jobs go to `settings.sdk_queue`, served by a pool of their own."""
 
     def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
         """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
 
         With `send=False` the job is only recorded: the caller runs it in this process right
         away (saving a queue hop), and if that process dies the tick sends it later."""
-        if not self._store.enqueue_job(job, due_at, self.send_by(due_at, now)):
+        planned = self.plan(job, due_at, now)
+        if not self._store.enqueue_job(job, due_at, planned.send_by):
             return False
-        self.recorded(job, due_at, now, send=send)
+        self.written(planned, now, send=send)
         return True
 
-    def send_by(self, due_at: int, now: int) -> int:
-        """When the tick should (re)send a job due at `due_at` that nobody has begun: soon-due
-        jobs are sent at once, so only if lost; later ones wait in Redis until due."""
+    def plan(self, job: Job, due_at: int, now: int) -> QueuedJob:
+        """`job` ready to be written by a state change of its own (e.g. a run's creation and
+        its start job in one script); once written, `written` sends it."""
         soon = due_at - now <= self._eta_max_ms
-        return max(due_at, now) + self._resend_ms if soon else due_at
+        send_by = max(due_at, now) + self._resend_ms if soon else due_at
+        return QueuedJob(job=job, send_by=send_by, due_at=due_at, soon=soon)
 
-    def recorded(self, job: Job, due_at: int, now: int, *, send: bool = True) -> None:
-        """A state transition just recorded `job` (with `send_by(due_at, now)`): send it now
-        if it is due soon (unless `send=False`: the caller runs it here)."""
-        if send and due_at - now <= self._eta_max_ms:
-            self._send(job, countdown_ms=max(0, due_at - now))
+    def written(self, planned: QueuedJob, now: int, *, send: bool = True) -> None:
+        """A planned job is in Redis: send it to Celery if it is due soon (else the tick
+        will). With `send=False` the caller runs it here."""
+        if planned.soon and send:
+            self._send(planned.job, countdown_ms=max(0, planned.due_at - now))
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""
@@ -126,8 +144,21 @@ class Queue:
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
 
+    def queue_of(self, job: Job) -> str:
+        """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
+        an SDK app's function, else the main one."""
+        if (
+            self._sdk_queue != QUEUE_NAME
+            and job.kind in APP_CALL_KINDS
+            and job.run_id
+            and self.calls_app is not None
+            and self.calls_app(job.run_id)
+        ):
+            return self._sdk_queue
+        return QUEUE_NAME
+
     def _send(self, job: Job, countdown_ms: int, priority: int = WORK_PRIORITY) -> None:
-        options = _options(countdown_ms, priority)
+        options = _options(self.queue_of(job), countdown_ms, priority)
         self._sender.send_task(task_name(job.kind), args=[job.id], **options)
 
     def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
@@ -148,15 +179,25 @@ class Queue:
                         task_name(job.kind),
                         args=[job.id],
                         producer=producer,
-                        **_options(countdown_ms, priority),
+                        **_options(self.queue_of(job), countdown_ms, priority),
                     )
 
 
-def _options(countdown_ms: int, priority: int) -> dict[str, Any]:
-    options: dict[str, Any] = {"queue": QUEUE_NAME, "priority": priority}
+def _options(queue: str, countdown_ms: int, priority: int) -> dict[str, Any]:
+    """Celery's send options: every job, sent alone or in a batch, goes to its own queue
+    (`Queue.queue_of`) with its priority."""
+    options: dict[str, Any] = {"queue": queue, "priority": priority}
     if countdown_ms > 0:
         options["countdown"] = countdown_ms / 1000
     return options
+
+
+def send_errors() -> tuple[type[Exception], ...]:
+    """What sending raises while the broker (Redis) is unreachable, after Celery's own
+    publish retries: kombu's OperationalError."""
+    from kombu.exceptions import OperationalError
+
+    return (OperationalError,)
 
 
 def celery_sender(settings: Settings) -> Sender:
@@ -175,12 +216,34 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     """Celery's broker configuration, for the worker app (`tasks`) and the senders alike:
     `REDIS_URL`, the visibility timeout and, with `rediss://`, the TLS options (Celery refuses
     a `rediss://` broker without them)."""
+    timeout = settings.redis_timeout_seconds
     options: dict[str, Any] = {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,  # a process outlives any Redis outage
+        "broker_connection_timeout": timeout,
         "broker_transport_options": {
             # Our own leases recover lost work within seconds; this is only a backstop.
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # Each queue has a list per priority step; a worker polls all its queues' lists
+            # of one step before the next step's (timers ahead of new work: DUE_PRIORITY),
+            # and rotates among its queues within a step.
+            "priority_steps": PRIORITY_STEPS,
+            "queue_order_strategy": "round_robin",
+            # A frozen or vanished Redis fails a command instead of hanging it; a dead
+            # connection is noticed by keepalive and a periodic check.
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+            # Sending retries a few times over ~1 s, then fails (the API answers 503; beat
+            # resends the job from its Redis record on a later tick).
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.3,
+            "interval_max": 0.5,
         },
     }
     if urlsplit(settings.redis_url).scheme == "rediss":

@@ -1,7 +1,9 @@
 """The runner: events in, runs and resumed pauses out.
 
-    ingest(events) ──► store_event (dedupe by user id) ──► EVENT job per new event
-    process_event(id) ──► function.invoked   → schedule exactly that function
+    ingest(events) ──► ingest_events.lua: store, dedupe by id, ONE job for the request's new
+                       events that a trigger or pause listens to (none: stored, no job)
+    process_events(job), for each of its events:
+                      ──► function.invoked   → schedule exactly that function
                       ──► trigger match      → schedule each matching function once,
                                                as flow control admits (app/flow/admission)
                       ──► function.finished  → resume the invoking parent (correlation id)
@@ -16,17 +18,18 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
 
 from ulid import ULID
 
-from app import expressions
+from app import expressions, metrics
 from app.config import Settings
-from app.ids import new_ulid
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause
+from app.ids import new_ulid, ulid_ms
+from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
-from app.state.store import NewRun, Store
+from app.state.store import NewEvent, NewRun, Store
 
 if TYPE_CHECKING:
     from app.flow.admission import Admission
@@ -65,40 +68,61 @@ class Runner:
         internal: bool = False,
         id_seed: str | None = None,
         inline: bool = False,
-        before_inline: Callable[[], None] | None = None,
+        count: bool = False,
     ) -> list[str]:
-        """Store each event and queue its processing; returns internal ids in order.
+        """Store the events and queue their processing, in one script call; returns internal
+        ids in order.
 
-        A duplicate (same user `id` within the dedupe window) is not queued again and answers
-        the original's internal id. `id_seed` (`x-inngest-event-id-seed`) makes internal ids
-        deterministic so an SDK's retried send dedupes. With `inline` (engine events emitted
-        inside a worker) the events are processed here and now when the worker allows it;
-        `before_inline` runs once they are stored, before any is processed.
+        A duplicate (same `id` within the dedupe window; engine events have their own
+        namespace) is not queued again and answers the original's internal id. `id_seed`
+        (`x-inngest-event-id-seed`) makes internal ids deterministic so an SDK's retried
+        send dedupes. Events nothing listens to are stored but cost no job. With `inline`
+        (engine events emitted inside a worker) the job runs here when the worker allows it.
+        With `count` (the event API) they are counted as received, in the same call.
         """
-        run_here = inline and self.inline is not None
-        todo: list[Job] = []
         seeded = seeded_ids(id_seed, len(events)) if id_seed else None
-        ttl_ms = self.settings.event_dedupe_seconds * 1000
-        ids: list[str] = []
+        new: list[NewEvent] = []
         for index, raw in enumerate(events):
             internal_id = seeded[index] if seeded else new_ulid(now)
-            event = normalize_event(raw, internal_id, now, internal=internal)
-            stored_id, new = self._store.store_event(event, internal_id, now, ttl_ms)
-            if new:
-                job = Job(kind=JobKind.EVENT, id=f"event:{stored_id}", event_id=stored_id)
-                if self._queue.enqueue(job, now, now, send=not run_here):
-                    todo.append(job)
-            ids.append(stored_id)
-        if before_inline is not None:
-            before_inline()
-        if run_here and self.inline is not None:
-            for job in todo:
-                self.inline(job)
-        return ids
+            new.append(new_event(raw, internal_id, now, internal=internal))
+        if not internal:
+            # Indexed before the ingest script decides whether anything listens: a wait with
+            # lookback saved meanwhile finds the event here, or is seen by that script
+            # (app/lookback.py). An id left by a duplicate is never stored: reads skip it.
+            names = [(str(e.event.get("name", "")), e.internal_id) for e in new]
+            self._store.index_recent_events(names, now)
+        ingested = self._store.ingest_events(
+            new,
+            now,
+            self.settings.event_dedupe_seconds * 1000,
+            self.send_by(now),
+            counter=metrics.EVENTS_RECEIVED if count else "",
+        )
+        if ingested.job is not None:
+            self.run_or_send(ingested.job, here=inline)
+        return ingested.ids
+
+    def send_by(self, now: int) -> int:
+        """When the tick sends a job created now if no Celery message did."""
+        return self._queue.resend_deadline(now)
+
+    def run_or_send(self, job: Job, *, here: bool = True) -> None:
+        """A job a state transition just created: run it in this process when this is a
+        worker (and `here`), else send it to the queue."""
+        if here and self.inline is not None:
+            self.inline(job)
+        else:
+            self._queue.dispatch(job)
+
+    def process_events(self, job: Job, now: int) -> None:
+        """An event job: process its events in order, in this task."""
+        for index, internal_id in enumerate(job.events):
+            self.process_event(internal_id, now, first=index == 0)
 
     # --- processing -------------------------------------------------------------------------
-    def process_event(self, internal_id: str, now: int) -> None:
-        """Schedule the runs an event triggers and resume the pauses it satisfies."""
+    def process_event(self, internal_id: str, now: int, *, first: bool = True) -> None:
+        """Schedule the runs an event triggers and resume the pauses it satisfies. The
+        `first` event of a job may start its first run in this task (a worker's)."""
         record = self._store.get_event(internal_id)
         if record is None:
             log.warning("event not found event_id=%s", internal_id)
@@ -108,27 +132,39 @@ class Runner:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
+        # The run started in this task: the first in-process one (when the worker allows it).
+        # Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`).
+        here: str | None = None
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
-            run_id = self._invoke(event, data, internal_id, now)
+            fn = self._invoked_function(data)
+            send = self.inline is None or not first or fn is None or fn.driver != "inprocess"
+            run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
+                here = None if send else run_id
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
-                    # The first run starts in this task (when the worker allows it).
-                    send = bool(runs) or self.inline is None or later
+                    send = (
+                        here is not None
+                        or self.inline is None
+                        or later
+                        or not first
+                        or fn.driver != "inprocess"
+                    )
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
+                        here = here if send else admitted
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if runs and self.inline is not None and not later:
-            self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
+        if here is not None and self.inline is not None and not later and first:
+            self.inline(start_job(here))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -143,15 +179,26 @@ class Runner:
             },
         )
 
+    def _invoked_function(self, data: dict[str, JSON]) -> FunctionConfig | None:
+        meta = data.get("_inngest")
+        fn_id = str(meta.get("fn_id") or "") if isinstance(meta, dict) else ""
+        return self._registry.get(fn_id) if fn_id else None
+
     def _invoke(
-        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int
+        self,
+        fn: FunctionConfig | None,
+        event: dict[str, JSON],
+        data: dict[str, JSON],
+        internal_id: str,
+        now: int,
+        *,
+        send: bool,
     ) -> str | None:
         meta = data.get("_inngest")
         meta = meta if isinstance(meta, dict) else {}
         fn_id = str(meta.get("fn_id") or "")
         correlation = meta.get("correlation_id")
         correlation_id = correlation if isinstance(correlation, str) and correlation else None
-        fn = self._registry.get(fn_id) if fn_id else None
         if fn is None:
             log.warning(
                 "invoked function not found fn_id=%r correlation_id=%s", fn_id, correlation_id
@@ -159,9 +206,7 @@ class Runner:
             if correlation_id:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
-        return self._admit(
-            fn, event, internal_id, now, send=self.inline is None, correlation_id=correlation_id
-        )
+        return self._admit(fn, event, internal_id, now, send=send, correlation_id=correlation_id)
 
     def _admit(
         self,
@@ -264,12 +309,14 @@ class Runner:
             return False  # resolved by correlation id only, with a {"data"|"error"} memo
         if pause.trigger_event_id and pause.trigger_event_id in (internal_id, event.get("id")):
             return False  # a run's own trigger never resumes it
-        if pause.created_at > received_at + PAUSE_CREATED_GRACE_MS:
-            return False  # the pause is newer than the event
+        if pause.created_at > received_at + max(PAUSE_CREATED_GRACE_MS, pause.lookback_ms):
+            return False  # the pause is newer than the event (and looks back less far)
         if pause.expires_at < now:
             return False  # its timeout job owns it now
-        # Cancellation: events older than the run never cancel it (ULIDs sort by time).
-        return not (pause.kind == "Cancel" and internal_id <= pause.run_id)
+        # Cancellation: an event received before the run was created never cancels it. Both
+        # times are this server's clocks: the event's internal id may come from the sender's
+        # clock (`x-inngest-event-id-seed`), which can run behind ours.
+        return not (pause.kind == "Cancel" and received_at < run_created_ms(pause))
 
     def _cancel(self, pause: Pause, now: int) -> bool:
         if self.canceller is None:
@@ -302,30 +349,16 @@ class Runner:
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
-        start = Job(kind=JobKind.START, id=f"{new_id}:start", run_id=new_id)
-        start_at = start_time(events, now)
-        send = send or start_at > now
-        # One script creates the run and records its start job (store.start_run).
-        run_id, created, recorded = self._store.start_run(
-            NewRun(
-                run_id=new_id,
-                function_id=fn.id,
-                events=[wire_event(event) for event in events],
-                event_ids=event_ids,
-                created_at=now,
-                idempotency_key=f"{fn.id}:{key}",
-                correlation_id=correlation_id,
-            ),
-            start,
-            self._queue.send_by(start_at, now),
+        run = NewRun(
+            run_id=new_id,
+            function_id=fn.id,
+            events=[wire_event(event) for event in events],
+            event_ids=event_ids,
+            created_at=now,
+            idempotency_key=f"{fn.id}:{key}",
+            correlation_id=correlation_id,
         )
-        if run_id != new_id:
-            # The key's earlier run: heal a crash between its create and its start job (when
-            # created by an older version); enqueueing an existing job id is a no-op.
-            start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
-            self._queue.enqueue(start, start_at, now, send=send)
-        elif recorded:
-            self._queue.recorded(start, start_at, now, send=send)
+        run_id, created = self.create(fn, run, start_time(events, now), now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",
@@ -336,13 +369,49 @@ class Runner:
             )
         return run_id, created
 
+    def create(
+        self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
+    ) -> tuple[str, bool]:
+        """Create `run` of `fn` and its start job (due at `start_at`) in one atomic step,
+        then send the job. Returns (run id, created), as `Store.create_run`."""
+        start = start_job(run.run_id)
+        planned = self._queue.plan(start, start_at, now)
+        run_id, created = self._store.create_run(run, planned)
+        self._registry.remember_run(run_id, fn)  # which queue its jobs go to
+        if created:
+            self._queue.written(planned, now, send=send or start_at > now)
+        else:
+            # An idempotency key gave back an existing run: make sure it has its start job
+            # (runs created before the start job was written with them); a no-op otherwise.
+            start = start_job(run_id)
+            self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        return run_id, created
+
+    def start_copy(self, fn: FunctionConfig, run: NewRun, now: int) -> tuple[str | None, str]:
+        """A rerun or replay (`app/replay.py`): `run` (a new id, no idempotency key) goes
+        through flow control like an event's run (`Admission.admit_copy`: its singleton lock;
+        then its cancellation pauses and timeout jobs) and starts now, created with its start
+        job in one step. Returns (run id, ""), or (None, the run holding the singleton lock)
+        when the singleton skipped it."""
+        trigger = run.events[0] if run.events else {}
+        if self.admission is None:
+            return self.create(fn, run, now, now, send=True)[0], ""
+        decision = self.admission.admit_copy(fn, trigger, run.run_id, now)
+        if not decision.start:
+            return None, decision.other or ""
+        if decision.run_id is not None:
+            run = replace(run, run_id=decision.run_id)
+        run_id, created = self.create(fn, run, now, now, send=True)
+        self.admission.on_scheduled(fn, decision, run_id, created, run.events, run.event_ids, now)
+        return run_id, ""
+
     def resume(self, pause: Pause, memo: JSON, now: int) -> bool:
         """Consume `pause` with `memo`; the single winner queues the run's next discovery.
 
         The discovery job is created in the same atomic step as the memo (when no parallel
         step is left pending), so a worker dying right after winning loses nothing.
         """
-        job = Job(kind=JobKind.EDGE, id=f"{pause.run_id}:resume:{pause.step}", run_id=pause.run_id)
+        job = resume_job(pause.run_id, pause.step)
         result = self._store.consume_pause(
             pause.id, memo, now, resume=job, send_by=self._queue.resend_deadline(now)
         )
@@ -361,17 +430,54 @@ class Runner:
         return result.won
 
 
+def run_created_ms(pause: Pause) -> int:
+    """When the pause's run was created (the time in its ULID, from our clock), or the pause's
+    own creation time for a run id that is not a ULID."""
+    try:
+        return ulid_ms(pause.run_id)
+    except ValueError:
+        return pause.created_at
+
+
 FUTURE_TS_SLACK_MS = 1_000
 """An event `ts` at most this far ahead counts as now (clock skew between senders)."""
+MAX_START_AHEAD_MS = 365 * 86_400_000
+"""How far ahead an event's `ts` may schedule its runs: `/e` refuses a later `ts` (400), and
+a run of an event that came another way starts by then at the latest, so no Queued run
+waits in Redis longer than this."""
 
 
 def start_time(events: list[dict[str, JSON]], now: int) -> int:
     """When a run of these events starts: now, or the first event's `ts` if it is in the
-    future (an event sent ahead of time schedules its runs)."""
+    future (an event sent ahead of time schedules its runs), at most MAX_START_AHEAD_MS on."""
     ts = events[0].get("ts") if events else None
     if isinstance(ts, int) and not isinstance(ts, bool) and ts > now + FUTURE_TS_SLACK_MS:
-        return ts
+        return min(ts, now + MAX_START_AHEAD_MS)
     return now
+
+
+def new_event(
+    raw: dict[str, JSON], internal_id: str, now: int, *, internal: bool = False
+) -> NewEvent:
+    """An incoming event as the store takes it: normalized, deduplicated on its own `id` (in
+    the engine's namespace for engine events, so a user event can never swallow one), and
+    always processed when it is an invoke or the finish of an invoked run."""
+    event = normalize_event(raw, internal_id, now, internal=internal)
+    own_id = raw.get("id")
+    dedupe: Literal["user", "engine", ""] = ""
+    if isinstance(own_id, str) and own_id:
+        dedupe = "engine" if internal else "user"
+    return NewEvent(internal_id, event, dedupe, must_process(event))
+
+
+def must_process(event: dict[str, JSON]) -> bool:
+    """Engine events processed whatever the trigger index says: an invoke (it names its
+    function) and the finish of an invoked run (its parent waits by correlation id)."""
+    name = event.get("name")
+    if name == INVOKED:
+        return True
+    data = event.get("data")
+    return name == FINISHED and isinstance(data, dict) and bool(data.get("correlation_id"))
 
 
 def normalize_event(

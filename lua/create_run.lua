@@ -1,13 +1,7 @@
---[[ create_run: create a run (status Queued) once, optionally with memoized steps, and
-record its start job in the same step.
+--[[ create_run: create a run (status Queued) once, optionally with memoized steps.
 
 A rerun passes the original run id; a replay also passes the steps it keeps (memos, stack
 order and history records), so the new run starts as if those steps had already run.
-
-With a start job (ARGV[10] not ""), the job `<run id>:start` is recorded as enqueue_job does
-(unless queued already, finished within the tombstone TTL or the run has ended): creating a
-run and queueing its start is one atomic step, so no crash can leave a run nobody starts.
-A repeated call (lost reply) finds the run and the job and answers {"exists", run id, 0}.
 
 KEYS[1]        run meta              hash    <p>:{<run>}:run
 KEYS[2]        run steps             hash    <p>:{<run>}:steps         (written only by a replay)
@@ -18,9 +12,9 @@ KEYS[6]        the function's runs   zset    <p>:runs:fn:<function>    run id by
 KEYS[7]        queued runs           zset    <p>:runs:st:Queued        run id by created_at
 KEYS[8]        function's queued     zset    <p>:runs:st:Queued:fn:<function>
 KEYS[9]        queued counter        hash    <p>:metric:runs_queued_total   function -> count
-KEYS[10]       jobs                  hash    <p>:jobs                  job id -> Job JSON
-KEYS[11]       jobs due              zset    <p>:jobs:due              job id by send-by time
-KEYS[12]       jobs by run           zset    <p>:jobs:by-run           "<run id>|<job id>"
+KEYS[10]       jobs                  hash    <p>:jobs                   (see enqueue_job.lua)
+KEYS[11]       jobs due              zset    <p>:jobs:due
+KEYS[12]       jobs by run           zset    <p>:jobs:by-run
 KEYS[13]       start job tombstone   string  <p>:job-done:<start job id>
 KEYS[14..13+n] event -> runs links   set     <p>:event-runs:<event internal id>, one per event
 KEYS[14+n]     idempotency key       string  <p>:idem:<function>:<key>  (only when keyed)
@@ -36,52 +30,36 @@ ARGV[8]        original run id (rerun / replay), "" for none
 ARGV[9]        memoized steps, "" for none, else JSON
                {"stack": [step id...], "steps": {step id: memo JSON text},
                 "history": {step id: history record JSON text}}
-ARGV[10]       start job id (`<ARGV[1]>:start`), "" to record no job
+ARGV[10]       start job id, "" for none
 ARGV[11]       start job JSON
-ARGV[12]       start job send-by, ms since epoch (as enqueue_job)
+ARGV[12]       start job send-by, ms since epoch
 ARGV[13..12+n] event internal ids, one per KEYS[14..13+n]
 
-Returns {code, run id, job}:
-  {"created", run id, job}  the run was created
-  {"exists", run id, job}   the idempotency key is taken (its run id) or this run id exists
-job: the start job's enqueue code (1 created, 0 queued already, -1 tombstoned, -2 the run
-has ended), or -3 when no job was asked for or the key names another run (whose start job
-ids the caller knows, not this script).
+The run and its start job are written together: no crash can leave a Queued run that no job
+will ever start. The job is written only when the run is created.
+
+Returns {code, run id}:
+  {"created", run id}    the run was created (and its start job queued)
+  {"exists", run id}     the idempotency key is taken (its run id) or this run id exists
 ]]
 
--- @include "run_status.lua"
 -- @include "enqueue.lua"
 
 local meta_key, steps_key, stack_key, history_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local run_id, function_id, created_at = ARGV[1], ARGV[2], ARGV[3]
 local n = #ARGV - 12
-local job_id = ARGV[10]
-
-local function start_job()
-  if job_id == '' then
-    return -3
-  end
-  local status = redis.call('HGET', meta_key, 'status')
-  if status and is_ended(status) then
-    return -2
-  end
-  return enqueue(KEYS[10], KEYS[11], KEYS[12], KEYS[13], job_id, ARGV[11], ARGV[12], run_id)
-end
 
 if #KEYS == 14 + n then
   local idem_key = KEYS[14 + n]
   local existing = redis.call('GET', idem_key)
   if existing then
-    if existing == run_id then
-      return {'exists', existing, start_job()}
-    end
-    return {'exists', existing, -3}
+    return {'exists', existing}
   end
   redis.call('SET', idem_key, run_id, 'PX', ARGV[7])
 end
 
 if redis.call('EXISTS', meta_key) == 1 then
-  return {'exists', run_id, start_job()}
+  return {'exists', run_id}
 end
 
 redis.call('HSET', meta_key,
@@ -118,4 +96,7 @@ redis.call('HINCRBY', KEYS[9], function_id, 1)
 for i = 1, n do
   redis.call('SADD', KEYS[13 + i], run_id)
 end
-return {'created', run_id, start_job()}
+if ARGV[10] ~= '' then
+  enqueue(KEYS[10], KEYS[11], KEYS[12], KEYS[13], ARGV[10], ARGV[11], ARGV[12], run_id)
+end
+return {'created', run_id}

@@ -8,8 +8,10 @@
                       ─► cancellations  POST /v1/cancellations
                       ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
+                      ─► workers   GET /v1/workers (heartbeats, queue depth, warnings)
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
                       ─► connect   POST /v0/connect/{start,flush} (Connect workers)
+                      ─► sdk_calls POST /v1/signals, /v1/checkpoint/<run>/async
                       ─► errors    every failure answers JSON with a stable `code`
                       ─► ui        GET /: the dev UI (static HTML + JS modules, /ui/...)
 
@@ -38,7 +40,9 @@ from app.api import (
     metrics,
     register,
     runs,
+    sdk_calls,
     ui,
+    workers,
 )
 from app.api.context import EXTENSION, current_engine, ensure_engine
 
@@ -66,8 +70,10 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(cancellations.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(workers.bp)
     app.register_blueprint(register.blueprint)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(sdk_calls.bp)
     app.register_blueprint(ui.bp)
     app.after_request(_conditional)
     return app

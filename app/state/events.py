@@ -1,12 +1,21 @@
-"""Store verbs for events: stored once (deduplicated by user id), listed newest first."""
+"""Store verbs for events: stored once (deduplicated by id), with the one job that processes
+them, in one script call per request; listed newest first."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from app.models import JSON
+from app.models import JSON, event_job
 from app.state.base import StoreBase, _dumps
-from app.state.records import EventRecord, Page, Position
+from app.state.keys import Keys
+from app.state.records import EventRecord, Ingested, NewEvent, Page, Position
+from app.state.scripts import EventItem
+
+RECENT_EVENTS_MS = 86_400_000
+"""How far back the index of recent events by name reaches (the longest wait lookback)."""
+RECENT_EVENTS_MAX = 1_000
+"""At most this many recent events are indexed per event name (the newest)."""
 
 
 class EventVerbs(StoreBase):
@@ -26,6 +35,38 @@ class EventVerbs(StoreBase):
             now,
             dedupe_ttl_ms,
         )
+
+    def ingest_events(
+        self,
+        events: Sequence[NewEvent],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
+    ) -> Ingested:
+        """Store `events` and queue the one job that processes those something listens to
+        (a function's trigger, a pending pause, or `must_process`), in one Lua call: see
+        lua/ingest_events.lua. A duplicate (its id seen within the TTL, or its internal id
+        stored already) writes nothing and answers the first copy's internal id; its job
+        was made with that copy, so a retried request never leaves an event unprocessed.
+        `send_by` is when the tick sends the job if no Celery message did; `counter` names
+        a counter metric to add the number of events to, in the same call."""
+        job_id, answers = self._scripts.ingest_events(
+            [event_item(self._keys, event, now) for event in events],
+            now,
+            dedupe_ttl_ms,
+            send_by,
+            counter=counter,
+        )
+        ids = [internal_id for _, internal_id in answers]
+        queued = [internal_id for code, internal_id in answers if code == "stored"]
+        idle = sum(1 for code, _ in answers if code == "idle")
+        job = None
+        if job_id:
+            job = event_job(queued)
+            assert job.id == job_id, "lua/include/ingest.lua names event jobs as event_job does"
+        return Ingested(ids, job, idle)
 
     def get_event(self, internal_id: str) -> EventRecord | None:
         raw = self._client.get(self._keys.event(internal_id))
@@ -59,6 +100,35 @@ class EventVerbs(StoreBase):
         raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])
         return [_event_record(item) for item in raw if item is not None]
 
+    def index_recent_event(self, name: str, internal_id: str, received_at: int) -> None:
+        """Remember the event under its name for `wait_for_event(lookback=...)`: a bounded
+        index (the newest `RECENT_EVENTS_MAX` per name, none older than `RECENT_EVENTS_MS`).
+        Safe to repeat."""
+        self.index_recent_events([(name, internal_id)], received_at)
+
+    def index_recent_events(self, events: list[tuple[str, str]], received_at: int) -> None:
+        """`index_recent_event` for (name, internal id) pairs, in one round trip."""
+        if not events:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for name, internal_id in events:
+            key = self._keys.recent_events(name)
+            pipe.zadd(key, {internal_id: received_at})
+            pipe.zremrangebyscore(key, "-inf", f"({received_at - RECENT_EVENTS_MS}")
+            pipe.zremrangebyrank(key, 0, -RECENT_EVENTS_MAX - 1)
+            pipe.pexpire(key, RECENT_EVENTS_MS)
+        pipe.execute()
+
+    def recent_events(self, name: str, since: int, until: int) -> list[EventRecord]:
+        """Events named `name` received in [since, until] (ms), oldest first, from the bounded
+        index (never a scan of all events). Events already deleted are left out."""
+        key = self._keys.recent_events(name)
+        ids = self._client.zrangebyscore(key, since, until, start=0, num=RECENT_EVENTS_MAX)
+        if not ids:
+            return []
+        raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])
+        return [_event_record(item) for item in raw if item is not None]
+
     def event_run_ids(self, internal_id: str) -> list[str]:
         return sorted(self._client.smembers(self._keys.event_runs(internal_id)))
 
@@ -69,4 +139,24 @@ def _event_record(raw: str) -> EventRecord:
         internal_id=record["internal_id"],
         received_at=int(record["received_at"]),
         event=record["event"],
+    )
+
+
+def event_item(keys: Keys, event: NewEvent, now: int) -> EventItem:
+    """A new event as the scripts take it (lua/include/ingest.lua)."""
+    record = {"internal_id": event.internal_id, "received_at": now, "event": event.event}
+    user_id = event.event.get("id")
+    dedupe_key = ""
+    if event.dedupe and isinstance(user_id, str) and user_id:
+        dedupe_key = (
+            keys.event_dedupe(user_id)
+            if event.dedupe == "user"
+            else keys.engine_event_dedupe(user_id)
+        )
+    return EventItem(
+        event.internal_id,
+        dedupe_key,
+        _dumps(record),
+        str(event.event.get("name", "")),
+        event.must_process,
     )

@@ -32,6 +32,19 @@ class NewRun:
     """A replay's steps, memoized from the start (they are not executed again)."""
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job to write with a state change, and when the tick (re)sends it if nobody has
+    begun it (see `Store.enqueue_job`)."""
+
+    job: Job
+    send_by: int
+    due_at: int
+    """When it should run (the queue sends it with a countdown if that is soon)."""
+    soon: bool
+    """Due within the queue's ETA horizon: the caller sends it to Celery once written."""
+
+
 @dataclass
 class MemoizedSteps:
     """Steps a run has memoized, in stack (completion) order, with their history records."""
@@ -100,6 +113,34 @@ class RunView:
     """Step history records in first-seen order (see `record_step`)."""
     original_run_id: str | None = None
     """Set on a rerun or replay: the run it was made from."""
+    logs: list[dict[str, JSON]] = field(default_factory=list)
+    """`ctx.logger` lines ({ts, level, message, step, step_id}), oldest first (`get_run`
+    only; see app/state/run_logs.py)."""
+    logs_dropped: int = 0
+    """Lines not kept over the per-run cap."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store (`Store.ingest_events`), in wire form with defaults filled."""
+
+    internal_id: str
+    event: dict[str, JSON]
+    dedupe: Literal["user", "engine", ""] = ""
+    """Dedupe on `event["id"]` in the users' namespace, the engine's, or not at all."""
+    must_process: bool = False
+    """Queue it even when no trigger or pause listens (an invoke, an invoke's finish)."""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What `ingest_events` did: each event's internal id (the first copy's for a
+    duplicate) and the one job that processes the new events something listens to."""
+
+    ids: list[str]
+    job: Job | None
+    idle: int = 0
+    """How many new events were stored without a job (nothing listens to them)."""
 
 
 @dataclass

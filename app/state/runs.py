@@ -7,47 +7,43 @@ A step's history record is stored as a JSON object whose values are JSON texts (
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from app.errors import StateError
-from app.models import JSON, Job, Pause, RunStatus
+from app.ids import new_ulid
+from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
+from app.state.events import event_item
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
-from app.state.records import MemoizedSteps, NewRun, RunState, SaveResult
+from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
 from app.state.scripts import PauseRef, Scripts
 
 
 class RunVerbs(StoreBase):
     """Part of `Store`: a run's state, from creation to its end."""
 
-    def create_run(self, run: NewRun) -> tuple[str, bool]:
+    def create_run(self, run: NewRun, start: QueuedJob | None = None) -> tuple[str, bool]:
         """Create a run (status Queued) idempotently. Returns (run id, created). With an
         idempotency key already taken: (the existing run id, False). Links each event id to
         the run, adds it to the run lists (all, per function, per status).
 
-        `memoized` (a replay) writes those steps, stack and history records with the run."""
-        run_id, created, _ = self._create_run(run, None, None)
-        return run_id, created
-
-    def start_run(self, run: NewRun, start: Job, send_by: int) -> tuple[str, bool, bool]:
-        """`create_run` and the run's start job (`<run id>:start`, re-sent by the tick from
-        `send_by` unless begun) recorded with it in one script: a run is never left without
-        its start. Returns (run id, created, job created). With an idempotency key taken by
-        another run, that run's start job is not touched (job created False): the caller
-        enqueues it. Repeating the call (a lost reply) changes nothing."""
-        return self._create_run(run, None, (start.id, start.model_dump_json(), send_by))
+        `memoized` (a replay) writes those steps, stack and history records with the run.
+        `start` (its start job, as `Queue.plan` made it) is enqueued in the same atomic step
+        when the run is created, so no crash leaves a Queued run without a job."""
+        return self._create_run(run, None, start)
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""
         pipe = self._client.pipeline(transaction=False)
         for run in runs:
-            self._create_run(run, pipe, None)
+            self._create_run(run, pipe)
         return [Scripts.created(reply) for reply in pipe.execute()]
 
     def _create_run(
-        self, run: NewRun, pipe: Any, start_job: tuple[str, str, int] | None
-    ) -> tuple[str, bool, bool]:
+        self, run: NewRun, pipe: Any, start: QueuedJob | None = None
+    ) -> tuple[str, bool]:
         memo_json = ""
         if run.memoized is not None:
             memo = run.memoized
@@ -62,7 +58,7 @@ class RunVerbs(StoreBase):
                     },
                 }
             )
-        run_id, created, job = self._scripts.create_run(
+        return self._scripts.create_run(
             run.run_id,
             run.function_id,
             run.created_at,
@@ -73,10 +69,9 @@ class RunVerbs(StoreBase):
             run.idempotency_ttl_ms,
             run.original_run_id or "",
             memo_json,
-            start_job=start_job,
+            None if start is None else (start.job.id, start.job.model_dump_json(), start.send_by),
             client=pipe,
         )
-        return run_id, created, job == 1
 
     def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
         """The run's memoized steps in stack order with their history records (None if the
@@ -95,6 +90,15 @@ class RunVerbs(StoreBase):
             steps={step: json.loads(raw) for step, raw in steps.items()},
             history={step: _decode_record(step, raw) for step, raw in history.items()},
         )
+
+    def run_function_id(self, run_id: str) -> str | None:
+        """The function a run belongs to (None if the run is not in Redis)."""
+        return self._client.hget(self._keys.run(run_id).meta, "function_id")
+
+    def stack_length(self, run_id: str) -> int:
+        """How many steps the run has memoized (0 for a missing run): a cheap way to tell
+        whether steps were saved since its state was loaded (checkpoints)."""
+        return int(self._client.llen(self._keys.run(run_id).stack))
 
     def load_run(self, run_id: str) -> RunState | None:
         r = self._keys.run(run_id)
@@ -185,11 +189,28 @@ class RunVerbs(StoreBase):
     def finish_run(self, run_id: str, status: str, output: JSON, error: JSON, now: int) -> bool:
         """End a run once: set status/output/error/ended_at, drop its pauses (and their
         indexes) and its queued jobs. Returns True only for the call that ended it."""
+        return self.end_run(run_id, status, output, error, now)[0]
+
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        output: JSON,
+        error: JSON,
+        now: int,
+        events: Sequence[NewEvent] = (),
+        send_by: int = 0,
+    ) -> tuple[bool, Job | None]:
+        """`finish_run`, storing the run's lifecycle `events` and queueing the job that
+        processes them (when something listens) in the same script call, so no crash can
+        end a run without them. Returns (True for the call that ended it, that job)."""
         if not RunStatus(status).ended:
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
+        items = [event_item(self._keys, event, now) for event in events]
+        token = events[0].internal_id if events else new_ulid(now)
         for _ in range(RETRIES):
             function_id, pauses, job_ids = self._run_snapshot(run_id)
-            code = self._scripts.finish_run(
+            code, job_id = self._scripts.finish_run(
                 run_id,
                 status,
                 _dumps(output),
@@ -198,10 +219,21 @@ class RunVerbs(StoreBase):
                 pauses,
                 job_ids,
                 function_id=function_id,
+                token=token,
+                events=items,
+                send_by=send_by,
             )
             if code != "changed":
-                return code == "finished"
+                return code == "finished", self._event_job(job_id)
         raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+
+    @staticmethod
+    def _event_job(job_id: str) -> Job | None:
+        """The job ingest.lua made for the events something listens to. (Its stored copy,
+        which `begin_job` hands the worker, lists all of them.)"""
+        if not job_id:
+            return None
+        return event_job([job_id.removeprefix("event:")])
 
     def _run_snapshot(self, run_id: str) -> tuple[str, list[PauseRef], list[str]]:
         """The run's function id, pauses (as refs) and queued job ids, for finish_run."""

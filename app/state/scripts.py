@@ -37,6 +37,19 @@ class PauseRef:
     correlation_id: str
 
 
+@dataclass(frozen=True)
+class EventItem:
+    """One event as lua/include/ingest.lua takes it."""
+
+    internal_id: str
+    dedupe_key: str
+    """The dedupe key to check and set; "" for none."""
+    record_json: str
+    name: str
+    must: bool
+
+
+IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
@@ -61,6 +74,7 @@ class Scripts:
         "fail_job",
         "release_due",
         "store_event",
+        "ingest_events",
         "save_app",
     )
     """The scripts these wrappers run (the server preloads them: app/state/server.py)."""
@@ -87,17 +101,17 @@ class Scripts:
         idempotency_ttl_ms: int,
         original_run_id: str = "",
         memo_json: str = "",
+        start: tuple[str, str, int] | None = None,
         *,
-        start_job: tuple[str, str, int] | None = None,
         client: Any = None,
-    ) -> tuple[str, bool, int]:
-        """Create a run (see lua/create_run.lua) and, given `start_job` (id, JSON, send-by),
-        record that job with it. Returns (run id, created, the job's enqueue code). With
-        `client` (a pipeline), only queue the call: the reply then comes from the pipeline's
-        `execute`, parsed by `created`."""
+    ) -> tuple[str, bool]:
+        """Create a run (see lua/create_run.lua) and, with `start` (job id, Job JSON,
+        send-by), its start job in the same step. With `client` (a pipeline), only queue the
+        call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
         k = self._keys
         r = k.run(run_id)
         queued = RunStatus.QUEUED.value
+        job_id, job_json, send_by = start if start is not None else ("", "", 0)
         keys = [
             r.meta,
             r.steps,
@@ -111,7 +125,7 @@ class Scripts:
             k.jobs,
             k.jobs_due,
             k.jobs_by_run,
-            k.job_tombstone(start_job[0] if start_job else "-"),
+            k.job_tombstone(job_id),
         ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
@@ -126,18 +140,19 @@ class Scripts:
             idempotency_ttl_ms,
             original_run_id,
             memo_json,
-            *(start_job or ("", "", 0)),
+            job_id,
+            job_json,
+            send_by,
             *event_ids,
         ]
         if client is not None:
             self._lua.run("create_run", keys, args, client)
-            return run_id, True, -3
-        reply = self._run("create_run", keys, args)
-        return (*self.created(reply), int(reply[2]))
+            return run_id, True
+        return self.created(self._run("create_run", keys, args))
 
     @staticmethod
     def created(reply: Any) -> tuple[str, bool]:
-        code, found = reply[0], reply[1]
+        code, found = reply
         return str(found), code == "created"
 
     def mark_started(self, run_id: str, function_id: str, now: int) -> bool:
@@ -194,7 +209,12 @@ class Scripts:
         job_ids: Sequence[str],
         *,
         function_id: str,
-    ) -> FinishCode:
+        token: str = "",
+        events: Sequence[EventItem] = (),
+        send_by: int = 0,
+    ) -> tuple[FinishCode, str]:
+        """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
+        the same call. (code, the events' job id or "")."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -217,6 +237,12 @@ class Scripts:
             k.ended_runs,
             k.metric(f"runs_{status.lower()}_total"),
             self._archive.runs,
+            k.events,
+            self._archive.events,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+            k.job_failures,
         ]
         args: list[Arg] = [
             status,
@@ -228,13 +254,18 @@ class Scripts:
             len(job_ids),
             TOMBSTONE_TTL_MS,
             function_id,
+            token,
+            len(events),
+            send_by,
         ]
         for ref in pauses:
             keys += [k.pause(ref.pause_id), self._index_key(ref), k.pause_paths(ref.event)]
             args += [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
         keys += [k.job_tombstone(job_id) for job_id in job_ids]
         args += list(job_ids)
-        return cast(FinishCode, self._run("finish_run", keys, args))
+        self._event_items(events, keys, args)
+        code, job_id = self._run("finish_run", keys, args)
+        return cast(FinishCode, code), str(job_id)
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
@@ -256,8 +287,11 @@ class Scripts:
     def _pause_args(self, ref: PauseRef) -> list[Arg]:
         return [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
 
-    def save_pause(self, ref: PauseRef, expires_at: int) -> Literal[1, 0, -1]:
-        """1 created, 0 exists, -1 the run is ended or missing."""
+    def save_pause(
+        self, ref: PauseRef, expires_at: int, correlation_mode: str = ""
+    ) -> Literal[1, 0, -1, -2]:
+        """1 created, 0 exists, -1 the run is ended or missing, -2 the correlation id is held
+        by another pending pause (`correlation_mode` "fail"; see lua/save_pause.lua)."""
         keys = [*self._pause_keys(ref), self._keys.run(ref.run_id).meta]
         args: list[Arg] = [
             ref.pause_id,
@@ -266,8 +300,9 @@ class Scripts:
             ref.mode,
             ref.index_path,
             ref.correlation_id,
+            correlation_mode,
         ]
-        return cast(Literal[1, 0, -1], int(self._run("save_pause", keys, args)))
+        return cast(Literal[1, 0, -1, -2], int(self._run("save_pause", keys, args)))
 
     def delete_pause(self, ref: PauseRef) -> Literal[1, 0, -1]:
         """1 deleted, 0 missing, -1 the stored pause changed (read again)."""
@@ -324,12 +359,14 @@ class Scripts:
 
     def begin_job(
         self, job_id: str, token: str, now: int, lease_ms: int
-    ) -> tuple[Literal["ok", "gone", "busy"], str]:
-        """("ok", Job JSON) once leased, else ("gone", "") or ("busy", "")."""
-        reply = self._run("begin_job", self._lease_keys(), [job_id, token, now, lease_ms])
+    ) -> tuple[Literal["ok", "gone", "busy"], str, int]:
+        """("ok", Job JSON, earlier failed deliveries) once leased, else ("gone", "", 0) or
+        ("busy", "", 0)."""
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        reply = self._run("begin_job", keys, [job_id, token, now, lease_ms])
         if reply[0] == "ok":
-            return "ok", str(reply[1])
-        return cast(Literal["gone", "busy"], reply[0]), ""
+            return "ok", str(reply[1]), int(reply[2])
+        return cast(Literal["gone", "busy"], reply[0]), "", 0
 
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         args: list[Arg] = [job_id, token, now, lease_ms]
@@ -350,7 +387,8 @@ class Scripts:
     ) -> list[tuple[str, int]]:
         """(job JSON, due time ms) of each released job."""
         args = [now, resend_after_ms, limit, lookahead_ms]
-        reply = self._run("release_due", self._lease_keys(), args)
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        reply = self._run("release_due", keys, args)
         return [(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     # --- events and apps ------------------------------------------------------------------
@@ -364,6 +402,55 @@ class Scripts:
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
         return str(found), code == "stored"
 
+    def ingest_events(
+        self,
+        items: Sequence[EventItem],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
+    ) -> tuple[str, list[tuple[IngestCode, str]]]:
+        """Store events and queue their one job (lua/ingest_events.lua): (job id or "",
+        each event's (code, internal id)). With `counter`, add the number of events to that
+        counter metric in the same call."""
+        k = self._keys
+        keys = [
+            k.events,
+            self._archive.events,
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+            k.metric(counter or "events_received_total"),
+        ]
+        args: list[Arg] = [now, dedupe_ttl_ms, send_by, len(items), len(items) if counter else 0]
+        self._event_items(items, keys, args)
+        reply = self._run("ingest_events", keys, args)
+        return str(reply[0]), _answers(reply[1:])
+
+    def _event_items(self, items: Sequence[EventItem], keys: list[str], args: list[Arg]) -> None:
+        """Append each event's five keys and five values (lua/include/ingest.lua)."""
+        k = self._keys
+        for item in items:
+            event_key = k.event(item.internal_id)
+            keys += [
+                event_key,
+                item.dedupe_key or event_key,
+                k.pause_scan(item.name),
+                k.pause_paths(item.name),
+                k.job_tombstone(f"event:{item.internal_id}"),
+            ]
+            args += [
+                item.internal_id,
+                "1" if item.dedupe_key else "0",
+                item.record_json,
+                item.name,
+                "1" if item.must else "0",
+            ]
+
     def save_app(
         self,
         app_id: str,
@@ -376,7 +463,16 @@ class Scripts:
         """True if the functions changed. Raises `Conflict` when another app owns one of
         them, or (without `takeover`) the app is served in-process."""
         k = self._keys
-        keys = [k.apps, k.functions, k.app_functions(app_id), k.registry_version, k.app_syncs]
+        keys = [
+            k.apps,
+            k.functions,
+            k.app_functions(app_id),
+            k.registry_version,
+            k.app_syncs,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+        ]
         args: list[Arg] = [app_id, record_json, checksum, sync_id, "1" if takeover else "0"]
         for function_id, config_json in functions:
             args += [function_id, config_json]
@@ -394,6 +490,10 @@ class Scripts:
                 field="appName",
             )
         return int(result) == 1
+
+
+def _answers(flat: Sequence[Any]) -> list[tuple[IngestCode, str]]:
+    return [(cast(IngestCode, flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _dumps(value: Any) -> str:

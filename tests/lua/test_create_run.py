@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from app.models import Job, JobKind
-from app.state.store import Store
+from app.state.store import QueuedJob, Store
 from tests.lua.conftest import T0, new_run
 
 
@@ -87,75 +87,65 @@ def test_mark_started_leaves_a_missing_run_alone(store: Store, client: redis.Red
     assert store.load_run("nope") is None and store.get_run("nope") is None
 
 
-# --- the start job, recorded with the run (Store.start_run) -----------------------------------
-def start(run_id: str = "01RUN") -> Job:
-    return Job(id=f"{run_id}:start", kind=JobKind.START, run_id=run_id)
+def _start(run_id: str = "01RUN", send_by: int = T0 + 60_000) -> QueuedJob:
+    job = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+    return QueuedJob(job=job, send_by=send_by, due_at=T0, soon=True)
 
 
-def job_state(client: redis.Redis, job_id: str) -> tuple[object, ...]:
-    return (
-        client.hget("sl:jobs", job_id),
-        client.zscore("sl:jobs:due", job_id),
-        client.zrange("sl:jobs:by-run", 0, -1),
-        client.exists(f"sl:job-done:{job_id}"),
-    )
-
-
-def test_start_run_records_the_run_and_its_start_job(store: Store, client: redis.Redis) -> None:
-    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", True, True)
-
-    state = store.load_run("01RUN")
-    assert state is not None and state.status == "Queued"
-    assert client.hget("sl:jobs", "01RUN:start") == start().model_dump_json()
-    assert client.zscore("sl:jobs:due", "01RUN:start") == T0 + 30_000
+def test_the_start_job_is_written_with_the_run(store: Store, client: redis.Redis) -> None:
+    """One script creates the run and its start job: no crash can leave a Queued run that
+    no job will start."""
+    assert store.create_run(new_run(), _start()) == ("01RUN", True)
+    assert Job.model_validate_json(client.hget("sl:jobs", "01RUN:start") or "") == _start().job
+    assert client.zscore("sl:jobs:due", "01RUN:start") == T0 + 60_000
     assert client.zrange("sl:jobs:by-run", 0, -1) == ["01RUN|01RUN:start"]
-    assert store.begin_job("01RUN:start", "tok", T0, 1000) == start()
+    # The tick sends it if nobody began it by its send-by time.
+    assert [job.id for job, _ in store.release_upcoming(T0 + 60_000, 60_000, 10, 0)] == [
+        "01RUN:start"
+    ]
 
 
-def test_start_run_after_a_lost_reply_answers_the_same_and_changes_nothing(
+def test_a_repeat_or_a_taken_key_writes_no_start_job(store: Store, client: redis.Redis) -> None:
+    first = new_run("01A", idempotency_key="app-fn:k")
+    assert store.create_run(first, _start("01A")) == ("01A", True)
+    store.finish_job("01A:start", "worker-1")  # ran: tombstoned
+    assert store.create_run(first, _start("01A")) == ("01A", False)
+    second = new_run("01B", idempotency_key="app-fn:k")
+    assert store.create_run(second, _start("01B")) == ("01A", False)
+    assert client.hkeys("sl:jobs") == []
+
+
+def test_a_repeat_after_a_lost_reply_answers_the_run_and_changes_nothing(
     store: Store, client: redis.Redis
 ) -> None:
-    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", True, True)
-    meta, job = client.hgetall("sl:{01RUN}:run"), job_state(client, "01RUN:start")
-    # The same call again, as redis-py re-sends a script whose reply was lost:
-    assert store.start_run(new_run(), start(), T0 + 30_000) == ("01RUN", False, False)
+    """redis-py re-sends a script whose reply was lost: the second call finds the run."""
+    assert store.create_run(new_run(), _start()) == ("01RUN", True)
+    meta = client.hgetall("sl:{01RUN}:run")
+    job = (
+        client.hget("sl:jobs", "01RUN:start"),
+        client.zscore("sl:jobs:due", "01RUN:start"),
+        client.zrange("sl:jobs:by-run", 0, -1),
+    )
+    assert store.create_run(new_run(), _start()) == ("01RUN", False)
     assert client.hgetall("sl:{01RUN}:run") == meta
-    assert job_state(client, "01RUN:start") == job
+    assert (
+        client.hget("sl:jobs", "01RUN:start"),
+        client.zscore("sl:jobs:due", "01RUN:start"),
+        client.zrange("sl:jobs:by-run", 0, -1),
+    ) == job
     assert client.zcard("sl:runs") == 1
     assert client.hget("sl:metric:runs_queued_total", "app-fn") == "1"
 
 
-def test_start_run_heals_a_run_created_without_its_start_job(
-    store: Store, client: redis.Redis
-) -> None:
-    store.create_run(new_run())  # e.g. by a version that enqueued the start separately
-    assert client.hlen("sl:jobs") == 0
-    assert store.start_run(new_run(), start(), T0) == ("01RUN", False, True)
-    assert client.hexists("sl:jobs", "01RUN:start")
-
-
-def test_start_run_never_restarts_a_started_or_ended_run(store: Store, client: redis.Redis) -> None:
-    store.start_run(new_run(), start(), T0)
-    store.finish_job("01RUN:start", "tok")  # started and done: tombstoned
-    assert store.start_run(new_run(), start(), T0) == ("01RUN", False, False)
-    assert not client.hexists("sl:jobs", "01RUN:start")
-
-    store.start_run(new_run("01B"), start("01B"), T0)
-    client.hdel("sl:jobs", "01B:start")
-    client.hset("sl:{01B}:run", "status", "Completed")
-    assert store.start_run(new_run("01B"), start("01B"), T0) == ("01B", False, False)
-    assert not client.hexists("sl:jobs", "01B:start")
-
-
-def test_start_run_under_a_taken_key_leaves_the_other_runs_jobs_alone(
+def test_a_key_held_by_another_run_leaves_that_runs_jobs_alone(
     store: Store, client: redis.Redis
 ) -> None:
     first = new_run("01A", idempotency_key="app-fn:k")
+    assert store.create_run(first, _start("01A")) == ("01A", True)
+    client.hdel("sl:jobs", "01A:start")  # e.g. a run created before start jobs came with it
     second = new_run("01B", idempotency_key="app-fn:k")
-    assert store.start_run(first, start("01A"), T0) == ("01A", True, True)
-    client.hdel("sl:jobs", "01A:start")
-    assert store.start_run(second, start("01B"), T0) == ("01A", False, False)
-    assert client.hlen("sl:jobs") == 0  # the caller enqueues 01A's start itself
+    assert store.create_run(second, _start("01B")) == ("01A", False)
+    assert client.hlen("sl:jobs") == 0  # the caller (Runner.create) enqueues 01A's start
     assert store.load_run("01B") is None
 
 

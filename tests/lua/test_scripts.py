@@ -14,6 +14,7 @@ from app.state.flow import FlowStore
 from app.state.keys import Keys
 from app.state.liveness import LivenessStore
 from app.state.lua_files import lua_dir, read_script
+from app.state.run_logs import RunLogStore
 from app.state.scripts import Scripts
 from app.state.slots import SlotStore
 from app.state.store import Store
@@ -27,6 +28,7 @@ NAMES = (
     *LivenessStore.NAMES,
     *ConnectStore.NAMES,
     *ArchiveStore.NAMES,
+    *RunLogStore.NAMES,
 )
 """Every script of lua/, whichever module's wrapper loads it."""
 
@@ -93,6 +95,7 @@ def test_every_store_over_a_store_shares_its_one_loader(redis_url: str) -> None:
         LivenessStore(store),
         ConnectStore(store),
         ArchiveStore(store),
+        RunLogStore(store),
     ]
     assert all(other._lua is store.lua for other in others)
     assert sorted(store.lua._scripts) == sorted(NAMES)

@@ -13,13 +13,16 @@ import redis
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.queue import QUEUE_NAME, RELEASE_BATCH, Queue, celery_sender
+from app.queue import QUEUE_NAME, RELEASE_BATCH, Queue, broker_options, celery_sender
 from app.state.store import Store
 
 T0 = 1_700_000_000_000
 SEP = "\x06\x16"
 DUE_LIST = QUEUE_NAME  # priority 0: the list a worker takes from first
 WORK_LIST = f"{QUEUE_NAME}{SEP}6"
+SDK_QUEUE = "stepline-sdk"
+SDK_DUE_LIST = SDK_QUEUE
+SDK_WORK_LIST = f"{SDK_QUEUE}{SEP}6"
 
 
 @pytest.fixture
@@ -44,8 +47,8 @@ def sent(client: redis.Redis, key: str) -> list[tuple[str, str, float | None]]:
     return out
 
 
-def sleep_job(i: int) -> Job:
-    return Job(id=f"01R{i}:sleep:s", kind=JobKind.SLEEP, run_id=f"01R{i}", step="s")
+def sleep_job(i: int, run: str = "01R") -> Job:
+    return Job(id=f"{run}{i}:sleep:s", kind=JobKind.SLEEP, run_id=f"{run}{i}", step="s")
 
 
 def test_new_work_goes_behind_what_the_tick_releases(
@@ -105,3 +108,55 @@ def test_resends_of_unstarted_work_stay_behind_the_timers(
     assert queue.release_due(T0 + 60_000) == 2
     assert sent(client, DUE_LIST) == [("stepline.sleep", timer.id, None)]
     assert sent(client, WORK_LIST) == [("stepline.event", "event:e1", None)]
+
+
+def test_every_send_goes_to_its_jobs_queue_with_its_priority(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    """Runs of SDK apps' functions (`queue_of`) keep both priorities on their own queue, sent
+    alone or in a pipelined batch."""
+    queue, client = parts
+    queue.calls_app = lambda run_id: run_id.startswith("01S")
+    edge = Job(id="01S0:edge", kind=JobKind.EDGE, run_id="01S0")
+    assert queue.enqueue(edge, T0, T0)  # sent alone, as new work
+    assert sent(client, SDK_WORK_LIST) == [("stepline.edge", "01S0:edge", None)]
+    for i in range(3):
+        assert queue.enqueue(sleep_job(i, "01S"), T0 + 60_000, T0)
+        assert queue.enqueue(sleep_job(i), T0 + 60_000, T0)
+    assert queue.release_due(T0 + 60_000) == 7  # the timers and the edge job's resend
+    assert sorted(m[1] for m in sent(client, SDK_DUE_LIST)) == [
+        sleep_job(i, "01S").id for i in range(3)
+    ]
+    assert sorted(m[1] for m in sent(client, DUE_LIST)) == [sleep_job(i).id for i in range(3)]
+    assert [m[1] for m in sent(client, SDK_WORK_LIST)] == ["01S0:edge", "01S0:edge"]
+    assert client.llen(WORK_LIST) == 0
+
+
+def test_a_worker_on_both_queues_takes_every_due_timer_before_new_work(
+    parts: tuple[Queue, redis.Redis], redis_url: str
+) -> None:
+    """The worker's side of the priorities (`broker_options`' transport options): a consumer
+    of both queues, as the cluster's worker is, gets the timers of either queue first."""
+    from kombu import Connection
+    from kombu import Queue as KombuQueue
+
+    queue, _ = parts
+    queue.calls_app = lambda run_id: run_id.startswith("01S")
+    for run in ("01S", "01R"):
+        assert queue.enqueue(Job(id=f"{run}0:edge", kind=JobKind.EDGE, run_id=f"{run}0"), T0, T0)
+        assert queue.enqueue(sleep_job(0, run), T0 + 30_000, T0)
+    assert queue.release_due(T0 + 30_000) == 2  # the timers only: the edges are not due
+    options = broker_options(Settings.from_env().replace(redis_url=redis_url))
+    received: list[str] = []
+    with Connection(redis_url, transport_options=options["broker_transport_options"]) as conn:
+        queues = [KombuQueue(name, routing_key=name) for name in (QUEUE_NAME, SDK_QUEUE)]
+
+        def take(body: object, message: object) -> None:
+            received.append(json.loads(message.body)[0][0])  # type: ignore[attr-defined]
+            message.ack()  # type: ignore[attr-defined]
+
+        with conn.Consumer(queues, callbacks=[take], accept=["json"], prefetch_count=1):
+            while len(received) < 4:
+                conn.drain_events(timeout=5)
+    assert sorted(received[:2]) == ["01R0:sleep:s", "01S0:sleep:s"]
+    assert sorted(received[2:]) == ["01R0:edge", "01S0:edge"]

@@ -4,6 +4,7 @@
 //   #/events                              event stream       (events.js)
 //   #/events/<internal id>                one event          (events.js)
 //   #/functions                           functions and apps (functions.js)
+//   #/workers                             workers, beat and the queue (workers.js)
 // A view is `mount(container, ...params)` returning an unmount function (stops its polling).
 
 import { api, onUnauthorized, token } from "./api.js";
@@ -12,6 +13,7 @@ import { mountEvent, mountEvents } from "./events.js";
 import { mountFunctions } from "./functions.js";
 import { mountRun } from "./run.js";
 import { mountRuns } from "./runs.js";
+import { mountWorkers } from "./workers.js";
 
 const routes = [
   [/^\/runs\/([^/?]+)/, mountRun, "runs"],
@@ -19,6 +21,7 @@ const routes = [
   [/^\/events\/([^/?]+)/, mountEvent, "events"],
   [/^\/events\/?(?:\?|$)/, mountEvents, "events"],
   [/^\/functions\/?(?:\?|$)/, mountFunctions, "functions"],
+  [/^\/workers\/?(?:\?|$)/, mountWorkers, "workers"],
 ];
 
 const view = document.getElementById("view");
