@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.bulk import Bulks
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
 from app.history import open_settings_history
@@ -26,6 +27,7 @@ from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
 from app.state.archive import ArchiveStore
+from app.state.bulk import BulkStore
 from app.state.client import store_for
 from app.state.store import Store
 from app.worker import JobRunner
@@ -64,6 +66,8 @@ class Engine:
     """Moves finished runs and events to the history store; Redis drops them after."""
     reads: Reads
     """Runs and events wherever they are (Redis or the history store): what the API reads."""
+    bulks: Bulks
+    """Bulk cancel and replay by filter, as background jobs (app/bulk.py)."""
     _last_sync: int = 0
 
     @staticmethod
@@ -118,13 +122,15 @@ class Engine:
             JobKind.CANCEL: admission.run_timeout,
             JobKind.ARCHIVE: archiver.run_job,
         }
+        reads = Reads(store, archiver.history)
+        bulks = Bulks(BulkStore(store), reads, queue, executor.cancel, wall_clock_ms)
+        handlers[JobKind.BULK] = bulks.run_job
 
         def give_up(job: Job, problem: str) -> None:
             error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
             executor.fail_run(job.run_id, error, wall_clock_ms())
 
         jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
-        reads = Reads(store, archiver.history)
         engine = cls(
             settings,
             store,
@@ -137,6 +143,7 @@ class Engine:
             admission,
             archiver,
             reads,
+            bulks,
         )
         runner.canceller = executor.cancel
         if inline:

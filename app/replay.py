@@ -45,10 +45,19 @@ def rerun(reads: Reads, queue: Queue, run_id: str, now: int) -> NewRunInfo:
 
 
 def replay(
-    reads: Reads, queue: Queue, run_id: str, now: int, from_step: str | None = None
+    reads: Reads,
+    queue: Queue,
+    run_id: str,
+    now: int,
+    from_step: str | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> NewRunInfo:
     """Start a new run of an ended run that keeps the steps memoized before `from_step` (by
-    default the first step that failed; with none, every memoized step)."""
+    default the first step that failed; with none, every memoized step).
+
+    With `idempotency_key` (a bulk replay), a second replay under the same key answers the
+    run the first one made (and queues nothing new)."""
     state = _original(reads, run_id)
     if not RunStatus(state.status).ended:
         raise Conflict(f"run {run_id} has not ended ({state.status}); cancel it first")
@@ -73,7 +82,7 @@ def replay(
             if step in memo.history
         },
     )
-    new_id = _create(reads, queue, state, now, copy)
+    new_id = _create(reads, queue, state, now, copy, idempotency_key)
     return NewRunInfo(new_id, run_id, state.function_id, stop, len(kept))
 
 
@@ -95,7 +104,12 @@ def _original(reads: Reads, run_id: str) -> RunState:
 
 
 def _create(
-    reads: Reads, queue: Queue, state: RunState, now: int, memo: MemoizedSteps | None
+    reads: Reads,
+    queue: Queue,
+    state: RunState,
+    now: int,
+    memo: MemoizedSteps | None,
+    idempotency_key: str | None = None,
 ) -> str:
     view = reads.get_run(state.run_id)
     event_ids = view.event_ids if view is not None else []
@@ -108,6 +122,9 @@ def _create(
             created_at=now,
             original_run_id=state.run_id,
             memoized=memo,
+            idempotency_key=(
+                None if idempotency_key is None else f"{state.function_id}:{idempotency_key}"
+            ),
         )
     )
     queue.enqueue(Job(kind=JobKind.START, id=f"{new_id}:start", run_id=new_id), now, now)

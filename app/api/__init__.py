@@ -6,6 +6,7 @@
                       ─► event_log /v1/events[/<id>[/runs]]
                       ─► functions /v1/functions[/<id>], /v1/apps[/sync|/<id>/sync]
                       ─► cancellations  POST /v1/cancellations
+                      ─► bulk           /v1/bulk (background cancel/replay by filter)
                       ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
@@ -27,6 +28,7 @@ from flask import Flask, Response, request
 
 from app.api import (
     auth,
+    bulk,
     cancellations,
     connect,
     errors,
@@ -64,6 +66,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(event_log.bp)
     app.register_blueprint(functions.bp)
     app.register_blueprint(cancellations.bp)
+    app.register_blueprint(bulk.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(register.blueprint)
