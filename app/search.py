@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import celpy
 from lark import Token, Tree
@@ -26,6 +26,11 @@ from app.errors import BadRequest
 from app.models import JSON
 
 Kind = Literal["runs", "events"]
+JsonKind = Literal["int", "real", "bool", "str", "null", "list", "obj"]
+Outcome = Literal["cmp", "T", "F"]
+"""Compare the values / always true / always false; a kind not listed is an error."""
+ORDER = ("<", "<=", ">", ">=")
+
 
 MAX_FILTER_CHARS = 2000
 
@@ -43,6 +48,39 @@ NAMES: dict[Kind, tuple[str, ...]] = {
     "events": ("event", "received_at"),
 }
 _FUNCTIONS = {"has", "size", "int", "uint", "double", "string", "bytes", "bool", "type"}
+
+
+NUMBER_ORDER: dict[JsonKind, Outcome] = {"int": "cmp", "real": "cmp", "bool": "cmp"}
+OUTCOMES: dict[tuple[str, str], dict[JsonKind, Outcome]] = {
+    # (literal type, operator) -> outcome per JSON type of the value (measured on cel-python)
+    ("int", "=="): {"int": "cmp", "bool": "cmp"},  # booleans as 0 and 1: `true == 1`
+    ("int", "!="): {"int": "cmp", "bool": "cmp"},
+    ("int", "order"): NUMBER_ORDER,
+    ("real", "=="): {"real": "cmp"},
+    ("real", "!="): {"real": "cmp"},
+    ("real", "order"): {"real": "cmp", "bool": "cmp"},
+    ("bool", "=="): {"bool": "cmp", "str": "F", "null": "F"},
+    ("bool", "!="): {"bool": "cmp", "str": "T", "null": "T"},
+    ("str", "=="): {"str": "cmp", "bool": "F", "null": "F"},
+    ("str", "!="): {"str": "cmp", "bool": "T", "null": "T"},
+    ("str", "order"): {"str": "cmp"},
+    ("null", "=="): {"null": "T", "bool": "F", "str": "F", "list": "F", "obj": "F"},
+    ("null", "!="): {"null": "F", "bool": "T", "str": "T"},
+}
+
+
+def literal_type(value: JSON) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, str):
+        return "str"
+    if value is None:
+        return "null"
+    return None
 
 
 # --- our syntax tree ------------------------------------------------------------------------
@@ -113,7 +151,19 @@ class Filter:
     kind: Kind
     tree: Node
 
+    @property
+    def quick(self) -> bool:
+        """Evaluated by `quick` (microseconds) rather than cel-python (milliseconds)?"""
+        return _quick_supported(self.tree)
+
     def matches(self, variables: dict[str, JSON]) -> bool:
+        """cel-python's answer. The forms SQL translates exactly are answered by `quick`,
+        which gives the same answers (tests/unit/test_search.py) a hundred times faster."""
+        if _quick_supported(self.tree):
+            try:
+                return quick(self.tree, variables) is True
+            except Unsupported:
+                pass  # a value quick leaves to cel-python (`.contains` on a map or list)
         return expressions.evaluate(self.source, variables)
 
     def matches_run(self, **fields: JSON) -> bool:
@@ -296,6 +346,151 @@ def _literal(token: Tree[Token] | Token) -> Node:
 
 def _is_number(value: JSON) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- the quick evaluator ---------------------------------------------------------------------
+class Unsupported(Exception):
+    """A form (or, raised while evaluating, a value) `quick` leaves to cel-python."""
+
+
+_Answer = bool | None
+"""True, False or None: CEL's error (a missing field, a comparison across types)."""
+
+
+def _quick_supported(tree: Node) -> bool:
+    return _supported(tree)
+
+
+@functools.lru_cache(maxsize=256)
+def _supported(tree: Node) -> bool:
+    try:
+        quick(tree, {}, check=True)
+    except Unsupported:
+        return False
+    return True
+
+
+def quick(tree: Node, variables: dict[str, JSON], *, check: bool = False) -> _Answer:
+    """The filter's answer over plain JSON values for the forms SQL says exactly (the same
+    `OUTCOMES` table): comparisons of a field with a literal, `in` a list of strings,
+    `.startsWith`/`.endsWith`/`.contains`, `&&`, `||`, `!`. `check`: only walk the tree,
+    raising Unsupported for any other form."""
+    if isinstance(tree, Logical):
+        left = quick(tree.left, variables, check=check)
+        right = quick(tree.right, variables, check=check)
+        if tree.op == "&&":
+            if left is False or right is False:
+                return False
+            return None if left is None or right is None else True
+        if left is True or right is True:
+            return True
+        return None if left is None or right is None else False
+    if isinstance(tree, Not):
+        inner = quick(tree.operand, variables, check=check)
+        return None if inner is None else not inner
+    if isinstance(tree, Literal_) and isinstance(tree.value, bool):
+        return tree.value
+    if isinstance(tree, Compare):
+        if tree.op == "in":
+            return _quick_in(tree, variables, check)
+        if isinstance(tree.left, Field) and isinstance(tree.right, Literal_):
+            return _quick_compare(tree.op, tree.left, tree.right.value, variables, check)
+        raise Unsupported
+    if isinstance(tree, Method):
+        if (
+            tree.name not in ("startsWith", "endsWith", "contains")
+            or not isinstance(tree.target, Field)
+            or len(tree.args) != 1
+            or not isinstance(tree.args[0], Literal_)
+            or not isinstance(tree.args[0].value, str)
+        ):
+            raise Unsupported
+        if check:
+            return None
+        value = _lookup(tree.target, variables)
+        if tree.name == "contains" and isinstance(value, dict | list):
+            raise Unsupported  # a key or an item of it: cel-python's own rules
+        if not isinstance(value, str):
+            return None
+        text = tree.args[0].value
+        if tree.name == "startsWith":
+            return value.startswith(text)
+        if tree.name == "endsWith":
+            return value.endswith(text)
+        return text in value
+    raise Unsupported
+
+
+def _quick_in(tree: Compare, variables: dict[str, JSON], check: bool) -> _Answer:
+    if not isinstance(tree.left, Field) or not isinstance(tree.right, ListOf):
+        raise Unsupported
+    items = [item.value for item in tree.right.items if isinstance(item, Literal_)]
+    if len(items) != len(tree.right.items) or not all(isinstance(v, str) for v in items):
+        raise Unsupported
+    if not items:  # CEL still reads the field: a missing one is an error
+        return None if check or _lookup(tree.left, variables) is _MISSING else False
+    answers = [_quick_compare("==", tree.left, item, variables, check) for item in items]
+    if True in answers:
+        return True
+    return None if None in answers else False
+
+
+def _quick_compare(
+    op: str, field: Field, literal: JSON, variables: dict[str, JSON], check: bool
+) -> _Answer:
+    kind_of_literal = literal_type(literal)
+    outcomes = OUTCOMES.get((kind_of_literal or "", "order" if op in ORDER else op))
+    if outcomes is None:
+        raise Unsupported
+    if check:
+        return None
+    value = _lookup(field, variables)
+    if value is _MISSING:
+        return None
+    outcome = outcomes.get(_json_kind(value))
+    if outcome is None:
+        return None
+    if outcome != "cmp":
+        return outcome == "T"
+    left: Any = int(value) if isinstance(value, bool) else value
+    right: Any = int(literal) if isinstance(literal, bool) else literal
+    if op == "==":
+        return bool(left == right)
+    if op == "!=":
+        return bool(left != right)
+    if op == "<":
+        return bool(left < right)
+    if op == "<=":
+        return bool(left <= right)
+    if op == ">":
+        return bool(left > right)
+    return bool(left >= right)
+
+
+_MISSING: Any = object()
+
+
+def _lookup(field: Field, variables: dict[str, JSON]) -> Any:
+    value: Any = variables
+    for key in field.path:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def _json_kind(value: JSON) -> JsonKind:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "real"
+    if isinstance(value, str):
+        return "str"
+    if value is None:
+        return "null"
+    return "list" if isinstance(value, list) else "obj"
 
 
 def program(text: str) -> celpy.Runner:

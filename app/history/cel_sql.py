@@ -14,7 +14,7 @@ CEL's outcome is true, false or an error (a missing field, a comparison across t
 an error only matches nothing: SQL's NULL plays the error, and its three-valued logic then
 gives what CEL gives for `&&`, `||` and `!` (`missing || true` is true, `!missing` matches
 nothing). A comparison of a JSON value with a literal is a CASE over the value's JSON type
-(`_OUTCOMES`): compared, true, false or NULL, exactly as cel-python answers for that pair of
+(`OUTCOMES`): compared, true, false or NULL, exactly as cel-python answers for that pair of
 types (`1 == 1.0` is an error, `2.5 >= 2` compares, `"x" != null` is true). Strings compare
 by code point (PostgreSQL: COLLATE "C", SQLite: BINARY).
 
@@ -26,18 +26,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from app.models import JSON
-from app.search import Compare, Field, ListOf, Literal_, Logical, Method, Node, Not
+from app.search import (
+    ORDER,
+    OUTCOMES,
+    Compare,
+    Field,
+    JsonKind,
+    ListOf,
+    Literal_,
+    Logical,
+    Method,
+    Node,
+    Not,
+    Outcome,
+    literal_type,
+)
 
 Clause = sa.ColumnElement[Any]
-JsonKind = Literal["int", "real", "bool", "str", "null", "list", "obj"]
-Outcome = Literal["cmp", "T", "F"]
-"""Compare the values / always true / always false; a kind not listed is an error (NULL)."""
 
 
 @dataclass(frozen=True)
@@ -60,44 +71,8 @@ class Source:
     """Plain columns by path: ("status",) -> runs.status, ("event", "name") -> events.name."""
 
 
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_ORDER = ("<", "<=", ">", ">=")
-
-_NUMBER_ORDER: dict[JsonKind, Outcome] = {"int": "cmp", "real": "cmp", "bool": "cmp"}
-_OUTCOMES: dict[tuple[str, str], dict[JsonKind, Outcome]] = {
-    # (literal type, operator) -> outcome per JSON type of the value (measured on cel-python)
-    ("int", "=="): {"int": "cmp", "bool": "F"},
-    ("int", "!="): {"int": "cmp", "bool": "T"},
-    ("int", "order"): _NUMBER_ORDER,
-    ("real", "=="): {"real": "cmp"},
-    ("real", "!="): {"real": "cmp"},
-    ("real", "order"): {"real": "cmp", "bool": "cmp"},
-    ("bool", "=="): {"bool": "cmp", "str": "F", "null": "F"},
-    ("bool", "!="): {"bool": "cmp", "str": "T", "null": "T"},
-    ("str", "=="): {"str": "cmp", "bool": "F", "null": "F"},
-    ("str", "!="): {"str": "cmp", "bool": "T", "null": "T"},
-    ("str", "order"): {"str": "cmp"},
-    ("null", "=="): {"null": "T", "bool": "F", "str": "F", "list": "F", "obj": "F"},
-    ("null", "!="): {"null": "F", "bool": "T", "str": "T"},
-}
-
-
 def translate(node: Node, source: Source, dialect: str) -> Translation:
     return _Translator(source, dialect).node(node, positive=True)
-
-
-def _literal_type(value: JSON) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "real"
-    if isinstance(value, str):
-        return "str"
-    if value is None:
-        return "null"
-    return None
 
 
 class _Translator:
@@ -135,8 +110,6 @@ class _Translator:
                 return self.within(node.left, node.right, positive=positive)
             if isinstance(node.left, Field) and isinstance(node.right, Literal_):
                 return self.compare(node.op, node.left, node.right.value, positive=positive)
-            if isinstance(node.right, Field) and isinstance(node.left, Literal_):
-                return self.compare(_FLIP[node.op], node.right, node.left.value, positive=positive)
             return NOTHING
         if isinstance(node, Method):
             return self.method(node)
@@ -144,8 +117,9 @@ class _Translator:
 
     # --- leaves ---------------------------------------------------------------------------
     def within(self, left: Node, right: Node, *, positive: bool) -> Translation:
-        """`field in [literals]`: true when an item equals it. Exact on a plain column; on
-        JSON a superset (CEL's `in` may answer false where an equality errs)."""
+        """`field in [literals]`. On a plain column: exact. On JSON, cel-python's `in` is not
+        the `||` of equalities for every type (`1 in [true]` is true): a list of strings is
+        (exact); a list of numbers gives a superset; anything else is left to CEL."""
         if not isinstance(left, Field) or not isinstance(right, ListOf):
             return NOTHING
         items = [item.value for item in right.items if isinstance(item, Literal_)]
@@ -159,21 +133,24 @@ class _Translator:
             if all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
                 return Translation(column.in_(items), True)
             return NOTHING
+        kinds = {literal_type(value) for value in items}
+        if not items or not (kinds == {"str"} or kinds <= {"int", "real"}):
+            return NOTHING
         parts = [self.compare("==", left, value, positive=positive) for value in items]
         clauses = [part.clause for part in parts if part.clause is not None]
-        if not items or len(clauses) != len(parts):
-            return NOTHING if items else Translation(sa.false(), False)
-        return Translation(sa.or_(*clauses), False)
+        if len(clauses) != len(parts):
+            return NOTHING
+        return Translation(sa.or_(*clauses), kinds == {"str"})
 
     def compare(self, op: str, target: Field, value: JSON, *, positive: bool) -> Translation:
         column = self.source.columns.get(target.path)
         if column is not None:
             return self._column(op, column, value)
         found = self._json(target)
-        literal = _literal_type(value)
+        literal = literal_type(value)
         if found is None or literal is None:
             return NOTHING
-        outcomes = _OUTCOMES.get((literal, "order" if op in _ORDER else op))
+        outcomes = OUTCOMES.get((literal, "order" if op in ORDER else op))
         if outcomes is None:
             return NOTHING
         clause = self._case(found, outcomes, op, value)
@@ -205,7 +182,12 @@ class _Translator:
         size = len(text)
         if node.name == "contains":
             position = sa.func.strpos if self.pg else sa.func.instr
-            return Translation(position(value, text) > 0, True)
+            found_text = position(value, text) > 0
+            if column is not None:
+                return Translation(found_text, True)
+            # on a map or a list CEL's `contains` asks for a key or an item: CEL decides those
+            container = self._kind_in(self._json(node.target), ("list", "obj"))
+            return Translation(sa.or_(found_text, container), False)
         if size == 0:
             return Translation(value.is_not(None), True)
         if node.name == "startsWith":
@@ -286,6 +268,14 @@ class _Translator:
             "obj": ["object"],
         }
         return json_type.in_(names_sqlite[kind]), extracted
+
+    def _kind_in(
+        self,
+        found: tuple[sa.Column[Any], tuple[str | int, ...]] | None,
+        kinds: tuple[JsonKind, ...],
+    ) -> Clause:
+        assert found is not None
+        return sa.or_(*(self._kind(found, kind)[0] for kind in kinds))
 
     def _at(self, found: tuple[sa.Column[Any], tuple[str | int, ...]]) -> Clause:
         column, path = found

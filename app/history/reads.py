@@ -97,7 +97,7 @@ class Reads:
             created_after=created_after,
             created_before=created_before,
             after=after,
-            scan=bounds.live_scan,
+            scan=bounds.live(search),
         )
         archived = self.history.search_runs(
             search,
@@ -108,7 +108,7 @@ class Reads:
             created_before=created_before,
             after=after,
             scan=bounds.history_scan,
-            evaluate=bounds.evaluate,
+            evaluate=bounds.live(search),
         )
         return merge_search(live, archived, limit, _run_position)
 
@@ -151,7 +151,7 @@ class Reads:
             received_after=received_after,
             received_before=received_before,
             after=after,
-            scan=bounds.live_scan,
+            scan=bounds.live(search),
         )
         archived = self.history.search_events(
             search,
@@ -161,7 +161,7 @@ class Reads:
             received_before=received_before,
             after=after,
             scan=bounds.history_scan,
-            evaluate=bounds.evaluate,
+            evaluate=bounds.live(search),
         )
         return merge_search(live, archived, limit, _event_position)
 
@@ -221,12 +221,19 @@ class SearchBounds:
     """How much one search request may look at (each store), so it answers in bounded time.
     The history store's bounds are measured in `bench/history_search.py`."""
 
-    live_scan: int = 1_000
-    """Runs (events) of Redis evaluated with CEL."""
+    live_scan: int = 2_000
+    """Runs (events) of Redis looked at (a filter `quick` answers costs microseconds each)."""
     history_scan: int = 50_000
     """Rows of the history store's list index walked (SQL evaluates the filter on them)."""
-    evaluate: int = 500
-    """Rows of the history store evaluated with CEL when SQL cannot say the whole filter."""
+    evaluate: int = 40
+    """Runs evaluated with cel-python (milliseconds each), in each store, when neither SQL
+    nor `quick` can say the whole filter."""
+
+    def live(self, search: Filter | None) -> int:
+        """How many items one store may evaluate the filter on in Python."""
+        return (
+            self.live_scan if search is None or search.quick else min(self.live_scan, self.evaluate)
+        )
 
 
 def _run_position(view: RunView) -> Position:

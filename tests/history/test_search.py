@@ -121,7 +121,7 @@ def test_every_filter_finds_what_cel_finds_and_sql_alone_when_it_can(
             exact += 1
             count, known = history.count_runs(parse(text, "runs"), evaluate=1000)
             assert (count, known) == (len(expected), True), text
-    assert exact >= 35  # the common forms are said in SQL alone
+    assert exact >= 30  # the common forms are said in SQL alone
 
 
 def test_filters_that_sql_cannot_say_are_evaluated_by_cel() -> None:
