@@ -18,8 +18,9 @@ nothing). A comparison of a JSON value with a literal is a CASE over the value's
 types (`1 == 1.0` is an error, `2.5 >= 2` compares, `"x" != null` is true). Strings compare
 by code point (PostgreSQL: COLLATE "C", SQLite: BINARY).
 
-On PostgreSQL an equality on a JSON field, where no `!` is above it, also says
-`column @> {...}`, which the GIN indexes of migration 0002 (jsonb_path_ops) serve.
+On PostgreSQL an equality on a JSON field, where no `!` is above it, also gives
+`Translation.indexed`: `column @> {...}`, which the GIN indexes of migration 0002
+(jsonb_path_ops) serve, for values too rare for the bounded walk (`SqlHistory._search`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Translation:
     clause: Clause | None
     """None: no constraint (every row is a candidate)."""
     exact: bool
+    indexed: Clause | None = None
+    """PostgreSQL: a GIN-served condition every match meets (`column @> {...}`), for a
+    search of rare values that the bounded walk of the list index would not reach."""
 
 
 NOTHING = Translation(None, False)
@@ -90,10 +94,20 @@ class _Translator:
                 parts = [t.clause for t in (left, right) if t.clause is not None]
                 if not parts:
                     return NOTHING
-                return Translation(sa.and_(*parts) if len(parts) > 1 else parts[0], exact)
+                found = [t.indexed for t in (left, right) if t.indexed is not None]
+                return Translation(
+                    sa.and_(*parts) if len(parts) > 1 else parts[0],
+                    exact,
+                    sa.and_(*found) if found else None,
+                )
             if left.clause is None or right.clause is None:
                 return NOTHING
-            return Translation(sa.or_(left.clause, right.clause), exact)
+            either = (
+                sa.or_(left.indexed, right.indexed)
+                if left.indexed is not None and right.indexed is not None
+                else None
+            )
+            return Translation(sa.or_(left.clause, right.clause), exact, either)
         if isinstance(node, Not):
             inner = self.node(node.operand, positive=False)
             if inner.exact and inner.clause is not None:
@@ -103,8 +117,8 @@ class _Translator:
             return Translation(sa.true() if node.value else sa.false(), True)
         if isinstance(node, Field):
             # a field alone must be a bool; what CEL makes of other types is not pinned down
-            found = self.compare("==", node, True, positive=positive)
-            return Translation(found.clause, False)
+            alone = self.compare("==", node, True, positive=positive)
+            return Translation(alone.clause, False)
         if isinstance(node, Compare):
             if node.op == "in":
                 return self.within(node.left, node.right, positive=positive)
@@ -140,7 +154,9 @@ class _Translator:
         clauses = [part.clause for part in parts if part.clause is not None]
         if len(clauses) != len(parts):
             return NOTHING
-        return Translation(sa.or_(*clauses), kinds == {"str"})
+        found = [part.indexed for part in parts if part.indexed is not None]
+        indexed = sa.or_(*found) if len(found) == len(parts) else None
+        return Translation(sa.or_(*clauses), kinds == {"str"}, indexed)
 
     def compare(self, op: str, target: Field, value: JSON, *, positive: bool) -> Translation:
         column = self.source.columns.get(target.path)
@@ -153,12 +169,14 @@ class _Translator:
         outcomes = OUTCOMES.get((literal, "order" if op in ORDER else op))
         if outcomes is None:
             return NOTHING
-        clause = self._case(found, outcomes, op, value)
+        if positive:
+            clause = self._positive(found, outcomes, op, value)
+        else:
+            clause = self._case(found, outcomes, op, value)
+        indexed = None
         if positive and self.pg and op == "==" and value is not None:
-            contained = self._containment(found, value)
-            if contained is not None:
-                clause = sa.and_(contained, clause)
-        return Translation(clause, True)
+            indexed = self._containment(found, value)
+        return Translation(clause, True, indexed)
 
     def method(self, node: Method) -> Translation:
         if node.name not in ("startsWith", "endsWith", "contains"):
@@ -234,6 +252,34 @@ class _Translator:
             whens.append((test, _outcome(outcome, as_value, op, literal)))
         return sa.case(*whens)
 
+    def _positive(
+        self,
+        found: tuple[sa.Column[Any], tuple[str | int, ...]],
+        outcomes: dict[JsonKind, Outcome],
+        op: str,
+        value: JSON,
+    ) -> Clause:
+        """`_case` where no `!` is above: false and an error both mean no match, so only
+        the types that can answer true are tested (cheaper, and no CASE for the planner).
+        On PostgreSQL a string or boolean equality is JSONB equality (type included)."""
+        column, path = found
+        if self.pg and op == "==" and isinstance(value, str | bool) and path:
+            return self._at(found) == sa.cast(sa.literal(json.dumps(value)), postgresql.JSONB)
+        literal: JSON = int(value) if isinstance(value, bool) else value
+        parts: list[Clause] = []
+        if not path and outcomes.get("null") == "T":
+            parts.append(column.is_(None))
+        for kind, outcome in outcomes.items():
+            if outcome == "F":
+                continue
+            test, as_value = self._kind(found, kind)
+            if outcome == "T":
+                parts.append(test)
+            else:
+                assert as_value is not None
+                parts.append(sa.and_(test, _apply(op, as_value, literal)))
+        return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
     def _kind(
         self, found: tuple[sa.Column[Any], tuple[str | int, ...]], kind: JsonKind
     ) -> tuple[Clause, Clause | None]:
@@ -288,7 +334,7 @@ class _Translator:
         column, path = found
         if self.pg:
             at = self._at(found)
-            text = at.op("#>>")(sa.literal([], postgresql.ARRAY(sa.Text)))
+            text = at.op("#>>")(sa.literal_column("'{}'::text[]"))
             return sa.case((sa.func.jsonb_typeof(at) == "string", text)).collate("C")
         text_path = _sqlite_path(path)
         return sa.case(

@@ -223,7 +223,7 @@ class SearchBounds:
 
     live_scan: int = 2_000
     """Runs (events) of Redis looked at (a filter `quick` answers costs microseconds each)."""
-    history_scan: int = 50_000
+    history_scan: int = 20_000
     """Rows of the history store's list index walked (SQL evaluates the filter on them)."""
     evaluate: int = 40
     """Runs evaluated with cel-python (milliseconds each), in each store, when neither SQL

@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Insert
 
 from app.errors import HistoryUnavailable
 from app.history import migrate
-from app.history.cel_sql import Source, translate
+from app.history.cel_sql import Source, Translation, translate
 from app.history.records import ArchivedRun, ArchivedStep
 from app.history.schema import event_runs, events, run_steps, runs
 from app.history.store import HistoryStore, Purged
@@ -36,6 +36,10 @@ from app.state.records import (
 
 Query = sa.Select[*tuple[Any, ...]]
 Row = sa.Row[*tuple[Any, ...]]
+
+INDEXED_TIMEOUT_MS = 60
+"""How long a search may try the GIN index (PostgreSQL) for values the bounded walk of the
+list index found too few of; past it the bounded (partial) page is the answer."""
 
 _VIEW_COLUMNS = (
     runs.c.run_id,
@@ -264,6 +268,35 @@ class SqlHistory(HistoryStore):
         matched = len([row for row in rows[:evaluate] if search.matches(_run_variables(row))])
         return matched, len(rows) <= evaluate
 
+    def _indexed(
+        self,
+        connection: sa.Connection,
+        translation: Translation,
+        base: list[sa.ColumnElement[bool]],
+        after: Position | None,
+        at: sa.ColumnElement[int],
+        key: sa.ColumnElement[str],
+    ) -> list[sa.ColumnElement[Any]] | None:
+        """The whole search's conditions with the GIN-served one (PostgreSQL, exact filters
+        with an equality on JSON): for values the bounded walk found too few of."""
+        if translation.indexed is None or translation.clause is None or not translation.exact:
+            return None
+        clauses: list[sa.ColumnElement[Any]] = [*base, translation.indexed, translation.clause]
+        if after is not None:
+            clauses.append(
+                sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            )
+        return clauses
+
+    def _within(self, connection: sa.Connection, query: Query) -> list[Row] | None:
+        """Run `query` if it answers within INDEXED_TIMEOUT_MS, else None."""
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {INDEXED_TIMEOUT_MS}")
+                return list(connection.execute(query).all())
+        except sa.exc.OperationalError:
+            return None
+
     def _dialect(self) -> str:
         return self.engine.dialect.name
 
@@ -310,6 +343,13 @@ class SqlHistory(HistoryStore):
             query = sa.select(*columns).where(*clauses).order_by(at.desc(), key.desc())
             if search is None or translation is None or translation.exact:
                 rows = connection.execute(query.limit(limit + 1)).all()
+                if len(rows) <= limit and edge is not None and translation is not None:
+                    indexed = self._indexed(connection, translation, base, after, at, key)
+                    if indexed is not None:
+                        query = sa.select(*columns).where(*indexed).order_by(at.desc(), key.desc())
+                        complete = self._within(connection, query.limit(limit + 1))
+                        if complete is not None:
+                            return _paged(complete, limit, None, budget_hit=False)
                 return _paged(rows, limit, edge, budget_hit=False)
             matched: list[Row] = []
             evaluated = 0
