@@ -154,12 +154,18 @@ def test_a_bounded_scan_answers_a_partial_page_and_its_cursor_goes_on(
     assert [v.run_id for v in third.items] == ["run000"]
     assert third.next is None and not third.partial
     exact = parse("event.data.n == 3", "runs")
+    assert isinstance(history, SqlHistory)
+    if history.engine.dialect.name == "postgresql":  # the GIN index finds it at once
+        found = history.search_runs(exact, 5, scan=10, evaluate=12)
+        assert [v.run_id for v in found.items] == ["run003"] and found.next is None
+        assert not found.partial
+        exact = parse("event.data.n == 3 || event.data.n < 4", "runs")  # no index serves it
     scanned = history.search_runs(exact, 5, scan=10, evaluate=12)
     assert scanned.items == [] and scanned.partial and scanned.next == (T0 + 20, "run020")
     rest = history.search_runs(exact, 5, after=scanned.next, scan=10, evaluate=12)
     assert rest.items == [] and rest.next == (T0 + 10, "run010")
     last = history.search_runs(exact, 5, after=rest.next, scan=10, evaluate=12)
-    assert [v.run_id for v in last.items] == ["run003"] and last.next is None
+    assert [v.run_id for v in last.items][:1] == ["run003"] and last.next is None
 
 
 def test_events_search_by_name_time_and_filter(history: HistoryStore) -> None:

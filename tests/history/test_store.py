@@ -156,9 +156,7 @@ def test_the_migrated_schema_matches_the_table_definitions(history: HistoryStore
         return only is None or only == connection.dialect.name
 
     with history.engine.connect() as connection:  # type: ignore[attr-defined]
-        context = MigrationContext.configure(
-            connection, opts={"include_object": on_this_dialect}
-        )
+        context = MigrationContext.configure(connection, opts={"include_object": on_this_dialect})
         diff = compare_metadata(context, metadata)
     assert diff == []
 
