@@ -206,7 +206,7 @@ def main() -> None:
         baseline = baseline or med
         worst = max(worst, p95)
         print(
-            f"{name:28} {med:8.2f} {p95:8.2f} {rows:5d} {str(partial):>8}"
+            f"{name:28} {med:8.2f} {p95:8.2f} {rows:5d} {partial!s:>8}"
             f"   x{med / baseline:5.1f} baseline"
         )
     print(f"worst p95 {worst:.2f} ms (target < 200 ms): {'ok' if worst < 200 else 'SLOW'}")
