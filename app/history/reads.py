@@ -107,7 +107,7 @@ class Reads:
             created_after=created_after,
             created_before=created_before,
             after=after,
-            scan=bounds.history_scan,
+            scan=max(1, int(bounds.history_scan * self.history.scan_scale)),
             evaluate=bounds.live(search),
         )
         return merge_search(live, archived, limit, _run_position)
@@ -160,7 +160,7 @@ class Reads:
             received_after=received_after,
             received_before=received_before,
             after=after,
-            scan=bounds.history_scan,
+            scan=max(1, int(bounds.history_scan * self.history.scan_scale)),
             evaluate=bounds.live(search),
         )
         return merge_search(live, archived, limit, _event_position)
@@ -225,7 +225,7 @@ class SearchBounds:
     """Runs (events) of Redis looked at (a filter `quick` answers costs microseconds each)."""
     history_scan: int = 20_000
     """Rows of the history store's list index walked (SQL evaluates the filter on them)."""
-    evaluate: int = 40
+    evaluate: int = 20
     """Runs evaluated with cel-python (milliseconds each), in each store, when neither SQL
     nor `quick` can say the whole filter."""
 
