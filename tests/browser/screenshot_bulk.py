@@ -1,6 +1,7 @@
 """Take the README's screenshot of a bulk replay in progress (docs/screenshot-bulk.png).
 
-    STEPLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/7 .venv/bin/python -m tests.browser.screenshot_bulk
+    STEPLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/7 \\
+        .venv/bin/python -m tests.browser.screenshot_bulk
 
 Starts a Stepline (API, worker, beat) serving tests.browser.functions against that Redis
 database, which it FLUSHES first; makes a few hundred orders fail, "deploys the fix", starts a
