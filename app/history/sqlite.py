@@ -17,10 +17,6 @@ BUSY_TIMEOUT_MS = 10_000
 
 
 class SqliteHistory(SqlHistory):
-    scan_scale = 0.25
-    """SQLite parses the JSON text again in every json_* call: a search walks a quarter of the
-    rows PostgreSQL (JSONB) walks in the same time."""
-
     def __init__(self, url: sa.URL) -> None:
         engine = sa.create_engine(url)
         sa.event.listen(engine, "connect", _pragmas)

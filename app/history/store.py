@@ -42,8 +42,6 @@ class HistoryStore(abc.ABC):
 
     url: str
     """Where the store is, without a password (for logs and `stepline dev`'s banner)."""
-    scan_scale: float = 1.0
-    """The part of `SearchBounds.history_scan` a search walks here (see SqliteHistory)."""
 
     # --- schema ---------------------------------------------------------------------------
     @abc.abstractmethod
