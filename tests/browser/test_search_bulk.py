@@ -53,6 +53,24 @@ def test_the_search_box_finds_runs_by_event_data_and_names_a_bad_filter(
     expect(page.locator("#search-error")).to_contain_text("unknown name 'evnt'")
 
 
+def test_the_events_page_searches_by_name_and_filter(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    ids = [stack.send("shop/nobody.listens", {"sku": f"sku-{i}"}) for i in range(3)]
+    stack.send("shop/other.thing", {"sku": "sku-1"})
+    page.goto(f"{stack.url}/#/events")
+    page.locator("#event-name").fill("shop/nobody.listens")
+    page.locator("#event-filter").fill('event.data.sku in ["sku-1", "sku-2"]')
+    page.locator("#event-search-go").click()
+    rows = page.locator("details.event-row")
+    expect(rows).to_have_count(2)
+    assert [rows.nth(i).get_attribute("data-event-id") for i in range(2)] == [ids[2], ids[1]]
+    assert "name=shop" in page.url and "filter=" in page.url
+    page.locator("#event-filter").fill("event.data.sku ==")
+    page.locator("#event-search-go").click()
+    expect(page.locator("#event-search-error")).to_contain_text("invalid expression")
+
+
 def test_a_search_cut_short_says_partial_and_searches_older_runs(page: Any, stack: Stack) -> None:
     from playwright.sync_api import expect
 
