@@ -43,8 +43,10 @@ BATCH = 100
 """Runs selected per page (each page then advances the cursor once)."""
 BUDGET_SECONDS = 10.0
 """How long one BULK job works before it queues the next one (and lets other jobs run)."""
-COUNT_EVALUATE = 20_000
-"""A dry run evaluates CEL on at most this many candidates (when SQL cannot say the filter)."""
+COUNT_EVALUATE = 2_000
+"""A dry run (and the estimate of a start) looks at most at this many candidates per store
+and status where SQL cannot count the filter itself (cel-python takes milliseconds each, and
+the request must answer well within gunicorn's timeout): the count is then a lower bound."""
 LIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 ENDED = (RunStatus.COMPLETED.value, RunStatus.FAILED.value, RunStatus.CANCELLED.value)
 
