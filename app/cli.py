@@ -36,13 +36,17 @@ import httpx
 from app.config import Settings, describe
 from app.devredis import DevRedisError, RedisHandle, ensure_redis
 from app.devserver import (
+    DISCOVERY_PORTS,
     READY_TIMEOUT_SECONDS,
+    RESYNC_SECONDS,
     STOP_TIMEOUT_SECONDS,
+    AppSyncer,
     Child,
+    CodeWatcher,
     Console,
     Supervisor,
     host_for_url,
-    start_sync,
+    watch_paths,
     when_ready,
 )
 from app.errors import ConfigError
@@ -157,6 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--functions",
         help="comma-separated modules of in-process functions "
         f"(default: env STEPLINE_FUNCTIONS, else {DEFAULT_FUNCTIONS})",
+    )
+    dev.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not restart the worker when the functions' code changes",
+    )
+    dev.add_argument(
+        "--no-discovery",
+        action="store_true",
+        help="do not look for SDK apps on common local ports",
+    )
+    dev.add_argument(
+        "--discovery-ports",
+        metavar="PORTS",
+        help="comma-separated local ports probed for SDK apps at /api/inngest and /x/inngest "
+        f"(default: {','.join(str(p) for p in DISCOVERY_PORTS)})",
+    )
+    dev.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=RESYNC_SECONDS,
+        help=f"how often known apps are synced again (default {RESYNC_SECONDS:g})",
     )
 
     web = commands.add_parser("web", help="gunicorn serving the API (extra args go to gunicorn)")
@@ -302,6 +328,15 @@ def dev_environment(
     return env
 
 
+def discovery_ports(value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return DISCOVERY_PORTS
+    try:
+        return tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise SystemExit(f"stepline dev: --discovery-ports takes numbers: {value!r}") from None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -354,8 +389,24 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
             supervisor.start("beat", beat_command(workdir / "beat-schedule"), env)
             supervisor.start("gateway", gateway_command(args.host, gateway_port), env)
             supervisor.start_readers()
-            when_ready(console, args.host, args.port, lambda: start_sync(console, urls, settings))
-            return supervisor.run(redis)
+            watcher = CodeWatcher(supervisor, [] if args.no_watch else watch_paths(modules))
+            ports = () if args.no_discovery else discovery_ports(args.discovery_ports)
+            probe = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+            syncer = AppSyncer(
+                console,
+                settings,
+                f"http://{host_for_url(probe)}:{args.port}",
+                urls,
+                ports=ports,
+                every_s=max(0.5, args.resync_seconds),
+            )
+            watcher.start()
+            when_ready(console, args.host, args.port, syncer.start)
+            try:
+                return supervisor.run(redis)
+            finally:
+                watcher.stop.set()
+                syncer.stop.set()
     finally:
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app import tracing
 from app.bulk import Bulks
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
@@ -95,6 +96,7 @@ class Engine:
         from app.state.flow import FlowStore
 
         configure_logs(settings.log_format)
+        tracing.configure()  # only when the OTEL_* variables ask for traces
         store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
@@ -116,7 +118,7 @@ class Engine:
             JobKind.EDGE: executor.run_job,
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
-            JobKind.EVENT: lambda job: runner.process_event(job.event_id, wall_clock_ms()),
+            JobKind.EVENT: lambda job: runner.process_events(job, wall_clock_ms()),
             JobKind.DEBOUNCE: admission.run_debounce,
             JobKind.BATCH: admission.run_batch,
             JobKind.CANCEL: admission.run_timeout,
@@ -130,7 +132,7 @@ class Engine:
             error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
             executor.fail_run(job.run_id, error, wall_clock_ms())
 
-        jobs = JobRunner(store, settings.lease_seconds, handlers, give_up)
+        jobs = JobRunner(store, settings.lease_seconds, _pinned(registry, handlers), give_up)
         engine = cls(
             settings,
             store,
@@ -209,3 +211,19 @@ class Engine:
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released
+
+
+def _pinned(
+    registry: Registry, handlers: dict[JobKind, Callable[[Job], None]]
+) -> dict[JobKind, Callable[[Job], None]]:
+    """Each job reads the registry version once (`Registry.pinned`), however many functions
+    it looks up."""
+
+    def wrap(handler: Callable[[Job], None]) -> Callable[[Job], None]:
+        def run(job: Job) -> None:
+            with registry.pinned():
+                handler(job)
+
+        return run
+
+    return {kind: wrap(handler) for kind, handler in handlers.items()}

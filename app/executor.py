@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics
+from app import expressions, metrics, tracing
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -35,6 +35,7 @@ from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner
+from app.state.run_logs import RunLogStore
 from app.state.store import RunState, SaveResult, Store
 
 log = logging.getLogger("stepline.executor")
@@ -91,6 +92,7 @@ class Executor:
         self._settings = settings
         self.lifecycle = Lifecycle(store, runner)
         self.slots = Slots(store, queue, settings)
+        self._logs = RunLogStore(store)
 
     @staticmethod
     def _now() -> int:
@@ -226,7 +228,11 @@ class Executor:
                 kinds=state.kinds,
             )
             call.mark_ms = self._now()
-            result = driver.call(request, lambda op: self._checkpoint(call, op))
+            with tracing.call_span(state.run_id, fn.id, call.attempt, call.job.kind) as span:
+                result = driver.call(request, lambda op: self._checkpoint(call, op))
+                if result.kind == "error":
+                    tracing.fail(span, str((result.error or {}).get("message") or "error"))
+            self._keep_logs(state.run_id, result)
             if self._handle(call, result) == "stop":
                 return
             if call.target is not None:
@@ -240,6 +246,16 @@ class Executor:
             if time.monotonic() >= call.deadline:
                 self._yield(call)
                 return
+
+    def _keep_logs(self, run_id: str, result: CallResult) -> None:
+        """Store the call's `ctx.logger` lines with the run (before its outcome, so a run
+        that ends has them when it is archived). A failure loses the lines, not the run."""
+        if not result.logs:
+            return
+        try:
+            self._logs.append(run_id, uuid.uuid4().hex, result.logs)
+        except Exception as exc:
+            log.warning("run log lines not stored run_id=%s: %s", run_id, exc)
 
     def _checkpoint(self, call: _Call, op: Op) -> CheckpointResult:
         saved = self._save_run_step(call, op, {"data": op.data}, "Completed")

@@ -4,10 +4,11 @@
                 ─► inngest/function.failed    (Failed: triggers on_failure handlers)
                 ─► inngest/function.cancelled (Cancelled)
 
-Events are stored (with their processing jobs) before the run is marked ended, with ids
-derived from the run id, so a worker that dies in between re-emits the same ids on
-redelivery and the event dedupe drops the copies: the finish event, which a parent run may
-be waiting on, is never lost. Inside a worker they are then processed in the same task.
+The run's end and its events (with the job that processes them, when something listens:
+a parent waiting on the invoke, an `on_failure` handler, a trigger) are one script call
+(lua/finish_run.lua), so no crash can end a run without its events. Their ids (`id` in the
+event) are derived from the run id; they are not deduplicated against user events (the run
+ends once, so they are stored once). Inside a worker their job then runs in the same task.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from app.models import JSON, RunStatus
-from app.state.store import RunState, Store
+from app import tracing
+from app.ids import new_ulid
+from app.models import JSON, Job, RunStatus
+from app.runner import must_process, normalize_event
+from app.state.store import NewEvent, RunState, Store
 
 log = logging.getLogger("stepline.runs")
 
@@ -36,8 +40,11 @@ class EventSink(Protocol):
         *,
         internal: bool = False,
         inline: bool = False,
-        before_inline: Callable[[], None] | None = None,
     ) -> list[str]: ...
+
+    def run_or_send(self, job: Job, *, here: bool = True) -> None: ...
+
+    def send_by(self, now: int) -> int: ...
 
 
 class Lifecycle:
@@ -52,36 +59,43 @@ class Lifecycle:
     ) -> bool:
         """End the run with `status`; True for the call that ended it."""
         trigger = state.events[0] if state.events else {}
-        outcome: dict[str, bool] = {}
-
-        def end() -> None:
-            ended = self._store.finish_run(state.run_id, status.value, output, error, now)
-            outcome["ended"] = ended
-            if ended:
-                took = now - (state.started_at or state.created_at)
-                log.info(
-                    "run %s run_id=%s function=%s duration_ms=%d%s",
-                    status.value.lower(),
-                    state.run_id,
-                    state.function_id,
-                    took,
-                    f" error={_message(error)!r}" if error else "",
-                    extra={
-                        "run_id": state.run_id,
-                        "function": state.function_id,
-                        "status": status.value,
-                        "duration_ms": took,
-                    },
-                )
-                if self.on_finish is not None:
-                    self.on_finish(state, status, now)
-
-        if str(trigger.get("name", "")) in LIFECYCLE_EVENTS[:2]:
-            end()
-        else:
-            events = self._events(state, status, output, error, now)
-            self._sink.ingest(events, now, internal=True, inline=True, before_inline=end)
-        return outcome.get("ended", False)
+        events: list[NewEvent] = []
+        if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
+            # A run started by a lifecycle event (on_failure) emits none: no loops.
+            raws = self._events(state, status, output, error, now)
+            events = [lifecycle_event(raw, new_ulid(now), now) for raw in raws]
+        ended, job = self._store.end_run(
+            state.run_id, status.value, output, error, now, events, self._sink.send_by(now)
+        )
+        if ended:
+            took = now - (state.started_at or state.created_at)
+            log.info(
+                "run %s run_id=%s function=%s duration_ms=%d%s",
+                status.value.lower(),
+                state.run_id,
+                state.function_id,
+                took,
+                f" error={_message(error)!r}" if error else "",
+                extra={
+                    "run_id": state.run_id,
+                    "function": state.function_id,
+                    "status": status.value,
+                    "duration_ms": took,
+                },
+            )
+            tracing.run_ended(
+                state.run_id,
+                state.function_id,
+                status.value,
+                state.created_at,
+                now,
+                _message(error) if error else "",
+            )
+            if self.on_finish is not None:
+                self.on_finish(state, status, now)
+        if job is not None:
+            self._sink.run_or_send(job)
+        return ended
 
     def _events(
         self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int
@@ -153,3 +167,10 @@ def _message(error: JSON) -> str:
     if isinstance(error, dict):
         return str(error.get("message", ""))
     return str(error)
+
+
+def lifecycle_event(raw: dict[str, JSON], internal_id: str, now: int) -> NewEvent:
+    """A lifecycle event as finish_run.lua stores it: not deduplicated (stored once, with
+    the run's end), and always processed when an invoking parent waits for it."""
+    event = normalize_event(raw, internal_id, now, internal=True)
+    return NewEvent(internal_id, event, "", must_process(event))

@@ -73,10 +73,6 @@ def bucket_for(seconds: float) -> str:
     return "+Inf"
 
 
-def count_event(store: Store, n: int = 1) -> None:
-    OpsStore(store).incr_metric(EVENTS_RECEIVED, "", n)
-
-
 def observe_step(store: Store, function_id: str, seconds: float) -> None:
     """One step execution of `seconds` (its duration as the executor measured it)."""
     observe_steps(store, function_id, [seconds])

@@ -135,6 +135,35 @@ class Job(BaseModel):
     attempt: int = 0
     pause_id: str = ""
     event_id: str = ""
+    event_ids: list[str] = Field(default_factory=list)
+    """An event job's events, processed together (`event_id` is the first)."""
+
+    @property
+    def events(self) -> list[str]:
+        """The event ids an event job processes."""
+        return self.event_ids or ([self.event_id] if self.event_id else [])
+
+
+# --- job ids: their one home (as app/state/keys.py is for Redis keys) ------------------------
+# Deterministic, so creating the same work twice is harmless. Lua builds one of them too:
+# lua/include/ingest.lua names an event job "event:<first internal id>".
+
+
+def start_job(run_id: str) -> Job:
+    """A run's first execution."""
+    return Job(id=f"{run_id}:start", kind=JobKind.START, run_id=run_id)
+
+
+def resume_job(run_id: str, step: str) -> Job:
+    """A run's next execution after the pause at `step` was consumed."""
+    return Job(id=f"{run_id}:resume:{step}", kind=JobKind.EDGE, run_id=run_id)
+
+
+def event_job(event_ids: list[str]) -> Job:
+    """The job that processes these events (of one request, or one run's end)."""
+    return Job(
+        id=f"event:{event_ids[0]}", kind=JobKind.EVENT, event_id=event_ids[0], event_ids=event_ids
+    )
 
 
 class Pause(BaseModel):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from app.models import FunctionConfig
 from app.state.store import Store
@@ -19,8 +21,25 @@ class Registry:
         self._lock = threading.Lock()
         self._version = -1
         self._by_id: dict[str, FunctionConfig] = {}
+        self._task = threading.local()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """One task's view: the version is checked once on entry (one GET), then every read
+        inside is served from the cache (nested entries reuse it). Workers run each job in
+        one, so a run costs one registry read, not one per lookup."""
+        depth = int(getattr(self._task, "depth", 0))
+        if depth == 0:
+            self._refresh()
+        self._task.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._task.depth = depth
 
     def _refresh(self) -> None:
+        if getattr(self._task, "depth", 0):
+            return  # pinned: checked when the task began
         version = self._store.registry_version()
         if version == self._version:
             return

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from app.errors import BadRequest, Conflict, NotFound
 from app.history.reads import Reads
 from app.ids import new_ulid
-from app.models import Job, JobKind, RunStatus
+from app.models import RunStatus, start_job
 from app.queue import Queue
 from app.state.store import MemoizedSteps, NewRun, RunState
 
@@ -127,7 +127,7 @@ def _create(
             ),
         )
     )
-    queue.enqueue(Job(kind=JobKind.START, id=f"{new_id}:start", run_id=new_id), now, now)
+    queue.enqueue(start_job(new_id), now, now)
     log.info(
         "run queued run_id=%s function=%s original_run_id=%s",
         new_id,

@@ -1,7 +1,9 @@
 """The runner: events in, runs and resumed pauses out.
 
-    ingest(events) ──► store_event (dedupe by user id) ──► EVENT job per new event
-    process_event(id) ──► function.invoked   → schedule exactly that function
+    ingest(events) ──► ingest_events.lua: store, dedupe by id, ONE job for the request's new
+                       events that a trigger or pause listens to (none: stored, no job)
+    process_events(job), for each of its events:
+                      ──► function.invoked   → schedule exactly that function
                       ──► trigger match      → schedule each matching function once,
                                                as flow control admits (app/flow/admission)
                       ──► function.finished  → resume the invoking parent (correlation id)
@@ -16,17 +18,17 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ulid import ULID
 
-from app import expressions
+from app import expressions, metrics
 from app.config import Settings
 from app.ids import new_ulid
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause
+from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
-from app.state.store import NewRun, Store
+from app.state.store import NewEvent, NewRun, Store
 
 if TYPE_CHECKING:
     from app.flow.admission import Admission
@@ -65,40 +67,55 @@ class Runner:
         internal: bool = False,
         id_seed: str | None = None,
         inline: bool = False,
-        before_inline: Callable[[], None] | None = None,
+        count: bool = False,
     ) -> list[str]:
-        """Store each event and queue its processing; returns internal ids in order.
+        """Store the events and queue their processing, in one script call; returns internal
+        ids in order.
 
-        A duplicate (same user `id` within the dedupe window) is not queued again and answers
-        the original's internal id. `id_seed` (`x-inngest-event-id-seed`) makes internal ids
-        deterministic so an SDK's retried send dedupes. With `inline` (engine events emitted
-        inside a worker) the events are processed here and now when the worker allows it;
-        `before_inline` runs once they are stored, before any is processed.
+        A duplicate (same `id` within the dedupe window; engine events have their own
+        namespace) is not queued again and answers the original's internal id. `id_seed`
+        (`x-inngest-event-id-seed`) makes internal ids deterministic so an SDK's retried
+        send dedupes. Events nothing listens to are stored but cost no job. With `inline`
+        (engine events emitted inside a worker) the job runs here when the worker allows it.
+        With `count` (the event API) they are counted as received, in the same call.
         """
-        run_here = inline and self.inline is not None
-        todo: list[Job] = []
         seeded = seeded_ids(id_seed, len(events)) if id_seed else None
-        ttl_ms = self.settings.event_dedupe_seconds * 1000
-        ids: list[str] = []
+        new: list[NewEvent] = []
         for index, raw in enumerate(events):
             internal_id = seeded[index] if seeded else new_ulid(now)
-            event = normalize_event(raw, internal_id, now, internal=internal)
-            stored_id, new = self._store.store_event(event, internal_id, now, ttl_ms)
-            if new:
-                job = Job(kind=JobKind.EVENT, id=f"event:{stored_id}", event_id=stored_id)
-                if self._queue.enqueue(job, now, now, send=not run_here):
-                    todo.append(job)
-            ids.append(stored_id)
-        if before_inline is not None:
-            before_inline()
-        if run_here and self.inline is not None:
-            for job in todo:
-                self.inline(job)
-        return ids
+            new.append(new_event(raw, internal_id, now, internal=internal))
+        ingested = self._store.ingest_events(
+            new,
+            now,
+            self.settings.event_dedupe_seconds * 1000,
+            self.send_by(now),
+            counter=metrics.EVENTS_RECEIVED if count else "",
+        )
+        if ingested.job is not None:
+            self.run_or_send(ingested.job, here=inline)
+        return ingested.ids
+
+    def send_by(self, now: int) -> int:
+        """When the tick sends a job created now if no Celery message did."""
+        return self._queue.resend_deadline(now)
+
+    def run_or_send(self, job: Job, *, here: bool = True) -> None:
+        """A job a state transition just created: run it in this process when this is a
+        worker (and `here`), else send it to the queue."""
+        if here and self.inline is not None:
+            self.inline(job)
+        else:
+            self._queue.dispatch(job)
+
+    def process_events(self, job: Job, now: int) -> None:
+        """An event job: process its events in order, in this task."""
+        for index, internal_id in enumerate(job.events):
+            self.process_event(internal_id, now, first=index == 0)
 
     # --- processing -------------------------------------------------------------------------
-    def process_event(self, internal_id: str, now: int) -> None:
-        """Schedule the runs an event triggers and resume the pauses it satisfies."""
+    def process_event(self, internal_id: str, now: int, *, first: bool = True) -> None:
+        """Schedule the runs an event triggers and resume the pauses it satisfies. The
+        `first` event of a job may start its first run in this task (a worker's)."""
         record = self._store.get_event(internal_id)
         if record is None:
             log.warning("event not found event_id=%s", internal_id)
@@ -110,14 +127,14 @@ class Runner:
         runs: list[str] = []
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
-            run_id = self._invoke(event, data, internal_id, now)
+            run_id = self._invoke(event, data, internal_id, now, first)
             if run_id:
                 runs.append(run_id)
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
                     # The first run starts in this task (when the worker allows it).
-                    send = bool(runs) or self.inline is None or later
+                    send = bool(runs) or self.inline is None or later or not first
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
@@ -127,8 +144,8 @@ class Runner:
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if runs and self.inline is not None and not later:
-            self.inline(Job(kind=JobKind.START, id=f"{runs[0]}:start", run_id=runs[0]))
+        if runs and self.inline is not None and not later and first:
+            self.inline(start_job(runs[0]))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -144,7 +161,7 @@ class Runner:
         )
 
     def _invoke(
-        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int
+        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int, first: bool
     ) -> str | None:
         meta = data.get("_inngest")
         meta = meta if isinstance(meta, dict) else {}
@@ -160,7 +177,12 @@ class Runner:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
         return self._admit(
-            fn, event, internal_id, now, send=self.inline is None, correlation_id=correlation_id
+            fn,
+            event,
+            internal_id,
+            now,
+            send=self.inline is None or not first,
+            correlation_id=correlation_id,
         )
 
     def _admit(
@@ -315,7 +337,7 @@ class Runner:
         )
         # Also when the run existed: a crash between create and enqueue is healed here, and
         # enqueueing an existing job id is a no-op.
-        start = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+        start = start_job(run_id)
         start_at = start_time(events, now)
         self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         if created:
@@ -334,7 +356,7 @@ class Runner:
         The discovery job is created in the same atomic step as the memo (when no parallel
         step is left pending), so a worker dying right after winning loses nothing.
         """
-        job = Job(kind=JobKind.EDGE, id=f"{pause.run_id}:resume:{pause.step}", run_id=pause.run_id)
+        job = resume_job(pause.run_id, pause.step)
         result = self._store.consume_pause(
             pause.id, memo, now, resume=job, send_by=self._queue.resend_deadline(now)
         )
@@ -364,6 +386,30 @@ def start_time(events: list[dict[str, JSON]], now: int) -> int:
     if isinstance(ts, int) and not isinstance(ts, bool) and ts > now + FUTURE_TS_SLACK_MS:
         return ts
     return now
+
+
+def new_event(
+    raw: dict[str, JSON], internal_id: str, now: int, *, internal: bool = False
+) -> NewEvent:
+    """An incoming event as the store takes it: normalized, deduplicated on its own `id` (in
+    the engine's namespace for engine events, so a user event can never swallow one), and
+    always processed when it is an invoke or the finish of an invoked run."""
+    event = normalize_event(raw, internal_id, now, internal=internal)
+    own_id = raw.get("id")
+    dedupe: Literal["user", "engine", ""] = ""
+    if isinstance(own_id, str) and own_id:
+        dedupe = "engine" if internal else "user"
+    return NewEvent(internal_id, event, dedupe, must_process(event))
+
+
+def must_process(event: dict[str, JSON]) -> bool:
+    """Engine events processed whatever the trigger index says: an invoke (it names its
+    function) and the finish of an invoked run (its parent waits by correlation id)."""
+    name = event.get("name")
+    if name == INVOKED:
+        return True
+    data = event.get("data")
+    return name == FINISHED and isinstance(data, dict) and bool(data.get("correlation_id"))
 
 
 def normalize_event(

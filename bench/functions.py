@@ -23,3 +23,11 @@ def steps(ctx: inngest.ContextSync) -> int:
 def nap(ctx: inngest.ContextSync) -> None:
     ctx.step.sleep("nap", datetime.timedelta(milliseconds=int(ctx.event.data["ms"])))
     ctx.step.run("woke", lambda: None)
+
+
+@client.create_function(
+    fn_id="order", trigger=inngest.TriggerEvent(event="bench/order.created"), retries=0
+)
+def order(ctx: inngest.ContextSync) -> str:
+    """bench.events' listener: its events are ingested (and queued), never run there."""
+    return str(ctx.event.data.get("order_id"))

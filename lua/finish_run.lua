@@ -1,4 +1,6 @@
---[[ finish_run: end a run once, dropping its pauses and its queued jobs.
+--[[ finish_run: end a run once, dropping its pauses and its queued jobs, and store its
+lifecycle events (inngest/function.finished, .failed, .cancelled) with the job that processes
+them, in the same step: an invoking parent and on_failure handlers can never miss them.
 
 The caller reads the run's pause set, those pauses and the run's jobs first and passes them
 (their keys come in KEYS); if any of that changed since, nothing is written and "changed" is
@@ -26,12 +28,18 @@ KEYS[16]  function's end st.   zset    <p>:runs:st:<status>:fn:<function>
 KEYS[17]  ended runs           zset    <p>:runs:ended            run id by ended_at
 KEYS[18]  end status counter   hash    <p>:metric:runs_<completed|failed|cancelled>_total
 KEYS[19]  archive queue        zset    <p>:history:runs          run id by ended_at
+KEYS[20]  events               zset    <p>:events                internal id by received_at
+KEYS[21]  events archive queue zset    <p>:history:events
+KEYS[22]  trigger names        set     <p>:triggers
+KEYS[23]  trigger globs        set     <p>:triggers:wild
+KEYS[24]  trigger index built  string  <p>:triggers:built
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
           index paths          hash    <p>:pidx-paths:<event>
 then, for job j (j = 1..J):
           job tombstone        string  <p>:job-done:<job id>
+then, for lifecycle event e (e = 1..E), five keys as lua/ingest_events.lua takes them
 
 ARGV[1]   status: "Completed", "Failed" or "Cancelled"
 ARGV[2]   output, JSON text
@@ -42,12 +50,19 @@ ARGV[6]   P, number of pauses
 ARGV[7]   J, number of jobs
 ARGV[8]   job tombstone TTL, ms
 ARGV[9]   function id (as read from the run; the index keys above are its)
+ARGV[10]  finish token, unique per finish attempt (the first lifecycle event's internal id)
+ARGV[11]  E, number of lifecycle events
+ARGV[12]  their job's send-by, ms since epoch
 then, for pause i, five values: pause id, pause JSON as read ("" if it was missing), index
           mode ("idx", "scan" or ""), index path ("" unless idx), correlation id ("" for none)
 then, for job j: job id
+then, for lifecycle event e, five values as lua/ingest_events.lua takes them (their dedupe
+          flags are "0": the run ends once, so its events are stored once)
 
-Returns:
-  "finished"   this call ended the run
+Returns {code, job id}; the job id (of the lifecycle events' processing job, "" if none was
+made: nothing listens to them) comes with "finished" only:
+  "finished"   this call ended the run, or a repeat of the call that did (same token: a lost
+               reply re-sent), answering that call's job id
   "ended"      the run had already ended; nothing written
   "missing"    no such run; nothing written
   "changed"    the run's pauses or jobs (or its function) differ from the ones passed;
@@ -57,6 +72,8 @@ Returns:
 -- @include "run_status.lua"
 -- @include "drop_pause.lua"
 -- @include "archive.lua"
+-- @include "enqueue.lua"
+-- @include "ingest.lua"
 
 local meta_key, run_pauses_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local expiry_key, corr_key = KEYS[4], KEYS[5]
@@ -66,39 +83,43 @@ local run_id = ARGV[5]
 local n_pauses, n_jobs = tonumber(ARGV[6]), tonumber(ARGV[7])
 local tombstone_ttl = ARGV[8]
 local function_id = ARGV[9]
-local FIXED_KEYS, FIXED_ARGS = 19, 9
+local token, n_events, send_by = ARGV[10], tonumber(ARGV[11]), ARGV[12]
+local FIXED_KEYS, FIXED_ARGS = 24, 12
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
 
 local status = redis.call('HGET', meta_key, 'status')
 if not status then
-  return 'missing'
+  return {'missing', ''}
 end
 if is_ended(status) then
-  return 'ended'
+  if token ~= '' and redis.call('HGET', meta_key, 'finish_token') == token then
+    return {'finished', redis.call('HGET', meta_key, 'finish_job') or ''}
+  end
+  return {'ended', ''}
 end
 
 -- The caller's snapshot must still be the truth.
 if redis.call('HGET', meta_key, 'function_id') ~= function_id then
-  return 'changed'
+  return {'changed', ''}
 end
 if redis.call('SCARD', run_pauses_key) ~= n_pauses then
-  return 'changed'
+  return {'changed', ''}
 end
 for i = 1, n_pauses do
   local a = FIXED_ARGS + 5 * (i - 1)
   if (redis.call('GET', KEYS[FIXED_KEYS + 3 * (i - 1) + 1]) or '') ~= ARGV[a + 2]
     or redis.call('SISMEMBER', run_pauses_key, ARGV[a + 1]) == 0 then
-    return 'changed'
+    return {'changed', ''}
   end
 end
 local prefix = run_id .. '|'
 if redis.call('ZLEXCOUNT', by_run_key, '[' .. prefix, '(' .. run_id .. '}') ~= n_jobs then
-  return 'changed'
+  return {'changed', ''}
 end
 for j = 1, n_jobs do
   if not redis.call('ZSCORE', by_run_key, prefix .. ARGV[job_args_at + j]) then
-    return 'changed'
+    return {'changed', ''}
   end
 end
 
@@ -133,4 +154,10 @@ for j = 1, n_jobs do
   redis.call('ZREM', by_run_key, prefix .. job_id)
   redis.call('SET', KEYS[job_keys_at + j], '1', 'PX', tombstone_ttl)
 end
-return 'finished'
+
+local ingest_keys = {events = KEYS[20], archive = KEYS[21], jobs = jobs_key, due = due_key,
+  by_run = by_run_key, triggers = KEYS[22], wild = KEYS[23], built = KEYS[24]}
+local _, event_job = ingest(ingest_keys, job_keys_at + n_jobs, job_args_at + n_jobs, n_events,
+  ARGV[4], 0, send_by)
+redis.call('HSET', meta_key, 'finish_token', token, 'finish_job', event_job)
+return {'finished', event_job}

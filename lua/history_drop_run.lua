@@ -21,8 +21,10 @@ KEYS[11]  ended runs           zset    <p>:runs:ended
 KEYS[12]  drop set             zset    <p>:history:drop-runs     run id by drop time
 then, for event i (i = 1..E):
           event -> runs        set     <p>:event-runs:<event internal id>
-then, for tombstone j (j = 1..T):
+then, for j = 1..T, keys kept only for the run, deleted with it:
           job tombstone        string  <p>:job-done:<job id>     (the run's jobs, now moot)
+          run logs             list    <p>:{<run>}:logs          (archived with the run)
+          run logs meta        hash    <p>:{<run>}:logs-meta
 then, optionally:
           idempotency key      string  <p>:idem:<function>:<event internal id>   (deleted only
                                        while it still names this run)
@@ -32,7 +34,7 @@ ARGV[2]   function id as read ("" if the run was missing)
 ARGV[3]   status as read ("" if the run was missing)
 ARGV[4]   now, ms since epoch
 ARGV[5]   E, number of events
-ARGV[6]   T, number of tombstones
+ARGV[6]   T, number of keys deleted with the run (tombstones, logs)
 
 Returns:
   "dropped"   the run is gone from Redis (by this call or an earlier one)

@@ -5,6 +5,9 @@ KEYS[2]  functions          hash    <p>:functions          function id -> Functi
 KEYS[3]  app functions      set     <p>:app-fns:<app id>   the app's function ids
 KEYS[4]  registry version   string  <p>:registry-version   integer
 KEYS[5]  last syncs         hash    <p>:app-syncs          app id -> "<sync id> <0|1>"
+KEYS[6]  trigger names      set     <p>:triggers           exact trigger event names
+KEYS[7]  trigger globs      set     <p>:triggers:wild      trigger event names with wildcards
+KEYS[8]  index built        string  <p>:triggers:built     "1" once the two sets are built
 
 ARGV[1]          app id
 ARGV[2]          app record JSON (fields "checksum", string, and "url", string or null)
@@ -21,6 +24,10 @@ other. When the stored record's checksum equals ARGV[3] only the record is rewri
 time); otherwise the app's functions are replaced (ids no longer present are deleted) and the
 registry version is bumped.
 
+The trigger index (KEYS[6], KEYS[7]: every function's trigger event names, which
+lua/ingest_events.lua reads to store events nothing listens to without queueing them) is
+rebuilt from all functions whenever they change, and once on a store that has none yet.
+
 Returns 1 if the functions changed, 0 if not; nothing is written and it returns
   {"function", <function id>, <owner app id>}  when another app owns one of the functions,
   {"in_process", <app id>}                     when the app is served in-process.
@@ -29,6 +36,27 @@ A repeat with the same sync id (a lost reply re-sent) answers the first call's 1
 
 local apps_key, functions_key, app_fns_key, version_key, syncs_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local triggers_key, wild_key, built_key = KEYS[6], KEYS[7], KEYS[8]
+
+local function rebuild_triggers()
+  redis.call('DEL', triggers_key, wild_key)
+  for _, raw in ipairs(redis.call('HVALS', functions_key)) do
+    local ok, config = pcall(cjson.decode, raw)
+    if ok and type(config) == 'table' and type(config['triggers']) == 'table' then
+      for _, trigger in ipairs(config['triggers']) do
+        local name = type(trigger) == 'table' and trigger['event'] or nil
+        if type(name) == 'string' then
+          if string.find(name, '[%*%?%[]') then
+            redis.call('SADD', wild_key, name)
+          else
+            redis.call('SADD', triggers_key, name)
+          end
+        end
+      end
+    end
+  end
+  redis.call('SET', built_key, '1')
+end
 local app_id, record, checksum, sync_id, takeover = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 local last = redis.call('HGET', syncs_key, app_id)
@@ -81,6 +109,9 @@ else
     redis.call('SADD', app_fns_key, ARGV[i])
   end
   redis.call('INCR', version_key)
+end
+if modified == 1 or redis.call('EXISTS', built_key) == 0 then
+  rebuild_triggers()
 end
 redis.call('HSET', syncs_key, app_id, sync_id .. ' ' .. modified)
 return modified

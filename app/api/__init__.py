@@ -9,6 +9,7 @@
                       ─► bulk           /v1/bulk (background cancel/replay by filter)
                       ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
+                      ─► workers   GET /v1/workers (heartbeats, queue depth, warnings)
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
                       ─► connect   POST /v0/connect/{start,flush} (Connect workers)
                       ─► errors    every failure answers JSON with a stable `code`
@@ -41,6 +42,7 @@ from app.api import (
     register,
     runs,
     ui,
+    workers,
 )
 from app.api.context import EXTENSION, current_engine, ensure_engine
 
@@ -69,6 +71,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(bulk.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(workers.bp)
     app.register_blueprint(register.blueprint)
     app.register_blueprint(connect.bp)
     app.register_blueprint(ui.bp)

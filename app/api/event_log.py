@@ -101,10 +101,16 @@ def _outcome_json(item: Any) -> dict[str, JSON]:
     outcome = raw.get("outcome") or raw.get("status") or raw.get("kind") or "unknown"
     reason = raw.get("reason") or raw.get("message")
     at = raw.get("at")
+    # When a held event moves on: a debounce's run start, a batch's close, a rate limit's
+    # next admission.
+    until = next(
+        (raw[k] for k in ("due_at", "closes_at", "retry_at") if isinstance(raw.get(k), int)), None
+    )
     return {
         "function_id": str(raw.get("function_id", "")),
         "outcome": str(outcome),
         "reason": None if reason is None else str(reason),
         "run_id": raw.get("run_id") or None,
         "at": iso(at) if isinstance(at, int | float) else None,
+        "until": iso(until),
     }

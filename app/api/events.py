@@ -11,7 +11,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from app import metrics
 from app.api import jsonbody
 from app.api.auth import Access, requires
 from app.api.context import current_engine
@@ -38,8 +37,8 @@ def send_events(event_key: str) -> tuple[Response, int]:
         raise Unauthorized("Event key is required")
     engine = current_engine()
     events = parse_events(request.get_data(cache=False))
-    ids = engine.runner.ingest(events, engine.now(), id_seed=request.headers.get(SEED_HEADER))
-    metrics.count_event(engine.store, len(ids))
+    seed = request.headers.get(SEED_HEADER)
+    ids = engine.runner.ingest(events, engine.now(), id_seed=seed, count=True)
     return jsonify({"ids": ids, "status": 200}), 200
 
 
@@ -64,8 +63,7 @@ def invoke_function(function_id: str) -> tuple[Response, int]:
         "data": {**data, "_inngest": {"fn_id": function_id}},
         "user": user,
     }
-    [event_id] = engine.runner.ingest([event], engine.now(), internal=True)
-    metrics.count_event(engine.store, 1)
+    [event_id] = engine.runner.ingest([event], engine.now(), internal=True, count=True)
     return jsonify({"id": event_id, "status": 200}), 200
 
 

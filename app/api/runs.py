@@ -5,7 +5,9 @@ GET    /v1/runs                      runs, newest first: filters function_id, st
                                      cursor paging (`limit` 1..100). A filtered page looks
                                      at a bounded number of runs: `metadata.partial` says it
                                      stopped short, `next_cursor` goes on from there
-GET    /v1/runs/<run_id>             a run with its step history
+GET    /v1/runs/<run_id>             a run with its step history and `ctx.logger` lines
+                                     (`logs`, each naming its step); a queued or waiting run
+                                     also says why it is not running (`waiting`, app/why.py)
 DELETE /v1/runs/<run_id>             cancel it (also POST /v1/runs/<run_id>/cancel)
 POST   /v1/runs/<run_id>/rerun       a new run from the start with the same events
 POST   /v1/runs/<run_id>/replay      a new run from the failed step (or `from_step`)
@@ -24,10 +26,13 @@ from app.api import params
 from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, Conflict, NotFound
+from app.liveness import liveness
 from app.models import JSON, RunStatus
 from app.replay import NewRunInfo, replay, rerun
+from app.state.diagnosis import Diagnosis
 from app.state.records import SearchPage
 from app.state.store import EventRecord, RunView
+from app.why import explain
 
 bp = Blueprint("runs", __name__)
 
@@ -77,10 +82,25 @@ def list_runs() -> Response:
 @bp.get("/v1/runs/<run_id>")
 @requires(Access.OPERATOR)
 def get_run(run_id: str) -> Response:
-    view = current_engine().reads.get_run(run_id)
+    engine = current_engine()
+    view = engine.reads.get_run(run_id)
     if view is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
-    return jsonify({"data": run_json(view)})
+    out = run_json(view)
+    if not _ended(view.status):
+        now = engine.now()
+        reason = explain(
+            view,
+            engine.registry.get(view.function_id),
+            engine.store.load_run(run_id),
+            Diagnosis(engine.store),
+            liveness(engine.store, now),
+            now,
+            resend_ms=int(engine.settings.redeliver_seconds * 1000),
+            eta_max_ms=int(engine.settings.eta_max_seconds * 1000),
+        )
+        out["waiting"] = None if reason is None else reason.to_json()
+    return jsonify({"data": out})
 
 
 @bp.delete("/v1/runs/<run_id>")
@@ -172,6 +192,8 @@ def run_json(view: RunView, *, steps: bool = True) -> dict[str, JSON]:
         out["output"] = view.output
     if steps:
         out["steps"] = [step_json(record) for record in view.steps]
+        out["logs"] = list(view.logs)
+        out["logs_dropped"] = view.logs_dropped
     return out
 
 

@@ -92,6 +92,13 @@ class CallResult:
     error: dict[str, JSON] | None = None
     retriable: bool = True
     retry_at_ms: int | None = None
+    logs: list[dict[str, JSON]] = field(default_factory=list)
+    """In-process calls: the `ctx.logger` lines the call logged ({ts, level, message, step,
+    step_id}), at most `MAX_CALL_LOG_LINES` (then one line saying how many more)."""
+
+
+MAX_CALL_LOG_LINES = 200
+MAX_LOG_LINE_CHARS = 2_000
 
 
 class Driver(Protocol):

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from app import tracing
 from app.config import Settings
 from app.drivers import signing
 from app.drivers.base import CallRequest, CallResult, Checkpoint
@@ -170,6 +171,7 @@ class HttpDriver:
         key = self._settings.signing_key
         if key:
             headers[signing.SIGNATURE_HEADER] = signing.sign(signed, key, now_s)
+        tracing.inject(headers)  # traceparent: the call's span, when tracing is on
         return headers
 
     def _http(self) -> httpx.Client:

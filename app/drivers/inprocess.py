@@ -35,13 +35,25 @@ import asyncio
 import inspect
 import json
 import logging
+import sys
+import time
+import traceback
 from collections.abc import Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-from app import strictjson
-from app.drivers.base import CallRequest, CallResult, Checkpoint, Op, OpName, unsupported_op
+from app import strictjson, tracing
+from app.drivers.base import (
+    MAX_CALL_LOG_LINES,
+    MAX_LOG_LINE_CHARS,
+    CallRequest,
+    CallResult,
+    Checkpoint,
+    Op,
+    OpName,
+    unsupported_op,
+)
 from app.functions import FunctionSet, LocalFunction
 from app.ids import StepCounter
 from app.models import JSON, StepKind
@@ -153,6 +165,35 @@ class Replay:
         self._target = request.target
         self._parallel = 0
         self._running: Started | None = None
+        self._span: tracing.StepSpan | None = None
+        self.logs: list[dict[str, JSON]] = []
+        """`ctx.logger` lines of this call (see `_ReplayLogger`)."""
+        self.logs_dropped = 0
+
+    def keep_log(self, level: int, message: str, ts: int) -> None:
+        """Keep a `ctx.logger` line, with the step whose body logged it (None outside one)."""
+        if len(self.logs) >= MAX_CALL_LOG_LINES:
+            self.logs_dropped += 1
+            return
+        if len(message) > MAX_LOG_LINE_CHARS:
+            message = message[: MAX_LOG_LINE_CHARS - 1] + "…"
+        step = self._running
+        self.logs.append(
+            {
+                "ts": ts,
+                "level": logging.getLevelName(level).lower(),
+                "message": strictjson.cleaned(message),
+                "step": step.name if step is not None else None,
+                "step_id": step.hashed if step is not None else None,
+            }
+        )
+
+    def collected_logs(self) -> list[dict[str, JSON]]:
+        if not self.logs_dropped:
+            return self.logs
+        more = {**self.logs[-1], "level": "warning", "step": None, "step_id": None}
+        more["message"] = f"{self.logs_dropped} more lines of this call were not kept"
+        return [*self.logs, more]
 
     @property
     def replaying(self) -> bool:
@@ -208,10 +249,17 @@ class Replay:
             op.op = "StepPlanned"
             raise _Suspend([op])
         self._running = step
+        self._span = tracing.StepSpan(step_id, hashed, self._request.run_id)
         return step
+
+    def _end_span(self, error: str | None = None) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            span.end(error)
 
     def finish(self, step: Started, output: object) -> object:
         self._running = None
+        self._end_span()
         data = _to_json(output, f"the output of step '{step.name}'")
         op = Op("StepRun", step.hashed, step.name, data=data)
         if self._target is not None:
@@ -230,6 +278,7 @@ class Replay:
 
     def fail(self, step: Started, err: Exception) -> BaseException:
         self._running = None
+        self._end_span(f"{type(err).__name__}: {err}")
         if isinstance(err, NonRetriableError | RetryAfterError):
             return err
         final = self._request.attempt + 1 >= self._request.max_attempts
@@ -285,7 +334,8 @@ class Replay:
 
 
 class _ReplayLogger(logging.LoggerAdapter[Any]):
-    """`ctx.logger`: quiet while the call replays memoized steps."""
+    """`ctx.logger`: quiet while the call replays memoized steps; every line it lets through
+    is also kept with the run (`Replay.keep_log`, shown in the run's timeline)."""
 
     def __init__(self, logger: logging.Logger | logging.LoggerAdapter[Any], replay: Replay) -> None:
         super().__init__(logger, {})
@@ -294,10 +344,38 @@ class _ReplayLogger(logging.LoggerAdapter[Any]):
     def isEnabledFor(self, level: int) -> bool:
         return not self._replay.replaying and self.logger.isEnabledFor(level)
 
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        """Keep lines of INFO and above with the run whatever the Python logger's level (the
+        timeline shows them); pass each on to the logger when it is enabled for it."""
+        if self._replay.replaying:
+            return
+        enabled = self.logger.isEnabledFor(level)
+        if level >= logging.INFO or enabled:
+            self._replay.keep_log(level, _log_text(msg, args, kwargs), int(time.time() * 1000))
+        if enabled:
+            super().log(level, msg, *args, **kwargs)
+
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         return msg, kwargs
+
+
+def _log_text(msg: object, args: tuple[Any, ...], kwargs: MutableMapping[str, Any]) -> str:
+    """The line as `logging` would render its message, with the traceback of `exc_info`."""
+    try:
+        text = str(msg) % args if args else str(msg)
+    except (TypeError, ValueError):
+        text = f"{msg} {args}"
+    info = kwargs.get("exc_info")
+    if info:
+        if info is True:
+            info = sys.exc_info()
+        elif isinstance(info, BaseException):
+            info = (type(info), info, info.__traceback__)
+        if isinstance(info, tuple) and info[0] is not None:
+            text += "\n" + "".join(traceback.format_exception(*info)).rstrip()
+    return text
 
 
 def _run_coroutine(coroutine: Any) -> object:
@@ -356,6 +434,14 @@ class InProcessDriver:
                 "error", error={"name": "FunctionNotFound", "message": message, "stack": None}
             )
         replay = Replay(request, checkpoint)
+        try:
+            result = self._call(local, replay, request)
+        finally:
+            replay._end_span("the step did not finish")  # a step left by a BaseException
+        result.logs = replay.collected_logs()
+        return result
+
+    def _call(self, local: LocalFunction, replay: Replay, request: CallRequest) -> CallResult:
         try:
             output = _to_json(_run_handler(local, replay, request), "the function's output")
         except _Suspend as suspend:

@@ -27,7 +27,7 @@ from app.flow.options import (
     option_str,
 )
 from app.flow.outcomes import BATCHED, DEBOUNCED, Decision
-from app.ids import new_ulid
+from app.ids import new_ulid, ulid_ms
 from app.models import JSON, FunctionConfig, Job
 from app.runner import wire_event
 from app.state.flow import flow_item_id
@@ -141,6 +141,7 @@ class Timers:
         report = self._outcomes.key_error(fn, [internal_id], "batchEvents.key")
         expr = option_str(batch.get("key"))
         hashed = key_hash(expr, event, on_error="invalid", report=report) or NO_KEY
+        timeout_ms = option_ms(batch.get("timeout"), BATCH_DEFAULT_TIMEOUT_MS)
         result = self._flow.append_batch(
             fn.id,
             hashed,
@@ -149,7 +150,7 @@ class Timers:
             now,
             max_size=size,
             max_bytes=BATCH_MAX_BYTES,
-            timeout_ms=option_ms(batch.get("timeout"), BATCH_DEFAULT_TIMEOUT_MS),
+            timeout_ms=timeout_ms,
             new_id=new_ulid(now),
             full_send_by=self._queue.resend_deadline(now),
         )
@@ -162,6 +163,7 @@ class Timers:
                 BATCHED,
                 f"event {result.size} of at most {size} in batch {result.batch_id}",
                 batch_id=result.batch_id,
+                closes_at=ulid_ms(result.batch_id) + timeout_ms,
             )
         return Decision("hold", BATCHED)
 

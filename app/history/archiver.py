@@ -1,7 +1,7 @@
 """The archiver: finished runs and received events go from Redis to the history store, and
 Redis drops them once the hot window has passed.
 
-    finish_run.lua / store_event.lua ─► <p>:history:runs|events      (queued with the change)
+    finish_run.lua / ingest_events.lua ─► <p>:history:runs|events      (queued with the change)
     beat tick ─► due_job(now) ─► ARCHIVE job ─► worker: run_job
                      claim a batch (leased) ─► read it ─► upsert + COMMIT ─► mark archived
                                                                          (drop at now + hot)

@@ -51,3 +51,5 @@ class ArchivedRun:
     original_run_id: str | None = None
     correlation_id: str | None = None
     steps: list[ArchivedStep] = field(default_factory=list)
+    logs: dict[str, JSON] | None = None
+    """`{"lines": [...], "dropped": n}`: its `ctx.logger` lines, None when it logged none."""

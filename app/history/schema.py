@@ -44,6 +44,7 @@ runs = sa.Table(
     sa.Column("original_run_id", ID),
     sa.Column("correlation_id", NAME),
     sa.Column("archived_at", sa.BigInteger, nullable=False),
+    sa.Column("logs", JSONType),
     sa.Index("ix_runs_created", "created_at", "run_id"),
     sa.Index("ix_runs_function_created", "function_id", "created_at", "run_id"),
     sa.Index("ix_runs_status_created", "status", "created_at", "run_id"),

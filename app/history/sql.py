@@ -166,7 +166,7 @@ class SqlHistory(HistoryStore):
     def get_run(self, run_id: str) -> RunView | None:
         with self._connect() as connection:
             row = connection.execute(
-                sa.select(*_VIEW_COLUMNS).where(runs.c.run_id == run_id)
+                sa.select(*_VIEW_COLUMNS, runs.c.logs).where(runs.c.run_id == run_id)
             ).first()
             if row is None:
                 return None
@@ -547,6 +547,7 @@ def _run_row(run: ArchivedRun, now: int) -> dict[str, Any]:
         "original_run_id": run.original_run_id,
         "correlation_id": run.correlation_id,
         "archived_at": now,
+        "logs": run.logs,
     }
 
 
@@ -582,6 +583,8 @@ def _event_row(record: EventRecord) -> dict[str, Any]:
 
 
 def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
+    """A run as the API shows it; its log lines only when the row has them (`get_run`)."""
+    logs = row._mapping.get("logs") or {}
     return RunView(
         run_id=row.run_id,
         function_id=row.function_id,
@@ -593,6 +596,8 @@ def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
         output=row.output,
         error=row.error,
         original_run_id=row.original_run_id,
+        logs=list(logs.get("lines") or []),
+        logs_dropped=int(logs.get("dropped") or 0),
     )
 
 

@@ -6,9 +6,10 @@ archived, and drop it once the hot window has passed (app/history/archiver.py dr
     archived_runs / archived_events after the database commit (lua/history_archived.lua)
     drop_due_runs / drop_due_events the hot window has passed (lua/history_drop_*.lua)
 
-Runs enter the queue in `lua/finish_run.lua` and events in `lua/store_event.lua`, atomically
-with the change that makes them archivable (`lua/include/archive.lua`). Built like `FlowStore`:
-the store's client and prefix, `now` always passed in. Keys: `ArchiveKeys` in `keys.py`.
+Runs enter the queue in `lua/finish_run.lua` and events in `lua/include/ingest.lua` (run by
+`ingest_events.lua` and `finish_run.lua`), atomically with the change that makes them
+archivable (`lua/include/archive.lua`). Built like `FlowStore`: the store's client and prefix,
+`now` always passed in. Keys: `ArchiveKeys` in `keys.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from app.state.base import _opt_int
 from app.state.events import _event_record
 from app.state.keys import ArchiveKeys
 from app.state.records import EventRecord
+from app.state.run_logs import RunLogKeys
 from app.state.runs import _decode_record
 from app.state.scripts import read_script
 from app.state.store import RETRIES, Store
@@ -58,6 +60,7 @@ class ArchiveStore:
         self._client: Redis[str] = store._client
         self._store_keys = store.keys
         self._keys = ArchiveKeys(store.keys.prefix)
+        self._logs = RunLogKeys(store.keys.prefix)
         directory = lua_dir or store.lua_dir
         self._scripts: dict[str, _Script] = {
             name: cast(_Script, self._client.register_script(read_script(directory, name)))
@@ -132,12 +135,20 @@ class ArchiveStore:
             pipe.lrange(r.stack, 0, -1)
             pipe.hgetall(r.steps)
             pipe.hgetall(r.history)
+            pipe.lrange(self._logs.logs(run_id), 0, -1)
+            pipe.hget(self._logs.meta(run_id), "dropped")
         replies = pipe.execute()
         out = []
         for i in range(len(run_ids)):
-            meta, stack, steps, history = replies[4 * i : 4 * i + 4]
+            meta, stack, steps, history, lines, dropped = replies[6 * i : 6 * i + 6]
             if meta and _ended(meta.get("status", "")):
-                out.append(_archived_run(meta, stack, steps, history))
+                run = _archived_run(meta, stack, steps, history)
+                if lines or dropped:
+                    run.logs = {
+                        "lines": [json.loads(line) for line in lines],
+                        "dropped": int(dropped or 0),
+                    }
+                out.append(run)
         return out
 
     def live_runs(self, run_ids: Sequence[str]) -> list[str]:
@@ -210,10 +221,12 @@ class ArchiveStore:
             self._keys.drop_runs,
             *(k.event_runs(event_id) for event_id in event_ids),
             k.job_tombstone(start_job_id(run_id)),
+            self._logs.logs(run_id),
+            self._logs.meta(run_id),
         ]
         if event_ids:
             keys.append(k.idempotency(f"{function_id}:{event_ids[0]}"))
-        return keys, [run_id, function_id, status, now, len(event_ids), 1]
+        return keys, [run_id, function_id, status, now, len(event_ids), 3]
 
     def drop_event(self, internal_id: str, now: int, retry_at: int) -> DropCode:
         """Remove an archived event whose drop time has come, unless its processing job is

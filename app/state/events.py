@@ -1,13 +1,17 @@
-"""Store verbs for events: stored once (deduplicated by user id), listed newest first."""
+"""Store verbs for events: stored once (deduplicated by id), with the one job that processes
+them, in one script call per request; listed newest first."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from app.models import JSON
+from app.models import JSON, event_job
 from app.state.base import StoreBase, _dumps
-from app.state.records import EventRecord, Page, Position, SearchPage
+from app.state.keys import Keys
+from app.state.records import EventRecord, Ingested, NewEvent, Page, Position, SearchPage
+from app.state.scripts import EventItem
 
 if TYPE_CHECKING:
     from app.search import Filter
@@ -30,6 +34,38 @@ class EventVerbs(StoreBase):
             now,
             dedupe_ttl_ms,
         )
+
+    def ingest_events(
+        self,
+        events: Sequence[NewEvent],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
+    ) -> Ingested:
+        """Store `events` and queue the one job that processes those something listens to
+        (a function's trigger, a pending pause, or `must_process`), in one Lua call: see
+        lua/ingest_events.lua. A duplicate (its id seen within the TTL, or its internal id
+        stored already) writes nothing and answers the first copy's internal id; its job
+        was made with that copy, so a retried request never leaves an event unprocessed.
+        `send_by` is when the tick sends the job if no Celery message did; `counter` names
+        a counter metric to add the number of events to, in the same call."""
+        job_id, answers = self._scripts.ingest_events(
+            [event_item(self._keys, event, now) for event in events],
+            now,
+            dedupe_ttl_ms,
+            send_by,
+            counter=counter,
+        )
+        ids = [internal_id for _, internal_id in answers]
+        queued = [internal_id for code, internal_id in answers if code == "stored"]
+        idle = sum(1 for code, _ in answers if code == "idle")
+        job = None
+        if job_id:
+            job = event_job(queued)
+            assert job.id == job_id, "lua/include/ingest.lua names event jobs as event_job does"
+        return Ingested(ids, job, idle)
 
     def get_event(self, internal_id: str) -> EventRecord | None:
         raw = self._client.get(self._keys.event(internal_id))
@@ -119,4 +155,24 @@ def _event_record(raw: str) -> EventRecord:
         internal_id=record["internal_id"],
         received_at=int(record["received_at"]),
         event=record["event"],
+    )
+
+
+def event_item(keys: Keys, event: NewEvent, now: int) -> EventItem:
+    """A new event as the scripts take it (lua/include/ingest.lua)."""
+    record = {"internal_id": event.internal_id, "received_at": now, "event": event.event}
+    user_id = event.event.get("id")
+    dedupe_key = ""
+    if event.dedupe and isinstance(user_id, str) and user_id:
+        dedupe_key = (
+            keys.event_dedupe(user_id)
+            if event.dedupe == "user"
+            else keys.engine_event_dedupe(user_id)
+        )
+    return EventItem(
+        event.internal_id,
+        dedupe_key,
+        _dumps(record),
+        str(event.event.get("name", "")),
+        event.must_process,
     )

@@ -26,6 +26,10 @@ indexes across runs.
     <p>:event:<internal id>         string  {"internal_id", "received_at", "event"} JSON
     <p>:event-runs:<internal id>    set     run ids started by the event
     <p>:event-dedupe:<user id>      string  internal id of the first event with that id (PX)
+    <p>:engine-event-dedupe:<id>    string  the same for events the engine emits (PX)
+    <p>:triggers                    set     trigger event names of every function (save_app)
+    <p>:triggers:wild               set     those with wildcards (`app/*`)
+    <p>:triggers:built              string  "1" once save_app built the two sets
     <p>:pause:<pause id>            string  Pause JSON
     <p>:pauses:expiry               zset    pause id, score expires_at (ms): GC and count
     <p>:pidx:<event>:<path>:<value> set     ids of pauses indexed under (path, value)
@@ -153,6 +157,22 @@ class Keys:
 
     def event_dedupe(self, user_id: str) -> str:
         return f"{self.prefix}:event-dedupe:{user_id}"
+
+    def engine_event_dedupe(self, event_id: str) -> str:
+        """Ids of events the engine emits (invoke, cron, lifecycle): never a user's."""
+        return f"{self.prefix}:engine-event-dedupe:{event_id}"
+
+    @property
+    def triggers(self) -> str:
+        return f"{self.prefix}:triggers"
+
+    @property
+    def trigger_globs(self) -> str:
+        return f"{self.prefix}:triggers:wild"
+
+    @property
+    def triggers_built(self) -> str:
+        return f"{self.prefix}:triggers:built"
 
     # --- pauses ---------------------------------------------------------------------------
     def pause(self, pause_id: str) -> str:

@@ -100,6 +100,34 @@ class RunView:
     """Step history records in first-seen order (see `record_step`)."""
     original_run_id: str | None = None
     """Set on a rerun or replay: the run it was made from."""
+    logs: list[dict[str, JSON]] = field(default_factory=list)
+    """`ctx.logger` lines ({ts, level, message, step, step_id}), oldest first (`get_run`
+    only; see app/state/run_logs.py)."""
+    logs_dropped: int = 0
+    """Lines not kept over the per-run cap."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to store (`Store.ingest_events`), in wire form with defaults filled."""
+
+    internal_id: str
+    event: dict[str, JSON]
+    dedupe: Literal["user", "engine", ""] = ""
+    """Dedupe on `event["id"]` in the users' namespace, the engine's, or not at all."""
+    must_process: bool = False
+    """Queue it even when no trigger or pause listens (an invoke, an invoke's finish)."""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What `ingest_events` did: each event's internal id (the first copy's for a
+    duplicate) and the one job that processes the new events something listens to."""
+
+    ids: list[str]
+    job: Job | None
+    idle: int = 0
+    """How many new events were stored without a job (nothing listens to them)."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from app.models import JSON
 from app.state.base import StoreBase, _opt_int
 from app.state.records import Page, Position, RunView, SearchPage, T
+from app.state.run_logs import RunLogKeys
 from app.state.runs import _decode_record
 
 if TYPE_CHECKING:
@@ -24,10 +25,15 @@ class RunViewVerbs(StoreBase):
         pipe.hgetall(r.meta)
         pipe.hgetall(r.history)
         pipe.hgetall(r.steps)
-        meta, history, memos = pipe.execute()
+        logs = RunLogKeys(self._keys.prefix)
+        pipe.lrange(logs.logs(run_id), 0, -1)
+        pipe.hget(logs.meta(run_id), "dropped")
+        meta, history, memos, lines, dropped = pipe.execute()
         if not meta:
             return None
         view = _run_view(meta)
+        view.logs = [json.loads(line) for line in lines]
+        view.logs_dropped = int(dropped or 0)
         records = [_decode_record(step, raw) for step, raw in history.items()]
         for record in records:
             memo = memos.get(str(record["id"]))

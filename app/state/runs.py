@@ -7,14 +7,17 @@ A step's history record is stored as a JSON object whose values are JSON texts (
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from app.errors import StateError
-from app.models import JSON, Pause, RunStatus
+from app.ids import new_ulid
+from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
+from app.state.events import event_item
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
-from app.state.records import MemoizedSteps, NewRun, RunState, SaveResult
+from app.state.records import MemoizedSteps, NewEvent, NewRun, RunState, SaveResult
 from app.state.scripts import PauseRef, Scripts
 
 
@@ -158,11 +161,28 @@ class RunVerbs(StoreBase):
     def finish_run(self, run_id: str, status: str, output: JSON, error: JSON, now: int) -> bool:
         """End a run once: set status/output/error/ended_at, drop its pauses (and their
         indexes) and its queued jobs. Returns True only for the call that ended it."""
+        return self.end_run(run_id, status, output, error, now)[0]
+
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        output: JSON,
+        error: JSON,
+        now: int,
+        events: Sequence[NewEvent] = (),
+        send_by: int = 0,
+    ) -> tuple[bool, Job | None]:
+        """`finish_run`, storing the run's lifecycle `events` and queueing the job that
+        processes them (when something listens) in the same script call, so no crash can
+        end a run without them. Returns (True for the call that ended it, that job)."""
         if not RunStatus(status).ended:
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
+        items = [event_item(self._keys, event, now) for event in events]
+        token = events[0].internal_id if events else new_ulid(now)
         for _ in range(RETRIES):
             function_id, pauses, job_ids = self._run_snapshot(run_id)
-            code = self._scripts.finish_run(
+            code, job_id = self._scripts.finish_run(
                 run_id,
                 status,
                 _dumps(output),
@@ -171,10 +191,21 @@ class RunVerbs(StoreBase):
                 pauses,
                 job_ids,
                 function_id=function_id,
+                token=token,
+                events=items,
+                send_by=send_by,
             )
             if code != "changed":
-                return code == "finished"
+                return code == "finished", self._event_job(job_id)
         raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+
+    @staticmethod
+    def _event_job(job_id: str) -> Job | None:
+        """The job ingest.lua made for the events something listens to. (Its stored copy,
+        which `begin_job` hands the worker, lists all of them.)"""
+        if not job_id:
+            return None
+        return event_job([job_id.removeprefix("event:")])
 
     def _run_snapshot(self, run_id: str) -> tuple[str, list[PauseRef], list[str]]:
         """The run's function id, pauses (as refs) and queued job ids, for finish_run."""

@@ -63,6 +63,19 @@ class PauseRef:
     correlation_id: str
 
 
+@dataclass(frozen=True)
+class EventItem:
+    """One event as lua/include/ingest.lua takes it."""
+
+    internal_id: str
+    dedupe_key: str
+    """The dedupe key to check and set; "" for none."""
+    record_json: str
+    name: str
+    must: bool
+
+
+IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
@@ -87,6 +100,7 @@ class Scripts:
         "fail_job",
         "release_due",
         "store_event",
+        "ingest_events",
         "save_app",
     )
 
@@ -205,7 +219,12 @@ class Scripts:
         job_ids: Sequence[str],
         *,
         function_id: str,
-    ) -> FinishCode:
+        token: str = "",
+        events: Sequence[EventItem] = (),
+        send_by: int = 0,
+    ) -> tuple[FinishCode, str]:
+        """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
+        the same call. (code, the events' job id or "")."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -228,6 +247,11 @@ class Scripts:
             k.ended_runs,
             k.metric(f"runs_{status.lower()}_total"),
             self._archive.runs,
+            k.events,
+            self._archive.events,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
         ]
         args: list[Arg] = [
             status,
@@ -239,13 +263,18 @@ class Scripts:
             len(job_ids),
             TOMBSTONE_TTL_MS,
             function_id,
+            token,
+            len(events),
+            send_by,
         ]
         for ref in pauses:
             keys += [k.pause(ref.pause_id), self._index_key(ref), k.pause_paths(ref.event)]
             args += [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
         keys += [k.job_tombstone(job_id) for job_id in job_ids]
         args += list(job_ids)
-        return cast(FinishCode, self._run("finish_run", keys, args))
+        self._event_items(events, keys, args)
+        code, job_id = self._run("finish_run", keys, args)
+        return cast(FinishCode, code), str(job_id)
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
@@ -375,6 +404,55 @@ class Scripts:
         code, found = self._run("store_event", keys, [internal_id, record_json, now, dedupe_ttl_ms])
         return str(found), code == "stored"
 
+    def ingest_events(
+        self,
+        items: Sequence[EventItem],
+        now: int,
+        dedupe_ttl_ms: int,
+        send_by: int,
+        *,
+        counter: str = "",
+    ) -> tuple[str, list[tuple[IngestCode, str]]]:
+        """Store events and queue their one job (lua/ingest_events.lua): (job id or "",
+        each event's (code, internal id)). With `counter`, add the number of events to that
+        counter metric in the same call."""
+        k = self._keys
+        keys = [
+            k.events,
+            self._archive.events,
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+            k.metric(counter or "events_received_total"),
+        ]
+        args: list[Arg] = [now, dedupe_ttl_ms, send_by, len(items), len(items) if counter else 0]
+        self._event_items(items, keys, args)
+        reply = self._run("ingest_events", keys, args)
+        return str(reply[0]), _answers(reply[1:])
+
+    def _event_items(self, items: Sequence[EventItem], keys: list[str], args: list[Arg]) -> None:
+        """Append each event's five keys and five values (lua/include/ingest.lua)."""
+        k = self._keys
+        for item in items:
+            event_key = k.event(item.internal_id)
+            keys += [
+                event_key,
+                item.dedupe_key or event_key,
+                k.pause_scan(item.name),
+                k.pause_paths(item.name),
+                k.job_tombstone(f"event:{item.internal_id}"),
+            ]
+            args += [
+                item.internal_id,
+                "1" if item.dedupe_key else "0",
+                item.record_json,
+                item.name,
+                "1" if item.must else "0",
+            ]
+
     def save_app(
         self,
         app_id: str,
@@ -387,7 +465,16 @@ class Scripts:
         """True if the functions changed. Raises `Conflict` when another app owns one of
         them, or (without `takeover`) the app is served in-process."""
         k = self._keys
-        keys = [k.apps, k.functions, k.app_functions(app_id), k.registry_version, k.app_syncs]
+        keys = [
+            k.apps,
+            k.functions,
+            k.app_functions(app_id),
+            k.registry_version,
+            k.app_syncs,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+        ]
         args: list[Arg] = [app_id, record_json, checksum, sync_id, "1" if takeover else "0"]
         for function_id, config_json in functions:
             args += [function_id, config_json]
@@ -405,6 +492,10 @@ class Scripts:
                 field="appName",
             )
         return int(result) == 1
+
+
+def _answers(flat: Sequence[Any]) -> list[tuple[IngestCode, str]]:
+    return [(cast(IngestCode, flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 def _dumps(value: Any) -> str:

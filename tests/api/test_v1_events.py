@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -102,3 +103,24 @@ def test_event_runs_read_the_flow_store_outcomes(api: Api) -> None:
     body = check(api.client.get(f"/v1/events/{event_id}/runs"), "get", path)
     [outcome] = body["metadata"]["outcomes"]
     assert outcome["outcome"] == "debounced" and outcome["reason"] == "debounce 5s"
+
+
+def test_held_events_say_until_when(api: Api) -> None:
+    """A debounced event says when its run starts, a batched one when its batch closes."""
+    debounced = fn("d", Trigger(event="hold/d"))
+    debounced.options = {"debounce": {"period": "10s"}}
+    batched = fn("b", Trigger(event="hold/b"))
+    batched.options = {"batchEvents": {"maxSize": 5, "timeout": "30s"}}
+    api.register(debounced, batched)
+    ids = api.client.post("/e/k", json=[{"name": "hold/d"}, {"name": "hold/b"}]).get_json()["ids"]
+    before = api.engine.now()
+    api.process_events()
+    path = "/v1/events/{event_id}/runs"
+    untils = {}
+    for event_id in ids:
+        body = check(api.client.get(f"/v1/events/{event_id}/runs"), "get", path)
+        [outcome] = body["metadata"]["outcomes"]
+        until = datetime.fromisoformat(outcome["until"]).timestamp() * 1000
+        untils[outcome["outcome"]] = until - before
+    assert 9_000 <= untils["debounced"] <= 11_000
+    assert 29_000 <= untils["batched"] <= 31_000

@@ -6,7 +6,7 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.models import Trigger
+from app.models import Job, JobKind, Trigger
 from app.state.store import NewRun
 from tests.api.conftest import Api, fn, make_api
 
@@ -39,6 +39,7 @@ def test_run_counters_gauges_and_events(api: Api) -> None:
     store.finish_run(first.run_id, "Failed", None, {"message": "x"}, T0)
     store.finish_run(second.run_id, "Cancelled", None, None, T0)
     store.create_run(NewRun("other", "app-g", [{"name": "x"}], [], T0))
+    store.enqueue_job(Job(id="other:start", kind=JobKind.START, run_id="other"), T0, T0)
     samples = _samples(api)
     f = (("function", "app-f"),)
     assert samples[("stepline_events_received_total", ())] == 2
@@ -49,7 +50,7 @@ def test_run_counters_gauges_and_events(api: Api) -> None:
     assert samples[("stepline_runs_cancelled_total", f)] == 1
     assert ("stepline_runs_completed_total", f) not in samples
     assert samples[("stepline_pauses_pending", ())] == 0
-    assert samples[("stepline_queue_jobs", ())] >= 1  # the queued run's start job
+    assert samples[("stepline_queue_jobs", ())] == 1  # the queued run's start job
     assert ("stepline_timers_pending", ()) in samples
     assert ("stepline_queue_jobs_due", ()) in samples
 

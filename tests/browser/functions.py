@@ -33,12 +33,16 @@ def onboard_user(ctx: inngest.ContextSync) -> dict[str, object]:
     email = str(ctx.event.data.get("email", "ada@example.com"))
     pause = float(ctx.event.data.get("pause", 0.15))
 
+    ctx.logger.info("onboarding %s", email)
+
     def load_profile() -> dict[str, object]:
         time.sleep(pause)
+        ctx.logger.info("profile loaded from CRM: plan=pro seats=5")
         return {"email": email, "plan": "pro", "seats": 5}
 
     def score_lead() -> int:
         time.sleep(pause * 2)
+        ctx.logger.warning("lead score model is stale (trained 41 days ago)")
         return 87
 
     def send_welcome() -> dict[str, object]:
@@ -107,3 +111,22 @@ def nightly_report(ctx: inngest.ContextSync) -> str:
 )
 def greet_vip(ctx: inngest.ContextSync) -> str:
     return f"hello {ctx.event.data.get('user')}"
+
+
+def _hold(tag: str) -> str:
+    """User code that blocks until the test sets `ui:go:<tag>` (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not _redis.exists(f"ui:go:{tag}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return tag
+
+
+@client.create_function(
+    fn_id="sync-account",
+    name="Sync account",
+    trigger=inngest.TriggerEvent(event="shop/account.sync"),
+    concurrency=[inngest.Concurrency(limit=1, key="event.data.account")],
+)
+def sync_account(ctx: inngest.ContextSync) -> str:
+    tag = str(ctx.event.data.get("tag", "x"))
+    return ctx.step.run("sync", lambda: _hold(tag))

@@ -1,4 +1,5 @@
-"""Take the README's screenshot of a run timeline (docs/screenshot-timeline.png).
+"""Take the README's screenshots: a run timeline (docs/screenshot-timeline.png) and the
+Workers page (docs/screenshot-workers.png).
 
     STEPLINE_TEST_REDIS_URL=redis://127.0.0.1:6379/7 .venv/bin/python -m tests.browser.screenshot
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import redis
 from playwright.sync_api import sync_playwright
@@ -24,6 +26,9 @@ from tests.integration.cluster import ROOT
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot-timeline.png")
+    parser.add_argument(
+        "--workers-out", type=Path, default=ROOT / "docs" / "screenshot-workers.png"
+    )
     parser.add_argument("--all", type=Path, help="also save every page into this directory")
     parser.add_argument("--scheme", choices=["dark", "light"], default="dark")
     args = parser.parse_args()
@@ -63,13 +68,15 @@ def shoot(stack: Stack, executable: str, args: argparse.Namespace) -> None:
         )
         page = context.new_page()
         page.goto(f"{stack.url}/#/runs/{run['run_id']}")
-        step = page.locator('details.step[data-step-name="send-welcome"]')
+        step = page.locator('details.step[data-step-name="score-lead"]')
         step.locator("summary").click()
+        step.locator(".log-line").wait_for()
         page.locator("#result .json").wait_for()
         page.mouse.move(0, 0)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(args.out))
         print(f"saved {args.out}")
+        shoot_workers(stack, page, args.workers_out)
         if args.all:
             args.all.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.all / "run.png"), full_page=True)
@@ -86,6 +93,26 @@ def shoot(stack: Stack, executable: str, args: argparse.Namespace) -> None:
             page.screenshot(path=str(args.all / "invoke.png"), full_page=True)
             print(f"saved the pages in {args.all}")
         browser.close()
+
+
+def shoot_workers(stack: Stack, page: Any, out: Path) -> None:
+    """The Workers page while the worker runs a job and another run waits for its
+    concurrency slot (then both are let go)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    first = stack.run_of(stack.send("shop/account.sync", {"account": "acme", "tag": "shot1"}))
+    stack.wait_for(lambda: stack.run(first["run_id"])["status"] == "Running", 30, "a busy worker")
+    stack.run_of(stack.send("shop/account.sync", {"account": "acme", "tag": "shot2"}))
+    page.goto(f"{stack.url}/#/workers")
+    page.locator("tr.worker-row td.jobs a, tr.worker-row td.jobs span.mono").first.wait_for(
+        timeout=20_000
+    )
+    page.wait_for_timeout(500)
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(out))
+    print(f"saved {out}")
+    client.set("ui:go:shot1", "1")
+    client.set("ui:go:shot2", "1")
+    client.close()
 
 
 if __name__ == "__main__":

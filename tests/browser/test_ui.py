@@ -42,14 +42,14 @@ def test_invoke_form_starts_a_run_whose_timeline_shows_each_step(page: Any, stac
     card.get_by_role("button", name="Invoke").click()
 
     editor = page.locator("#invoke-json")
-    editor.fill('{"name": "shop/user.signed_up", "data": {"email": ')
+    editor.fill('{"data": {"email": ')
     expect(page.locator("#invoke-json-status")).to_have_class(re.compile(r"\bbad\b"))
     expect(page.locator("#invoke-send")).to_be_disabled()
-    event = {"name": "shop/user.signed_up", "data": {"email": "grace@example.com"}}
-    editor.fill(json.dumps(event))
+    body = {"data": {"email": "grace@example.com"}}
+    editor.fill(json.dumps(body))
     expect(page.locator("#invoke-json-status")).to_have_text("valid JSON")
     page.locator("#invoke-format").click()
-    expect(editor).to_have_value(json.dumps(event, indent=2))
+    expect(editor).to_have_value(json.dumps(body, indent=2))
     page.locator("#invoke-send").click()
 
     chip = page.locator("#invoke-result .run-chip")
@@ -95,7 +95,7 @@ def test_a_cron_only_function_is_run_now_from_its_invoke_form(page: Any, stack: 
     page.goto(f"{stack.url}/#/functions")
     card = page.locator('.function-card[data-function-id="shop-nightly-report"]')
     card.get_by_role("button", name="Invoke").click()
-    expect(page.locator("#invoke-send")).to_have_text("Run now")
+    expect(page.locator("#invoke-send")).to_have_text("Invoke")
     page.locator("#invoke-json").fill('{"data": {"day": "monday"}}')
     page.locator("#invoke-send").click()
     chip = page.locator("#invoke-result .run-chip")
@@ -135,7 +135,7 @@ def test_an_sdk_app_is_synced_by_url_resynced_and_invoked(
         fn = page.locator('.function-card[data-function-id="pyapp-three"]')
         expect(fn).to_contain_text(app.url)
         fn.get_by_role("button", name="Invoke").click()
-        expect(page.locator("#invoke-json")).to_have_value(re.compile('"pyapp/three"'))
+        expect(page.locator("#invoke-template")).to_contain_text("POST /invoke/pyapp-three")
         page.locator("#invoke-send").click()
         chip = page.locator("#invoke-result .run-chip")
         expect(chip.locator(".badge")).to_have_text("Completed", timeout=RUN_DONE)

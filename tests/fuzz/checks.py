@@ -7,8 +7,9 @@ from typing import Any
 
 import redis
 
-NON_JSON_ROUTES = ("/", "/ui/", "/metrics")
-"""Routes whose successful answers are HTML or Prometheus text (their errors are JSON)."""
+NON_JSON_ROUTES = ("/", "/ui/", "/metrics", "/v0/connect/")
+"""Routes whose successful answers are HTML, Prometheus text or protobuf (Connect's start and
+flush: an empty body is a valid, all-defaults protobuf message), while their errors are JSON."""
 
 
 def strict_loads(text: str | bytes) -> Any:

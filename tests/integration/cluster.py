@@ -57,7 +57,11 @@ class Cluster:
             tick_seconds=0.2,
             history_url=self.env["STEPLINE_HISTORY_URL"],
         )
-        self.engine = Engine.create(settings, local=load_functions([FUNCTIONS]))
+        # The same in-process functions as the workers', registered before the first send,
+        # as a web process sharing their STEPLINE_FUNCTIONS does: an event is processed only
+        # by functions registered when it arrives (nothing listening: stored, no job).
+        modules = [name for name in self.env["STEPLINE_FUNCTIONS"].split(",") if name]
+        self.engine = Engine.create(settings, local=load_functions(modules))
 
     def start_worker(
         self, name: str = "w1", concurrency: int | None = None
@@ -114,6 +118,31 @@ class Cluster:
             start_new_session=True,
         )
         self.procs.append(proc)
+        return proc
+
+    def start_web(self, port: int) -> subprocess.Popen[bytes]:
+        """The Procfile's web (gunicorn, app.gunicorn_conf) on 127.0.0.1:`port`; returns once
+        it answers `/health`."""
+        log = open(self.tmp / "web.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:app.gunicorn_conf",
+                "-b",
+                f"127.0.0.1:{port}",
+                "app.api:create_app()",
+            ],
+            cwd=ROOT,
+            env={**self.env, "WEB_CONCURRENCY": "1", "STEPLINE_ACCESS_LOG": "false"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        self.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), what="web to start")
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -178,3 +207,14 @@ class Cluster:
         result = self.wait_for(ended, timeout, f"run of event {event_id} to end")
         assert isinstance(result, RunView)
         return result
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return int(reply.status) < 500
+    except (OSError, urllib.error.URLError):
+        return False

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from app.state.store import Store
+from app.state.events import event_item
+from app.state.store import NewEvent, Store
 from tests.lua.conftest import T0, make_job, make_pause, new_run, race
 
 
@@ -91,17 +92,76 @@ def test_a_stale_snapshot_is_refused(store: Store, run: str) -> None:
     scripts = store._scripts
     # The caller saw no jobs, but one was enqueued since.
     store.enqueue_job(make_job("j1"), T0, T0)
-    assert (
-        scripts.finish_run(run, "Completed", "null", "null", T0, [], [], function_id="app-fn")
-        == "changed"
-    )
+    assert scripts.finish_run(
+        run, "Completed", "null", "null", T0, [], [], function_id="app-fn"
+    ) == ("changed", "")
     # Nor pauses.
     store.save_pause(make_pause("p1"))
-    assert (
-        scripts.finish_run(run, "Completed", "null", "null", T0, [], ["j1"], function_id="app-fn")
-        == "changed"
-    )
+    assert scripts.finish_run(
+        run, "Completed", "null", "null", T0, [], ["j1"], function_id="app-fn"
+    ) == ("changed", "")
     state = store.load_run(run)
     assert state is not None and state.status == "Queued"
     # The Store re-reads and succeeds.
     assert store.finish_run(run, "Completed", None, None, T0) is True
+
+
+# --- lifecycle events stored with the run's end (one call) ---------------------------------
+
+
+def lifecycle(internal_id: str, name: str, **data: object) -> NewEvent:
+    event = {"name": name, "data": data, "id": "01RUN", "ts": T0, "user": {}}
+    return NewEvent(internal_id, event, "", bool(data.get("correlation_id")))
+
+
+def test_lifecycle_events_and_their_job_come_with_the_end(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    events = [lifecycle("01L1", "inngest/function.finished"), lifecycle("01L2", "x/failed")]
+    ended, job = store.end_run(run, "Failed", None, {"message": "x"}, T0, events, T0 + 99)
+    assert ended and job is not None and job.id == "event:01L1"
+    assert store.get_event("01L1") is not None and store.get_event("01L2") is not None
+    claimed = store.begin_job(job.id, "tok", T0, 1_000)
+    assert not isinstance(claimed, str) and claimed.events == ["01L1", "01L2"]
+    assert client.zscore("sl:jobs:due", job.id) is not None
+    # A second end stores nothing.
+    later = [lifecycle("01L3", "inngest/function.finished")]
+    assert store.end_run(run, "Completed", 1, None, T0 + 1, later, T0 + 99) == (False, None)
+    assert store.get_event("01L3") is None
+
+
+def test_a_repeated_end_answers_the_first_outcome(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """A lost reply re-sent (same token, same events): "finished" with the same job, and
+    nothing written twice."""
+    scripts = store._scripts
+    items = [event_item(store.keys, lifecycle("01L1", "inngest/function.finished"), T0)]
+
+    def call() -> tuple[str, str]:
+        return scripts.finish_run(
+            run, "Completed", "1", "null", T0, [], [], function_id="app-fn",
+            token="01L1", events=items, send_by=T0 + 99,
+        )  # fmt: skip
+
+    assert call() == ("finished", "event:01L1")
+    raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
+    before = {key: raw.dump(key) for key in client.keys("*")}
+    assert call() == ("finished", "event:01L1")
+    assert {key: raw.dump(key) for key in client.keys("*")} == before
+    other = scripts.finish_run(
+        run, "Completed", "1", "null", T0, [], [], function_id="app-fn", token="other"
+    )
+    assert other == ("ended", "")
+
+
+def test_lifecycle_events_nothing_listens_to_get_no_job(store: Store, run: str) -> None:
+    store.save_app("a", None, [], T0)  # an index exists, with no trigger
+    events = [lifecycle("01L1", "inngest/function.finished")]
+    assert store.end_run(run, "Completed", 1, None, T0, events, T0 + 99) == (True, None)
+    assert store.get_event("01L1") is not None
+    # An invoked run's finish is processed whatever the index says (its parent waits).
+    store.create_run(new_run("01KID"))
+    kid = [lifecycle("01L2", "inngest/function.finished", correlation_id="01P.s")]
+    ended, job = store.end_run("01KID", "Completed", 1, None, T0, kid, T0 + 99)
+    assert ended and job is not None

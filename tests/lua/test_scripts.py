@@ -15,6 +15,7 @@ from app.state.flow import FlowStore
 from app.state.keys import Keys
 from app.state.liveness import LivenessStore
 from app.state.lua_files import lua_dir
+from app.state.run_logs import RunLogStore
 from app.state.scripts import Scripts, read_script
 from app.state.slots import SlotStore
 from app.state.store import Store
@@ -29,6 +30,7 @@ NAMES = (
     *ConnectStore.NAMES,
     *ArchiveStore.NAMES,
     *BulkStore.NAMES,
+    *RunLogStore.NAMES,
 )
 """Every script of lua/, whichever module's wrapper loads it."""
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -215,3 +216,83 @@ def test_dev_exits_non_zero_when_a_child_dies(dev: Dev) -> None:
     dev.reader.join(5)
     assert "beat exited unexpectedly" in dev.output
     assert not {pid for pid in dev.seen if _stat(pid) is not None}
+
+
+FUNCTIONS_V1 = """
+import app.sdk as inngest
+
+client = inngest.Inngest(app_id="devloop")
+
+
+@client.create_function(fn_id="ping", trigger=inngest.TriggerEvent(event="devloop/ping"))
+def ping(ctx: inngest.ContextSync) -> str:
+    return "v1"
+"""
+
+
+def test_dev_restarts_its_worker_on_code_changes_and_finds_and_resyncs_apps(
+    dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.sdk_apps.harness import SdkApp
+
+    code = tmp_path / "code"
+    code.mkdir()
+    module = code / "devloop_fns.py"
+    module.write_text(FUNCTIONS_V1)
+    port = free_port()
+    app = SdkApp(
+        [sys.executable, str(ROOT / "tests" / "sdk_apps" / "py_app.py")],
+        {"INNGEST_DEV": f"http://127.0.0.1:{port}"},
+        log=tmp_path / "sdk-app.log",
+    )
+    env = {**dev_env, "PYTHONPATH": str(code)}
+    running = Dev(
+        port,
+        env,
+        "--functions",
+        "devloop_fns",
+        "--discovery-ports",
+        str(app.port),
+        "--resync-seconds",
+        "1",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        app.wait_ready()
+        running.wait_for(running.healthy, "GET /health answering 200")
+
+        def output_of(data: dict[str, Any]) -> Any:
+            sent = httpx.post(f"{base}/e/dev", json={"name": "devloop/ping", "data": data})
+            [event_id] = sent.json()["ids"]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                runs = httpx.get(f"{base}/v1/events/{event_id}/runs", timeout=5).json()["data"]
+                if runs and runs[0]["status"] == "Completed":
+                    return httpx.get(f"{base}/v1/runs/{runs[0]['run_id']}").json()["data"]["output"]
+                time.sleep(0.2)
+            raise AssertionError(f"no completed run of {event_id}:\n{running.output}")
+
+        assert output_of({"n": 1}) == "v1"
+        module.write_text(FUNCTIONS_V1.replace('"v1"', '"v2"'))
+        running.wait_for(
+            lambda: "changed: devloop_fns.py: restarting worker" in running.output,
+            "the worker restarted on the change",
+        )
+        assert output_of({"n": 2}) == "v2"
+        assert running.process.poll() is None  # a restart is not a child dying
+
+        # The SDK app on a probed port is found, synced, and synced again every second.
+        running.wait_for(
+            lambda: f"discovered an SDK app at {app.url}" in running.output, "discovery"
+        )
+
+        def synced_at() -> str | None:
+            apps = httpx.get(f"{base}/v1/apps", timeout=5).json()["data"]
+            return next((a.get("synced_at") for a in apps if a["id"] == "pyapp"), None)
+
+        running.wait_for(lambda: synced_at() is not None, "the discovered app synced")
+        first = synced_at()
+        running.wait_for(lambda: synced_at() != first, "the app synced again", timeout=30)
+    finally:
+        running.kill_everything()
+        app.stop()

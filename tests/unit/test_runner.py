@@ -14,7 +14,7 @@ import pytest
 from app import expressions
 from app.config import Settings
 from app.expressions import prepare_pause
-from app.models import JSON, FunctionConfig, Pause, Trigger
+from app.models import JSON, FunctionConfig, Pause, RunStatus, Trigger
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner, normalize_event, seeded_ids, wire_event
@@ -116,7 +116,10 @@ def test_ingest_stores_and_queues_each_new_event(world: World) -> None:
     assert first.event["id"] == ids[0]  # empty user id -> the internal id
     assert second.event["id"] == "mine"
     assert first.received_at == NOW
-    assert world.sender.job_ids("stepline.event") == [f"event:{ids[0]}", f"event:{ids[1]}"]
+    # One job per request processes all its events.
+    assert world.sender.job_ids("stepline.event") == [f"event:{ids[0]}"]
+    job = world.store.begin_job(f"event:{ids[0]}", "t", NOW, 1000)
+    assert not isinstance(job, str) and job.events == ids
 
 
 def test_ingest_dedupes_by_user_id(world: World) -> None:
@@ -128,21 +131,12 @@ def test_ingest_dedupes_by_user_id(world: World) -> None:
     assert record is not None and record.event["data"] == {"n": 1}
 
 
-def test_ingest_dedupe_window_is_the_setting(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_ingest_dedupe_window_is_the_setting(redis_url: str) -> None:
     world = make_world(redis_url)
     world.settings = Settings(redis_url=redis_url, key_prefix="rt", event_dedupe_seconds=60)
-    ttls: list[int] = []
-    real = world.store.store_event
-
-    def spy(event: dict[str, JSON], internal_id: str, now: int, ttl: int) -> tuple[str, bool]:
-        ttls.append(ttl)
-        return real(event, internal_id, now, ttl)
-
-    monkeypatch.setattr(world.store, "store_event", spy)
     world.fresh_runner().ingest([{"name": "a/b", "id": "same"}], NOW)
-    assert ttls == [60_000]
+    ttl = world.store._client.pttl(world.store.keys.event_dedupe("same"))
+    assert 59_000 < ttl <= 60_000
 
 
 def test_seeded_ids_are_deterministic() -> None:
@@ -159,7 +153,7 @@ def test_seeded_ingest_dedupes_sdk_retries(world: World) -> None:
     first = world.runner.ingest([{"name": "a/b"}, {"name": "a/c"}], NOW, id_seed=seed)
     again = world.runner.ingest([{"name": "a/b"}, {"name": "a/c"}], NOW + 5, id_seed=seed)
     assert first == again
-    assert len(world.sender.job_ids("stepline.event")) == 2
+    assert world.sender.job_ids("stepline.event") == [f"event:{first[0]}"]
 
 
 # --- triggering -----------------------------------------------------------------------------
@@ -591,3 +585,52 @@ def test_an_event_a_little_ahead_of_our_clock_starts_at_once(world: World) -> No
     event_id = _send(world, {"name": "app/now", "data": {}, "ts": NOW + 1_500})
     [run_id] = runs_of(world, event_id)
     assert f"{run_id}:start" in world.sender.job_ids("stepline.start")
+
+
+# --- lifecycle events (issue 9, defect 5) ---------------------------------------------------
+
+
+def test_a_user_event_with_the_run_id_never_swallows_function_failed(world: World) -> None:
+    """Engine events have their own dedupe namespace, and a run's end stores its lifecycle
+    events with their job in the same call: `on_failure` always gets its event."""
+    from app.lifecycle import Lifecycle
+
+    world.register(
+        fn("work", Trigger(event="app/work")),
+        fn(
+            "on-failure",
+            Trigger(
+                event="inngest/function.failed",
+                expression="event.data.function_id == 'app-work'",
+            ),
+        ),
+    )
+    [event_id] = world.runner.ingest([{"name": "app/work"}], NOW)
+    world.runner.process_event(event_id, NOW)
+    [run_id] = runs_of(world, event_id)
+    # A user event whose id is the run id (the id function.failed carries).
+    world.runner.ingest([{"name": "app/other", "id": run_id}], NOW)
+    state = world.store.load_run(run_id)
+    assert state is not None
+    lifecycle = Lifecycle(world.store, world.runner)
+    assert lifecycle.finish(state, RunStatus.FAILED, None, {"message": "boom"}, NOW + 1)
+    failed = [
+        record
+        for record in world.store.list_events(50)
+        if record.event["name"] == "inngest/function.failed"
+    ]
+    assert len(failed) == 1 and failed[0].event["id"] == run_id
+    # Its job was sent (function.finished, which nothing listens to here, needs none);
+    # processing it starts the on_failure run.
+    assert f"event:{failed[0].internal_id}" in world.sender.job_ids("stepline.event")
+    world.runner.process_event(failed[0].internal_id, NOW + 2)
+    runs = [world.store.get_run(r) for r in runs_of(world, failed[0].internal_id)]
+    assert [r.function_id for r in runs if r is not None] == ["app-on-failure"]
+    # A repeat of the finish stores nothing more.
+    assert not lifecycle.finish(state, RunStatus.FAILED, None, {"message": "boom"}, NOW + 3)
+    assert (
+        len(
+            [r for r in world.store.list_events(50) if r.event["name"] == "inngest/function.failed"]
+        )
+        == 1
+    )

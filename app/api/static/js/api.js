@@ -124,6 +124,7 @@ export const api = {
   eventRuns: (eventId, options) => getJSON(`/events/${enc(eventId)}/runs`, null, options),
   functions: (params) => getJSON("/functions", params),
   apps: () => getJSON("/apps"),
+  workers: (options) => getJSON("/workers", null, options),
   syncApp: (appId) => postJSON(`/apps/${enc(appId)}/sync`),
   syncUrl: (url) => postJSON("/apps/sync", { url }),
   bulks: (params, options) => getJSON("/bulk", params, options),
@@ -138,8 +139,9 @@ export const api = {
     }
   },
   // POST /invoke/<function id>: one run of that function whatever its triggers; answers {id}.
-  async invoke(functionId, data) {
-    return (await send(`/invoke/${enc(functionId)}`, { method: "POST", body: { data } })).body;
+  async invoke(functionId, data, user) {
+    const body = user ? { data, user } : { data };
+    return (await send(`/invoke/${enc(functionId)}`, { method: "POST", body })).body;
   },
   // POST /e/<key>: `events` is one event or an array; answers {ids, status}.
   async sendEvents(events, key = eventKey.get()) {

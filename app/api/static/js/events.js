@@ -18,6 +18,7 @@ import {
   shortId,
   when,
 } from "./dom.js";
+import { openSendDialog } from "./send.js";
 
 const PAGE_SIZE = 30;
 const POLL_MS = 2000;
@@ -80,6 +81,15 @@ function runChip(run) {
   );
 }
 
+// A held event's next moment: "debounced until T", "in a batch that closes at T".
+const UNTIL_TEXT = { debounced: "until", batched: "closes at", rate_limited: "next at" };
+function until(outcome) {
+  if (!outcome.until || !UNTIL_TEXT[outcome.outcome]) return null;
+  const at = new Date(outcome.until);
+  const late = at.getTime() < Date.now();
+  return h("span.until.muted", { title: outcome.until }, ` ${UNTIL_TEXT[outcome.outcome]} ${at.toLocaleTimeString()}${late ? " (passed)" : ""}`);
+}
+
 // What happened to the event: its runs, then every function that did not run and why.
 function outcomesView(entry, event) {
   if (!entry) return h("span.muted", null, "…");
@@ -100,6 +110,7 @@ function outcomesView(entry, event) {
           },
           h("span.skip-reason", null, OUTCOME_TEXT[o.outcome] || o.outcome.replaceAll("_", " ")),
           h("span", null, o.function_id),
+          until(o),
         ),
       ),
   ];
@@ -173,7 +184,13 @@ export function mountEvents(root) {
   filterInput.value = search.filter;
   const partial = h("div.partial-note", { id: "event-partial", role: "status", hidden: true });
   root.append(
-    h("header.page-head", null, h("h1", null, "Events"), h("div.filters", null, live)),
+    h(
+      "header.page-head",
+      null,
+      h("h1", null, "Events"),
+      h("div.filters", null, live),
+      h("button.button.primary", { type: "button", id: "send-event", onclick: () => openSendDialog() }, "Send event"),
+    ),
     h(
       "form.search-row",
       {

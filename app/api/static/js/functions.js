@@ -1,10 +1,12 @@
 // #/functions: apps (URL, last sync, a sync button, syncing a new URL) and their functions
-// (triggers, flow control, retries), each with an invoke form that sends a test event through
-// POST /e/<key> (or, for cron-only functions, runs it through POST /invoke/<id>) and follows
-// the runs it starts.
+// (triggers, flow control, retries), each with an invoke form that runs that one function through
+// POST /invoke/<id> (no other listener of its trigger, no rate limit or debounce on the way),
+// its data prefilled from the last event of its trigger, and follows the run it starts; and a
+// "Send event" button opening the Send-event dialog (send.js) with the trigger's name.
 
-import { ApiError, api, eventKey } from "./api.js";
+import { api } from "./api.js";
 import { badge, clear, ended, h, poll, problem, toast, when } from "./dom.js";
+import { lastEventOf, openSendDialog } from "./send.js";
 
 const OPTION_LABEL = {
   concurrency: "concurrency",
@@ -154,6 +156,13 @@ export function mountFunctions(root) {
         h("span.mono.muted", null, fn.id),
         h("span.spacer"),
         h("a.button.ghost.small", { href: `#/runs?function_id=${encodeURIComponent(fn.id)}` }, "Runs"),
+        concreteName(fn)
+          ? h(
+              "button.button.ghost.small",
+              { type: "button", dataset: { sendEvent: fn.id }, onclick: () => openSendDialog(concreteName(fn)) },
+              "Send event",
+            )
+          : null,
         invokeButton,
       ),
       h(
@@ -175,38 +184,33 @@ export function mountFunctions(root) {
   // --- invoke -------------------------------------------------------------------------------
 
   function invokeForm(fn) {
-    const names = (fn.triggers || []).map((t) => t.event).filter(Boolean);
-    const concrete = names.find((n) => !n.includes("*")) || (names[0] || "").replaceAll("*", "test");
-    // No event trigger (cron only): run it directly through POST /invoke/<id> with `data`.
-    const direct = !names.length;
+    const trigger = concreteName(fn);
     const editor = h("textarea.json-editor", {
       id: "invoke-json",
       spellcheck: false,
       rows: 10,
-      "aria-label": "Event JSON",
-      value: JSON.stringify(direct ? { data: {} } : { name: concrete, data: {} }, null, 2),
+      "aria-label": "Invoke data JSON",
+      value: JSON.stringify({ data: {} }, null, 2),
     });
     const status = h("p.json-status", { id: "invoke-json-status" });
-    const keyInput = h("input", { type: "text", id: "invoke-key", value: eventKey.get(), "aria-label": "Event key", size: 12 });
-    const sendButton = h(
-      "button.button.primary",
-      { type: "submit", id: "invoke-send" },
-      direct ? "Run now" : "Send event",
-    );
+    const note = h("p.muted", { id: "invoke-template" });
+    const sendButton = h("button.button.primary", { type: "submit", id: "invoke-send" }, "Invoke");
     const result = h("div.invoke-result", { id: "invoke-result" });
+    let edited = false;
 
     function validate() {
       try {
         const value = JSON.parse(editor.value);
-        const list = Array.isArray(value) ? value : [value];
-        const bad = list.find(
-          (ev) => !ev || typeof ev !== "object" || (!direct && (typeof ev.name !== "string" || !ev.name)),
-        );
-        if (direct && Array.isArray(value)) throw new Error('a direct run takes one object: {"data": {...}}');
-        if (!list.length || bad) throw new Error('each event needs a "name" (a non-empty string)');
-        const badData = list.find((ev) => ev.data !== undefined && (typeof ev.data !== "object" || Array.isArray(ev.data) || ev.data === null));
-        if (badData) throw new Error('"data" must be an object');
-        status.textContent = list.length > 1 ? `valid JSON, ${list.length} events` : "valid JSON";
+        if (!value || typeof value !== "object" || Array.isArray(value)) {
+          throw new Error('invoke takes one object: {"data": {...}}');
+        }
+        for (const field of ["data", "user"]) {
+          const v = value[field];
+          if (v !== undefined && (typeof v !== "object" || Array.isArray(v) || v === null)) {
+            throw new Error(`"${field}" must be an object`);
+          }
+        }
+        status.textContent = "valid JSON";
         status.className = "json-status ok";
         editor.classList.remove("invalid");
         sendButton.disabled = false;
@@ -219,7 +223,10 @@ export function mountFunctions(root) {
         return undefined;
       }
     }
-    editor.addEventListener("input", validate);
+    editor.addEventListener("input", () => {
+      edited = true;
+      validate();
+    });
     editor.addEventListener("keydown", (e) => {
       if (e.key === "Tab" && !e.shiftKey) {
         e.preventDefault();
@@ -250,34 +257,36 @@ export function mountFunctions(root) {
           e.preventDefault();
           const value = validate();
           if (value === undefined) return;
-          const key = keyInput.value.trim() || "dev";
-          eventKey.set(key);
           sendButton.disabled = true;
           try {
-            if (direct) {
-              const answer = await api.invoke(fn.id, value.data || {});
-              follow([answer.id], result);
-            } else {
-              const answer = await api.sendEvents(value, key);
-              follow(answer.ids || [], result);
-            }
+            const answer = await api.invoke(fn.id, value.data || {}, value.user);
+            follow([answer.id], result);
           } catch (error) {
-            const hint =
-              error instanceof ApiError && error.status === 401 ? " (check the event key: STEPLINE_EVENT_KEYS)" : "";
-            clear(result, problem(`${error.message}${hint}`));
+            clear(result, problem(error.message));
           } finally {
             sendButton.disabled = false;
           }
         },
       },
-      h("label.field", null, "Event (JSON: one event or an array)", editor),
+      h("label.field", null, "Data for this run (JSON)", editor),
       status,
-      h("div.form-row", null, h("label", null, "Event key ", keyInput), h("span.spacer"), format, sendButton),
+      note,
+      h("div.form-row", null, h("span.spacer"), format, sendButton),
       result,
     );
     validate();
-    if (direct) {
-      status.textContent = "No event trigger (cron only): this runs the function directly with this data.";
+    note.textContent = `Runs ${fn.id} alone (POST /invoke/${fn.id}): other functions listening to its trigger, rate limits, debounce and batching are not involved.`;
+    if (trigger) {
+      lastEventOf(trigger)
+        .then((last) => {
+          if (!last || edited || !form.isConnected) return;
+          const value = { data: last.data || {} };
+          if (last.user && Object.keys(last.user).length) value.user = last.user;
+          editor.value = JSON.stringify(value, null, 2);
+          validate();
+          note.textContent += ` Data from the last ${trigger} event.`;
+        })
+        .catch(() => {});
     }
     queueMicrotask(() => editor.focus());
     return form;
@@ -338,6 +347,12 @@ export function mountFunctions(root) {
     clearInterval(timer);
     for (const stop of stops) stop();
   };
+}
+
+// An event name that can be sent to trigger `fn` (a wildcard trigger gets "test" for "*").
+function concreteName(fn) {
+  const names = (fn.triggers || []).map((t) => t.event).filter(Boolean);
+  return names.find((n) => !n.includes("*")) || (names[0] || "").replaceAll("*", "test");
 }
 
 function fact(label, value) {

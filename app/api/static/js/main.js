@@ -5,6 +5,7 @@
 //   #/events/<internal id>                one event          (events.js)
 //   #/functions                           functions and apps (functions.js)
 //   #/bulk                                bulk cancel/replay (bulk.js)
+//   #/workers                             workers, beat and the queue (workers.js)
 // A view is `mount(container, ...params)` returning an unmount function (stops its polling).
 
 import { api, onUnauthorized, token } from "./api.js";
@@ -14,6 +15,7 @@ import { mountEvent, mountEvents } from "./events.js";
 import { mountFunctions } from "./functions.js";
 import { mountRun } from "./run.js";
 import { mountRuns } from "./runs.js";
+import { mountWorkers } from "./workers.js";
 
 const routes = [
   [/^\/runs\/([^/?]+)/, mountRun, "runs"],
@@ -22,6 +24,7 @@ const routes = [
   [/^\/events\/?(?:\?|$)/, mountEvents, "events"],
   [/^\/functions\/?(?:\?|$)/, mountFunctions, "functions"],
   [/^\/bulk\/?(?:\?|$)/, mountBulk, "bulk"],
+  [/^\/workers\/?(?:\?|$)/, mountWorkers, "workers"],
 ];
 
 const view = document.getElementById("view");

@@ -40,6 +40,16 @@ const KIND_LABEL = {
   InvokeFunction: "invoke",
   SendEvent: "send event",
 };
+const WAITING_LABEL = {
+  concurrency: "Concurrency limit:",
+  throttled: "Throttled:",
+  retrying: "Retrying:",
+  sleeping: "Sleeping:",
+  waiting_for_event: "Waiting:",
+  scheduled: "Scheduled:",
+  queued: "Queued:",
+  no_worker: "No worker:",
+};
 const PENDING = new Set(["Sleeping", "Waiting", "Retrying", "Planned", "Running"]);
 
 export function mountRun(root, runId) {
@@ -227,7 +237,36 @@ export function mountRun(root, runId) {
   }
 
   function renderBody() {
-    clear(body, timelineSection(run.steps || []), resultSection(), triggerSection());
+    clear(body, waitingNote(), timelineSection(run.steps || []), resultSection(), logsSection(), triggerSection());
+  }
+
+  // What `ctx.logger` logged (in-process functions), oldest first; each line names its step.
+  function logsSection() {
+    const lines = run.logs || [];
+    if (!lines.length) return null;
+    return h(
+      "section.section",
+      { id: "logs" },
+      h("h2", null, `Logs (${lines.length})`),
+      logLines(lines, true),
+      run.logs_dropped ? h("p.muted", null, `${run.logs_dropped} more lines were not kept (at most 1,000 per run).`) : null,
+    );
+  }
+
+  // Why a queued or waiting run is not running (GET /v1/runs/<id> `waiting`, app/why.py).
+  function waitingNote() {
+    const waiting = !ended(run.status) && run.waiting;
+    if (!waiting) return null;
+    const alarm = waiting.reason === "no_worker";
+    return h(
+      "div.waiting-note",
+      { id: "waiting", class: alarm ? "alarm" : "", dataset: { reason: waiting.reason }, role: "status" },
+      h("strong", null, WAITING_LABEL[waiting.reason] || "Waiting"),
+      " ",
+      h("span.waiting-message", null, waiting.message),
+      waiting.until ? h("span.muted", null, ` (${ago(waiting.until)})`) : null,
+      alarm ? h("a", { href: "#/workers" }, " · Workers") : null,
+    );
   }
 
   function meta(label, value) {
@@ -407,6 +446,8 @@ export function mountRun(root, runId) {
     if (step.output !== undefined && (step.error === undefined || step.error === null)) {
       out.push(h("h3", null, "Output"), jsonView(step.output, { label: `Output of ${step.name}` }));
     }
+    const stepLogs = (run.logs || []).filter((line) => line.step_id && line.step_id === step.id);
+    if (stepLogs.length) out.push(h("h3", null, "Logs"), logLines(stepLogs, false));
     const canReplay = ended(run.status) && step.id && step.kind === "StepRun" && ["Completed", "Failed"].includes(step.status);
     return h(
       "div.step-body",
@@ -432,11 +473,28 @@ export function mountRun(root, runId) {
       "section.section",
       { id: "result" },
       h("h2", null, "Output"),
-      h("p.muted", null, run.status === "Queued" ? "Queued: waiting for a worker…" : "Running…"),
+      h("p.muted", null, run.waiting ? `${run.status}: ${run.waiting.message}` : run.status === "Queued" ? "Queued…" : "Running…"),
     );
   }
 
   return stop;
+}
+
+function logLines(lines, withStep) {
+  return h(
+    "ol.log-lines",
+    null,
+    lines.map((line) =>
+      h(
+        "li.log-line",
+        { class: `level-${line.level}`, dataset: { step: line.step || "" } },
+        h("span.log-time.mono", { title: new Date(line.ts).toISOString() }, new Date(line.ts).toISOString().slice(11, 23)),
+        h("span.log-level", null, line.level),
+        withStep ? h("span.log-step.muted", null, line.step || "—") : null,
+        h("span.log-message.mono", null, line.message),
+      ),
+    ),
+  );
 }
 
 function bar(from, to) {

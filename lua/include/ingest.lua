@@ -1,0 +1,91 @@
+-- Store a batch of events and queue ONE job that processes those something listens to, in
+-- the same atomic step: an event answered "stored" always has its job (or, when nothing
+-- listened, needs none). Used by lua/ingest_events.lua and lua/finish_run.lua.
+--
+-- k:      {events, archive, jobs, due, by_run, triggers, wild, built}: the fixed keys
+-- key_at: index in KEYS before event 1's keys; event i has five keys from key_at + 5 (i - 1):
+--         event record, dedupe (only read when its dedupe flag is set), pause scan set,
+--         pause index paths, job tombstone (of job "event:<internal id>")
+-- arg_at: index in ARGV before event 1's values; event i has five from arg_at + 5 (i - 1):
+--         internal id, dedupe flag ("1": dedupe on the dedupe key), record JSON, event name,
+--         "1" when it must be processed whatever the indexes say (invoke, an invoke's finish)
+-- n:      number of events; now: received_at (ms); ttl: dedupe TTL (ms); send_by: the job's
+--
+-- Returns the answers {code, internal id, ...} ("stored", "idle": stored, nothing listens,
+-- "duplicate": the dedupe key or the internal id was seen, nothing written) and the job id
+-- ("" when no job was made).
+
+-- Needs archive.lua and enqueue.lua included before it (includes do not nest).
+
+local function glob_matches(pattern, name)
+  -- Trigger names with `*` wildcards (app.registry.event_matches); `?` and `[` (fnmatch's
+  -- other forms) are rare: they count as matching, which costs a job, never an event.
+  if string.find(pattern, '[%?%[]') then
+    return true
+  end
+  local lua_pattern = '^' .. string.gsub(pattern, '[%^%$%(%)%%%.%]%+%-]', '%%%0') .. '$'
+  lua_pattern = string.gsub(lua_pattern, '%*', '.*')
+  return string.find(name, lua_pattern) ~= nil
+end
+
+local function listened(k, name, scan_key, paths_key)
+  if redis.call('EXISTS', k.built) == 0 then
+    return true -- no trigger index yet (a store older than it): process everything
+  end
+  if redis.call('SISMEMBER', k.triggers, name) == 1 then
+    return true
+  end
+  if redis.call('EXISTS', scan_key) == 1 or redis.call('EXISTS', paths_key) == 1 then
+    return true -- a pending wait/cancel pause on this name
+  end
+  for _, pattern in ipairs(redis.call('SMEMBERS', k.wild)) do
+    if glob_matches(pattern, name) then
+      return true
+    end
+  end
+  return false
+end
+
+local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
+  local answers, queued = {}, {}
+  for i = 1, n do
+    local kk, a = key_at + 5 * (i - 1), arg_at + 5 * (i - 1)
+    local event_key, dedupe_key = KEYS[kk + 1], KEYS[kk + 2]
+    local internal_id, dedupe = ARGV[a + 1], ARGV[a + 2]
+    local first = dedupe == '1' and redis.call('GET', dedupe_key)
+    if first then
+      answers[#answers + 1] = 'duplicate'
+      answers[#answers + 1] = first
+    elseif redis.call('EXISTS', event_key) == 1 then
+      answers[#answers + 1] = 'duplicate'
+      answers[#answers + 1] = internal_id
+    else
+      if dedupe == '1' then
+        redis.call('SET', dedupe_key, internal_id, 'PX', ttl)
+      end
+      redis.call('SET', event_key, ARGV[a + 3])
+      redis.call('ZADD', k.events, now, internal_id)
+      queue_archive(k.archive, internal_id, now)
+      if ARGV[a + 5] == '1' or listened(k, ARGV[a + 4], KEYS[kk + 3], KEYS[kk + 4]) then
+        queued[#queued + 1] = {internal_id, KEYS[kk + 5]}
+        answers[#answers + 1] = 'stored'
+      else
+        answers[#answers + 1] = 'idle'
+      end
+      answers[#answers + 1] = internal_id
+    end
+  end
+  if #queued == 0 then
+    return answers, ''
+  end
+  local ids = {}
+  for i, item in ipairs(queued) do
+    ids[i] = item[1]
+  end
+  local job_id = 'event:' .. ids[1]
+  local job = cjson.encode({id = job_id, kind = 'event', event_id = ids[1], event_ids = ids})
+  if enqueue(k.jobs, k.due, k.by_run, queued[1][2], job_id, job, send_by, '') ~= 1 then
+    return answers, ''
+  end
+  return answers, job_id
+end

@@ -1,0 +1,180 @@
+"""lua/ingest_events.lua (and the trigger index lua/save_app.lua keeps): a request's events,
+their dedupe keys and the one job that processes them, in one call; events nothing listens to
+are stored without a job; a repeated call (a lost reply re-sent) answers the same and writes
+nothing."""
+
+from __future__ import annotations
+
+import redis
+
+from app.models import FunctionConfig, Job, JobKind, Trigger
+from app.state.store import NewEvent, Store
+from tests.lua.conftest import T0, make_pause, race
+
+TTL = 60_000
+SEND_BY = T0 + 10_000
+
+
+def ev(internal_id: str, name: str = "app/go", user_id: str = "", **kw: object) -> NewEvent:
+    event = {"name": name, "data": {}, "id": user_id or internal_id, "ts": T0, "user": {}}
+    dedupe = kw.pop("dedupe", "user" if user_id else "")
+    return NewEvent(internal_id, event, dedupe, bool(kw.pop("must", False)))  # type: ignore[arg-type]
+
+
+def register(store: Store, *events: str) -> None:
+    configs = [
+        FunctionConfig(id=f"a-f{i}", name=f"f{i}", app_id="a", triggers=[Trigger(event=name)])
+        for i, name in enumerate(events)
+    ]
+    store.save_app("a", None, configs, T0)
+
+
+def snapshot(client: redis.Redis) -> dict[str, bytes | None]:
+    raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
+    return {key: raw.dump(key) for key in client.keys("*")}
+
+
+def stored_job(store: Store, job_id: str) -> Job:
+    job = store.begin_job(job_id, "tok", T0, 1_000)
+    assert not isinstance(job, str)
+    return job
+
+
+def test_a_batch_is_stored_with_one_job(store: Store, client: redis.Redis) -> None:
+    result = store.ingest_events([ev("01E1"), ev("01E2"), ev("01E3")], T0, TTL, SEND_BY)
+    assert result.ids == ["01E1", "01E2", "01E3"]
+    assert result.job is not None and result.job.id == "event:01E1"
+    for internal_id in result.ids:
+        record = store.get_event(internal_id)
+        assert record is not None and record.received_at == T0
+    assert client.zscore("sl:jobs:due", "event:01E1") == SEND_BY
+    job = stored_job(store, "event:01E1")
+    assert job.kind is JobKind.EVENT and job.events == ["01E1", "01E2", "01E3"]
+    # Queued for the history archiver too.
+    assert client.zcard("sl:history:events") == 3
+
+
+def test_a_repeated_call_answers_the_same_and_writes_nothing(
+    store: Store, client: redis.Redis
+) -> None:
+    batch = [ev("01E1", user_id="u1"), ev("01E2"), ev("01E3", user_id="u3")]
+    first = store.ingest_events(batch, T0, TTL, SEND_BY)
+    before = snapshot(client)
+    again = store.ingest_events(batch, T0, TTL, SEND_BY)
+    assert again.ids == first.ids
+    assert again.job is None  # the first call's job is the one; it is still queued
+    assert snapshot(client) == before
+    assert store.count_jobs() == 1
+
+
+def test_a_duplicate_always_has_its_job(store: Store) -> None:
+    """The crash window this script closes: whatever answered "already stored" was stored
+    with its job, so a retried send never leaves an accepted event unprocessed."""
+    store.ingest_events([ev("01E1", user_id="u1")], T0, TTL, SEND_BY)
+    retry = store.ingest_events([ev("01E9", user_id="u1")], T0 + 5, TTL, SEND_BY)
+    assert retry.ids == ["01E1"] and retry.job is None
+    assert stored_job(store, "event:01E1").events == ["01E1"]
+    assert store.get_event("01E9") is None
+
+
+def test_dedupe_within_one_batch_and_the_ttl(store: Store, client: redis.Redis) -> None:
+    result = store.ingest_events(
+        [ev("01E1", user_id="same"), ev("01E2", user_id="same")], T0, TTL, SEND_BY
+    )
+    assert result.ids == ["01E1", "01E1"]
+    assert stored_job(store, "event:01E1").events == ["01E1"]
+    assert 0 < client.pttl("sl:event-dedupe:same") <= TTL
+
+
+def test_engine_ids_have_their_own_namespace(store: Store) -> None:
+    """A user event whose id is a run id never swallows that run's engine event."""
+    store.ingest_events([ev("01E1", user_id="01RUN")], T0, TTL, SEND_BY)
+    engine = store.ingest_events(
+        [ev("01E2", "inngest/function.failed", user_id="01RUN", dedupe="engine")],
+        T0,
+        TTL,
+        SEND_BY,
+    )
+    assert engine.ids == ["01E2"] and engine.job is not None
+    again = store.ingest_events(
+        [ev("01E3", "inngest/function.failed", user_id="01RUN", dedupe="engine")],
+        T0,
+        TTL,
+        SEND_BY,
+    )
+    assert again.ids == ["01E2"] and again.job is None
+
+
+def test_without_a_trigger_index_every_event_is_queued(store: Store) -> None:
+    """A store older than the index (nothing registered since): nothing may go unprocessed."""
+    result = store.ingest_events([ev("01E1", "nobody/listens")], T0, TTL, SEND_BY)
+    assert result.job is not None and result.idle == 0
+
+
+def test_events_nothing_listens_to_are_stored_without_a_job(
+    store: Store, client: redis.Redis
+) -> None:
+    register(store, "app/go", "shop/*")
+    result = store.ingest_events(
+        [ev("01E1", "nobody/listens"), ev("01E2", "app/go"), ev("01E3", "shop/order.paid")],
+        T0,
+        TTL,
+        SEND_BY,
+    )
+    assert result.idle == 1
+    assert result.job is not None and result.job.id == "event:01E2"
+    assert stored_job(store, "event:01E2").events == ["01E2", "01E3"]
+    assert store.get_event("01E1") is not None  # kept for history and replay
+    idle = store.ingest_events([ev("01E4", "nobody/listens")], T0, TTL, SEND_BY)
+    assert idle.ids == ["01E4"] and idle.job is None and idle.idle == 1
+    assert client.hlen("sl:jobs") == 1
+
+
+def test_wildcards_match_as_the_registry_does(store: Store) -> None:
+    register(store, "shop/*.paid", "a.b/c+d")
+    cases = {
+        "shop/order.paid": True,
+        "shop/x/y.paid": True,
+        "shop/order.created": False,
+        "a.b/c+d": True,
+        "aXb/c+d": False,
+    }
+    for i, (name, listened) in enumerate(cases.items()):
+        result = store.ingest_events([ev(f"01W{i}", name)], T0, TTL, SEND_BY)
+        assert (result.job is not None) is listened, name
+
+
+def test_a_pending_pause_or_the_must_flag_makes_an_event_listened_to(
+    store: Store, run: str
+) -> None:
+    register(store, "app/go")
+    assert store.ingest_events([ev("01E1", "app/paid")], T0, TTL, SEND_BY).job is None
+    store.save_pause(make_pause("p1", event="app/paid"))
+    assert store.ingest_events([ev("01E2", "app/paid")], T0, TTL, SEND_BY).job is not None
+    store.save_pause(make_pause("p2", event="app/indexed", index_path="x", index_value='"1"'))
+    assert store.ingest_events([ev("01E3", "app/indexed")], T0, TTL, SEND_BY).job is not None
+    must = ev("01E4", "inngest/function.invoked", must=True)
+    assert store.ingest_events([must], T0, TTL, SEND_BY).job is not None
+
+
+def test_the_index_follows_registrations(store: Store, client: redis.Redis) -> None:
+    register(store, "app/one")
+    assert client.smembers("sl:triggers") == {"app/one"}
+    register(store, "app/two", "app/*")
+    assert client.smembers("sl:triggers") == {"app/two"}
+    assert client.smembers("sl:triggers:wild") == {"app/*"}
+    store.save_app("a", None, [], T0)
+    assert client.smembers("sl:triggers") == set() and client.get("sl:triggers:built") == "1"
+
+
+def test_the_index_is_built_by_an_unchanged_sync(store: Store, client: redis.Redis) -> None:
+    register(store, "app/one")
+    client.delete("sl:triggers", "sl:triggers:built")  # a store from before the index
+    register(store, "app/one")  # same checksum: functions unchanged
+    assert client.smembers("sl:triggers") == {"app/one"}
+
+
+def test_concurrent_sends_of_one_id_store_it_once(store: Store) -> None:
+    results = race(8, lambda i: store.ingest_events([ev(f"01R{i}", user_id="u")], T0, TTL, 0))
+    assert len({r.ids[0] for r in results}) == 1
+    assert sum(r.job is not None for r in results) == 1
