@@ -19,7 +19,7 @@ types (`1 == 1.0` is an error, `2.5 >= 2` compares, `"x" != null` is true). Stri
 by code point (PostgreSQL: COLLATE "C", SQLite: BINARY).
 
 On PostgreSQL an equality on a JSON field, where no `!` is above it, also gives
-`Translation.indexed`: `column @> {...}`, which the GIN indexes of migration 0002
+`Translation.indexed`: `column @> {...}`, which the GIN indexes of migration 0003
 (jsonb_path_ops) serve, for values too rare for the bounded walk (`SqlHistory._search`).
 """
 

@@ -102,7 +102,7 @@ SEARCH_INDEXES = [
     for table, column in ((runs, "events"), (runs, "output"), (runs, "error"), (events, "event"))
 ]
 """GIN (jsonb_path_ops) indexes serving a search's equalities on JSON fields: the SQL of
-`cel_sql.py` says `column @> {...}` for each (migration 0002)."""
+`cel_sql.py` says `column @> {...}` for each (migration 0003)."""
 
 event_runs = sa.Table(
     "event_runs",

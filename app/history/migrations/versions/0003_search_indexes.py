@@ -3,8 +3,8 @@
 `cel_sql.py` adds `column @> {...}` to each equality on a JSON field (`event.data.x == 1`),
 which these serve. Nothing on SQLite (its search walks the list index, bounded).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
