@@ -31,6 +31,7 @@ from app.ids import new_ulid
 from app.models import JSON, Job, JobKind, RunStatus
 from app.queue import Queue
 from app.replay import replay
+from app.runner import Runner
 from app.search import Filter, parse
 from app.state.bulk import BulkRecord, BulkStore
 from app.state.records import Position, RunView, SearchPage
@@ -121,9 +122,11 @@ class Bulks:
         store: BulkStore,
         reads: Reads,
         queue: Queue,
+        runner: Runner,
         cancel: Callable[[str, int], bool],
         clock: Callable[[], int],
     ) -> None:
+        self._runner = runner
         self.store = store
         self._reads = reads
         self._queue = queue
@@ -265,7 +268,7 @@ class Bulks:
         try:
             made = replay(
                 self._reads,
-                self._queue,
+                self._runner,
                 view.run_id,
                 now,
                 idempotency_key=f"bulk-{bulk_id}-{view.run_id}",

@@ -4,6 +4,7 @@
              Redis found or started for it (app.devredis); logs streamed with a prefix each
     web      gunicorn serving app.api:create_app()          (what the Procfile's `web` runs)
     worker   celery -A tasks worker -Q stepline             (the Procfile's `worker`)
+    sdk-worker  celery -A tasks worker -Q stepline-sdk      (the Procfile's `sdk-worker`)
     beat     celery -A tasks beat                           (the Procfile's `beat`)
     gateway  the Connect gateway (app.gateway)              (the Procfile's `gateway`)
     release  check Redis and sync the apps, once per deploy (the Procfile's `release`)
@@ -54,7 +55,7 @@ from app.queue import QUEUE_NAME
 
 DEFAULT_PORT = 8288
 DEFAULT_FUNCTIONS = "app.examples.hello"
-PASSTHROUGH_COMMANDS = {"web", "worker", "beat"}
+PASSTHROUGH_COMMANDS = {"web", "worker", "sdk-worker", "beat"}
 GUNICORN_CONFIG = "python:app.gunicorn_conf"
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "gateway_command",
     "is_loopback",
     "main",
+    "sdk_worker_command",
     "send",
     "web_command",
     "worker_command",
@@ -104,6 +106,16 @@ def web_command(host: str, port: int, workers: int) -> list[str]:
 
 def worker_command(concurrency: int | None = None) -> list[str]:
     command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", QUEUE_NAME]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    return [*command, "--loglevel", "INFO"]
+
+
+def sdk_worker_command(queue: str, concurrency: int | None = None) -> list[str]:
+    """The worker pool of jobs that call SDK apps (`STEPLINE_SDK_QUEUE`), named `sdk@<host>`
+    so it can run beside the main worker on one host."""
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue]
+    command += ["-n", "sdk@%h"]
     if concurrency is not None:
         command += ["--concurrency", str(concurrency)]
     return [*command, "--loglevel", "INFO"]
@@ -190,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, help="default: env PORT, else 8288")
     web.add_argument("--workers", type=int, help="default: env WEB_CONCURRENCY, else 2")
     commands.add_parser("worker", help="celery worker (extra args go to celery)")
+    commands.add_parser(
+        "sdk-worker", help="celery worker for jobs that call SDK apps (extra args go to celery)"
+    )
     commands.add_parser("beat", help="celery beat (extra args go to celery)")
     _add_gateway_parser(commands)
     commands.add_parser(
@@ -247,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _exec(web_command(args.host, port, args.workers or settings.web_concurrency) + extra)
     if args.command == "worker":
         _exec(worker_command() + extra)
+    if args.command == "sdk-worker":
+        _exec(sdk_worker_command(settings.sdk_queue) + extra)
     _exec(beat_command() + extra)
     return 2
 
@@ -386,6 +403,9 @@ def dev(args: argparse.Namespace, settings: Settings) -> int:
             _banner(console, args.host, args.port, redis, modules, urls, settings, where)
             supervisor.start("web", web_command(args.host, args.port, workers=1), env)
             supervisor.start("worker", worker_command(concurrency=2), env)
+            if settings.sdk_queue != QUEUE_NAME:
+                command = sdk_worker_command(settings.sdk_queue, concurrency=2)
+                supervisor.start("sdk-worker", command, env)
             supervisor.start("beat", beat_command(workdir / "beat-schedule"), env)
             supervisor.start("gateway", gateway_command(args.host, gateway_port), env)
             supervisor.start_readers()

@@ -109,7 +109,18 @@ class Settings(BaseSettings):
     """`STEPLINE_APP_URLS`: SDK apps that beat (and `dev`) syncs, retrying while they are down
     and again every few minutes, so a deployment knows its apps without a manual PUT."""
     http_timeout_seconds: Seconds = 300.0
-    """How long the HTTP driver waits for an app to answer one call."""
+    """How long the HTTP driver waits for an app's next bytes within one call (and how long
+    the Connect driver waits for a worker's reply)."""
+    http_call_deadline_seconds: Seconds = 900.0
+    """`STEPLINE_HTTP_CALL_DEADLINE_SECONDS`: the most one call to an SDK app may take in total,
+    connecting, sending and reading included, however the app paces its answer."""
+    sdk_queue: str = Field("stepline-sdk", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """`STEPLINE_SDK_QUEUE`: the Celery queue of jobs that call SDK apps (HTTP and Connect
+    functions), served by the Procfile's `sdk-worker`, so a slow app never holds the worker
+    processes that in-process runs, events and timers need. `stepline`: one shared pool."""
+    checkpointing: bool = True
+    """`STEPLINE_CHECKPOINTING`: let SDKs that can (TS) run several steps in one call and
+    report each to `/v1/checkpoint/<run>/async` (`app.checkpoint`); false: one step per call."""
     api_token: str | None = Field(None, repr=False)
     """`STEPLINE_API_TOKEN`: operator routes (`/v1`, `/metrics`, `/invoke`) accept
     `Authorization: Bearer <token>`."""

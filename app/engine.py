@@ -86,6 +86,7 @@ class Engine:
     ) -> Engine:
         """Build the stages. `inline` (worker processes only) lets a task run the jobs it
         creates itself (an event's first run, lifecycle events) instead of sending them."""
+        from app import signals
         from app.drivers.connect import ConnectDriver
         from app.drivers.http import HttpDriver
         from app.drivers.inprocess import InProcessDriver
@@ -100,9 +101,13 @@ class Engine:
         store = store_for(settings)
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
+        queue.calls_app = registry.calls_app
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))
+        functions.install_signal_sender(
+            lambda name, data: signals.send(store, runner, name, data, wall_clock_ms())
+        )
         drivers: dict[str, Driver] = {
             "inprocess": InProcessDriver(functions),
             "http": HttpDriver(settings),
@@ -125,7 +130,7 @@ class Engine:
             JobKind.ARCHIVE: archiver.run_job,
         }
         reads = Reads(store, archiver.history)
-        bulks = Bulks(BulkStore(store), reads, queue, executor.cancel, wall_clock_ms)
+        bulks = Bulks(BulkStore(store), reads, queue, runner, executor.cancel, wall_clock_ms)
         handlers[JobKind.BULK] = bulks.run_job
 
         def give_up(job: Job, problem: str) -> None:

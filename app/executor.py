@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from app import expressions, metrics, tracing
+from app import expressions, lookback, metrics, outbound, signals, tracing
 from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
@@ -90,8 +90,10 @@ class Executor:
         self._registry = registry
         self._drivers = drivers
         self._settings = settings
+        self._runner = runner
         self.lifecycle = Lifecycle(store, runner)
         self.slots = Slots(store, queue, settings)
+        self._outbound_calls = outbound.Outbound(settings)
         self._logs = RunLogStore(store)
 
     @staticmethod
@@ -226,6 +228,7 @@ class Executor:
                 target=call.target,
                 disable_immediate_execution=state.disable_immediate_execution,
                 kinds=state.kinds,
+                checkpoint_id=self._checkpoint_id(call),
             )
             call.mark_ms = self._now()
             with tracing.call_span(state.run_id, fn.id, call.attempt, call.job.kind) as span:
@@ -233,6 +236,15 @@ class Executor:
                 if result.kind == "error":
                     tracing.fail(span, str((result.error or {}).get("message") or "error"))
             self._keep_logs(state.run_id, result)
+            saved_meanwhile = request.checkpoint_id is not None and (
+                self._store.stack_length(state.run_id) != len(state.stack)
+            )
+            if saved_meanwhile:
+                # The SDK reported steps to /v1/checkpoint while this call ran.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return
+                call.state = state = fresh
             if self._handle(call, result) == "stop":
                 return
             if call.target is not None:
@@ -246,6 +258,19 @@ class Executor:
             if time.monotonic() >= call.deadline:
                 self._yield(call)
                 return
+
+    def _checkpoint_id(self, call: _Call) -> str | None:
+        """The id a checkpointing SDK reports this call's steps under (`ctx.qi_id`), if it may
+        checkpoint: a discovery call of an SDK function, first attempt, no step pending."""
+        if (
+            not self._settings.checkpointing
+            or call.fn.driver == "inprocess"
+            or call.target is not None
+            or call.attempt != 0
+            or call.state.disable_immediate_execution
+        ):
+            return None
+        return f"{call.job.id}:{len(call.state.stack)}"
 
     def _keep_logs(self, run_id: str, result: CallResult) -> None:
         """Store the call's `ctx.logger` lines with the run (before its outcome, so a run
@@ -263,11 +288,13 @@ class Executor:
             return CheckpointResult(proceed=False)
         return CheckpointResult(proceed=time.monotonic() < call.deadline, memo=saved.memo)
 
-    def _save_run_step(self, call: _Call, op: Op, memo: JSON, status: str) -> SaveResult:
+    def _save_run_step(
+        self, call: _Call, op: Op, memo: JSON, status: str, kind: str = "StepRun"
+    ) -> SaveResult:
         now = self._now()
         info: dict[str, JSON] = {
             "name": op.name,
-            "kind": "StepRun",
+            "kind": kind,
             "status": status,
             "started_at": call.mark_ms,
             "ended_at": now,
@@ -302,6 +329,11 @@ class Executor:
     def _handle(self, call: _Call, result: CallResult) -> Outcome:
         now = self._now()
         if result.kind == "complete":
+            for op in result.ops:  # steps a checkpointing SDK reported with the run's end
+                if op.op == "StepRun":
+                    saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+                    if saved.status == "ended":
+                        return "stop"
             self.lifecycle.finish(call.state, RunStatus.COMPLETED, result.output, None, now)
             return "stop"
         if result.kind == "error":
@@ -327,6 +359,8 @@ class Executor:
             error = op.error or {"name": "Error", "message": "step failed"}
             saved = self._save_run_step(call, op, {"error": error}, "Failed")
             return self._after_save(saved)
+        if op.op in ("Gateway", "AIGateway"):
+            return self._outbound(call, op, now)
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
             if wake is not None and wake <= now:  # already due: no timer, go on
@@ -341,6 +375,19 @@ class Executor:
                 return self._after_save(saved)
         return self._suspend_on(call, op, now, parallel=False)
 
+    def _outbound(self, call: _Call, op: Op, now: int) -> Outcome:
+        """step.fetch / step.ai: make the request the SDK reported and memoize its outcome."""
+        result = self._outbound_calls.perform(op)
+        if result.error is None:
+            saved = self._save_run_step(call, op, result.memo, "Completed", op.op)
+            return self._after_save(saved)
+        failed = Op("StepError", op.id, op.name, error=result.error)
+        if result.retriable and call.attempt + 1 < call.fn.max_attempts:
+            self._retry_step(call, failed, self._now(), op.op)
+            return "stop"
+        saved = self._save_run_step(call, failed, {"error": result.error}, "Failed", op.op)
+        return self._after_save(saved)
+
     @staticmethod
     def _after_save(saved: SaveResult) -> Outcome:
         if saved.status in ("ended", "different") or saved.pending > 0:
@@ -349,7 +396,7 @@ class Executor:
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         run_id = call.state.run_id
-        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed"):
+        if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed", "Gateway", "AIGateway"):
             if op.op == "StepRun" and parallel:
                 saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
                 return self._after_save(saved)
@@ -375,6 +422,8 @@ class Executor:
             )
             job = Job(id=f"{run_id}:sleep:{op.id}", kind=JobKind.SLEEP, run_id=run_id, step=op.id)
             self._queue.enqueue(job, wake, now)
+        elif op.op == "WaitForSignal":
+            return self._wait_for_signal(call, op, now, parallel)
         elif op.op in ("WaitForEvent", "InvokeFunction"):
             try:
                 self._pause(call, op, now)
@@ -390,6 +439,10 @@ class Executor:
             event_name = str(op.opts.get("event") or op.name)
             expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
             prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
+            back = op.opts.get("lookback")
+            back_ms = parse_duration_ms(back) if isinstance(back, str) and back else 0
+            if back_ms > lookback.MAX_LOOKBACK_MS:
+                raise BadRequest("lookback is longer than 24 hours")
             pause = Pause(
                 id=pause_id(state.run_id, op.id),
                 run_id=state.run_id,
@@ -404,6 +457,7 @@ class Executor:
                 trigger_event_id=str(trigger.get("id", "")),
                 expires_at=expires,
                 created_at=now,
+                lookback_ms=back_ms,
             )
         else:
             target = str(op.opts.get("function_id", ""))
@@ -424,26 +478,9 @@ class Executor:
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
         self._store.save_pause(pause)
-        self._store.record_step(
-            state.run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": op.op,
-                "status": "Waiting",
-                "started_at": now,
-                "due_at": pause.expires_at,
-                "waiting_for": pause.event,
-            },
-        )
-        timeout_job = Job(
-            id=f"{state.run_id}:timeout:{op.id}",
-            kind=JobKind.PAUSE_TIMEOUT,
-            run_id=state.run_id,
-            step=op.id,
-            pause_id=pause.id,
-        )
-        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        self._track_pause(call, op, pause, now)
+        if pause.lookback_ms:
+            lookback.match_recent(self._store, self._runner, pause, now)
         if op.op == "InvokeFunction":
             payload = op.opts.get("payload")
             self.lifecycle.emit_invoke(
@@ -457,7 +494,71 @@ class Executor:
             if not target:
                 log.warning("invoke without function_id run_id=%s", state.run_id)
 
-    def _retry_step(self, call: _Call, op: Op, now: int) -> None:
+    def _wait_for_signal(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
+        """A pause keyed by its signal name (`signals.correlation`), unique among pending
+        waits: a second wait on the name fails its step unless it asks to replace the first."""
+        state = call.state
+        signal = str(op.opts.get("signal") or op.name)
+        timeout = op.opts.get("timeout")
+        try:
+            ttl = parse_duration_ms(timeout) if isinstance(timeout, str) and timeout else 0
+        except BadRequest as exc:
+            return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
+        if ttl > MAX_WAIT_MS:
+            return self._fail_early(call, f"step {op.name!r}: timeout is longer than 366 days", now)
+        pause = Pause(
+            id=pause_id(state.run_id, op.id),
+            run_id=state.run_id,
+            step=op.id,
+            step_name=op.name,
+            kind="WaitForSignal",
+            event="",
+            correlation_id=signals.correlation(signal),
+            trigger_event=state.events[0],
+            expires_at=now + ttl,
+            created_at=now,
+        )
+        saved = self._store.save_signal_pause(pause, replace=op.opts.get("conflict") == "replace")
+        if saved == "conflict":
+            error: dict[str, JSON] = {
+                "name": "SignalConflictError",
+                "message": f"another run is already waiting for signal {signal!r} (signal "
+                "names are unique among pending waits; use onConflict: 'replace' to take it over)",
+            }
+            failed = Op("StepError", op.id, op.name, error=error)
+            result = self._save_run_step(call, failed, {"error": error}, "Failed", op.op)
+            return "stop" if parallel else self._after_save(result)
+        if saved != "ended":  # created, or saved by an earlier pass over the same reply
+            self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
+        return "stop"
+
+    def _track_pause(
+        self, call: _Call, op: Op, pause: Pause, now: int, waiting_for: str | None = None
+    ) -> None:
+        """Show a saved pause in the run's history and queue its timeout."""
+        state = call.state
+        self._store.record_step(
+            state.run_id,
+            op.id,
+            {
+                "name": op.name,
+                "kind": op.op,
+                "status": "Waiting",
+                "started_at": now,
+                "due_at": pause.expires_at,
+                "waiting_for": waiting_for if waiting_for is not None else pause.event,
+            },
+        )
+        timeout_job = Job(
+            id=f"{state.run_id}:timeout:{op.id}",
+            kind=JobKind.PAUSE_TIMEOUT,
+            run_id=state.run_id,
+            step=op.id,
+            pause_id=pause.id,
+        )
+        self._queue.enqueue(timeout_job, pause.expires_at, now)
+
+    def _retry_step(self, call: _Call, op: Op, now: int, kind: str = "StepRun") -> None:
         run_id = call.state.run_id
         delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
         due = op.retry_at_ms if op.retry_at_ms is not None else now + delay
@@ -466,7 +567,7 @@ class Executor:
             op.id,
             {
                 "name": op.name,
-                "kind": "StepRun",
+                "kind": kind,
                 "status": "Retrying",
                 "attempts": call.attempt + 1,
                 "error": op.error,

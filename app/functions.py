@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from app.errors import InvalidFunction
 from app.models import FunctionConfig
-from app.sdk.client import EventSender, Inngest
+from app.sdk.client import EventSender, Inngest, SignalSender
 from app.sdk.function import Function, Handler
 
 EXAMPLE_MODULE = "app.examples.hello"
@@ -77,6 +77,11 @@ class FunctionSet(Mapping[str, LocalFunction]):
         """Make every client send events through `sender` (the engine's ingest)."""
         for client in self.clients():
             client.set_sender(sender)
+
+    def install_signal_sender(self, sender: SignalSender) -> None:
+        """Make every client send signals through `sender` (`app.signals.send`)."""
+        for client in self.clients():
+            client.set_signal_sender(sender)
 
 
 def _where(function: Function[Any]) -> str:

@@ -103,6 +103,8 @@ class StepKind(enum.StrEnum):
     WAIT_FOR_EVENT = "WaitForEvent"
     INVOKE = "InvokeFunction"
     SEND_EVENT = "SendEvent"
+    WAIT_FOR_SIGNAL = "WaitForSignal"
+    AI_GATEWAY = "AIGateway"
 
 
 class JobKind(enum.StrEnum):
@@ -167,7 +169,8 @@ def event_job(event_ids: list[str]) -> Job:
 
 
 class Pause(BaseModel):
-    """A run suspended until an event arrives (wait_for_event, invoke) or a timeout passes.
+    """A run suspended until an event arrives (wait_for_event, invoke), a signal is sent
+    (wait_for_signal: `correlation_id` is `signal:<name>`, no event) or a timeout passes.
 
     `expression` is CEL over `event` (the run's trigger) and `async` (the incoming event).
     `index_path`/`index_value` hold the equality the pause is indexed under, if it has one
@@ -178,7 +181,7 @@ class Pause(BaseModel):
     run_id: str
     step: str
     step_name: str
-    kind: Literal["WaitForEvent", "InvokeFunction", "Cancel"]
+    kind: Literal["WaitForEvent", "InvokeFunction", "WaitForSignal", "Cancel"]
     event: str
     expression: str | None = None
     index_path: str | None = None
@@ -188,6 +191,8 @@ class Pause(BaseModel):
     trigger_event_id: str = ""
     expires_at: int
     created_at: int
+    lookback_ms: int = 0
+    """wait_for_event(lookback=...): events received this long before the wait match too."""
 
 
 class ConnectRequest(BaseModel):

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import httpcore
 import httpx
 
+from app.deadline import DeadlineStream, bounded
 from app.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -220,7 +221,8 @@ class AddressPolicy:
 
 
 class _CheckedBackend(httpcore.SyncBackend):
-    """httpcore's socket backend, connecting only to addresses the policy checked."""
+    """httpcore's socket backend, connecting only to addresses the policy checked; its
+    streams honour the current call's total deadline (`app.deadline.call_deadline`)."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
@@ -236,9 +238,11 @@ class _CheckedBackend(httpcore.SyncBackend):
         failure: httpcore.ConnectError | None = None
         for address in self._policy.resolve(host, port):
             try:
-                return super().connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
+                wait = bounded(timeout, httpcore.ConnectTimeout)
+                stream = super().connect_tcp(
+                    str(address), port, wait, local_address, socket_options
                 )
+                return DeadlineStream(stream)
             except httpcore.ConnectError as exc:
                 failure = exc
         assert failure is not None  # resolve() returns at least one address

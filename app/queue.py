@@ -5,23 +5,32 @@ harmless), then its id is sent to Celery. Jobs due within `eta_max_seconds` go t
 once (with a countdown); later ones wait in the Redis timer set and are sent by the beat tick
 (`release_due`). A job that was sent but never started, or whose worker died mid-run (its lease
 expired), is sent again by the same tick: Celery's Redis visibility timeout is never waited on.
+
+Two Celery queues: jobs that execute runs of SDK apps' functions (HTTP and Connect drivers) go
+to `STEPLINE_SDK_QUEUE` (`stepline-sdk`, the Procfile's `sdk-worker`), everything else to
+`stepline` (the `worker`): an app that answers slowly holds only the SDK pool, never the
+processes that in-process runs, events, timers and flow control need.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.state.store import Store
+from app.state.store import QueuedJob, Store
 
 log = logging.getLogger("stepline.queue")
 
 TASK_PREFIX = "stepline."
 QUEUE_NAME = "stepline"
+"""The queue of every job that does not call an SDK app (the Procfile's `worker`)."""
+APP_CALL_KINDS = frozenset({JobKind.START, JobKind.EDGE, JobKind.SLEEP, JobKind.PAUSE_TIMEOUT})
+"""Jobs that execute a run, calling its function's driver."""
 
 
 def task_name(kind: JobKind) -> str:
@@ -41,19 +50,34 @@ class Queue:
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
         self._lookahead_ms = int(settings.tick_seconds * 2000)
+        self._sdk_queue = settings.sdk_queue
+        self.calls_app: Callable[[str], bool] | None = None
+        """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
+        Connect). Its jobs go to `settings.sdk_queue`, served by a pool of their own."""
 
     def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
         """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
 
         With `send=False` the job is only recorded: the caller runs it in this process right
         away (saving a queue hop), and if that process dies the tick sends it later."""
+        planned = self.plan(job, due_at, now)
+        if not self._store.enqueue_job(job, due_at, planned.send_by):
+            return False
+        self.written(planned, now, send=send)
+        return True
+
+    def plan(self, job: Job, due_at: int, now: int) -> QueuedJob:
+        """`job` ready to be written by a state change of its own (e.g. a run's creation and
+        its start job in one script); once written, `written` sends it."""
         soon = due_at - now <= self._eta_max_ms
         send_by = max(due_at, now) + self._resend_ms if soon else due_at
-        if not self._store.enqueue_job(job, due_at, send_by):
-            return False
-        if soon and send:
-            self._send(job, countdown_ms=max(0, due_at - now))
-        return True
+        return QueuedJob(job=job, send_by=send_by, due_at=due_at, soon=soon)
+
+    def written(self, planned: QueuedJob, now: int, *, send: bool = True) -> None:
+        """A planned job is in Redis: send it to Celery if it is due soon (else the tick
+        will). With `send=False` the caller runs it here."""
+        if planned.soon and send:
+            self._send(planned.job, countdown_ms=max(0, planned.due_at - now))
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""
@@ -71,8 +95,21 @@ class Queue:
             self._send(job, countdown_ms=max(0, due - now))
         return len(released)
 
+    def queue_of(self, job: Job) -> str:
+        """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
+        an SDK app's function, else the main one."""
+        if (
+            self._sdk_queue != QUEUE_NAME
+            and job.kind in APP_CALL_KINDS
+            and job.run_id
+            and self.calls_app is not None
+            and self.calls_app(job.run_id)
+        ):
+            return self._sdk_queue
+        return QUEUE_NAME
+
     def _send(self, job: Job, countdown_ms: int) -> None:
-        options: dict[str, Any] = {"queue": QUEUE_NAME}
+        options: dict[str, Any] = {"queue": self.queue_of(job)}
         if countdown_ms > 0:
             options["countdown"] = countdown_ms / 1000
         self._sender.send_task(task_name(job.kind), args=[job.id], **options)

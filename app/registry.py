@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.models import FunctionConfig
 from app.state.store import Store
+
+RUNS_CACHED = 10_000
+"""How many runs `calls_app` remembers the answer for (a run's function never changes)."""
 
 
 class Registry:
@@ -21,7 +25,32 @@ class Registry:
         self._lock = threading.Lock()
         self._version = -1
         self._by_id: dict[str, FunctionConfig] = {}
+        self._runs_calling_apps: OrderedDict[str, bool] = OrderedDict()
         self._task = threading.local()
+
+    def calls_app(self, run_id: str) -> bool:
+        """Whether the run's function is served by an SDK app (HTTP or Connect driver), so
+        executing it waits on that app. False for a run that is gone. Remembered per run
+        (`remember_run` when this process created it, else read once)."""
+        with self._lock:
+            known = self._runs_calling_apps.get(run_id)
+        if known is not None:
+            return known
+        function_id = self._store.run_function_id(run_id)
+        if function_id is None:
+            return False
+        fn = self.get(function_id)
+        if fn is None:
+            return False
+        self.remember_run(run_id, fn)
+        return fn.driver != "inprocess"
+
+    def remember_run(self, run_id: str, fn: FunctionConfig) -> None:
+        """`run_id` is a run of `fn` (saves `calls_app` its reads)."""
+        with self._lock:
+            self._runs_calling_apps[run_id] = fn.driver != "inprocess"
+            if len(self._runs_calling_apps) > RUNS_CACHED:
+                self._runs_calling_apps.popitem(last=False)
 
     @contextmanager
     def pinned(self) -> Iterator[None]:

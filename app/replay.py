@@ -4,10 +4,15 @@
     replay(run, from_step)  new run whose first steps are copied (memoized) from the run, so
                             execution resumes at the step that failed (or at `from_step`)
 
-Both link the new run to the original (`original_run_id`) and queue its start job. The copy
-is written with the run in one atomic step (`lua/create_run.lua`), so a worker never sees a
-replay without its memoized steps. The original is read wherever it is (`Reads`: Redis, or
-the history store once it has been archived and dropped from Redis).
+Both link the new run to the original (`original_run_id`) and go through flow control as an
+event's run does (`Runner.start_copy`): a singleton function's lock (mode skip: 409 while
+another run holds it; mode cancel: that run is cancelled), then the new run's cancellation
+pauses and timeout jobs. Batching, debounce, the rate limit and the idempotency key, which
+admitted the original's event already, do not apply. The run, the steps a replay copies and
+its start job are written in one atomic step (`lua/create_run.lua`): a worker never sees a
+replay without its memoized steps, and no crash leaves a Queued run that nothing starts. The
+original is read wherever it is (`Reads`: Redis, or the history store once it has been
+archived and dropped from Redis).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from dataclasses import dataclass
 from app.errors import BadRequest, Conflict, NotFound
 from app.history.reads import Reads
 from app.ids import new_ulid
-from app.models import RunStatus, start_job
-from app.queue import Queue
+from app.models import FunctionConfig, RunStatus
+from app.runner import Runner
 from app.state.store import MemoizedSteps, NewRun, RunState
 
 log = logging.getLogger("stepline.runs")
@@ -37,16 +42,16 @@ class NewRunInfo:
     copied_steps: int = 0
 
 
-def rerun(reads: Reads, queue: Queue, run_id: str, now: int) -> NewRunInfo:
+def rerun(reads: Reads, runner: Runner, run_id: str, now: int) -> NewRunInfo:
     """Start `run_id`'s function again from the start with the same events."""
-    state = _original(reads, run_id)
-    new_id = _create(reads, queue, state, now, None)
+    state, fn = _original(reads, run_id)
+    new_id = _create(reads, runner, state, fn, now, None)
     return NewRunInfo(new_id, run_id, state.function_id)
 
 
 def replay(
     reads: Reads,
-    queue: Queue,
+    runner: Runner,
     run_id: str,
     now: int,
     from_step: str | None = None,
@@ -58,7 +63,7 @@ def replay(
 
     With `idempotency_key` (a bulk replay), a second replay under the same key answers the
     run the first one made (and queues nothing new)."""
-    state = _original(reads, run_id)
+    state, fn = _original(reads, run_id)
     if not RunStatus(state.status).ended:
         raise Conflict(f"run {run_id} has not ended ({state.status}); cancel it first")
     memo = reads.memoized_steps(run_id)
@@ -82,7 +87,7 @@ def replay(
             if step in memo.history
         },
     )
-    new_id = _create(reads, queue, state, now, copy, idempotency_key)
+    new_id = _create(reads, runner, state, fn, now, copy, idempotency_key)
     return NewRunInfo(new_id, run_id, state.function_id, stop, len(kept))
 
 
@@ -94,40 +99,45 @@ def _failed(memo: MemoizedSteps, step: str) -> bool:
     return isinstance(value, dict) and value.get("error") is not None
 
 
-def _original(reads: Reads, run_id: str) -> RunState:
+def _original(reads: Reads, run_id: str) -> tuple[RunState, FunctionConfig]:
     state = reads.load_run(run_id)
     if state is None:
         raise NotFound(f"run {run_id} not found", field="run_id")
-    if reads.store.get_function(state.function_id) is None:
+    fn = reads.store.get_function(state.function_id)
+    if fn is None:
         raise Conflict(f"function {state.function_id} of run {run_id} is no longer registered")
-    return state
+    return state, fn
 
 
 def _create(
     reads: Reads,
-    queue: Queue,
+    runner: Runner,
     state: RunState,
+    fn: FunctionConfig,
     now: int,
     memo: MemoizedSteps | None,
     idempotency_key: str | None = None,
 ) -> str:
     view = reads.get_run(state.run_id)
     event_ids = view.event_ids if view is not None else []
-    new_id, _ = reads.store.create_run(
-        NewRun(
-            run_id=new_ulid(now),
-            function_id=state.function_id,
-            events=state.events,
-            event_ids=event_ids,
-            created_at=now,
-            original_run_id=state.run_id,
-            memoized=memo,
-            idempotency_key=(
-                None if idempotency_key is None else f"{state.function_id}:{idempotency_key}"
-            ),
-        )
+    run = NewRun(
+        run_id=new_ulid(now),
+        function_id=state.function_id,
+        events=state.events,
+        event_ids=event_ids,
+        created_at=now,
+        original_run_id=state.run_id,
+        memoized=memo,
+        idempotency_key=(
+            None if idempotency_key is None else f"{state.function_id}:{idempotency_key}"
+        ),
     )
-    queue.enqueue(start_job(new_id), now, now)
+    new_id, holder = runner.start_copy(fn, run, now)
+    if new_id is None:
+        raise Conflict(
+            f"function {fn.id} is a singleton and run {holder} has not finished; "
+            "wait for it or cancel it first"
+        )
     log.info(
         "run queued run_id=%s function=%s original_run_id=%s",
         new_id,

@@ -4,14 +4,19 @@
 Redis keeps neither for long: a finished run or an event is archived to the history store
 and dropped from Redis once the hot window (`STEPLINE_HOT_WINDOW_SECONDS`) has passed (see
 `app/history/archiver.py`, which calls `apply` at most every `INTERVAL_MS`). Here the rows
-are deleted oldest first in bounded batches, each its own short transaction, so a large
-backlog is worked off over several calls without long locks. Runs still queued or running
-are never in the history store, so never deleted.
+are deleted oldest first in batches, each its own short transaction (no long locks), for as
+long as rows are due, within a time budget per call (`BUDGET_SECONDS`). A call that ran out
+of budget with rows still due says so (`Purged.caught_up`), and the archiver applies
+retention again at its next job instead of a minute later: deletion keeps up with any run
+rate the archiver keeps up with, rather than being capped at a number of rows a minute.
+Runs still queued or running are never in the history store, so never deleted.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from app.config import Settings
 from app.history.store import HistoryStore, Purged
@@ -20,8 +25,11 @@ log = logging.getLogger("stepline.retention")
 
 DAY_MS = 86_400_000
 INTERVAL_MS = 60_000
+"""Retention runs at most this often while it is caught up."""
 BATCH = 1_000
-MAX_BATCHES = 10
+"""Rows (runs, and events) per delete transaction."""
+BUDGET_SECONDS = 2.0
+"""How long one call keeps deleting batches while rows are due."""
 
 
 def retention_ms(settings: Settings) -> int:
@@ -39,24 +47,36 @@ def purge(
     now: int,
     keep_ms: int,
     *,
-    batch: int = BATCH,
-    max_batches: int = MAX_BATCHES,
+    batch: int | None = None,
+    budget_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Purged:
-    """Delete runs that ended and events received at or before `now - keep_ms`, at most
-    `batch * max_batches` of each."""
+    """Delete runs that ended and events received at or before `now - keep_ms`, a batch at a
+    time (`BATCH`), until none is left (`caught_up`) or `budget_s` (`BUDGET_SECONDS`) is spent,
+    after one batch at least."""
+    batch = batch or BATCH
     cutoff = now - keep_ms
-    total = Purged()
-    for _ in range(max_batches):
+    total = Purged(caught_up=False)
+    deadline = clock() + (BUDGET_SECONDS if budget_s is None else budget_s)
+    while True:
         purged = history.purge(cutoff, batch)
         total.runs += purged.runs
         total.events += purged.events
         if purged.runs < batch and purged.events < batch:
+            total.caught_up = True
+            break
+        if clock() >= deadline:
             break
     if total.runs or total.events:
         log.info(
-            "retention purged runs=%d events=%d",
+            "retention purged runs=%d events=%d caught_up=%s",
             total.runs,
             total.events,
-            extra={"purged_runs": total.runs, "purged_events": total.events},
+            total.caught_up,
+            extra={
+                "purged_runs": total.runs,
+                "purged_events": total.events,
+                "caught_up": total.caught_up,
+            },
         )
     return total

@@ -18,13 +18,14 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ulid import ULID
 
 from app import expressions, metrics
 from app.config import Settings
-from app.ids import new_ulid
+from app.ids import new_ulid, ulid_ms
 from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
@@ -84,6 +85,12 @@ class Runner:
         for index, raw in enumerate(events):
             internal_id = seeded[index] if seeded else new_ulid(now)
             new.append(new_event(raw, internal_id, now, internal=internal))
+        if not internal:
+            # Indexed before the ingest script decides whether anything listens: a wait with
+            # lookback saved meanwhile finds the event here, or is seen by that script
+            # (app/lookback.py). An id left by a duplicate is never stored: reads skip it.
+            names = [(str(e.event.get("name", "")), e.internal_id) for e in new]
+            self._store.index_recent_events(names, now)
         ingested = self._store.ingest_events(
             new,
             now,
@@ -125,27 +132,39 @@ class Runner:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
+        # The run started in this task: the first in-process one (when the worker allows it).
+        # Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`).
+        here: str | None = None
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
-            run_id = self._invoke(event, data, internal_id, now, first)
+            fn = self._invoked_function(data)
+            send = self.inline is None or not first or fn is None or fn.driver != "inprocess"
+            run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
+                here = None if send else run_id
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
-                    # The first run starts in this task (when the worker allows it).
-                    send = bool(runs) or self.inline is None or later or not first
+                    send = (
+                        here is not None
+                        or self.inline is None
+                        or later
+                        or not first
+                        or fn.driver != "inprocess"
+                    )
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
+                        here = here if send else admitted
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if runs and self.inline is not None and not later and first:
-            self.inline(start_job(runs[0]))
+        if here is not None and self.inline is not None and not later and first:
+            self.inline(start_job(here))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -160,15 +179,26 @@ class Runner:
             },
         )
 
+    def _invoked_function(self, data: dict[str, JSON]) -> FunctionConfig | None:
+        meta = data.get("_inngest")
+        fn_id = str(meta.get("fn_id") or "") if isinstance(meta, dict) else ""
+        return self._registry.get(fn_id) if fn_id else None
+
     def _invoke(
-        self, event: dict[str, JSON], data: dict[str, JSON], internal_id: str, now: int, first: bool
+        self,
+        fn: FunctionConfig | None,
+        event: dict[str, JSON],
+        data: dict[str, JSON],
+        internal_id: str,
+        now: int,
+        *,
+        send: bool,
     ) -> str | None:
         meta = data.get("_inngest")
         meta = meta if isinstance(meta, dict) else {}
         fn_id = str(meta.get("fn_id") or "")
         correlation = meta.get("correlation_id")
         correlation_id = correlation if isinstance(correlation, str) and correlation else None
-        fn = self._registry.get(fn_id) if fn_id else None
         if fn is None:
             log.warning(
                 "invoked function not found fn_id=%r correlation_id=%s", fn_id, correlation_id
@@ -176,14 +206,7 @@ class Runner:
             if correlation_id:
                 self._invoke_not_found(event, fn_id, correlation_id, internal_id, now)
             return None
-        return self._admit(
-            fn,
-            event,
-            internal_id,
-            now,
-            send=self.inline is None or not first,
-            correlation_id=correlation_id,
-        )
+        return self._admit(fn, event, internal_id, now, send=send, correlation_id=correlation_id)
 
     def _admit(
         self,
@@ -286,12 +309,14 @@ class Runner:
             return False  # resolved by correlation id only, with a {"data"|"error"} memo
         if pause.trigger_event_id and pause.trigger_event_id in (internal_id, event.get("id")):
             return False  # a run's own trigger never resumes it
-        if pause.created_at > received_at + PAUSE_CREATED_GRACE_MS:
-            return False  # the pause is newer than the event
+        if pause.created_at > received_at + max(PAUSE_CREATED_GRACE_MS, pause.lookback_ms):
+            return False  # the pause is newer than the event (and looks back less far)
         if pause.expires_at < now:
             return False  # its timeout job owns it now
-        # Cancellation: events older than the run never cancel it (ULIDs sort by time).
-        return not (pause.kind == "Cancel" and internal_id <= pause.run_id)
+        # Cancellation: an event received before the run was created never cancels it. Both
+        # times are this server's clocks: the event's internal id may come from the sender's
+        # clock (`x-inngest-event-id-seed`), which can run behind ours.
+        return not (pause.kind == "Cancel" and received_at < run_created_ms(pause))
 
     def _cancel(self, pause: Pause, now: int) -> bool:
         if self.canceller is None:
@@ -324,22 +349,16 @@ class Runner:
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
-        run_id, created = self._store.create_run(
-            NewRun(
-                run_id=new_id,
-                function_id=fn.id,
-                events=[wire_event(event) for event in events],
-                event_ids=event_ids,
-                created_at=now,
-                idempotency_key=f"{fn.id}:{key}",
-                correlation_id=correlation_id,
-            )
+        run = NewRun(
+            run_id=new_id,
+            function_id=fn.id,
+            events=[wire_event(event) for event in events],
+            event_ids=event_ids,
+            created_at=now,
+            idempotency_key=f"{fn.id}:{key}",
+            correlation_id=correlation_id,
         )
-        # Also when the run existed: a crash between create and enqueue is healed here, and
-        # enqueueing an existing job id is a no-op.
-        start = start_job(run_id)
-        start_at = start_time(events, now)
-        self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        run_id, created = self.create(fn, run, start_time(events, now), now, send=send)
         if created:
             log.info(
                 "run scheduled run_id=%s function=%s event_id=%s",
@@ -349,6 +368,42 @@ class Runner:
                 extra={"run_id": run_id, "function": fn.id, "status": "Queued"},
             )
         return run_id, created
+
+    def create(
+        self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
+    ) -> tuple[str, bool]:
+        """Create `run` of `fn` and its start job (due at `start_at`) in one atomic step,
+        then send the job. Returns (run id, created), as `Store.create_run`."""
+        start = start_job(run.run_id)
+        planned = self._queue.plan(start, start_at, now)
+        run_id, created = self._store.create_run(run, planned)
+        self._registry.remember_run(run_id, fn)  # which queue its jobs go to
+        if created:
+            self._queue.written(planned, now, send=send or start_at > now)
+        else:
+            # An idempotency key gave back an existing run: make sure it has its start job
+            # (runs created before the start job was written with them); a no-op otherwise.
+            start = start_job(run_id)
+            self._queue.enqueue(start, start_at, now, send=send or start_at > now)
+        return run_id, created
+
+    def start_copy(self, fn: FunctionConfig, run: NewRun, now: int) -> tuple[str | None, str]:
+        """A rerun or replay (`app/replay.py`): `run` (a new id, no idempotency key) goes
+        through flow control like an event's run (`Admission.admit_copy`: its singleton lock;
+        then its cancellation pauses and timeout jobs) and starts now, created with its start
+        job in one step. Returns (run id, ""), or (None, the run holding the singleton lock)
+        when the singleton skipped it."""
+        trigger = run.events[0] if run.events else {}
+        if self.admission is None:
+            return self.create(fn, run, now, now, send=True)[0], ""
+        decision = self.admission.admit_copy(fn, trigger, run.run_id, now)
+        if not decision.start:
+            return None, decision.other or ""
+        if decision.run_id is not None:
+            run = replace(run, run_id=decision.run_id)
+        run_id, created = self.create(fn, run, now, now, send=True)
+        self.admission.on_scheduled(fn, decision, run_id, created, run.events, run.event_ids, now)
+        return run_id, ""
 
     def resume(self, pause: Pause, memo: JSON, now: int) -> bool:
         """Consume `pause` with `memo`; the single winner queues the run's next discovery.
@@ -375,16 +430,29 @@ class Runner:
         return result.won
 
 
+def run_created_ms(pause: Pause) -> int:
+    """When the pause's run was created (the time in its ULID, from our clock), or the pause's
+    own creation time for a run id that is not a ULID."""
+    try:
+        return ulid_ms(pause.run_id)
+    except ValueError:
+        return pause.created_at
+
+
 FUTURE_TS_SLACK_MS = 1_000
 """An event `ts` at most this far ahead counts as now (clock skew between senders)."""
+MAX_START_AHEAD_MS = 365 * 86_400_000
+"""How far ahead an event's `ts` may schedule its runs: `/e` refuses a later `ts` (400), and
+a run of an event that came another way starts by then at the latest, so no Queued run
+waits in Redis longer than this."""
 
 
 def start_time(events: list[dict[str, JSON]], now: int) -> int:
     """When a run of these events starts: now, or the first event's `ts` if it is in the
-    future (an event sent ahead of time schedules its runs)."""
+    future (an event sent ahead of time schedules its runs), at most MAX_START_AHEAD_MS on."""
     ts = events[0].get("ts") if events else None
     if isinstance(ts, int) and not isinstance(ts, bool) and ts > now + FUTURE_TS_SLACK_MS:
-        return ts
+        return min(ts, now + MAX_START_AHEAD_MS)
     return now
 
 

@@ -93,7 +93,11 @@ def main() -> None:
         _gunicorn("app.api:create_app()", _free_port(), 1, stepline) as api,
         _gunicorn("bench.sdk_app:create_app()", _free_port(), 2, {"INNGEST_DEV": api}) as app,
         celery_worker(
-            "tasks", "stepline", concurrency=args.concurrency, extra_env=stepline, beat=True
+            "tasks",
+            "stepline,stepline-sdk",
+            concurrency=args.concurrency,
+            extra_env=stepline,
+            beat=True,
         ),
         _process([*gateway, "--port", str(gateway_port)], stepline),
     ):

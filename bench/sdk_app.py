@@ -1,13 +1,18 @@
 """Steps/s of runs served by an app built with the official Inngest Python SDK, beside bare
 Celery hops, in one run.
 
-    .venv/bin/python -m bench.sdk_app [--repeat 3] [--concurrency 2]
+    .venv/bin/python -m bench.sdk_app [--repeat 3] [--concurrency 2] [--sdk python|ts]
 
 - bare Celery: hops/s of 50 concurrent chains x 10 tasks that each enqueue their successor;
 - Stepline + SDK: steps/s of 50 concurrent runs x 10 `step.run`, each step one HTTP call from a
   celery worker to this module's SDK app (`inngest` 0.5.19 + Flask) under gunicorn
   (`-w 2 --threads 8`), synced through the Stepline API (gunicorn) like any app;
 - the ratio. Target (issue #3): >= 0.5x the bare hop rate.
+
+With `--sdk ts` the app is tests/sdk_apps/ts_app (the official TypeScript SDK 4.24.0 on Node,
+one process; `npm install` there first), measured twice: with checkpointing (the default: the
+SDK runs the 10 steps in one call and reports each to /v1/checkpoint) and with
+STEPLINE_CHECKPOINTING=false (one call per step), each beside bare Celery in the same turns.
 
 Both sides run at once, measured in turns (medians over `--repeat`).
 
@@ -123,7 +128,7 @@ def bare_concurrent(chains: int, hops: int) -> float:
     return chains * hops / (time.perf_counter() - start)
 
 
-def sdk_concurrent(app_url: str, runs: int, steps: int) -> float:
+def sdk_concurrent(app_url: str, runs: int, steps: int, event: str = "benchsdk/steps") -> float:
     flush()
     engine = bench_engine([])
     synced = httpx.put(app_url, timeout=30)
@@ -131,17 +136,73 @@ def sdk_concurrent(app_url: str, runs: int, steps: int) -> float:
         raise RuntimeError(f"sync failed: {synced.status_code} {synced.text}")
     start = time.perf_counter()
     ids = engine.runner.ingest(
-        [{"name": "benchsdk/steps", "data": {"n": steps}} for _ in range(runs)], engine.now()
+        [{"name": event, "data": {"n": steps}} for _ in range(runs)], engine.now()
     )
     wait_until(lambda: all_completed(engine, ids), timeout=300)
     return runs * steps / (time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _node_app(port: int, env: dict[str, str]) -> Iterator[str]:
+    app_dir = ROOT / "tests" / "sdk_apps" / "ts_app"
+    proc = subprocess.Popen(
+        ["node", "index.js", "--port", str(port)],
+        cwd=app_dir,
+        env=dict(os.environ, **env),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api/inngest"
+    try:
+        wait_until(lambda: _answers(url), timeout=30)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main_ts(repeat: int, concurrency: int) -> None:
+    """The TS SDK app with and without checkpointing, each beside bare Celery."""
+    no_functions = {"STEPLINE_FUNCTIONS": ""}
+    results: dict[str, tuple[float, float]] = {}
+    with (
+        worker("bench.bare_celery", "bare", concurrency=concurrency),
+        _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
+        _node_app(_free_port(), {"INNGEST_DEV": api}) as app,
+    ):
+        for mode in ("true", "false"):
+            env = {**no_functions, "STEPLINE_CHECKPOINTING": mode}
+            bare_rate, ts_rate = [], []
+            with worker("tasks", "stepline", concurrency=concurrency, extra_env=env, beat=True):
+                for _ in range(repeat):
+                    bare_rate.append(bare_concurrent(RUNS, STEPS))
+                    ts_rate.append(sdk_concurrent(app, RUNS, STEPS, "tsapp/steps"))
+            results[mode] = (median(bare_rate), median(ts_rate))
+    for mode, label in (("false", "one call per step "), ("true", "checkpointing     ")):
+        b_rate, t_rate = results[mode]
+        print(f"bare Celery      {RUNS} chains x {STEPS} hops : {b_rate:8.0f} hops/s")
+        print(
+            f"Stepline + TS SDK, {label}: {t_rate:8.0f} steps/s"
+            f"   ratio {t_rate / b_rate:.2f}x bare hops"
+        )
+    on, off = results["true"][1] / results["true"][0], results["false"][1] / results["false"][0]
+    print(f"checkpointing / one call per step (ratios to bare hops): {on / off:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes, each side")
+    parser.add_argument("--sdk", choices=("python", "ts"), default="python")
     args = parser.parse_args()
+    if args.sdk == "ts":
+        os.environ["REDIS_URL"] = REDIS_URL
+        main_ts(args.repeat, args.concurrency)
+        return
     os.environ["REDIS_URL"] = REDIS_URL  # bench.bare_celery's broker, in this process too
     bare_rate, sdk_rate = [], []
     no_functions = {"STEPLINE_FUNCTIONS": ""}
@@ -152,7 +213,11 @@ def main() -> None:
         _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
         _gunicorn("bench.sdk_app:create_app()", _free_port(), 2, {"INNGEST_DEV": api}) as app,
         worker(
-            "tasks", "stepline", concurrency=args.concurrency, extra_env=no_functions, beat=True
+            "tasks",
+            "stepline,stepline-sdk",
+            concurrency=args.concurrency,
+            extra_env=no_functions,
+            beat=True,
         ),
     ):
         for _ in range(args.repeat):

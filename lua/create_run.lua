@@ -12,8 +12,12 @@ KEYS[6]        the function's runs   zset    <p>:runs:fn:<function>    run id by
 KEYS[7]        queued runs           zset    <p>:runs:st:Queued        run id by created_at
 KEYS[8]        function's queued     zset    <p>:runs:st:Queued:fn:<function>
 KEYS[9]        queued counter        hash    <p>:metric:runs_queued_total   function -> count
-KEYS[10..9+n]  event -> runs links   set     <p>:event-runs:<event internal id>, one per event
-KEYS[10+n]     idempotency key       string  <p>:idem:<function>:<key>  (only when keyed)
+KEYS[10]       jobs                  hash    <p>:jobs                   (see enqueue_job.lua)
+KEYS[11]       jobs due              zset    <p>:jobs:due
+KEYS[12]       jobs by run           zset    <p>:jobs:by-run
+KEYS[13]       start job tombstone   string  <p>:job-done:<start job id>
+KEYS[14..13+n] event -> runs links   set     <p>:event-runs:<event internal id>, one per event
+KEYS[14+n]     idempotency key       string  <p>:idem:<function>:<key>  (only when keyed)
 
 ARGV[1]        run id
 ARGV[2]        function id
@@ -21,24 +25,32 @@ ARGV[3]        created_at, ms since epoch
 ARGV[4]        events, JSON list (wire form)
 ARGV[5]        event internal ids, JSON list
 ARGV[6]        correlation id, "" for none
-ARGV[7]        idempotency TTL, ms (used only when KEYS[10+n] is given)
+ARGV[7]        idempotency TTL, ms (used only when KEYS[14+n] is given)
 ARGV[8]        original run id (rerun / replay), "" for none
 ARGV[9]        memoized steps, "" for none, else JSON
                {"stack": [step id...], "steps": {step id: memo JSON text},
                 "history": {step id: history record JSON text}}
-ARGV[10..9+n]  event internal ids, one per KEYS[10..9+n]
+ARGV[10]       start job id, "" for none
+ARGV[11]       start job JSON
+ARGV[12]       start job send-by, ms since epoch
+ARGV[13..12+n] event internal ids, one per KEYS[14..13+n]
+
+The run and its start job are written together: no crash can leave a Queued run that no job
+will ever start. The job is written only when the run is created.
 
 Returns {code, run id}:
-  {"created", run id}    the run was created
+  {"created", run id}    the run was created (and its start job queued)
   {"exists", run id}     the idempotency key is taken (its run id) or this run id exists
 ]]
 
+-- @include "enqueue.lua"
+
 local meta_key, steps_key, stack_key, history_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local run_id, function_id, created_at = ARGV[1], ARGV[2], ARGV[3]
-local n = #ARGV - 9
+local n = #ARGV - 12
 
-if #KEYS == 10 + n then
-  local idem_key = KEYS[10 + n]
+if #KEYS == 14 + n then
+  local idem_key = KEYS[14 + n]
   local existing = redis.call('GET', idem_key)
   if existing then
     return {'exists', existing}
@@ -82,6 +94,9 @@ for i = 5, 8 do
 end
 redis.call('HINCRBY', KEYS[9], function_id, 1)
 for i = 1, n do
-  redis.call('SADD', KEYS[9 + i], run_id)
+  redis.call('SADD', KEYS[13 + i], run_id)
+end
+if ARGV[10] ~= '' then
+  enqueue(KEYS[10], KEYS[11], KEYS[12], KEYS[13], ARGV[10], ARGV[11], ARGV[12], run_id)
 end
 return {'created', run_id}

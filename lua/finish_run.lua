@@ -33,6 +33,7 @@ KEYS[21]  events archive queue zset    <p>:history:events
 KEYS[22]  trigger names        set     <p>:triggers
 KEYS[23]  trigger globs        set     <p>:triggers:wild
 KEYS[24]  trigger index built  string  <p>:triggers:built
+KEYS[25]  job failures         hash    <p>:jobs:failures         (a dropped job's count goes too)
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
@@ -84,7 +85,8 @@ local n_pauses, n_jobs = tonumber(ARGV[6]), tonumber(ARGV[7])
 local tombstone_ttl = ARGV[8]
 local function_id = ARGV[9]
 local token, n_events, send_by = ARGV[10], tonumber(ARGV[11]), ARGV[12]
-local FIXED_KEYS, FIXED_ARGS = 24, 12
+local failures_key = KEYS[25]
+local FIXED_KEYS, FIXED_ARGS = 25, 12
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
 
@@ -152,6 +154,7 @@ for j = 1, n_jobs do
   redis.call('HDEL', owners_key, job_id)
   redis.call('HDEL', leases_key, job_id)
   redis.call('ZREM', by_run_key, prefix .. job_id)
+  redis.call('HDEL', failures_key, job_id)
   redis.call('SET', KEYS[job_keys_at + j], '1', 'PX', tombstone_ttl)
 end
 

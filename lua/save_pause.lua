@@ -16,11 +16,15 @@ ARGV[4]  index mode: "idx" (indexed by path/value), "scan" (unindexed, in the ev
          set) or "" (no event name: not indexed by event)
 ARGV[5]  index path ("" unless mode idx)
 ARGV[6]  correlation id, "" for none (HSETNX: the first pause keeps a correlation id)
+ARGV[7]  correlation mode (optional): "" as above; "fail": refuse (-2) while another pending
+         pause holds the correlation id (a signal name); "replace": take it over (the other
+         pause stays pending until its timeout, unreachable by that id)
 
 Returns:
   1   created
   0   the pause already exists; nothing written (replays are harmless)
   -1  the run is ended or missing; nothing written
+  -2  mode "fail" and another pending pause holds the correlation id; nothing written
 ]]
 
 -- @include "run_status.lua"
@@ -28,14 +32,23 @@ Returns:
 local pause_key, expiry_key, index_key, paths_key, corr_key, run_pauses_key, meta_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local pause_id, mode, index_path, corr = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
+local corr_mode = ARGV[7] or ''
 
 local status = redis.call('HGET', meta_key, 'status')
 if not status or is_ended(status) then
   return -1
 end
-if redis.call('SET', pause_key, ARGV[2], 'NX') == false then
+if redis.call('EXISTS', pause_key) == 1 then
   return 0
 end
+if corr ~= '' and corr_mode == 'fail' then
+  -- A pause is pending while it is in the expiry set (every deletion removes it from there).
+  local holder = redis.call('HGET', corr_key, corr)
+  if holder and holder ~= pause_id and redis.call('ZSCORE', expiry_key, holder) then
+    return -2
+  end
+end
+redis.call('SET', pause_key, ARGV[2])
 redis.call('ZADD', expiry_key, ARGV[3], pause_id)
 redis.call('SADD', run_pauses_key, pause_id)
 if mode == 'idx' then
@@ -45,6 +58,10 @@ elseif mode == 'scan' then
   redis.call('SADD', index_key, pause_id)
 end
 if corr ~= '' then
-  redis.call('HSETNX', corr_key, corr, pause_id)
+  if corr_mode == '' then
+    redis.call('HSETNX', corr_key, corr, pause_id)
+  else
+    redis.call('HSET', corr_key, corr, pause_id)
+  end
 end
 return 1

@@ -5,7 +5,8 @@ KEYS[2]        jobs due      zset  <p>:jobs:due            job id by send-by (ms
 KEYS[3]        job owners    hash  <p>:jobs:owner          job id -> lease token | 'parked' | 'woken'
 KEYS[4]        job leases    hash  <p>:jobs:lease          job id -> lease deadline (ms)
 KEYS[5]        waiting       set   <p>:slots:waiting       names of constraints with a wait list
-KEYS[6]        limits        hash  <p>:slots:limits        constraint name -> limit (for the tick)
+KEYS[6]        limits        hash  <p>:slots:limits        constraint name -> limit (for the tick),
+                                                           while it has a wait list
 KEYS[5+2i]     slots of i    zset  <p>:slots:<name>        executing job id -> lease expiry (ms)
 KEYS[6+2i]     waiters of i  zset  <p>:slots-wait:<name>   parked job id -> score
                (i = 1..n, n = 1 or 2 constraints)
@@ -36,9 +37,8 @@ Returns:
 
 local q = {
   jobs = KEYS[1], due = KEYS[2], owners = KEYS[3], leases = KEYS[4], waiting = KEYS[5],
-  now = tonumber(ARGV[3]), lease_ms = tonumber(ARGV[4]), resend_ms = tonumber(ARGV[5]),
+  limits = KEYS[6], now = tonumber(ARGV[3]), lease_ms = tonumber(ARGV[4]), resend_ms = tonumber(ARGV[5]),
 }
-local limits_key = KEYS[6]
 local job_id, score, park_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[6])
 
 local constraints, held = {}, {}
@@ -61,16 +61,16 @@ end
 if not blocked then
   for _, c in ipairs(constraints) do
     redis.call('ZADD', c.slots, q.now + q.lease_ms, job_id)
-    if redis.call('ZREM', c.waiters, job_id) == 1 and redis.call('EXISTS', c.waiters) == 0 then
-      redis.call('SREM', q.waiting, c.name)
+    if redis.call('ZREM', c.waiters, job_id) == 1 then
+      slots_unlist(q, c)
     end
   end
   return {'ok', woken}
 end
 
 for i, c in ipairs(constraints) do
-  if redis.call('ZREM', c.waiters, job_id) == 1 and redis.call('EXISTS', c.waiters) == 0 then
-    redis.call('SREM', q.waiting, c.name)
+  if redis.call('ZREM', c.waiters, job_id) == 1 then
+    slots_unlist(q, c)
   end
   if held[i] then
     redis.call('ZREM', c.slots, job_id)
@@ -83,7 +83,7 @@ end
 local c = constraints[blocked]
 redis.call('ZADD', c.waiters, score, job_id)
 redis.call('SADD', q.waiting, c.name)
-redis.call('HSET', limits_key, c.name, c.limit)
+redis.call('HSET', q.limits, c.name, c.limit)
 redis.call('HSET', q.owners, job_id, 'parked')
 redis.call('HSET', q.leases, job_id, q.now + park_ms)
 redis.call('ZADD', q.due, q.now + park_ms, job_id)

@@ -5,8 +5,10 @@ KEYS[2]        jobs due      zset  <p>:jobs:due            job id by send-by (ms
 KEYS[3]        job owners    hash  <p>:jobs:owner          job id -> lease token | 'parked' | 'woken'
 KEYS[4]        job leases    hash  <p>:jobs:lease          job id -> lease deadline (ms)
 KEYS[5]        waiting       set   <p>:slots:waiting       names of constraints with a wait list
-KEYS[4+2i]     slots of i    zset  <p>:slots:<name>        executing job id -> lease expiry (ms)
-KEYS[5+2i]     waiters of i  zset  <p>:slots-wait:<name>   parked job id -> score
+KEYS[6]        limits        hash  <p>:slots:limits        constraint name -> limit, while it
+                                                           has a wait list (dropped with it)
+KEYS[5+2i]     slots of i    zset  <p>:slots:<name>        executing job id -> lease expiry (ms)
+KEYS[6+2i]     waiters of i  zset  <p>:slots-wait:<name>   parked job id -> score
                (i = 1..n)
 
 ARGV[1]        job id giving its slots back, or "" to only wake waiters (the tick's sweep
@@ -27,14 +29,14 @@ Returns {woken Job JSON...}: the jobs the caller must send now.
 
 local q = {
   jobs = KEYS[1], due = KEYS[2], owners = KEYS[3], leases = KEYS[4], waiting = KEYS[5],
-  now = tonumber(ARGV[2]), lease_ms = tonumber(ARGV[3]), resend_ms = tonumber(ARGV[4]),
+  limits = KEYS[6], now = tonumber(ARGV[2]), lease_ms = tonumber(ARGV[3]), resend_ms = tonumber(ARGV[4]),
 }
 local job_id = ARGV[1]
 
 local woken = {}
-for i = 1, (#KEYS - 5) / 2 do
+for i = 1, (#KEYS - 6) / 2 do
   local c = {
-    slots = KEYS[4 + 2 * i], waiters = KEYS[5 + 2 * i],
+    slots = KEYS[5 + 2 * i], waiters = KEYS[6 + 2 * i],
     name = ARGV[3 + 2 * i], limit = tonumber(ARGV[4 + 2 * i]),
   }
   if job_id ~= '' then

@@ -1,6 +1,9 @@
 """Celery adapters: one thin task per kind of job, each taking a job id and nothing else.
 
-    celery -A tasks worker     runs jobs (start, edge, sleep, pause_timeout, event)
+    celery -A tasks worker -Q stepline        runs jobs (start, edge, sleep, pause_timeout,
+                                              event, flow control, archive)
+    celery -A tasks worker -Q stepline-sdk    the same tasks, for runs of SDK apps' functions
+                                              (app.queue routes them: STEPLINE_SDK_QUEUE)
     celery -A tasks beat       releases due timers, lost jobs and cron runs (tasks.beat)
 
 Tasks are `acks_late` and `reject_on_worker_lost`, and every one is safe to run twice: the

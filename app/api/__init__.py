@@ -12,6 +12,7 @@
                       ─► workers   GET /v1/workers (heartbeats, queue depth, warnings)
                       ─► register  POST /fn/register, /v0/runs/<id>/{batch,actions}
                       ─► connect   POST /v0/connect/{start,flush} (Connect workers)
+                      ─► sdk_calls POST /v1/signals, /v1/checkpoint/<run>/async
                       ─► errors    every failure answers JSON with a stable `code`
                       ─► ui        GET /: the dev UI (static HTML + JS modules, /ui/...)
 
@@ -41,6 +42,7 @@ from app.api import (
     metrics,
     register,
     runs,
+    sdk_calls,
     ui,
     workers,
 )
@@ -74,6 +76,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(workers.bp)
     app.register_blueprint(register.blueprint)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(sdk_calls.bp)
     app.register_blueprint(ui.bp)
     app.after_request(_conditional)
     return app

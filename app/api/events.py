@@ -16,6 +16,7 @@ from app.api.auth import Access, requires
 from app.api.context import current_engine
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
+from app.runner import MAX_START_AHEAD_MS
 from app.strictjson import Path
 
 bp = Blueprint("events", __name__)
@@ -37,8 +38,17 @@ def send_events(event_key: str) -> tuple[Response, int]:
         raise Unauthorized("Event key is required")
     engine = current_engine()
     events = parse_events(request.get_data(cache=False))
+    now = engine.now()
+    for index, event in enumerate(events):
+        ts = event.get("ts")
+        if isinstance(ts, int) and ts > now + MAX_START_AHEAD_MS:
+            raise BadRequest(
+                f"ts is more than {MAX_START_AHEAD_MS // 86_400_000} days ahead: an event "
+                "schedules its runs at its ts, at most that far in the future",
+                field=f"events[{index}].ts",
+            )
     seed = request.headers.get(SEED_HEADER)
-    ids = engine.runner.ingest(events, engine.now(), id_seed=seed, count=True)
+    ids = engine.runner.ingest(events, now, id_seed=seed, count=True)
     return jsonify({"ids": ids, "status": 200}), 200
 
 

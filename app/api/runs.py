@@ -127,7 +127,7 @@ def cancel_run(run_id: str) -> Response:
 @requires(Access.OPERATOR)
 def rerun_run(run_id: str) -> tuple[Response, int]:
     engine = current_engine()
-    made = rerun(engine.reads, engine.queue, run_id, engine.now())
+    made = rerun(engine.reads, engine.runner, run_id, engine.now())
     return jsonify({"data": _new_run_json(made, replayed=False)}), 201
 
 
@@ -139,7 +139,7 @@ def replay_run(run_id: str) -> tuple[Response, int]:
     if from_step is not None and (not isinstance(from_step, str) or not from_step):
         raise BadRequest("from_step must be a step id (string)", field="from_step")
     engine = current_engine()
-    made = replay(engine.reads, engine.queue, run_id, engine.now(), from_step)
+    made = replay(engine.reads, engine.runner, run_id, engine.now(), from_step)
     return jsonify({"data": _new_run_json(made, replayed=True)}), 201
 
 

@@ -21,6 +21,9 @@ OpName = Literal[
     "Sleep",
     "WaitForEvent",
     "InvokeFunction",
+    "WaitForSignal",
+    "Gateway",
+    "AIGateway",
 ]
 
 
@@ -31,7 +34,9 @@ class Op:
     `id` is the hashed step id, `name` the user's step id. `opts` as the SDKs send them:
     Sleep carries its wake time in `name`-independent form in `opts["until"]` (ISO-8601) or
     `opts["duration"]`; WaitForEvent `{"event", "if", "timeout"}`; InvokeFunction
-    `{"function_id", "payload": {"data", "v"}, "timeout"}`.
+    `{"function_id", "payload": {"data", "v"}, "timeout"}`; WaitForSignal `{"signal", "timeout",
+    "conflict"}`; Gateway (step.fetch) `{"url", "method", "headers", "body"}`; AIGateway
+    (step.ai.infer) `{"url", "headers", "auth_key", "format", "body"}`.
     """
 
     op: OpName
@@ -58,6 +63,9 @@ class CallRequest:
     max_attempts: int
     target: str | None = None
     """Hashed id of the one step to execute (after StepPlanned); None for discovery."""
+    checkpoint_id: str | None = None
+    """Set when the SDK may run several steps in this call and report each one as it finishes
+    (TS checkpointing, PROTOCOL.md 10.2): sent as `ctx.qi_id`, with `ctx.fn_id`."""
     disable_immediate_execution: bool = False
     kinds: dict[str, str] = field(default_factory=dict)
     """Recorded opcode name (StepRun, Sleep, WaitForEvent, InvokeFunction) of memoized steps,
@@ -84,6 +92,8 @@ class CallResult:
     - kind "ops": it reported `ops` (a finished step, a planned step, a sleep ...).
     - kind "error": the function (not a step) raised `error` ({name, message, stack});
       `retriable` False for NonRetriableError; `retry_at_ms` from RetryAfterError.
+    - kind "complete" may carry `ops` too: finished steps reported in the same reply before the
+      run's end (a checkpointing SDK's `[StepRun, ..., RunComplete]`), saved before finishing.
     """
 
     kind: Literal["complete", "ops", "error"]
@@ -108,12 +118,9 @@ class Driver(Protocol):
 # --- opcodes Stepline does not implement -------------------------------------------------------
 
 UNSUPPORTED_OPS: dict[str, str] = {
-    "waitforsignal": "step.waitForSignal (signals)",
-    "gateway": "step.fetch",
-    "aigateway": "step.ai.infer / step.ai.wrap",
     "deferadd": "defer() from createDefer (inngest/experimental)",
     "deferabort": "aborting a defer() (inngest/experimental)",
-    "discoveryrequest": "checkpointing",
+    "discoveryrequest": "checkpointing in sync mode (durable endpoints)",
     "stepnotfound": "targeted step execution (the SDK could not find the step it was asked to run:"
     " was it renamed or removed?)",
 }

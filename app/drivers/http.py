@@ -29,6 +29,7 @@ import httpx
 
 from app import tracing
 from app.config import Settings
+from app.deadline import call_deadline
 from app.drivers import signing
 from app.drivers.base import CallRequest, CallResult, Checkpoint
 from app.drivers.http_reply import (
@@ -46,8 +47,6 @@ log = logging.getLogger("stepline.drivers.http")
 
 DEFAULT_READ_TIMEOUT_S = 300.0
 CONNECT_TIMEOUT_S = 10.0
-MAX_CALL_S = 7200.0
-"""A call never lasts longer than this, even if the app keeps streaming keepalive bytes."""
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 """A call whose body would be larger is sent without events and steps, with `use_api`: the SDK
@@ -59,7 +58,6 @@ Python ignores it). Go sends -1 until an SDK has announced one; every current SD
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "DEFAULT_READ_TIMEOUT_S",
-    "MAX_CALL_S",
     "MAX_OPS",
     "MAX_REQUEST_BYTES",
     "MAX_RESPONSE_BYTES",
@@ -90,10 +88,10 @@ class HttpDriver:
     ) -> None:
         self._settings = settings
         if read_timeout_s is None:
-            # Settings may grow an `http_timeout_seconds`; until then the default applies.
-            configured = getattr(settings, "http_timeout_seconds", DEFAULT_READ_TIMEOUT_S)
-            read_timeout_s = float(configured)
+            read_timeout_s = settings.http_timeout_seconds
         self._timeout = httpx.Timeout(read_timeout_s, connect=CONNECT_TIMEOUT_S)
+        self._deadline_s = settings.http_call_deadline_seconds
+        """The most one call may take in total (`app.deadline`), however the app paces it."""
         self._clock = clock
         self._policy = AddressPolicy.for_apps(settings)
         self._client: httpx.Client | None = None
@@ -190,9 +188,12 @@ class HttpDriver:
     def _post(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
-        deadline = time.monotonic() + MAX_CALL_S
+        started = time.monotonic()
         try:
-            with self._http().stream("POST", url, content=body, headers=headers) as response:
+            with (
+                call_deadline(self._deadline_s),
+                self._http().stream("POST", url, content=body, headers=headers) as response,
+            ):
                 resp_headers = {k.lower(): v for k, v in response.headers.items()}
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
@@ -203,8 +204,6 @@ class HttpDriver:
                     size += len(chunk)
                     if size > MAX_RESPONSE_BYTES:
                         raise _too_large(url, response.status_code)
-                    if time.monotonic() > deadline:
-                        raise CallFailure("timeout", f"app at {url} took over {MAX_CALL_S:.0f} s")
                     chunks.append(chunk)
                 return response.status_code, resp_headers, b"".join(chunks)
         except AddressRefused as exc:
@@ -212,6 +211,12 @@ class HttpDriver:
         except AddressUnresolved as exc:
             raise CallFailure("unreachable", f"app at {url} is unreachable: {exc.message}") from exc
         except httpx.TimeoutException as exc:
+            if time.monotonic() - started >= self._deadline_s:
+                raise CallFailure(
+                    "timeout",
+                    f"app at {url} did not finish its answer within the call deadline of "
+                    f"{self._deadline_s:g} s (STEPLINE_HTTP_CALL_DEADLINE_SECONDS)",
+                ) from exc
             raise CallFailure(
                 "timeout", f"app at {url} did not answer in time ({type(exc).__name__})"
             ) from exc
@@ -255,25 +260,31 @@ def _wire_event(event: Mapping[str, JSON]) -> dict[str, JSON]:
 def request_body(request: CallRequest, *, use_api: bool = False) -> dict[str, JSON]:
     """The call request body both SDKs accept (PROTOCOL.md 8).
 
-    No `ctx.fn_id`: it would switch the TS SDK into checkpointing. `events` is never empty:
+    `ctx.fn_id` and `ctx.qi_id` only with `request.checkpoint_id`: they switch the TS SDK into
+    checkpointing (PROTOCOL.md 10.2), where it runs steps on and reports each one to
+    `/v1/checkpoint/<run>/async` (`app.checkpoint`). `events` is never empty:
     the Python SDK fails without it, unless `use_api` tells it to fetch events and steps from
     the API (done when the run's state is too large to send).
     """
     events = [] if use_api else (request.events or [request.event])
     step = request.target or "step"
+    ctx: dict[str, JSON] = {
+        "run_id": request.run_id,
+        "attempt": request.attempt,
+        "max_attempts": request.max_attempts,
+        "disable_immediate_execution": request.disable_immediate_execution,
+        "use_api": use_api,
+        "stack": {"stack": list(request.stack), "current": len(request.stack)},
+        "step_id": step,
+    }
+    if request.checkpoint_id:
+        ctx["fn_id"] = request.function.id
+        ctx["qi_id"] = request.checkpoint_id
     return {
         "version": REQUEST_VERSION,
         "event": _wire_event(request.event),
         "events": [_wire_event(event) for event in events],
         "steps": {} if use_api else request.steps,
-        "ctx": {
-            "run_id": request.run_id,
-            "attempt": request.attempt,
-            "max_attempts": request.max_attempts,
-            "disable_immediate_execution": request.disable_immediate_execution,
-            "use_api": use_api,
-            "stack": {"stack": list(request.stack), "current": len(request.stack)},
-            "step_id": step,
-        },
+        "ctx": ctx,
         "use_api": use_api,
     }

@@ -11,8 +11,9 @@ A reply that cannot be used (a proxy's HTML page, a bad, stale or replayed signa
 `CallFailure`, which `interpret_response` turns into a retriable error result. Error messages
 quote a reply's body only as a short `excerpt`: an app URL may lead to a service that is not an
 SDK, and its answers must not surface in run history. An opcode Stepline does not implement
-(`WaitForSignal`, `Gateway`, `AIGateway`, `DeferAdd`, any name it does not know), wherever it
-sits in a 206 array, fails the run at once (`app.drivers.base.unsupported_op`).
+(`DeferAdd`, any name it does not know), wherever it sits in a 206 array, fails the run at once
+(`app.drivers.base.unsupported_op`). `RunComplete` (checkpointing SDKs) ends the run with its
+`data`, after the steps reported before it in the same array.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ _OPS: dict[str, OpName | None] = {
     "sleep": "Sleep",
     "waitforevent": "WaitForEvent",
     "invokefunction": "InvokeFunction",
+    "waitforsignal": "WaitForSignal",
+    "gateway": "Gateway",
+    "aigateway": "AIGateway",
     "none": None,
 }
 """Opcode names, matched case-insensitively as Go does; `None` ops are dropped."""
@@ -250,12 +254,29 @@ def _error_body(url: str, status: int, raw: bytes) -> dict[str, JSON]:
 def _ops_result(
     url: str, body: JSON, no_retry: bool, retry_at: int | None, sdk: str | None
 ) -> CallResult:
-    items = body if isinstance(body, list) else [body]
-    if len(items) > MAX_OPS:
+    return _read_ops(url, body if isinstance(body, list) else [body], no_retry, retry_at, sdk)
+
+
+def read_ops(url: str, items: list[JSON], sdk: str | None = None) -> CallResult:
+    """Opcode objects (the `steps` of a checkpoint, `url` naming who sent them) as a
+    `CallResult`, read as a 206 array's; an unusable one gives an error result."""
+    try:
+        return _read_ops(url, items, False, None, sdk)
+    except CallFailure as failure:
+        return failure.result()
+
+
+def _read_ops(
+    url: str, raw_items: list[JSON], no_retry: bool, retry_at: int | None, sdk: str | None
+) -> CallResult:
+    """An unknown opcode anywhere fails the whole array (`unsupported_op`), before anything
+    is applied."""
+    if len(raw_items) > MAX_OPS:
         raise CallFailure(
-            "too_many_ops", f"app at {url} reported {len(items)} ops at once", retriable=False
+            "too_many_ops", f"app at {url} reported {len(raw_items)} ops at once", retriable=False
         )
-    if not all(isinstance(item, dict) for item in items):
+    items = [item for item in raw_items if isinstance(item, dict)]
+    if len(items) != len(raw_items):
         raise CallFailure("invalid_response", f"app at {url} sent an op that is not an object")
     for item in items:  # before anything is applied: one of them fails the whole run
         name = str(item.get("op") or "")
@@ -268,8 +289,8 @@ def _ops_result(
         item = _checked(url, item, f"step {_label(item)!r}")
         kind = str(item.get("op", ""))
         if kind.lower() == "runcomplete":
-            # Only checkpointing SDKs send it (we never ask for that), but it means what it says.
-            return CallResult("complete", output=item.get("data"))
+            # A checkpointing SDK ends its call with it, after any steps not yet reported.
+            return CallResult("complete", output=item.get("data"), ops=ops)
         op = _op(url, item, no_retry, retry_at)
         if op is not None:
             ops.append(op)
@@ -299,7 +320,7 @@ def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -
     user_id = userland.get("id") if isinstance(userland, dict) else None
     # Sleep and WaitForEvent carry data in `name` (a time, an event name): never a label.
     label_sources = [item.get("displayName"), user_id]
-    if kind not in ("Sleep", "WaitForEvent"):
+    if kind not in ("Sleep", "WaitForEvent", "WaitForSignal"):
         label_sources.insert(1, item.get("name"))
     name = next((str(s) for s in label_sources if isinstance(s, str) and s), step_id)
     op = Op(kind, step_id, name, opts=opts, data=item.get("data"))
@@ -311,6 +332,14 @@ def _op(url: str, item: dict[str, JSON], no_retry: bool, retry_at: int | None) -
             raise CallFailure("invalid_response", f"app at {url} sent a WaitForEvent without event")
         opts["event"] = event
         opts.setdefault("if", None)
+        opts.setdefault("timeout", None)
+    elif kind == "WaitForSignal":
+        signal = opts.get("signal") or item.get("name")
+        if not isinstance(signal, str) or not signal:
+            raise CallFailure(
+                "invalid_response", f"app at {url} sent a WaitForSignal without signal"
+            )
+        opts["signal"] = signal
         opts.setdefault("timeout", None)
     elif kind in ("StepError", "StepFailed"):
         error = item.get("error")

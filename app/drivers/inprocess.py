@@ -10,8 +10,9 @@ with a per-call counter (`app.ids.StepCounter`: repeats hash as `id:n`). What a 
 |                             | StepError)          | told to); body raised: `StepError`, or |
 |                             |                     | `StepFailed` on the last attempt       |
 | step.run, planning mode (1) | same                | report `StepPlanned`                   |
-| sleep / wait / invoke       | same (decoded)      | report `Sleep` / `WaitForEvent` /      |
-|                             |                     | `InvokeFunction`                       |
+| sleep / wait / invoke /     | same (decoded)      | report `Sleep` / `WaitForEvent` /      |
+| wait for signal / ai.infer  |                     | `InvokeFunction` / `WaitForSignal` /   |
+|                             |                     | `AIGateway` (the engine calls the AI)  |
 | any step, call targets      | same                | the target: run it, report `StepRun`   |
 | another step                |                     | (no checkpoint); others: skip inside   |
 |                             |                     | a parallel group, else nondeterminism  |
@@ -19,8 +20,8 @@ with a per-call counter (`app.ids.StepCounter`: repeats hash as `id:n`). What a 
 (1) inside `group.parallel` (every unmemoized step of the group is reported together), or
 with `disable_immediate_execution` and no target.
 
-A step whose opcode the engine does not implement yet (`ctx.step.ai.infer`: `AIGateway`) fails
-the run at once with `UnsupportedOpcodeError`, as the same op from an SDK app does.
+A step whose opcode the engine does not implement fails the run at once with
+`UnsupportedOpcodeError`, as the same op from an SDK app does (`StepReplay.unsupported`).
 
 Nondeterminism: an unmemoized step met while recorded steps were never reached (outside a
 parallel group), a step whose recorded kind (`CallRequest.kinds`, from the run's history)
@@ -68,6 +69,8 @@ _OPS: dict[StepKind, OpName] = {
     StepKind.SLEEP: "Sleep",
     StepKind.WAIT_FOR_EVENT: "WaitForEvent",
     StepKind.INVOKE: "InvokeFunction",
+    StepKind.WAIT_FOR_SIGNAL: "WaitForSignal",
+    StepKind.AI_GATEWAY: "AIGateway",
 }
 
 
@@ -307,8 +310,8 @@ class Replay:
 
     def _decode(self, step: Started, memo: JSON) -> object:
         """A recorded result as the step returns it; raises StepError for a failure."""
-        if step.kind is StepKind.SLEEP:
-            return None
+        if step.kind is StepKind.SLEEP or (step.kind is StepKind.WAIT_FOR_SIGNAL and memo is None):
+            return None  # a signal wait that timed out is memoized as null
         if _is_wrapper(memo) and memo.get("error") is not None:
             raise _step_error(memo["error"])
         if step.kind is StepKind.WAIT_FOR_EVENT:

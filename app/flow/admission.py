@@ -9,7 +9,8 @@ Order of checks, as Inngest's `schedule()`: batching (bypasses the rest until it
 closes) → rate limit → debounce (the run starts at the timer, with the last event) →
 idempotency key → singleton → create the run → cancellation pauses and timeout jobs.
 Invoked functions (`step.invoke`) are never debounced or batched; a skip fails the invoking
-step at once instead of leaving it waiting for its timeout.
+step at once instead of leaving it waiting for its timeout. Reruns and replays (`admit_copy`)
+take only the singleton check, then get their pauses and timeouts like any new run.
 
 Every skip and hold is recorded per event and function (`FlowStore.event_outcomes`) and
 logged, so "why did my function not run?" has an answer. A retry is never a new schedule:
@@ -117,6 +118,16 @@ class Admission:
         return self._gates.prepare(
             fn, event, [internal_id], internal_id, now, correlation_id=correlation_id
         )
+
+    def admit_copy(
+        self, fn: FunctionConfig, trigger: dict[str, JSON], run_id: str, now: int
+    ) -> Decision:
+        """A rerun or replay (`run_id`, the new run's id) asked for by an operator: its event
+        was admitted once already, so batching, debounce, the rate limit and the idempotency
+        key (which would answer the original run) do not apply; the singleton lock does, as
+        for any new run (skip: another run holds it; cancel: that run is replaced). After the
+        run is created, `on_scheduled` saves its cancellation pauses and timeout jobs."""
+        return self._gates.prepare(fn, trigger, [], f"copy:{run_id}", now, idempotency=False)
 
     def no_match(self, fn: FunctionConfig, event: dict[str, JSON], internal_id: str) -> None:
         """`fn` listens to the event's name but its trigger expression said no."""

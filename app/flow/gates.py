@@ -98,7 +98,7 @@ class Gates:
             if correlation_id:
                 reason = SINGLETON_SKIPPED
                 self._outcomes.fail_invoker(fn.id, event, event_ids[0], correlation_id, now, reason)
-            return Decision("skip", SINGLETON_SKIPPED)
+            return Decision("skip", SINGLETON_SKIPPED, other=decided.other)
         if decided.other:
             error = {
                 "name": "FunctionCancelled",

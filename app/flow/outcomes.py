@@ -55,6 +55,8 @@ class Decision:
     """For `runner.schedule`; None keeps its default (the event's internal id)."""
     correlation_id: str | None = None
     """Set for invoked functions: a skip fails the invoking step."""
+    other: str | None = None
+    """singleton_skipped: the run holding the singleton lock."""
 
     @property
     def start(self) -> bool:

@@ -10,8 +10,9 @@ Redis drops them once the hot window has passed.
 Exactly once, whatever crashes: a batch is upserted by id (saving twice leaves one copy) and
 only marked archived after the commit; a worker killed before that leaves the batch leased,
 and it is claimed again when the lease runs out. Redis drops nothing that is not marked
-archived, so nothing is lost either. Retention of the history store runs here too (at most
-once a minute per worker process, in bounded batches: `app/retention.py`).
+archived, so nothing is lost either. Retention of the history store runs here too (once a
+minute per worker process while it keeps up, at every job while rows are still due:
+`app/retention.py`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class Archiver:
         self._last_job = ""
         self._last_job_at = 0
         self._last_retention = 0
+        self._retention_behind = False
+        """Retention stopped with rows due: apply it again at the next job, not a minute on."""
 
     # --- beat -----------------------------------------------------------------------------
     def due_job(self, now: int) -> Job | None:
@@ -95,9 +98,10 @@ class Archiver:
         while time.monotonic() < deadline and self.archive_once(self._clock()):
             pass
         now = self._clock()
-        if now - self._last_retention >= retention.INTERVAL_MS:
+        if self._retention_behind or now - self._last_retention >= retention.INTERVAL_MS:
             self._last_retention = now
-            retention.apply(self.history, self._settings, now)
+            purged = retention.apply(self.history, self._settings, now)
+            self._retention_behind = not purged.caught_up
 
     def archive_once(self, now: int) -> int:
         """Archive one batch of runs and one of events; returns how many were archived."""

@@ -35,6 +35,8 @@ from app.state.records import (
 class Purged:
     runs: int = 0
     events: int = 0
+    caught_up: bool = True
+    """False when retention stopped with rows still due (its time budget ran out)."""
 
 
 class HistoryStore(abc.ABC):

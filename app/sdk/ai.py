@@ -1,9 +1,10 @@
 """`ctx.step.ai`: AI model calls made by the engine (the official SDK's `step.ai.infer`).
 
 `infer` builds the same `AIGateway` opcode as the official Python SDK 0.5.19 (opts `type`,
-`url`, `headers`, `auth_key`, `format`, `body`, from the adapter). Stepline's engine does not
-make AIGateway calls yet, so the run fails at once with an `UnsupportedOpcodeError` naming
-`step.ai.infer` (PROTOCOL.md 10.3, 10.4); it never silently skips the call.
+`url`, `headers`, `auth_key`, `format`, `body`, from the adapter). The engine makes the request
+(`app.outbound`, under the address policy of app URLs) and memoizes the provider's JSON answer,
+which `infer` returns; a non-2xx answer is a step error, retried like any other
+(PROTOCOL.md 10.3).
 
 Any object with the official adapter methods works, e.g. the official SDK's
 `inngest.experimental.ai.openai.Adapter(auth_key=..., model=...)`.
@@ -11,14 +12,12 @@ Any object with the official adapter methods works, e.g. the official SDK's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from app.models import JSON
+from app.models import JSON, StepKind
 
 if TYPE_CHECKING:
     from app.sdk.steps import StepReplay
-
-AI_GATEWAY_OP = "AIGateway"
 
 
 class BaseAdapter(Protocol):
@@ -57,8 +56,9 @@ class AISync:
     def infer(
         self, step_id: str, *, adapter: BaseAdapter, body: dict[str, Any]
     ) -> dict[str, object]:
-        """Ask the engine to call the model (fails the run today: see the module docstring)."""
-        return self._replay.unsupported(AI_GATEWAY_OP, step_id, infer_opts(adapter, body))
+        """Have the engine call the model; its JSON answer (memoized: asked once per run)."""
+        step = self._replay.start(StepKind.AI_GATEWAY, step_id, infer_opts(adapter, body))
+        return cast(dict[str, object], step.value)
 
 
 class AI:

@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import httpx
 
 from app import strictjson
+from app.drivers import signing
 from app.errors import InvalidFunction
 from app.models import JSON
-from app.sdk.errors import SendEventsError
+from app.sdk.errors import SendEventsError, SendSignalError
 from app.sdk.event import Event
 from app.sdk.function import Function, Handler
 from app.sdk.options import (
@@ -44,6 +45,8 @@ T = TypeVar("T")
 
 EventSender = Callable[[list[dict[str, JSON]]], list[str]]
 """Takes events in wire form, returns their ids (the engine's ingest)."""
+SignalSender = Callable[[str, JSON], str | None]
+"""Takes a signal name and its data, returns the resumed run's id or None (`app.signals`)."""
 
 DEFAULT_ORIGIN = "http://127.0.0.1:8288"
 DEV_EVENT_KEY = "NO_EVENT_KEY_SET"
@@ -59,6 +62,18 @@ def _event_origin(explicit: str | None) -> str:
     candidates = [
         explicit,
         os.environ.get("INNGEST_EVENT_API_BASE_URL"),
+        os.environ.get("INNGEST_BASE_URL"),
+        dev if ("." in dev or ":" in dev) else None,
+    ]
+    origin = next((c for c in candidates if c), DEFAULT_ORIGIN)
+    return origin if "://" in origin else f"http://{origin}"
+
+
+def _api_origin(explicit: str | None) -> str:
+    dev = os.environ.get("INNGEST_DEV", "")
+    candidates = [
+        explicit,
+        os.environ.get("INNGEST_API_BASE_URL"),
         os.environ.get("INNGEST_BASE_URL"),
         dev if ("." in dev or ":" in dev) else None,
     ]
@@ -130,6 +145,9 @@ class Inngest:
         else:
             self._timeout = 30.0 if request_timeout is None else request_timeout / 1000
         self._sender: EventSender | None = None
+        self._signal_sender: SignalSender | None = None
+        self._signal_url = urllib.parse.urljoin(_api_origin(api_base_url), "/v1/signals")
+        self._signing_key = signing_key or os.environ.get("INNGEST_SIGNING_KEY")
         self._functions: list[Function[Any]] = []
 
     # --- functions --------------------------------------------------------------------
@@ -219,6 +237,52 @@ class Inngest:
         if self._sender is not None:
             return self._sender(body)
         return await asyncio.to_thread(self._post, body)
+
+    # --- signals (as the TypeScript SDK's `inngest.sendSignal`) ------------------------------
+    def set_signal_sender(self, sender: SignalSender | None) -> None:
+        """Route `send_signal` through `sender` (None: POST to the API's /v1/signals)."""
+        self._signal_sender = sender
+
+    def send_signal_sync(self, signal: str, data: object = None) -> str | None:
+        """Resume the run waiting in `step.wait_for_signal` for `signal`, handing it `data`;
+        the run's id, or None when no run is waiting (none, already resumed, expired)."""
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal must be a non-empty string, got {signal!r}")
+        try:
+            payload = strictjson.cleaned(data)
+        except strictjson.JSONRejected as exc:
+            raise ValueError(f"signal data: {exc.problem}") from None
+        if self._signal_sender is not None:
+            return self._signal_sender(signal, payload)
+        return self._post_signal(signal, payload)
+
+    async def send_signal(self, signal: str, data: object = None) -> str | None:
+        """`send_signal_sync` for async code."""
+        if self._signal_sender is not None:
+            return self.send_signal_sync(signal, data)
+        return await asyncio.to_thread(self.send_signal_sync, signal, data)
+
+    def _post_signal(self, signal: str, data: JSON) -> str | None:
+        headers = {"user-agent": "stepline-py"}
+        if self._signing_key:
+            headers["authorization"] = signing.bearer_value(self._signing_key)
+        response = httpx.post(
+            self._signal_url,
+            json={"signal": signal, "data": data},
+            headers=headers,
+            timeout=self._timeout,
+        )
+        if response.status_code == 404:
+            return None
+        try:
+            run_id = response.json()["data"]["run_id"]
+        except (ValueError, KeyError, TypeError):
+            run_id = None
+        if response.status_code >= 300 or not isinstance(run_id, str):
+            raise SendSignalError(
+                f"sending signal {signal!r} failed ({response.status_code}): {response.text[:200]}"
+            )
+        return run_id
 
     def _wire(self, events: Event | list[Event]) -> list[dict[str, JSON]]:
         """The events as sent; strict JSON as the event API wants it, checked here too

@@ -107,6 +107,10 @@ class SendEventsError(Error):
         self.ids = ids
 
 
+class SendSignalError(Error):
+    """Sending a signal failed (not "no run is waiting", which `send_signal` answers None)."""
+
+
 def error_json(err: BaseException) -> dict[str, JSON]:
     """`{name, message, stack}` of an error, as memoized and reported to the executor."""
     if isinstance(err, StepError):

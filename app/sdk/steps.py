@@ -18,7 +18,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeVar, cast, overload
 
 from app.models import JSON, StepKind
 from app.sdk.ai import AI, AISync
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from app.sdk.function import Function
 
 T = TypeVar("T")
+LOOKBACK_MAX_MS = 86_400_000
+"""The longest `wait_for_event(lookback=...)` (the engine's recent-events index reaches 24 h)."""
 
 
 @dataclass
@@ -141,9 +143,21 @@ class StepSync:
         event: str,
         if_exp: str | None = None,
         timeout: int | datetime.timedelta,
+        lookback: int | datetime.timedelta | None = None,
     ) -> Event | None:
-        """Wait for an event named `event` matching `if_exp`; None when `timeout` passes."""
+        """Wait for an event named `event` matching `if_exp`; None when `timeout` passes.
+
+        `lookback` (Stepline only; ms or timedelta, at most 24 h): also accept a matching event
+        received up to that long before the wait, so one sent between the run's start and
+        this step is not missed (app/lookback.py). The oldest such event wins."""
         opts: dict[str, JSON] = {"event": event, "if": if_exp, "timeout": _seconds_str(timeout)}
+        if lookback is not None:
+            back_ms = duration_ms(lookback)
+            if not 0 < back_ms <= LOOKBACK_MAX_MS:
+                raise ValueError(
+                    f"lookback must be more than 0 and at most 24 hours, got {lookback!r}"
+                )
+            opts["lookback"] = f"{back_ms}ms"
         step = self._replay.start(StepKind.WAIT_FOR_EVENT, step_id, opts)
         return cast(Event | None, step.value)
 
@@ -189,6 +203,31 @@ class StepSync:
     def send_event(self, step_id: str, events: Event | list[Event]) -> list[str]:
         """Send events as a memoized step; returns their ids."""
         return self.run(step_id, self._client.send_sync, events)
+
+    def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: int | datetime.timedelta,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> dict[str, object] | None:
+        """Wait until `client.send_signal(signal, data)`: `{"signal": signal, "data": data}`,
+        or None when `timeout` passes. Signal names are unique among pending waits: if another
+        run waits for `signal`, this step fails (`StepError` "SignalConflictError") unless
+        `on_conflict="replace"`, which takes the name over (the other wait then only times
+        out), as the TypeScript SDK's `step.waitForSignal`."""
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal must be a non-empty string, got {signal!r}")
+        if on_conflict not in ("fail", "replace"):
+            raise ValueError(f"on_conflict must be 'fail' or 'replace', got {on_conflict!r}")
+        opts: dict[str, JSON] = {
+            "signal": signal,
+            "timeout": _seconds_str(timeout),
+            "conflict": on_conflict,
+        }
+        step = self._replay.start(StepKind.WAIT_FOR_SIGNAL, step_id, opts)
+        return cast(dict[str, object] | None, step.value)
 
 
 class Step:
@@ -251,8 +290,11 @@ class Step:
         event: str,
         if_exp: str | None = None,
         timeout: int | datetime.timedelta,
+        lookback: int | datetime.timedelta | None = None,
     ) -> Event | None:
-        return self._sync.wait_for_event(step_id, event=event, if_exp=if_exp, timeout=timeout)
+        return self._sync.wait_for_event(
+            step_id, event=event, if_exp=if_exp, timeout=timeout, lookback=lookback
+        )
 
     async def invoke(
         self,
@@ -282,6 +324,18 @@ class Step:
     async def send_event(self, step_id: str, events: Event | list[Event]) -> list[str]:
         ids: list[str] = await self.run(step_id, self._client.send, events)
         return ids
+
+    async def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: int | datetime.timedelta,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> dict[str, object] | None:
+        return self._sync.wait_for_signal(
+            step_id, signal=signal, timeout=timeout, on_conflict=on_conflict
+        )
 
 
 class GroupSync:

@@ -13,6 +13,11 @@ from app.state.keys import Keys
 from app.state.records import EventRecord, Ingested, NewEvent, Page, Position, SearchPage
 from app.state.scripts import EventItem
 
+RECENT_EVENTS_MS = 86_400_000
+"""How far back the index of recent events by name reaches (the longest wait lookback)."""
+RECENT_EVENTS_MAX = 1_000
+"""At most this many recent events are indexed per event name (the newest)."""
+
 if TYPE_CHECKING:
     from app.search import Filter
 
@@ -140,6 +145,35 @@ class EventVerbs(StoreBase):
     def list_events(self, limit: int, before: str | None = None) -> list[EventRecord]:
         """Newest first; `before` is an internal id (exclusive) from a previous page."""
         ids = self._page(self._keys.events, limit, before)
+        if not ids:
+            return []
+        raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])
+        return [_event_record(item) for item in raw if item is not None]
+
+    def index_recent_event(self, name: str, internal_id: str, received_at: int) -> None:
+        """Remember the event under its name for `wait_for_event(lookback=...)`: a bounded
+        index (the newest `RECENT_EVENTS_MAX` per name, none older than `RECENT_EVENTS_MS`).
+        Safe to repeat."""
+        self.index_recent_events([(name, internal_id)], received_at)
+
+    def index_recent_events(self, events: list[tuple[str, str]], received_at: int) -> None:
+        """`index_recent_event` for (name, internal id) pairs, in one round trip."""
+        if not events:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for name, internal_id in events:
+            key = self._keys.recent_events(name)
+            pipe.zadd(key, {internal_id: received_at})
+            pipe.zremrangebyscore(key, "-inf", f"({received_at - RECENT_EVENTS_MS}")
+            pipe.zremrangebyrank(key, 0, -RECENT_EVENTS_MAX - 1)
+            pipe.pexpire(key, RECENT_EVENTS_MS)
+        pipe.execute()
+
+    def recent_events(self, name: str, since: int, until: int) -> list[EventRecord]:
+        """Events named `name` received in [since, until] (ms), oldest first, from the bounded
+        index (never a scan of all events). Events already deleted are left out."""
+        key = self._keys.recent_events(name)
+        ids = self._client.zrangebyscore(key, since, until, start=0, num=RECENT_EVENTS_MAX)
         if not ids:
             return []
         raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])

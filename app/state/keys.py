@@ -191,6 +191,10 @@ class Keys:
     def pause_scan(self, event: str) -> str:
         return f"{self.prefix}:pscan:{event}"
 
+    def recent_events(self, event: str) -> str:
+        """zset: internal ids of the latest events of one name by received_at (lookback)."""
+        return f"{self.prefix}:recent-events:{event}"
+
     @property
     def pause_correlations(self) -> str:
         return f"{self.prefix}:pcorr"

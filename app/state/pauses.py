@@ -11,6 +11,9 @@ from app.state.base import RETRIES, StoreBase, _dumps
 from app.state.records import ConsumeResult
 from app.state.scripts import PauseRef
 
+SignalSave = Literal["created", "exists", "ended", "conflict"]
+_SIGNAL_SAVES: dict[int, SignalSave] = {1: "created", 0: "exists", -1: "ended", -2: "conflict"}
+
 
 class PauseVerbs(StoreBase):
     """Part of `Store`: pauses."""
@@ -23,6 +26,16 @@ class PauseVerbs(StoreBase):
         False also when the pause's run is ended or missing (nothing is written)."""
         raw = pause.model_dump_json()
         return self._scripts.save_pause(_pause_ref(pause, raw), pause.expires_at) == 1
+
+    def save_signal_pause(self, pause: Pause, replace: bool) -> SignalSave:
+        """Save a pause waiting for the signal named by its correlation id. Signal names are
+        unique among pending waits: while another pending pause holds the name, "conflict"
+        (nothing written) unless `replace`, which takes the name over (the other pause stays
+        pending until its timeout, but no signal reaches it)."""
+        raw = pause.model_dump_json()
+        mode = "replace" if replace else "fail"
+        code = self._scripts.save_pause(_pause_ref(pause, raw), pause.expires_at, mode)
+        return _SIGNAL_SAVES[code]
 
     def get_pause(self, pause_id: str) -> Pause | None:
         raw = self._client.get(self._keys.pause(pause_id))

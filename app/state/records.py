@@ -32,6 +32,19 @@ class NewRun:
     """A replay's steps, memoized from the start (they are not executed again)."""
 
 
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job to write with a state change, and when the tick (re)sends it if nobody has
+    begun it (see `Store.enqueue_job`)."""
+
+    job: Job
+    send_by: int
+    due_at: int
+    """When it should run (the queue sends it with a countdown if that is soon)."""
+    soon: bool
+    """Due within the queue's ETA horizon: the caller sends it to Celery once written."""
+
+
 @dataclass
 class MemoizedSteps:
     """Steps a run has memoized, in stack (completion) order, with their history records."""

@@ -17,20 +17,22 @@ from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
 from app.state.events import event_item
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
-from app.state.records import MemoizedSteps, NewEvent, NewRun, RunState, SaveResult
+from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
 from app.state.scripts import PauseRef, Scripts
 
 
 class RunVerbs(StoreBase):
     """Part of `Store`: a run's state, from creation to its end."""
 
-    def create_run(self, run: NewRun) -> tuple[str, bool]:
+    def create_run(self, run: NewRun, start: QueuedJob | None = None) -> tuple[str, bool]:
         """Create a run (status Queued) idempotently. Returns (run id, created). With an
         idempotency key already taken: (the existing run id, False). Links each event id to
         the run, adds it to the run lists (all, per function, per status).
 
-        `memoized` (a replay) writes those steps, stack and history records with the run."""
-        return self._create_run(run, None)
+        `memoized` (a replay) writes those steps, stack and history records with the run.
+        `start` (its start job, as `Queue.plan` made it) is enqueued in the same atomic step
+        when the run is created, so no crash leaves a Queued run without a job."""
+        return self._create_run(run, None, start)
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""
@@ -39,7 +41,9 @@ class RunVerbs(StoreBase):
             self._create_run(run, pipe)
         return [Scripts.created(reply) for reply in pipe.execute()]
 
-    def _create_run(self, run: NewRun, pipe: Any) -> tuple[str, bool]:
+    def _create_run(
+        self, run: NewRun, pipe: Any, start: QueuedJob | None = None
+    ) -> tuple[str, bool]:
         memo_json = ""
         if run.memoized is not None:
             memo = run.memoized
@@ -65,6 +69,7 @@ class RunVerbs(StoreBase):
             run.idempotency_ttl_ms,
             run.original_run_id or "",
             memo_json,
+            None if start is None else (start.job.id, start.job.model_dump_json(), start.send_by),
             client=pipe,
         )
 
@@ -85,6 +90,15 @@ class RunVerbs(StoreBase):
             steps={step: json.loads(raw) for step, raw in steps.items()},
             history={step: _decode_record(step, raw) for step, raw in history.items()},
         )
+
+    def run_function_id(self, run_id: str) -> str | None:
+        """The function a run belongs to (None if the run is not in Redis)."""
+        return self._client.hget(self._keys.run(run_id).meta, "function_id")
+
+    def stack_length(self, run_id: str) -> int:
+        """How many steps the run has memoized (0 for a missing run): a cheap way to tell
+        whether steps were saved since its state was loaded (checkpoints)."""
+        return int(self._client.llen(self._keys.run(run_id).stack))
 
     def load_run(self, run_id: str) -> RunState | None:
         r = self._keys.run(run_id)

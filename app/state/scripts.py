@@ -128,14 +128,17 @@ class Scripts:
         idempotency_ttl_ms: int,
         original_run_id: str = "",
         memo_json: str = "",
+        start: tuple[str, str, int] | None = None,
         *,
         client: Any = None,
     ) -> tuple[str, bool]:
-        """Create a run (see lua/create_run.lua). With `client` (a pipeline), only queue the
+        """Create a run (see lua/create_run.lua) and, with `start` (job id, Job JSON,
+        send-by), its start job in the same step. With `client` (a pipeline), only queue the
         call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
         k = self._keys
         r = k.run(run_id)
         queued = RunStatus.QUEUED.value
+        job_id, job_json, send_by = start if start is not None else ("", "", 0)
         keys = [
             r.meta,
             r.steps,
@@ -146,6 +149,10 @@ class Scripts:
             k.status_runs(queued),
             k.status_runs(queued, function_id),
             k.metric("runs_queued_total"),
+            k.jobs,
+            k.jobs_due,
+            k.jobs_by_run,
+            k.job_tombstone(job_id),
         ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
@@ -160,6 +167,9 @@ class Scripts:
             idempotency_ttl_ms,
             original_run_id,
             memo_json,
+            job_id,
+            job_json,
+            send_by,
             *event_ids,
         ]
         if client is not None:
@@ -252,6 +262,7 @@ class Scripts:
             k.triggers,
             k.trigger_globs,
             k.triggers_built,
+            k.job_failures,
         ]
         args: list[Arg] = [
             status,
@@ -296,8 +307,11 @@ class Scripts:
     def _pause_args(self, ref: PauseRef) -> list[Arg]:
         return [ref.pause_id, ref.raw, ref.mode, ref.index_path, ref.correlation_id]
 
-    def save_pause(self, ref: PauseRef, expires_at: int) -> Literal[1, 0, -1]:
-        """1 created, 0 exists, -1 the run is ended or missing."""
+    def save_pause(
+        self, ref: PauseRef, expires_at: int, correlation_mode: str = ""
+    ) -> Literal[1, 0, -1, -2]:
+        """1 created, 0 exists, -1 the run is ended or missing, -2 the correlation id is held
+        by another pending pause (`correlation_mode` "fail"; see lua/save_pause.lua)."""
         keys = [*self._pause_keys(ref), self._keys.run(ref.run_id).meta]
         args: list[Arg] = [
             ref.pause_id,
@@ -306,8 +320,9 @@ class Scripts:
             ref.mode,
             ref.index_path,
             ref.correlation_id,
+            correlation_mode,
         ]
-        return cast(Literal[1, 0, -1], int(self._run("save_pause", keys, args)))
+        return cast(Literal[1, 0, -1, -2], int(self._run("save_pause", keys, args)))
 
     def delete_pause(self, ref: PauseRef) -> Literal[1, 0, -1]:
         """1 deleted, 0 missing, -1 the stored pause changed (read again)."""

@@ -137,7 +137,7 @@ class SlotStore:
         """Give back `job_id`'s slots ("" gives back none) and wake the waiters that fit;
         returns them for the caller to send."""
         pair_keys, pair_args = self._pairs(constraints)
-        keys = [*self._job_keys(), self.keys.waiting, *pair_keys]
+        keys = [*self._job_keys(), self.keys.waiting, self.keys.limits, *pair_keys]
         args: list[Arg] = [job_id, now, lease_ms, resend_ms, *pair_args]
         return _jobs(self._scripts["slots_release"](keys, args))
 

@@ -6,8 +6,17 @@
 -- slot (reserved for one lease), owner 'woken' with lease 0 (any delivery may take it) and a
 -- send-by of now + resend, so the tick sends it again if the caller's send is lost.
 --
--- `q` is a table {jobs, due, owners, leases, waiting, now, lease_ms, resend_ms} and `c` one of
--- {slots, waiters, name, limit}.
+-- `q` is a table {jobs, due, owners, leases, waiting, limits, now, lease_ms, resend_ms} and
+-- `c` one of {slots, waiters, name, limit}. A constraint is in `waiting` (and its limit in
+-- `limits`, for the tick's sweep) exactly while its wait list is not empty.
+
+-- The wait list of `c` may have emptied: forget the constraint (`slots_unlist`).
+local function slots_unlist(q, c)
+  if redis.call('EXISTS', c.waiters) == 0 then
+    redis.call('SREM', q.waiting, c.name)
+    redis.call('HDEL', q.limits, c.name)
+  end
+end
 
 -- Drop holders whose lease ran out (their worker died without releasing).
 local function slots_prune(q, c)
@@ -50,8 +59,6 @@ local function slots_fill(q, c, woken, stop_score, stop_id)
       free = free - 1
     end
   end
-  if redis.call('EXISTS', c.waiters) == 0 then
-    redis.call('SREM', q.waiting, c.name)
-  end
+  slots_unlist(q, c)
   return free
 end

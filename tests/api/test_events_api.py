@@ -10,7 +10,7 @@ import pytest
 
 from app.expressions import prepare_pause
 from app.models import JSON, Pause, Trigger
-from app.runner import seeded_ids
+from app.runner import MAX_START_AHEAD_MS, seeded_ids
 from tests.api.conftest import Api, fn
 
 
@@ -161,6 +161,19 @@ def test_integral_float_ts_is_accepted(api: Api) -> None:
     [event_id] = post(api, {"name": "a/b", "ts": 1_700_000_000_000.0}).get_json()["ids"]
     record = api.engine.store.get_event(event_id)
     assert record is not None and record.event["ts"] == 1_700_000_000_000
+
+
+def test_ts_more_than_a_year_ahead_is_400(api: Api) -> None:
+    """Runs of an event start at its ts: one dated 2099 would leave a Queued run in Redis for
+    75 years. A year ahead is the most an event may schedule."""
+    now = api.engine.now()
+    far = post(api, [{"name": "a/b"}, {"name": "a/b", "ts": now + MAX_START_AHEAD_MS + 60_000}])
+    assert far.status_code == 400
+    answer = far.get_json()
+    assert answer["field"] == "events[1].ts" and "365 days ahead" in answer["error"]
+    assert api.sender.sent == []
+    near = post(api, {"name": "a/b", "ts": now + MAX_START_AHEAD_MS - 60_000})
+    assert near.status_code == 200
 
 
 def test_event_over_256_kib_is_413(api: Api) -> None:

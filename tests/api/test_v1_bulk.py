@@ -112,7 +112,7 @@ def test_a_worker_that_died_mid_batch_is_resumed_without_repeating_a_run(api: Ap
     api.engine.bulks._act(bulk_id, spec, views[runs[4]])
     replay(
         api.engine.reads,
-        api.engine.queue,
+        api.engine.runner,
         runs[3],
         api.engine.now(),
         idempotency_key=f"bulk-{bulk_id}-{runs[3]}",

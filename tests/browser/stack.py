@@ -101,7 +101,7 @@ class Stack:
             "tasks",
             "worker",
             "-Q",
-            "stepline",
+            "stepline,stepline-sdk",
             "--concurrency",
             "2",
             "--loglevel",

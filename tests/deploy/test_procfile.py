@@ -39,7 +39,7 @@ def deploy(app: Path, bin_dir: Path, redis_url: str, tmp: Path, **env: str) -> N
         **env,
     )
     commands = procfile(app)
-    assert set(commands) == {"release", "web", "worker", "beat", "gateway"}
+    assert set(commands) == {"release", "web", "worker", "sdk-worker", "beat", "gateway"}
     release = subprocess.run(
         [HONCHO, "run", *shlex.split(commands["release"])],
         cwd=app,
@@ -52,11 +52,17 @@ def deploy(app: Path, bin_dir: Path, redis_url: str, tmp: Path, **env: str) -> N
     assert "ok      lua: every script loads" in release.stdout
     assert "functions: 7 in-process" in release.stdout
 
-    honcho = Proc([HONCHO, "start", "web", "worker", "beat"], environment, app, tmp / "honcho.log")
+    processes = ["web", "worker", "sdk-worker", "beat"]
+    honcho = Proc([HONCHO, "start", *processes], environment, app, tmp / "honcho.log")
     http = Http(f"http://127.0.0.1:{port}")
     try:
         http.wait_for(
             lambda: http.get("/health").json()["ok"], "workers and beat", logs=lambda: honcho.output
+        )
+        http.wait_for(
+            lambda: len(http.get("/health").json()["workers"]["items"]) == 2,
+            "the worker and the SDK worker",
+            logs=lambda: honcho.output,
         )
         health = http.get("/health").json()
         assert health["workers"]["items"][0]["concurrency"] == 1

@@ -171,3 +171,40 @@ def test_zero_retention_days_keeps_everything(history_url: str) -> None:
         assert retention.apply(history, Settings(retention_days=1), T0 + retention.DAY_MS).runs == 1
     finally:
         history.close()
+
+
+def _history_of(world: World, runs: int, events: int, at: int) -> None:
+    from app.state.store import EventRecord
+    from tests.history.conftest import archived
+
+    world.history.save_runs([archived(f"R{i:04}", ended_at=at) for i in range(runs)], now=at)
+    world.history.save_events(
+        [
+            EventRecord(f"E{i:04}", at, {"name": "app/go", "data": {}, "id": "", "ts": at})
+            for i in range(events)
+        ]
+    )
+
+
+def test_retention_deletes_everything_due_not_a_fixed_number_a_call(world: World) -> None:
+    """The old cap (10 batches a minute) fell behind any larger backlog: now one call works
+    through all that is due while its time budget lasts."""
+    _history_of(world, 250, 120, T0)
+    stored = world.rows()  # 250, and what earlier tests left in this database
+    now = T0 + 10 * retention.DAY_MS
+    purged = retention.purge(world.history, now, retention.DAY_MS, batch=10)
+    assert (purged.runs, purged.caught_up) == (stored, True) and purged.events >= 120
+    assert world.rows() == 0
+
+
+def test_retention_behind_runs_again_at_the_next_job(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retention.purge(world.history, T0 + 100 * retention.DAY_MS, 0)  # what earlier tests left
+    _history_of(world, 30, 0, T0)
+    monkeypatch.setattr(retention, "BATCH", 10)
+    monkeypatch.setattr(retention, "BUDGET_SECONDS", 0.0)  # one batch per call
+    world.clock[0] = T0 + retention.DAY_MS
+    for left in (20, 10, 0):
+        world.archiver.run_job(Job(id=f"archive:{left}", kind=JobKind.ARCHIVE))
+        assert world.rows() == left  # not a minute later: at the next job

@@ -64,8 +64,12 @@ class Cluster:
         self.engine = Engine.create(settings, local=load_functions(modules))
 
     def start_worker(
-        self, name: str = "w1", concurrency: int | None = None
+        self,
+        name: str = "w1",
+        concurrency: int | None = None,
+        queues: str = "stepline,stepline-sdk",
     ) -> subprocess.Popen[bytes]:
+        """A `celery worker`; by default of both queues (main and SDK calls), as one pool."""
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -76,7 +80,7 @@ class Cluster:
                 "tasks",
                 "worker",
                 "-Q",
-                "stepline",
+                queues,
                 "--concurrency",
                 str(concurrency or self.concurrency),
                 "--loglevel",

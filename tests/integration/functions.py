@@ -129,3 +129,47 @@ def sender(ctx: inngest.ContextSync) -> object:
 )
 def matcher(ctx: inngest.ContextSync) -> object:
     return ctx.event.name
+
+
+@client.create_function(fn_id="signal", trigger=inngest.TriggerEvent(event="e2e/signal"))
+def signal_waiter(ctx: inngest.ContextSync) -> object:
+    """Waits for the signal named in the event (`on_conflict` from the event too)."""
+    return ctx.step.wait_for_signal(
+        "wait",
+        signal=ctx.event.data["signal"],
+        timeout=datetime.timedelta(seconds=float(ctx.event.data.get("timeout", 60))),
+        on_conflict=ctx.event.data.get("conflict", "fail"),
+    )
+
+
+@client.create_function(
+    fn_id="signal-sender", trigger=inngest.TriggerEvent(event="e2e/signal-sender")
+)
+def signal_sender(ctx: inngest.ContextSync) -> object:
+    """`client.send_signal_sync` from a step: the worker's engine resumes the waiting run."""
+    name, data = ctx.event.data["signal"], ctx.event.data.get("data")
+    return ctx.step.run("send", lambda: client.send_signal_sync(name, data))
+
+
+@client.create_function(fn_id="ai", trigger=inngest.TriggerEvent(event="e2e/ai"))
+def ai_caller(ctx: inngest.ContextSync) -> object:
+    """`ctx.step.ai.infer` with the official SDK's OpenAI adapter; the engine makes the call."""
+    from inngest.experimental.ai import openai
+
+    model = openai.Adapter(auth_key="sk-e2e", base_url=ctx.event.data["base"], model="gpt-e2e")
+    answer = ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
+    return ctx.step.run("content", lambda: answer["choices"][0]["message"]["content"])
+
+
+@client.create_function(fn_id="lookback", trigger=inngest.TriggerEvent(event="e2e/lookback"))
+def lookback_waiter(ctx: inngest.ContextSync) -> object:
+    """Waits for `e2e/lookback-target` with the same `k`, looking back `lookback` seconds."""
+    back = ctx.event.data.get("lookback")
+    got = ctx.step.wait_for_event(
+        "wait",
+        event="e2e/lookback-target",
+        if_exp="async.data.k == event.data.k",
+        timeout=datetime.timedelta(seconds=float(ctx.event.data.get("timeout", 2))),
+        lookback=None if back is None else datetime.timedelta(seconds=float(back)),
+    )
+    return None if got is None else got.data

@@ -17,10 +17,18 @@ import pytest
 
 from app.drivers import signing
 from tests.sdk_apps.connect import ConnectStack, connect_stack
-from tests.sdk_apps.harness import node_available
+from tests.sdk_apps.harness import CannedServer, Reply, node_available
 from tests.sdk_apps.stack import redis_for_stack, step_of
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def remote() -> Iterator[CannedServer]:
+    """A local HTTP server standing in for a remote API (never an outside address)."""
+    server = CannedServer()
+    yield server
+    server.close()
 
 
 class ConnectWorkers:
@@ -28,8 +36,6 @@ class ConnectWorkers:
 
     KIND = ""
     APP = ""
-    LACKING = ("", "")
-    """A feature the SDK has and Stepline lacks: (its name, its opcode)."""
 
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectStack]:
@@ -85,14 +91,17 @@ class ConnectWorkers:
         )
         assert handler["output"] == {"saw": "inngest/function.failed"}
 
-    def test_a_feature_stepline_lacks_fails_the_run_at_once(self, stack: ConnectStack) -> None:
-        app = self.APP
-        run = stack.run_of(stack.send(f"{app}/lacking"))
-        assert run["status"] == "Failed", run
-        feature, opcode = self.LACKING
-        assert run["error"]["name"] == "UnsupportedOpcodeError"
-        assert feature in run["error"]["message"] and opcode in run["error"]["message"]
-        assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
+    def test_step_ai_infer_is_made_by_the_engine(
+        self, stack: ConnectStack, remote: CannedServer
+    ) -> None:
+        answer = {"choices": [{"message": {"role": "assistant", "content": "over connect"}}]}
+        remote.queue(Reply(200, {"content-type": "application/json"}, answer))
+        run = stack.run_of(stack.send(f"{self.APP}/ai", {"base": f"{remote.url}/v1"}))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"content": "over connect"}
+        (request,) = remote.received
+        assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+        assert request.headers["authorization"] == "Bearer sk-test"
 
     def test_sleeps_and_waits(self, stack: ConnectStack) -> None:
         app = self.APP
@@ -185,14 +194,41 @@ def step_of_or_none(run: dict[str, object], name: str) -> object:
 class TestPythonConnectWorkers(ConnectWorkers):
     KIND = "python"
     APP = "pyconn"
-    LACKING = ("step.ai.infer", "AIGateway")
 
 
 @pytest.mark.skipif(node_available() is not None, reason=str(node_available()))
 class TestTypeScriptConnectWorkers(ConnectWorkers):
     KIND = "node"
     APP = "tsconn"
-    LACKING = ("step.waitForSignal", "WaitForSignal")
+
+    def test_step_fetch_is_made_by_the_engine(
+        self, stack: ConnectStack, remote: CannedServer
+    ) -> None:
+        remote.queue(Reply(200, {"content-type": "text/plain"}, b"fetched"))
+        run = stack.run_of(stack.send(f"{self.APP}/fetcher", {"url": f"{remote.url}/x"}))
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"status": 200, "body": "fetched"}
+        assert [(r.method, r.path) for r in remote.received] == [("GET", "/x")]
+
+    def test_a_signal_resumes_a_connect_run(self, stack: ConnectStack) -> None:
+        name = f"conn-{secrets.token_hex(4)}"
+        event_id = stack.send(f"{self.APP}/signal", {"signal": name})
+
+        def sent() -> str | None:
+            response = stack.http.post("/v1/signals", json={"signal": name, "data": {"n": 1}})
+            return str(response.json()["data"]["run_id"]) if response.status_code == 200 else None
+
+        run_id = stack.wait_for(sent, what="a run to wait for the signal")
+        run = stack.run_of(event_id)
+        assert (run["run_id"], run["status"]) == (run_id, "Completed"), run
+        assert run["output"] == {"signal": name, "data": {"n": 1}}
+
+    def test_a_feature_stepline_lacks_fails_the_run_at_once(self, stack: ConnectStack) -> None:
+        run = stack.run_of(stack.send(f"{self.APP}/lacking"))
+        assert run["status"] == "Failed", run
+        assert run["error"]["name"] == "UnsupportedOpcodeError"
+        assert "defer()" in run["error"]["message"] and "DeferAdd" in run["error"]["message"]
+        assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
 
 
 SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"

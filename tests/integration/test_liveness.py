@@ -19,7 +19,7 @@ def test_worker_and_beat_heartbeats_and_a_killed_worker_goes_red(
     redis_url: str, tmp_path: Path
 ) -> None:
     cluster = Cluster(redis_url, tmp_path, STEPLINE_HEARTBEAT_SECONDS="0.5")
-    worker = cluster.start_worker(concurrency=1)
+    worker = cluster.start_worker(concurrency=1, queues="stepline")
     cluster.start_beat()
     store = cluster.engine.store
     try:

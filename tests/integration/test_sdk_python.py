@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from app.drivers import signing
-from app.drivers.base import stepline_version
 from tests.sdk_apps.harness import HERE, CannedServer, Reply, SdkApp
 from tests.sdk_apps.stack import Stack, python_sdk_app, redis_for_stack, running_stack, step_of
 
@@ -139,15 +138,22 @@ class TestDevMode:
         # The Python SDK turns it into a function-level error (500 + no-retry) at once.
         assert run["steps"] == []
 
-    def test_step_ai_infer_fails_the_run_at_once(self, stack: Stack) -> None:
-        """The engine does not make AI calls yet: one UnsupportedOpcodeError, no retries."""
-        run = stack.run_of(stack.send("pyapp/ai"))
-        assert run["status"] == "Failed", run
-        error = run["error"]
-        assert error["name"] == "UnsupportedOpcodeError"
-        assert "step.ai.infer" in error["message"] and "AIGateway" in error["message"]
-        assert f"Stepline {stepline_version()}" in error["message"]
-        assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
+    def test_step_ai_infer_is_made_by_the_engine(self, stack: Stack) -> None:
+        """A local server stands in for the model API (never an outside address)."""
+        remote = CannedServer()
+        try:
+            answer = {"choices": [{"message": {"role": "assistant", "content": "from py"}}]}
+            remote.queue(Reply(200, {"content-type": "application/json"}, answer))
+            run = stack.run_of(stack.send("pyapp/ai", {"base": f"{remote.url}/v1"}))
+            assert run["status"] == "Completed", run
+            assert run["output"] == {"content": "from py"}
+            (request,) = remote.received
+            assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+            assert request.headers["authorization"] == "Bearer sk-test"
+            assert request.json()["model"] == "gpt-test"
+            assert step_of(run, "ask")["kind"] == "AIGateway"
+        finally:
+            remote.close()
 
     def test_sdk_function_invokes_an_in_process_function(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("pyapp/call-inproc", {"x": 5}), "pyapp-call-inproc")

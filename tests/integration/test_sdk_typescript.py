@@ -16,7 +16,7 @@ import pytest
 
 from app.drivers import signing
 from app.drivers.base import stepline_version
-from tests.sdk_apps.harness import node_available
+from tests.sdk_apps.harness import CannedServer, Reply, node_available
 from tests.sdk_apps.stack import Stack, node_sdk_app, redis_for_stack, running_stack, step_of
 
 pytestmark = [
@@ -26,6 +26,14 @@ pytestmark = [
 
 SIGNING_KEY = f"signkey-test-{secrets.token_hex(32)}"
 EVENT_KEY = "ts-prod-event-key"
+
+
+@pytest.fixture
+def remote() -> Iterator[CannedServer]:
+    """A local HTTP server standing in for a remote API (never an outside address)."""
+    server = CannedServer()
+    yield server
+    server.close()
 
 
 class TestDevMode:
@@ -120,25 +128,127 @@ class TestDevMode:
         assert "step says no" in str(run["error"])
         assert step_of(run, "refuse")["attempts"] == 1
 
-    @pytest.mark.parametrize(
-        ("event", "feature", "opcode"),
-        [
-            ("tsapp/signal", "step.waitForSignal", "WaitForSignal"),
-            ("tsapp/fetcher", "step.fetch", "Gateway"),
-        ],
-    )
-    def test_a_feature_stepline_lacks_fails_the_run_at_once(
-        self, stack: Stack, event: str, feature: str, opcode: str
-    ) -> None:
-        run = stack.run_of(stack.send(event))
+    def test_a_feature_stepline_lacks_fails_the_run_at_once(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/deferrer"))
         assert run["status"] == "Failed", run
         error = run["error"]
         assert error["name"] == "UnsupportedOpcodeError"
-        assert feature in error["message"] and opcode in error["message"]
-        assert "js:v4.24.0" in error["message"]
+        assert "defer()" in error["message"] and "DeferAdd" in error["message"]
         assert f"Stepline {stepline_version()}" in error["message"]
         # Never retried: no call of the function errored and was tried again.
         assert not [s for s in run["steps"] if s.get("kind") == "Call"], run["steps"]
+
+    # --- checkpointing (PROTOCOL.md 10.2) ---
+
+    def test_checkpointing_runs_synchronous_steps_in_one_call(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/five"), "tsapp-five")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"total": 15}
+        assert [s["name"] for s in run["steps"]] == ["s1", "s2", "s3", "s4", "s5"]
+        assert all(s["status"] == "Completed" for s in run["steps"])
+        assert stack.app_calls(run["run_id"]) == 1
+
+    def test_checkpoint_of_an_ended_run_is_a_stale_dispatch(self, stack: Stack) -> None:
+        run = stack.run_of(stack.send("tsapp/five"), "tsapp-five")
+        step = {"op": "StepRun", "id": "a" * 40, "name": "late", "data": 1}
+        response = stack.http.post(
+            f"/v1/checkpoint/{run['run_id']}/async", json={"run_id": run["run_id"], "steps": [step]}
+        )
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "stale_dispatch"
+        assert "late" not in [s["name"] for s in stack.get_run(run["run_id"])["steps"]]
+
+    # --- signals (PROTOCOL.md 10.1) ---
+
+    def _waiting_run(self, stack: Stack, data: dict[str, Any]) -> str:
+        event_id = stack.send("tsapp/signal", data)
+
+        def waiting() -> str | None:
+            runs = stack.event_runs(event_id)
+            if runs and any(s["status"] == "Waiting" for s in runs[0]["steps"]):
+                return str(runs[0]["run_id"])
+            return None
+
+        return str(stack.wait_for(waiting, what="the run to wait for its signal"))
+
+    def test_send_signal_resumes_the_waiting_run_once(self, stack: Stack) -> None:
+        name = f"sig-{secrets.token_hex(4)}"
+        run_id = self._waiting_run(stack, {"signal": name})
+        assert stack.app_signals(name, {"ok": 1}) == run_id
+        run = stack.run_of_id(run_id)
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"signal": name, "data": {"ok": 1}}
+        # Resumed once: a second signal finds no run waiting (the SDK answers runId undefined).
+        assert stack.app_signals(name, {"ok": 2}) is None
+        response = stack.http.post("/v1/signals", json={"signal": name, "data": 3})
+        assert response.status_code == 404 and response.json()["code"] == "signal_not_found"
+
+    def test_signal_wait_times_out_with_null(self, stack: Stack) -> None:
+        name = f"sig-{secrets.token_hex(4)}"
+        run = stack.run_of(stack.send("tsapp/signal", {"signal": name, "timeout": "1s"}))
+        assert run["status"] == "Completed", run
+        assert run["output"] is None
+        assert step_of(run, "wait")["status"] == "TimedOut"
+        assert stack.app_signals(name, {}) is None
+
+    def test_a_second_wait_on_a_signal_name_fails_its_step(self, stack: Stack) -> None:
+        name = f"sig-{secrets.token_hex(4)}"
+        first = self._waiting_run(stack, {"signal": name})
+        second = stack.run_of(stack.send("tsapp/signal", {"signal": name}), timeout=60)
+        wait = step_of(second, "wait")
+        assert wait["status"] == "Failed", second
+        assert wait["error"]["name"] == "SignalConflictError"
+        assert second["status"] == "Failed"
+        assert stack.app_signals(name, "one") == first  # the first wait kept the name
+
+    def test_on_conflict_replace_takes_the_name_over(self, stack: Stack) -> None:
+        name = f"sig-{secrets.token_hex(4)}"
+        first = self._waiting_run(stack, {"signal": name})
+        second = self._waiting_run(stack, {"signal": name, "conflict": "replace"})
+        assert stack.app_signals(name, "to-second") == second
+        assert stack.run_of_id(second)["output"] == {"signal": name, "data": "to-second"}
+        assert stack.get_run(first)["status"] == "Running"  # still waiting, until its timeout
+        assert stack.app_signals(name, "again") is None
+
+    def test_signal_api_refuses_a_body_without_a_signal(self, stack: Stack) -> None:
+        response = stack.http.post("/v1/signals", json={"data": 1})
+        assert response.status_code == 400
+        assert response.json()["field"] == "signal"
+
+    # --- step.fetch and step.ai (PROTOCOL.md 10.3), against a local stand-in server ---
+
+    def test_step_fetch_is_made_by_the_engine(self, stack: Stack, remote: CannedServer) -> None:
+        remote.queue(Reply(201, {"content-type": "text/plain", "x-a": "1"}, b"made it"))
+        event = {"url": f"{remote.url}/things?q=1", "method": "POST", "body": "payload"}
+        run = stack.run_of(stack.send("tsapp/fetcher", event), "tsapp-fetcher")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"status": 201, "body": "made it", "type": "text/plain"}
+        (request,) = remote.received
+        assert (request.method, request.path, request.body) == ("POST", "/things?q=1", b"payload")
+        assert request.headers["x-test"] == "ts"
+        first, fetch = run["steps"]
+        assert first["name"] == "first" and fetch["status"] == "Completed"
+
+    def test_step_fetch_to_a_link_local_address_fails_without_retrying(self, stack: Stack) -> None:
+        event = {"url": "http://169.254.169.254/latest/meta-data/"}
+        run = stack.run_of(stack.send("tsapp/fetcher", event), "tsapp-fetcher")
+        assert run["status"] == "Failed", run
+        fetch = run["steps"][-1]
+        assert fetch["error"]["name"] == "GatewayError"
+        assert "link-local" in fetch["error"]["message"]
+
+    def test_step_ai_infer_and_wrap(self, stack: Stack, remote: CannedServer) -> None:
+        answer = {"choices": [{"message": {"role": "assistant", "content": "hello from ai"}}]}
+        remote.queue(Reply(200, {"content-type": "application/json"}, answer))
+        run = stack.run_of(stack.send("tsapp/ai", {"base": f"{remote.url}/v1/"}), "tsapp-ai")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"content": "hello from ai", "wrapped": "DONE"}
+        (request,) = remote.received
+        assert (request.method, request.path) == ("POST", "/v1/chat/completions")
+        assert request.headers["authorization"] == "Bearer sk-test"
+        sent = request.json()
+        assert sent["messages"] == [{"role": "user", "content": "hi"}]
+        assert sent["model"] == "gpt-test"
 
     def test_sdk_function_invokes_an_in_process_function(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/call-inproc", {"x": 5}), "tsapp-call-inproc")

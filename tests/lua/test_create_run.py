@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from app.state.store import Store
+from app.models import Job, JobKind
+from app.state.store import QueuedJob, Store
 from tests.lua.conftest import T0, new_run
 
 
@@ -83,3 +84,31 @@ def test_mark_started_leaves_a_missing_run_alone(store: Store, client: redis.Red
     store.mark_started("nope", T0)
     assert client.exists("sl:{nope}:run") == 0
     assert store.load_run("nope") is None and store.get_run("nope") is None
+
+
+def _start(run_id: str = "01RUN", send_by: int = T0 + 60_000) -> QueuedJob:
+    job = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id)
+    return QueuedJob(job=job, send_by=send_by, due_at=T0, soon=True)
+
+
+def test_the_start_job_is_written_with_the_run(store: Store, client: redis.Redis) -> None:
+    """One script creates the run and its start job: no crash can leave a Queued run that
+    no job will start."""
+    assert store.create_run(new_run(), _start()) == ("01RUN", True)
+    assert Job.model_validate_json(client.hget("sl:jobs", "01RUN:start") or "") == _start().job
+    assert client.zscore("sl:jobs:due", "01RUN:start") == T0 + 60_000
+    assert client.zrange("sl:jobs:by-run", 0, -1) == ["01RUN|01RUN:start"]
+    # The tick sends it if nobody began it by its send-by time.
+    assert [job.id for job, _ in store.release_upcoming(T0 + 60_000, 60_000, 10, 0)] == [
+        "01RUN:start"
+    ]
+
+
+def test_a_repeat_or_a_taken_key_writes_no_start_job(store: Store, client: redis.Redis) -> None:
+    first = new_run("01A", idempotency_key="app-fn:k")
+    assert store.create_run(first, _start("01A")) == ("01A", True)
+    store.finish_job("01A:start", "worker-1")  # ran: tombstoned
+    assert store.create_run(first, _start("01A")) == ("01A", False)
+    second = new_run("01B", idempotency_key="app-fn:k")
+    assert store.create_run(second, _start("01B")) == ("01A", False)
+    assert client.hkeys("sl:jobs") == []

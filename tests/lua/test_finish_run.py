@@ -165,3 +165,17 @@ def test_lifecycle_events_nothing_listens_to_get_no_job(store: Store, run: str) 
     kid = [lifecycle("01L2", "inngest/function.finished", correlation_id="01P.s")]
     ended, job = store.end_run("01KID", "Completed", 1, None, T0, kid, T0 + 99)
     assert ended and job is not None
+
+
+def test_a_dropped_job_takes_its_failure_count_along(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """A job whose handler raised, then whose run ended (cancelled, failed for good): its
+    count in `jobs:failures` goes with it instead of staying for ever."""
+    job = make_job("j1", run_id=run)
+    store.enqueue_job(job, T0, T0)
+    store.begin_job("j1", "t1", T0, 30_000)
+    assert store.fail_job("j1", "t1", T0, 1_000, 60_000) == 1
+    assert client.hkeys("sl:jobs:failures") == ["j1"]
+    assert store.finish_run(run, "Cancelled", None, None, T0 + 5) is True
+    assert client.exists("sl:jobs:failures") == 0

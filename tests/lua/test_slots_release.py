@@ -103,3 +103,30 @@ def test_renew_extends_only_slots_still_held(
     assert client.zrange("sl:slots:f:app-fn", 0, -1) == ["w"]
     assert slots.renew("h", ["f:app-fn"], T0 + 10_000 + LEASE, LEASE) == 0
     assert client.zrange("sl:slots:f:app-fn", 0, -1) == ["w"]
+
+
+def test_a_constraint_leaves_the_limits_once_its_wait_list_empties(
+    store: Store, slots: SlotStore, client: redis.Redis
+) -> None:
+    """`slots:limits` holds a constraint (one per concurrency key value) only while jobs wait
+    on it: key values come and go, the hash does not grow with them."""
+    for value in ("a", "b", "c"):
+        one: Constraint = (f"f:app-fn:{value}", 1)
+        for job_id in (f"h{value}", f"w{value}"):
+            store.enqueue_job(make_job(job_id), T0, T0)
+            store.begin_job(job_id, f"t-{job_id}", T0, LEASE)
+            slots.acquire(job_id, [one], T0, T0, LEASE, RESEND, PARK)
+        assert client.hget("sl:slots:limits", one[0]) == "1"
+        assert slots.release(f"h{value}", [one], T0 + 1, LEASE, RESEND) == [make_job(f"w{value}")]
+        assert client.hexists("sl:slots:limits", one[0]) is False
+        slots.release(f"w{value}", [one], T0 + 2, LEASE, RESEND)
+    assert client.exists("sl:slots:limits", "sl:slots:waiting") == 0
+
+
+def test_a_waiter_that_gets_its_slot_itself_unlists_the_constraint(
+    store: Store, slots: SlotStore, client: redis.Redis
+) -> None:
+    holder_and_waiters(store, slots, "w1")
+    client.zrem("sl:slots:f:app-fn", "h")  # the holder's slot is gone (its lease ran out)
+    assert slots.acquire("w1", [ONE], T0 + 5, T0 + 5, LEASE, RESEND, PARK).code == "ok"
+    assert client.exists("sl:slots:limits", "sl:slots:waiting") == 0

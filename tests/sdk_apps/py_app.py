@@ -224,10 +224,11 @@ def nrstep(ctx: inngest.ContextSync) -> None:
 
 @client.create_function(fn_id="ai", trigger=inngest.TriggerEvent(event="pyapp/ai"))
 def ai(ctx: inngest.ContextSync) -> object:
-    """step.ai.infer, which Stepline's engine does not implement yet: the run fails at once."""
-    ctx.step.run("before", lambda: 1)
-    model = openai.Adapter(auth_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-x")
-    return ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
+    """step.ai.infer: the engine makes the request (to `event.data.base`, a local stand-in)."""
+    model = openai.Adapter(auth_key="sk-test", base_url=ctx.event.data["base"], model="gpt-test")
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    answer = ctx.step.ai.infer("ask", adapter=model, body=body)
+    return {"content": answer["choices"][0]["message"]["content"]}
 
 
 FUNCTIONS: list[inngest.Function[typing.Any]] = [

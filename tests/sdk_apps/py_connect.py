@@ -127,14 +127,16 @@ def nr(ctx: inngest.ContextSync) -> None:
     raise inngest.NonRetriableError("stop now")
 
 
-@client.create_function(fn_id="lacking", trigger=inngest.TriggerEvent(event=f"{PREFIX}/lacking"))
-def lacking(ctx: inngest.ContextSync) -> object:
-    """step.ai.infer, which Stepline's engine does not implement yet: the run fails at once."""
-    model = openai.Adapter(auth_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-x")
-    return ctx.step.ai.infer("ask", adapter=model, body={"messages": []})
+@client.create_function(fn_id="ai", trigger=inngest.TriggerEvent(event=f"{PREFIX}/ai"))
+def ai(ctx: inngest.ContextSync) -> object:
+    """step.ai.infer: the engine makes the request (to `event.data.base`, a local stand-in)."""
+    model = openai.Adapter(auth_key="sk-test", base_url=ctx.event.data["base"], model="gpt-test")
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    answer = ctx.step.ai.infer("ask", adapter=model, body=body)
+    return {"content": answer["choices"][0]["message"]["content"]}
 
 
-FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, lacking]
+FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, ai]
 
 
 async def main() -> None:

@@ -139,6 +139,24 @@ class Stack:
         assert response.status_code == 200, response.text
         return [str(i) for i in response.json()["ids"]]
 
+    def app_signals(self, signal: str, data: object) -> str | None:
+        """Make the app's own code send a signal (`inngest.sendSignal`); the resumed run's id,
+        or None when the SDK says no run was waiting."""
+        assert self.app is not None, "a Connect stack has no HTTP app"
+        response = httpx.post(
+            f"{self.app.origin}/signal", json={"signal": signal, "data": data}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        run_id = response.json()["runId"]
+        return None if run_id is None else str(run_id)
+
+    def app_calls(self, run_id: str) -> int:
+        """How many times the engine called the (TS) app for this run."""
+        assert self.app is not None, "a Connect stack has no HTTP app"
+        response = httpx.get(f"{self.app.origin}/calls/{run_id}", timeout=10)
+        assert response.status_code == 200, response.text
+        return int(response.json()["count"])
+
     # --- runs, over the API ---
 
     def event_runs(self, event_id: str) -> list[dict[str, Any]]:
@@ -172,6 +190,15 @@ class Stack:
         run = self.wait_for(ended, timeout, f"a run of event {event_id} to end")
         assert isinstance(run, dict)
         return run
+
+    def run_of_id(self, run_id: str, timeout: float = 30) -> dict[str, Any]:
+        """The run, once it has ended."""
+
+        def ended() -> dict[str, Any] | None:
+            run = self.get_run(run_id)
+            return run if run["status"] in ENDED else None
+
+        return dict(self.wait_for(ended, timeout, f"run {run_id} to end"))
 
     def function_runs(self, function_id: str) -> list[dict[str, Any]]:
         """Runs of a function, newest first (the store's index; details over the API)."""

@@ -15,10 +15,12 @@ import pytest
 
 from app.config import Settings
 from app.engine import Engine
+from app.errors import Conflict
 from app.flow.admission import Admission
 from app.flow.options import check_options, key_hash
 from app.functions import FunctionSet
 from app.models import JSON, FunctionConfig, Job, JobKind, RunStatus, Trigger
+from app.replay import replay, rerun
 from app.state.store import RunView
 
 T0 = 1_700_000_000_000
@@ -575,3 +577,86 @@ def test_a_key_that_fails_is_recorded_beside_the_decision(world: World) -> None:
     assert record["outcome"] == "key_error" and "singleton.key" in str(record["message"])
     assert "off for this event" in str(record["message"])
     assert len(world.runs("app-kerl")) == 1 and len(world.runs("app-keone")) == 1
+
+
+# --- rerun and replay -----------------------------------------------------------------------
+
+
+def _end(world: World, run_id: str, at: int) -> None:
+    state = world.engine.store.load_run(run_id)
+    assert state is not None
+    error = {"name": "Error", "message": "failed"}
+    assert world.engine.executor.lifecycle.finish(state, RunStatus.FAILED, None, error, at)
+
+
+def test_rerun_and_replay_get_cancellation_pauses_and_timeouts(world: World) -> None:
+    cancel = [{"event": "app/stop", "if": "async.data.id == event.data.id"}]
+    world.register(fn("copy", cancel=cancel, timeouts={"start": "1m", "finish": "1h"}))
+    world.send("app/go", {"id": 7})
+    [original] = world.runs("app-copy")
+    _end(world, original.run_id, T0 + 50)
+    reads, runner = world.engine.reads, world.engine.runner
+    again = rerun(reads, runner, original.run_id, T0 + 100).run_id
+    replayed = replay(reads, runner, original.run_id, T0 + 100).run_id
+    for new in (again, replayed):
+        assert world.job_ids(f"{new}:") == [
+            f"{new}:start",
+            f"{new}:timeout:finish:0",
+            f"{new}:timeout:start:0",
+        ]
+    # The rerun listens to its cancel event, as a run of the event would.
+    world.send("app/stop", {"id": 7}, at=T0 + 200)
+    assert world.engine.store.get_run(again).status == "Cancelled"  # type: ignore[union-attr]
+    # The replay misses its start deadline (60 s after it was created).
+    world.timeout(replayed, "start", T0 + 100 + 60_000)
+    assert world.engine.store.get_run(replayed).status == "Cancelled"  # type: ignore[union-attr]
+
+
+def test_rerun_of_a_singleton_waits_for_the_live_run(world: World) -> None:
+    world.register(fn("solo", singleton={"mode": "skip"}))
+    world.send("app/go")
+    [live] = world.runs("app-solo")
+    reads, runner = world.engine.reads, world.engine.runner
+    with pytest.raises(Conflict, match=f"run {live.run_id} has not finished"):
+        rerun(reads, runner, live.run_id, T0 + 1)
+    assert len(world.runs("app-solo")) == 1
+    _end(world, live.run_id, T0 + 5)
+    made = rerun(reads, runner, live.run_id, T0 + 10)
+    # The rerun holds the lock now: an event's run is skipped while it lives.
+    skipped = world.send("app/go", at=T0 + 11)
+    assert world.outcomes(skipped) == ["singleton_skipped"]
+    assert [run.run_id for run in world.runs("app-solo")] == [live.run_id, made.run_id]
+
+
+def test_rerun_of_a_singleton_in_cancel_mode_replaces_the_live_run(world: World) -> None:
+    world.register(fn("swap", singleton={"mode": "cancel"}))
+    world.send("app/go")
+    [live] = world.runs("app-swap")
+    made = rerun(world.engine.reads, world.engine.runner, live.run_id, T0 + 1)
+    first, second = world.runs("app-swap")
+    assert first.status == "Cancelled" and "replaced by run" in str(first.error)
+    assert (second.run_id, second.status) == (made.run_id, "Queued")
+
+
+class BrokerDown:
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        raise ConnectionError("broker unreachable")
+
+
+def test_a_rerun_whose_send_fails_is_started_by_the_tick(world: World, redis_url: str) -> None:
+    """The run and its start job are written in one step: if the process dies (here: the
+    broker refuses the send) right after, the tick still starts the run."""
+    world.register(fn("crash"))
+    world.send("app/go")
+    [original] = world.runs("app-crash")
+    settings = Settings(redis_url=redis_url, key_prefix="fa")
+    down = Engine.create(settings, sender=BrokerDown(), local=FunctionSet())
+    try:
+        with pytest.raises(ConnectionError):
+            rerun(down.reads, down.runner, original.run_id, T0 + 10)
+    finally:
+        down.store.close()
+    _, made = world.runs("app-crash")
+    assert made.status == "Queued"
+    world.engine.queue.release_due(T0 + 10 + 60_000)
+    assert f"{made.run_id}:start" in world.sender.jobs("start")

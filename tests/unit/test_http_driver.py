@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,7 @@ from inngest._internal import net, server_lib
 from app.config import Settings
 from app.drivers import signing
 from app.drivers.base import CallRequest, CallResult, Op, stepline_version
-from app.drivers.http import MAX_RESPONSE_BYTES, HttpDriver, step_url
+from app.drivers.http import MAX_RESPONSE_BYTES, HttpDriver, request_body, step_url
 from app.models import FunctionConfig, Trigger
 from tests.sdk_apps.captures import CLOUD_SIGNING_KEY, PY_REPLIES, TS_REPLIES
 from tests.sdk_apps.harness import CannedServer, Reply, free_port
@@ -604,9 +606,6 @@ def test_sleep_forms(server: CannedServer) -> None:
 @pytest.mark.parametrize(
     ("op", "feature"),
     [
-        ("WaitForSignal", "step.waitForSignal"),
-        ("Gateway", "step.fetch"),
-        ("AIGateway", "step.ai.infer"),
         ("DeferAdd", "defer()"),
         ("DeferAbort", "defer()"),
         ("DiscoveryRequest", "checkpointing"),
@@ -636,6 +635,51 @@ def test_an_unsupported_opcode_anywhere_in_the_array_fails_the_run(server: Canne
         result = call(server, Reply(206, SDK, ops))
         assert (result.kind, result.retriable) == ("error", False), ops
         assert result.error is not None and "DeferAdd" in str(result.error["message"])
+
+
+def test_checkpointing_is_offered_with_fn_id_and_qi_id() -> None:
+    """PROTOCOL.md 10.2: the TS SDK checkpoints only with both ids in `ctx`."""
+    request = CallRequest(
+        function=function("http://127.0.0.1:1"),
+        run_id="01HRUN",
+        event=EVENT,
+        events=[EVENT],
+        steps={},
+        stack=[],
+        attempt=0,
+        max_attempts=2,
+        checkpoint_id="01HRUN:start:0",
+    )
+    ctx = request_body(request)["ctx"]
+    assert isinstance(ctx, dict)
+    assert (ctx["fn_id"], ctx["qi_id"]) == ("cap-three", "01HRUN:start:0")
+    request.checkpoint_id = None
+    ctx = request_body(request)["ctx"]
+    assert isinstance(ctx, dict) and "fn_id" not in ctx and "qi_id" not in ctx
+
+
+def test_signal_fetch_and_ai_ops_are_read(server: CannedServer) -> None:
+    signal = {"op": "WaitForSignal", "id": A, "name": "sig", "opts": {"signal": "sig"}}
+    fetch = {"op": "Gateway", "id": B, "displayName": "step.fetch: x", "opts": {"url": "u"}}
+    result = call(server, Reply(206, SDK, [signal, fetch]))
+    assert result.kind == "ops"
+    waits, fetches = result.ops
+    assert (waits.op, waits.opts) == ("WaitForSignal", {"signal": "sig", "timeout": None})
+    assert (fetches.op, fetches.name, fetches.opts) == ("Gateway", "step.fetch: x", {"url": "u"})
+    ai = call(server, Reply(206, SDK, [{"op": "AIGateway", "id": A, "opts": {"url": "u"}}]))
+    assert ai.ops[0].op == "AIGateway"
+    nameless = call(server, Reply(206, SDK, [{"op": "WaitForSignal", "id": A, "opts": {}}]))
+    assert nameless.kind == "error" and nameless.error is not None
+    assert "without signal" in str(nameless.error["message"])
+
+
+def test_run_complete_keeps_the_steps_before_it(server: CannedServer) -> None:
+    """A checkpointing SDK may end with `[StepRun, RunComplete]`: the step is not dropped."""
+    step = {"op": "StepRun", "id": A, "name": "a", "data": 1}
+    done = {"op": "RunComplete", "id": B, "data": "out"}
+    result = call(server, Reply(206, SDK, [step, done]))
+    assert (result.kind, result.output) == ("complete", "out")
+    assert [(op.op, op.id, op.data) for op in result.ops] == [("StepRun", A, 1)]
 
 
 def test_an_op_without_a_name_is_an_invalid_reply(server: CannedServer) -> None:
@@ -756,3 +800,54 @@ def test_state_too_large_to_send_goes_by_the_api(server: CannedServer) -> None:
     assert body["steps"] == {} and body["events"] == []
     assert body["ctx"]["stack"]["stack"] == list(big)  # the SDK still gets the order
     assert len(server.received[0].body) < 10_000
+
+
+class TricklingApp:
+    """An app that answers 200 at once, then sends its body one byte every 0.1 s, for ever:
+    each byte beats any read timeout, so only a total deadline ends the call."""
+
+    def __init__(self) -> None:
+        stop = self.stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                while not stop.is_set():
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the driver hung up
+                    stop.wait(0.1)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_call_ends_at_its_total_deadline_however_the_app_paces_bytes() -> None:
+    app = TricklingApp()
+    driver = HttpDriver(Settings(http_call_deadline_seconds=1.0), read_timeout_s=0.5)
+    try:
+        result = driver.call(request(app.url), no_checkpoint)
+    finally:
+        driver.close()
+        app.close()
+    assert result.kind == "error" and result.retriable
+    assert result.error is not None
+    assert "within the call deadline of 1 s" in str(result.error["message"])

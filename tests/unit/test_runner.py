@@ -17,7 +17,7 @@ from app.expressions import prepare_pause
 from app.models import JSON, FunctionConfig, Pause, RunStatus, Trigger
 from app.queue import Queue
 from app.registry import Registry
-from app.runner import Runner, normalize_event, seeded_ids, wire_event
+from app.runner import MAX_START_AHEAD_MS, Runner, normalize_event, seeded_ids, wire_event
 from app.state.store import NewRun, Store
 
 NOW = 1_700_000_000_000
@@ -502,14 +502,33 @@ def test_cancel_pause_calls_the_canceller(world: World) -> None:
 
     world.runner.canceller = cancel
     pause = _waiting_run(world, None, kind="Cancel", event="shop/order.cancelled")
-    # An event older than the run (ULID before the run id) cannot cancel it.
-    old_id = "00000000000000000000000000"
+    # An event received before the run was created cannot cancel it.
+    old_id = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # an id from the future: only receipt time counts
     world.store.store_event(
-        normalize_event({"name": "shop/order.cancelled"}, old_id, NOW), old_id, NOW, 1000
+        normalize_event({"name": "shop/order.cancelled"}, old_id, NOW - 1), old_id, NOW - 1, 1000
     )
     world.runner.process_event(old_id, NOW)
     assert cancelled == []
     _send(world, {"name": "shop/order.cancelled"})
+    assert cancelled == [pause.run_id]
+    assert world.store.get_pause(pause.id) is None
+
+
+def test_cancel_event_from_a_sender_whose_clock_runs_behind_still_cancels(world: World) -> None:
+    """The SDK's seed header makes the internal id from the sender's clock: an hour behind,
+    its ULID sorts before the run's, yet the event was received after the run was created."""
+    cancelled: list[str] = []
+
+    def cancel(run_id: str, now: int) -> bool:
+        cancelled.append(run_id)
+        return True
+
+    world.runner.canceller = cancel
+    pause = _waiting_run(world, None, kind="Cancel", event="shop/order.cancelled")
+    seed = f"{NOW - 3_600_000},AAECAwQFBgcICQ=="
+    [event_id] = world.runner.ingest([{"name": "shop/order.cancelled"}], NOW + 1_000, id_seed=seed)
+    assert event_id < pause.run_id  # the sender's clock says the event is older than the run
+    world.runner.process_event(event_id, NOW + 1_000)
     assert cancelled == [pause.run_id]
     assert world.store.get_pause(pause.id) is None
 
@@ -578,6 +597,18 @@ def test_an_event_sent_for_the_future_starts_its_runs_then(world: World) -> None
     start = f"{run_id}:start"
     assert start not in [job.id for job in world.store.release_due(due - 1, 60_000, 10)]
     assert start in [job.id for job in world.store.release_due(due, 60_000, 10)]
+
+
+def test_a_run_waits_at_most_a_year_for_its_events_ts(world: World) -> None:
+    """An event dated 2099 (it did not come through `/e`, which refuses it) must not leave a
+    Queued run in Redis for 75 years: its run starts a year on at the latest."""
+    world.register(fn("far", Trigger(event="app/far")))
+    event_id = _send(world, {"name": "app/far", "data": {}, "ts": 4_102_444_799_999})
+    [run_id] = runs_of(world, event_id)
+    start = f"{run_id}:start"
+    latest = NOW + 1_000 + MAX_START_AHEAD_MS
+    assert start not in [job.id for job in world.store.release_due(latest - 1, 60_000, 10)]
+    assert start in [job.id for job in world.store.release_due(latest, 60_000, 10)]
 
 
 def test_an_event_a_little_ahead_of_our_clock_starts_at_once(world: World) -> None:

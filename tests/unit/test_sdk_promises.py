@@ -13,7 +13,7 @@ import pytest
 from inngest.experimental.ai import openai
 
 import app.sdk as inngest
-from app.drivers.base import CallResult, stepline_version
+from app.drivers.base import CallResult
 from app.errors import InvalidFunction
 from app.ids import hash_step_id
 from app.models import Trigger
@@ -112,25 +112,67 @@ def adapter() -> openai.Adapter:
     return openai.Adapter(auth_key="sk-test", base_url="http://127.0.0.1:9/v1", model="gpt-x")
 
 
-def test_step_ai_infer_fails_the_run_at_once_naming_the_feature() -> None:
-    after: list[str] = []
+def test_step_ai_infer_reports_the_ai_gateway_op_and_returns_the_memo() -> None:
+    """The engine makes the call (app.outbound); the replay hands back its JSON answer."""
+    after: list[object] = []
 
     @plain.create_function(fn_id="ai", trigger=trigger())
     def handler(ctx: inngest.ContextSync) -> object:
         ctx.step.run("before", lambda: 1)
         answer = ctx.step.ai.infer("ask", adapter=adapter(), body={"messages": []})
-        after.append("reached")
+        after.append(answer)
         return answer
 
     memory = Memory()
     result = Harness(handler).call(handler, memory)
-    assert (result.kind, result.retriable) == ("error", False)
-    assert result.error is not None
-    assert result.error["name"] == "UnsupportedOpcodeError"
-    message = str(result.error["message"])
-    assert "step.ai.infer" in message and "AIGateway" in message and "app.sdk" in message
-    assert f"Stepline {stepline_version()}" in message
-    assert after == [] and list(memory.memos) == [hash_step_id("before")]
+    assert result.kind == "ops"
+    (op,) = result.ops
+    assert (op.op, op.id, op.name) == ("AIGateway", hash_step_id("ask"), "ask")
+    assert op.opts["url"] == "http://127.0.0.1:9/v1/chat/completions"
+    assert op.opts["auth_key"] == "sk-test" and op.opts["format"] == "openai-chat"
+    assert after == []
+    answer = {"choices": [{"message": {"content": "hi"}}]}
+    memory.memos[hash_step_id("ask")] = {"data": answer}
+    memory.stack.append(hash_step_id("ask"))
+    again = Harness(handler).call(handler, memory, kinds={hash_step_id("ask"): "AIGateway"})
+    assert again == CallResult("complete", output=answer)
+    failed = Harness(handler).call(
+        handler,
+        steps={
+            hash_step_id("before"): {"data": 1},
+            hash_step_id("ask"): {"error": {"name": "AIGatewayError", "message": "HTTP 500"}},
+        },
+    )
+    assert failed.kind == "error" and failed.error is not None
+    assert failed.error["name"] == "AIGatewayError"
+
+
+def test_wait_for_signal_reports_the_op_and_returns_the_signal_or_none() -> None:
+    @plain.create_function(fn_id="signal", trigger=trigger())
+    def handler(ctx: inngest.ContextSync) -> object:
+        return ctx.step.wait_for_signal(
+            "wait", signal="sig-1", timeout=datetime.timedelta(seconds=90)
+        )
+
+    result = Harness(handler).call(handler)
+    (op,) = result.ops
+    assert (op.op, op.name) == ("WaitForSignal", "wait")
+    assert op.opts == {"signal": "sig-1", "timeout": "90s", "conflict": "fail"}
+    got = {"signal": "sig-1", "data": {"k": 1}}
+    fired = Harness(handler).call(handler, steps={hash_step_id("wait"): {"data": got}})
+    assert fired == CallResult("complete", output=got)
+    timed_out = Harness(handler).call(handler, steps={hash_step_id("wait"): None})
+    assert timed_out == CallResult("complete", output=None)
+
+
+def test_wait_for_signal_refuses_bad_arguments() -> None:
+    @plain.create_function(fn_id="signal-bad", trigger=trigger())
+    def handler(ctx: inngest.ContextSync) -> object:
+        return ctx.step.wait_for_signal("w", signal="s", timeout=1000, on_conflict="merge")  # type: ignore[arg-type]
+
+    result = Harness(handler).call(handler)
+    assert result.kind == "error" and result.error is not None
+    assert "on_conflict" in str(result.error["message"])
 
 
 def test_step_ai_infer_builds_the_official_sdks_opts() -> None:
@@ -156,14 +198,19 @@ def test_step_ai_infer_builds_the_official_sdks_opts() -> None:
     assert ours["body"] == {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-x"}
 
 
-def test_async_step_ai_infer_fails_too() -> None:
+def test_async_step_ai_infer_and_wait_for_signal() -> None:
     @plain.create_function(fn_id="ai-async", trigger=trigger())
     async def handler(ctx: inngest.Context) -> object:
-        return await ctx.step.ai.infer("ask", adapter=adapter(), body={})
+        answer = await ctx.step.ai.infer("ask", adapter=adapter(), body={})
+        got = await ctx.step.wait_for_signal("wait", signal="s", timeout=5000)
+        return [answer, got]
 
-    result = Harness(handler).call(handler)
-    assert result.error is not None and result.error["name"] == "UnsupportedOpcodeError"
-    assert not result.retriable
+    assert Harness(handler).call(handler).ops[0].op == "AIGateway"
+    steps: dict[str, Any] = {hash_step_id("ask"): {"data": {"a": 1}}}
+    assert Harness(handler).call(handler, steps=steps).ops[0].op == "WaitForSignal"
+    steps[hash_step_id("wait")] = {"data": {"signal": "s", "data": 2}}
+    done = Harness(handler).call(handler, steps=steps)
+    assert done == CallResult("complete", output=[{"a": 1}, {"signal": "s", "data": 2}])
 
 
 # --- middleware ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 import { appendFileSync } from "node:fs";
 import { Inngest, NonRetriableError } from "inngest";
 import { connect } from "inngest/connect";
+import { createDefer } from "inngest/experimental";
 
 const inngest = new Inngest({ id: process.env.CONNECT_APP_ID || "tsconn" });
 const app = inngest.id;
@@ -110,12 +111,46 @@ const nr = inngest.createFunction(
 );
 
 // step.waitForSignal, which Stepline does not implement yet: the run fails at once.
-const lacking = inngest.createFunction(
-  { id: "lacking", triggers: [{ event: `${app}/lacking` }] },
-  async ({ step }) => step.waitForSignal("wait", { signal: `${app}-signal`, timeout: "1m" }),
+// step.ai.infer: the engine makes the request (to `event.data.base`, a local stand-in).
+const ai = inngest.createFunction(
+  { id: "ai", triggers: [{ event: `${app}/ai` }] },
+  async ({ event, step }) => {
+    const answer = await step.ai.infer("ask", {
+      model: step.ai.models.openai({ model: "gpt-test", apiKey: "sk-test", baseUrl: `${event.data.base}/` }),
+      body: { messages: [{ role: "user", content: "hi" }] },
+    });
+    return { content: answer.choices[0].message.content };
+  },
 );
 
-const FUNCTIONS = [three, ops, who, slow, nap, par, caller, flaky, nr, lacking];
+// step.fetch: the engine makes the request (to `event.data.url`, a local stand-in).
+const fetcher = inngest.createFunction(
+  { id: "fetcher", triggers: [{ event: `${app}/fetcher` }] },
+  async ({ event, step }) => {
+    const response = await step.fetch(event.data.url);
+    return { status: response.status, body: await response.text() };
+  },
+);
+
+// A wait for a signal, resumed by POST /v1/signals.
+const signal = inngest.createFunction(
+  { id: "signal", triggers: [{ event: `${app}/signal` }] },
+  async ({ event, step }) => step.waitForSignal("wait", { signal: event.data.signal, timeout: "1m" }),
+);
+
+// defer(), which Stepline does not implement: the run fails at once.
+const later = createDefer(inngest, { id: "later" }, async () => "later");
+const lacking = inngest.createFunction(
+  { id: "lacking", triggers: [{ event: `${app}/lacking` }] },
+  async ({ defer }) => {
+    defer("d", { function: later, data: {} });
+    return "ok";
+  },
+);
+
+const FUNCTIONS = [
+  three, ops, who, slow, nap, par, caller, flaky, nr, ai, fetcher, signal, later, lacking,
+];
 
 await connect({
   apps: [{ client: inngest, functions: FUNCTIONS }],

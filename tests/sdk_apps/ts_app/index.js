@@ -9,6 +9,7 @@
 
 import http from "node:http";
 import { Inngest, NonRetriableError, RetryAfterError, referenceFunction } from "inngest";
+import { createDefer } from "inngest/experimental";
 import { serve } from "inngest/node";
 
 const inngest = new Inngest({ id: "tsapp" });
@@ -163,32 +164,83 @@ const nrstep = inngest.createFunction(
   },
 );
 
-// Features Stepline does not implement yet: each run must fail at once, naming the feature.
-// A signal wait beside a step (two ops in one 206 reply) ...
+// Signals: a wait for the signal named in the event, beside a step (two ops in one 206 reply).
+// `onConflict` from the event, so the tests can make two runs compete for one name.
 const signal = inngest.createFunction(
   { id: "signal", triggers: [{ event: "tsapp/signal" }] },
-  async ({ step }) => {
+  async ({ event, step }) => {
+    const opts = { signal: event.data.signal, timeout: event.data.timeout ?? "1m" };
+    if (event.data.conflict) opts.onConflict = event.data.conflict;
     const [, got] = await Promise.all([
       step.run("before", () => 1),
-      step.waitForSignal("wait", { signal: "tsapp-signal", timeout: "1m" }),
+      step.waitForSignal("wait", opts),
     ]);
     return got;
   },
 );
 
-// ... and step.fetch after a step that completed (the engine would make the request).
+// step.fetch after a step: the engine makes the request (to a local server in the tests).
 const fetcher = inngest.createFunction(
   { id: "fetcher", triggers: [{ event: "tsapp/fetcher" }] },
-  async ({ step }) => {
+  async ({ event, step }) => {
     await step.run("first", () => 1);
-    const response = await step.fetch("http://127.0.0.1:9/never");
-    return response.status;
+    const response = await step.fetch(event.data.url, {
+      method: event.data.method ?? "GET",
+      headers: { "x-test": "ts" },
+      body: event.data.body,
+    });
+    return { status: response.status, body: await response.text(), type: response.headers.get("content-type") };
+  },
+);
+
+// step.ai.infer through the engine (OpenAI-style server stand-in), then step.ai.wrap (in the SDK).
+const ai = inngest.createFunction(
+  { id: "ai", triggers: [{ event: "tsapp/ai" }] },
+  async ({ event, step }) => {
+    const answer = await step.ai.infer("ask", {
+      model: step.ai.models.openai({ model: "gpt-test", apiKey: "sk-test", baseUrl: event.data.base }),
+      body: { messages: [{ role: "user", content: "hi" }] },
+    });
+    const wrapped = await step.ai.wrap("wrapped", async (text) => text.toUpperCase(), "done");
+    return { content: answer.choices[0].message.content, wrapped };
+  },
+);
+
+// Five synchronous steps: with checkpointing, one call of the function.
+const five = inngest.createFunction(
+  { id: "five", triggers: [{ event: "tsapp/five" }] },
+  async ({ step }) => {
+    let total = 0;
+    for (const n of [1, 2, 3, 4, 5]) total += await step.run(`s${n}`, () => n);
+    return { total };
+  },
+);
+
+// `n` synchronous steps (bench/sdk_app.py --sdk ts): with checkpointing, one call per run.
+const steps = inngest.createFunction(
+  { id: "steps", retries: 0, triggers: [{ event: "tsapp/steps" }] },
+  async ({ event, step }) => {
+    let total = 0;
+    for (let i = 0; i < Number(event.data.n); i++) total = await step.run(`s${i}`, () => total + i);
+    return total;
+  },
+);
+
+// A feature Stepline does not implement: defer() (a lazy DeferAdd op). The run must fail at
+// once, naming the feature, never retried and never dropping the op.
+const later = createDefer(inngest, { id: "later" }, async () => "later");
+const deferrer = inngest.createFunction(
+  { id: "deferrer", triggers: [{ event: "tsapp/deferrer" }] },
+  async ({ step, defer }) => {
+    await step.run("first", () => 1);
+    defer("d", { function: later, data: { a: 1 } });
+    return "ok";
   },
 );
 
 const FUNCTIONS = [
   three, child, ops, par, fail, nr, ra, flow, flaky, callInproc, sender, fanout, waiter, nrstep,
-  signal, fetcher,
+  signal, fetcher, ai, five, steps, later, deferrer,
 ];
 
 const portFlag = process.argv.indexOf("--port");
@@ -207,11 +259,36 @@ async function send(req, res) {
   }
 }
 
+// App code sending a signal with `inngest.sendSignal`.
+async function sendSignal(req, res) {
+  let raw = "";
+  for await (const chunk of req) raw += chunk;
+  try {
+    const { signal, data } = JSON.parse(raw);
+    const { runId } = await inngest.sendSignal({ signal, data });
+    res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ runId: runId ?? null }));
+  } catch (err) {
+    res.writeHead(500, { "Content-Type": "application/json" }).end(JSON.stringify({ error: String(err) }));
+  }
+}
+
+// How many times the engine called a function for each run (checkpointing: 1 for a run of steps).
+const calls = new Map();
+
 const handler = serve({ client: inngest, functions: FUNCTIONS });
 http
   .createServer((req, res) => {
-    if (req.url.startsWith("/api/inngest")) return handler(req, res);
+    if (req.url.startsWith("/api/inngest")) {
+      const run = req.headers["x-run-id"];
+      if (req.method === "POST" && run) calls.set(run, (calls.get(run) ?? 0) + 1);
+      return handler(req, res);
+    }
     if (req.url === "/send" && req.method === "POST") return send(req, res);
+    if (req.url === "/signal" && req.method === "POST") return sendSignal(req, res);
+    if (req.url.startsWith("/calls/")) {
+      const count = calls.get(decodeURIComponent(req.url.slice("/calls/".length))) ?? 0;
+      return res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ count }));
+    }
     res.writeHead(404).end();
   })
   .listen(port, "127.0.0.1");

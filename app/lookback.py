@@ -1,0 +1,47 @@
+"""Wait lookback: no missed events at the start of a wait (opt-in, `app.sdk` only).
+
+Inngest matches an event only against waits that exist when the event is processed, so an
+event sent between a run's start and the moment its `wait_for_event` is stored is missed
+(inngest#1433). `ctx.step.wait_for_event(..., lookback=timedelta(minutes=5))` also accepts
+events of that name received up to `lookback` before the wait:
+
+    event received:   index it by name (`Store.index_recent_events`), then store it, which
+                      queues its processing if a trigger or a pending pause listens
+    wait saved:       save the pause, then look through the recent events of its name
+
+Whichever of the two happens second sees the other (an event stored after the pause is
+processed and matched as usual), so an event in the window is never missed; consuming a
+pause is atomic, so it resumes the wait once. The index is bounded (the
+newest 1000 events per name, none older than 24 h), so a lookback never scans all events and
+reaches at most 24 h back. The oldest matching event in the window wins, as it would have had
+the wait existed when it arrived.
+"""
+
+from __future__ import annotations
+
+from app import expressions
+from app.models import Pause
+from app.runner import Runner, wire_event
+from app.state.events import RECENT_EVENTS_MS
+from app.state.store import Store
+
+MAX_LOOKBACK_MS = RECENT_EVENTS_MS
+
+
+def match_recent(store: Store, runner: Runner, pause: Pause, now: int) -> bool:
+    """Resume `pause` with the oldest matching event received within its lookback; True if
+    this call resumed it."""
+    if pause.lookback_ms <= 0 or not pause.event:
+        return False
+    since = now - min(pause.lookback_ms, MAX_LOOKBACK_MS)
+    for record in store.recent_events(pause.event, since, now):
+        event = record.event
+        if pause.trigger_event_id and pause.trigger_event_id in (
+            record.internal_id,
+            event.get("id"),
+        ):
+            continue  # a run's own trigger never resumes it
+        if not expressions.pause_matches(pause, event):
+            continue
+        return runner.resume(pause, wire_event(event), now)
+    return False
