@@ -37,7 +37,8 @@ def test_kill9_mid_bulk_replay_replays_each_run_once(
 
         now = engine.now()
         record, job = engine.bulks.start(Spec("replay", function_id, "Failed"), now)
-        assert record.estimate == RUNS
+        # an estimate: a run the archiver has committed but not yet marked counts twice
+        assert record.estimate >= RUNS
         engine.queue.enqueue(job, now, now)
 
         def some_done() -> bool:
