@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     """Delays up to this go to Celery as ETA; longer ones wait in the Redis timer set."""
     lease_seconds: Annotated[float, Field(gt=0, le=3_600)] = 30.0
     """How long a running job's lease lasts without a heartbeat before it is redelivered."""
+    max_job_failures: Annotated[int, Field(ge=1, le=1_000)] = 8
+    """`STEPLINE_MAX_JOB_FAILURES`: after this many deliveries of a run's job that raised or
+    died without finishing (a step killing its process: OOM, segfault, `os._exit`), the run
+    fails with an `InternalError` naming the step instead of being redelivered forever."""
+    redis_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    """`STEPLINE_REDIS_TIMEOUT_SECONDS`: how long one Redis command or connect may take before
+    it fails (a frozen or unreachable Redis: the API then answers 503)."""
     redeliver_seconds: Seconds = 60.0
     """How long a sent job may sit unstarted in the broker before it is sent again."""
     tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5

@@ -133,11 +133,16 @@ class Engine:
         bulks = Bulks(BulkStore(store), reads, queue, runner, executor.cancel, wall_clock_ms)
         handlers[JobKind.BULK] = bulks.run_job
 
-        def give_up(job: Job, problem: str) -> None:
-            error = {"name": "InternalError", "message": f"{job.kind} job kept failing: {problem}"}
-            executor.fail_run(job.run_id, error, wall_clock_ms())
+        def give_up(job: Job, problem: str, name_step: bool) -> None:
+            executor.give_up(job, problem, wall_clock_ms(), name_step=name_step)
 
-        jobs = JobRunner(store, settings.lease_seconds, _pinned(registry, handlers), give_up)
+        jobs = JobRunner(
+            store,
+            settings.lease_seconds,
+            _pinned(registry, handlers),
+            give_up,
+            settings.max_job_failures,
+        )
         engine = cls(
             settings,
             store,

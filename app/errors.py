@@ -103,3 +103,11 @@ class ConfigError(SteplineError):
 class HistoryUnavailable(SteplineError):
     code = "history_unavailable"
     status = 503
+
+
+class Unavailable(SteplineError):
+    """Redis (the state store and Celery's broker) does not answer: an outage, a restart, a
+    frozen server. Nothing was lost; the client retries the same request later."""
+
+    code = "unavailable"
+    status = 503

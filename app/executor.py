@@ -112,11 +112,65 @@ class Executor:
             raise ValueError(f"executor cannot run a {job.kind} job")
 
     def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
-        """Fail a run for a reason outside the function (its jobs keep crashing)."""
+        """Fail a run for a reason outside the function (e.g. an unusable checkpoint)."""
         state = self._store.load_run(run_id)
         if state is None or RunStatus(state.status).ended:
             return False
         return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
+    def give_up(self, job: Job, problem: str, now: int, *, name_step: bool = True) -> bool:
+        """Fail the run of a job that keeps failing (`app.worker`): an `InternalError` naming
+        the step the job was running, when it can be found. `name_step` asks an in-process
+        function for its next step without running it (planning mode); the caller turns it
+        off when even that may be what kills the process."""
+        state = self._store.load_run(job.run_id)
+        if state is None or RunStatus(state.status).ended:
+            return False
+        steps = self._planned_steps(job, state) if name_step else []
+        where = (
+            f"step {', '.join(repr(step) for step in steps)}"
+            if steps
+            else f"its {job.kind} job (step unknown)"
+        )
+        error: dict[str, JSON] = {"name": "InternalError", "message": f"{where}: {problem}"}
+        log.error(
+            "run failed: job kept failing run_id=%s job_id=%s %s",
+            state.run_id,
+            job.id,
+            error["message"],
+        )
+        return self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
+
+    def _planned_steps(self, job: Job, state: RunState) -> list[str]:
+        """Names of the steps the run would execute next (the one `job` targets, if any),
+        reported by the function in planning mode, so no step body runs. Empty when unknown:
+        not a step-executing job, an SDK app (calling it again costs a request and its errors
+        already count), or the function failing to plan."""
+        fn = self._registry.get(state.function_id)
+        if fn is None or fn.driver != "inprocess" or job.kind not in (JobKind.START, JobKind.EDGE):
+            return []
+        request = CallRequest(
+            function=fn,
+            run_id=state.run_id,
+            event=state.events[0],
+            events=state.events,
+            steps=state.steps,
+            stack=state.stack,
+            attempt=job.attempt,
+            max_attempts=fn.max_attempts,
+            target=None,
+            disable_immediate_execution=True,
+            kinds=state.kinds,
+        )
+        try:
+            result = self._drivers[fn.driver].call(request, lambda _: CheckpointResult(False))
+        except Exception:
+            log.exception("could not plan the failing run's next step run_id=%s", state.run_id)
+            return []
+        if result.kind != "ops":
+            return []
+        ops = [op for op in result.ops if not job.step or op.id == job.step] or result.ops
+        return [op.name or op.id for op in ops]
 
     def cancel(self, run_id: str, now: int) -> bool:
         """Cancel a run: no further step executes; its pauses and timers are dropped."""

@@ -115,6 +115,14 @@ class Queue:
         self._sender.send_task(task_name(job.kind), args=[job.id], **options)
 
 
+def send_errors() -> tuple[type[Exception], ...]:
+    """What sending raises while the broker (Redis) is unreachable, after Celery's own
+    publish retries: kombu's OperationalError."""
+    from kombu.exceptions import OperationalError
+
+    return (OperationalError,)
+
+
 def celery_sender(settings: Settings) -> Sender:
     """A Celery client that only sends (API and runner processes need no worker app)."""
     from celery import Celery
@@ -131,12 +139,29 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     """Celery's broker configuration, for the worker app (`tasks`) and the senders alike:
     `REDIS_URL`, the visibility timeout and, with `rediss://`, the TLS options (Celery refuses
     a `rediss://` broker without them)."""
+    timeout = settings.redis_timeout_seconds
     options: dict[str, Any] = {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,  # a process outlives any Redis outage
+        "broker_connection_timeout": timeout,
         "broker_transport_options": {
             # Our own leases recover lost work within seconds; this is only a backstop.
             "visibility_timeout": settings.visibility_timeout_seconds,
+            # A frozen or vanished Redis fails a command instead of hanging it; a dead
+            # connection is noticed by keepalive and a periodic check.
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+            "retry_on_timeout": True,
+            # Sending retries a few times over ~1 s, then fails (the API answers 503; beat
+            # resends the job from its Redis record on a later tick).
+            "max_retries": 3,
+            "interval_start": 0,
+            "interval_step": 0.3,
+            "interval_max": 0.5,
         },
     }
     if urlsplit(settings.redis_url).scheme == "rediss":

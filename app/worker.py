@@ -3,6 +3,12 @@
 The lease is what makes crashes cheap to recover from: a job whose worker was `kill -9`'d
 stops heartbeating, its lease runs out, and the next beat tick sends it again. A second copy
 of a job that is still being worked on (a broker redelivery) finds the lease held and drops.
+
+Every delivery that fails counts: one whose handler raised (`fail_job`, with backoff) and one
+that died holding the lease (counted when the lease is taken over or cleared, see
+lua/include/lost_delivery.lua). A run's job that failed `max_failures` times fails its run
+with an `InternalError` naming the step, so a step that kills its process (OOM, segfault,
+`os._exit`) cannot take a worker process down every lease period forever.
 """
 
 from __future__ import annotations
@@ -60,10 +66,11 @@ class LeaseKeeper:
                     log.exception("lease renewal failed job_id=%s", job_id)
 
 
-MAX_JOB_FAILURES = 8
-"""After this many crashes of its handler, a job of a run fails the run (see `handle`)."""
 FAILURE_BACKOFF_MS = (1_000, 300_000)
 """A crashed job is retried after 1 s, 2 s, 4 s ... at most 5 min: it must not spin."""
+
+GiveUp = Callable[[Job, str, bool], None]
+"""Ends a run whose job keeps failing: (job, problem, name the step?) (see `Engine`)."""
 
 
 class JobRunner:
@@ -72,24 +79,38 @@ class JobRunner:
         store: Store,
         lease_seconds: float,
         handlers: dict[JobKind, Callable[[Job], None]],
-        give_up: Callable[[Job, str], None] | None = None,
+        give_up: GiveUp | None = None,
+        max_failures: int = 8,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
         self._handlers = handlers
         self._give_up = give_up
-        """Ends a run whose job keeps crashing (the engine fails the run with the error)."""
+        self._max_failures = max_failures
+        """Failed deliveries (raised, or died holding the lease) before a run's job fails its
+        run, so nothing spins forever (`STEPLINE_MAX_JOB_FAILURES`)."""
         self._leases = LeaseKeeper(store, self._lease_ms)
 
     def handle(self, job_id: str) -> str:
-        """Run the job with this id once; returns "done", "gone", "busy" or "parked" (it
-        waits, still queued, for a concurrency slot or its throttled start: see app.flow)."""
+        """Run the job with this id once; returns "done", "gone", "busy", "parked" (it
+        waits, still queued, for a concurrency slot or its throttled start: see app.flow),
+        "failed" (retried later) or "dead" (it kept failing: its run failed)."""
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
-        job = self._store.begin_job(job_id, token, now, self._lease_ms)
-        if isinstance(job, str):
-            return job
+        leased = self._store.lease_job(job_id, token, now, self._lease_ms)
+        if isinstance(leased, str):
+            return leased
+        job, failures = leased
         with self._leases.holding(job_id, token), logs.bind(run_id=job.run_id, job_id=job.id):
+            if failures >= self._max_failures and self._gives_up(job):
+                # Earlier deliveries died holding the lease (a handler killing its process:
+                # OOM, segfault, os._exit): running it again would kill this one too.
+                problem = (
+                    f"{failures} deliveries failed without finishing; the last ones died "
+                    "without reporting an error (the process was killed: out of memory, a "
+                    "crash, os._exit?)"
+                )
+                return self._dead(job, token, problem, name_step=failures == self._max_failures)
             try:
                 self._handlers[job.kind](job)
             except Parked:
@@ -99,16 +120,24 @@ class JobRunner:
         self._store.finish_job(job_id, token)
         return "done"
 
-    def _failed(self, job: Job, token: str, exc: Exception) -> str:
-        """The handler crashed (a bug or an outage; user errors never get here). Retry the
-        job with backoff; after MAX_JOB_FAILURES a run's job fails its run, so nothing spins
-        forever. Jobs of no run (event processing) keep retrying: an accepted event is never
+    def _gives_up(self, job: Job) -> bool:
+        """Jobs of no run (event processing) never give up: an accepted event is never
         dropped."""
+        return bool(job.run_id) and self._give_up is not None
+
+    def _failed(self, job: Job, token: str, exc: Exception) -> str:
+        """The handler raised (a bug or an outage; user errors never get here). Retry the job
+        with backoff; after `max_failures` a run's job fails its run."""
         now = int(time.time() * 1000)
         failures = self._store.fail_job(job.id, token, now, *FAILURE_BACKOFF_MS)
         log.exception("job failed job_id=%s kind=%s failures=%d", job.id, job.kind, failures)
-        if failures >= MAX_JOB_FAILURES and job.run_id and self._give_up is not None:
-            self._give_up(job, f"{type(exc).__name__}: {exc}")
-            self._store.finish_job(job.id, token)
-            return "dead"
+        if failures >= self._max_failures and self._gives_up(job):
+            problem = f"{failures} deliveries failed; the last one: {type(exc).__name__}: {exc}"
+            return self._dead(job, token, problem, name_step=True)
         return "failed"
+
+    def _dead(self, job: Job, token: str, problem: str, *, name_step: bool) -> str:
+        assert self._give_up is not None
+        self._give_up(job, problem, name_step)
+        self._store.finish_job(job.id, token)
+        return "dead"

@@ -6,6 +6,7 @@ KEYS[1]  jobs          hash  <p>:jobs
 KEYS[2]  jobs due      zset  <p>:jobs:due      job id by send-by / lease deadline
 KEYS[3]  job owners    hash  <p>:jobs:owner
 KEYS[4]  job leases    hash  <p>:jobs:lease
+KEYS[5]  job failures  hash  <p>:jobs:failures  (an expired delivery counts as failed)
 
 ARGV[1]  now, ms since epoch
 ARGV[2]  resend after, ms: each released job's send-by becomes now + this
@@ -13,14 +14,18 @@ ARGV[3]  limit, max jobs released
 ARGV[4]  lookahead, ms: also release unleased jobs due up to now + this (the caller sends
          them with a countdown to their due time, so a timer fires on time, not on the tick)
 
-Expired leases (deadline <= now) are cleared so the redelivered copy can begin. A leased
-job's send-by is its lease deadline, so a live lease is never released. Ids without a job
-are dropped from the due set.
+Expired leases (deadline <= now) are cleared so the redelivered copy can begin; the delivery
+that held one counts as failed (include/lost_delivery.lua). A leased job's send-by is its
+lease deadline, so a live lease is never released. Ids without a job are dropped from the
+due set.
 Returns a flat list: each released job's JSON text followed by its due time (ms), possibly
 empty.
 ]]
 
-local jobs_key, due_key, owners_key, leases_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- @include "lost_delivery.lua"
+
+local jobs_key, due_key, owners_key, leases_key, failures_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = tonumber(ARGV[1])
 
 local horizon = now + tonumber(ARGV[4] or '0')
@@ -37,6 +42,7 @@ for i = 1, #ids, 2 do
   elseif due <= now or not deadline then
     -- a live lease is never released early: only once its deadline has passed
     if deadline and tonumber(deadline) <= now then
+      count_lost_delivery(failures_key, job_id, redis.call('HGET', owners_key, job_id))
       redis.call('HDEL', owners_key, job_id)
       redis.call('HDEL', leases_key, job_id)
     end

@@ -19,6 +19,7 @@ from app.engine import Engine
 from app.models import JobKind
 from app.queue import QUEUE_NAME, broker_options, task_name
 from tasks import hooks
+from tasks.broker import SteplineCelery
 
 _engine: Engine | None = None
 
@@ -38,9 +39,13 @@ def _reset_after_fork(**_: object) -> None:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("stepline", set_as_current=False)
+    app = SteplineCelery("stepline", set_as_current=False)
     app.conf.update(
         broker_options(settings),
+        worker_consumer="tasks.broker:Consumer",
+        # Running jobs keep running when the broker connection drops: their leases (Redis)
+        # decide whether their results count, not the Celery message.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -2,7 +2,8 @@
 
 200  Redis answers; `ok` false and `problems` set when beat or every worker is gone (the
      API itself still works: a load balancer must keep sending events)
-503  Redis does not answer
+503  Redis does not answer; `message` says why (refused, not answering in time, loading its
+     data after a restart). The same process answers 200 again once Redis is back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask import Blueprint, Response, jsonify
 
 from app.api.auth import Access, requires
 from app.api.context import current_engine
+from app.api.errors import RETRY_AFTER_SECONDS, why
 from app.liveness import liveness
 
 log = logging.getLogger("stepline.api")
@@ -23,16 +25,19 @@ bp = Blueprint("health", __name__)
 @bp.get("/health")
 @requires(Access.PUBLIC)
 def health() -> tuple[Response, int]:
+    reason = "it does not answer PING"
     try:
         engine = current_engine()
-        redis_ok = engine.store.ping()
-        live = liveness(engine.store, engine.now()) if redis_ok else None
-    except Exception as exc:  # a down Redis may raise rather than answer False
+        live = liveness(engine.store, engine.now())
+    except Exception as exc:  # refused, timed out, loading: why it is unavailable
         log.warning("health check: redis unavailable: %s", exc)
-        live = None
+        reason, live = why(exc), None
     if live is None:
-        body = {"status": 503, "message": "Redis unavailable", "redis": False, "ok": False}
-        return jsonify(body), 503
+        message = f"Redis unavailable: {reason}"
+        body = {"status": 503, "message": message, "redis": False, "ok": False}
+        response = jsonify(body)
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response, 503
     problems = live.problems()
     message = "; ".join(problems) if problems else "OK"
     body = {"status": 200, "message": message, "redis": True, "ok": not problems}

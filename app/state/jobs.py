@@ -3,10 +3,18 @@ leased by one worker at a time and re-sent by the beat tick when due."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from app.models import Job
 from app.state.base import StoreBase
+
+
+class Lease(NamedTuple):
+    """A job leased to one delivery, and how many earlier deliveries of it failed: raised
+    (`fail_job`) or died holding the lease (counted when their lease was taken over)."""
+
+    job: Job
+    failures: int
 
 
 class JobVerbs(StoreBase):
@@ -25,9 +33,17 @@ class JobVerbs(StoreBase):
     ) -> Job | Literal["gone", "busy"]:
         """Lease the job for `token`. "gone": done or dropped. "busy": another holder's lease
         is still live."""
-        code, raw = self._scripts.begin_job(job_id, token, now, lease_ms)
+        leased = self.lease_job(job_id, token, now, lease_ms)
+        return leased if isinstance(leased, str) else leased.job
+
+    def lease_job(
+        self, job_id: str, token: str, now: int, lease_ms: int
+    ) -> Lease | Literal["gone", "busy"]:
+        """As `begin_job`, with the count of the job's earlier failed deliveries. Taking over
+        an expired lease counts its holder as a failed delivery (it died or lost Redis)."""
+        code, raw, failures = self._scripts.begin_job(job_id, token, now, lease_ms)
         if code == "ok":
-            return Job.model_validate_json(raw)
+            return Lease(Job.model_validate_json(raw), failures)
         return code
 
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:

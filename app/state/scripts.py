@@ -379,12 +379,14 @@ class Scripts:
 
     def begin_job(
         self, job_id: str, token: str, now: int, lease_ms: int
-    ) -> tuple[Literal["ok", "gone", "busy"], str]:
-        """("ok", Job JSON) once leased, else ("gone", "") or ("busy", "")."""
-        reply = self._run("begin_job", self._lease_keys(), [job_id, token, now, lease_ms])
+    ) -> tuple[Literal["ok", "gone", "busy"], str, int]:
+        """("ok", Job JSON, earlier failed deliveries) once leased, else ("gone", "", 0) or
+        ("busy", "", 0)."""
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        reply = self._run("begin_job", keys, [job_id, token, now, lease_ms])
         if reply[0] == "ok":
-            return "ok", str(reply[1])
-        return cast(Literal["gone", "busy"], reply[0]), ""
+            return "ok", str(reply[1]), int(reply[2])
+        return cast(Literal["gone", "busy"], reply[0]), "", 0
 
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         args: list[Arg] = [job_id, token, now, lease_ms]
@@ -405,7 +407,8 @@ class Scripts:
     ) -> list[tuple[str, int]]:
         """(job JSON, due time ms) of each released job."""
         args = [now, resend_after_ms, limit, lookahead_ms]
-        reply = self._run("release_due", self._lease_keys(), args)
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        reply = self._run("release_due", keys, args)
         return [(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
     # --- events and apps ------------------------------------------------------------------

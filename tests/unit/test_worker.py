@@ -9,7 +9,9 @@ import pytest
 
 from app.models import Job, JobKind
 from app.state.store import NewRun, Store
-from app.worker import MAX_JOB_FAILURES, JobRunner
+from app.worker import JobRunner
+
+MAX_JOB_FAILURES = 5
 
 
 @pytest.fixture
@@ -33,11 +35,17 @@ def test_a_crashing_job_of_a_run_backs_off_then_fails_its_run(store: Store) -> N
         store,
         30,
         {JobKind.START: crash},
-        give_up=lambda j, problem: given_up.append((j.id, problem)),
+        give_up=lambda j, problem, _: given_up.append((j.id, problem)),
+        max_failures=MAX_JOB_FAILURES,
     )
     outcomes = [runner.handle(job.id) for _ in range(MAX_JOB_FAILURES)]
     assert outcomes == ["failed"] * (MAX_JOB_FAILURES - 1) + ["dead"]
-    assert given_up == [("run1:start", "ConnectionError: state store unreachable")]
+    assert given_up == [
+        (
+            "run1:start",
+            "5 deliveries failed; the last one: ConnectionError: state store unreachable",
+        )
+    ]
     assert runner.handle(job.id) == "gone"
 
 
@@ -49,7 +57,9 @@ def test_a_crashing_job_of_no_run_is_never_dropped(store: Store) -> None:
     def crash(_: Job) -> None:
         raise RuntimeError("bug")
 
-    runner = JobRunner(store, 30, {JobKind.EVENT: crash}, give_up=lambda j, p: None)
+    runner = JobRunner(
+        store, 30, {JobKind.EVENT: crash}, give_up=lambda j, p, n: None, max_failures=5
+    )
     for _ in range(MAX_JOB_FAILURES + 2):
         assert runner.handle(job.id) == "failed"
     assert store.count_jobs() == 1
@@ -64,3 +74,44 @@ def test_a_job_that_works_is_done_once(store: Store) -> None:
     assert runner.handle(job.id) == "done"
     assert runner.handle(job.id) == "gone"
     assert seen == ["event:e2"]
+
+
+def test_deliveries_that_die_holding_the_lease_count_and_fail_the_run(store: Store) -> None:
+    """A handler that kills its own process never raises: each such delivery is counted when
+    its expired lease is taken over, and the Nth redelivery fails the run without running
+    the handler again."""
+    now = int(time.time() * 1000)
+    store.create_run(NewRun("run2", "app-fn", [{"name": "a"}], [], now))
+    job = Job(id="run2:start", kind=JobKind.START, run_id="run2")
+    store.enqueue_job(job, now, now)
+    ran: list[str] = []
+    given_up: list[tuple[str, str, bool]] = []
+    runner = JobRunner(
+        store,
+        30,
+        {JobKind.START: lambda j: ran.append(j.id)},
+        give_up=lambda j, problem, name_step: given_up.append((j.id, problem, name_step)),
+        max_failures=3,
+    )
+    # Three deliveries that leased the job and died: their leases ended long ago.
+    counts = []
+    for i in range(3):
+        leased = store.lease_job(job.id, f"dead-{i}", now - 60_000 + i * 1_000, 500)
+        assert not isinstance(leased, str)
+        counts.append(leased.failures)
+    assert counts == [0, 1, 2]
+    assert runner.handle(job.id) == "dead"
+    assert ran == []
+    assert len(given_up) == 1
+    assert given_up[0][0] == "run2:start" and given_up[0][2] is True
+    assert given_up[0][1].startswith("3 deliveries failed without finishing")
+    assert runner.handle(job.id) == "gone"
+
+
+def test_a_delivery_that_reports_back_is_not_a_lost_one(store: Store) -> None:
+    now = int(time.time() * 1000)
+    job = Job(id="run3:start", kind=JobKind.START, run_id="run3")
+    store.enqueue_job(job, now, now)
+    for i in range(4):  # the same token again (a broker repeat) is the same delivery
+        leased = store.lease_job(job.id, "one", now + i, 30_000)
+        assert not isinstance(leased, str) and leased.failures == 0

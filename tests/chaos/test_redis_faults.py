@@ -1,0 +1,111 @@
+"""Redis itself failing under load: kill -9 and restart on the same AOF data, a freeze longer
+than the lease, and an outage seen through the API (503 with a reason, then 200 again
+without restarting anything). Worker, beat and web run exactly as the Procfile starts them
+and must ride every fault out by themselves."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.chaos.conftest import chaos_cluster, start_all, wait_healthy
+from tests.chaos.load import EVENT_KEY, Load, check
+from tests.integration.cluster import Cluster, RedisServer
+
+pytestmark = pytest.mark.chaos
+
+RUNS = 100
+RECOVERY_SECONDS = 10.0
+
+
+def assert_all_alive(cluster: Cluster) -> None:
+    for proc in cluster.procs:
+        assert proc.poll() is None, f"{proc.args[:6]} exited with {proc.returncode}"
+
+
+def test_redis_kill9_and_restart_mid_load(
+    server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    cluster = chaos_cluster(server, redis_url, tmp_path)
+    try:
+        start_all(cluster)
+        load = Load(cluster, RUNS)
+        load.start()
+        load.wait_accepted(RUNS // 3)
+        server.kill()
+        time.sleep(3)  # the outage: every process loses Redis
+        server.start()
+        load.join()
+        check(load, ledger)
+        assert_all_alive(cluster)
+    finally:
+        cluster.stop()
+
+
+def test_redis_frozen_longer_than_the_lease_mid_load(
+    server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    cluster = chaos_cluster(server, redis_url, tmp_path)
+    try:
+        start_all(cluster)
+        load = Load(cluster, RUNS)
+        load.start()
+        load.wait_accepted(RUNS // 3)
+        server.freeze()
+        time.sleep(5)  # the lease is 2 s: every lease held now expires meanwhile
+        server.thaw()
+        load.join()
+        check(load, ledger)
+        assert_all_alive(cluster)
+    finally:
+        cluster.stop()
+
+
+def test_api_answers_503_during_an_outage_and_200_soon_after(
+    server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """A 20 s outage with no process restarted: 503 with a JSON body naming the problem
+    while Redis is gone, 200 within 5 s of its return, and the runs in flight at the outage
+    finish within 10 s of it. (Workers retry the broker every second at most, forever, so a
+    longer outage recovers as fast.)"""
+    cluster = chaos_cluster(server, redis_url, tmp_path)
+    try:
+        start_all(cluster)
+        base = cluster.web_url
+        before = Load(cluster, 10, senders=2, tag="before")
+        before.start()
+        before.join()
+        server.kill()
+        outage_ends = time.monotonic() + 20
+        seen: set[int] = set()
+        while time.monotonic() < outage_ends:
+            event = httpx.post(f"{base}/e/{EVENT_KEY}", json={"name": "chaos/go"}, timeout=15)
+            health = httpx.get(f"{base}/health", timeout=15)
+            for answer in (event, health):
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["Retry-After"]
+            assert event.json()["code"] == "unavailable"
+            assert "Redis unavailable" in event.json()["error"]
+            assert health.json()["message"].startswith("Redis unavailable: ")
+            seen.add(event.status_code)
+            time.sleep(1)
+        assert seen == {503}
+        server.start()
+        back = time.monotonic()
+        wait_healthy(cluster, timeout=5)
+        answer = httpx.post(f"{base}/e/{EVENT_KEY}", json={"name": "chaos/go"}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        assert time.monotonic() - back <= 5, "the API took more than 5 s to come back"
+        # The runs in flight when Redis went away finish within 10 s of its return.
+        check(before, ledger, timeout=max(1.0, RECOVERY_SECONDS - (time.monotonic() - back)))
+        after = Load(cluster, 10, senders=2, tag="after")
+        after.start()
+        after.join()
+        check(after, ledger, timeout=30)
+        assert_all_alive(cluster)
+    finally:
+        cluster.stop()
