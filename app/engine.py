@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app import tracing
+from app.bulk import Bulks
 from app.config import Settings
 from app.functions import FunctionSet, load_functions
 from app.history import open_settings_history
@@ -27,6 +28,7 @@ from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
 from app.state.archive import ArchiveStore
+from app.state.bulk import BulkStore
 from app.state.client import store_for
 from app.state.store import Store
 from app.worker import JobRunner
@@ -65,6 +67,8 @@ class Engine:
     """Moves finished runs and events to the history store; Redis drops them after."""
     reads: Reads
     """Runs and events wherever they are (Redis or the history store): what the API reads."""
+    bulks: Bulks
+    """Bulk cancel and replay by filter, as background jobs (app/bulk.py)."""
     _last_sync: int = 0
 
     @staticmethod
@@ -125,6 +129,9 @@ class Engine:
             JobKind.CANCEL: admission.run_timeout,
             JobKind.ARCHIVE: archiver.run_job,
         }
+        reads = Reads(store, archiver.history)
+        bulks = Bulks(BulkStore(store), reads, queue, runner, executor.cancel, wall_clock_ms)
+        handlers[JobKind.BULK] = bulks.run_job
 
         def give_up(job: Job, problem: str, name_step: bool) -> None:
             executor.give_up(job, problem, wall_clock_ms(), name_step=name_step)
@@ -136,7 +143,6 @@ class Engine:
             give_up,
             settings.max_job_failures,
         )
-        reads = Reads(store, archiver.history)
         engine = cls(
             settings,
             store,
@@ -149,6 +155,7 @@ class Engine:
             admission,
             archiver,
             reads,
+            bulks,
         )
         runner.canceller = executor.cancel
         if inline:

@@ -119,6 +119,7 @@ class JobKind(enum.StrEnum):
     BATCH = "batch"
     CANCEL = "cancel"
     ARCHIVE = "archive"
+    BULK = "bulk"
 
 
 class Job(BaseModel):

@@ -50,10 +50,19 @@ def rerun(reads: Reads, runner: Runner, run_id: str, now: int) -> NewRunInfo:
 
 
 def replay(
-    reads: Reads, runner: Runner, run_id: str, now: int, from_step: str | None = None
+    reads: Reads,
+    runner: Runner,
+    run_id: str,
+    now: int,
+    from_step: str | None = None,
+    *,
+    idempotency_key: str | None = None,
 ) -> NewRunInfo:
     """Start a new run of an ended run that keeps the steps memoized before `from_step` (by
-    default the first step that failed; with none, every memoized step)."""
+    default the first step that failed; with none, every memoized step).
+
+    With `idempotency_key` (a bulk replay), a second replay under the same key answers the
+    run the first one made (and queues nothing new)."""
     state, fn = _original(reads, run_id)
     if not RunStatus(state.status).ended:
         raise Conflict(f"run {run_id} has not ended ({state.status}); cancel it first")
@@ -78,7 +87,7 @@ def replay(
             if step in memo.history
         },
     )
-    new_id = _create(reads, runner, state, fn, now, copy)
+    new_id = _create(reads, runner, state, fn, now, copy, idempotency_key)
     return NewRunInfo(new_id, run_id, state.function_id, stop, len(kept))
 
 
@@ -107,6 +116,7 @@ def _create(
     fn: FunctionConfig,
     now: int,
     memo: MemoizedSteps | None,
+    idempotency_key: str | None = None,
 ) -> str:
     view = reads.get_run(state.run_id)
     event_ids = view.event_ids if view is not None else []
@@ -118,6 +128,9 @@ def _create(
         created_at=now,
         original_run_id=state.run_id,
         memoized=memo,
+        idempotency_key=(
+            None if idempotency_key is None else f"{state.function_id}:{idempotency_key}"
+        ),
     )
     new_id, holder = runner.start_copy(fn, run, now)
     if new_id is None:

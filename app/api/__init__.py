@@ -6,6 +6,7 @@
                       ─► event_log /v1/events[/<id>[/runs]]
                       ─► functions /v1/functions[/<id>], /v1/apps[/sync|/<id>/sync]
                       ─► cancellations  POST /v1/cancellations
+                      ─► bulk           /v1/bulk (background cancel/replay by filter)
                       ─► metrics   GET /metrics (Prometheus, counters kept in Redis)
                       ─► health    GET /health
                       ─► workers   GET /v1/workers (heartbeats, queue depth, warnings)
@@ -29,6 +30,7 @@ from flask import Flask, Response, request
 
 from app.api import (
     auth,
+    bulk,
     cancellations,
     connect,
     errors,
@@ -68,6 +70,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(event_log.bp)
     app.register_blueprint(functions.bp)
     app.register_blueprint(cancellations.bp)
+    app.register_blueprint(bulk.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(workers.bp)

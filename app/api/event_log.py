@@ -1,7 +1,8 @@
 """The events read API (the write side is `POST /e/<key>` in `events.py`).
 
-GET /v1/events                      events, newest first: `after`/`before` (received time),
-                                    cursor paging (`limit` 1..100)
+GET /v1/events                      events, newest first: `after`/`before` (or `since`/
+                                    `until`: received time), `name`, `filter` (CEL over
+                                    `event`, app/search.py); cursor paging (`limit` 1..100)
 GET /v1/events/<event_id>           an event by internal id
 GET /v1/events/<event_id>/runs      the runs it started; `metadata.outcomes` says, per
                                     function, whether it ran or why not (from flow control)
@@ -12,13 +13,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from app.api import params
 from app.api.auth import Access, requires
 from app.api.context import current_engine
-from app.api.runs import event_json, iso, list_metadata, run_json
-from app.errors import NotFound
+from app.api.runs import event_json, iso, list_metadata, run_json, search_metadata
+from app.errors import BadRequest, NotFound
 from app.models import JSON
 
 if TYPE_CHECKING:
@@ -33,9 +34,21 @@ bp = Blueprint("event_log", __name__)
 @requires(Access.OPERATOR)
 def list_events() -> Response:
     limit = params.limit()
-    after = params.time_arg("after")
-    before = params.time_arg("before")
+    after = _either("after", "since")
+    before = _either("before", "until")
     cursor = params.cursor()
+    name = params.text("name")
+    search = params.search_filter("events")
+    if search is not None or name is not None:
+        found = current_engine().reads.search_events(
+            search, limit, name=name, received_after=after, received_before=before, after=cursor
+        )
+        return jsonify(
+            {
+                "data": [event_json(record) for record in found.items],
+                "metadata": search_metadata(found, "events received"),
+            }
+        )
     page = current_engine().reads.page_events(
         limit, received_after=after, received_before=before, after=cursor
     )
@@ -45,6 +58,12 @@ def list_events() -> Response:
             "metadata": list_metadata(params.encode_cursor(page.next)),
         }
     )
+
+
+def _either(name: str, alias: str) -> int | None:
+    if request.args.get(name) and request.args.get(alias):
+        raise BadRequest(f"give {name} or {alias}, not both", field=alias)
+    return params.time_arg(name) if request.args.get(name) else params.time_arg(alias)
 
 
 @bp.get("/v1/events/<event_id>")

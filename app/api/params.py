@@ -19,6 +19,7 @@ from app import strictjson
 from app.api import jsonbody
 from app.errors import BadRequest
 from app.models import RunStatus
+from app.search import Filter, Kind, parse
 from app.state.store import Position
 
 DEFAULT_LIMIT = 20
@@ -125,3 +126,11 @@ def cursor() -> Position | None:
 def body() -> dict[str, Any]:
     """The JSON object body (an empty body is `{}`), parsed strictly (`app.api.jsonbody`)."""
     return jsonbody.request_object()
+
+
+def search_filter(kind: Kind) -> Filter | None:
+    """The `filter` query parameter (CEL over runs or events, `app/search.py`)."""
+    raw = request.args.get("filter")
+    if raw is None or not raw.strip():
+        return None
+    return parse(raw, kind)

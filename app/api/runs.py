@@ -1,7 +1,10 @@
 """The runs API, shaped like Inngest's REST API v1: every answer is `{"data": ...}`.
 
 GET    /v1/runs                      runs, newest first: filters function_id, status, after,
-                                     before (created time); cursor paging (`limit` 1..100)
+                                     before (created time), `filter` (CEL, app/search.py);
+                                     cursor paging (`limit` 1..100). A filtered page looks
+                                     at a bounded number of runs: `metadata.partial` says it
+                                     stopped short, `next_cursor` goes on from there
 GET    /v1/runs/<run_id>             a run with its step history and `ctx.logger` lines
                                      (`logs`, each naming its step); a queued or waiting run
                                      also says why it is not running (`waiting`, app/why.py)
@@ -15,6 +18,7 @@ The contract is `docs/openapi.yaml`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
@@ -26,6 +30,7 @@ from app.liveness import liveness
 from app.models import JSON, RunStatus
 from app.replay import NewRunInfo, replay, rerun
 from app.state.diagnosis import Diagnosis
+from app.state.records import SearchPage
 from app.state.store import EventRecord, RunView
 from app.why import explain
 
@@ -41,6 +46,23 @@ def list_runs() -> Response:
     after = params.time_arg("after")
     before = params.time_arg("before")
     cursor = params.cursor()
+    search = params.search_filter("runs")
+    if search is not None:
+        found = current_engine().reads.search_runs(
+            search,
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=after,
+            created_before=before,
+            after=cursor,
+        )
+        return jsonify(
+            {
+                "data": [run_json(view, steps=False) for view in found.items],
+                "metadata": search_metadata(found, "runs created"),
+            }
+        )
     page = current_engine().reads.page_runs(
         limit,
         function_id=function_id,
@@ -136,6 +158,20 @@ def _new_run_json(made: NewRunInfo, *, replayed: bool) -> dict[str, JSON]:
 
 def list_metadata(next_cursor: str | None) -> dict[str, JSON]:
     return {"next_cursor": next_cursor, "fetched_at": iso(current_engine().now())}
+
+
+def search_metadata(found: SearchPage[Any], what: str) -> dict[str, JSON]:
+    """Paging of a filtered search, saying when the page was cut short by the search's
+    bounds (`partial`) and how far it looked."""
+    out = list_metadata(params.encode_cursor(found.next))
+    out["partial"] = found.partial
+    out["searched_to"] = iso(found.reached[0]) if found.reached else None
+    if found.partial and found.reached:
+        out["message"] = (
+            f"partial: searched {what} down to {iso(found.reached[0])}; "
+            "continue with next_cursor to search older ones"
+        )
+    return out
 
 
 def run_json(view: RunView, *, steps: bool = True) -> dict[str, JSON]:

@@ -13,8 +13,10 @@ through `Reads`, so a run looks the same before and after it moves.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from app.history.store import HistoryStore
+from app.search import Filter
 from app.state.records import (
     EventRecord,
     MemoizedSteps,
@@ -22,6 +24,7 @@ from app.state.records import (
     Position,
     RunState,
     RunView,
+    SearchPage,
     T,
 )
 from app.state.store import Store
@@ -71,6 +74,44 @@ class Reads:
         )
         return merge(live, archived, limit, _run_position)
 
+    def search_runs(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+        bounds: SearchBounds | None = None,
+    ) -> SearchPage[RunView]:
+        """`page_runs` with a filter over both stores, each looking at a bounded number of
+        runs (`SearchBounds`): the page is `partial` when a bound stopped it short."""
+        bounds = bounds or SearchBounds()
+        live = self.store.search_runs(
+            search,
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+            scan=bounds.live(search),
+        )
+        archived = self.history.search_runs(
+            search,
+            limit,
+            function_id=function_id,
+            status=status,
+            created_after=created_after,
+            created_before=created_before,
+            after=after,
+            scan=bounds.history_scan,
+            evaluate=bounds.live(search),
+        )
+        return merge_search(live, archived, limit, _run_position)
+
     # --- events ---------------------------------------------------------------------------
     def get_event(self, internal_id: str) -> EventRecord | None:
         return self.store.get_event(internal_id) or self.history.get_event(internal_id)
@@ -90,6 +131,39 @@ class Reads:
             limit, received_after=received_after, received_before=received_before, after=after
         )
         return merge(live, archived, limit, _event_position)
+
+    def search_events(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        name: str | None = None,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+        bounds: SearchBounds | None = None,
+    ) -> SearchPage[EventRecord]:
+        bounds = bounds or SearchBounds()
+        live = self.store.search_events(
+            search,
+            limit,
+            name=name,
+            received_after=received_after,
+            received_before=received_before,
+            after=after,
+            scan=bounds.live(search),
+        )
+        archived = self.history.search_events(
+            search,
+            limit,
+            name=name,
+            received_after=received_after,
+            received_before=received_before,
+            after=after,
+            scan=bounds.history_scan,
+            evaluate=bounds.live(search),
+        )
+        return merge_search(live, archived, limit, _event_position)
 
     def event_runs(self, internal_id: str) -> list[RunView]:
         """The runs the event started, by run id, wherever each one is."""
@@ -117,6 +191,51 @@ def merge(
     items = ordered[:limit]
     more = len(ordered) > limit or first.next is not None or second.next is not None
     return Page(items, position(items[-1]) if more and items else None)
+
+
+def merge_search(
+    first: SearchPage[T], second: SearchPage[T], limit: int, position: Callable[[T], Position]
+) -> SearchPage[T]:
+    """Merge two bounded searches that started at the same position. Each is complete down
+    to its `reached` position, so together they are complete down to the higher of the two:
+    matches below it are left for the next page, which continues from there."""
+    bounds = [page.reached for page in (first, second) if page.reached is not None]
+    bound = max(bounds) if bounds else None
+    unique: dict[Position, T] = {}
+    for item in [*first.items, *second.items]:
+        at = position(item)
+        if bound is None or at >= bound:
+            unique.setdefault(at, item)
+    ordered = sorted(unique.values(), key=position, reverse=True)
+    if len(ordered) > limit:
+        last = position(ordered[limit - 1])
+        return SearchPage(ordered[:limit], last, last, False)
+    if bound is None:
+        return SearchPage(ordered, None, None, False)
+    partial = len(ordered) < limit and (first.partial or second.partial)
+    return SearchPage(ordered, bound, bound, partial)
+
+
+@dataclass(frozen=True)
+class SearchBounds:
+    """How much one search request may look at (each store), so it answers in bounded time.
+    The history store's bounds are measured in `bench/history_search.py`."""
+
+    live_scan: int = 2_000
+    """Runs (events) of Redis looked at (a filter `quick` answers costs microseconds each)."""
+    history_scan: int = 5_000
+    """Rows of the history store's list index walked (SQL evaluates the filter on them).
+    Measured in bench/history_search.py: the rows of one function are spread over the table,
+    so on PostgreSQL each costs a heap page read; SQLite parses each row's JSON text."""
+    evaluate: int = 20
+    """Runs evaluated with cel-python (milliseconds each), in each store, when neither SQL
+    nor `quick` can say the whole filter."""
+
+    def live(self, search: Filter | None) -> int:
+        """How many items one store may evaluate the filter on in Python."""
+        return (
+            self.live_scan if search is None or search.quick else min(self.live_scan, self.evaluate)
+        )
 
 
 def _run_position(view: RunView) -> Position:

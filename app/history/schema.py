@@ -83,6 +83,27 @@ events = sa.Table(
     sa.Index("ix_events_name_received", "name", "received_at", "internal_id"),
 )
 
+
+def _postgres_only(index: sa.Index) -> sa.Index:
+    """An index created on PostgreSQL only (`info["dialect"]` tells the schema check)."""
+    index.info["dialect"] = "postgresql"
+    return index.ddl_if(dialect="postgresql")
+
+
+SEARCH_INDEXES = [
+    _postgres_only(
+        sa.Index(
+            f"ix_{table.name}_{column}_gin",
+            table.c[column],
+            postgresql_using="gin",
+            postgresql_ops={column: "jsonb_path_ops"},
+        )
+    )
+    for table, column in ((runs, "events"), (runs, "output"), (runs, "error"), (events, "event"))
+]
+"""GIN (jsonb_path_ops) indexes serving a search's equalities on JSON fields: the SQL of
+`cel_sql.py` says `column @> {...}` for each (migration 0003)."""
+
 event_runs = sa.Table(
     "event_runs",
     metadata,

@@ -7,6 +7,7 @@ Every list query walks one index of `schema.py` backwards from a row-value bound
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -17,13 +18,28 @@ from sqlalchemy.sql.dml import Insert
 
 from app.errors import HistoryUnavailable
 from app.history import migrate
+from app.history.cel_sql import Source, Translation, translate
 from app.history.records import ArchivedRun, ArchivedStep
 from app.history.schema import event_runs, events, run_steps, runs
 from app.history.store import HistoryStore, Purged
 from app.models import JSON
-from app.state.records import EventRecord, MemoizedSteps, Page, Position, RunState, RunView
+from app.search import Filter, event_variables, run_variables
+from app.state.records import (
+    EventRecord,
+    MemoizedSteps,
+    Page,
+    Position,
+    RunState,
+    RunView,
+    SearchPage,
+)
 
 Query = sa.Select[*tuple[Any, ...]]
+Row = sa.Row[*tuple[Any, ...]]
+
+INDEXED_TIMEOUT_MS = 60
+"""How long a search may try the GIN index (PostgreSQL) for values the bounded walk of the
+list index found too few of; past it the bounded (partial) page is the answer."""
 
 _VIEW_COLUMNS = (
     runs.c.run_id,
@@ -36,6 +52,25 @@ _VIEW_COLUMNS = (
     runs.c.output,
     runs.c.error,
     runs.c.original_run_id,
+)
+
+RUNS_SOURCE = Source(
+    json={
+        "event": (runs.c.events, (0,)),
+        "output": (runs.c.output, ()),
+        "error": (runs.c.error, ()),
+    },
+    columns={
+        ("status",): runs.c.status,
+        ("function_id",): runs.c.function_id,
+        ("run_id",): runs.c.run_id,
+        ("created_at",): runs.c.created_at,
+        ("ended_at",): runs.c.ended_at,
+    },
+)
+EVENTS_SOURCE = Source(
+    json={"event": (events.c.event, ())},
+    columns={("event", "name"): events.c.name, ("received_at",): events.c.received_at},
 )
 
 
@@ -181,6 +216,166 @@ class SqlHistory(HistoryStore):
         more = len(rows) > limit and bool(views)
         return Page(views, (views[-1].created_at, views[-1].run_id) if more else None)
 
+    def search_runs(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+        evaluate: int,
+    ) -> SearchPage[RunView]:
+        base = _runs_base(function_id, status, created_after, created_before)
+        at, key = runs.c.created_at, runs.c.run_id
+        columns = (*_VIEW_COLUMNS, _first_event(self._dialect()).label("first_event"))
+        rows, page = self._search(
+            search, RUNS_SOURCE, base, at, key, after, columns, limit, scan, evaluate
+        )
+        views = [_view(row) for row in rows]
+        return SearchPage(views, page.next, page.reached, page.partial)
+
+    def count_runs(
+        self,
+        search: Filter | None,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        evaluate: int,
+    ) -> tuple[int, bool]:
+        """How many stored runs match, and whether that count is exact (a filter SQL cannot
+        express whole is evaluated on at most `evaluate` candidates: then a lower bound)."""
+        clauses = _runs_base(function_id, status, created_after, created_before)
+        translation = translate(search.tree, RUNS_SOURCE, self._dialect()) if search else None
+        if translation is not None and translation.clause is not None:
+            clauses.append(translation.clause)
+        with self._connect() as connection:
+            if translation is None or translation.exact:
+                query = sa.select(sa.func.count()).select_from(runs).where(*clauses)
+                return int(connection.execute(query).scalar_one()), True
+            assert search is not None
+            rows = connection.execute(
+                sa.select(*_VIEW_COLUMNS, _first_event(self._dialect()))
+                .where(*clauses)
+                .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
+                .limit(evaluate + 1)
+            ).all()
+        matched = len([row for row in rows[:evaluate] if search.matches(_run_variables(row))])
+        return matched, len(rows) <= evaluate
+
+    def _indexed(
+        self,
+        connection: sa.Connection,
+        translation: Translation,
+        base: list[sa.ColumnElement[bool]],
+        after: Position | None,
+        at: sa.ColumnElement[int],
+        key: sa.ColumnElement[str],
+    ) -> list[sa.ColumnElement[Any]] | None:
+        """The whole search's conditions with the GIN-served one (PostgreSQL, exact filters
+        with an equality on JSON): for values the bounded walk found too few of."""
+        if translation.indexed is None or translation.clause is None or not translation.exact:
+            return None
+        clauses: list[sa.ColumnElement[Any]] = [*base, translation.indexed, translation.clause]
+        if after is not None:
+            clauses.append(
+                sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            )
+        return clauses
+
+    def _within(self, connection: sa.Connection, query: Query) -> list[Row] | None:
+        """Run `query` if it answers within INDEXED_TIMEOUT_MS, else None."""
+        try:
+            with connection.begin_nested():
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {INDEXED_TIMEOUT_MS}")
+                return list(connection.execute(query).all())
+        except sa.exc.OperationalError:
+            return None
+
+    def _dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _search(
+        self,
+        search: Filter | None,
+        source: Source,
+        base: list[sa.ColumnElement[bool]],
+        at: sa.ColumnElement[int],
+        key: sa.ColumnElement[str],
+        after: Position | None,
+        columns: Sequence[sa.ColumnElement[Any]],
+        limit: int,
+        scan: int,
+        evaluate: int,
+    ) -> tuple[list[Row], SearchPage[None]]:
+        """Newest first, at most `scan` rows of the list index looked at (an index-only walk
+        finds the edge), at most `evaluate` of them evaluated with CEL when SQL cannot say
+        the whole filter. Returns the matching rows (up to `limit`) and the paging."""
+        clauses = list(base)
+        if after is not None:
+            clauses.append(
+                sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            )
+        translation = translate(search.tree, source, self._dialect()) if search else None
+        with self._connect() as connection:
+            edge_rows = connection.execute(
+                sa.select(at, key)
+                .where(*clauses)
+                .order_by(at.desc(), key.desc())
+                .offset(scan - 1)
+                .limit(2)
+            ).all()
+            # the scan-th row bounds the look, unless it is the last row there is
+            edge: Position | None = (
+                (edge_rows[0][0], edge_rows[0][1]) if len(edge_rows) == 2 else None
+            )
+            if edge is not None:
+                clauses.append(
+                    sa.tuple_(at, key) >= sa.tuple_(sa.literal(edge[0]), sa.literal(edge[1]))
+                )
+            if translation is not None and translation.clause is not None:
+                clauses.append(translation.clause)
+            query = sa.select(*columns).where(*clauses).order_by(at.desc(), key.desc())
+            if search is None or translation is None or translation.exact:
+                rows = connection.execute(query.limit(limit + 1)).all()
+                if len(rows) <= limit and edge is not None and translation is not None:
+                    indexed = self._indexed(connection, translation, base, after, at, key)
+                    if indexed is not None:
+                        query = sa.select(*columns).where(*indexed).order_by(at.desc(), key.desc())
+                        complete = self._within(connection, query.limit(limit + 1))
+                        if complete is not None:
+                            return _paged(complete, limit, None, budget_hit=False)
+                return _paged(rows, limit, edge, budget_hit=False)
+            matched: list[Row] = []
+            evaluated = 0
+            batch = limit + 1
+            last: Position | None = None
+            while len(matched) <= limit and evaluated < evaluate:
+                step = query
+                if last is not None:
+                    step = step.where(
+                        sa.tuple_(at, key) < sa.tuple_(sa.literal(last[0]), sa.literal(last[1]))
+                    )
+                chunk = connection.execute(step.limit(min(batch, evaluate - evaluated))).all()
+                for row in chunk:
+                    evaluated += 1
+                    last = _position(row)
+                    if search.matches(_variables(search, row)):
+                        matched.append(row)
+                        if len(matched) > limit:
+                            break
+                if len(chunk) < batch:
+                    break
+            budget_hit = len(matched) <= limit and evaluated >= evaluate and last is not None
+            if budget_hit:
+                return _paged(matched, limit, last, budget_hit=True)
+            return _paged(matched, limit, edge, budget_hit=False)
+
     def load_run(self, run_id: str) -> RunState | None:
         with self._connect() as connection:
             row = connection.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
@@ -258,6 +453,41 @@ class SqlHistory(HistoryStore):
         more = len(rows) > limit and bool(records)
         last = records[-1] if records else None
         return Page(records, (last.received_at, last.internal_id) if more and last else None)
+
+    def search_events(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        name: str | None = None,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+        evaluate: int,
+    ) -> SearchPage[EventRecord]:
+        base: list[sa.ColumnElement[bool]] = []
+        if name is not None:
+            base.append(events.c.name == name)
+        if received_after is not None:
+            base.append(events.c.received_at >= received_after)
+        if received_before is not None:
+            base.append(events.c.received_at < received_before)
+        columns = (events.c.internal_id, events.c.received_at, events.c.event)
+        rows, page = self._search(
+            search,
+            EVENTS_SOURCE,
+            base,
+            events.c.received_at,
+            events.c.internal_id,
+            after,
+            columns,
+            limit,
+            scan,
+            evaluate,
+        )
+        records = [EventRecord(row[0], row[1], dict(row[2])) for row in rows]
+        return SearchPage(records, page.next, page.reached, page.partial)
 
     def event_run_ids(self, internal_id: str) -> list[str]:
         with self._connect() as connection:
@@ -369,6 +599,75 @@ def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
         logs=list(logs.get("lines") or []),
         logs_dropped=int(logs.get("dropped") or 0),
     )
+
+
+def _runs_base(
+    function_id: str | None,
+    status: str | None,
+    created_after: int | None,
+    created_before: int | None,
+) -> list[sa.ColumnElement[bool]]:
+    base: list[sa.ColumnElement[bool]] = []
+    if function_id is not None:
+        base.append(runs.c.function_id == function_id)
+    if status is not None:
+        base.append(runs.c.status == status)
+    if created_after is not None:
+        base.append(runs.c.created_at >= created_after)
+    if created_before is not None:
+        base.append(runs.c.created_at < created_before)
+    return base
+
+
+def _first_event(dialect: str) -> sa.ColumnElement[Any]:
+    """The run's trigger event (the first of `events`), as JSON."""
+    if dialect == "postgresql":
+        return runs.c.events.op("->")(0)
+    return sa.func.json_extract(runs.c.events, "$[0]")
+
+
+def _position(row: Row) -> Position:
+    mapping = row._mapping
+    if "run_id" in mapping:
+        return (mapping["created_at"], mapping["run_id"])
+    return (mapping["received_at"], mapping["internal_id"])
+
+
+def _variables(search: Filter, row: Row) -> dict[str, JSON]:
+    if search.kind == "runs":
+        return _run_variables(row)
+    event = row[2]
+    return event_variables(dict(event) if isinstance(event, dict) else {}, row[1])
+
+
+def _run_variables(row: Row) -> dict[str, JSON]:
+    event = row[-1]
+    if isinstance(event, str):  # SQLite's json_extract answers the object as JSON text
+        event = json.loads(event)
+    return run_variables(
+        event=event if isinstance(event, dict) else None,
+        output=row.output,
+        error=row.error,
+        status=row.status,
+        function_id=row.function_id,
+        run_id=row.run_id,
+        created_at=row.created_at,
+        ended_at=row.ended_at,
+    )
+
+
+def _paged(
+    rows: Sequence[Row], limit: int, reached: Position | None, *, budget_hit: bool
+) -> tuple[list[Row], SearchPage[None]]:
+    """The first `limit` rows with where to go on: after the last one when more matched,
+    else from `reached` (where the bounded look stopped; None: it saw everything)."""
+    items = list(rows[:limit])
+    if len(rows) > limit:
+        last = _position(items[-1])
+        return items, SearchPage([], last, last, False)
+    if reached is None:
+        return items, SearchPage([], None, None, False)
+    return items, SearchPage([], reached, reached, True)
 
 
 def _text(value: JSON) -> str | None:

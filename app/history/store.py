@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.history.records import ArchivedRun
-from app.state.records import EventRecord, MemoizedSteps, Page, Position, RunState, RunView
+from app.search import Filter
+from app.state.records import (
+    EventRecord,
+    MemoizedSteps,
+    Page,
+    Position,
+    RunState,
+    RunView,
+    SearchPage,
+)
 
 
 @dataclass
@@ -78,6 +87,37 @@ class HistoryStore(abc.ABC):
         created_before), strictly after position `after`; views without steps."""
 
     @abc.abstractmethod
+    def search_runs(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+        evaluate: int,
+    ) -> SearchPage[RunView]:
+        """`page_runs` with a filter: at most `scan` runs (newest first, after `after`) are
+        looked at, and at most `evaluate` of them evaluated with CEL where SQL cannot say the
+        whole filter (`cel_sql.py`); a page cut short by those bounds is `partial`."""
+
+    @abc.abstractmethod
+    def count_runs(
+        self,
+        search: Filter | None,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        evaluate: int,
+    ) -> tuple[int, bool]:
+        """How many stored runs match, and whether the count is exact."""
+
+    @abc.abstractmethod
     def load_run(self, run_id: str) -> RunState | None:
         """The run as the executor would load it (what rerun and replay start from)."""
 
@@ -97,6 +137,21 @@ class HistoryStore(abc.ABC):
         after: Position | None = None,
     ) -> Page[EventRecord]:
         """Newest first (received_at, then internal id), as `page_runs`."""
+
+    @abc.abstractmethod
+    def search_events(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        name: str | None = None,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+        evaluate: int,
+    ) -> SearchPage[EventRecord]:
+        """`page_events` by name and filter, bounded as `search_runs`."""
 
     @abc.abstractmethod
     def event_run_ids(self, internal_id: str) -> list[str]:

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from app.models import JSON, event_job
 from app.state.base import StoreBase, _dumps
 from app.state.keys import Keys
-from app.state.records import EventRecord, Ingested, NewEvent, Page, Position
+from app.state.records import EventRecord, Ingested, NewEvent, Page, Position, SearchPage
 from app.state.scripts import EventItem
 
 RECENT_EVENTS_MS = 86_400_000
 """How far back the index of recent events by name reaches (the longest wait lookback)."""
 RECENT_EVENTS_MAX = 1_000
 """At most this many recent events are indexed per event name (the newest)."""
+
+if TYPE_CHECKING:
+    from app.search import Filter
 
 
 class EventVerbs(StoreBase):
@@ -91,6 +95,52 @@ class EventVerbs(StoreBase):
         records = [_event_record(item) for item in raw if item is not None]
         last = members[-1]
         return Page(records, (last[1], last[0]) if more else None)
+
+    def search_events(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        name: str | None = None,
+        received_after: int | None = None,
+        received_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+    ) -> SearchPage[EventRecord]:
+        """`page_events` by name and filter, looking at most at `scan` events (newest
+        first); a page cut short by that bound is `partial`."""
+        from app.state.run_views import _search_page
+
+        found: list[tuple[EventRecord, Position]] = []
+        looked = 0
+        cursor = after
+        batch = min(scan, max(limit + 1, 100))
+        while looked < scan:
+            members, more = self._score_page(
+                self._keys.events,
+                min(batch, scan - looked),
+                received_after,
+                received_before,
+                cursor,
+            )
+            if not members:
+                return _search_page(found, limit, None)
+            raw = self._client.mget([self._keys.event(member) for member, _ in members])
+            for (member, score), item in zip(members, raw, strict=True):
+                looked += 1
+                cursor = (score, member)
+                if item is None:
+                    continue
+                record = _event_record(item)
+                if name is not None and record.event.get("name") != name:
+                    continue
+                if search is None or search.matches_event(record.event, record.received_at):
+                    found.append((record, cursor))
+                    if len(found) > limit:
+                        return _search_page(found, limit, None)
+            if not more:
+                return _search_page(found, limit, None)
+        return _search_page(found, limit, cursor)
 
     def list_events(self, limit: int, before: str | None = None) -> list[EventRecord]:
         """Newest first; `before` is an internal id (exclusive) from a previous page."""

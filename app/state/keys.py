@@ -52,6 +52,12 @@ indexes across runs.
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)
     <p>:metric:<name>               hash    label (function id, ...) -> counter (metrics.py)
 
+Bulk operations (built in `bulk.py`, see app/bulk.py):
+
+    <p>:bulk:<id>                   hash    state, spec, estimate, counters, cursor
+    <p>:bulk:<id>:runs              hash    run id -> "<outcome> <detail>" (each run once)
+    <p>:bulks                       zset    bulk id, score created_at (ms)
+
 History (`ArchiveKeys`, for `archive.py`): what waits for the archiver, and what Redis drops
 once the history store has it (see app/history/archiver.py):
 

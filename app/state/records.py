@@ -163,6 +163,20 @@ class Page(Generic[T]):
     """The last item's position when more items follow, else None."""
 
 
+@dataclass
+class SearchPage(Generic[T]):
+    """A page of a filtered search, which looks at a bounded number of items per request.
+
+    `next` is where to continue (None: nothing more). `reached` is how far the search looked:
+    every match at a position >= `reached` is in `items` (None: it looked at everything).
+    `partial` says it stopped at its bound before finding a full page."""
+
+    items: list[T]
+    next: Position | None
+    reached: Position | None = None
+    partial: bool = False
+
+
 # --- flow control (`flow.py`) -------------------------------------------------------------
 
 

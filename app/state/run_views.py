@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
+from app.models import JSON
 from app.state.base import StoreBase, _opt_int
-from app.state.records import Page, Position, RunView
+from app.state.records import Page, Position, RunView, SearchPage, T
 from app.state.run_logs import RunLogKeys
 from app.state.runs import _decode_record
+
+if TYPE_CHECKING:
+    from app.search import Filter
 
 
 class RunViewVerbs(StoreBase):
@@ -71,6 +76,45 @@ class RunViewVerbs(StoreBase):
         last = members[-1]
         return Page(views, (last[1], last[0]) if more else None)
 
+    def search_runs(
+        self,
+        search: Filter | None,
+        limit: int,
+        *,
+        function_id: str | None = None,
+        status: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        after: Position | None = None,
+        scan: int,
+    ) -> SearchPage[RunView]:
+        """`page_runs` with a filter, evaluated with CEL on at most `scan` runs of the index
+        (newest first): a page cut short by that bound is `partial`, `next` where it stopped."""
+        key = self._runs_index(function_id, status)
+        found: list[tuple[RunView, Position]] = []
+        looked = 0
+        cursor = after
+        batch = min(scan, max(limit + 1, 100))
+        while looked < scan:
+            members, more = self._score_page(
+                key, min(batch, scan - looked), created_after, created_before, cursor
+            )
+            if not members:
+                return _search_page(found, limit, None)
+            pipe = self._client.pipeline(transaction=False)
+            for member, _ in members:
+                pipe.hgetall(self._keys.run(member).meta)
+            for (member, score), meta in zip(members, pipe.execute(), strict=True):
+                looked += 1
+                cursor = (score, member)
+                if meta and (search is None or search.matches_run(**_variables(meta))):
+                    found.append((_run_view(meta), cursor))
+                    if len(found) > limit:
+                        return _search_page(found, limit, None)
+            if not more:
+                return _search_page(found, limit, None)
+        return _search_page(found, limit, cursor)
+
     def run_views(self, run_ids: list[str]) -> list[RunView]:
         """Views (without steps) of those of `run_ids` that are in Redis, in that order."""
         return self._run_views(run_ids)
@@ -89,6 +133,33 @@ class RunViewVerbs(StoreBase):
         for run_id in ids:
             pipe.hgetall(self._keys.run(run_id).meta)
         return [_run_view(meta) for meta in pipe.execute() if meta]
+
+
+def _variables(meta: dict[str, str]) -> dict[str, JSON]:
+    events = json.loads(meta.get("events") or "[]")
+    first = events[0] if isinstance(events, list) and events else None
+    return dict(
+        event=first if isinstance(first, dict) else None,
+        output=json.loads(meta.get("output") or "null"),
+        error=json.loads(meta.get("error") or "null"),
+        status=meta["status"],
+        function_id=meta["function_id"],
+        run_id=meta["run_id"],
+        created_at=int(meta["created_at"]),
+        ended_at=_opt_int(meta.get("ended_at")),
+    )
+
+
+def _search_page(
+    found: list[tuple[T, Position]], limit: int, stopped: Position | None
+) -> SearchPage[T]:
+    """Matches newest first: with more than `limit`, the page ends at the limit-th; else
+    the search stopped at `stopped` (its bound; None: it saw every item)."""
+    if len(found) > limit:
+        last = found[limit - 1][1]
+        return SearchPage([item for item, _ in found[:limit]], last, last, False)
+    items = [item for item, _ in found]
+    return SearchPage(items, stopped, stopped, stopped is not None)
 
 
 def _run_view(meta: dict[str, str]) -> RunView:

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from app.state.archive import ArchiveStore
+from app.state.bulk import BulkStore
 from app.state.connect import ConnectStore
 from app.state.flow import FlowStore
 from app.state.keys import Keys
@@ -28,6 +29,7 @@ NAMES = (
     *LivenessStore.NAMES,
     *ConnectStore.NAMES,
     *ArchiveStore.NAMES,
+    *BulkStore.NAMES,
     *RunLogStore.NAMES,
 )
 """Every script of lua/, whichever module's wrapper loads it."""

@@ -127,6 +127,9 @@ export const api = {
   workers: (options) => getJSON("/workers", null, options),
   syncApp: (appId) => postJSON(`/apps/${enc(appId)}/sync`),
   syncUrl: (url) => postJSON("/apps/sync", { url }),
+  bulks: (params, options) => getJSON("/bulk", params, options),
+  startBulk: (spec) => postJSON("/bulk", spec),
+  stopBulk: (bulkId) => postJSON(`/bulk/${enc(bulkId)}/stop`),
   async health() {
     try {
       return (await send("/health", { auth: false })).body;

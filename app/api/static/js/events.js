@@ -1,9 +1,23 @@
 // #/events: received events, newest first, live; each row shows the runs the event started or
 // why a function did not run (`metadata.outcomes` of GET /v1/events/<id>/runs) and opens to the
-// payload. #/events/<id>: one event, the same card opened.
+// payload. #/events/<id>: one event, the same card opened. `#/events?name=&filter=` searches
+// by exact name and a CEL filter over `event` (a partial search says so, as on Runs).
 
 import { api } from "./api.js";
-import { badge, clear, ended, h, jsonView, ms, poll, problem, shortId, when } from "./dom.js";
+import {
+  badge,
+  clear,
+  ended,
+  h,
+  hashQuery,
+  jsonView,
+  ms,
+  poll,
+  problem,
+  setHashQuery,
+  shortId,
+  when,
+} from "./dom.js";
 import { openSendDialog } from "./send.js";
 
 const PAGE_SIZE = 30;
@@ -156,6 +170,19 @@ export function mountEvents(root) {
   const newer = h("button.button.ghost", { type: "button" }, "← Newer");
   const older = h("button.button.ghost", { type: "button" }, "Older →");
   const live = h("span.live", { title: "Refreshes every 2 seconds" }, "live");
+  const q = hashQuery();
+  const search = { name: q.get("name") || "", filter: q.get("filter") || "" };
+  const nameInput = h("input", { type: "search", id: "event-name", "aria-label": "Event name", placeholder: "Name (exact)" });
+  const filterInput = h("input.search", {
+    type: "search",
+    id: "event-filter",
+    "aria-label": "Search events (CEL filter)",
+    placeholder: "Search: event.data.order_id == \"o-1\"",
+    spellcheck: "false",
+  });
+  nameInput.value = search.name;
+  filterInput.value = search.filter;
+  const partial = h("div.partial-note", { id: "event-partial", role: "status", hidden: true });
   root.append(
     h(
       "header.page-head",
@@ -164,6 +191,25 @@ export function mountEvents(root) {
       h("div.filters", null, live),
       h("button.button.primary", { type: "button", id: "send-event", onclick: () => openSendDialog() }, "Send event"),
     ),
+    h(
+      "form.search-row",
+      {
+        onsubmit: (e) => {
+          e.preventDefault();
+          search.name = nameInput.value.trim();
+          search.filter = filterInput.value.trim();
+          setHashQuery("/events", search);
+          cursors = [null];
+          page = 0;
+          generation += 1;
+          stop.now();
+        },
+      },
+      nameInput,
+      filterInput,
+      h("button.button.ghost", { type: "submit", id: "event-search-go" }, "Search"),
+    ),
+    partial,
     message,
     list,
     h("footer.pager", null, newer, older),
@@ -203,12 +249,26 @@ export function mountEvents(root) {
   const stop = poll(async () => {
     const asked = generation;
     try {
-      const answer = await api.events({ limit: PAGE_SIZE, cursor: cursors[page] });
+      const answer = await api.events({ limit: PAGE_SIZE, cursor: cursors[page], name: search.name, filter: search.filter });
       if (asked !== generation) return 0;
       events = answer.data || [];
-      nextCursor = (answer.metadata && answer.metadata.next_cursor) || null;
+      const meta = answer.metadata || {};
+      nextCursor = meta.next_cursor || null;
+      partial.hidden = !meta.partial;
+      if (meta.partial) {
+        clear(partial, h("strong", null, "Partial search: "), `looked at events received down to ${new Date(meta.searched_to).toLocaleString()}. Use Older → to search further.`);
+      }
       clear(message);
     } catch (error) {
+      if (asked !== generation) return 0;
+      partial.hidden = true;
+      if (error.status === 400) {
+        events = [];
+        list.replaceChildren();
+        key = "";
+        clear(message, h("div.problem", { id: "event-search-error", role: "alert" }, error.message));
+        return POLL_MS;
+      }
       clear(message, problem(error.status === 404 ? "This Stepline has no GET /v1/events." : error));
       return error.status === 401 ? 10_000 : POLL_MS;
     }
@@ -217,7 +277,7 @@ export function mountEvents(root) {
     if (next !== key || events.some((e) => Date.now() - ms(e.received_at) < 60_000)) {
       key = next;
       list.replaceChildren(...events.map((event) => eventCard(event, cache, { open: open.has(event.internal_id) })));
-      if (!events.length) list.append(h("div.empty", null, "No events yet."));
+      if (!events.length) list.append(h("div.empty", null, search.name || search.filter ? "No events match." : "No events yet."));
     } else {
       for (const time of list.querySelectorAll("time")) time.textContent = when(time.dateTime).textContent;
     }

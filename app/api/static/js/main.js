@@ -4,10 +4,12 @@
 //   #/events                              event stream       (events.js)
 //   #/events/<internal id>                one event          (events.js)
 //   #/functions                           functions and apps (functions.js)
+//   #/bulk                                bulk cancel/replay (bulk.js)
 //   #/workers                             workers, beat and the queue (workers.js)
 // A view is `mount(container, ...params)` returning an unmount function (stops its polling).
 
 import { api, onUnauthorized, token } from "./api.js";
+import { mountBulk } from "./bulk.js";
 import { clear, poll, problem } from "./dom.js";
 import { mountEvent, mountEvents } from "./events.js";
 import { mountFunctions } from "./functions.js";
@@ -21,6 +23,7 @@ const routes = [
   [/^\/events\/([^/?]+)/, mountEvent, "events"],
   [/^\/events\/?(?:\?|$)/, mountEvents, "events"],
   [/^\/functions\/?(?:\?|$)/, mountFunctions, "functions"],
+  [/^\/bulk\/?(?:\?|$)/, mountBulk, "bulk"],
   [/^\/workers\/?(?:\?|$)/, mountWorkers, "workers"],
 ];
 

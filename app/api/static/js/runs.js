@@ -1,5 +1,7 @@
 // #/runs: every run, newest first, live. Filters go to GET /v1/runs as query parameters and
 // pages follow `metadata.next_cursor`, so only one page (PAGE_SIZE runs) is ever loaded.
+// The search box is a CEL filter (`filter`): a search looks at a bounded number of runs per
+// request, and when it stops short the page says so (`metadata.partial`) and offers to go on.
 
 import { api } from "./api.js";
 import {
@@ -44,6 +46,7 @@ export function mountRuns(root) {
     range: q.get("range") || "",
     from: q.get("from") || "",
     to: q.get("to") || "",
+    filter: q.get("filter") || "",
   };
   // `#/runs?limit=N` picks the page size (1..100).
   const pageSize = Math.min(100, Math.max(1, Number(q.get("limit")) || PAGE_SIZE));
@@ -69,6 +72,15 @@ export function mountRuns(root) {
   const toInput = h("input", { type: "datetime-local", id: "filter-to", "aria-label": "To", step: "1" });
   const custom = h("span.custom-range", null, fromInput, "→", toInput);
   const live = h("span.live", { title: "Refreshes every 1.5 seconds" }, "live");
+  const search = h("input.search", {
+    type: "search",
+    id: "filter-search",
+    "aria-label": "Search (CEL filter)",
+    placeholder: 'Search: event.data.customer == "acme" && error.message.contains("timeout")',
+    spellcheck: "false",
+  });
+  search.value = filters.filter;
+  const partial = h("div.partial-note", { id: "search-partial", role: "status", hidden: true });
 
   statusSelect.value = filters.status;
   rangeSelect.value = filters.range;
@@ -88,6 +100,13 @@ export function mountRuns(root) {
       h("h1", null, "Runs"),
       h("div.filters", null, fnSelect, statusSelect, rangeSelect, custom, live),
     ),
+    h(
+      "form.search-row",
+      { onsubmit: (event) => (event.preventDefault(), filtersChanged()) },
+      search,
+      h("button.button.ghost", { type: "submit", id: "search-go" }, "Search"),
+    ),
+    partial,
     message,
     h(
       "div.table-wrap",
@@ -124,6 +143,7 @@ export function mountRuns(root) {
 
   function params() {
     const out = { function_id: filters.function_id, status: filters.status, limit: pageSize };
+    if (filters.filter) out.filter = filters.filter;
     if (RANGE_MS[filters.range]) {
       // Rounded to the minute so that the same URL (and its ETag) serves a minute of polls.
       out.after = Math.floor((Date.now() - RANGE_MS[filters.range]) / 60_000) * 60_000;
@@ -143,6 +163,7 @@ export function mountRuns(root) {
     filters.range = rangeSelect.value;
     filters.from = fromInput.value;
     filters.to = toInput.value;
+    filters.filter = search.value.trim();
     const shown = { ...filters, limit: pageSize === PAGE_SIZE ? "" : String(pageSize) };
     if (shown.range !== "custom") shown.from = shown.to = "";
     setHashQuery("/runs", shown);
@@ -227,16 +248,32 @@ export function mountRuns(root) {
       answer = await api.runs(params());
     } catch (error) {
       if (asked !== generation) return 0;
+      partial.hidden = true;
+      if (error.status === 400 && error.field === "filter") {
+        clear(tbody);
+        clear(message, h("div.problem", { id: "search-error", role: "alert" }, error.message));
+        return POLL_MS;
+      }
       clear(message, problem(error.status === 404 ? "This Stepline has no GET /v1/runs." : error));
       return error.status === 401 ? 10_000 : POLL_MS;
     }
     if (asked !== generation) return 0; // the filters changed meanwhile: ask again now
     clear(message);
     const runs = answer.data || [];
-    nextCursor = (answer.metadata && answer.metadata.next_cursor) || null;
+    const meta = answer.metadata || {};
+    nextCursor = meta.next_cursor || null;
+    partial.hidden = !meta.partial;
+    if (meta.partial) {
+      clear(
+        partial,
+        h("strong", null, "Partial search: "),
+        `looked at runs created down to ${new Date(meta.searched_to).toLocaleString()}; older ones were not searched yet. `,
+        h("button.link-button", { type: "button", id: "search-older", onclick: () => older.click() }, "Search older runs →"),
+      );
+    }
     render(runs); // keyed: unchanged rows are kept, only their clocks move
     if (!runs.length) {
-      const anyFilter = filters.function_id || filters.status || filters.range;
+      const anyFilter = filters.function_id || filters.status || filters.range || filters.filter;
       message.append(
         h(
           "div.empty",

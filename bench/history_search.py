@@ -1,0 +1,220 @@
+"""Latency of search (`GET /v1/runs?filter=`, `GET /v1/events?name=&filter=`) over 1,000,000
+archived runs and 1,000,000 archived events, each kind of filter, next to the unfiltered list.
+
+    BENCH_HISTORY_URL=postgresql://postgres@127.0.0.1:5432/stepline_bench \\
+        python -m bench.history_search [--runs 1000000] [--no-load]
+    BENCH_HISTORY_URL=sqlite:////tmp/bench-search.db python -m bench.history_search
+
+Bulk-loads rows straight into the tables as `bench/history_runs_list.py` does (PostgreSQL:
+COPY, then the migration's GIN indexes are there; SQLite: executemany), with varied trigger
+data: 1,000 customers, 5 regions, amounts 0..996; 80% Completed (output {"n": i}), 15% Failed
+(error "boom <i % 50>"), 5% Cancelled. Redis (BENCH_REDIS_URL) holds 100 live runs, so each
+request merges both stores as in production. Times each request through the Flask test client
+and prints median and p95 (ms), rows answered and whether the page was partial. Target (issue
+#14): p95 < 200 ms. Printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from app.api import create_app
+from app.config import Settings
+from app.engine import Engine
+from app.functions import FunctionSet
+from app.history.schema import events, metadata, runs
+from app.history.store import normalize_url, open_history
+from app.state.store import NewRun
+from bench.harness import REDIS_URL, flush
+from bench.history_runs_list import NoSender, status_of
+
+HISTORY_URL = os.environ.get(
+    "BENCH_HISTORY_URL", "postgresql://postgres@127.0.0.1:5432/stepline_bench"
+)
+T0 = 1_700_000_000_000
+FUNCTIONS = 20
+CHUNK = 50_000
+REGIONS = ("eu", "us", "apac", "latam", "mea")
+
+
+def event_of(i: int) -> dict[str, Any]:
+    return {
+        "name": f"shop/{'order' if i % 4 else 'refund'}",
+        "data": {"n": i, "customer": f"c{i % 1000}", "region": REGIONS[i % 5], "amount": i % 997},
+        "id": "",
+        "ts": T0 + i,
+        "user": {},
+    }
+
+
+def run_row(i: int) -> dict[str, Any]:
+    created, status = T0 + i, status_of(i)
+    return {
+        "run_id": f"run{i:08d}",
+        "function_id": f"bench-f{i % FUNCTIONS}",
+        "status": status,
+        "created_at": created,
+        "started_at": created + 1,
+        "ended_at": created + 50,
+        "event_ids": [f"evt{i:08d}"],
+        "events": [event_of(i)],
+        "output": {"n": i} if status == "Completed" else None,
+        "error": {"name": "Error", "message": f"boom {i % 50}"} if status == "Failed" else None,
+        "original_run_id": None,
+        "correlation_id": None,
+        "archived_at": created + 60,
+    }
+
+
+def event_row(i: int) -> dict[str, Any]:
+    event = event_of(i)
+    return {
+        "internal_id": f"evt{i:08d}",
+        "name": event["name"],
+        "event_id": None,
+        "received_at": T0 + i,
+        "ts": T0 + i,
+        "event": event,
+    }
+
+
+def load(engine: sa.Engine, count: int) -> None:
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+    for table, make in ((runs, run_row), (events, event_row)):
+        columns = [c.name for c in table.columns]
+        if engine.dialect.name == "postgresql":
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+                with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
+                    for i in range(count):
+                        row = make(i)
+                        copy.write_row(
+                            [
+                                json.dumps(row[c]) if isinstance(row[c], dict | list) else row[c]
+                                for c in columns
+                            ]
+                        )
+                raw.commit()
+            finally:
+                raw.close()
+        else:
+            with engine.begin() as connection:
+                for base in range(0, count, CHUNK):
+                    rows = [make(i) for i in range(base, min(base + CHUNK, count))]
+                    connection.execute(sa.insert(table), rows)
+    if engine.dialect.name == "postgresql":  # what autovacuum does soon after a load
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE runs")
+            connection.exec_driver_sql("VACUUM ANALYZE events")
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    took = time.perf_counter() - started
+    print(f"loaded {count} runs and {count} events into {engine.dialect.name} in {took:.1f}s")
+
+
+def timed(client: Any, url: str, repeat: int) -> tuple[float, float, int, bool]:
+    samples, rows, partial = [], 0, False
+    for _ in range(repeat):
+        start = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        rows = len(body["data"])
+        partial = bool(body["metadata"].get("partial"))
+    samples.sort()
+    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)], rows, partial
+
+
+def runs_url(expr: str, extra: str = "") -> str:
+    return f"/v1/runs?limit=100&filter={quote(expr)}{extra}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--no-load", action="store_true", help="reuse the rows already there")
+    options = parser.parse_args()
+    flush()
+    history = open_history(HISTORY_URL)
+    history.upgrade()
+    engine: sa.Engine = sa.create_engine(normalize_url(HISTORY_URL))
+    if not options.no_load:
+        load(engine, options.runs)
+    app_engine = Engine.create(
+        Settings(redis_url=REDIS_URL, key_prefix="bench", history_url=HISTORY_URL),
+        sender=NoSender(),
+        local=FunctionSet(),
+    )
+    app_engine.store.create_runs(
+        [
+            NewRun(
+                run_id=f"live{i:04d}",
+                function_id=f"bench-f{i % FUNCTIONS}",
+                events=[event_of(options.runs + i)],
+                event_ids=[],
+                created_at=T0 + options.runs + i,
+            )
+            for i in range(100)
+        ]
+    )
+    client = create_app(app_engine).test_client()
+    queries = {
+        "no filter (baseline)": "/v1/runs?limit=100",
+        "filter: true": runs_url("true"),
+        "customer == (1 in 1000)": runs_url('event.data.customer == "c42"'),
+        "region == (1 in 5)": runs_url('event.data.region == "eu"'),
+        "amount > 900 && status": runs_url('event.data.amount > 900 && status == "Completed"'),
+        "error contains": runs_url('error.message.contains("boom 7")'),
+        "in + startsWith": runs_url(
+            'event.data.region in ["eu", "us"] && event.data.customer.startsWith("c99")'
+        ),
+        "no match at all": runs_url('event.data.customer == "nobody"'),
+        "customer == + function": runs_url('event.data.customer == "c42"', "&function_id=bench-f2"),
+        "output.n == (one run)": runs_url("output.n == 500001"),
+        "CEL only: n % 1000 == 0": runs_url("event.data.n % 1000 == 0"),
+        "events: name": "/v1/events?limit=100&name=shop/refund",
+        "events: name + filter": "/v1/events?limit=100&name=shop/order&filter="
+        + quote('event.data.customer == "c42"'),
+    }
+    print(
+        f"search over {options.runs} archived runs and events ({engine.dialect.name}) "
+        f"+ 100 live runs, {options.repeat} requests each (ms)"
+    )
+    print(f"{'query':28} {'median':>8} {'p95':>8} {'rows':>5} {'partial':>8}")
+    worst = 0.0
+    baseline = 0.0
+    for name, url in queries.items():
+        med, p95, rows, partial = timed(client, url, options.repeat)
+        baseline = baseline or med
+        worst = max(worst, p95)
+        print(
+            f"{name:28} {med:8.2f} {p95:8.2f} {rows:5d} {partial!s:>8}"
+            f"   x{med / baseline:5.1f} baseline"
+        )
+    print(f"worst p95 {worst:.2f} ms (target < 200 ms): {'ok' if worst < 200 else 'SLOW'}")
+    app_engine.store.close()
+    history.close()
+    engine.dispose()
+    flush()
+
+
+if __name__ == "__main__":
+    main()
