@@ -15,24 +15,17 @@ like `ArchiveStore`: the store's client and prefix, `now` passed in.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING
 
 from app.models import JSON
 from app.state.keys import ArchiveKeys
+from app.state.lua_files import Arg
 from app.state.records import Position
-from app.state.scripts import read_script
 from app.state.store import Store
 
 if TYPE_CHECKING:
     from redis import Redis
-
-Arg = str | int
-
-
-class _Script(Protocol):
-    def __call__(self, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -58,10 +51,8 @@ class BulkStore:
         self._client: Redis[str] = store._client
         self._prefix = store.keys.prefix
         self._archive = ArchiveKeys(store.keys.prefix)
-        self._scripts: dict[str, _Script] = {
-            name: cast(_Script, self._client.register_script(read_script(store.lua_dir, name)))
-            for name in self.NAMES
-        }
+        self._lua = store.lua
+        self._lua.load(self.NAMES)
 
     def _bulk(self, bulk_id: str) -> str:
         return f"{self._prefix}:bulk:{bulk_id}"
@@ -76,12 +67,12 @@ class BulkStore:
     def create(self, bulk_id: str, spec: dict[str, JSON], estimate: int, now: int) -> bool:
         keys = [self._bulk(bulk_id), self._bulks]
         args: list[Arg] = [bulk_id, now, json.dumps(spec, separators=(",", ":")), estimate]
-        return bool(self._scripts["bulk_create"](keys, args))
+        return bool(self._lua.script("bulk_create")(keys, args))
 
     def record(self, bulk_id: str, run_id: str, outcome: str, detail: str) -> str:
         """Record what was done to `run_id` (once); returns the outcome stored for it."""
         keys = [self._bulk(bulk_id), self._runs(bulk_id)]
-        return str(self._scripts["bulk_record"](keys, [run_id, outcome, detail]))
+        return str(self._lua.script("bulk_record")(keys, [run_id, outcome, detail]))
 
     def outcome(self, bulk_id: str, run_id: str) -> str | None:
         raw = self._client.hget(self._runs(bulk_id), run_id)
@@ -91,14 +82,14 @@ class BulkStore:
         """Handled every run down to `cursor`; `finished`: nothing is left. Returns the state."""
         raw = "" if cursor is None else json.dumps([cursor[0], cursor[1]])
         return str(
-            self._scripts["bulk_advance"](
+            self._lua.script("bulk_advance")(
                 [self._bulk(bulk_id)], [raw, now, "1" if finished else "0"]
             )
         )
 
     def stop(self, bulk_id: str, now: int) -> str:
         """Stop it if it runs; returns the state it was in ("missing": no such operation)."""
-        return str(self._scripts["bulk_stop"]([self._bulk(bulk_id)], [now]))
+        return str(self._lua.script("bulk_stop")([self._bulk(bulk_id)], [now]))
 
     def state(self, bulk_id: str) -> str:
         return str(self._client.hget(self._bulk(bulk_id), "state") or "missing")

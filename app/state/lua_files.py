@@ -11,9 +11,9 @@ Redis is self-contained.
 
 `LuaScripts` is the loader: one per (client, directory), made by `Store` and shared by every
 store over it (`Scripts`, `FlowStore`, `SlotStore`, `ArchiveStore`, `ConnectStore`,
-`LivenessStore`); each loads its scripts when built (`load`: a missing file fails then, not
-mid-run), each script read and registered once per loader, and runs them with EVALSHA
-(redis-py loads a script again if the server lost it).
+`BulkStore`, `RunLogStore`, `LivenessStore`); each loads its scripts when built (`load`: a
+missing file fails then, not mid-run), each script read and registered once per loader, and
+runs them with EVALSHA (redis-py loads a script again if the server lost it).
 """
 
 from __future__ import annotations
