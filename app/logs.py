@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -136,6 +137,13 @@ def configure(fmt: LogFormat) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def write_line(fmt: LogFormat, logger: str, message: str) -> None:
+    """One INFO line in `fmt` straight to stderr's file descriptor, taking no lock: safe from
+    a signal handler (where a logging handler's lock may already be held)."""
+    record = logging.LogRecord(logger, logging.INFO, __file__, 0, message, None, None)
+    os.write(2, (formatter(fmt).format(record) + "\n").encode())
 
 
 def capture_warnings(fmt: LogFormat) -> None:

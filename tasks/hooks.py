@@ -18,6 +18,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from celery import signals
+from celery.apps.worker import (  # type: ignore[attr-defined]  # defined under `if not is_jython`
+    install_worker_term_handler,
+    install_worker_term_hard_handler,
+)
 from celery.worker import state
 
 from app import logs
@@ -66,6 +70,18 @@ def connect(settings: Settings) -> None:
         )
         _stop = run_in_thread(beat, _running_jobs, _now)
 
+    def own_shutdown_line(sender: Any, **_: Any) -> None:
+        # Celery prints "worker: Warm shutdown (MainProcess)" raw to stdout from its SIGTERM
+        # (and SIGQUIT) handler; the same handlers without that print, and the line written
+        # in Stepline's format instead (log_shutting_down), keep one log format.
+        controller = getattr(sender, "controller", None)
+        if controller is not None:
+            install_worker_term_handler(controller, verbose=False)
+            install_worker_term_hard_handler(controller, verbose=False)
+
+    def log_shutting_down(how: str = "Warm", **_: Any) -> None:
+        logs.write_line(settings.log_format, "celery.apps.worker", f"worker: {how} shutdown")
+
     def stop_heartbeat(**_: Any) -> None:
         if _stop is not None:
             _stop.set()
@@ -76,6 +92,8 @@ def connect(settings: Settings) -> None:
     signals.worker_init.connect(check("worker"), weak=False)
     signals.beat_init.connect(check("beat"), weak=False)
     signals.worker_ready.connect(heartbeat, weak=False)
+    signals.worker_ready.connect(own_shutdown_line, weak=False)
+    signals.worker_shutting_down.connect(log_shutting_down, weak=False)
     signals.worker_shutdown.connect(stop_heartbeat, weak=False)
 
 

@@ -65,13 +65,16 @@ def test_redis_frozen_longer_than_the_lease_mid_load(
         cluster.stop()
 
 
+OUTAGE_SECONDS = 60
+
+
 def test_api_answers_503_during_an_outage_and_200_soon_after(
     server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    """A 20 s outage with no process restarted: 503 with a JSON body naming the problem
-    while Redis is gone, 200 within 5 s of its return, and the runs in flight at the outage
-    finish within 10 s of it. (Workers retry the broker every second at most, forever, so a
-    longer outage recovers as fast.)"""
+    """A 60 s outage (the issue's figure) with no process restarted: 503 with a JSON body
+    naming the problem while Redis is gone, 200 within 5 s of its return, and the runs in
+    flight at the outage finish within 10 s of it. (Workers retry the broker every second at
+    most, forever.)"""
     cluster = chaos_cluster(server, redis_url, tmp_path)
     try:
         start_all(cluster)
@@ -80,7 +83,7 @@ def test_api_answers_503_during_an_outage_and_200_soon_after(
         before.start()
         before.join()
         server.kill()
-        outage_ends = time.monotonic() + 20
+        outage_ends = time.monotonic() + OUTAGE_SECONDS
         seen: set[int] = set()
         while time.monotonic() < outage_ends:
             event = httpx.post(f"{base}/e/{EVENT_KEY}", json={"name": "chaos/go"}, timeout=15)

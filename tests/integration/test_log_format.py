@@ -4,6 +4,7 @@ and a run's lines carry its run id."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def json_lines(path: Path) -> list[dict[str, object]]:
 
 def test_worker_beat_and_gunicorn_log_json(redis_url: str, tmp_path: Path) -> None:
     cluster = Cluster(redis_url, tmp_path, STEPLINE_LOG_FORMAT="json")
-    cluster.start_worker()
+    worker_proc = cluster.start_worker()
     port = free_port()
     # beat and web as the Procfile and `stepline beat|web` start them (beat with -q: its
     # banner is not a log line)
@@ -76,6 +77,11 @@ def test_worker_beat_and_gunicorn_log_json(redis_url: str, tmp_path: Path) -> No
             if str(line["logger"]).startswith("celery.") and line.get("event_id") == event_id
         }
         assert {"celery.worker.strategy", "celery.app.trace"} <= celery_about_event
+        # A warm shutdown (SIGTERM, as supervisors stop it) is a JSON line too, not the raw
+        # "worker: Warm shutdown (MainProcess)" Celery prints to stdout.
+        cluster.kill(worker_proc, signal.SIGTERM)
+        after = json_lines(tmp_path / "w1.log")
+        assert any(line["message"] == "worker: Warm shutdown" for line in after)
         beat = json_lines(tmp_path / "beat.log")
         assert any(line["logger"] == "celery.beat" for line in beat)
         web_lines = json_lines(tmp_path / "web.log")
