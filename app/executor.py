@@ -375,7 +375,10 @@ class Executor:
             call.state.steps[op.id] = memo
             call.state.stack.append(op.id)
         clock = time.monotonic()
-        full = len(call.unsaved) >= SAVE_BATCH_STEPS
+        # After a delivery died (a crash, or a step that kills its process), each step is
+        # saved at once: the next crash then repeats no finished step and the poison step is
+        # the one named.
+        full = len(call.unsaved) >= SAVE_BATCH_STEPS or call.job.lost_deliveries > 0
         if (full or clock - call.unsaved_since >= SAVE_BATCH_S) and not self._flush(call):
             return CheckpointResult(proceed=False)
         return CheckpointResult(proceed=clock < call.deadline)

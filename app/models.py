@@ -139,6 +139,10 @@ class Job(BaseModel):
     event_id: str = ""
     event_ids: list[str] = Field(default_factory=list)
     """An event job's events, processed together (`event_id` is the first)."""
+    lost_deliveries: int = Field(default=0, exclude=True)
+    """How many earlier deliveries of this job died holding its lease (set by the worker
+    that leased it, never stored): the executor then saves each step at once, not batched,
+    so a step that kills its process is the one a poison job's error names."""
 
     @property
     def events(self) -> list[str]:

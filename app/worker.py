@@ -101,6 +101,8 @@ class JobRunner:
         if isinstance(leased, str):
             return leased
         job, failures = leased
+        if failures:
+            job = job.model_copy(update={"lost_deliveries": failures})
         with self._leases.holding(job_id, token), logs.bind(run_id=job.run_id, job_id=job.id):
             if failures >= self._max_failures and self._gives_up(job):
                 # Earlier deliveries died holding the lease (a handler killing its process:
