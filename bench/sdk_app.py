@@ -177,7 +177,9 @@ def main_ts(repeat: int, concurrency: int) -> None:
         for mode in ("true", "false"):
             env = {**no_functions, "STEPLINE_CHECKPOINTING": mode}
             bare_rate, ts_rate = [], []
-            with worker("tasks", "stepline", concurrency=concurrency, extra_env=env, beat=True):
+            with worker(
+                "tasks", "stepline,stepline-sdk", concurrency=concurrency, extra_env=env, beat=True
+            ):
                 for _ in range(repeat):
                     bare_rate.append(bare_concurrent(RUNS, STEPS))
                     ts_rate.append(sdk_concurrent(app, RUNS, STEPS, "tsapp/steps"))
