@@ -27,6 +27,7 @@ from app.logs import configure as configure_logs
 from app.models import FunctionConfig, Job, JobKind
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
+from app.retention import retention_ms
 from app.state.archive import ArchiveStore
 from app.state.bulk import BulkStore
 from app.state.client import store_for
@@ -130,7 +131,8 @@ class Engine:
             JobKind.ARCHIVE: archiver.run_job,
         }
         reads = Reads(store, archiver.history)
-        bulks = Bulks(BulkStore(store), reads, queue, runner, executor.cancel, wall_clock_ms)
+        bulk_store = BulkStore(store, retention_ms(settings))
+        bulks = Bulks(bulk_store, reads, queue, runner, executor.cancel, wall_clock_ms)
         handlers[JobKind.BULK] = bulks.run_job
 
         def give_up(job: Job, problem: str, name_step: bool) -> None:

@@ -20,6 +20,11 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3]) == 0 then
   local stored = redis.call('HGET', KEYS[2], ARGV[1])
   return string.match(stored, '^(%S+)')
 end
+-- A run handled after the operation was stopped: its outcome expires with the operation.
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 redis.call('HINCRBY', KEYS[1], 'matched', 1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 return ARGV[2]

@@ -7,6 +7,10 @@
     <p>:bulk:<id>:runs     hash   run id -> "<outcome> <detail>" (outcome done|failed|skipped)
     <p>:bulks              zset   bulk id, score created_at
 
+A finished operation (done or stopped) and its per-run outcomes expire `keep_ms` after it ends
+(the run retention, `STEPLINE_RETENTION_DAYS`); `recent` drops the ids of expired ones from
+`<p>:bulks`.
+
 Every change is one script of `lua/bulk_*.lua`, each safe to run twice: a run's outcome is
 recorded and counted once (`record`), the cursor only moves while the operation runs. Built
 like `ArchiveStore`: the store's client and prefix, `now` passed in.
@@ -47,7 +51,8 @@ class BulkRecord:
 class BulkStore:
     NAMES = ("bulk_create", "bulk_record", "bulk_advance", "bulk_stop")
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, keep_ms: int) -> None:
+        self._keep_ms = max(1, keep_ms)
         self._client: Redis[str] = store._client
         self._prefix = store.keys.prefix
         self._archive = ArchiveKeys(store.keys.prefix)
@@ -83,13 +88,15 @@ class BulkStore:
         raw = "" if cursor is None else json.dumps([cursor[0], cursor[1]])
         return str(
             self._lua.script("bulk_advance")(
-                [self._bulk(bulk_id)], [raw, now, "1" if finished else "0"]
+                [self._bulk(bulk_id), self._runs(bulk_id)],
+                [raw, now, "1" if finished else "0", self._keep_ms],
             )
         )
 
     def stop(self, bulk_id: str, now: int) -> str:
         """Stop it if it runs; returns the state it was in ("missing": no such operation)."""
-        return str(self._lua.script("bulk_stop")([self._bulk(bulk_id)], [now]))
+        keys = [self._bulk(bulk_id), self._runs(bulk_id)]
+        return str(self._lua.script("bulk_stop")(keys, [now, self._keep_ms]))
 
     def state(self, bulk_id: str) -> str:
         return str(self._client.hget(self._bulk(bulk_id), "state") or "missing")
@@ -111,7 +118,11 @@ class BulkStore:
         pipe = self._client.pipeline(transaction=False)
         for bulk_id in ids:
             pipe.hgetall(self._bulk(bulk_id))
-        return [_record(raw) for raw in pipe.execute() if raw]
+        raws = pipe.execute()
+        expired = [bulk_id for bulk_id, raw in zip(ids, raws, strict=True) if not raw]
+        if expired:
+            self._client.zrem(self._bulks, *expired)
+        return [_record(raw) for raw in raws if raw]
 
 
 def _record(raw: dict[str, str]) -> BulkRecord:

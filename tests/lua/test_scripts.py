@@ -97,7 +97,7 @@ def test_every_store_over_a_store_shares_its_one_loader(redis_url: str) -> None:
         LivenessStore(store),
         ConnectStore(store),
         ArchiveStore(store),
-        BulkStore(store),
+        BulkStore(store, 1000),
         RunLogStore(store),
     ]
     assert all(other._lua is store.lua for other in others)
