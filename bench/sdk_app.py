@@ -129,12 +129,13 @@ def _server(
     log: Path,
     cwd: Path,
     env: dict[str, str],
+    base_env: dict[str, str] | None = None,
 ) -> Iterator[_Server]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             command,
             cwd=cwd,
-            env=dict(os.environ, **env),
+            env=dict(os.environ if base_env is None else base_env, **env),
             start_new_session=True,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -145,7 +146,8 @@ def _server(
         yield server
         server.check()  # still alive at the end: a crash mid-run is not hidden
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have died: say why, not this
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -169,7 +171,12 @@ def _node_app(
 ) -> contextlib.AbstractContextManager[_Server]:
     command = ["node", "index.js", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/api/inngest"
-    return _server("the Node app", command, (url, url), log, ROOT / "tests/sdk_apps/ts_app", env)
+    # Only `env` configures the SDK: an INNGEST_* of the calling shell (a signing key, a base
+    # URL) would point it elsewhere; the benchmark's own are passed in `env`.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    return _server(
+        "the Node app", command, (url, url), log, ROOT / "tests/sdk_apps/ts_app", env, inherited
+    )
 
 
 def bare_concurrent(chains: int, hops: int) -> float:
@@ -210,7 +217,12 @@ def sdk_concurrent(
     ids = engine.runner.ingest(
         [{"name": event, "data": {"n": steps}} for _ in range(runs)], engine.now()
     )
-    wait_until(lambda: all_completed(engine, ids), timeout=300)
+    try:
+        wait_until(lambda: all_completed(engine, ids), timeout=300)
+    except Exception:
+        api.check()
+        app.check()  # a run failed because the app died: say so, with its exit code and log
+        raise
     rate = runs * steps / (time.perf_counter() - start)
     app.check()
     return rate
@@ -230,10 +242,13 @@ def _logs_on_failure(logs: Path) -> Iterator[None]:
 
 def main_ts(repeat: int, concurrency: int) -> None:
     """The TS SDK app with and without checkpointing, each beside bare Celery."""
+    if not (ROOT / "tests/sdk_apps/ts_app/node_modules/inngest").is_dir():
+        raise SystemExit("run `npm install` in tests/sdk_apps/ts_app first")
     no_functions = {"STEPLINE_FUNCTIONS": ""}
     results: dict[str, tuple[float, float]] = {}
     logs = log_dir("sdk-ts")
     print(f"logs: {logs}")
+    flush()  # nothing of an earlier benchmark (jobs, apps, runs) reaches the workers below
     with (
         _logs_on_failure(logs),
         worker("bench.bare_celery", "bare", concurrency=concurrency, log=logs / "bare.log"),
@@ -283,6 +298,7 @@ def main() -> None:
     no_functions = {"STEPLINE_FUNCTIONS": ""}
     logs = log_dir("sdk-python")
     print(f"logs: {logs}")
+    flush()  # nothing of an earlier benchmark (jobs, apps, runs) reaches the workers below
     # Everything is up at once and the two are measured in turns, so that the load of this
     # shared machine drifting between the measurements skews the ratio less.
     with (
