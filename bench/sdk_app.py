@@ -14,7 +14,11 @@ one process; `npm install` there first), measured twice: with checkpointing (the
 SDK runs the 10 steps in one call and reports each to /v1/checkpoint) and with
 STEPLINE_CHECKPOINTING=false (one call per step), each beside bare Celery in the same turns.
 
-Both sides run at once, measured in turns (medians over `--repeat`).
+Both sides run at once, measured in turns (medians over `--repeat`). Before each turn the
+app is synced and the API is asked whether it has the function; every subprocess (API, app,
+workers, beat) logs to a file under /tmp/stepline-bench-sdk-<python|ts>-<pid>/, whose path is
+printed first; on a failure the end of each log is printed, and an app that died is reported
+with its exit code rather than as the runs' "unreachable" errors.
 
 This module is also the SDK app (`gunicorn bench.sdk_app:create_app()`).
 """
