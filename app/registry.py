@@ -23,7 +23,7 @@ class Registry:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._version = -1
+        self._version: str | None = None
         self._by_id: dict[str, FunctionConfig] = {}
         self._runs_calling_apps: OrderedDict[str, bool] = OrderedDict()
         self._task = threading.local()

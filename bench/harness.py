@@ -32,9 +32,11 @@ def worker(
     concurrency: int = 2,
     extra_env: dict[str, str] | None = None,
     beat: bool = False,
+    log: Path | None = None,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """A `celery worker` (and beat) of `app` on `queue`; yields the processes (worker first),
-    e.g. for `rss_mib`."""
+    e.g. for `rss_mib`. With `log`, the worker's output goes to that file (beat's to
+    `<stem>-beat.log` beside it) instead of nowhere."""
     env = dict(os.environ, REDIS_URL=REDIS_URL, PYTHONPATH=str(ROOT), **(extra_env or {}))
     cmds = [
         [
@@ -70,17 +72,20 @@ def worker(
                 f"/tmp/stepline-bench-beat-{os.getpid()}",
             ]
         )
-    procs = [
-        subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for cmd in cmds
-    ]
+    logs: list[Path | None] = [log, log.with_name(f"{log.stem}-beat.log") if log else None]
+    procs = []
+    for cmd, path in zip(cmds, logs, strict=False):
+        with open(path or os.devnull, "ab") as out:
+            procs.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     time.sleep(3)  # let the pool fork and connect
     try:
         yield procs
@@ -100,6 +105,22 @@ def wait_until(check: Callable[[], bool], timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark did not finish in time")
         time.sleep(0.002)
+
+
+def log_dir(name: str) -> Path:
+    """A fresh directory for the logs of one benchmark process's subprocesses."""
+    path = Path(f"/tmp/stepline-bench-{name}-{os.getpid()}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log file ("" if it does not exist)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def median(values: list[float]) -> float:
@@ -128,8 +149,10 @@ def all_completed(engine: Any, event_ids: list[str]) -> bool:
     for run_id in run_ids:
         pipe.hget(engine.store.keys.run(run_id).meta, "status")
     statuses = pipe.execute()
-    if any(status == "Failed" for status in statuses):
-        raise RuntimeError("a benchmark run failed: see the worker's log")
+    for run_id, status in zip(run_ids, statuses, strict=True):
+        if status == "Failed":
+            error = engine.store._client.hget(engine.store.keys.run(run_id).meta, "error")
+            raise RuntimeError(f"benchmark run {run_id} failed: {error}")
     done = all(status == "Completed" for status in statuses)
     if not done:
         time.sleep(0.01)

@@ -14,7 +14,11 @@ one process; `npm install` there first), measured twice: with checkpointing (the
 SDK runs the 10 steps in one call and reports each to /v1/checkpoint) and with
 STEPLINE_CHECKPOINTING=false (one call per step), each beside bare Celery in the same turns.
 
-Both sides run at once, measured in turns (medians over `--repeat`).
+Both sides run at once, measured in turns (medians over `--repeat`). Before each turn the
+app is synced and the API is asked whether it has the function; every subprocess (API, app,
+workers, beat) logs to a file under /tmp/stepline-bench-sdk-<python|ts>-<pid>/, whose path is
+printed first; on a failure the end of each log is printed, and an app that died is reported
+with its exit code rather than as the runs' "unreachable" errors.
 
 This module is also the SDK app (`gunicorn bench.sdk_app:create_app()`).
 """
@@ -30,6 +34,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import flask
 import httpx
@@ -42,7 +48,9 @@ from bench.harness import (
     all_completed,
     bench_engine,
     flush,
+    log_dir,
     median,
+    tail,
     wait_until,
     worker,
 )
@@ -84,37 +92,95 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class _Server:
+    """A server subprocess of the benchmark (the API, an SDK app) and its log. `url`: the
+    API's base URL or the app's serve URL (`/api/inngest`); `probe`: answers 200 once up."""
+
+    name: str
+    url: str
+    probe: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def check(self) -> None:
+        """Raise, with the end of its log, if the process has exited."""
+        code = self.proc.poll()
+        if code is not None:
+            raise RuntimeError(
+                f"{self.name} exited with code {code}; log {self.log}:\n{tail(self.log)}"
+            )
+
+    def wait_answering(self, timeout: float = 30) -> None:
+        """Until a GET of `probe` answers 200 (raising at once if the process exits)."""
+
+        def answers() -> bool:
+            self.check()
+            try:
+                return httpx.get(self.probe, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.1)
+                return False
+
+        wait_until(answers, timeout=timeout)
+
+
 @contextlib.contextmanager
-def _gunicorn(target: str, port: int, workers: int, env: dict[str, str]) -> Iterator[str]:
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}"]
-    command += ["--workers", str(workers), "--threads", "8", "--log-level", "warning", target]
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _server(
+    name: str,
+    command: list[str],
+    urls: tuple[str, str],
+    log: Path,
+    cwd: Path,
+    env: dict[str, str],
+    base_env: dict[str, str] | None = None,
+) -> Iterator[_Server]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=dict(os.environ if base_env is None else base_env, **env),
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = _Server(name, urls[0], urls[1], proc, log)
     try:
-        wait_until(lambda: _answers(url), timeout=30)
-        yield url
+        server.wait_answering()
+        yield server
+        server.check()  # still alive at the end: a crash mid-run is not hidden
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have died: say why, not this
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=1.0)
-    except httpx.HTTPError:
-        time.sleep(0.1)
-        return False
-    return True
+def _gunicorn(
+    target: str, port: int, workers: int, env: dict[str, str], log: Path, path: str = ""
+) -> contextlib.AbstractContextManager[_Server]:
+    """`target` under gunicorn, its URL `path` under the server (the API: "", its probe
+    `/health`; an SDK app: `/api/inngest`, its own probe)."""
+    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--threads", "8", "--log-level", "warning", target]
+    url = f"http://127.0.0.1:{port}{path}"
+    urls = (url, url if path else f"{url}/health")
+    return _server(target, command, urls, log, ROOT, dict(env, PYTHONPATH=str(ROOT)))
+
+
+def _node_app(
+    port: int, env: dict[str, str], log: Path
+) -> contextlib.AbstractContextManager[_Server]:
+    command = ["node", "index.js", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/api/inngest"
+    # Only `env` configures the SDK: an INNGEST_* of the calling shell (a signing key, a base
+    # URL) would point it elsewhere; the benchmark's own are passed in `env`.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    return _server(
+        "the Node app", command, (url, url), log, ROOT / "tests/sdk_apps/ts_app", env, inherited
+    )
 
 
 def bare_concurrent(chains: int, hops: int) -> float:
@@ -128,61 +194,87 @@ def bare_concurrent(chains: int, hops: int) -> float:
     return chains * hops / (time.perf_counter() - start)
 
 
-def sdk_concurrent(app_url: str, runs: int, steps: int, event: str = "benchsdk/steps") -> float:
-    flush()
-    engine = bench_engine([])
-    synced = httpx.put(app_url, timeout=30)
+def sync(app: _Server, api: _Server, function_id: str) -> None:
+    """Have the app register itself with the API (PUT, as `npx inngest-cli` or the SDK's own
+    sync does), then check through the API that `function_id` is there."""
+    synced = httpx.put(app.url, timeout=30)
     if synced.status_code != 200:
         raise RuntimeError(f"sync failed: {synced.status_code} {synced.text}")
+    found = httpx.get(f"{api.url}/v1/functions/{function_id}", timeout=30)
+    if found.status_code != 200:
+        raise RuntimeError(f"{function_id} not registered after the sync: {found.text}")
+
+
+def sdk_concurrent(
+    app: _Server,
+    api: _Server,
+    runs: int,
+    steps: int,
+    event: str = "benchsdk/steps",
+    function_id: str = "benchsdk-steps",
+) -> float:
+    flush()
+    engine = bench_engine([])
+    app.check()
+    sync(app, api, function_id)
     start = time.perf_counter()
     ids = engine.runner.ingest(
         [{"name": event, "data": {"n": steps}} for _ in range(runs)], engine.now()
     )
-    wait_until(lambda: all_completed(engine, ids), timeout=300)
-    return runs * steps / (time.perf_counter() - start)
+    try:
+        wait_until(lambda: all_completed(engine, ids), timeout=300)
+    except Exception:
+        api.check()
+        app.check()  # a run failed because the app died: say so, with its exit code and log
+        raise
+    rate = runs * steps / (time.perf_counter() - start)
+    app.check()
+    return rate
 
 
 @contextlib.contextmanager
-def _node_app(port: int, env: dict[str, str]) -> Iterator[str]:
-    app_dir = ROOT / "tests" / "sdk_apps" / "ts_app"
-    proc = subprocess.Popen(
-        ["node", "index.js", "--port", str(port)],
-        cwd=app_dir,
-        env=dict(os.environ, **env),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api/inngest"
+def _logs_on_failure(logs: Path) -> Iterator[None]:
+    """On an exception, print where the subprocesses' logs are and the end of each."""
     try:
-        wait_until(lambda: _answers(url), timeout=30)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        yield
+    except BaseException:
+        print(f"benchmark failed; logs in {logs}", file=sys.stderr)
+        for path in sorted(logs.glob("*.log")):
+            print(f"--- {path} (end) ---\n{tail(path, 20)}", file=sys.stderr)
+        raise
 
 
 def main_ts(repeat: int, concurrency: int) -> None:
     """The TS SDK app with and without checkpointing, each beside bare Celery."""
+    if not (ROOT / "tests/sdk_apps/ts_app/node_modules/inngest").is_dir():
+        raise SystemExit("run `npm install` in tests/sdk_apps/ts_app first")
     no_functions = {"STEPLINE_FUNCTIONS": ""}
     results: dict[str, tuple[float, float]] = {}
+    logs = log_dir("sdk-ts")
+    print(f"logs: {logs}")
+    flush()  # nothing of an earlier benchmark (jobs, apps, runs) reaches the workers below
     with (
-        worker("bench.bare_celery", "bare", concurrency=concurrency),
-        _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
-        _node_app(_free_port(), {"INNGEST_DEV": api}) as app,
+        _logs_on_failure(logs),
+        worker("bench.bare_celery", "bare", concurrency=concurrency, log=logs / "bare.log"),
+        _gunicorn("app.api:create_app()", _free_port(), 1, no_functions, logs / "api.log") as api,
+        _node_app(_free_port(), {"INNGEST_DEV": api.url}, logs / "node.log") as app,
     ):
         for mode in ("true", "false"):
             env = {**no_functions, "STEPLINE_CHECKPOINTING": mode}
             bare_rate, ts_rate = [], []
             with worker(
-                "tasks", "stepline,stepline-sdk", concurrency=concurrency, extra_env=env, beat=True
+                "tasks",
+                "stepline,stepline-sdk",
+                concurrency=concurrency,
+                extra_env=env,
+                beat=True,
+                log=logs / f"worker-checkpointing-{mode}.log",
             ):
                 for _ in range(repeat):
                     bare_rate.append(bare_concurrent(RUNS, STEPS))
-                    ts_rate.append(sdk_concurrent(app, RUNS, STEPS, "tsapp/steps"))
+                    ts_rate.append(
+                        sdk_concurrent(app, api, RUNS, STEPS, "tsapp/steps", "tsapp-steps")
+                    )
             results[mode] = (median(bare_rate), median(ts_rate))
     for mode, label in (("false", "one call per step "), ("true", "checkpointing     ")):
         b_rate, t_rate = results[mode]
@@ -208,23 +300,35 @@ def main() -> None:
     os.environ["REDIS_URL"] = REDIS_URL  # bench.bare_celery's broker, in this process too
     bare_rate, sdk_rate = [], []
     no_functions = {"STEPLINE_FUNCTIONS": ""}
+    logs = log_dir("sdk-python")
+    print(f"logs: {logs}")
+    flush()  # nothing of an earlier benchmark (jobs, apps, runs) reaches the workers below
     # Everything is up at once and the two are measured in turns, so that the load of this
     # shared machine drifting between the measurements skews the ratio less.
     with (
-        worker("bench.bare_celery", "bare", concurrency=args.concurrency),
-        _gunicorn("app.api:create_app()", _free_port(), 1, no_functions) as api,
-        _gunicorn("bench.sdk_app:create_app()", _free_port(), 2, {"INNGEST_DEV": api}) as app,
+        _logs_on_failure(logs),
+        worker("bench.bare_celery", "bare", concurrency=args.concurrency, log=logs / "bare.log"),
+        _gunicorn("app.api:create_app()", _free_port(), 1, no_functions, logs / "api.log") as api,
+        _gunicorn(
+            "bench.sdk_app:create_app()",
+            _free_port(),
+            2,
+            {"INNGEST_DEV": api.url},
+            logs / "app.log",
+            "/api/inngest",
+        ) as app,
         worker(
             "tasks",
             "stepline,stepline-sdk",
             concurrency=args.concurrency,
             extra_env=no_functions,
             beat=True,
+            log=logs / "worker.log",
         ),
     ):
         for _ in range(args.repeat):
             bare_rate.append(bare_concurrent(RUNS, STEPS))
-            sdk_rate.append(sdk_concurrent(f"{app}/api/inngest", RUNS, STEPS))
+            sdk_rate.append(sdk_concurrent(app, api, RUNS, STEPS))
     b_rate, s_rate = median(bare_rate), median(sdk_rate)
     print(f"bare Celery      {RUNS} chains x {STEPS} hops : {b_rate:8.0f} hops/s")
     print(

@@ -3,7 +3,7 @@
 KEYS[1]  apps               hash    <p>:apps               app id -> app record JSON
 KEYS[2]  functions          hash    <p>:functions          function id -> FunctionConfig JSON
 KEYS[3]  app functions      set     <p>:app-fns:<app id>   the app's function ids
-KEYS[4]  registry version   string  <p>:registry-version   integer
+KEYS[4]  registry version   string  <p>:registry-version   sync id of the last change
 KEYS[5]  last syncs         hash    <p>:app-syncs          app id -> "<sync id> <0|1>"
 KEYS[6]  trigger names      set     <p>:triggers           exact trigger event names
 KEYS[7]  trigger globs      set     <p>:triggers:wild      trigger event names with wildcards
@@ -22,7 +22,10 @@ The ownership checks and the write are one step, so two apps registering the sam
 at once cannot both get it, and one app registered twice at once ends up wholly one or the
 other. When the stored record's checksum equals ARGV[3] only the record is rewritten (its sync
 time); otherwise the app's functions are replaced (ids no longer present are deleted) and the
-registry version is bumped.
+registry version is set to the sync id. Processes cache the registry under that version, so it
+must never take a value again: a counter would start over after Redis lost its data (a flush,
+a restart without persistence) and a process that cached the old functions under the same
+number would keep calling apps at their old URLs.
 
 The trigger index (KEYS[6], KEYS[7]: every function's trigger event names, which
 lua/ingest_events.lua reads to store events nothing listens to without queueing them) is
@@ -108,7 +111,7 @@ else
     redis.call('HSET', functions_key, ARGV[i], ARGV[i + 1])
     redis.call('SADD', app_fns_key, ARGV[i])
   end
-  redis.call('INCR', version_key)
+  redis.call('SET', version_key, sync_id)
 end
 if modified == 1 or redis.call('EXISTS', built_key) == 0 then
   rebuild_triggers()

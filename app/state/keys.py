@@ -46,7 +46,7 @@ indexes across runs.
     <p>:functions                   hash    function id -> FunctionConfig JSON
     <p>:apps                        hash    app id -> app record JSON
     <p>:app-fns:<app id>            set     function ids of the app
-    <p>:registry-version            string  integer, bumped on every registry change
+    <p>:registry-version            string  sync id of the last registry change (never reused)
     <p>:app-syncs                   hash    app id -> "<sync id> <0|1>": last registration
     <p>:cron-claim:<fn>:<ms>        string  "1" (PX): one claimer per scheduled time
     <p>:cron-cursor                 hash    function id -> last scheduled time (ms)

@@ -25,7 +25,8 @@ class RegistryVerbs(StoreBase):
         takeover: bool = True,
     ) -> bool:
         """Atomically replace the app's functions (functions it no longer has are removed).
-        Returns True if anything changed. Bumps a registry version used for caching.
+        Returns True if anything changed; then the registry version (the key processes cache
+        the functions under) becomes this sync's id.
 
         `takeover=False` (registrations over HTTP) refuses, with `Conflict` and nothing
         written, functions another app owns and apps served in-process; the check and the
@@ -59,9 +60,11 @@ class RegistryVerbs(StoreBase):
         raw = self._client.hget(self._keys.functions, function_id)
         return None if raw is None else FunctionConfig.model_validate_json(raw)
 
-    def registry_version(self) -> int:
+    def registry_version(self) -> str:
+        """The sync id of the last change to the functions ("" before any): a value is never
+        used twice, even after Redis lost its data, so it is a safe cache key."""
         raw = self._client.get(self._keys.registry_version)
-        return 0 if raw is None else int(raw)
+        return "" if raw is None else str(raw)
 
     def list_apps(self) -> list[dict[str, JSON]]:
         """App records: {"id", "url", "functions" (ids), "checksum", "synced_at"}."""

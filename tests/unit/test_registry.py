@@ -47,3 +47,18 @@ def test_unpinned_reads_check_the_version_each_time(store: Store) -> None:
     assert [f.id for f in registry.all()] == ["a-one"]
     store.save_app("a", None, [fn("two", "app/two")], NOW)
     assert [f.id for f in registry.all()] == ["a-two"]
+
+
+def test_a_cached_view_does_not_survive_redis_losing_its_data(store: Store) -> None:
+    """Redis loses everything (FLUSHDB, a restart without persistence) and the app syncs
+    again from a new URL: a process that cached the old view must not keep calling the old
+    URL because the new registration happens to bring the same version back."""
+    registry = Registry(store)
+    old = fn("one", "app/one").model_copy(update={"driver": "http", "url": "http://a:1/api"})
+    store.save_app("a", "http://a:1/api", [old], NOW)
+    assert (registry.get("a-one") or old).url == "http://a:1/api"
+    store._client.delete(*store._client.keys("rg:*"))  # everything of this store
+    new = old.model_copy(update={"url": "http://a:2/api"})
+    store.save_app("a", "http://a:2/api", [new], NOW)
+    found = registry.get("a-one")
+    assert found is not None and found.url == "http://a:2/api"
