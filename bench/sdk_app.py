@@ -10,9 +10,11 @@ Celery hops, in one run.
 - the ratio. Target (issue #3): >= 0.5x the bare hop rate.
 
 With `--sdk ts` the app is tests/sdk_apps/ts_app (the official TypeScript SDK 4.24.0 on Node,
-one process; `npm install` there first), measured twice: with checkpointing (the default: the
-SDK runs the 10 steps in one call and reports each to /v1/checkpoint) and with
-STEPLINE_CHECKPOINTING=false (one call per step), each beside bare Celery in the same turns.
+one process; `npm install` there first), measured three ways, each beside bare Celery in the
+same turns: with checkpointing as the SDK does it by default (the 10 steps run in one call and
+each is reported to /v1/checkpoint as it ends), with the SDK's per-function option
+`checkpointing: {bufferedSteps: 10}` (one call; the steps reported together), and with
+STEPLINE_CHECKPOINTING=false (one call per step).
 
 Both sides run at once, measured in turns (medians over `--repeat`). Before each turn the
 app is synced and the API is asked whether it has the function; every subprocess (API, app,
@@ -244,6 +246,15 @@ def _logs_on_failure(logs: Path) -> Iterator[None]:
         raise
 
 
+MODES = (
+    ("on", "tsapp/steps", "tsapp-steps"),
+    ("buffered", "tsapp/steps-buffered", "tsapp-steps-buffered"),
+    ("off", "tsapp/steps", "tsapp-steps"),
+)
+"""The TS turns: checkpointing as the SDK does it by default (a POST per finished step), with the
+SDK's `checkpointing: {bufferedSteps: 10}` on the function (a POST per 10 steps), and off."""
+
+
 def main_ts(repeat: int, concurrency: int) -> None:
     """The TS SDK app with and without checkpointing, each beside bare Celery."""
     if not (ROOT / "tests/sdk_apps/ts_app/node_modules/inngest").is_dir():
@@ -259,8 +270,8 @@ def main_ts(repeat: int, concurrency: int) -> None:
         _gunicorn("app.api:create_app()", _free_port(), 1, no_functions, logs / "api.log") as api,
         _node_app(_free_port(), {"INNGEST_DEV": api.url}, logs / "node.log") as app,
     ):
-        for mode in ("true", "false"):
-            env = {**no_functions, "STEPLINE_CHECKPOINTING": mode}
+        for mode, event, fn_id in MODES:
+            env = {**no_functions, "STEPLINE_CHECKPOINTING": "false" if mode == "off" else "true"}
             bare_rate, ts_rate = [], []
             with worker(
                 "tasks",
@@ -272,19 +283,25 @@ def main_ts(repeat: int, concurrency: int) -> None:
             ):
                 for _ in range(repeat):
                     bare_rate.append(bare_concurrent(RUNS, STEPS))
-                    ts_rate.append(
-                        sdk_concurrent(app, api, RUNS, STEPS, "tsapp/steps", "tsapp-steps")
-                    )
+                    ts_rate.append(sdk_concurrent(app, api, RUNS, STEPS, event, fn_id))
             results[mode] = (median(bare_rate), median(ts_rate))
-    for mode, label in (("false", "one call per step "), ("true", "checkpointing     ")):
+    labels = {
+        "off": "one call per step ",
+        "on": "checkpointing     ",
+        "buffered": "checkpoints of 10 ",
+    }
+    for mode, _, _ in MODES:
         b_rate, t_rate = results[mode]
         print(f"bare Celery      {RUNS} chains x {STEPS} hops : {b_rate:8.0f} hops/s")
         print(
-            f"Stepline + TS SDK, {label}: {t_rate:8.0f} steps/s"
+            f"Stepline + TS SDK, {labels[mode]}: {t_rate:8.0f} steps/s"
             f"   ratio {t_rate / b_rate:.2f}x bare hops"
         )
-    on, off = results["true"][1] / results["true"][0], results["false"][1] / results["false"][0]
-    print(f"checkpointing / one call per step (ratios to bare hops): {on / off:.2f}x")
+    off = results["off"][1] / results["off"][0]
+    for mode in ("on", "buffered"):
+        ratio = results[mode][1] / results[mode][0]
+        name = labels[mode].strip()
+        print(f"{name} / one call per step (ratios to bare hops): {ratio / off:.2f}x")
 
 
 def main() -> None:

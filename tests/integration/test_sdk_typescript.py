@@ -148,6 +148,14 @@ class TestDevMode:
         assert all(s["status"] == "Completed" for s in run["steps"])
         assert stack.app_calls(run["run_id"]) == 1
 
+    def test_buffered_checkpoints_report_several_steps_at_once(self, stack: Stack) -> None:
+        # `checkpointing: {bufferedSteps: 3}`: s1-s3 in one checkpoint, s4-s5 with the result.
+        run = stack.run_of(stack.send("tsapp/five-buffered"), "tsapp-five-buffered")
+        assert run["status"] == "Completed", run
+        assert run["output"] == {"total": 15}
+        assert [s["name"] for s in run["steps"]] == ["s1", "s2", "s3", "s4", "s5"]
+        assert stack.app_calls(run["run_id"]) == 1
+
     def test_checkpoint_of_an_ended_run_is_a_stale_dispatch(self, stack: Stack) -> None:
         run = stack.run_of(stack.send("tsapp/five"), "tsapp-five")
         step = {"op": "StepRun", "id": "a" * 40, "name": "late", "data": 1}

@@ -216,9 +216,35 @@ const five = inngest.createFunction(
   },
 );
 
+// The same with the SDK's `checkpointing.bufferedSteps` option: it reports steps three at a time
+// (the last ones with the function's result), so five steps cost one call and one checkpoint.
+const fiveBuffered = inngest.createFunction(
+  { id: "five-buffered", checkpointing: { bufferedSteps: 3 }, triggers: [{ event: "tsapp/five-buffered" }] },
+  async ({ step }) => {
+    let total = 0;
+    for (const n of [1, 2, 3, 4, 5]) total += await step.run(`s${n}`, () => n);
+    return { total };
+  },
+);
+
 // `n` synchronous steps (bench/sdk_app.py --sdk ts): with checkpointing, one call per run.
 const steps = inngest.createFunction(
   { id: "steps", retries: 0, triggers: [{ event: "tsapp/steps" }] },
+  async ({ event, step }) => {
+    let total = 0;
+    for (let i = 0; i < Number(event.data.n); i++) total = await step.run(`s${i}`, () => total + i);
+    return total;
+  },
+);
+
+// The same, reporting its steps ten at a time (`checkpointing.bufferedSteps`, an SDK option).
+const stepsBuffered = inngest.createFunction(
+  {
+    id: "steps-buffered",
+    retries: 0,
+    checkpointing: { bufferedSteps: 10 },
+    triggers: [{ event: "tsapp/steps-buffered" }],
+  },
   async ({ event, step }) => {
     let total = 0;
     for (let i = 0; i < Number(event.data.n); i++) total = await step.run(`s${i}`, () => total + i);
@@ -240,7 +266,7 @@ const deferrer = inngest.createFunction(
 
 const FUNCTIONS = [
   three, child, ops, par, fail, nr, ra, flow, flaky, callInproc, sender, fanout, waiter, nrstep,
-  signal, fetcher, ai, five, steps, later, deferrer,
+  signal, fetcher, ai, five, fiveBuffered, steps, stepsBuffered, later, deferrer,
 ];
 
 const portFlag = process.argv.indexOf("--port");
