@@ -13,7 +13,10 @@ cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a bur
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
 backlog included, goes behind them (a backlog re-sent at the front would bury the timers).
 The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
-each batch as one pipelined publish.
+each batch as one pipelined publish; due timers travel many to a message (`TIMERS_TASK`, up to
+`WAKE_BATCH` due within `WAKE_SPREAD_MS` of each other), so a thousand wakes cost a few dozen
+Celery messages, not a thousand. Each job in such a message keeps its own Redis record and
+lease: one that fails or is lost with its worker is retried or re-sent alone.
 
 Two Celery queues: jobs that execute runs of SDK apps' functions (HTTP and Connect drivers) go
 to `STEPLINE_SDK_QUEUE` (`stepline-sdk`, the Procfile's `sdk-worker`), everything else to
@@ -55,8 +58,20 @@ RELEASE_BUDGET_S = 2.0
 PRIORITY_STEPS = [DUE_PRIORITY, 3, WORK_PRIORITY, 9]
 """The Redis transport's priority lists (kombu's default steps, pinned: a message's priority
 picks its list, and a worker polls every queue's first list before any second one)."""
+TIMERS_TASK = TASK_PREFIX + "timers"
+"""The task of a message carrying many due timers' job ids (`Queue._send_timers`)."""
+WAKE_BATCH = 16
+"""At most this many timers to a message: a batch runs in one worker process, so a large one
+would make its last timer late while the other processes idle."""
+WAKE_SPREAD_MS = 20
+"""Timers due within this of the first of a message go with it (it is sent for the last one's
+due time, so the first may run up to this late, never early)."""
 APP_CALL_KINDS = frozenset({JobKind.START, JobKind.EDGE, JobKind.SLEEP, JobKind.PAUSE_TIMEOUT})
 """Jobs that execute a run, calling its function's driver."""
+
+
+Message = tuple[str, Any, str, int]
+"""A Celery message to send: (task name, its one argument, queue, countdown ms)."""
 
 
 def task_name(kind: JobKind) -> str:
@@ -138,11 +153,33 @@ class Queue:
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
             ]
-            self._send_many(timers, DUE_PRIORITY)
+            self._send_timers(timers)
             self._send_many(others, WORK_PRIORITY)
             total += len(released)
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
+
+    def _send_timers(self, timers: Sequence[tuple[Job, int]]) -> None:
+        """Due timers (job, countdown ms) at DUE_PRIORITY, as few messages as possible: those
+        of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
+        to a message (a TIMERS_TASK the worker runs in one loop, each job under its own
+        lease), sent with the countdown of the last of them so none runs early."""
+        groups: dict[str, list[tuple[Job, int]]] = {}
+        for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
+            groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
+        messages: list[Message] = []
+        for queue, jobs in groups.items():
+            chunk: list[tuple[Job, int]] = []
+            for job, countdown_ms in jobs:
+                if chunk and (
+                    len(chunk) >= WAKE_BATCH or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS
+                ):
+                    messages.append(_timers_message(queue, chunk))
+                    chunk = []
+                chunk.append((job, countdown_ms))
+            if chunk:
+                messages.append(_timers_message(queue, chunk))
+        self._publish(messages, DUE_PRIORITY)
 
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
@@ -163,24 +200,41 @@ class Queue:
 
     def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
         """Send (job, countdown ms) pairs; one pipelined round trip when the sender can."""
-        if not jobs:
+        self._publish(
+            [(task_name(job.kind), [job.id], self.queue_of(job), cd) for job, cd in jobs],
+            priority,
+        )
+
+    def _publish(self, messages: Sequence[Message], priority: int) -> None:
+        """Send (task name, argument, queue, countdown ms) messages; one pipelined round trip
+        when the sender can."""
+        if not messages:
             return
         acquire = getattr(self._sender, "producer_or_acquire", None)
-        if acquire is None or len(jobs) == 1:
-            for job, countdown_ms in jobs:
-                self._send(job, countdown_ms, priority)
+        if acquire is None or len(messages) == 1:
+            for name, arg, queue, countdown_ms in messages:
+                options = _options(queue, countdown_ms, priority)
+                self._sender.send_task(name, args=[arg], **options)
             return
         sender: BatchSender = self._sender  # type: ignore[assignment]
         with acquire() as producer:
             batch = producer.batch() if hasattr(producer, "batch") else nullcontext()
             with batch:  # kombu >= 5.7: the publishes go out as one pipeline
-                for job, countdown_ms in jobs:
+                for name, arg, queue, countdown_ms in messages:
                     sender.send_task(
-                        task_name(job.kind),
-                        args=[job.id],
+                        name,
+                        args=[arg],
                         producer=producer,
-                        **_options(self.queue_of(job), countdown_ms, priority),
+                        **_options(queue, countdown_ms, priority),
                     )
+
+
+def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:
+    """One message for due timers of one queue: a single job goes as its own task."""
+    job, last = chunk[0][0], chunk[-1][1]
+    if len(chunk) == 1:
+        return task_name(job.kind), job.id, queue, last
+    return TIMERS_TASK, [job.id for job, _ in chunk], queue, last
 
 
 def _options(queue: str, countdown_ms: int, priority: int) -> dict[str, Any]:
