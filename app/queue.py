@@ -51,6 +51,10 @@ TIMER_KINDS = frozenset(
     {JobKind.SLEEP, JobKind.PAUSE_TIMEOUT, JobKind.CANCEL, JobKind.DEBOUNCE, JobKind.BATCH}
 )
 """Jobs that wait for a time: released by the tick at DUE_PRIORITY."""
+LOOKAHEAD_MS = 50
+"""The tick also releases timers due within this long, sent with their countdown: beat wakes
+for the next due timer (`next_release`) this early, so a wake-up waits neither for a tick nor
+for the tick's own latency. Short: nothing waits in worker memory longer than this."""
 RELEASE_BATCH = 500
 RELEASE_BUDGET_S = 2.0
 """One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
@@ -100,7 +104,6 @@ class Queue:
         self._sender = sender
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
-        self._lookahead_ms = int(settings.tick_seconds * 2000)
         self._sdk_queue = settings.sdk_queue
         self.calls_app: Callable[[str], bool] | None = None
         """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
@@ -142,13 +145,13 @@ class Queue:
         self, now: int, limit: int = RELEASE_BATCH, budget_s: float = RELEASE_BUDGET_S
     ) -> int:
         """Send every job whose time has come (timers, lost messages, dead workers' jobs), and
-        timers due before the next tick with a countdown, so they fire on time. Batches of
+        timers due within LOOKAHEAD_MS with their countdown, so they fire on time. Batches of
         `limit`, each sent as one pipelined publish, until a batch is short or `budget_s`
         has passed (the next tick goes on)."""
         total = 0
         started = time.monotonic()
         while True:
-            released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
+            released = self._store.release_upcoming(now, self._resend_ms, limit, LOOKAHEAD_MS)
             timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
@@ -180,6 +183,12 @@ class Queue:
             if chunk:
                 messages.append(_timers_message(queue, chunk))
         self._publish(messages, DUE_PRIORITY)
+
+    def next_release(self) -> int | None:
+        """When `release_due` next has something to send (ms; None: nothing waits), so beat
+        can tick then (LOOKAHEAD_MS ahead) instead of at a fixed interval."""
+        send_by = self._store.next_send_by()
+        return None if send_by is None else send_by - LOOKAHEAD_MS
 
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of

@@ -61,6 +61,12 @@ class JobVerbs(StoreBase):
         count (0: the job is gone; -1: another token holds it)."""
         return self._scripts.fail_job(job_id, token, now, base_ms, cap_ms)
 
+    def next_send_by(self) -> int | None:
+        """The earliest send-by time (ms) of any job (a timer's due time, a resend deadline,
+        a lease's end), or None when no job waits: when the tick has work next."""
+        first = self._client.zrange(self._keys.jobs_due, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[Job]:
         """Jobs whose send-by time has passed (timers now due, sent jobs never started,
         expired leases): push their send-by to now + resend_after_ms and return them."""

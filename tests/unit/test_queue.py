@@ -14,6 +14,7 @@ import redis
 from app.config import Settings
 from app.models import Job, JobKind
 from app.queue import (
+    LOOKAHEAD_MS,
     QUEUE_NAME,
     RELEASE_BATCH,
     TIMERS_TASK,
@@ -104,7 +105,8 @@ def test_timers_due_before_the_next_tick_are_sent_with_their_countdown(
     queue, client = parts
     now = T0 + 60_000
     for i in range(3):
-        queue.enqueue(sleep_job(i), now + 400, T0)
+        queue.enqueue(sleep_job(i), now + LOOKAHEAD_MS, T0)
+    queue.enqueue(sleep_job(9), now + LOOKAHEAD_MS + 1, T0)  # beat wakes again for it
     assert queue.release_due(now) == 3
     assert [(name, ids) for name, ids, _ in sent(client, DUE_LIST)] == [
         (TIMERS_TASK, ",".join(sleep_job(i).id for i in range(3)))
@@ -119,7 +121,8 @@ def test_a_timers_message_is_sent_for_its_last_timer_never_early(
     countdown is its last timer's."""
     queue, client = parts
     now = T0 + 60_000
-    dues = [now + 100, now + 100 + WAKE_SPREAD_MS, now + 101 + WAKE_SPREAD_MS * 2]
+    dues = [now + 1, now + 1 + WAKE_SPREAD_MS, now + 2 + WAKE_SPREAD_MS * 2]
+    assert dues[-1] <= now + LOOKAHEAD_MS
     for i, due in enumerate(dues):
         queue.enqueue(sleep_job(i), due, T0)
     assert queue.release_due(now) == 3
@@ -132,6 +135,18 @@ def test_a_timers_message_is_sent_for_its_last_timer_never_early(
     etas = [m[2] for m in messages]
     assert all(isinstance(eta, str) for eta in etas)
     assert etas[0] < etas[1]  # type: ignore[operator]
+
+
+def test_beat_is_told_when_the_next_job_falls_due(parts: tuple[Queue, redis.Redis]) -> None:
+    """`next_release`: the earliest timer or resend deadline, LOOKAHEAD_MS early (beat ticks
+    then); None when nothing waits."""
+    queue, _ = parts
+    assert queue.next_release() is None
+    queue.enqueue(sleep_job(0), T0 + 30_000, T0)
+    queue.enqueue(sleep_job(1), T0 + 20_000, T0)
+    assert queue.next_release() == T0 + 20_000 - LOOKAHEAD_MS
+    assert queue.release_due(T0 + 20_000) == 1
+    assert queue.next_release() == T0 + 30_000 - LOOKAHEAD_MS
 
 
 def test_resends_of_unstarted_work_stay_behind_the_timers(
