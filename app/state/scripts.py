@@ -186,6 +186,15 @@ class Scripts:
             for code, stored, pending in replies
         ]
 
+    def queue_save_steps(
+        self, pipe: Any, run_id: str, steps: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """`save_steps` queued in a pipeline: its reply there is the script's list of
+        (code, stored memo, pending) triples."""
+        r = self._keys.run(run_id)
+        args: list[Arg] = [value for step in steps for value in step]
+        self._lua.run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args, pipe)
+
     def record_step(self, run_id: str, step: str, info_json: str) -> bool:
         r = self._keys.run(run_id)
         return int(self._run("record_step", [r.meta, r.history], [step, info_json])) == 1
