@@ -1,23 +1,25 @@
 """Wakes at scale: many runs sleeping into the same 8-second window, beside Celery ETA tasks.
 
-    python -m bench.sleepers [--runs 10000] [--window 8] [--lead 60]
+    python -m bench.sleepers [--runs 10000] [--window 8] [--lead SECONDS]
 
 What is measured (issue 8, point 5: "10,000 runs sleeping into the same 8-second window"):
 
 - Stepline: `--runs` events of `bench/nap`, sent in batches of 100 as fast as the engine takes
   them; each run sleeps *until* a due time carried in its event (`step.sleep_until`), then runs
   one step and ends. The due times are spread evenly over one window of `--window` s that
-  opens `--lead` s after the first send, so every run is already asleep when the window opens
-  and the wakes, not the starts, are what is measured. How long the starts took (first send to
-  the last run asleep) is printed separately; when a run was still starting as the window
-  opened, a warning says the figure does not measure one window. One `celery worker -c 2` and
-  beat. Lateness: from a sleep's due time to the start of the step after it (run history).
+  opens `--lead` s (default 20 + runs / 60) after the first send, so every run is already
+  asleep when the window opens and the wakes, not the starts, are what is measured. How long
+  the starts took (first send to the last run asleep) is printed separately; when a run was
+  still starting as the window opened, a warning says the figure does not measure one window.
+  One `celery worker -c 2` and beat. Lateness: from a sleep's due time to the start of the
+  step after it (run history).
 - Baseline, same run: as many bare Celery ETA tasks, their ETAs spread over the same window
   (opening `--lead` s, at most 30 s, after the first send); lateness from ETA to the task's start.
 
-For both: lateness p50/p99/max, the worker's RSS (worker + pool) before sending, and its peak
-until every timer fired. Printed, never asserted. Target (issue 8): Stepline p99 <= 500 ms with
-flat worker memory (nothing held in worker memory until due).
+For both: lateness p50/p99/max and the worker's RSS (worker + pool): before sending, its peak
+until the window opens (starts, then every timer waiting) and its peak until every timer
+fired. Printed, never asserted. Target (issue 8): Stepline p99 <= 500 ms with flat worker
+memory (nothing held in worker memory until due).
 """
 
 from __future__ import annotations
@@ -59,29 +61,37 @@ def send_all(n: int, send: Callable[[range], None]) -> None:
 
 
 class PeakRss:
-    """Samples a worker's RSS every 0.5 s in a thread; `peak` is the highest seen."""
+    """Samples a worker's RSS every 0.5 s in a thread: `peak` is the highest seen, `waiting`
+    the highest before `opens` (ms since the epoch: while every timer waits)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, opens: int) -> None:
         self.pid = pid
+        self.opens = opens
         self.peak = 0.0
+        self.waiting = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self.peak = max(self.peak, rss_mib(self.pid))
+            rss = rss_mib(self.pid)
+            self.peak = max(self.peak, rss)
+            if time.time() * 1000 < self.opens:
+                self.waiting = max(self.waiting, rss)
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float]:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.waiting, self.peak
 
 
 @dataclass
 class Result:
     late: list[int]
     rss_before: float
+    rss_waiting: float
+    """Peak RSS before the window opened (runs starting, then every timer waiting)."""
     rss_peak: float
     starts_s: float = 0.0
     """First send to the last run asleep (Stepline) / to the last task sent (Celery)."""
@@ -94,8 +104,8 @@ def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
 
     client = flush()
     before = rss_mib(pid)
-    peak = PeakRss(pid)
     window = Window.after(lead_s, window_s, n)
+    peak = PeakRss(pid, window.opens)
     first = time.time()
 
     def send(indexes: range) -> None:
@@ -110,15 +120,15 @@ def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
         timeout=lead_s + window_s + 600,
     )
     late = [int(x) for x in client.lrange("bare:lateness", 0, -1)]
-    return Result(late, before, peak.stop(), sent - first, window.opens / 1000 - sent)
+    return Result(late, before, *peak.stop(), sent - first, window.opens / 1000 - sent)
 
 
 def stepline(n: int, window_s: float, lead_s: float, pid: int) -> Result:
     client = flush()
     engine = bench_engine(["bench.functions"])
     before = rss_mib(pid)
-    peak = PeakRss(pid)
     window = Window.after(lead_s, window_s, n)
+    peak = PeakRss(pid, window.opens)
     first = time.time()
     ids: list[str] = []
 
@@ -136,7 +146,7 @@ def stepline(n: int, window_s: float, lead_s: float, pid: int) -> Result:
         return False
 
     wait_until(done, timeout=lead_s + window_s + 900)
-    rss_peak = peak.stop()
+    rss_waiting, rss_peak = peak.stop()
     late: list[int] = []
     asleep: list[int] = []
     for event_id in ids:
@@ -147,15 +157,16 @@ def stepline(n: int, window_s: float, lead_s: float, pid: int) -> Result:
             late.append(int(steps["woke"]["started_at"]) - int(steps["nap"]["due_at"]))
             asleep.append(int(steps["nap"]["started_at"]))
     last_asleep = max(asleep) / 1000
-    return Result(late, before, rss_peak, last_asleep - first, window.opens / 1000 - last_asleep)
+    margin = window.opens / 1000 - last_asleep
+    return Result(late, before, rss_waiting, rss_peak, last_asleep - first, margin)
 
 
 def show(label: str, result: Result) -> None:
     late = result.late
     print(
         f"{label:22s} lateness p50 {pct(late, 50):7.0f} ms  p99 {pct(late, 99):7.0f} ms"
-        f"  max {max(late):7d} ms   worker RSS {result.rss_before:5.0f} -> peak"
-        f" {result.rss_peak:5.0f} MiB"
+        f"  max {max(late):7d} ms   worker RSS {result.rss_before:4.0f} -> waiting"
+        f" {result.rss_waiting:4.0f} -> peak {result.rss_peak:4.0f} MiB"
     )
 
 
@@ -164,10 +175,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=8.0, help="seconds the due times span")
     parser.add_argument(
-        "--lead", type=float, default=0.0, help="first send to window, s (0: 20 + runs / 80)"
+        "--lead", type=float, default=0.0, help="first send to window, s (0: 20 + runs / 60)"
     )
     args = parser.parse_args()
-    lead = args.lead or 20 + args.runs / 80
+    lead = args.lead or 20 + args.runs / 60
     with worker("bench.bare_celery", "bare") as procs:
         b = bare(args.runs, args.window, min(lead, BARE_LEAD_S), procs[0].pid)
     env = {"STEPLINE_FUNCTIONS": "bench.functions"}

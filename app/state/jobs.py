@@ -46,6 +46,15 @@ class JobVerbs(StoreBase):
             return Lease(Job.model_validate_json(raw), failures)
         return code
 
+    def lease_jobs(
+        self, job_ids: list[str], token: str, now: int, lease_ms: int
+    ) -> list[Lease | Literal["gone", "busy"]]:
+        """`lease_job` for each job, all for one token, in one round trip."""
+        return [
+            Lease(Job.model_validate_json(raw), failures) if code == "ok" else code
+            for code, raw, failures in self._scripts.begin_jobs(job_ids, token, now, lease_ms)
+        ]
+
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         """Extend `token`'s lease. False if the job is gone or another token holds it."""
         return self._scripts.renew_job(job_id, token, now, lease_ms)
@@ -54,6 +63,11 @@ class JobVerbs(StoreBase):
         """Delete the job and leave a 24 h tombstone so the same id is never enqueued again.
         The token is not checked: whoever finishes it, the work is done."""
         self._scripts.finish_job(job_id)
+
+    def finish_jobs(self, job_ids: list[str]) -> None:
+        """`finish_job` for each job, in one round trip."""
+        if job_ids:
+            self._scripts.finish_jobs(job_ids)
 
     def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
         """The handler of a job we lease raised: count it, let go of the lease and schedule

@@ -377,6 +377,22 @@ class Scripts:
             return "ok", str(reply[1]), int(reply[2])
         return cast(Literal["gone", "busy"], reply[0]), "", 0
 
+    def begin_jobs(
+        self, job_ids: Sequence[str], token: str, now: int, lease_ms: int
+    ) -> list[tuple[Literal["ok", "gone", "busy"], str, int]]:
+        """`begin_job` for each job, in one pipelined round trip (each call atomic alone)."""
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        pipe = self._lua.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._lua.run("begin_job", keys, [job_id, token, now, lease_ms], pipe)
+        replies = pipe.execute()
+        return [
+            ("ok", str(reply[1]), int(reply[2]))
+            if reply[0] == "ok"
+            else (cast(Literal["gone", "busy"], reply[0]), "", 0)
+            for reply in replies
+        ]
+
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         args: list[Arg] = [job_id, token, now, lease_ms]
         return int(self._run("renew_job", self._lease_keys(), args)) == 1
@@ -385,6 +401,15 @@ class Scripts:
         k = self._keys
         keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
         return int(self._run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS])) == 1
+
+    def finish_jobs(self, job_ids: Sequence[str]) -> None:
+        """`finish_job` for each job, in one pipelined round trip (each call atomic alone)."""
+        k = self._keys
+        pipe = self._lua.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
+            self._lua.run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS], pipe)
+        pipe.execute()
 
     def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
         """Failures so far (this one included); 0: the job is gone; -1: not our lease."""
