@@ -11,7 +11,8 @@ priority, and a worker takes from the first non-empty one, all its queues' prior
 before any priority-6 one: `PRIORITY_STEPS`): timers the tick releases (sleeps, wait and
 cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a burst of new
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
-backlog included, goes behind them (a backlog re-sent at the front would bury the timers).
+backlog included, goes behind them (a backlog re-sent at the front would bury the timers), and
+the tick takes what fell due in the last `RECENT_MS` before such a backlog.
 The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
 each batch as one pipelined publish; due timers travel many to a message (`TIMERS_TASK`, up to
 `WAKE_BATCH` due within `WAKE_SPREAD_MS` of each other), so a thousand wakes cost a few dozen
@@ -56,9 +57,12 @@ LOOKAHEAD_MS = 50
 for the next due timer (`next_release`) this early, so a wake-up waits neither for a tick nor
 for the tick's own latency. Short: nothing waits in worker memory longer than this."""
 RELEASE_BATCH = 500
-RELEASE_BUDGET_S = 2.0
+RELEASE_BUDGET_S = 0.25
 """One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
-(then the next tick goes on)."""
+(then the next tick goes on at once): a flood of resends never holds beat for long."""
+RECENT_MS = 5_000
+"""Each batch takes what fell due in the last RECENT_MS first, then older entries: timers
+falling due now go ahead of a backlog of resends whose deadlines passed long ago."""
 PRIORITY_STEPS = [DUE_PRIORITY, 3, WORK_PRIORITY, 9]
 """The Redis transport's priority lists (kombu's default steps, pinned: a message's priority
 picks its list, and a worker polls every queue's first list before any second one)."""
@@ -151,7 +155,9 @@ class Queue:
         total = 0
         started = time.monotonic()
         while True:
-            released = self._store.release_upcoming(now, self._resend_ms, limit, LOOKAHEAD_MS)
+            released = self._store.release_upcoming(
+                now, self._resend_ms, limit, LOOKAHEAD_MS, RECENT_MS
+            )
             timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS

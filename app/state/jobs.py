@@ -87,11 +87,17 @@ class JobVerbs(StoreBase):
         return [job for job, _ in self.release_upcoming(now, resend_after_ms, limit, 0)]
 
     def release_upcoming(
-        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int
+        self,
+        now: int,
+        resend_after_ms: int,
+        limit: int,
+        lookahead_ms: int,
+        recent_ms: int | None = None,
     ) -> list[tuple[Job, int]]:
         """As `release_due`, also taking unleased jobs due within `lookahead_ms`; each with
-        its due time, so the caller can send it to fire exactly then."""
-        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms)
+        its due time, so the caller can send it to fire exactly then. With `recent_ms`, what
+        fell due since now - recent_ms goes first (ahead of a backlog of older resends)."""
+        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms, recent_ms)
         return [(Job.model_validate_json(item), due) for item, due in raw]
 
     def count_jobs(self) -> int:

@@ -417,10 +417,18 @@ class Scripts:
         return int(self._run("fail_job", keys, [job_id, token, now, base_ms, cap_ms]))
 
     def release_due(
-        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int = 0
+        self,
+        now: int,
+        resend_after_ms: int,
+        limit: int,
+        lookahead_ms: int = 0,
+        recent_ms: int | None = None,
     ) -> list[tuple[str, int]]:
-        """(job JSON, due time ms) of each released job."""
-        args = [now, resend_after_ms, limit, lookahead_ms]
+        """(job JSON, due time ms) of each released job; with `recent_ms`, those due since
+        now - recent_ms first."""
+        args: list[Arg] = [now, resend_after_ms, limit, lookahead_ms]
+        if recent_ms is not None:
+            args.append(recent_ms)
         keys = [*self._lease_keys(), self._keys.job_failures]
         reply = self._run("release_due", keys, args)
         return [(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]

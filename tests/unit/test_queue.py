@@ -164,6 +164,21 @@ def test_resends_of_unstarted_work_stay_behind_the_timers(
     assert sent(client, WORK_LIST) == [("stepline.event", "event:e1", None)]
 
 
+def test_a_backlog_of_old_resends_does_not_hold_up_a_timer_due_now(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    for i in range(3):
+        queue.enqueue(Job(id=f"event:e{i}", kind=JobKind.EVENT, event_id=f"e{i}"), T0, T0)
+    client.delete(WORK_LIST)  # sent, then stuck unstarted: due for a resend since T0 + 60 s
+    timer = sleep_job(0)
+    queue.enqueue(timer, T0 + 600_000, T0)
+    # Even a tick that can release only one job, once, sends the timer first.
+    assert queue.release_due(T0 + 600_000, limit=1, budget_s=0) == 1
+    assert sent(client, DUE_LIST) == [("stepline.sleep", timer.id, None)]
+    assert client.llen(WORK_LIST) == 0
+
+
 def test_every_send_goes_to_its_jobs_queue_with_its_priority(
     parts: tuple[Queue, redis.Redis],
 ) -> None:
