@@ -216,7 +216,7 @@ class Queue:
     def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
         """Send (job, countdown ms) pairs; one pipelined round trip when the sender can."""
         self._publish(
-            [(task_name(job.kind), [job.id], self.queue_of(job), cd) for job, cd in jobs],
+            [(task_name(job.kind), job.id, self.queue_of(job), cd) for job, cd in jobs],
             priority,
         )
 

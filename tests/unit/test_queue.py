@@ -53,8 +53,11 @@ def sent(client: redis.Redis, key: str) -> list[tuple[str, str, float | None]]:
     for raw in reversed(client.lrange(key, 0, -1)):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
-        ids = ",".join(args[0]) if isinstance(args[0], list) else args[0]
-        out.append((message["headers"]["task"], ids, message["headers"].get("eta")))
+        task = message["headers"]["task"]
+        # A TIMERS_TASK message carries a list of job ids, every other one a single id.
+        assert isinstance(args[0], list) == (task == TIMERS_TASK) and len(args) == 1
+        ids = ",".join(args[0]) if task == TIMERS_TASK else args[0]
+        out.append((task, ids, message["headers"].get("eta")))
     return out
 
 
