@@ -20,8 +20,10 @@ from tasks import hooks
 
 log = logging.getLogger("stepline.beat")
 
-MIN_WAIT_S = 0.005
-"""Never tick again sooner than this (a release cut short by its budget resumes then)."""
+MIN_WAIT_S = 0.02
+"""Never tick again sooner than this (a release cut short by its budget resumes then): less
+than the release's lookahead (`LOOKAHEAD_MS`), so no timer is late for it, while timers
+falling due densely go out a few dozen per tick, not one or two."""
 
 
 class TickScheduler(Scheduler):
