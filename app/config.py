@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     redeliver_seconds: Seconds = 60.0
     """How long a sent job may sit unstarted in the broker before it is sent again."""
     tick_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
-    """How often beat releases due timers and cron runs."""
+    """How often beat ticks in full (lost jobs, cron runs, retention); due timers are
+    released when they fall due, between ticks too."""
     step_budget_seconds: Annotated[float, Field(gt=0, le=3_600)] = 10.0
     """How long one task keeps executing a run's steps inline before yielding to the queue."""
     event_dedupe_seconds: Annotated[int, Field(gt=0, le=30 * 86_400)] = 86_400

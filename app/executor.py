@@ -202,12 +202,13 @@ class Executor:
         return self.lifecycle.finish(state, RunStatus.CANCELLED, None, None, now)
 
     def _wake(self, job: Job) -> None:
+        """The sleep is over: mark it done and run on, from the state read with it (one round
+        trip for both)."""
         now = self._now()
-        saved = self._store.save_step(
-            job.run_id, job.step, None, {"status": "Completed", "ended_at": now}, now
-        )
+        info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
+        saved, state = self._store.wake_run(job.run_id, job.step, info)
         if saved.status in ("created", "identical") and saved.pending == 0:
-            self.execute(job, target=None, attempt=0)
+            self._execute(job, state, target=None, attempt=0)
 
     def _pause_timeout(self, job: Job) -> None:
         now = self._now()
@@ -237,7 +238,9 @@ class Executor:
 
     # --- the loop ---------------------------------------------------------------------------
     def execute(self, job: Job, target: str | None, attempt: int) -> None:
-        state = self._store.load_run(job.run_id)
+        self._execute(job, self._store.load_run(job.run_id), target, attempt)
+
+    def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> None:
         if state is None or RunStatus(state.status).ended:
             return
         now = self._now()

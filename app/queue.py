@@ -11,9 +11,13 @@ priority, and a worker takes from the first non-empty one, all its queues' prior
 before any priority-6 one: `PRIORITY_STEPS`): timers the tick releases (sleeps, wait and
 cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a burst of new
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
-backlog included, goes behind them (a backlog re-sent at the front would bury the timers).
+backlog included, goes behind them (a backlog re-sent at the front would bury the timers), and
+the tick takes what fell due in the last `RECENT_MS` before such a backlog.
 The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
-each batch as one pipelined publish.
+each batch as one pipelined publish; due timers travel many to a message (`TIMERS_TASK`, up to
+`WAKE_BATCH` due within `WAKE_SPREAD_MS` of each other), so a thousand wakes cost a few dozen
+Celery messages, not a thousand. Each job in such a message keeps its own Redis record and
+lease: one that fails or is lost with its worker is retried or re-sent alone.
 
 Two Celery queues: jobs that execute runs of SDK apps' functions (HTTP and Connect drivers) go
 to `STEPLINE_SDK_QUEUE` (`stepline-sdk`, the Procfile's `sdk-worker`), everything else to
@@ -48,15 +52,34 @@ TIMER_KINDS = frozenset(
     {JobKind.SLEEP, JobKind.PAUSE_TIMEOUT, JobKind.CANCEL, JobKind.DEBOUNCE, JobKind.BATCH}
 )
 """Jobs that wait for a time: released by the tick at DUE_PRIORITY."""
+LOOKAHEAD_MS = 50
+"""The tick also releases timers due within this long, sent with their countdown: beat wakes
+for the next due timer (`next_release`) this early, so a wake-up waits neither for a tick nor
+for the tick's own latency. Short: nothing waits in worker memory longer than this."""
 RELEASE_BATCH = 500
-RELEASE_BUDGET_S = 2.0
+RELEASE_BUDGET_S = 0.25
 """One tick releases batches of RELEASE_BATCH until fewer are due, for at most about this long
-(then the next tick goes on)."""
+(then the next tick goes on at once): a flood of resends never holds beat for long."""
+RECENT_MS = 5_000
+"""Each batch takes what fell due in the last RECENT_MS first, then older entries: timers
+falling due now go ahead of a backlog of resends whose deadlines passed long ago."""
 PRIORITY_STEPS = [DUE_PRIORITY, 3, WORK_PRIORITY, 9]
 """The Redis transport's priority lists (kombu's default steps, pinned: a message's priority
 picks its list, and a worker polls every queue's first list before any second one)."""
+TIMERS_TASK = TASK_PREFIX + "timers"
+"""The task of a message carrying many due timers' job ids (`Queue._send_timers`)."""
+WAKE_BATCH = 16
+"""At most this many timers to a message: a batch runs in one worker process, so a large one
+would make its last timer late while the other processes idle."""
+WAKE_SPREAD_MS = 20
+"""Timers due within this of the first of a message go with it (it is sent for the last one's
+due time, so the first may run up to this late, never early)."""
 APP_CALL_KINDS = frozenset({JobKind.START, JobKind.EDGE, JobKind.SLEEP, JobKind.PAUSE_TIMEOUT})
 """Jobs that execute a run, calling its function's driver."""
+
+
+Message = tuple[str, Any, str, int]
+"""A Celery message to send: (task name, its one argument, queue, countdown ms)."""
 
 
 def task_name(kind: JobKind) -> str:
@@ -85,7 +108,6 @@ class Queue:
         self._sender = sender
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
-        self._lookahead_ms = int(settings.tick_seconds * 2000)
         self._sdk_queue = settings.sdk_queue
         self.calls_app: Callable[[str], bool] | None = None
         """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
@@ -127,22 +149,52 @@ class Queue:
         self, now: int, limit: int = RELEASE_BATCH, budget_s: float = RELEASE_BUDGET_S
     ) -> int:
         """Send every job whose time has come (timers, lost messages, dead workers' jobs), and
-        timers due before the next tick with a countdown, so they fire on time. Batches of
+        timers due within LOOKAHEAD_MS with their countdown, so they fire on time. Batches of
         `limit`, each sent as one pipelined publish, until a batch is short or `budget_s`
         has passed (the next tick goes on)."""
         total = 0
         started = time.monotonic()
         while True:
-            released = self._store.release_upcoming(now, self._resend_ms, limit, self._lookahead_ms)
+            released = self._store.release_upcoming(
+                now, self._resend_ms, limit, LOOKAHEAD_MS, RECENT_MS
+            )
             timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
             ]
-            self._send_many(timers, DUE_PRIORITY)
+            self._send_timers(timers)
             self._send_many(others, WORK_PRIORITY)
             total += len(released)
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
+
+    def _send_timers(self, timers: Sequence[tuple[Job, int]]) -> None:
+        """Due timers (job, countdown ms) at DUE_PRIORITY, as few messages as possible: those
+        of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
+        to a message (a TIMERS_TASK the worker runs in one loop, each job under its own
+        lease), sent with the countdown of the last of them so none runs early."""
+        groups: dict[str, list[tuple[Job, int]]] = {}
+        for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
+            groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
+        messages: list[Message] = []
+        for queue, jobs in groups.items():
+            chunk: list[tuple[Job, int]] = []
+            for job, countdown_ms in jobs:
+                if chunk and (
+                    len(chunk) >= WAKE_BATCH or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS
+                ):
+                    messages.append(_timers_message(queue, chunk))
+                    chunk = []
+                chunk.append((job, countdown_ms))
+            if chunk:
+                messages.append(_timers_message(queue, chunk))
+        self._publish(messages, DUE_PRIORITY)
+
+    def next_release(self) -> int | None:
+        """When `release_due` next has something to send (ms; None: nothing waits), so beat
+        can tick then (LOOKAHEAD_MS ahead) instead of at a fixed interval."""
+        send_by = self._store.next_send_by()
+        return None if send_by is None else send_by - LOOKAHEAD_MS
 
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
@@ -163,24 +215,41 @@ class Queue:
 
     def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
         """Send (job, countdown ms) pairs; one pipelined round trip when the sender can."""
-        if not jobs:
+        self._publish(
+            [(task_name(job.kind), job.id, self.queue_of(job), cd) for job, cd in jobs],
+            priority,
+        )
+
+    def _publish(self, messages: Sequence[Message], priority: int) -> None:
+        """Send (task name, argument, queue, countdown ms) messages; one pipelined round trip
+        when the sender can."""
+        if not messages:
             return
         acquire = getattr(self._sender, "producer_or_acquire", None)
-        if acquire is None or len(jobs) == 1:
-            for job, countdown_ms in jobs:
-                self._send(job, countdown_ms, priority)
+        if acquire is None or len(messages) == 1:
+            for name, arg, queue, countdown_ms in messages:
+                options = _options(queue, countdown_ms, priority)
+                self._sender.send_task(name, args=[arg], **options)
             return
         sender: BatchSender = self._sender  # type: ignore[assignment]
         with acquire() as producer:
             batch = producer.batch() if hasattr(producer, "batch") else nullcontext()
             with batch:  # kombu >= 5.7: the publishes go out as one pipeline
-                for job, countdown_ms in jobs:
+                for name, arg, queue, countdown_ms in messages:
                     sender.send_task(
-                        task_name(job.kind),
-                        args=[job.id],
+                        name,
+                        args=[arg],
                         producer=producer,
-                        **_options(self.queue_of(job), countdown_ms, priority),
+                        **_options(queue, countdown_ms, priority),
                     )
+
+
+def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:
+    """One message for due timers of one queue: a single job goes as its own task."""
+    job, last = chunk[0][0], chunk[-1][1]
+    if len(chunk) == 1:
+        return task_name(job.kind), job.id, queue, last
+    return TIMERS_TASK, [job.id for job, _ in chunk], queue, last
 
 
 def _options(queue: str, countdown_ms: int, priority: int) -> dict[str, Any]:

@@ -18,11 +18,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from app import logs
 from app.flow.slots import Parked
 from app.models import Job, JobKind
+from app.state.jobs import Lease
 from app.state.store import Store
 
 log = logging.getLogger("stepline.worker")
@@ -100,10 +101,47 @@ class JobRunner:
         leased = self._store.lease_job(job_id, token, now, self._lease_ms)
         if isinstance(leased, str):
             return leased
+        with self._leases.holding(job_id, token):
+            outcome = self._run(job_id, token, leased)
+        if outcome == "done":
+            self._store.finish_job(job_id, token)
+        return outcome
+
+    def handle_each(self, job_ids: list[str]) -> dict[str, str]:
+        """Run each job once, in order, as `handle` does (a message of many due timers), with
+        one round trip to lease them all and one to finish those done. Each job keeps its own
+        lease (renewed until the last is done) and outcome: one that fails is retried alone,
+        one whose handler escapes with an error ("error") is left to its resend deadline;
+        the others still run. Returns each job's outcome."""
+        token = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        leases = self._store.lease_jobs(job_ids, token, now, self._lease_ms)
+        outcomes: dict[str, str] = {}
+        done: list[str] = []
+        with ExitStack() as held:
+            for job_id, leased in zip(job_ids, leases, strict=True):
+                if not isinstance(leased, str):
+                    held.enter_context(self._leases.holding(job_id, token))
+            for job_id, leased in zip(job_ids, leases, strict=True):
+                if isinstance(leased, str):
+                    outcomes[job_id] = leased
+                    continue
+                try:
+                    outcomes[job_id] = self._run(job_id, token, leased)
+                except Exception:
+                    log.exception("job failed before it could be recorded job_id=%s", job_id)
+                    outcomes[job_id] = "error"
+                if outcomes[job_id] == "done":
+                    done.append(job_id)
+            self._store.finish_jobs(done)
+        return outcomes
+
+    def _run(self, job_id: str, token: str, leased: Lease) -> str:
+        """Run a job this delivery leased; "done" is left for the caller to finish."""
         job, failures = leased
         if failures:
             job = job.model_copy(update={"lost_deliveries": failures})
-        with self._leases.holding(job_id, token), logs.bind(run_id=job.run_id, job_id=job.id):
+        with logs.bind(run_id=job.run_id, job_id=job.id):
             if failures >= self._max_failures and self._gives_up(job):
                 # Earlier deliveries died holding the lease (a handler killing its process:
                 # OOM, segfault, os._exit): running it again would kill this one too.
@@ -119,7 +157,6 @@ class JobRunner:
                 return "parked"
             except Exception as exc:
                 return self._failed(job, token, exc)
-        self._store.finish_job(job_id, token)
         return "done"
 
     def _gives_up(self, job: Job) -> bool:

@@ -21,7 +21,14 @@ def steps(ctx: inngest.ContextSync) -> int:
 
 @client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="bench/nap"), retries=0)
 def nap(ctx: inngest.ContextSync) -> None:
-    ctx.step.sleep("nap", datetime.timedelta(milliseconds=int(ctx.event.data["ms"])))
+    """Sleeps `ms`, or until `until` (ms since the epoch) when the event carries it, then runs
+    one step (bench.timers, bench.sleepers)."""
+    until = ctx.event.data.get("until")
+    if isinstance(until, int):
+        when = datetime.datetime.fromtimestamp(until / 1000, datetime.UTC)
+        ctx.step.sleep_until("nap", when)
+    else:
+        ctx.step.sleep("nap", datetime.timedelta(milliseconds=int(ctx.event.data["ms"])))
     ctx.step.run("woke", lambda: None)
 
 

@@ -1,7 +1,8 @@
 """Celery adapters: one thin task per kind of job, each taking a job id and nothing else.
 
     celery -A tasks worker -Q stepline        runs jobs (start, edge, sleep, pause_timeout,
-                                              event, flow control, archive)
+                                              event, flow control, archive; `timers`: many
+                                              due timers' jobs in one message)
     celery -A tasks worker -Q stepline-sdk    the same tasks, for runs of SDK apps' functions
                                               (app.queue routes them: STEPLINE_SDK_QUEUE)
     celery -A tasks beat       releases due timers, lost jobs and cron runs (tasks.beat)
@@ -17,7 +18,7 @@ from celery import Celery, signals
 from app.config import Settings, load_or_exit
 from app.engine import Engine
 from app.models import JobKind
-from app.queue import QUEUE_NAME, broker_options, task_name
+from app.queue import QUEUE_NAME, TIMERS_TASK, broker_options, task_name
 from tasks import hooks
 from tasks.broker import SteplineCelery
 
@@ -57,6 +58,15 @@ def make_celery(settings: Settings) -> Celery:
     )
     for kind in JobKind:
         _register(app, kind)
+
+    @app.task(name=TIMERS_TASK, acks_late=True, reject_on_worker_lost=True)
+    def timers(job_ids: list[str]) -> dict[str, str]:
+        """Many due timers in one message (`app.queue`), run in one loop, each under its own
+        lease; the registry is read once for all of them."""
+        stepline = engine()
+        with stepline.registry.pinned():
+            return stepline.jobs.handle_each(job_ids)
+
     return app
 
 

@@ -106,8 +106,14 @@ def beat_ticked(engine: Engine, now: int) -> None:
 
 
 def _running_jobs() -> list[str]:
-    """Job ids of the tasks this worker executes now (Celery messages carry only the id)."""
-    return sorted(str(request.args[0]) for request in list(state.active_requests) if request.args)
+    """Job ids of the tasks this worker executes now (Celery messages carry only the id, or
+    a list of them: many due timers in one message)."""
+    ids: list[str] = []
+    for request in list(state.active_requests):
+        if request.args:
+            arg = request.args[0]
+            ids.extend(str(i) for i in arg) if isinstance(arg, list) else ids.append(str(arg))
+    return sorted(ids)
 
 
 def _now() -> int:

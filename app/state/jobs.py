@@ -46,6 +46,15 @@ class JobVerbs(StoreBase):
             return Lease(Job.model_validate_json(raw), failures)
         return code
 
+    def lease_jobs(
+        self, job_ids: list[str], token: str, now: int, lease_ms: int
+    ) -> list[Lease | Literal["gone", "busy"]]:
+        """`lease_job` for each job, all for one token, in one round trip."""
+        return [
+            Lease(Job.model_validate_json(raw), failures) if code == "ok" else code
+            for code, raw, failures in self._scripts.begin_jobs(job_ids, token, now, lease_ms)
+        ]
+
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         """Extend `token`'s lease. False if the job is gone or another token holds it."""
         return self._scripts.renew_job(job_id, token, now, lease_ms)
@@ -55,11 +64,22 @@ class JobVerbs(StoreBase):
         The token is not checked: whoever finishes it, the work is done."""
         self._scripts.finish_job(job_id)
 
+    def finish_jobs(self, job_ids: list[str]) -> None:
+        """`finish_job` for each job, in one round trip."""
+        if job_ids:
+            self._scripts.finish_jobs(job_ids)
+
     def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
         """The handler of a job we lease raised: count it, let go of the lease and schedule
         the job again after base * 2^(failures-1) ms (at most `cap_ms`). Returns the failure
         count (0: the job is gone; -1: another token holds it)."""
         return self._scripts.fail_job(job_id, token, now, base_ms, cap_ms)
+
+    def next_send_by(self) -> int | None:
+        """The earliest send-by time (ms) of any job (a timer's due time, a resend deadline,
+        a lease's end), or None when no job waits: when the tick has work next."""
+        first = self._client.zrange(self._keys.jobs_due, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
 
     def release_due(self, now: int, resend_after_ms: int, limit: int) -> list[Job]:
         """Jobs whose send-by time has passed (timers now due, sent jobs never started,
@@ -67,11 +87,17 @@ class JobVerbs(StoreBase):
         return [job for job, _ in self.release_upcoming(now, resend_after_ms, limit, 0)]
 
     def release_upcoming(
-        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int
+        self,
+        now: int,
+        resend_after_ms: int,
+        limit: int,
+        lookahead_ms: int,
+        recent_ms: int | None = None,
     ) -> list[tuple[Job, int]]:
         """As `release_due`, also taking unleased jobs due within `lookahead_ms`; each with
-        its due time, so the caller can send it to fire exactly then."""
-        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms)
+        its due time, so the caller can send it to fire exactly then. With `recent_ms`, what
+        fell due since now - recent_ms goes first (ahead of a backlog of older resends)."""
+        raw = self._scripts.release_due(now, resend_after_ms, limit, lookahead_ms, recent_ms)
         return [(Job.model_validate_json(item), due) for item, due in raw]
 
     def count_jobs(self) -> int:

@@ -101,13 +101,43 @@ class RunVerbs(StoreBase):
         return int(self._client.llen(self._keys.run(run_id).stack))
 
     def load_run(self, run_id: str) -> RunState | None:
-        r = self._keys.run(run_id)
         pipe = self._client.pipeline(transaction=True)
+        self._queue_load(pipe, run_id)
+        return self._loaded(run_id, *pipe.execute())
+
+    def wake_run(
+        self, run_id: str, step: str, info: dict[str, JSON]
+    ) -> tuple[SaveResult, RunState | None]:
+        """A sleep is over: `save_step(run_id, step, None, info)` and the run's state as it
+        is after it (`load_run`), in one round trip (one MULTI: nothing comes between)."""
+        pipe = self._client.pipeline(transaction=True)
+        self._scripts.queue_save_steps(pipe, run_id, [(step, _dumps(None), _encode_info(info))])
+        self._queue_load(pipe, run_id)
+        replies = pipe.execute()
+        code, stored, pending = replies[0][0]
+        if code == "created":
+            saved = SaveResult("created", None, int(pending))
+        elif code == "ended":
+            saved = SaveResult("ended", None, 0)
+        else:
+            saved = SaveResult(code, None if not stored else json.loads(stored), int(pending))
+        return saved, self._loaded(run_id, *replies[1:])
+
+    def _queue_load(self, pipe: Any, run_id: str) -> None:
+        r = self._keys.run(run_id)
         pipe.hgetall(r.meta)
         pipe.lrange(r.stack, 0, -1)
         pipe.hgetall(r.steps)
         pipe.hgetall(r.history)
-        meta, stack, steps, history = pipe.execute()
+
+    def _loaded(
+        self,
+        run_id: str,
+        meta: dict[str, str],
+        stack: list[str],
+        steps: dict[str, str],
+        history: dict[str, str],
+    ) -> RunState | None:
         if not meta:
             return None
         memos: dict[str, JSON] = {}

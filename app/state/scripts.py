@@ -186,6 +186,15 @@ class Scripts:
             for code, stored, pending in replies
         ]
 
+    def queue_save_steps(
+        self, pipe: Any, run_id: str, steps: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """`save_steps` queued in a pipeline: its reply there is the script's list of
+        (code, stored memo, pending) triples."""
+        r = self._keys.run(run_id)
+        args: list[Arg] = [value for step in steps for value in step]
+        self._lua.run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args, pipe)
+
     def record_step(self, run_id: str, step: str, info_json: str) -> bool:
         r = self._keys.run(run_id)
         return int(self._run("record_step", [r.meta, r.history], [step, info_json])) == 1
@@ -368,6 +377,22 @@ class Scripts:
             return "ok", str(reply[1]), int(reply[2])
         return cast(Literal["gone", "busy"], reply[0]), "", 0
 
+    def begin_jobs(
+        self, job_ids: Sequence[str], token: str, now: int, lease_ms: int
+    ) -> list[tuple[Literal["ok", "gone", "busy"], str, int]]:
+        """`begin_job` for each job, in one pipelined round trip (each call atomic alone)."""
+        keys = [*self._lease_keys(), self._keys.job_failures]
+        pipe = self._lua.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            self._lua.run("begin_job", keys, [job_id, token, now, lease_ms], pipe)
+        replies = pipe.execute()
+        return [
+            ("ok", str(reply[1]), int(reply[2]))
+            if reply[0] == "ok"
+            else (cast(Literal["gone", "busy"], reply[0]), "", 0)
+            for reply in replies
+        ]
+
     def renew_job(self, job_id: str, token: str, now: int, lease_ms: int) -> bool:
         args: list[Arg] = [job_id, token, now, lease_ms]
         return int(self._run("renew_job", self._lease_keys(), args)) == 1
@@ -377,16 +402,33 @@ class Scripts:
         keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
         return int(self._run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS])) == 1
 
+    def finish_jobs(self, job_ids: Sequence[str]) -> None:
+        """`finish_job` for each job, in one pipelined round trip (each call atomic alone)."""
+        k = self._keys
+        pipe = self._lua.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
+            self._lua.run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS], pipe)
+        pipe.execute()
+
     def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
         """Failures so far (this one included); 0: the job is gone; -1: not our lease."""
         keys = [*self._lease_keys(), self._keys.job_failures]
         return int(self._run("fail_job", keys, [job_id, token, now, base_ms, cap_ms]))
 
     def release_due(
-        self, now: int, resend_after_ms: int, limit: int, lookahead_ms: int = 0
+        self,
+        now: int,
+        resend_after_ms: int,
+        limit: int,
+        lookahead_ms: int = 0,
+        recent_ms: int | None = None,
     ) -> list[tuple[str, int]]:
-        """(job JSON, due time ms) of each released job."""
-        args = [now, resend_after_ms, limit, lookahead_ms]
+        """(job JSON, due time ms) of each released job; with `recent_ms`, those due since
+        now - recent_ms first."""
+        args: list[Arg] = [now, resend_after_ms, limit, lookahead_ms]
+        if recent_ms is not None:
+            args.append(recent_ms)
         keys = [*self._lease_keys(), self._keys.job_failures]
         reply = self._run("release_due", keys, args)
         return [(str(reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]

@@ -103,3 +103,30 @@ def test_flow_control_owners_are_not_deliveries(
         leased = store.lease_job(owner, "w1", T0 + 1_000, 1_000)
         assert not isinstance(leased, str) and leased.failures == 0
     assert client.hlen("sl:jobs:failures") == 0
+
+
+def test_what_fell_due_recently_goes_ahead_of_an_old_backlog(
+    store: Store, client: redis.Redis
+) -> None:
+    """With `recent_ms`: a timer that just fell due is released before resends whose
+    deadlines passed long ago, however many; then the backlog, oldest first. A repeated call
+    (a lost reply) releases nothing twice."""
+    for i in range(5):
+        store.enqueue_job(make_job(f"old{i}"), T0, T0 + i)  # resend deadlines long past
+    store.enqueue_job(make_job("timer"), T0 + 60_000, T0 + 60_000)
+    store.enqueue_job(make_job("soon"), T0 + 60_040, T0 + 60_040)  # within the lookahead
+    now = T0 + 60_000
+    first = store.release_upcoming(now, RESEND, 3, 50, 5_000)
+    assert [(job.id, due) for job, due in first] == [
+        ("timer", now),
+        ("soon", T0 + 60_040),
+        ("old0", now),
+    ]
+    assert [j.id for j, _ in store.release_upcoming(now, RESEND, 3, 50, 5_000)] == [
+        "old1",
+        "old2",
+        "old3",
+    ]
+    assert [j.id for j, _ in store.release_upcoming(now, RESEND, 3, 50, 5_000)] == ["old4"]
+    assert store.release_upcoming(now, RESEND, 3, 50, 5_000) == []
+    assert client.zscore("sl:jobs:due", "old4") == now + RESEND

@@ -180,3 +180,24 @@ def test_a_batch_for_an_ended_run_writes_nothing(
     client.hset("sl:{01RUN}:run", "status", "Completed")
     assert store.save_steps(run, [("a", 1, {}), ("b", 2, {})]) == [SaveResult("ended", None, 0)]
     assert client.hlen("sl:{01RUN}:steps") == 0
+
+
+def test_a_wake_saves_the_sleep_and_reads_the_run_in_one_go(store: Store, run: str) -> None:
+    """`wake_run` (a sleep's end): the save_step of the sleep and `load_run`, one round trip;
+    sent again after a lost reply it answers "identical" with the same state."""
+    store.save_step(run, "a", {"data": 1}, {}, T0)
+    saved, state = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0})
+    assert saved == SaveResult("created", None, 0)
+    assert state is not None and state == store.load_run(run)
+    assert state.stack == ["a", "nap"] and state.steps == {"a": {"data": 1}, "nap": None}
+    again, state_again = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0 + 5})
+    assert again == SaveResult("identical", None, 0)
+    assert state_again == state
+
+
+def test_a_wake_of_an_ended_or_missing_run_refuses(store: Store, run: str) -> None:
+    assert store.wake_run("nope", "nap", {}) == (SaveResult("ended", None, 0), None)
+    store.finish_run(run, "Cancelled", None, None, T0)
+    saved, state = store.wake_run(run, "nap", {})
+    assert saved == SaveResult("ended", None, 0)
+    assert state is not None and state.status == "Cancelled" and "nap" not in state.steps

@@ -1,6 +1,6 @@
 """app/queue.py over a real Celery client and the test Redis: timers the tick releases go into
-the Celery queue ahead of new work (resends of unstarted work do not), many timers in one
-pipelined publish."""
+the Celery queue ahead of new work (resends of unstarted work do not), many timers to a message
+and many messages in one pipelined publish."""
 
 from __future__ import annotations
 
@@ -13,7 +13,17 @@ import redis
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.queue import QUEUE_NAME, RELEASE_BATCH, Queue, broker_options, celery_sender
+from app.queue import (
+    LOOKAHEAD_MS,
+    QUEUE_NAME,
+    RELEASE_BATCH,
+    TIMERS_TASK,
+    WAKE_BATCH,
+    WAKE_SPREAD_MS,
+    Queue,
+    broker_options,
+    celery_sender,
+)
 from app.state.store import Store
 
 T0 = 1_700_000_000_000
@@ -38,12 +48,16 @@ def parts(redis_url: str) -> Iterator[tuple[Queue, redis.Redis]]:
 
 def sent(client: redis.Redis, key: str) -> list[tuple[str, str, float | None]]:
     """(task name, job id, countdown eta or None) of each message in a Celery list, oldest
-    first."""
+    first (a TIMERS_TASK message: its job ids, comma-separated)."""
     out = []
     for raw in reversed(client.lrange(key, 0, -1)):
         message = json.loads(raw)
         args = json.loads(base64.b64decode(message["body"]))[0]
-        out.append((message["headers"]["task"], args[0], message["headers"].get("eta")))
+        task = message["headers"]["task"]
+        # A TIMERS_TASK message carries a list of job ids, every other one a single id.
+        assert isinstance(args[0], list) == (task == TIMERS_TASK) and len(args) == 1
+        ids = ",".join(args[0]) if task == TIMERS_TASK else args[0]
+        out.append((task, ids, message["headers"].get("eta")))
     return out
 
 
@@ -78,8 +92,12 @@ def test_a_burst_of_due_timers_is_released_in_one_tick(
     # However slow this machine is, with no time budget one call releases them all.
     assert queue.release_due(T0 + 60_000, budget_s=float("inf")) == count
     messages = sent(client, DUE_LIST)
-    assert sorted(m[1] for m in messages) == sorted(sleep_job(i).id for i in range(count))
-    assert {m[0] for m in messages} == {"stepline.sleep"}
+    ids = [job_id for m in messages for job_id in m[1].split(",")]
+    assert sorted(ids) == sorted(sleep_job(i).id for i in range(count))
+    # Many timers to a message: as few as WAKE_BATCH allows in each batch the tick releases.
+    batches = [RELEASE_BATCH, RELEASE_BATCH, 7]
+    assert len(messages) == sum(-(-size // WAKE_BATCH) for size in batches)
+    assert {m[0] for m in messages} == {TIMERS_TASK}
     # Released once: the next tick sends nothing until the resend deadline.
     assert queue.release_due(T0 + 60_001) == 0
 
@@ -90,9 +108,48 @@ def test_timers_due_before_the_next_tick_are_sent_with_their_countdown(
     queue, client = parts
     now = T0 + 60_000
     for i in range(3):
-        queue.enqueue(sleep_job(i), now + 400, T0)
+        queue.enqueue(sleep_job(i), now + LOOKAHEAD_MS, T0)
+    queue.enqueue(sleep_job(9), now + LOOKAHEAD_MS + 1, T0)  # beat wakes again for it
     assert queue.release_due(now) == 3
+    assert [(name, ids) for name, ids, _ in sent(client, DUE_LIST)] == [
+        (TIMERS_TASK, ",".join(sleep_job(i).id for i in range(3)))
+    ]
     assert all(eta is not None for _, _, eta in sent(client, DUE_LIST))
+
+
+def test_a_timers_message_is_sent_for_its_last_timer_never_early(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    """Timers due further apart than WAKE_SPREAD_MS go in separate messages; a message's
+    countdown is its last timer's."""
+    queue, client = parts
+    now = T0 + 60_000
+    dues = [now + 1, now + 1 + WAKE_SPREAD_MS, now + 2 + WAKE_SPREAD_MS * 2]
+    assert dues[-1] <= now + LOOKAHEAD_MS
+    for i, due in enumerate(dues):
+        queue.enqueue(sleep_job(i), due, T0)
+    assert queue.release_due(now) == 3
+    messages = sent(client, DUE_LIST)
+    assert [m[1] for m in messages] == [
+        f"{sleep_job(0).id},{sleep_job(1).id}",
+        sleep_job(2).id,
+    ]
+    assert [m[0] for m in messages] == [TIMERS_TASK, "stepline.sleep"]
+    etas = [m[2] for m in messages]
+    assert all(isinstance(eta, str) for eta in etas)
+    assert etas[0] < etas[1]  # type: ignore[operator]
+
+
+def test_beat_is_told_when_the_next_job_falls_due(parts: tuple[Queue, redis.Redis]) -> None:
+    """`next_release`: the earliest timer or resend deadline, LOOKAHEAD_MS early (beat ticks
+    then); None when nothing waits."""
+    queue, _ = parts
+    assert queue.next_release() is None
+    queue.enqueue(sleep_job(0), T0 + 30_000, T0)
+    queue.enqueue(sleep_job(1), T0 + 20_000, T0)
+    assert queue.next_release() == T0 + 20_000 - LOOKAHEAD_MS
+    assert queue.release_due(T0 + 20_000) == 1
+    assert queue.next_release() == T0 + 30_000 - LOOKAHEAD_MS
 
 
 def test_resends_of_unstarted_work_stay_behind_the_timers(
@@ -110,6 +167,21 @@ def test_resends_of_unstarted_work_stay_behind_the_timers(
     assert sent(client, WORK_LIST) == [("stepline.event", "event:e1", None)]
 
 
+def test_a_backlog_of_old_resends_does_not_hold_up_a_timer_due_now(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    queue, client = parts
+    for i in range(3):
+        queue.enqueue(Job(id=f"event:e{i}", kind=JobKind.EVENT, event_id=f"e{i}"), T0, T0)
+    client.delete(WORK_LIST)  # sent, then stuck unstarted: due for a resend since T0 + 60 s
+    timer = sleep_job(0)
+    queue.enqueue(timer, T0 + 600_000, T0)
+    # Even a tick that can release only one job, once, sends the timer first.
+    assert queue.release_due(T0 + 600_000, limit=1, budget_s=0) == 1
+    assert sent(client, DUE_LIST) == [("stepline.sleep", timer.id, None)]
+    assert client.llen(WORK_LIST) == 0
+
+
 def test_every_send_goes_to_its_jobs_queue_with_its_priority(
     parts: tuple[Queue, redis.Redis],
 ) -> None:
@@ -124,10 +196,12 @@ def test_every_send_goes_to_its_jobs_queue_with_its_priority(
         assert queue.enqueue(sleep_job(i, "01S"), T0 + 60_000, T0)
         assert queue.enqueue(sleep_job(i), T0 + 60_000, T0)
     assert queue.release_due(T0 + 60_000) == 7  # the timers and the edge job's resend
-    assert sorted(m[1] for m in sent(client, SDK_DUE_LIST)) == [
-        sleep_job(i, "01S").id for i in range(3)
+    assert sent(client, SDK_DUE_LIST) == [
+        (TIMERS_TASK, ",".join(sleep_job(i, "01S").id for i in range(3)), None)
     ]
-    assert sorted(m[1] for m in sent(client, DUE_LIST)) == [sleep_job(i).id for i in range(3)]
+    assert sent(client, DUE_LIST) == [
+        (TIMERS_TASK, ",".join(sleep_job(i).id for i in range(3)), None)
+    ]
     assert [m[1] for m in sent(client, SDK_WORK_LIST)] == ["01S0:edge", "01S0:edge"]
     assert client.llen(WORK_LIST) == 0
 

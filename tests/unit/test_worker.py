@@ -115,3 +115,33 @@ def test_a_delivery_that_reports_back_is_not_a_lost_one(store: Store) -> None:
     for i in range(4):  # the same token again (a broker repeat) is the same delivery
         leased = store.lease_job(job.id, "one", now + i, 30_000)
         assert not isinstance(leased, str) and leased.failures == 0
+
+
+def test_many_jobs_in_one_message_run_each_under_its_own_lease(store: Store) -> None:
+    """`handle_each` (a message of many due timers): a job that fails is retried alone, a job
+    already done is dropped, and neither stops the jobs after it."""
+    now = int(time.time() * 1000)
+    jobs = [Job(id=f"run{i}:sleep:s", kind=JobKind.SLEEP, run_id=f"run{i}") for i in range(4)]
+    for job in jobs:
+        store.enqueue_job(job, now, now)
+    seen: list[str] = []
+
+    def wake(job: Job) -> None:
+        if job.id == "run1:sleep:s":
+            raise RuntimeError("bug")
+        seen.append(job.id)
+
+    runner = JobRunner(store, 30, {JobKind.SLEEP: wake}, give_up=lambda j, p, n: None)
+    assert runner.handle(jobs[2].id) == "done"
+    outcomes = runner.handle_each([job.id for job in jobs])
+    assert outcomes == {
+        "run0:sleep:s": "done",
+        "run1:sleep:s": "failed",
+        "run2:sleep:s": "gone",
+        "run3:sleep:s": "done",
+    }
+    assert seen == ["run2:sleep:s", "run0:sleep:s", "run3:sleep:s"]
+    assert store.count_jobs() == 1  # the failed one waits for its retry
+    # Delivered again (a redelivered message), only the failed job runs.
+    assert runner.handle_each([job.id for job in jobs])["run1:sleep:s"] == "failed"
+    assert seen == ["run2:sleep:s", "run0:sleep:s", "run3:sleep:s"]

@@ -1,0 +1,132 @@
+"""Where a wake's time goes: starts, release and wakes of sleeping runs, in this one process.
+
+    python -m bench.wake_cost [--runs 2000]
+
+`--runs` runs of `bench/nap` sleep until one due time; everything runs here, no Celery worker
+(a recording sender stands in for the broker, so what is measured is Stepline's own work):
+their events' and start jobs, then beat's release of the due timers (`Queue.release_due`),
+then each message of due timers as a worker runs it (`JobRunner.handle_each` in the registry
+read of the message). For each phase: ms per run, Redis round trips per run (commands and
+pipelines, counted at redis-py's client) and, for the release, the number of Celery messages.
+Printed, never asserted: the start of a run is the yardstick a wake should not exceed
+(issue 8: "timer release, resume and finish of a sleeping run cost no more than starting
+it").
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from bench.harness import REDIS_URL, flush
+
+_calls = {"commands": 0, "pipelines": 0}
+
+
+def _counting() -> None:
+    """Count every command and pipeline redis-py sends from this process."""
+    command: Callable[..., Any] = redis.Redis.execute_command
+    pipeline: Callable[..., Any] = Pipeline.execute
+
+    def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        _calls["commands"] += 1
+        return command(self, *args, **options)
+
+    def counted_pipeline(self: Pipeline, *args: Any, **options: Any) -> Any:
+        _calls["pipelines"] += 1
+        return pipeline(self, *args, **options)
+
+    redis.Redis.execute_command = counted_command  # type: ignore[method-assign]
+    Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+
+
+class Recorder:
+    """Stands in for Celery: keeps each message's (task name, argument)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        self.sent.append((name, args[0]))
+
+    def take(self) -> list[tuple[str, Any]]:
+        sent, self.sent = self.sent, []
+        return sent
+
+
+class Phase:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __enter__(self) -> Phase:
+        self.calls = dict(_calls)
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.perf_counter() - self.started
+        self.commands = _calls["commands"] - self.calls["commands"]
+        self.pipelines = _calls["pipelines"] - self.calls["pipelines"]
+
+    def show(self, n: int, extra: str = "") -> None:
+        print(
+            f"{self.label:8s} {self.seconds * 1000 / n:6.2f} ms/run   round trips/run"
+            f" {(self.commands + self.pipelines) / n:5.2f} ({self.commands / n:.2f} commands,"
+            f" {self.pipelines / n:.2f} pipelines){extra}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+    from app.config import Settings
+    from app.engine import Engine
+    from app.functions import load_functions
+
+    flush()
+    _counting()
+    recorder = Recorder()
+    # Every delay goes to the Redis timer set (no countdown sends), as long sleeps do.
+    settings = Settings.from_env().replace(redis_url=REDIS_URL, functions=[], eta_max_seconds=0)
+    engine = Engine.create(
+        settings, sender=recorder, local=load_functions(["bench.functions"]), inline=True
+    )
+    n = args.runs
+    due = engine.now() + 3_600_000
+    with Phase("starts") as starts:
+        for offset in range(0, n, 100):
+            events = [{"name": "bench/nap", "data": {"until": due}} for _ in range(offset, n)]
+            engine.runner.ingest(events[:100], engine.now())
+        while recorder.sent:
+            for _, job_id in recorder.take():
+                engine.jobs.handle(job_id)
+    with Phase("release") as release:
+        released = engine.queue.release_due(due, budget_s=float("inf"))
+    messages = recorder.take()
+    each = getattr(engine.jobs, "handle_each", None)  # absent before issue 8's batching
+    with Phase("wakes") as wakes:
+        for _, arg in messages:
+            ids = arg if isinstance(arg, list) else [arg]
+            if each is not None:
+                with engine.registry.pinned():
+                    each(ids)
+            else:
+                for job_id in ids:
+                    engine.jobs.handle(job_id)
+    completed = engine.store.keys.metric("runs_completed_total")
+    done = sum(int(v) for v in redis.Redis.from_url(REDIS_URL).hvals(completed))
+    print(f"{n} runs sleeping until one due time, in this process ({done} completed):")
+    starts.show(n)
+    release.show(n, f"; {released} timers in {len(messages)} messages")
+    wakes.show(n)
+    engine.store.close()
+
+
+if __name__ == "__main__":
+    main()
