@@ -314,14 +314,17 @@ class SqlHistory(HistoryStore):
         evaluate: int,
     ) -> tuple[list[Row], SearchPage[None]]:
         """Newest first, at most `scan` rows of the list index looked at (an index-only walk
-        finds the edge), at most `evaluate` of them evaluated with CEL when SQL cannot say
-        the whole filter. Returns the matching rows (up to `limit`) and the paging."""
+        finds the edge; the filter's conditions on plain columns narrow that walk), at most
+        `evaluate` of them evaluated with CEL when SQL cannot say the whole filter. Returns
+        the matching rows (up to `limit`) and the paging."""
         clauses = list(base)
         if after is not None:
             clauses.append(
                 sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
             )
         translation = translate(search.tree, source, self._dialect()) if search else None
+        if translation is not None and translation.narrow is not None:
+            clauses.append(translation.narrow)  # the walk looks only at rows that can match
         with self._connect() as connection:
             edge_rows = connection.execute(
                 sa.select(at, key)
