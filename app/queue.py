@@ -144,6 +144,10 @@ class Queue:
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
 
+    def names(self) -> list[str]:
+        """The Celery queues jobs go to: the main one, and the SDK one when it differs."""
+        return [QUEUE_NAME] if self._sdk_queue == QUEUE_NAME else [QUEUE_NAME, self._sdk_queue]
+
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
         an SDK app's function, else the main one."""
