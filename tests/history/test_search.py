@@ -206,6 +206,48 @@ def test_conditions_on_plain_columns_narrow_the_bounded_walk(history: HistorySto
     assert bounded.items == [] and bounded.partial
 
 
+def test_too_few_matches_in_the_first_rows_walk_on_by_their_density(
+    history: HistoryStore,
+) -> None:
+    """A filter SQL says whole that matched too few of the first `scan` rows walks on as far
+    as their density says fills the page (at most `extend` rows); a value not found there
+    goes to the GIN index on PostgreSQL, or walks `extend` rows on SQLite."""
+    runs = [
+        archived(
+            f"run{i:03d}",
+            created_at=T0 + i,
+            events=[{"name": "a", "data": {"k": "y" if i == 3 else "x" if i % 4 == 0 else ""}}],
+            steps=[],
+        )
+        for i in range(60)
+    ]
+    history.save_runs(runs, now=T0)
+    common = parse("event.data.k == 'x'", "runs")
+    # the first 8 rows (run059..run052) hold 2: 16 more rows fill the page of 5
+    page = history.search_runs(common, 5, scan=8, evaluate=5, extend=40)
+    assert [v.run_id for v in page.items] == ["run056", "run052", "run048", "run044", "run040"]
+    assert not page.partial and page.next == (T0 + 40, "run040")
+    assert isinstance(history, SqlHistory)
+    pg = history.engine.dialect.name == "postgresql"
+    # without `extend`: PostgreSQL goes to the GIN index, SQLite answers the first rows
+    short = history.search_runs(common, 5, scan=8, evaluate=5)
+    assert [v.run_id for v in short.items] == [v.run_id for v in page.items][: 5 if pg else 2]
+    assert short.partial is not pg
+    # a density too low to fill the page within `extend`: walk `extend` rows (no GIN there)
+    ranged = parse("event.data.k >= 'x'", "runs")
+    few = history.search_runs(ranged, 5, scan=8, evaluate=5, extend=12)
+    assert [v.run_id for v in few.items] == ["run056", "run052", "run048", "run044", "run040"]
+    assert few.next == (T0 + 40, "run040")
+    rare = parse("event.data.k == 'y'", "runs")
+    found = history.search_runs(rare, 5, scan=8, evaluate=5, extend=40)
+    if pg:  # the GIN index finds it at once
+        assert [v.run_id for v in found.items] == ["run003"] and not found.partial
+    else:  # walked run051..run012: not there yet
+        assert found.items == [] and found.partial and found.next == (T0 + 12, "run012")
+        rest = history.search_runs(rare, 5, after=found.next, scan=8, evaluate=5, extend=40)
+        assert [v.run_id for v in rest.items] == ["run003"] and not rest.partial
+
+
 def test_events_search_by_name_time_and_filter(history: HistoryStore) -> None:
     from app.state.records import EventRecord
 
