@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -290,16 +290,33 @@ class _Translator:
         parts: list[Clause] = []
         if not path and outcomes.get("null") == "T":
             parts.append(column.is_(None))
-        for kind, outcome in outcomes.items():
+        kinds: list[JsonKind | Literal["number"]] = list(outcomes)
+        if outcomes.get("int") == "cmp" and outcomes.get("real") == "cmp":
+            # both compared as numbers: one type test, no telling 1 from 1.0 (a regex each)
+            kinds = ["number", *(kind for kind in kinds if kind not in ("int", "real"))]
+        for kind in kinds:
+            outcome = "cmp" if kind == "number" else outcomes[kind]
             if outcome == "F":
                 continue
-            test, as_value = self._kind(found, kind)
+            test, as_value = self._number(found) if kind == "number" else self._kind(found, kind)
             if outcome == "T":
                 parts.append(test)
             else:
                 assert as_value is not None
                 parts.append(sa.and_(test, _apply(op, as_value, literal)))
         return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+    def _number(self, found: tuple[sa.Column[Any], tuple[str | int, ...]]) -> tuple[Clause, Clause]:
+        """(is the value a JSON number, integer or not; the value as SQL)."""
+        column, path = found
+        if self.pg:
+            at = self._at(found)
+            return sa.func.jsonb_typeof(at) == "number", sa.cast(sa.cast(at, sa.Text), sa.Numeric)
+        text_path = _sqlite_path(path)
+        return (
+            sa.func.json_type(column, text_path).in_(["integer", "real"]),
+            sa.func.json_extract(column, text_path),
+        )
 
     def _kind(
         self, found: tuple[sa.Column[Any], tuple[str | int, ...]], kind: JsonKind

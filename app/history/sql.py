@@ -38,8 +38,8 @@ Query = sa.Select[*tuple[Any, ...]]
 Row = sa.Row[*tuple[Any, ...]]
 
 INDEXED_TIMEOUT_MS = 60
-"""How long a search may try the GIN index (PostgreSQL) for values the bounded walk of the
-list index found too few of; past it the bounded (partial) page is the answer."""
+"""How long a search may try the GIN index or walk on (PostgreSQL) for values the bounded
+walk of the list index found too few of; past it the bounded (partial) page is the answer."""
 
 _VIEW_COLUMNS = (
     runs.c.run_id,
@@ -298,6 +298,13 @@ class SqlHistory(HistoryStore):
         except sa.exc.OperationalError:
             return None
 
+    def _bounded(self, connection: sa.Connection, query: Query) -> list[Row] | None:
+        """`_within` on PostgreSQL; SQLite has no statement timeout (its walks are bounded by
+        rows, and cheap: no server between)."""
+        if self._dialect() == "postgresql":
+            return self._within(connection, query)
+        return list(connection.execute(query).all())
+
     def _dialect(self) -> str:
         return self.engine.dialect.name
 
@@ -324,8 +331,8 @@ class SqlHistory(HistoryStore):
         value whose matches there say `extend` more rows fill the page walks on that far
         (neighbouring rows in `created_at` order, few pages read); a rarer one, or none
         found, tries the GIN index (PostgreSQL, an equality on JSON, one heap page per
-        match) within INDEXED_TIMEOUT_MS; without a GIN-served condition it walks `extend`
-        more rows."""
+        match); without a GIN-served condition it walks `extend` more rows. Either within
+        INDEXED_TIMEOUT_MS on PostgreSQL, else the first rows are the (partial) answer."""
         clauses = list(base)
         if after is not None:
             clauses.append(
@@ -368,12 +375,15 @@ class SqlHistory(HistoryStore):
                                 sa.tuple_(at, key)
                                 >= sa.tuple_(sa.literal(further[0]), sa.literal(further[1]))
                             )
-                        more = connection.execute(
+                        more = self._bounded(
+                            connection,
                             sa.select(*columns)
                             .where(*walk, translation.clause)
                             .order_by(at.desc(), key.desc())
-                            .limit(limit + 1 - found)
-                        ).all()
+                            .limit(limit + 1 - found),
+                        )
+                        if more is None:  # too slow now (a loaded database): the first rows
+                            return _paged(rows, limit, edge, budget_hit=False)
                         return _paged([*rows, *more], limit, further, budget_hit=False)
                 return _paged(rows, limit, edge, budget_hit=False)
             matched: list[Row] = []
