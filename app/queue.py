@@ -196,6 +196,10 @@ class Queue:
         send_by = self._store.next_send_by()
         return None if send_by is None else send_by - LOOKAHEAD_MS
 
+    def names(self) -> list[str]:
+        """The Celery queues jobs go to: the main one, and the SDK one when it differs."""
+        return [QUEUE_NAME] if self._sdk_queue == QUEUE_NAME else [QUEUE_NAME, self._sdk_queue]
+
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
         an SDK app's function, else the main one."""

@@ -93,7 +93,20 @@ def get_event_runs(event_id: str) -> Response:
 def event_outcomes(engine: Engine, event_id: str) -> list[JSON]:
     """Why functions listening to the event did not run (rate limited, debounced, ...), as
     flow control recorded it."""
-    return [_outcome_json(item) for item in engine.admission.flow.event_outcomes(event_id)]
+    flow = engine.admission.flow
+    out = []
+    for item in flow.event_outcomes(event_id):
+        outcome = _outcome_json(item)
+        batch_id, max_size = item.get("batch_id"), item.get("max_size")
+        if outcome["outcome"] == "batched" and isinstance(batch_id, str):
+            # "closes at T (n of max)": the batch's size now, while it is open
+            outcome["batch"] = {
+                "id": batch_id,
+                "size": flow.batch_size(batch_id),
+                "max_size": max_size if isinstance(max_size, int) else None,
+            }
+        out.append(outcome)
+    return out
 
 
 def _outcome_json(item: Any) -> dict[str, JSON]:

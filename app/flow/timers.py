@@ -164,6 +164,7 @@ class Timers:
                 f"event {result.size} of at most {size} in batch {result.batch_id}",
                 batch_id=result.batch_id,
                 closes_at=ulid_ms(result.batch_id) + timeout_ms,
+                max_size=size,
             )
         return Decision("hold", BATCHED)
 

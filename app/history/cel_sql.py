@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -60,6 +60,12 @@ class Translation:
     indexed: Clause | None = None
     """PostgreSQL: a GIN-served condition every match meets (`column @> {...}`), for a
     search of rare values that the bounded walk of the list index would not reach."""
+    narrow: Clause | None = None
+    """A condition on plain columns only (status, function_id, created_at, an event's name,
+    received_at) every match meets: the search walks the list index with it, so the bounded
+    walk looks only at rows that can match (`status == "Failed" && function_id == "f"` is
+    served by the (function, status, created) index, a `created_at` range by the created
+    one) instead of the newest rows of the whole table."""
 
 
 NOTHING = Translation(None, False)
@@ -95,10 +101,15 @@ class _Translator:
                 if not parts:
                     return NOTHING
                 found = [t.indexed for t in (left, right) if t.indexed is not None]
+                both = sa.and_(*parts) if len(parts) > 1 else parts[0]
+                if _is_plain(left) and _is_plain(right):
+                    return _plain(both)
+                narrow = [t.narrow for t in (left, right) if t.narrow is not None]
                 return Translation(
-                    sa.and_(*parts) if len(parts) > 1 else parts[0],
+                    both,
                     exact,
                     sa.and_(*found) if found else None,
+                    sa.and_(*narrow) if narrow else None,
                 )
             if left.clause is None or right.clause is None:
                 return NOTHING
@@ -107,11 +118,20 @@ class _Translator:
                 if left.indexed is not None and right.indexed is not None
                 else None
             )
-            return Translation(sa.or_(left.clause, right.clause), exact, either)
+            one = sa.or_(left.clause, right.clause)
+            if _is_plain(left) and _is_plain(right):
+                return _plain(one)
+            narrow_either = (
+                sa.or_(left.narrow, right.narrow)
+                if left.narrow is not None and right.narrow is not None
+                else None
+            )
+            return Translation(one, exact, either, narrow_either)
         if isinstance(node, Not):
             inner = self.node(node.operand, positive=False)
             if inner.exact and inner.clause is not None:
-                return Translation(sa.not_(inner.clause), True)
+                negated = sa.not_(inner.clause)
+                return _plain(negated) if _is_plain(inner) else Translation(negated, True)
             return NOTHING
         if isinstance(node, Literal_) and isinstance(node.value, bool):
             return Translation(sa.true() if node.value else sa.false(), True)
@@ -145,7 +165,7 @@ class _Translator:
                 return Translation(sa.false(), True)
             kind = str if isinstance(column.type, sa.String) else int
             if all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
-                return Translation(column.in_(items), True)
+                return _plain(column.in_(items))
             return NOTHING
         kinds = {literal_type(value) for value in items}
         if not items or not (kinds == {"str"} or kinds <= {"int", "real"}):
@@ -202,27 +222,28 @@ class _Translator:
             position = sa.func.strpos if self.pg else sa.func.instr
             found_text = position(value, text) > 0
             if column is not None:
-                return Translation(found_text, True)
+                return _plain(found_text)
             # on a map or a list CEL's `contains` asks for a key or an item: CEL decides those
             container = self._kind_in(self._json(node.target), ("list", "obj"))
             return Translation(sa.or_(found_text, container), False)
+        made = _plain if column is not None else _exact
         if size == 0:
-            return Translation(value.is_not(None), True)
+            return made(value.is_not(None))
         if node.name == "startsWith":
             head = sa.func.left(value, size) if self.pg else sa.func.substr(value, 1, size)
-            return Translation(head == text, True)
+            return made(head == text)
         tail = sa.func.right(value, size) if self.pg else sa.func.substr(value, -size)
-        return Translation(tail == text, True)
+        return made(tail == text)
 
     # --- columns and JSON -----------------------------------------------------------------
     def _column(self, op: str, column: sa.Column[Any], value: JSON) -> Translation:
         if isinstance(column.type, sa.String):
             if not isinstance(value, str) or op not in ("==", "!="):
                 return NOTHING
-            return Translation(_apply(op, column, value), True)
+            return _plain(_apply(op, column, value))
         if isinstance(value, bool) or not isinstance(value, int):
             return NOTHING
-        return Translation(_apply(op, column, value), True)
+        return _plain(_apply(op, column, value))
 
     def _json(self, target: Field) -> tuple[sa.Column[Any], tuple[str | int, ...]] | None:
         root = self.source.json.get(target.path[0])
@@ -269,16 +290,33 @@ class _Translator:
         parts: list[Clause] = []
         if not path and outcomes.get("null") == "T":
             parts.append(column.is_(None))
-        for kind, outcome in outcomes.items():
+        kinds: list[JsonKind | Literal["number"]] = list(outcomes)
+        if outcomes.get("int") == "cmp" and outcomes.get("real") == "cmp":
+            # both compared as numbers: one type test, no telling 1 from 1.0 (a regex each)
+            kinds = ["number", *(kind for kind in kinds if kind not in ("int", "real"))]
+        for kind in kinds:
+            outcome = "cmp" if kind == "number" else outcomes[kind]
             if outcome == "F":
                 continue
-            test, as_value = self._kind(found, kind)
+            test, as_value = self._number(found) if kind == "number" else self._kind(found, kind)
             if outcome == "T":
                 parts.append(test)
             else:
                 assert as_value is not None
                 parts.append(sa.and_(test, _apply(op, as_value, literal)))
         return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+    def _number(self, found: tuple[sa.Column[Any], tuple[str | int, ...]]) -> tuple[Clause, Clause]:
+        """(is the value a JSON number, integer or not; the value as SQL)."""
+        column, path = found
+        if self.pg:
+            at = self._at(found)
+            return sa.func.jsonb_typeof(at) == "number", sa.cast(sa.cast(at, sa.Text), sa.Numeric)
+        text_path = _sqlite_path(path)
+        return (
+            sa.func.json_type(column, text_path).in_(["integer", "real"]),
+            sa.func.json_extract(column, text_path),
+        )
 
     def _kind(
         self, found: tuple[sa.Column[Any], tuple[str | int, ...]], kind: JsonKind
@@ -359,6 +397,24 @@ class _Translator:
             else:
                 document = {part: document}
         return column.op("@>")(sa.cast(sa.literal(json.dumps(document)), postgresql.JSONB))
+
+
+def _plain(clause: Clause) -> Translation:
+    """An exact condition on a plain column: it narrows the list index walk too."""
+    return Translation(clause, True, narrow=clause)
+
+
+def _is_plain(translation: Translation) -> bool:
+    """Is the whole translation an exact condition on plain columns?"""
+    return (
+        translation.exact
+        and translation.narrow is not None
+        and (translation.narrow is translation.clause)
+    )
+
+
+def _exact(clause: Clause) -> Translation:
+    return Translation(clause, True)
 
 
 def _sqlite_path(path: tuple[str | int, ...]) -> str:

@@ -109,6 +109,7 @@ class Reads:
             after=after,
             scan=bounds.history_scan,
             evaluate=bounds.live(search),
+            extend=bounds.history_extend,
         )
         return merge_search(live, archived, limit, _run_position)
 
@@ -162,6 +163,7 @@ class Reads:
             after=after,
             scan=bounds.history_scan,
             evaluate=bounds.live(search),
+            extend=bounds.history_extend,
         )
         return merge_search(live, archived, limit, _event_position)
 
@@ -227,6 +229,13 @@ class SearchBounds:
     """Rows of the history store's list index walked (SQL evaluates the filter on them).
     Measured in bench/history_search.py: the rows of one function are spread over the table,
     so on PostgreSQL each costs a heap page read; SQLite parses each row's JSON text."""
+    history_extend: int = 25_000
+    """Rows of the history store's list index a filter SQL says whole may walk on when the
+    first `history_scan` held too few matches: as far as their density says fills the page,
+    at most this far (a rare value of a GIN-indexed equality goes to the index instead).
+    Measured in bench/history_search.py: a 1-in-100 value fills a page within ~10,000 more
+    rows, read in `created_at` order (neighbouring rows, few pages), where the GIN index
+    would visit one heap page per match, 10,000 of them (~200 ms cold)."""
     evaluate: int = 20
     """Runs evaluated with cel-python (milliseconds each), in each store, when neither SQL
     nor `quick` can say the whole filter."""

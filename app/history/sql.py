@@ -38,8 +38,8 @@ Query = sa.Select[*tuple[Any, ...]]
 Row = sa.Row[*tuple[Any, ...]]
 
 INDEXED_TIMEOUT_MS = 60
-"""How long a search may try the GIN index (PostgreSQL) for values the bounded walk of the
-list index found too few of; past it the bounded (partial) page is the answer."""
+"""How long a search may try the GIN index or walk on (PostgreSQL) for values the bounded
+walk of the list index found too few of; past it the bounded (partial) page is the answer."""
 
 _VIEW_COLUMNS = (
     runs.c.run_id,
@@ -228,12 +228,13 @@ class SqlHistory(HistoryStore):
         after: Position | None = None,
         scan: int,
         evaluate: int,
+        extend: int = 0,
     ) -> SearchPage[RunView]:
         base = _runs_base(function_id, status, created_after, created_before)
         at, key = runs.c.created_at, runs.c.run_id
         columns = (*_VIEW_COLUMNS, _first_event(self._dialect()).label("first_event"))
         rows, page = self._search(
-            search, RUNS_SOURCE, base, at, key, after, columns, limit, scan, evaluate
+            search, RUNS_SOURCE, base, at, key, after, columns, limit, scan, evaluate, extend
         )
         views = [_view(row) for row in rows]
         return SearchPage(views, page.next, page.reached, page.partial)
@@ -297,6 +298,13 @@ class SqlHistory(HistoryStore):
         except sa.exc.OperationalError:
             return None
 
+    def _bounded(self, connection: sa.Connection, query: Query) -> list[Row] | None:
+        """`_within` on PostgreSQL; SQLite has no statement timeout (its walks are bounded by
+        rows, and cheap: no server between)."""
+        if self._dialect() == "postgresql":
+            return self._within(connection, query)
+        return list(connection.execute(query).all())
+
     def _dialect(self) -> str:
         return self.engine.dialect.name
 
@@ -312,28 +320,30 @@ class SqlHistory(HistoryStore):
         limit: int,
         scan: int,
         evaluate: int,
+        extend: int = 0,
     ) -> tuple[list[Row], SearchPage[None]]:
         """Newest first, at most `scan` rows of the list index looked at (an index-only walk
-        finds the edge), at most `evaluate` of them evaluated with CEL when SQL cannot say
-        the whole filter. Returns the matching rows (up to `limit`) and the paging."""
+        finds the edge; the filter's conditions on plain columns narrow that walk), at most
+        `evaluate` of them evaluated with CEL when SQL cannot say the whole filter. Returns
+        the matching rows (up to `limit`) and the paging.
+
+        A filter SQL says whole that matched too few of the first `scan` rows goes on: a
+        value whose matches there say `extend` more rows fill the page walks on that far
+        (neighbouring rows in `created_at` order, few pages read); a rarer one, or none
+        found, tries the GIN index (PostgreSQL, an equality on JSON, one heap page per
+        match); without a GIN-served condition it walks `extend` more rows. Either within
+        INDEXED_TIMEOUT_MS on PostgreSQL, else the first rows are the (partial) answer."""
         clauses = list(base)
         if after is not None:
             clauses.append(
                 sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
             )
         translation = translate(search.tree, source, self._dialect()) if search else None
+        if translation is not None and translation.narrow is not None:
+            clauses.append(translation.narrow)  # the walk looks only at rows that can match
         with self._connect() as connection:
-            edge_rows = connection.execute(
-                sa.select(at, key)
-                .where(*clauses)
-                .order_by(at.desc(), key.desc())
-                .offset(scan - 1)
-                .limit(2)
-            ).all()
-            # the scan-th row bounds the look, unless it is the last row there is
-            edge: Position | None = (
-                (edge_rows[0][0], edge_rows[0][1]) if len(edge_rows) == 2 else None
-            )
+            walk = list(clauses)
+            edge = _edge(connection, walk, at, key, scan)
             if edge is not None:
                 clauses.append(
                     sa.tuple_(at, key) >= sa.tuple_(sa.literal(edge[0]), sa.literal(edge[1]))
@@ -344,12 +354,37 @@ class SqlHistory(HistoryStore):
             if search is None or translation is None or translation.exact:
                 rows = connection.execute(query.limit(limit + 1)).all()
                 if len(rows) <= limit and edge is not None and translation is not None:
+                    # too few in the first rows: go on by density (a walk further back) or,
+                    # for rare values, through the GIN index (PostgreSQL)
+                    found = len(rows)
+                    need = extend + 1 if not found else -(-(limit + 1 - found) * scan // found)
                     indexed = self._indexed(connection, translation, base, after, at, key)
-                    if indexed is not None:
+                    if indexed is not None and need > extend:
                         query = sa.select(*columns).where(*indexed).order_by(at.desc(), key.desc())
                         complete = self._within(connection, query.limit(limit + 1))
                         if complete is not None:
                             return _paged(complete, limit, None, budget_hit=False)
+                        return _paged(rows, limit, edge, budget_hit=False)
+                    if translation.clause is not None and extend > 0:
+                        walk.append(
+                            sa.tuple_(at, key) < sa.tuple_(sa.literal(edge[0]), sa.literal(edge[1]))
+                        )
+                        further = _edge(connection, walk, at, key, min(need, extend))
+                        if further is not None:
+                            walk.append(
+                                sa.tuple_(at, key)
+                                >= sa.tuple_(sa.literal(further[0]), sa.literal(further[1]))
+                            )
+                        more = self._bounded(
+                            connection,
+                            sa.select(*columns)
+                            .where(*walk, translation.clause)
+                            .order_by(at.desc(), key.desc())
+                            .limit(limit + 1 - found),
+                        )
+                        if more is None:  # too slow now (a loaded database): the first rows
+                            return _paged(rows, limit, edge, budget_hit=False)
+                        return _paged([*rows, *more], limit, further, budget_hit=False)
                 return _paged(rows, limit, edge, budget_hit=False)
             matched: list[Row] = []
             evaluated = 0
@@ -465,6 +500,7 @@ class SqlHistory(HistoryStore):
         after: Position | None = None,
         scan: int,
         evaluate: int,
+        extend: int = 0,
     ) -> SearchPage[EventRecord]:
         base: list[sa.ColumnElement[bool]] = []
         if name is not None:
@@ -485,6 +521,7 @@ class SqlHistory(HistoryStore):
             limit,
             scan,
             evaluate,
+            extend,
         )
         records = [EventRecord(row[0], row[1], dict(row[2])) for row in rows]
         return SearchPage(records, page.next, page.reached, page.partial)
@@ -599,6 +636,21 @@ def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
         logs=list(logs.get("lines") or []),
         logs_dropped=int(logs.get("dropped") or 0),
     )
+
+
+def _edge(
+    connection: sa.Connection,
+    clauses: list[sa.ColumnElement[Any]],
+    at: sa.ColumnElement[int],
+    key: sa.ColumnElement[str],
+    rows: int,
+) -> Position | None:
+    """The `rows`-th row newest first under `clauses` (an index-only walk of the list index):
+    the bound of a look at that many rows; None when there are no more rows than that."""
+    found = connection.execute(
+        sa.select(at, key).where(*clauses).order_by(at.desc(), key.desc()).offset(rows - 1).limit(2)
+    ).all()
+    return (found[0][0], found[0][1]) if len(found) == 2 else None
 
 
 def _runs_base(

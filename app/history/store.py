@@ -99,10 +99,13 @@ class HistoryStore(abc.ABC):
         after: Position | None = None,
         scan: int,
         evaluate: int,
+        extend: int = 0,
     ) -> SearchPage[RunView]:
         """`page_runs` with a filter: at most `scan` runs (newest first, after `after`) are
         looked at, and at most `evaluate` of them evaluated with CEL where SQL cannot say the
-        whole filter (`cel_sql.py`); a page cut short by those bounds is `partial`."""
+        whole filter (`cel_sql.py`); a page cut short by those bounds is `partial`. A filter
+        SQL says whole may look at up to `extend` more runs when the first `scan` held too
+        few matches (`SearchBounds.history_extend`)."""
 
     @abc.abstractmethod
     def count_runs(
@@ -150,6 +153,7 @@ class HistoryStore(abc.ABC):
         after: Position | None = None,
         scan: int,
         evaluate: int,
+        extend: int = 0,
     ) -> SearchPage[EventRecord]:
         """`page_events` by name and filter, bounded as `search_runs`."""
 

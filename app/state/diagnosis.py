@@ -5,21 +5,27 @@ and the Workers page build their answers on them). Read-only: plain commands, no
                               'woken' or none), send-by time, handler failures
     jobs_ahead(send_by)       unleased jobs sent by an earlier time: what a job queues behind
     queue_stats(now)          every queued job: how many, leased, overdue, the oldest overdue
+    waiting(now, resend_ms)   jobs nobody holds whose time has come, oldest first, each with
+                              when it became due: what waits for a worker
     wait_position(c, job)     a parked job's place in a concurrency wait list, slots in use
     throttled_until(run_id)   the run's throttled start time, if it has one
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from app.models import Job
+from app.models import Job, JobKind
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.slots import SlotKeys
 from app.state.store import Store
 
 MAX_RUN_JOBS = 50
 """A run has a handful of jobs (start or edge, sleep or timeout timers); more are not read."""
+MAX_WAITING_READ = 500
+"""Jobs `waiting` reads (the earliest send-by times first): a deeper backlog is counted
+from its oldest part only."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,23 @@ class QueueStats:
     """Jobs whose send-by time passed: nobody started them in time (or a lease ran out)."""
     oldest_overdue_at: int | None
     """The earliest such send-by time (ms)."""
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    job: Job
+    since: int
+    """When it became due (ms): the record's `due_at` (app/state/jobs.py `job_record`); a
+    record without one (written by a script that does not set it) counts from its send-by
+    time less the resend slack, when the job was last sent."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    jobs: list[WaitingJob]
+    """Oldest first."""
+    complete: bool
+    """False when more jobs than MAX_WAITING_READ were due: `jobs` holds the oldest read."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +136,34 @@ class Diagnosis:
         oldest = int(first[0][1]) if first and int(first[0][1]) < now else None
         return QueueStats(int(jobs), int(leased), int(overdue), oldest)
 
+    def waiting(self, now: int, resend_ms: int, limit: int = MAX_WAITING_READ) -> Waiting:
+        """Jobs that wait for a worker: nobody holds them (no lease; not parked or deferred
+        by flow control: those wait for a slot, not a worker) and they became due by `now`.
+        A job sent to Celery has send-by `due + resend_ms` (later after a resend), a timer
+        not yet released its due time, so every due one has send-by <= now + resend_ms."""
+        k = self._keys
+        ids = self._client.zrangebyscore(
+            k.jobs_due, "-inf", now + resend_ms, start=0, num=limit, withscores=True
+        )
+        if not ids:
+            return Waiting([], True)
+        names = [job_id for job_id, _ in ids]
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(k.jobs, names)
+        pipe.hmget(k.job_owners, names)
+        raws, owners = pipe.execute()
+        found = []
+        for (_, send_by), raw, owner in zip(ids, raws, owners, strict=True):
+            if raw is None or (owner is not None and owner != "woken"):
+                continue
+            record = json.loads(raw)
+            job = Job.model_validate(record)
+            since = _since(job, record.get("due_at"), owner, int(send_by), now, resend_ms)
+            if since is not None and since <= now:
+                found.append(WaitingJob(job, since))
+        found.sort(key=lambda waiting: waiting.since)
+        return Waiting(found, len(ids) < limit)
+
     def wait_position(self, constraint: str, job_id: str) -> WaitPosition | None:
         """None when the job is not in the constraint's wait list."""
         pipe = self._client.pipeline(transaction=False)
@@ -127,3 +178,21 @@ class Diagnosis:
     def throttled_until(self, run_id: str) -> int | None:
         raw = self._client.get(self._slots.ticket(run_id))
         return None if raw is None else int(raw)
+
+
+_FLOW_TIMERS = (JobKind.DEBOUNCE, JobKind.BATCH)
+"""Timers the flow scripts write without `due_at`: their send-by is their due time until
+they are released."""
+
+
+def _since(
+    job: Job, due_at: object, owner: str | None, send_by: int, now: int, resend_ms: int
+) -> int | None:
+    """When a job nobody holds began to wait for a worker, or None when that is not known
+    yet. A woken job (let out of a concurrency wait list, sent again) waits from its wake-up
+    (its send-by less the resend slack), not from when it was first due."""
+    if owner != "woken" and isinstance(due_at, int | float) and not isinstance(due_at, bool):
+        return int(due_at)
+    if job.kind in _FLOW_TIMERS and owner is None and send_by > now:
+        return None  # not yet released, or released and not yet overdue: unknown
+    return send_by - resend_ms

@@ -282,6 +282,14 @@ class FlowStore:
             [item["event"] for item in items],
         )
 
+    def batch_size(self, batch_id: str) -> int | None:
+        """How many events the batch holds now; None once it has started its run."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hget(self._keys.batch_meta(batch_id), "status")
+        pipe.llen(self._keys.batch_events(batch_id))
+        status, size = pipe.execute()
+        return None if status is None or status == "started" else int(size)
+
     def drop_batch(self, batch_id: str) -> None:
         """Delete a scheduled batch's events and metadata."""
         self._client.delete(self._keys.batch_events(batch_id), self._keys.batch_meta(batch_id))

@@ -3,10 +3,18 @@ leased by one worker at a time and re-sent by the beat tick when due."""
 
 from __future__ import annotations
 
+import json
 from typing import Literal, NamedTuple
 
 from app.models import Job
 from app.state.base import StoreBase
+
+
+def job_record(job: Job, due_at: int) -> str:
+    """A job's record in `<p>:jobs`: the Job's JSON with `due_at`, when it became due (ms),
+    which resends do not change: how long it has waited for a worker (`Diagnosis.waiting`).
+    `Job` ignores the extra key when it reads the record back."""
+    return json.dumps({**job.model_dump(mode="json"), "due_at": due_at}, separators=(",", ":"))
 
 
 class Lease(NamedTuple):
@@ -24,9 +32,10 @@ class JobVerbs(StoreBase):
         """Create the job unless it exists or ran in the last 24 h (tombstone). `send_by` is
         when the tick should (re)send it if nobody has started it. Returns True if created.
 
-        False also when the job's run has ended. `due_at` is not stored: the queue sends
-        soon-due jobs with a countdown and later ones have `send_by == due_at`."""
-        return self._scripts.enqueue_job(job.id, job.run_id, job.model_dump_json(), send_by) == 1
+        False also when the job's run has ended. `due_at` is kept in the record
+        (`job_record`): the Workers page's age of the oldest waiting job."""
+        record = job_record(job, due_at)
+        return self._scripts.enqueue_job(job.id, job.run_id, record, send_by) == 1
 
     def begin_job(
         self, job_id: str, token: str, now: int, lease_ms: int

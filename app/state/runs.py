@@ -15,6 +15,7 @@ from app.ids import new_ulid
 from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
 from app.state.events import event_item
+from app.state.jobs import job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
 from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
@@ -69,7 +70,9 @@ class RunVerbs(StoreBase):
             run.idempotency_ttl_ms,
             run.original_run_id or "",
             memo_json,
-            None if start is None else (start.job.id, start.job.model_dump_json(), start.send_by),
+            None
+            if start is None
+            else (start.job.id, job_record(start.job, start.due_at), start.send_by),
             client=pipe,
         )
 

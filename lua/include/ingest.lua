@@ -83,7 +83,9 @@ local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
     ids[i] = item[1]
   end
   local job_id = 'event:' .. ids[1]
-  local job = cjson.encode({id = job_id, kind = 'event', event_id = ids[1], event_ids = ids})
+  -- due_at: when it became due (app/state/jobs.py job_record), for the oldest waiting job's age
+  local job = cjson.encode({id = job_id, kind = 'event', event_id = ids[1], event_ids = ids,
+    due_at = tonumber(now)})
   if enqueue(k.jobs, k.due, k.by_run, queued[1][2], job_id, job, send_by, '') ~= 1 then
     return answers, ''
   end

@@ -124,3 +124,12 @@ def test_held_events_say_until_when(api: Api) -> None:
         untils[outcome["outcome"]] = until - before
     assert 9_000 <= untils["debounced"] <= 11_000
     assert 29_000 <= untils["batched"] <= 31_000
+    # a batch says how full it is now: "closes at T (2 of 5)" once a second event joined
+    [second] = api.client.post("/e/k", json=[{"name": "hold/b"}]).get_json()["ids"]
+    api.process_events()
+    for event_id in (ids[1], second):
+        body = check(api.client.get(f"/v1/events/{event_id}/runs"), "get", path)
+        [outcome] = body["metadata"]["outcomes"]
+        assert (outcome["batch"]["size"], outcome["batch"]["max_size"]) == (2, 5)
+    debounce = check(api.client.get(f"/v1/events/{ids[0]}/runs"), "get", path)
+    assert "batch" not in debounce["metadata"]["outcomes"][0]

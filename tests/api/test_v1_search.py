@@ -80,7 +80,7 @@ def test_runs_are_found_by_data_output_and_error_in_both_stores(api: Api) -> Non
 def test_a_search_cut_short_by_its_bounds_says_partial_and_goes_on(api: Api) -> None:
     runs = [_runs(api, "shop/order", {"n": n})[0] for n in range(12)]
     original = SearchBounds.__init__.__defaults__  # type: ignore[misc]
-    SearchBounds.__init__.__defaults__ = (5, 5, 5)  # type: ignore[misc]
+    SearchBounds.__init__.__defaults__ = (5, 5, 5, 5)  # type: ignore[misc]
     try:
         body = _search(api, f"/v1/runs?limit=10&filter={quote('event.data.n == 1')}")
         assert body["data"] == []

@@ -1,10 +1,11 @@
 """`GET /v1/workers`: each worker's heartbeat record, beat's last tick, the queue's depth and
-its oldest overdue job, and warnings when nothing is alive to run jobs."""
+its oldest overdue job, each Celery queue's jobs waiting for a worker and the oldest one's
+age, and warnings when nothing is alive to run jobs."""
 
 from __future__ import annotations
 
 from app.liveness import Heartbeat
-from app.models import FunctionConfig, Trigger
+from app.models import FunctionConfig, Job, JobKind, Trigger
 from tests.api.conftest import Api
 from tests.api.openapi_check import check
 
@@ -35,6 +36,53 @@ def test_no_worker_no_beat_warns_and_counts_the_waiting_jobs(api: Api) -> None:
     assert "no worker is running" in warnings
     assert "beat is not running" in warnings
     assert f"{jobs} jobs are overdue and no worker is alive" in warnings
+    main, sdk = data["queue"]["queues"]
+    assert (main["name"], main["waiting"], main["complete"]) == ("stepline", jobs, True)
+    assert 120 <= main["oldest_waiting_seconds"] <= 130  # due when they were made
+    assert sdk == {
+        "name": "stepline-sdk",
+        "waiting": 0,
+        "complete": True,
+        "oldest_waiting_at": None,
+        "oldest_waiting_seconds": None,
+    }
+
+
+def test_the_oldest_waiting_job_per_queue_keeps_its_age_through_resends(api: Api) -> None:
+    """A job waits from when it became due, however often the tick re-sent it; a job a
+    worker holds and a timer not yet due do not wait; a run of an SDK app's function waits
+    on the SDK queue."""
+    api.register(fn())
+    api.register(
+        FunctionConfig(
+            id="sdk-w",
+            name="w",
+            app_id="sdk",
+            triggers=[Trigger(event="w/sdk")],
+            driver="http",
+            url="http://127.0.0.1:1/api/inngest",
+        ),
+        app_id="sdk",
+    )
+    engine = api.engine
+    now = engine.now()
+    old, newer = now - 600_000, now - 30_000
+    [first] = engine.runner.ingest([{"name": "w/go"}], old)
+    engine.runner.process_event(first, old)  # an event job and a start job, due 10 min ago
+    [second] = engine.runner.ingest([{"name": "w/sdk"}], newer)
+    engine.runner.process_event(second, newer)  # its start job goes to the SDK queue
+    for at in (old + 61_000, old + 122_000, now - 60_000):  # the tick re-sent them
+        assert engine.queue.release_due(at) > 0
+    engine.queue.enqueue(Job(id="t:sleep", kind=JobKind.SLEEP), now + 30_000, now)
+    held = f"event:{second}"
+    assert engine.store.begin_job(held, "worker-token", now, 60_000) != "gone"
+
+    data = api.client.get("/v1/workers").get_json()["data"]
+    main, sdk = data["queue"]["queues"]
+    assert main["name"] == "stepline" and main["waiting"] == 2  # first's event and start jobs
+    assert 600 <= main["oldest_waiting_seconds"] <= 610
+    assert sdk["name"] == "stepline-sdk" and sdk["waiting"] == 1
+    assert 30 <= sdk["oldest_waiting_seconds"] <= 40
 
 
 def test_live_workers_are_listed_with_their_jobs(api: Api) -> None:
@@ -53,3 +101,4 @@ def test_live_workers_are_listed_with_their_jobs(api: Api) -> None:
     assert item["alive"] is True and item["pid"] == worker.process.pid
     assert data["beat"]["alive"] is True and data["warnings"] == []
     assert data["queue"]["overdue"] == 0 and data["queue"]["oldest_overdue_at"] is None
+    assert [q["waiting"] for q in data["queue"]["queues"]] == [0, 0]

@@ -64,3 +64,10 @@ def test_with_no_worker_the_page_warns_and_a_run_says_it_has_no_worker(
     expect(warnings).to_contain_text("beat is not running")
     expect(page.locator('tr.worker-row[data-alive="false"]')).to_have_count(1)
     expect(page.locator("#queue-jobs")).not_to_have_text("0")
+    # The rerun's start job waits on the main queue, aging as the page polls.
+    main = page.locator('#queues tr[data-queue="stepline"]')
+    expect(main.locator(".queue-waiting")).to_have_text(re.compile(r"^[1-9]\d*\+?$"))
+    expect(main.locator(".queue-oldest-waiting")).to_have_text(re.compile(r"^(<1 s|\d+ s)$"))
+    sdk = page.locator('#queues tr[data-queue="stepline-sdk"]')
+    expect(sdk.locator(".queue-waiting")).to_have_text("0")
+    expect(sdk.locator(".queue-oldest-waiting")).to_have_text("—")

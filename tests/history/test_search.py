@@ -60,6 +60,12 @@ FILTERS = [
     "size(event.data.v) == 3",
     'event.data["v"] == 7',
     "event.data.items.exists(i, i == 2)",
+    "!(status == 'Completed') && event.data.v == 1",
+    "!(status == 'Failed' && event.data.v == 1)",
+    "!(status == 'Failed' && function_id == 'f1')",
+    "(status == 'Failed' || function_id == 'f0') && event.data.v != 1",
+    "(status == 'Failed' || event.data.v == 'abc') && created_at < 1700000000012",
+    "created_at >= 1700000000003 && created_at < 1700000000009 && event.data.v + 1 == 2",
 ]
 
 
@@ -166,6 +172,80 @@ def test_a_bounded_scan_answers_a_partial_page_and_its_cursor_goes_on(
     assert rest.items == [] and rest.next == (T0 + 10, "run010")
     last = history.search_runs(exact, 5, after=rest.next, scan=10, evaluate=12)
     assert [v.run_id for v in last.items][:1] == ["run003"] and last.next is None
+
+
+def test_conditions_on_plain_columns_narrow_the_bounded_walk(history: HistoryStore) -> None:
+    """The bounded walk looks only at rows that can match: a filter's status, function and
+    time conditions reach runs far below the newest `scan` rows, complete (not partial)."""
+    runs = [
+        archived(
+            f"run{i:03d}",
+            function_id="old" if i < 3 else "new",
+            status="Cancelled" if i < 3 else "Completed",
+            created_at=T0 + i,
+            events=[{"name": "a", "data": {"n": i}}],
+            steps=[],
+        )
+        for i in range(40)
+    ]
+    history.save_runs(runs, now=T0)
+    for text, expected in [
+        ("status == 'Cancelled' && function_id == 'old'", ["run002", "run001", "run000"]),
+        (f"created_at >= {T0 + 4} && created_at < {T0 + 6}", ["run005", "run004"]),
+        ("status in ['Cancelled'] && event.data.n >= 1", ["run002", "run001"]),
+        ("function_id == 'old' && event.data.n % 2 == 0", ["run002", "run000"]),  # CEL too
+        ("!(function_id == 'new') && event.data.n != 1", ["run002", "run000"]),
+    ]:
+        page = history.search_runs(parse(text, "runs"), 10, scan=5, evaluate=5)
+        assert [v.run_id for v in page.items] == expected, text
+        assert page.next is None and not page.partial, text
+    # a condition on JSON on one side of `||` does not narrow: the walk stays bounded
+    either = parse("status == 'Cancelled' || event.data.n == 99", "runs")
+    assert translate(either.tree, RUNS_SOURCE, "sqlite").narrow is None
+    bounded = history.search_runs(either, 10, scan=5, evaluate=5)
+    assert bounded.items == [] and bounded.partial
+
+
+def test_too_few_matches_in_the_first_rows_walk_on_by_their_density(
+    history: HistoryStore,
+) -> None:
+    """A filter SQL says whole that matched too few of the first `scan` rows walks on as far
+    as their density says fills the page (at most `extend` rows); a value not found there
+    goes to the GIN index on PostgreSQL, or walks `extend` rows on SQLite."""
+    runs = [
+        archived(
+            f"run{i:03d}",
+            created_at=T0 + i,
+            events=[{"name": "a", "data": {"k": "y" if i == 3 else "x" if i % 4 == 0 else ""}}],
+            steps=[],
+        )
+        for i in range(60)
+    ]
+    history.save_runs(runs, now=T0)
+    common = parse("event.data.k == 'x'", "runs")
+    # the first 8 rows (run059..run052) hold 2: 16 more rows fill the page of 5
+    page = history.search_runs(common, 5, scan=8, evaluate=5, extend=40)
+    assert [v.run_id for v in page.items] == ["run056", "run052", "run048", "run044", "run040"]
+    assert not page.partial and page.next == (T0 + 40, "run040")
+    assert isinstance(history, SqlHistory)
+    pg = history.engine.dialect.name == "postgresql"
+    # without `extend`: PostgreSQL goes to the GIN index, SQLite answers the first rows
+    short = history.search_runs(common, 5, scan=8, evaluate=5)
+    assert [v.run_id for v in short.items] == [v.run_id for v in page.items][: 5 if pg else 2]
+    assert short.partial is not pg
+    # a density too low to fill the page within `extend`: walk `extend` rows (no GIN there)
+    ranged = parse("event.data.k >= 'x'", "runs")
+    few = history.search_runs(ranged, 5, scan=8, evaluate=5, extend=12)
+    assert [v.run_id for v in few.items] == ["run056", "run052", "run048", "run044", "run040"]
+    assert few.next == (T0 + 40, "run040")
+    rare = parse("event.data.k == 'y'", "runs")
+    found = history.search_runs(rare, 5, scan=8, evaluate=5, extend=40)
+    if pg:  # the GIN index finds it at once
+        assert [v.run_id for v in found.items] == ["run003"] and not found.partial
+    else:  # walked run051..run012: not there yet
+        assert found.items == [] and found.partial and found.next == (T0 + 12, "run012")
+        rest = history.search_runs(rare, 5, after=found.next, scan=8, evaluate=5, extend=40)
+        assert [v.run_id for v in rest.items] == ["run003"] and not rest.partial
 
 
 def test_events_search_by_name_time_and_filter(history: HistoryStore) -> None:

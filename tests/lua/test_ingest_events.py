@@ -5,6 +5,8 @@ nothing."""
 
 from __future__ import annotations
 
+import json
+
 import redis
 
 from app.models import FunctionConfig, Job, JobKind, Trigger
@@ -48,6 +50,8 @@ def test_a_batch_is_stored_with_one_job(store: Store, client: redis.Redis) -> No
         record = store.get_event(internal_id)
         assert record is not None and record.received_at == T0
     assert client.zscore("sl:jobs:due", "event:01E1") == SEND_BY
+    # due when received: the Workers page's age of a job waiting for a worker
+    assert json.loads(client.hget("sl:jobs", "event:01E1") or "{}")["due_at"] == T0
     job = stored_job(store, "event:01E1")
     assert job.kind is JobKind.EVENT and job.events == ["01E1", "01E2", "01E3"]
     # Queued for the history archiver too.

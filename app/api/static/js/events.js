@@ -81,13 +81,15 @@ function runChip(run) {
   );
 }
 
-// A held event's next moment: "debounced until T", "in a batch that closes at T".
+// A held event's next moment: "debounced until T", "in a batch that closes at T (n of max)".
 const UNTIL_TEXT = { debounced: "until", batched: "closes at", rate_limited: "next at" };
-function until(outcome) {
+export function heldUntil(outcome) {
   if (!outcome.until || !UNTIL_TEXT[outcome.outcome]) return null;
   const at = new Date(outcome.until);
   const late = at.getTime() < Date.now();
-  return h("span.until.muted", { title: outcome.until }, ` ${UNTIL_TEXT[outcome.outcome]} ${at.toLocaleTimeString()}${late ? " (passed)" : ""}`);
+  const batch = outcome.batch;
+  const fill = batch && batch.size != null && batch.max_size != null ? ` (${batch.size} of ${batch.max_size})` : "";
+  return h("span.until.muted", { title: outcome.until }, ` ${UNTIL_TEXT[outcome.outcome]} ${at.toLocaleTimeString()}${fill}${late ? " (passed)" : ""}`);
 }
 
 // What happened to the event: its runs, then every function that did not run and why.
@@ -110,7 +112,7 @@ function outcomesView(entry, event) {
           },
           h("span.skip-reason", null, OUTCOME_TEXT[o.outcome] || o.outcome.replaceAll("_", " ")),
           h("span", null, o.function_id),
-          until(o),
+          heldUntil(o),
         ),
       ),
   ];

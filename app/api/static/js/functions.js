@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { badge, clear, ended, h, poll, problem, toast, when } from "./dom.js";
+import { heldUntil } from "./events.js";
 import { lastEventOf, openSendDialog } from "./send.js";
 
 const OPTION_LABEL = {
@@ -316,7 +317,9 @@ export function mountFunctions(root) {
                   ),
                 )
               : entry.outcomes.length
-                ? entry.outcomes.map((o) => h("span.chip.skip-chip", { title: o.reason || "" }, `${o.outcome}: ${o.function_id}`))
+                ? entry.outcomes.map((o) =>
+                    h("span.chip.skip-chip", { title: o.reason || "", dataset: { outcome: o.outcome } }, `${o.outcome}: ${o.function_id}`, heldUntil(o)),
+                  )
                 : h("span.muted", null, Date.now() - started > 5000 ? "no run started" : "waiting for runs…"),
           ),
         ),

@@ -1,6 +1,7 @@
 // #/workers: is anything alive to run jobs? Each worker (host, pid, pool, concurrency, queues,
 // the jobs it runs now, its last heartbeat), beat's last tick, the queue (jobs, held, overdue,
-// the oldest overdue) and red warnings when none is alive. Polls GET /v1/workers.
+// the oldest overdue; per Celery queue the jobs waiting for a worker and the oldest one's age)
+// and red warnings when none is alive. Polls GET /v1/workers.
 
 import { api } from "./api.js";
 import { clear, h, poll, problem } from "./dom.js";
@@ -11,6 +12,7 @@ export function mountWorkers(root) {
   const message = h("div.list-message");
   const warnings = h("div.warnings", { id: "worker-warnings", role: "alert" });
   const queue = h("dl.meta.queue-stats", { id: "queue-stats" });
+  const queues = h("div.table-wrap", { id: "queues" });
   const beat = h("div", { id: "beat" });
   const table = h("div.table-wrap", { id: "workers" });
   root.append(
@@ -19,6 +21,7 @@ export function mountWorkers(root) {
     warnings,
     h("h2", null, "Queue"),
     queue,
+    queues,
     h("h2", null, "Beat"),
     beat,
     h("h2", null, "Workers"),
@@ -47,6 +50,27 @@ export function mountWorkers(root) {
       fact("Held by a worker", String(q.held ?? 0), "queue-held"),
       fact("Overdue", String(q.overdue ?? 0), "queue-overdue"),
       fact("Oldest overdue", q.oldest_overdue_seconds == null ? "—" : seconds(q.oldest_overdue_seconds), "queue-oldest"),
+    );
+    clear(
+      queues,
+      h(
+        "table",
+        null,
+        h("thead", null, h("tr", null, ["Celery queue", "Waiting for a worker", "Oldest waiting"].map((t) => h("th", null, t)))),
+        h(
+          "tbody",
+          null,
+          (q.queues || []).map((item) =>
+            h(
+              "tr",
+              { dataset: { queue: item.name } },
+              h("td", null, item.name),
+              h("td.queue-waiting", null, `${item.waiting}${item.complete ? "" : "+"}`),
+              h("td.queue-oldest-waiting", null, item.oldest_waiting_seconds == null ? "—" : seconds(item.oldest_waiting_seconds)),
+            ),
+          ),
+        ),
+      ),
     );
     const b = data.beat || {};
     clear(
