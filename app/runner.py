@@ -25,7 +25,7 @@ from ulid import ULID
 
 from app import expressions, metrics
 from app.config import Settings
-from app.ids import new_ulid, ulid_ms
+from app.ids import new_ulid, new_ulids, ulid_ms
 from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
@@ -80,11 +80,46 @@ class Runner:
         (engine events emitted inside a worker) the job runs here when the worker allows it.
         With `count` (the event API) they are counted as received, in the same call.
         """
-        seeded = seeded_ids(id_seed, len(events)) if id_seed else None
-        new: list[NewEvent] = []
-        for index, raw in enumerate(events):
-            internal_id = seeded[index] if seeded else new_ulid(now)
-            new.append(new_event(raw, internal_id, now, internal=internal))
+        new = self.prepare(events, now, internal=internal, id_seed=id_seed)
+        return self.commit(new, now, internal=internal, inline=inline, count=count)
+
+    def prepare(
+        self,
+        events: list[dict[str, JSON]],
+        now: int,
+        *,
+        internal: bool = False,
+        id_seed: str | None = None,
+    ) -> list[NewEvent]:
+        """`ingest`'s first half, no Redis: the events with their internal ids, as stored."""
+        ids = (seeded_ids(id_seed, len(events)) if id_seed else None) or new_ulids(now, len(events))
+        return [
+            new_event(raw, internal_id, now, internal=internal)
+            for raw, internal_id in zip(events, ids, strict=True)
+        ]
+
+    def commit(
+        self,
+        new: list[NewEvent],
+        now: int,
+        *,
+        internal: bool = False,
+        inline: bool = False,
+        count: bool = False,
+    ) -> list[str]:
+        """`ingest`'s second half: store prepared events and queue their one job."""
+        ids, job = self.store(new, now, internal=internal, count=count)
+        if job is not None:
+            self.run_or_send(job, here=inline)
+        return ids
+
+    def store(
+        self, new: list[NewEvent], now: int, *, internal: bool = False, count: bool = False
+    ) -> tuple[list[str], Job | None]:
+        """Store prepared events (of one request, or of several that the API groups into one
+        call: `app.api.group_commit`) with the one job that processes them, in one script
+        call; returns their internal ids and that job, recorded but not sent yet (None: no
+        job). Once stored, the job is durable: if it is never sent, the tick sends it."""
         if not internal:
             # Indexed before the ingest script decides whether anything listens: a wait with
             # lookback saved meanwhile finds the event here, or is seen by that script
@@ -98,9 +133,7 @@ class Runner:
             self.send_by(now),
             counter=metrics.EVENTS_RECEIVED if count else "",
         )
-        if ingested.job is not None:
-            self.run_or_send(ingested.job, here=inline)
-        return ingested.ids
+        return ingested.ids, ingested.job
 
     def send_by(self, now: int) -> int:
         """When the tick sends a job created now if no Celery message did."""

@@ -8,7 +8,14 @@ workers of 8 threads) against the benchmark Redis, with one in-process function 
 - events/s accepted (answered 200) with one event per request, 8 client threads;
 - events/s accepted with batches of 100 events per request, 4 client threads;
 - the baseline, in the same run: Celery `apply_async` of a small task from one client thread
-  (what sending one job per event costs a plain Celery producer).
+  (what sending one job per event costs a plain Celery producer);
+- the ceiling, in the same run: the same two loads against `bench.bare_web` (a Flask app
+  answering a constant 200 under the same gunicorn): what the server and the client alone
+  cost on this machine.
+The client is `bench.httpload` (keep-alive sockets, requests prepared before the clock
+starts), so it costs little next to the server; each line also prints the web processes'
+CPU time per request (user + system, all gunicorn processes), steadier than events/s on a
+loaded machine.
 Then the no-match drain: 2,000 events of a name no function or pause waits on are sent in
 batches of 100 while a worker (`-c 2`) runs; it prints how long until every job they created
 is done, and how many jobs that was (the ideal is zero: ingest-bound only).
@@ -25,17 +32,21 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import requests
 from celery import Celery
 
 from bench.harness import REDIS_URL, ROOT, bench_engine, flush, wait_until, worker
+from bench.httpload import load, post_request
 
 FUNCTIONS = "bench.functions"
+REQUESTS_PER_CLIENT = 5_000
+"""Distinct single-event requests each client cycles through (ids differ within a run)."""
+BATCHES_PER_CLIENT = 200
 
 
 def _event(i: int, name: str = "bench/order.created") -> dict[str, object]:
@@ -52,8 +63,34 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Web:
+    host: str
+    port: int
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the gunicorn master and its workers so far."""
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        total = 0
+        for pid in [self.pid, *map(int, children)]:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def web() -> Iterator[str]:
+def web(app: str = "app.api:create_app()") -> Iterator[Web]:
     port = _free_port()
     env = dict(
         os.environ,
@@ -73,7 +110,7 @@ def web() -> Iterator[str]:
             "python:app.gunicorn_conf",
             "-b",
             f"127.0.0.1:{port}",
-            "app.api:create_app()",
+            app,
         ],
         cwd=ROOT,
         env=env,
@@ -81,10 +118,10 @@ def web() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    server = Web("127.0.0.1", port, proc.pid)
     try:
-        wait_until(lambda: _up(url), timeout=30)
-        yield url
+        wait_until(lambda: _up(server.url), timeout=30)
+        yield server
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
@@ -98,32 +135,30 @@ def _up(url: str) -> bool:
         return False
 
 
-def _ingest(url: str, threads: int, batch: int, seconds: float) -> float:
-    """Events/s answered 200 by `POST /e/<key>` over `seconds`, `threads` clients."""
-    accepted = [0] * threads
-    stop = time.monotonic() + seconds
+def _ingest(server: Web, threads: int, batch: int, seconds: float) -> tuple[float, float]:
+    """(events/s answered 200 by `POST /e/<key>` over `seconds` from `threads` clients, the
+    web processes' CPU microseconds per request)."""
 
-    def client(index: int) -> None:
-        session = requests.Session()
-        i = 0
-        while time.monotonic() < stop:
-            events = [_event(index * 10_000_000 + i + k) for k in range(batch)]
-            body = json.dumps(events if batch > 1 else events[0])
-            reply = session.post(
-                f"{url}/e/bench", data=body, headers={"content-type": "application/json"}
-            )
-            if reply.status_code != 200:
-                raise RuntimeError(f"ingest answered {reply.status_code}: {reply.text[:200]}")
-            accepted[index] += batch
-            i += batch
+    def requests_of(index: int) -> list[bytes]:
+        bodies = []
+        for i in range(REQUESTS_PER_CLIENT if batch == 1 else BATCHES_PER_CLIENT):
+            first = index * 10_000_000 + i * batch
+            events = [_event(first + k) for k in range(batch)]
+            body = json.dumps(events if batch > 1 else events[0]).encode()
+            bodies.append(post_request(server.host, server.port, "/e/bench", body))
+        return bodies
 
-    start = time.monotonic()
-    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join()
-    return sum(accepted) / (time.monotonic() - start)
+    before = server.cpu_seconds()
+    result = load(
+        server.host,
+        server.port,
+        requests_of,
+        events_per_request=batch,
+        threads=threads,
+        seconds=seconds,
+    )
+    cpu_us = (server.cpu_seconds() - before) / max(result.requests, 1) * 1e6
+    return result.events_per_s, cpu_us
 
 
 def _apply_async(seconds: float) -> float:
@@ -160,36 +195,60 @@ def _drain(url: str, count: int) -> tuple[float, float, int]:
     return accepted, drained, jobs
 
 
+def _line(label: str, rate: float, cpu_us: float, baseline: float, ceiling: float) -> str:
+    return (
+        f"{label:<40} {rate:8.0f} events/s  ({rate / baseline:5.2f}x baseline, "
+        f"{rate / ceiling:4.0%} of ceiling), web CPU {cpu_us:6.0f} us/request"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--drain", type=int, default=2000)
     args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     flush()
     baseline = _apply_async(args.seconds)
-    print(f"apply_async, 1 client thread:              {baseline:8.0f} tasks/s (baseline)")
-    with web() as url:
-        single = _ingest(url, threads=8, batch=1, seconds=args.seconds)
+    print(f"apply_async, 1 client thread:            {baseline:8.0f} tasks/s (baseline)")
+    with web("bench.bare_web:create_app()") as bare:
+        bare_single, bare_single_cpu = _ingest(bare, threads=8, batch=1, seconds=args.seconds)
+        bare_batched, bare_batched_cpu = _ingest(bare, threads=4, batch=100, seconds=args.seconds)
+    print(
+        f"ceiling (bench.bare_web, constant 200): 1 event/request {bare_single:8.0f} events/s "
+        f"(web CPU {bare_single_cpu:.0f} us/request), 100/request {bare_batched:8.0f} events/s "
+        f"(web CPU {bare_batched_cpu:.0f} us/request)"
+    )
+    with web() as server:
+        flush()
+        bench_engine([FUNCTIONS])  # registers the functions again, as the web did at start
+        single, single_cpu = _ingest(server, threads=8, batch=1, seconds=args.seconds)
         print(
-            f"POST /e, 1 event/request, 8 threads:      {single:8.0f} events/s"
-            f"  ({single / baseline:.2f}x baseline)"
+            _line("POST /e, 1 event/request, 8 threads:", single, single_cpu, baseline, bare_single)
         )
         flush()
-        batched = _ingest(url, threads=4, batch=100, seconds=args.seconds)
+        bench_engine([FUNCTIONS])
+        batched, batched_cpu = _ingest(server, threads=4, batch=100, seconds=args.seconds)
         print(
-            f"POST /e, 100 events/request, 4 threads:   {batched:8.0f} events/s"
-            f"  ({batched / baseline:.2f}x baseline)"
+            _line(
+                "POST /e, 100 events/request, 4 threads:",
+                batched,
+                batched_cpu,
+                baseline,
+                bare_batched,
+            )
         )
         flush()
         bench_engine([FUNCTIONS])  # registers the functions again, as the web did at start
         env = {"STEPLINE_FUNCTIONS": FUNCTIONS, "STEPLINE_HISTORY_URL": ""}
         with worker("tasks", "stepline", concurrency=2, extra_env=env, beat=True):
-            accepted, drained, jobs = _drain(url, args.drain)
+            accepted, drained, jobs = _drain(server.url, args.drain)
         print(
             f"{args.drain} no-match events: accepted in {accepted:.2f} s "
             f"({args.drain / accepted:.0f}/s), drained in {drained:.2f} s "
             f"({args.drain / drained:.0f}/s), {jobs} worker jobs"
         )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

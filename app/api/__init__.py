@@ -66,6 +66,7 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.before_request(auth.check)
     errors.register(app)
     app.register_blueprint(events.bp)
+    events.install(app)
     app.register_blueprint(runs.bp)
     app.register_blueprint(event_log.bp)
     app.register_blueprint(functions.bp)

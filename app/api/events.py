@@ -7,16 +7,20 @@ request is accepted whole or refused whole; a refusal names the field (`events[2
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from app.api import jsonbody
 from app.api.auth import Access, requires
 from app.api.context import current_engine
+from app.api.group_commit import Committed, GroupCommit
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
 from app.runner import MAX_START_AHEAD_MS
+from app.state.store import NewEvent
 from app.strictjson import Path
 
 bp = Blueprint("events", __name__)
@@ -27,6 +31,9 @@ MAX_EVENTS = 5000
 TS_MIN_MS = 315_532_800_000  # 1980-01-01
 TS_MAX_MS = 4_102_444_800_000  # 2100-01-01
 SEED_HEADER = "x-inngest-event-id-seed"
+GROUP = "stepline.ingest"
+GROUP_MAX_EVENTS = 1000
+"""A group commit takes waiting requests up to this many events (a bigger request alone)."""
 
 
 @bp.post("/e/<event_key>")
@@ -48,8 +55,41 @@ def send_events(event_key: str) -> tuple[Response, int]:
                 field=f"events[{index}].ts",
             )
     seed = request.headers.get(SEED_HEADER)
-    ids = engine.runner.ingest(events, now, id_seed=seed, count=True)
+    new = engine.runner.prepare(events, now, id_seed=seed)
+    group: GroupCommit[Prepared, list[str]] = current_app.extensions[GROUP]
+    ids = group.submit(Prepared(new, now), weight=len(new))
     return jsonify({"ids": ids, "status": 200}), 200
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One request's events, ids assigned, waiting for their group's commit."""
+
+    events: list[NewEvent]
+    now: int
+
+
+def install(app: Flask) -> None:
+    """Give `app` the group commit of `POST /e` (`app.api.group_commit`): the events of
+    requests that arrive while a commit is under way are stored together, in one script call
+    with one job, as one batch request's would be."""
+    app.extensions[GROUP] = GroupCommit(_commit, max_weight=GROUP_MAX_EVENTS)
+
+
+def _commit(batch: Sequence[Prepared]) -> Committed[list[str]]:
+    """Store the events of several requests in one `Runner.store` (in the leader's request
+    context); each request gets its own ids back. Their one job is sent afterwards, by the
+    leader, while the next group commits: it is durable once stored (the tick would send it)."""
+    engine = current_engine()
+    now = max(prepared.now for prepared in batch)
+    ids, job = engine.runner.store([e for p in batch for e in p.events], now, count=True)
+    answers, start = [], 0
+    for prepared in batch:
+        answers.append(ids[start : start + len(prepared.events)])
+        start += len(prepared.events)
+    if job is None:
+        return Committed(answers)
+    return Committed(answers, lambda: engine.runner.run_or_send(job, here=False))
 
 
 @bp.post("/invoke/<function_id>")
@@ -99,17 +139,26 @@ def parse_events(body: bytes) -> list[dict[str, JSON]]:
         raise BadRequest("body must be an event object or an array of events", field="body")
     if len(items) > MAX_EVENTS:
         raise BadRequest(f"at most {MAX_EVENTS} events per request", field="events")
-    return [validate_event(item, f"events[{i}]") for i, item in enumerate(items)]
+    measure = len(body) * MAX_GROWTH > MAX_EVENT_BYTES
+    return [validate_event(item, f"events[{i}]", measure=measure) for i, item in enumerate(items)]
 
 
-def validate_event(item: Any, where: str) -> dict[str, JSON]:
+MAX_GROWTH = 5
+"""How many times longer than its text a JSON value can get when written back compactly: only
+numbers grow (`9e15` is `9000000000000000.0`, 4.5 times); whitespace, escapes and strings do
+not. A body shorter than MAX_EVENT_BYTES / MAX_GROWTH holds no event over the limit, so its
+events need not be measured one by one."""
+
+
+def validate_event(item: Any, where: str, *, measure: bool = True) -> dict[str, JSON]:
     if not isinstance(item, dict):
         raise BadRequest("an event must be a JSON object", field=where)
-    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    if size > MAX_EVENT_BYTES:
-        raise PayloadTooLarge(
-            f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", field=where
-        )
+    if measure:
+        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if size > MAX_EVENT_BYTES:
+            raise PayloadTooLarge(
+                f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", field=where
+            )
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
         raise BadRequest("event name is required (a non-empty string)", field=f"{where}.name")

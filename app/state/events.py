@@ -160,10 +160,13 @@ class EventVerbs(StoreBase):
         """`index_recent_event` for (name, internal id) pairs, in one round trip."""
         if not events:
             return
-        pipe = self._client.pipeline(transaction=False)
+        by_name: dict[str, dict[str, int]] = {}
         for name, internal_id in events:
+            by_name.setdefault(name, {})[internal_id] = received_at
+        pipe = self._client.pipeline(transaction=False)
+        for name, members in by_name.items():  # a batch's events mostly share a few names
             key = self._keys.recent_events(name)
-            pipe.zadd(key, {internal_id: received_at})
+            pipe.zadd(key, members)  # type: ignore[arg-type]
             pipe.zremrangebyscore(key, "-inf", f"({received_at - RECENT_EVENTS_MS}")
             pipe.zremrangebyrank(key, 0, -RECENT_EVENTS_MAX - 1)
             pipe.pexpire(key, RECENT_EVENTS_MS)

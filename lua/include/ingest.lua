@@ -48,6 +48,9 @@ end
 
 local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
   local answers, queued = {}, {}
+  -- Whether anything listens, asked once per event name (a batch mostly repeats a few names;
+  -- nothing here changes the indexes, so the answer holds for the whole call).
+  local heard = {}
   for i = 1, n do
     local kk, a = key_at + 5 * (i - 1), arg_at + 5 * (i - 1)
     local event_key, dedupe_key = KEYS[kk + 1], KEYS[kk + 2]
@@ -66,7 +69,11 @@ local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
       redis.call('SET', event_key, ARGV[a + 3])
       redis.call('ZADD', k.events, now, internal_id)
       queue_archive(k.archive, internal_id, now)
-      if ARGV[a + 5] == '1' or listened(k, ARGV[a + 4], KEYS[kk + 3], KEYS[kk + 4]) then
+      local name = ARGV[a + 4]
+      if ARGV[a + 5] ~= '1' and heard[name] == nil then
+        heard[name] = listened(k, name, KEYS[kk + 3], KEYS[kk + 4])
+      end
+      if ARGV[a + 5] == '1' or heard[name] then
         queued[#queued + 1] = {internal_id, KEYS[kk + 5]}
         answers[#answers + 1] = 'stored'
       else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -261,6 +262,47 @@ def test_event_id_seed_header_makes_retries_dedupe(api: Api) -> None:
     assert (
         len(api.sender.job_ids("stepline.event")) == 1
     )  # one job for the request; the retry made none
+
+
+def test_concurrent_requests_each_get_their_ids_and_every_event_one_run(api: Api) -> None:
+    """Requests from many threads may share a group commit (app.api.group_commit): each
+    still answers its own ids, a user id sent twice dedupes across requests, and every new
+    event is in exactly one sent job and starts exactly one run."""
+    api.register(fn("f", Trigger(event="a/b")))
+    answers: dict[int, list[str]] = {}
+
+    def send(n: int) -> None:
+        client = api.app.test_client()
+        body = [{"name": "a/b", "id": f"shared-{n % 4}"}, {"name": "a/b", "data": {"n": n}}]
+        reply = client.post("/e/k", data=json.dumps(body), content_type="application/json")
+        assert reply.status_code == 200
+        answers[n] = reply.get_json()["ids"]
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == list(range(24))
+    shared = {n % 4: ids[0] for n, ids in answers.items()}
+    assert all(answers[n][0] == shared[n % 4] for n in answers)
+    own = [ids[1] for ids in answers.values()]
+    new_ids = {*shared.values(), *own}
+    assert len(new_ids) == 4 + 24
+    jobs = api.sender.job_ids("stepline.event")
+    queued = [event_id for job_id in jobs for event_id in _job_events(api, job_id)]
+    assert sorted(queued) == sorted(new_ids)
+    assert api.process_events() == len(jobs)
+    assert all(len(api.engine.store.event_run_ids(event_id)) == 1 for event_id in new_ids)
+
+
+def _job_events(api: Api, job_id: str) -> list[str]:
+    """The events of a queued job (its record in the jobs hash, read without leasing it)."""
+    raw = api.engine.store._client.hget(api.engine.store._keys.jobs, job_id)
+    assert raw is not None
+    events = json.loads(raw)["event_ids"]
+    assert isinstance(events, list)
+    return [str(event_id) for event_id in events]
 
 
 def test_bad_seed_header_is_ignored(api: Api) -> None:
