@@ -99,7 +99,7 @@ def web(app: str = "app.api:create_app()") -> Iterator[Web]:
         STEPLINE_FUNCTIONS=FUNCTIONS,
         STEPLINE_ACCESS_LOG="false",
         STEPLINE_HISTORY_URL="",
-        WEB_CONCURRENCY="2",
+        WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"),
     )
     proc = subprocess.Popen(
         [
