@@ -113,7 +113,7 @@ class Executor:
         self._drivers = drivers
         self._settings = settings
         self._runner = runner
-        self.lifecycle = Lifecycle(store, runner)
+        self.lifecycle = Lifecycle(store, runner, queue)
         self.slots = Slots(store, queue, settings)
         self._outbound_calls = outbound.Outbound(settings)
         self._logs = RunLogStore(store)
@@ -237,7 +237,7 @@ class Executor:
 
     # --- the loop ---------------------------------------------------------------------------
     def execute(self, job: Job, target: str | None, attempt: int) -> None:
-        state = self._store.load_run(job.run_id)
+        state = self._fresh(job) or self._store.load_run(job.run_id)
         if state is None or RunStatus(state.status).ended:
             return
         now = self._now()
@@ -255,6 +255,14 @@ class Executor:
         finally:
             grant.release(self._now())
 
+    def _fresh(self, job: Job) -> RunState | None:
+        """The state of a run this process created a moment ago, for its start job run from
+        the same task's work list (no read of what was just written). Only trusted once
+        `mark_started` confirms the run was still Queued (`_drive`)."""
+        if job.kind is not JobKind.START or job.attempt or job.lost_deliveries:
+            return None
+        return self._runner.fresh.take(job.run_id)
+
     def _drive(
         self,
         job: Job,
@@ -265,8 +273,14 @@ class Executor:
         now: int,
     ) -> None:
         if state.started_at is None:
-            self._store.mark_started(state.run_id, now, state.function_id)
-            state.started_at = now
+            if not self._store.mark_started(state.run_id, now, state.function_id):
+                # Not Queued any more (another delivery started it, or it ended): the state
+                # in hand may be stale, read it.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return
+                state = fresh
+            state.started_at = state.started_at or now
             log.info(
                 "run started run_id=%s function=%s",
                 state.run_id,

@@ -39,18 +39,20 @@ class EventSink(Protocol):
         now: int,
         *,
         internal: bool = False,
-        inline: bool = False,
     ) -> list[str]: ...
-
-    def run_or_send(self, job: Job, *, here: bool = True) -> None: ...
 
     def send_by(self, now: int) -> int: ...
 
 
+class JobSender(Protocol):
+    def dispatch(self, job: Job, countdown_ms: int = 0) -> None: ...
+
+
 class Lifecycle:
-    def __init__(self, store: Store, sink: EventSink) -> None:
+    def __init__(self, store: Store, sink: EventSink, queue: JobSender) -> None:
         self._store = store
         self._sink = sink
+        self._queue = queue
         self.on_finish: Callable[[RunState, RunStatus, int], None] | None = None
         """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
 
@@ -94,7 +96,7 @@ class Lifecycle:
             if self.on_finish is not None:
                 self.on_finish(state, status, now)
         if job is not None:
-            self._sink.run_or_send(job)
+            self._queue.dispatch(job)
         return ended
 
     def _events(
@@ -160,7 +162,7 @@ class Lifecycle:
         }
         if isinstance(payload.get("v"), str):
             event["v"] = payload["v"]
-        self._sink.ingest([event], now, internal=True, inline=True)
+        self._sink.ingest([event], now, internal=True)
 
 
 def _message(error: JSON) -> str:

@@ -4,6 +4,12 @@ The lease is what makes crashes cheap to recover from: a job whose worker was `k
 stops heartbeating, its lease runs out, and the next beat tick sends it again. A second copy
 of a job that is still being worked on (a broker redelivery) finds the lease held and drops.
 
+One task, one work list (`JobRunner.work`): a job's handler returns the follow-up jobs it
+created and recorded (a new run's start job, ...) instead of running them itself; the task then
+runs each here, within the step budget, or sends it. Nothing nests: a handler never calls back
+into the job runner. Every follow-up was written to Redis before it is returned, so a process
+that dies mid-list loses nothing: the tick sends the rest when their send-by time comes.
+
 Every delivery that fails counts: one whose handler raised (`fail_job`, with backoff) and one
 that died holding the lease (counted when the lease is taken over or cleared, see
 lua/include/lost_delivery.lua). A run's job that failed `max_failures` times fails its run
@@ -17,8 +23,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from app import logs
 from app.flow.slots import Parked
@@ -71,6 +78,11 @@ FAILURE_BACKOFF_MS = (1_000, 300_000)
 
 GiveUp = Callable[[Job, str, bool], None]
 """Ends a run whose job keeps failing: (job, problem, name the step?) (see `Engine`)."""
+Handler = Callable[[Job], Sequence[Job] | None]
+"""Runs one job; returns the follow-up jobs it recorded but did not send (run here or sent
+by `JobRunner`), or None."""
+Send = Callable[[Job], None]
+"""Sends a recorded job to the queue (`Queue.dispatch`)."""
 
 
 class JobRunner:
@@ -78,9 +90,13 @@ class JobRunner:
         self,
         store: Store,
         lease_seconds: float,
-        handlers: dict[JobKind, Callable[[Job], None]],
+        handlers: dict[JobKind, Handler],
         give_up: GiveUp | None = None,
         max_failures: int = 8,
+        *,
+        send: Send | None = None,
+        budget_seconds: float = 10.0,
+        task: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -90,16 +106,63 @@ class JobRunner:
         """Failed deliveries (raised, or died holding the lease) before a run's job fails its
         run, so nothing spins forever (`STEPLINE_MAX_JOB_FAILURES`)."""
         self._leases = LeaseKeeper(store, self._lease_ms)
+        self._send = send
+        self._budget_s = budget_seconds
+        """How long one task keeps taking follow-up jobs off its work list (the step budget,
+        `STEPLINE_STEP_BUDGET_SECONDS`); past it the rest are sent."""
+        self._task = task
+        """Entered once per task around all its jobs (the registry's pinned view)."""
 
     def handle(self, job_id: str) -> str:
-        """Run the job with this id once; returns "done", "gone", "busy", "parked" (it
-        waits, still queued, for a concurrency slot or its throttled start: see app.flow),
-        "failed" (retried later) or "dead" (it kept failing: its run failed)."""
+        """Run the job with this id once and send its follow-ups; returns "done", "gone",
+        "busy", "parked" (it waits, still queued, for a concurrency slot or its throttled
+        start: see app.flow), "failed" (retried later) or "dead" (it kept failing: its run
+        failed)."""
+        with self._task():
+            outcome, follow = self._run(job_id)
+        for job in follow:
+            self._dispatch(job)
+        return outcome
+
+    def work(self, job_id: str) -> str:
+        """A worker task: run the job, then its work list. Each follow-up job (recorded in
+        Redis already) runs here, in order, while the task is within its budget, and adds its
+        own follow-ups to the list; once the budget is spent the rest are sent. Returns the
+        outcome of the task's own job (as `handle`)."""
+        with self._task():
+            outcome, follow = self._run(job_id)
+            deadline = time.monotonic() + self._budget_s
+            todo = deque(follow)
+            while todo:
+                job = todo.popleft()
+                if time.monotonic() >= deadline:
+                    self._dispatch(job)
+                    continue
+                try:
+                    _, more = self._run(job.id)
+                except Exception:
+                    # Recorded before it was listed: the tick sends it when its send-by comes.
+                    log.exception("job of the work list failed job_id=%s", job.id)
+                    continue
+                todo.extend(more)
+        return outcome
+
+    def _dispatch(self, job: Job) -> None:
+        if self._send is None:
+            log.warning("follow-up job left to the tick (no sender) job_id=%s", job.id)
+            return
+        try:
+            self._send(job)
+        except Exception:
+            log.exception("follow-up job not sent job_id=%s; the tick will send it", job.id)
+
+    def _run(self, job_id: str) -> tuple[str, Sequence[Job]]:
+        """Lease and run the job once: (outcome, the follow-ups its handler returned)."""
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
         leased = self._store.lease_job(job_id, token, now, self._lease_ms)
         if isinstance(leased, str):
-            return leased
+            return leased, ()
         job, failures = leased
         if failures:
             job = job.model_copy(update={"lost_deliveries": failures})
@@ -112,15 +175,16 @@ class JobRunner:
                     "without reporting an error (the process was killed: out of memory, a "
                     "crash, os._exit?)"
                 )
-                return self._dead(job, token, problem, name_step=failures == self._max_failures)
+                dead = self._dead(job, token, problem, name_step=failures == self._max_failures)
+                return dead, ()
             try:
-                self._handlers[job.kind](job)
+                follow = self._handlers[job.kind](job) or ()
             except Parked:
-                return "parked"
+                return "parked", ()
             except Exception as exc:
-                return self._failed(job, token, exc)
+                return self._failed(job, token, exc), ()
         self._store.finish_job(job_id, token)
-        return "done"
+        return "done", follow
 
     def _gives_up(self, job: Job) -> bool:
         """Jobs of no run (event processing) never give up: an accepted event is never

@@ -133,14 +133,16 @@ class RunVerbs(StoreBase):
             kinds=kinds,
         )
 
-    def mark_started(self, run_id: str, now: int, function_id: str | None = None) -> None:
+    def mark_started(self, run_id: str, now: int, function_id: str | None = None) -> bool:
         """Status Queued -> Running (moving it between the status indexes, counting the
         start); started_at written once. A missing run is left alone. A caller that has
-        loaded the run passes its `function_id` (the script checks it), saving a read."""
+        loaded the run passes its `function_id` (the script checks it), saving a read.
+        True if this call moved the run from Queued to Running."""
         if function_id is None:
             function_id = self._client.hget(self._keys.run(run_id).meta, "function_id")
-        if function_id is not None:
-            self._scripts.mark_started(run_id, function_id, now)
+        if function_id is None:
+            return False
+        return self._scripts.mark_started(run_id, function_id, now)
 
     def save_step(
         self, run_id: str, step: str, memo: JSON, info: dict[str, JSON], now: int

@@ -643,7 +643,7 @@ def test_a_user_event_with_the_run_id_never_swallows_function_failed(world: Worl
     world.runner.ingest([{"name": "app/other", "id": run_id}], NOW)
     state = world.store.load_run(run_id)
     assert state is not None
-    lifecycle = Lifecycle(world.store, world.runner)
+    lifecycle = Lifecycle(world.store, world.runner, world.queue)
     assert lifecycle.finish(state, RunStatus.FAILED, None, {"message": "boom"}, NOW + 1)
     failed = [
         record
