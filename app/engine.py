@@ -205,4 +205,3 @@ class Engine:
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released
-

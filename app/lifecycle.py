@@ -57,9 +57,18 @@ class Lifecycle:
         """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
 
     def finish(
-        self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int
+        self,
+        state: RunState,
+        status: RunStatus,
+        output: JSON,
+        error: JSON,
+        now: int,
+        *,
+        job_id: str | None = None,
     ) -> bool:
-        """End the run with `status`; True for the call that ended it."""
+        """End the run with `status`; True for the call that ended it. `job_id`: the run's
+        job this call runs in, likely its only one (the script drops it with the run's
+        other jobs, so the caller need not finish it)."""
         trigger = state.events[0] if state.events else {}
         events: list[NewEvent] = []
         if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
@@ -67,7 +76,14 @@ class Lifecycle:
             raws = self._events(state, status, output, error, now)
             events = [lifecycle_event(raw, new_ulid(now), now) for raw in raws]
         ended, job = self._store.end_run(
-            state.run_id, status.value, output, error, now, events, self._sink.send_by(now)
+            state.run_id,
+            status.value,
+            output,
+            error,
+            now,
+            events,
+            self._sink.send_by(now),
+            guess=None if job_id is None else (state.function_id, [job_id]),
         )
         if ended:
             took = now - (state.started_at or state.created_at)

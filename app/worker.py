@@ -81,6 +81,13 @@ GiveUp = Callable[[Job, str, bool], None]
 Handler = Callable[[Job], Sequence[Job] | None]
 """Runs one job; returns the follow-up jobs it recorded but did not send (run here or sent
 by `JobRunner`), or None."""
+
+
+class Done(list[Job]):
+    """What a handler returns when the state change that ended its run also dropped the job
+    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed."""
+
+
 Send = Callable[[Job], None]
 """Sends a recorded job to the queue (`Queue.dispatch`)."""
 
@@ -183,7 +190,8 @@ class JobRunner:
                 return "parked", ()
             except Exception as exc:
                 return self._failed(job, token, exc), ()
-        self._store.finish_job(job_id, token)
+        if not isinstance(follow, Done):
+            self._store.finish_job(job_id, token)
         return "done", follow
 
     def _gives_up(self, job: Job) -> bool:
