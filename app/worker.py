@@ -185,7 +185,8 @@ class JobRunner:
                 dead = self._dead(job, token, problem, name_step=failures == self._max_failures)
                 return dead, ()
             try:
-                follow = self._handlers[job.kind](job) or ()
+                returned = self._handlers[job.kind](job)
+                follow: Sequence[Job] = () if returned is None else returned
             except Parked:
                 return "parked", ()
             except Exception as exc:
