@@ -120,8 +120,8 @@ class Engine:
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
             JobKind.EVENT: lambda job: runner.process_events(job, wall_clock_ms()),
-            JobKind.DEBOUNCE: admission.run_debounce,
-            JobKind.BATCH: admission.run_batch,
+            JobKind.DEBOUNCE: lambda job: runner.start_held(admission.run_debounce(job)),
+            JobKind.BATCH: lambda job: runner.start_held(admission.run_batch(job)),
             JobKind.CANCEL: admission.run_timeout,
             JobKind.ARCHIVE: archiver.run_job,
         }

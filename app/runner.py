@@ -35,6 +35,7 @@ from app.state.store import NewEvent, NewRun, RunState, Store
 
 if TYPE_CHECKING:
     from app.flow.admission import Admission
+    from app.flow.outcomes import Held
 
 log = logging.getLogger("stepline.runner")
 
@@ -403,6 +404,31 @@ class Runner:
             start = start_job(run_id)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
+
+    def start_held(self, held: Held | None) -> None:
+        """A debounced or batched run that admission handed back when its timer fired:
+        create it, then let admission drop what it held for it (a batch)."""
+        if held is None or self.admission is None:
+            return
+        run_id, created = self.schedule(
+            held.fn,
+            held.events,
+            held.event_ids,
+            held.now,
+            idempotency_key=held.decision.idempotency_key,
+            run_id=held.decision.run_id,
+        )
+        ours = self.admission.on_scheduled(
+            held.fn,
+            held.decision,
+            run_id,
+            created,
+            held.events,
+            held.event_ids,
+            held.now,
+            batched=held.batched,
+        )
+        self.admission.held_started(held, run_id if ours else None)
 
     def start_copy(self, fn: FunctionConfig, run: NewRun, now: int) -> tuple[str | None, str]:
         """A rerun or replay (`app/replay.py`): `run` (a new id, no idempotency key) goes
