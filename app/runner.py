@@ -68,6 +68,12 @@ class FreshRuns:
         with self._lock:
             return self._runs.pop(run_id, None)
 
+    def clear(self) -> None:
+        """Forget them all: a new task begins (what the last one left, e.g. runs its work
+        list sent on, is not for this one)."""
+        with self._lock:
+            self._runs.clear()
+
 
 class Runner:
     def __init__(self, store: Store, queue: Queue, registry: Registry, settings: Settings) -> None:
@@ -134,6 +140,7 @@ class Runner:
     def process_events(self, job: Job, now: int) -> list[Job]:
         """An event job: process its events in order, in this task. Returns the start jobs
         of the runs it left to this task's work list (see `process_event`)."""
+        self.fresh.clear()
         here: list[Job] = []
         for internal_id in job.events:
             here.extend(self.process_event(internal_id, now))
