@@ -140,6 +140,7 @@ class Engine:
             settings.max_job_failures,
             send=queue.dispatch,
             budget_seconds=settings.step_budget_seconds,
+            peers=settings.worker_concurrency,
             # One registry version read per task, however many jobs and lookups it makes.
             task=registry.pinned,
         )

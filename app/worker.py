@@ -104,6 +104,7 @@ class JobRunner:
         send: Send | None = None,
         budget_seconds: float = 10.0,
         task: Callable[[], AbstractContextManager[object]] = nullcontext,
+        peers: int = 1,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -119,6 +120,8 @@ class JobRunner:
         `STEPLINE_STEP_BUDGET_SECONDS`); past it the rest are sent."""
         self._task = task
         """Entered once per task around all its jobs (the registry's pinned view)."""
+        self._peers = max(1, peers)
+        """Processes sharing the queue (the pool's concurrency): a fan-out is shared."""
 
     def handle(self, job_id: str) -> str:
         """Run the job with this id once and send its follow-ups; returns "done", "gone",
@@ -132,14 +135,15 @@ class JobRunner:
         return outcome
 
     def work(self, job_id: str) -> str:
-        """A worker task: run the job, then its work list. Each follow-up job (recorded in
-        Redis already) runs here, in order, while the task is within its budget, and adds its
-        own follow-ups to the list; once the budget is spent the rest are sent. Returns the
+        """A worker task: run the job, then its work list. Of each fan-out the task keeps
+        its share (`_share`) and sends the rest; each kept follow-up job (recorded in Redis
+        already) runs here, in order, while the task is within its budget, and adds its own
+        follow-ups to the list; once the budget is spent the rest are sent. Returns the
         outcome of the task's own job (as `handle`)."""
         with self._task():
             outcome, follow = self._run(job_id)
             deadline = time.monotonic() + self._budget_s
-            todo = deque(follow)
+            todo = deque(self._share(follow))
             while todo:
                 job = todo.popleft()
                 if time.monotonic() >= deadline:
@@ -151,8 +155,17 @@ class JobRunner:
                     # Recorded before it was listed: the tick sends it when its send-by comes.
                     log.exception("job of the work list failed job_id=%s", job.id)
                     continue
-                todo.extend(more)
+                todo.extend(self._share(more))
         return outcome
+
+    def _share(self, follow: Sequence[Job]) -> Sequence[Job]:
+        """Of a fan-out (several follow-ups at once, e.g. the runs of a request's events),
+        keep this process's share (1 / peers) and send the rest now, so the pool's other
+        processes run them meanwhile instead of waiting for this one."""
+        keep = -(-len(follow) // self._peers)
+        for job in follow[keep:]:
+            self._dispatch(job)
+        return follow[:keep]
 
     def _dispatch(self, job: Job) -> None:
         if self._send is None:

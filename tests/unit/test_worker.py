@@ -219,3 +219,23 @@ def test_a_handler_that_ended_its_run_with_its_job_needs_no_finish(store: Store)
     assert runner.handle(job.id) == "done"
     assert store.count_jobs() == 0
     assert not store.enqueue_job(job, now, now)  # its tombstone, left by finish_run
+
+
+def test_a_fan_out_is_shared_with_the_pool(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(5)]
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        return children if job.id == first.id else []
+
+    sent: list[str] = []
+    runner = JobRunner(
+        store, 30, {JobKind.EVENT: handler}, send=lambda j: sent.append(j.id), peers=2
+    )
+    assert runner.work(first.id) == "done"
+    # This process keeps its share (3 of 5) and sends the others for its peer at once.
+    assert ran == [first.id, *(c.id for c in children[:3])]
+    assert sent == [c.id for c in children[3:]]
