@@ -141,6 +141,7 @@ class Engine:
             send=queue.dispatch,
             budget_seconds=settings.step_budget_seconds,
             peers=settings.worker_concurrency,
+            backlog=queue.backlog,
             # One registry version read per task, however many jobs and lookups it makes.
             task=registry.pinned,
         )

@@ -144,6 +144,24 @@ class Queue:
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
 
+    def backlog(self) -> int | None:
+        """Messages waiting in the main Celery queue (all its priority lists), in one
+        pipelined read over the sender's pooled broker connection; None when the sender
+        cannot tell (not a Celery app over Redis)."""
+        pool = getattr(self._sender, "pool", None)
+        if pool is None:
+            return None
+        try:
+            with pool.acquire(block=True) as conn:
+                client = conn.default_channel.client
+                pipe = client.pipeline(transaction=False)
+                for priority in PRIORITY_STEPS:
+                    pipe.llen(_priority_list(QUEUE_NAME, priority))
+                return sum(int(n) for n in pipe.execute())
+        except Exception:
+            log.debug("queue backlog unknown", exc_info=True)
+            return None
+
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
         an SDK app's function, else the main one."""
@@ -181,6 +199,11 @@ class Queue:
                         producer=producer,
                         **_options(self.queue_of(job), countdown_ms, priority),
                     )
+
+
+def _priority_list(queue: str, priority: int) -> str:
+    """The Redis list of `queue` for one priority step, as kombu's Redis transport names it."""
+    return queue if priority == PRIORITY_STEPS[0] else f"{queue}\x06\x16{priority}"
 
 
 def _options(queue: str, countdown_ms: int, priority: int) -> dict[str, Any]:

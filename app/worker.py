@@ -105,6 +105,7 @@ class JobRunner:
         budget_seconds: float = 10.0,
         task: Callable[[], AbstractContextManager[object]] = nullcontext,
         peers: int = 1,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -122,6 +123,8 @@ class JobRunner:
         """Entered once per task around all its jobs (the registry's pinned view)."""
         self._peers = max(1, peers)
         """Processes sharing the queue (the pool's concurrency): a fan-out is shared."""
+        self._backlog = backlog
+        """Messages waiting in the queue (`Queue.backlog`; None: unknown)."""
 
     def handle(self, job_id: str) -> str:
         """Run the job with this id once and send its follow-ups; returns "done", "gone",
@@ -160,8 +163,14 @@ class JobRunner:
 
     def _share(self, follow: Sequence[Job]) -> Sequence[Job]:
         """Of a fan-out (several follow-ups at once, e.g. the runs of a request's events),
-        keep this process's share (1 / peers) and send the rest now, so the pool's other
-        processes run them meanwhile instead of waiting for this one."""
+        when the queue has less waiting than there are peers (they may be idle), keep this
+        process's share (1 / peers) and send the rest now, so the pool's other processes run
+        them meanwhile instead of waiting for this one. With a backlog, keep them all."""
+        if len(follow) < 2 or self._peers == 1:
+            return follow
+        waiting = self._backlog() if self._backlog is not None else 0
+        if waiting is None or waiting >= self._peers:
+            return follow  # the other processes have work: sending would only cost hops
         keep = -(-len(follow) // self._peers)
         for job in follow[keep:]:
             self._dispatch(job)

@@ -232,10 +232,23 @@ def test_a_fan_out_is_shared_with_the_pool(store: Store) -> None:
         return children if job.id == first.id else []
 
     sent: list[str] = []
+    waiting = [5]
     runner = JobRunner(
-        store, 30, {JobKind.EVENT: handler}, send=lambda j: sent.append(j.id), peers=2
+        store,
+        30,
+        {JobKind.EVENT: handler},
+        send=lambda j: sent.append(j.id),
+        peers=2,
+        backlog=lambda: waiting[0],
     )
     assert runner.work(first.id) == "done"
-    # This process keeps its share (3 of 5) and sends the others for its peer at once.
+    # The queue has a backlog: the other process is busy, this one runs them all.
+    assert ran == [first.id, *(c.id for c in children)] and sent == []
+    # An empty queue: this process keeps its share (3 of 5) and sends the others at once.
+    first = _event_job(store, "e2", now)
+    children[:] = [_event_job(store, f"d{i}", now) for i in range(5)]
+    ran.clear()
+    waiting[0] = 0
+    assert runner.work(first.id) == "done"
     assert ran == [first.id, *(c.id for c in children[:3])]
     assert sent == [c.id for c in children[3:]]
