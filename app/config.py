@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     """How often beat ticks in full (lost jobs, cron runs, retention); due timers are
     released when they fall due, between ticks too."""
     step_budget_seconds: Annotated[float, Field(gt=0, le=3_600)] = 10.0
-    """How long one task keeps executing a run's steps inline before yielding to the queue."""
+    """How long one task keeps executing a run's steps inline before yielding to the queue,
+    and keeps running the jobs of its work list before sending the rest (`JobRunner.work`)."""
     event_dedupe_seconds: Annotated[int, Field(gt=0, le=30 * 86_400)] = 86_400
     """Window in which an event id is processed only once."""
     retry_base_seconds: Annotated[float, Field(gt=0, le=3_600)] = 15.0

@@ -9,10 +9,8 @@ Nothing is built at import time; `Engine.create` builds it from `Settings`.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,7 +30,7 @@ from app.state.archive import ArchiveStore
 from app.state.bulk import BulkStore
 from app.state.client import store_for
 from app.state.store import Store
-from app.worker import JobRunner
+from app.worker import Handler, JobRunner
 
 if TYPE_CHECKING:
     from app.drivers.base import Driver
@@ -43,9 +41,6 @@ if TYPE_CHECKING:
 
 RESYNC_MS = 30_000
 APP_RESYNC_SECONDS = 300.0
-MAX_INLINE_DEPTH = 3
-_inline = threading.local()
-log = logging.getLogger("stepline.engine")
 
 
 def wall_clock_ms() -> int:
@@ -85,8 +80,9 @@ class Engine:
         *,
         inline: bool = False,
     ) -> Engine:
-        """Build the stages. `inline` (worker processes only) lets a task run the jobs it
-        creates itself (an event's first run, lifecycle events) instead of sending them."""
+        """Build the stages. `inline` (worker processes only): the runner leaves the start
+        jobs of the in-process runs it creates to the task's work list (`JobRunner.work`),
+        which runs them here within the step budget, instead of sending them."""
         from app import signals
         from app.drivers.connect import ConnectDriver
         from app.drivers.http import HttpDriver
@@ -119,14 +115,14 @@ class Engine:
         runner.admission = admission
         archiver = Archiver(ArchiveStore(store), open_settings_history(settings), settings)
         executor.lifecycle.on_finish = admission.on_finish
-        handlers: dict[JobKind, Callable[[Job], None]] = {
+        handlers: dict[JobKind, Handler] = {
             JobKind.START: executor.run_job,
             JobKind.EDGE: executor.run_job,
             JobKind.SLEEP: executor.run_job,
             JobKind.PAUSE_TIMEOUT: executor.run_job,
             JobKind.EVENT: lambda job: runner.process_events(job, wall_clock_ms()),
-            JobKind.DEBOUNCE: admission.run_debounce,
-            JobKind.BATCH: admission.run_batch,
+            JobKind.DEBOUNCE: lambda job: runner.start_held(admission.run_debounce(job)),
+            JobKind.BATCH: lambda job: runner.start_held(admission.run_batch(job)),
             JobKind.CANCEL: admission.run_timeout,
             JobKind.ARCHIVE: archiver.run_job,
         }
@@ -141,9 +137,15 @@ class Engine:
         jobs = JobRunner(
             store,
             settings.lease_seconds,
-            _pinned(registry, handlers),
+            handlers,
             give_up,
             settings.max_job_failures,
+            send=queue.dispatch,
+            budget_seconds=settings.step_budget_seconds,
+            peers=settings.worker_concurrency,
+            backlog=queue.backlog,
+            # One registry version read per task, however many jobs and lookups it makes.
+            task=registry.pinned,
         )
         engine = cls(
             settings,
@@ -160,8 +162,7 @@ class Engine:
             bulks,
         )
         runner.canceller = executor.cancel
-        if inline:
-            runner.inline = engine.run_inline
+        runner.works_here = inline
         engine.sync_local()
         return engine
 
@@ -174,21 +175,6 @@ class Engine:
             by_app.setdefault(config.app_id, []).append(config)
         for app_id, configs in by_app.items():
             self.store.save_app(app_id, None, configs, self.now())
-
-    def run_inline(self, job: Job) -> None:
-        """Run a job this process just recorded, unless inline runs are nested too deep (then
-        send it). A failure leaves the job unfinished: its lease runs out and beat resends it."""
-        depth = int(getattr(_inline, "depth", 0))
-        if depth >= MAX_INLINE_DEPTH:
-            self.queue.dispatch(job)
-            return
-        _inline.depth = depth + 1
-        try:
-            self.jobs.handle(job.id)
-        except Exception:
-            log.exception("inline job failed job_id=%s; beat will resend it", job.id)
-        finally:
-            _inline.depth = depth
 
     def start_app_sync(self) -> threading.Thread | None:
         """Sync the apps of `STEPLINE_APP_URLS` in the background (beat calls this once):
@@ -223,19 +209,3 @@ class Engine:
         released += self.executor.slots.tick(now)  # waiters whose slot holders died
         fire_due_crons(self.registry, self.store, self.runner, now)
         return released
-
-
-def _pinned(
-    registry: Registry, handlers: dict[JobKind, Callable[[Job], None]]
-) -> dict[JobKind, Callable[[Job], None]]:
-    """Each job reads the registry version once (`Registry.pinned`), however many functions
-    it looks up."""
-
-    def wrap(handler: Callable[[Job], None]) -> Callable[[Job], None]:
-        def run(job: Job) -> None:
-            with registry.pinned():
-                handler(job)
-
-        return run
-
-    return {kind: wrap(handler) for kind, handler in handlers.items()}

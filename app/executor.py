@@ -41,6 +41,7 @@ from app.registry import Registry
 from app.runner import Runner
 from app.state.run_logs import RunLogStore
 from app.state.store import RunState, SaveResult, Store
+from app.worker import Done
 
 log = logging.getLogger("stepline.executor")
 
@@ -79,13 +80,13 @@ class _Call:
     attempt: int
     deadline: float
     mark_ms: int
-    durations: list[float] = field(default_factory=list)
-    """Seconds each step this call saved took; recorded as metrics when the call stops."""
     unsaved: list[_Unsaved] = field(default_factory=list)
     """Finished in-process steps not saved yet (in order), mirrored in `state` already."""
     unsaved_since: float = 0.0
     lost: bool = False
     """A batched save found the run ended or another memo first: this call stops."""
+    ended: bool = False
+    """This call ended the run; its job went with it (no `finish_job` needed)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class Executor:
         self._drivers = drivers
         self._settings = settings
         self._runner = runner
-        self.lifecycle = Lifecycle(store, runner)
+        self.lifecycle = Lifecycle(store, runner, queue)
         self.slots = Slots(store, queue, settings)
         self._outbound_calls = outbound.Outbound(settings)
         self._logs = RunLogStore(store)
@@ -123,15 +124,18 @@ class Executor:
         return int(time.time() * 1000)
 
     # --- entry points, one per job kind -----------------------------------------------------
-    def run_job(self, job: Job) -> None:
+    def run_job(self, job: Job) -> Done | None:
         if job.kind in (JobKind.START, JobKind.EDGE):
-            self.execute(job, target=job.step or None, attempt=job.attempt)
+            if self.execute(job, target=job.step or None, attempt=job.attempt):
+                return Done()  # the run ended, and its job with it
         elif job.kind is JobKind.SLEEP:
-            self._wake(job)
+            if self._wake(job):
+                return Done()  # the run ended, and its job with it
         elif job.kind is JobKind.PAUSE_TIMEOUT:
             self._pause_timeout(job)
         else:
             raise ValueError(f"executor cannot run a {job.kind} job")
+        return None
 
     def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
         """Fail a run for a reason outside the function (e.g. an unusable checkpoint)."""
@@ -201,14 +205,15 @@ class Executor:
             return False
         return self.lifecycle.finish(state, RunStatus.CANCELLED, None, None, now)
 
-    def _wake(self, job: Job) -> None:
+    def _wake(self, job: Job) -> bool:
         """The sleep is over: mark it done and run on, from the state read with it (one round
-        trip for both)."""
+        trip for both). True if this ended the run (and `job` with it)."""
         now = self._now()
         info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
         saved, state = self._store.wake_run(job.run_id, job.step, info)
         if saved.status in ("created", "identical") and saved.pending == 0:
-            self._execute(job, state, target=None, attempt=0)
+            return self._execute(job, state, target=None, attempt=0)
+        return False
 
     def _pause_timeout(self, job: Job) -> None:
         now = self._now()
@@ -237,12 +242,15 @@ class Executor:
             self._queue.dispatch(resume)
 
     # --- the loop ---------------------------------------------------------------------------
-    def execute(self, job: Job, target: str | None, attempt: int) -> None:
-        self._execute(job, self._store.load_run(job.run_id), target, attempt)
+    def execute(self, job: Job, target: str | None, attempt: int) -> bool:
+        """Run the function from where the run is; True if this ended the run (and `job`
+        with it)."""
+        state = self._fresh(job) or self._store.load_run(job.run_id)
+        return self._execute(job, state, target, attempt)
 
-    def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> None:
+    def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> bool:
         if state is None or RunStatus(state.status).ended:
-            return
+            return False
         now = self._now()
         fn = self._registry.get(state.function_id)
         if fn is None:
@@ -251,12 +259,20 @@ class Executor:
                 "message": f"function {state.function_id!r} is not registered",
             }
             self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
-            return
+            return False
         grant = self.slots.acquire(fn, state, job, now)  # or raises Parked (app.flow.slots)
         try:
-            self._drive(job, state, fn, target, attempt, now)
+            return self._drive(job, state, fn, target, attempt, now)
         finally:
             grant.release(self._now())
+
+    def _fresh(self, job: Job) -> RunState | None:
+        """The state of a run this process created a moment ago, for its start job run from
+        the same task's work list (no read of what was just written). Only trusted once
+        `mark_started` confirms the run was still Queued (`_drive`)."""
+        if job.kind is not JobKind.START or job.attempt or job.lost_deliveries:
+            return None
+        return self._runner.fresh.take(job.run_id)
 
     def _drive(
         self,
@@ -266,10 +282,16 @@ class Executor:
         target: str | None,
         attempt: int,
         now: int,
-    ) -> None:
+    ) -> bool:
         if state.started_at is None:
-            self._store.mark_started(state.run_id, now, state.function_id)
-            state.started_at = now
+            if not self._store.mark_started(state.run_id, now, state.function_id):
+                # Not Queued any more (another delivery started it, or it ended): the state
+                # in hand may be stale, read it.
+                fresh = self._store.load_run(state.run_id)
+                if fresh is None or RunStatus(fresh.status).ended:
+                    return False
+                state = fresh
+            state.started_at = state.started_at or now
             log.info(
                 "run started run_id=%s function=%s",
                 state.run_id,
@@ -286,11 +308,8 @@ class Executor:
             time.monotonic() + self._settings.step_budget_seconds,
             now,
         )
-        try:
-            self._loop(call, driver)
-        finally:
-            if call.durations:
-                metrics.observe_steps(self._store, fn.id, call.durations)
+        self._loop(call, driver)
+        return call.ended
 
     def _loop(self, call: _Call, driver: Driver) -> None:
         state, fn = call.state, call.fn
@@ -395,12 +414,13 @@ class Executor:
             return True
         batch, call.unsaved = call.unsaved, []
         results = self._store.save_steps(
-            call.state.run_id, [(u.step, u.memo, u.info) for u in batch]
+            call.state.run_id,
+            [(u.step, u.memo, u.info) for u in batch],
+            call.fn.id,  # each created step's duration is counted by the same script
+            [metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
         )
-        for unsaved, saved in zip(batch, results, strict=False):
-            if saved.status == "created":
-                call.durations.append((unsaved.ended_at - unsaved.started_at) / 1000)
-            elif saved.status != "identical":
+        for saved in results:
+            if saved.status not in ("created", "identical"):
                 call.lost = True
                 return False
         return True
@@ -424,9 +444,15 @@ class Executor:
     ) -> SaveResult:
         now = self._now()
         info = self._step_info(call, op, status, now, kind)
-        saved = self._store.save_step(call.state.run_id, op.id, memo, info, now)
-        if saved.status == "created":
-            call.durations.append((now - call.mark_ms) / 1000)
+        saved = self._store.save_step(
+            call.state.run_id,
+            op.id,
+            memo,
+            info,
+            now,
+            function_id=call.fn.id,
+            observed=metrics.step_observation((now - call.mark_ms) / 1000),
+        )
         call.mark_ms = now
         self._remember(call, op.id, memo, saved)
         return saved
@@ -456,7 +482,7 @@ class Executor:
                     saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
                     if saved.status == "ended":
                         return "stop"
-            self.lifecycle.finish(call.state, RunStatus.COMPLETED, result.output, None, now)
+            self._end(call, RunStatus.COMPLETED, result.output, None, now)
             return "stop"
         if result.kind == "error":
             return self._function_error(call, result, now)
@@ -742,13 +768,19 @@ class Executor:
                 error.get("message"),
             )
             return "stop"
-        self.lifecycle.finish(call.state, RunStatus.FAILED, None, error, now)
+        self._end(call, RunStatus.FAILED, None, error, now)
         return "stop"
 
     def _fail_early(self, call: _Call, message: str, now: int) -> Outcome:
         error = {"name": "InvalidStep", "message": message}
-        self.lifecycle.finish(call.state, RunStatus.FAILED, None, error, now)
+        self._end(call, RunStatus.FAILED, None, error, now)
         return "stop"
+
+    def _end(self, call: _Call, status: RunStatus, output: JSON, error: JSON, now: int) -> None:
+        """End the run from its own job: that job goes with the run's (lua/finish_run.lua)."""
+        call.ended = self.lifecycle.finish(
+            call.state, status, output, error, now, job_id=call.job.id
+        )
 
     @staticmethod
     def _wake_time(op: Op, now: int) -> int | None:

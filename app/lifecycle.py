@@ -39,25 +39,36 @@ class EventSink(Protocol):
         now: int,
         *,
         internal: bool = False,
-        inline: bool = False,
     ) -> list[str]: ...
-
-    def run_or_send(self, job: Job, *, here: bool = True) -> None: ...
 
     def send_by(self, now: int) -> int: ...
 
 
+class JobSender(Protocol):
+    def dispatch(self, job: Job, countdown_ms: int = 0) -> None: ...
+
+
 class Lifecycle:
-    def __init__(self, store: Store, sink: EventSink) -> None:
+    def __init__(self, store: Store, sink: EventSink, queue: JobSender) -> None:
         self._store = store
         self._sink = sink
+        self._queue = queue
         self.on_finish: Callable[[RunState, RunStatus, int], None] | None = None
         """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
 
     def finish(
-        self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int
+        self,
+        state: RunState,
+        status: RunStatus,
+        output: JSON,
+        error: JSON,
+        now: int,
+        *,
+        job_id: str | None = None,
     ) -> bool:
-        """End the run with `status`; True for the call that ended it."""
+        """End the run with `status`; True for the call that ended it. `job_id`: the run's
+        job this call runs in, likely its only one (the script drops it with the run's
+        other jobs, so the caller need not finish it)."""
         trigger = state.events[0] if state.events else {}
         events: list[NewEvent] = []
         if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
@@ -65,7 +76,14 @@ class Lifecycle:
             raws = self._events(state, status, output, error, now)
             events = [lifecycle_event(raw, new_ulid(now), now) for raw in raws]
         ended, job = self._store.end_run(
-            state.run_id, status.value, output, error, now, events, self._sink.send_by(now)
+            state.run_id,
+            status.value,
+            output,
+            error,
+            now,
+            events,
+            self._sink.send_by(now),
+            guess=None if job_id is None else (state.function_id, [job_id]),
         )
         if ended:
             took = now - (state.started_at or state.created_at)
@@ -94,7 +112,7 @@ class Lifecycle:
             if self.on_finish is not None:
                 self.on_finish(state, status, now)
         if job is not None:
-            self._sink.run_or_send(job)
+            self._queue.dispatch(job)
         return ended
 
     def _events(
@@ -160,7 +178,7 @@ class Lifecycle:
         }
         if isinstance(payload.get("v"), str):
             event["v"] = payload["v"]
-        self._sink.ingest([event], now, internal=True, inline=True)
+        self._sink.ingest([event], now, internal=True)
 
 
 def _message(error: JSON) -> str:

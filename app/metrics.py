@@ -6,7 +6,7 @@ to the same numbers and `/metrics` of any API process shows them all.
     runs_completed_total    finish_run.lua          runs_failed_total      finish_run.lua
     runs_cancelled_total    finish_run.lua          events_received_total  POST /e (field "")
     histogram step_duration_seconds (fields "<function>|<bucket le>", "|count", "|sum")
-                                                    observe_step (executor, one per step run)
+                                                    save_step.lua (with the step's memo)
     gauges, read at scrape time: queue jobs (all / due / scheduled for later), pending pauses;
     liveness (app/liveness.py): workers alive, each process's heartbeat age, beat's tick age
 
@@ -71,6 +71,13 @@ def bucket_for(seconds: float) -> str:
         if seconds <= bound:
             return _le(bound)
     return "+Inf"
+
+
+def step_observation(seconds: float) -> tuple[str, float]:
+    """A step duration as the script that saves the step counts it (lua/save_step.lua):
+    (its bucket, seconds)."""
+    seconds = max(0.0, seconds)
+    return bucket_for(seconds), seconds
 
 
 def observe_step(store: Store, function_id: str, seconds: float) -> None:

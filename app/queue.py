@@ -200,6 +200,24 @@ class Queue:
         """The Celery queues jobs go to: the main one, and the SDK one when it differs."""
         return [QUEUE_NAME] if self._sdk_queue == QUEUE_NAME else [QUEUE_NAME, self._sdk_queue]
 
+    def backlog(self) -> int | None:
+        """Messages waiting in the main Celery queue (all its priority lists), in one
+        pipelined read over the sender's pooled broker connection; None when the sender
+        cannot tell (not a Celery app over Redis)."""
+        pool = getattr(self._sender, "pool", None)
+        if pool is None:
+            return None
+        try:
+            with pool.acquire(block=True) as conn:
+                client = conn.default_channel.client
+                pipe = client.pipeline(transaction=False)
+                for priority in PRIORITY_STEPS:
+                    pipe.llen(_priority_list(QUEUE_NAME, priority))
+                return sum(int(n) for n in pipe.execute())
+        except Exception:
+            log.debug("queue backlog unknown", exc_info=True)
+            return None
+
     def queue_of(self, job: Job) -> str:
         """The Celery queue `job` is sent to: the SDK queue for a job that executes a run of
         an SDK app's function, else the main one."""
@@ -254,6 +272,11 @@ def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:
     if len(chunk) == 1:
         return task_name(job.kind), job.id, queue, last
     return TIMERS_TASK, [job.id for job, _ in chunk], queue, last
+
+
+def _priority_list(queue: str, priority: int) -> str:
+    """The Redis list of `queue` for one priority step, as kombu's Redis transport names it."""
+    return queue if priority == PRIORITY_STEPS[0] else f"{queue}\x06\x16{priority}"
 
 
 def _options(queue: str, countdown_ms: int, priority: int) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
@@ -29,10 +31,11 @@ from app.ids import new_ulid, new_ulids, ulid_ms
 from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
-from app.state.store import NewEvent, NewRun, Store
+from app.state.store import NewEvent, NewRun, RunState, Store
 
 if TYPE_CHECKING:
     from app.flow.admission import Admission
+    from app.flow.outcomes import Held
 
 log = logging.getLogger("stepline.runner")
 
@@ -42,7 +45,34 @@ PAUSE_CREATED_GRACE_MS = 5_000
 """A pause created more than this after an event was received is not resumed by it."""
 
 Canceller = Callable[[str, int], bool]
-InlineRunner = Callable[[Job], None]
+FRESH_RUNS = 1024
+"""Runs this process created and has not started yet, kept in memory (`FreshRuns`)."""
+
+
+class FreshRuns:
+    """The state of runs this process just created, for the task that starts them next (its
+    work list), so their first execution needs no read of what it just wrote. Bounded; an
+    entry is taken once."""
+
+    def __init__(self) -> None:
+        self._runs: OrderedDict[str, RunState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, state: RunState) -> None:
+        with self._lock:
+            self._runs[state.run_id] = state
+            if len(self._runs) > FRESH_RUNS:
+                self._runs.popitem(last=False)
+
+    def take(self, run_id: str) -> RunState | None:
+        with self._lock:
+            return self._runs.pop(run_id, None)
+
+    def clear(self) -> None:
+        """Forget them all: a new task begins (what the last one left, e.g. runs its work
+        list sent on, is not for this one)."""
+        with self._lock:
+            self._runs.clear()
 
 
 class Runner:
@@ -53,9 +83,12 @@ class Runner:
         self.settings = settings
         self.canceller: Canceller | None = None
         """Set by the executor's owner: how a matched `Cancel` pause cancels its run."""
-        self.inline: InlineRunner | None = None
-        """Set in worker processes: runs a just-recorded job here instead of sending it, so an
-        event and the first run it starts cost one queue hop, not three."""
+        self.works_here = False
+        """Set in worker processes: the start jobs of in-process runs an event job creates
+        are recorded, not sent, and returned to the task's work list (`JobRunner.work`),
+        so an event and the runs it starts cost one queue hop."""
+        self.fresh = FreshRuns()
+        """Those runs' state as created, for their first execution (`Executor`)."""
         self.admission: Admission | None = None
         """Set by `Engine.create`: flow control's say before and after a run is created."""
 
@@ -67,7 +100,6 @@ class Runner:
         *,
         internal: bool = False,
         id_seed: str | None = None,
-        inline: bool = False,
         count: bool = False,
     ) -> list[str]:
         """Store the events and queue their processing, in one script call; returns internal
@@ -76,12 +108,11 @@ class Runner:
         A duplicate (same `id` within the dedupe window; engine events have their own
         namespace) is not queued again and answers the original's internal id. `id_seed`
         (`x-inngest-event-id-seed`) makes internal ids deterministic so an SDK's retried
-        send dedupes. Events nothing listens to are stored but cost no job. With `inline`
-        (engine events emitted inside a worker) the job runs here when the worker allows it.
-        With `count` (the event API) they are counted as received, in the same call.
+        send dedupes. Events nothing listens to are stored but cost no job; the job of the
+        others is sent. With `count` (the event API) they are counted as received, in the same call.
         """
         new = self.prepare(events, now, internal=internal, id_seed=id_seed)
-        return self.commit(new, now, internal=internal, inline=inline, count=count)
+        return self.commit(new, now, internal=internal, count=count)
 
     def prepare(
         self,
@@ -104,13 +135,12 @@ class Runner:
         now: int,
         *,
         internal: bool = False,
-        inline: bool = False,
         count: bool = False,
     ) -> list[str]:
-        """`ingest`'s second half: store prepared events and queue their one job."""
+        """`ingest`'s second half: store prepared events and send their one job."""
         ids, job = self.store(new, now, internal=internal, count=count)
         if job is not None:
-            self.run_or_send(job, here=inline)
+            self._queue.dispatch(job)
         return ids
 
     def store(
@@ -139,65 +169,56 @@ class Runner:
         """When the tick sends a job created now if no Celery message did."""
         return self._queue.resend_deadline(now)
 
-    def run_or_send(self, job: Job, *, here: bool = True) -> None:
-        """A job a state transition just created: run it in this process when this is a
-        worker (and `here`), else send it to the queue."""
-        if here and self.inline is not None:
-            self.inline(job)
-        else:
-            self._queue.dispatch(job)
-
-    def process_events(self, job: Job, now: int) -> None:
-        """An event job: process its events in order, in this task."""
-        for index, internal_id in enumerate(job.events):
-            self.process_event(internal_id, now, first=index == 0)
+    def process_events(self, job: Job, now: int) -> list[Job]:
+        """An event job: process its events in order, in this task. Returns the start jobs
+        of the runs it left to this task's work list (see `process_event`)."""
+        self.fresh.clear()
+        here: list[Job] = []
+        for internal_id in job.events:
+            here.extend(self.process_event(internal_id, now))
+        return here
 
     # --- processing -------------------------------------------------------------------------
-    def process_event(self, internal_id: str, now: int, *, first: bool = True) -> None:
-        """Schedule the runs an event triggers and resume the pauses it satisfies. The
-        `first` event of a job may start its first run in this task (a worker's)."""
+    def process_event(self, internal_id: str, now: int) -> list[Job]:
+        """Schedule the runs an event triggers and resume the pauses it satisfies. In a
+        worker (`works_here`) the start jobs of in-process runs due now are recorded, not
+        sent, and returned for the task to run here; everything else is sent."""
         record = self._store.get_event(internal_id)
         if record is None:
             log.warning("event not found event_id=%s", internal_id)
-            return
+            return []
         event = record.event
         name = str(event.get("name", ""))
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
         runs: list[str] = []
-        # The run started in this task: the first in-process one (when the worker allows it).
-        # Runs of SDK apps' functions always go to their own queue (`Queue.queue_of`).
-        here: str | None = None
+        # Runs started in this task: in-process ones due now (when this is a worker). Runs of
+        # SDK apps' functions always go to their own queue (`Queue.queue_of`).
+        here: list[Job] = []
         later = start_time([event], now) > now  # an event sent for the future
         if name == INVOKED:
             fn = self._invoked_function(data)
-            send = self.inline is None or not first or fn is None or fn.driver != "inprocess"
+            send = not self.works_here or fn is None or fn.driver != "inprocess"
             run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
-                here = None if send else run_id
+                if not send:
+                    here.append(start_job(run_id))
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
-                    send = (
-                        here is not None
-                        or self.inline is None
-                        or later
-                        or not first
-                        or fn.driver != "inprocess"
-                    )
+                    send = not self.works_here or later or fn.driver != "inprocess"
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
-                        here = here if send else admitted
+                        if not send:
+                            here.append(start_job(admitted))
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
         if name == FINISHED and isinstance(data.get("correlation_id"), str):
             resumed += self._resume_invoker(data, now)
         resumed += self._match_pauses(event, internal_id, record.received_at, now)
-        if here is not None and self.inline is not None and not later and first:
-            self.inline(start_job(here))
         log.info(
             "event processed event_id=%s name=%s runs=%d resumed=%d",
             internal_id,
@@ -211,6 +232,7 @@ class Runner:
                 "resumed": resumed,
             },
         )
+        return here
 
     def _invoked_function(self, data: dict[str, JSON]) -> FunctionConfig | None:
         meta = data.get("_inngest")
@@ -376,9 +398,9 @@ class Runner:
 
         The key defaults to the first event's internal id, so processing an event again never
         starts a second run. Returns (run id, created). With `send=False` the start job is
-        only recorded: the caller runs it inline (`start_inline`). `run_id` is the id to
-        create the run with (flow control may have reserved it), else a new ULID. A run
-        whose first event has a `ts` in the future starts then, as Inngest schedules it.
+        only recorded (its state kept in `fresh`): the caller's task runs it here. `run_id`
+        is the id to create the run with (flow control may have reserved it), else a new
+        ULID. A run whose first event has a `ts` in the future starts then, as Inngest schedules it.
         """
         new_id = run_id or new_ulid(now)
         key = idempotency_key or (event_ids[0] if event_ids else new_id)
@@ -413,12 +435,39 @@ class Runner:
         self._registry.remember_run(run_id, fn)  # which queue its jobs go to
         if created:
             self._queue.written(planned, now, send=send or start_at > now)
+            if not send and run.memoized is None:
+                self.fresh.put(fresh_state(run))
         else:
             # An idempotency key gave back an existing run: make sure it has its start job
             # (runs created before the start job was written with them); a no-op otherwise.
             start = start_job(run_id)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
+
+    def start_held(self, held: Held | None) -> None:
+        """A debounced or batched run that admission handed back when its timer fired:
+        create it, then let admission drop what it held for it (a batch)."""
+        if held is None or self.admission is None:
+            return
+        run_id, created = self.schedule(
+            held.fn,
+            held.events,
+            held.event_ids,
+            held.now,
+            idempotency_key=held.decision.idempotency_key,
+            run_id=held.decision.run_id,
+        )
+        ours = self.admission.on_scheduled(
+            held.fn,
+            held.decision,
+            run_id,
+            created,
+            held.events,
+            held.event_ids,
+            held.now,
+            batched=held.batched,
+        )
+        self.admission.held_started(held, run_id if ours else None)
 
     def start_copy(self, fn: FunctionConfig, run: NewRun, now: int) -> tuple[str | None, str]:
         """A rerun or replay (`app/replay.py`): `run` (a new id, no idempotency key) goes
@@ -461,6 +510,22 @@ class Runner:
         if result.resumed:
             self._queue.dispatch(job)
         return result.won
+
+
+def fresh_state(run: NewRun) -> RunState:
+    """A run's state as `create_run` writes it: Queued, no step memoized."""
+    return RunState(
+        run_id=run.run_id,
+        function_id=run.function_id,
+        status="Queued",
+        events=run.events,
+        steps={},
+        stack=[],
+        disable_immediate_execution=False,
+        created_at=run.created_at,
+        started_at=None,
+        correlation_id=run.correlation_id,
+    )
 
 
 def run_created_ms(pause: Pause) -> int:

@@ -4,6 +4,12 @@ The lease is what makes crashes cheap to recover from: a job whose worker was `k
 stops heartbeating, its lease runs out, and the next beat tick sends it again. A second copy
 of a job that is still being worked on (a broker redelivery) finds the lease held and drops.
 
+One task, one work list (`JobRunner.work`): a job's handler returns the follow-up jobs it
+created and recorded (a new run's start job, ...) instead of running them itself; the task then
+runs each here, within the step budget, or sends it. Nothing nests: a handler never calls back
+into the job runner. Every follow-up was written to Redis before it is returned, so a process
+that dies mid-list loses nothing: the tick sends the rest when their send-by time comes.
+
 Every delivery that fails counts: one whose handler raised (`fail_job`, with backoff) and one
 that died holding the lease (counted when the lease is taken over or cleared, see
 lua/include/lost_delivery.lua). A run's job that failed `max_failures` times fails its run
@@ -17,8 +23,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 
 from app import logs
 from app.flow.slots import Parked
@@ -72,6 +79,18 @@ FAILURE_BACKOFF_MS = (1_000, 300_000)
 
 GiveUp = Callable[[Job, str, bool], None]
 """Ends a run whose job keeps failing: (job, problem, name the step?) (see `Engine`)."""
+Handler = Callable[[Job], Sequence[Job] | None]
+"""Runs one job; returns the follow-up jobs it recorded but did not send (run here or sent
+by `JobRunner`), or None."""
+
+
+class Done(list[Job]):
+    """What a handler returns when the state change that ended its run also dropped the job
+    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed."""
+
+
+Send = Callable[[Job], None]
+"""Sends a recorded job to the queue (`Queue.dispatch`)."""
 
 
 class JobRunner:
@@ -79,9 +98,15 @@ class JobRunner:
         self,
         store: Store,
         lease_seconds: float,
-        handlers: dict[JobKind, Callable[[Job], None]],
+        handlers: dict[JobKind, Handler],
         give_up: GiveUp | None = None,
         max_failures: int = 8,
+        *,
+        send: Send | None = None,
+        budget_seconds: float = 10.0,
+        task: Callable[[], AbstractContextManager[object]] = nullcontext,
+        peers: int = 1,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -91,53 +116,128 @@ class JobRunner:
         """Failed deliveries (raised, or died holding the lease) before a run's job fails its
         run, so nothing spins forever (`STEPLINE_MAX_JOB_FAILURES`)."""
         self._leases = LeaseKeeper(store, self._lease_ms)
+        self._send = send
+        self._budget_s = budget_seconds
+        """How long one task keeps taking follow-up jobs off its work list (the step budget,
+        `STEPLINE_STEP_BUDGET_SECONDS`); past it the rest are sent."""
+        self._task = task
+        """Entered once per task around all its jobs (the registry's pinned view)."""
+        self._peers = max(1, peers)
+        """Processes sharing the queue (the pool's concurrency): a fan-out is shared."""
+        self._backlog = backlog
+        """Messages waiting in the queue (`Queue.backlog`; None: unknown)."""
 
     def handle(self, job_id: str) -> str:
-        """Run the job with this id once; returns "done", "gone", "busy", "parked" (it
-        waits, still queued, for a concurrency slot or its throttled start: see app.flow),
-        "failed" (retried later) or "dead" (it kept failing: its run failed)."""
-        token = uuid.uuid4().hex
-        now = int(time.time() * 1000)
-        leased = self._store.lease_job(job_id, token, now, self._lease_ms)
-        if isinstance(leased, str):
-            return leased
-        with self._leases.holding(job_id, token):
-            outcome = self._run(job_id, token, leased)
-        if outcome == "done":
-            self._store.finish_job(job_id, token)
+        """Run the job with this id once and send its follow-ups; returns "done", "gone",
+        "busy", "parked" (it waits, still queued, for a concurrency slot or its throttled
+        start: see app.flow), "failed" (retried later) or "dead" (it kept failing: its run
+        failed)."""
+        with self._task():
+            outcome, follow = self._run(job_id)
+        for job in follow:
+            self._dispatch(job)
         return outcome
+
+    def work(self, job_id: str) -> str:
+        """A worker task: run the job, then its work list. Of each fan-out the task keeps
+        its share (`_share`) and sends the rest; each kept follow-up job (recorded in Redis
+        already) runs here, in order, while the task is within its budget, and adds its own
+        follow-ups to the list; once the budget is spent the rest are sent. Returns the
+        outcome of the task's own job (as `handle`)."""
+        with self._task():
+            outcome, follow = self._run(job_id)
+            deadline = time.monotonic() + self._budget_s
+            todo = deque(self._share(follow))
+            while todo:
+                job = todo.popleft()
+                if time.monotonic() >= deadline:
+                    self._dispatch(job)
+                    continue
+                try:
+                    _, more = self._run(job.id)
+                except Exception:
+                    # Recorded before it was listed: the tick sends it when its send-by comes.
+                    log.exception("job of the work list failed job_id=%s", job.id)
+                    continue
+                todo.extend(self._share(more))
+        return outcome
+
+    def _share(self, follow: Sequence[Job]) -> Sequence[Job]:
+        """Of a fan-out (several follow-ups at once, e.g. the runs of a request's events),
+        when the queue has less waiting than there are peers (they may be idle), keep this
+        process's share (1 / peers) and send the rest now, so the pool's other processes run
+        them meanwhile instead of waiting for this one. With a backlog, keep them all."""
+        if len(follow) < 2 or self._peers == 1:
+            return follow
+        waiting = self._backlog() if self._backlog is not None else 0
+        if waiting is None or waiting >= self._peers:
+            return follow  # the other processes have work: sending would only cost hops
+        keep = -(-len(follow) // self._peers)
+        for job in follow[keep:]:
+            self._dispatch(job)
+        return follow[:keep]
+
+    def _dispatch(self, job: Job) -> None:
+        if self._send is None:
+            log.warning("follow-up job left to the tick (no sender) job_id=%s", job.id)
+            return
+        try:
+            self._send(job)
+        except Exception:
+            log.exception("follow-up job not sent job_id=%s; the tick will send it", job.id)
 
     def handle_each(self, job_ids: list[str]) -> dict[str, str]:
         """Run each job once, in order, as `handle` does (a message of many due timers), with
         one round trip to lease them all and one to finish those done. Each job keeps its own
         lease (renewed until the last is done) and outcome: one that fails is retried alone,
         one whose handler escapes with an error ("error") is left to its resend deadline;
-        the others still run. Returns each job's outcome."""
+        the others still run. Their follow-ups are sent. Returns each job's outcome."""
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
-        leases = self._store.lease_jobs(job_ids, token, now, self._lease_ms)
         outcomes: dict[str, str] = {}
-        done: list[str] = []
-        with ExitStack() as held:
-            for job_id, leased in zip(job_ids, leases, strict=True):
-                if not isinstance(leased, str):
-                    held.enter_context(self._leases.holding(job_id, token))
-            for job_id, leased in zip(job_ids, leases, strict=True):
-                if isinstance(leased, str):
-                    outcomes[job_id] = leased
-                    continue
-                try:
-                    outcomes[job_id] = self._run(job_id, token, leased)
-                except Exception:
-                    log.exception("job failed before it could be recorded job_id=%s", job_id)
-                    outcomes[job_id] = "error"
-                if outcomes[job_id] == "done":
-                    done.append(job_id)
-            self._store.finish_jobs(done)
+        follow: list[Job] = []
+        with self._task():
+            leases = self._store.lease_jobs(job_ids, token, now, self._lease_ms)
+            done: list[str] = []
+            with ExitStack() as held:
+                for job_id, leased in zip(job_ids, leases, strict=True):
+                    if not isinstance(leased, str):
+                        held.enter_context(self._leases.holding(job_id, token))
+                for job_id, leased in zip(job_ids, leases, strict=True):
+                    if isinstance(leased, str):
+                        outcomes[job_id] = leased
+                        continue
+                    try:
+                        outcome, more = self._exec(job_id, token, leased)
+                    except Exception:
+                        log.exception("job failed before it could be recorded job_id=%s", job_id)
+                        outcomes[job_id] = "error"
+                        continue
+                    outcomes[job_id] = outcome
+                    if outcome == "done" and not isinstance(more, Done):
+                        done.append(job_id)
+                    follow.extend(more)
+                self._store.finish_jobs(done)
+        for job in follow:
+            self._dispatch(job)
         return outcomes
 
-    def _run(self, job_id: str, token: str, leased: Lease) -> str:
-        """Run a job this delivery leased; "done" is left for the caller to finish."""
+    def _run(self, job_id: str) -> tuple[str, Sequence[Job]]:
+        """Lease and run the job once: (outcome, the follow-ups its handler returned)."""
+        token = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        leased = self._store.lease_job(job_id, token, now, self._lease_ms)
+        if isinstance(leased, str):
+            return leased, ()
+        with self._leases.holding(job_id, token):
+            outcome, follow = self._exec(job_id, token, leased)
+        if outcome == "done" and not isinstance(follow, Done):
+            self._store.finish_job(job_id, token)
+        return outcome, follow
+
+    def _exec(self, job_id: str, token: str, leased: Lease) -> tuple[str, Sequence[Job]]:
+        """Run a job this delivery leased: (outcome, follow-ups). "done" is left for the
+        caller to finish (unless the handler answered `Done`: it finished the job itself)."""
         job, failures = leased
         if failures:
             job = job.model_copy(update={"lost_deliveries": failures})
@@ -150,14 +250,15 @@ class JobRunner:
                     "without reporting an error (the process was killed: out of memory, a "
                     "crash, os._exit?)"
                 )
-                return self._dead(job, token, problem, name_step=failures == self._max_failures)
+                dead = self._dead(job, token, problem, name_step=failures == self._max_failures)
+                return dead, ()
             try:
-                self._handlers[job.kind](job)
+                returned = self._handlers[job.kind](job)
             except Parked:
-                return "parked"
+                return "parked", ()
             except Exception as exc:
-                return self._failed(job, token, exc)
-        return "done"
+                return self._failed(job, token, exc), ()
+        return "done", (() if returned is None else returned)
 
     def _gives_up(self, job: Job) -> bool:
         """Jobs of no run (event processing) never give up: an accepted event is never

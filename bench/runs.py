@@ -100,9 +100,9 @@ def monitored() -> Iterator[Counter[str]]:
         thread.join(5)
 
 
-def show(label: str, counts: Counter[str], n: int) -> None:
+def show(label: str, counts: Counter[str], n: int, top_n: int = 8) -> None:
     total = sum(counts.values())
-    top = ", ".join(f"{name} {c / n:.1f}" for name, c in counts.most_common(8))
+    top = ", ".join(f"{name} {c / n:.1f}" for name, c in counts.most_common(top_n))
     print(f"{label}: {total / n:6.1f} commands sent each ({top})")
 
 

@@ -5,13 +5,22 @@ KEYS[2]  steps     hash  <p>:{<run>}:steps     hashed step id -> memo JSON
 KEYS[3]  stack     list  <p>:{<run>}:stack     hashed step ids in completion order
 KEYS[4]  pending   set   <p>:{<run>}:pending   parallel steps not finished yet
 KEYS[5]  history   hash  <p>:{<run>}:history   hashed step id -> history record
+KEYS[6]  durations hash  <p>:metric:step_duration_seconds   (optional: only when ARGV[1] ~= "")
 
-ARGV[3i+1]  hashed step id        (i = 0, 1, ...: one or more steps, in the order they ran)
-ARGV[3i+2]  memo, JSON text (stored verbatim)
-ARGV[3i+3]  history info: JSON object of field -> JSON text; "" for none
+ARGV[1]     function id, the histogram's label ("" observes nothing)
+ARGV[5i+2]  hashed step id        (i = 0, 1, ...: one or more steps, in the order they ran)
+ARGV[5i+3]  memo, JSON text (stored verbatim)
+ARGV[5i+4]  history info: JSON object of field -> JSON text; "" for none
+ARGV[5i+5]  the step's duration bucket, its upper bound as Prometheus writes it ("0.005", ...,
+            "+Inf"); "" observes nothing for this step
+ARGV[5i+6]  the step's duration, seconds
+
+The step's duration is observed in the histogram (fields "<function>|<bucket>", "|count",
+"|sum") by the call that creates its memo, so each step execution counts exactly once.
 
 On "created" the memo is stored, the step pushed on the stack and dropped from the pending
-set (an emptied pending set clears `die`), and the info merged into the step's history record.
+set (an emptied pending set clears `die`), the info merged into the step's history record and
+the duration observed.
 The steps are saved in order and the script stops after the first one answered "different"
 or "ended": what followed it was computed from a memo that lost. Repeating a call (a lost
 reply) answers "identical" for each step it had created and writes nothing.
@@ -36,9 +45,10 @@ if not status or is_ended(status) then
   return {{'ended', '', 0}}
 end
 
+local label = ARGV[1]
 local results = {}
-for i = 1, #ARGV, 3 do
-  local step, memo, info = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+for i = 2, #ARGV, 5 do
+  local step, memo, info, bucket = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local existing = redis.call('HGET', steps_key, step)
   if existing then
     local code = 'different'
@@ -52,6 +62,11 @@ for i = 1, #ARGV, 3 do
   else
     local pending = memoize(meta_key, steps_key, stack_key, pending_key, step, memo)
     merge_history(history_key, step, info)
+    if label ~= '' and bucket ~= '' then
+      redis.call('HINCRBY', KEYS[6], label .. '|' .. bucket, 1)
+      redis.call('HINCRBY', KEYS[6], label .. '|count', 1)
+      redis.call('HINCRBYFLOAT', KEYS[6], label .. '|sum', ARGV[i + 4])
+    end
     results[#results + 1] = {'created', '', pending}
   end
 end

@@ -72,7 +72,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def _register(app: Celery, kind: JobKind) -> None:
     def run(job_id: str) -> str:
-        return engine().jobs.handle(job_id)
+        return engine().jobs.work(job_id)
 
     run.__name__ = kind.value
     app.task(name=task_name(kind), acks_late=True, reject_on_worker_lost=True)(run)

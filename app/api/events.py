@@ -89,7 +89,7 @@ def _commit(batch: Sequence[Prepared]) -> Committed[list[str]]:
         start += len(prepared.events)
     if job is None:
         return Committed(answers)
-    return Committed(answers, lambda: engine.runner.run_or_send(job, here=False))
+    return Committed(answers, lambda: engine.queue.dispatch(job))
 
 
 @bp.post("/invoke/<function_id>")

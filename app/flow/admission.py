@@ -3,7 +3,10 @@
     runner.process_event ─► admit(fn, event) ─► start   → runner.schedule → on_scheduled
                                             ├─► skip    rate_limited | singleton_skipped
                                             └─► hold    debounced | batched (a timer job
-                                                        schedules the run later)
+                                                        hands back a `Held` run later:
+                                                        runner.start_held creates it)
+
+Admission returns decisions and never creates runs itself: it holds no runner.
 
 Order of checks, as Inngest's `schedule()`: batching (bypasses the rest until its batch
 closes) → rate limit → debounce (the run starts at the timer, with the last event) →
@@ -40,6 +43,8 @@ from app.flow.outcomes import (
     SINGLETON_SKIPPED,
     Clock,
     Decision,
+    EventSink,
+    Held,
     Outcomes,
     wall_clock_ms,
 )
@@ -50,7 +55,6 @@ if TYPE_CHECKING:
     from app.lifecycle import Lifecycle
     from app.queue import Queue
     from app.registry import Registry
-    from app.runner import Runner
     from app.state.flow import FlowStore
     from app.state.store import RunState, Store
 
@@ -67,7 +71,7 @@ class Admission:
         store: Store,
         queue: Queue,
         registry: Registry,
-        runner: Runner,
+        events: EventSink,
         lifecycle: Lifecycle,
         clock: Clock = wall_clock_ms,
     ) -> None:
@@ -75,12 +79,10 @@ class Admission:
         self._store = store
         self._registry = registry
         self.clock = clock
-        self._outcomes = Outcomes(flow, runner, self._now)
+        self._outcomes = Outcomes(flow, events, self._now)
         self._cancellation = Cancellation(store, queue, registry, lifecycle)
         self._gates = Gates(flow, self._outcomes, self._cancellation.cancel_run)
-        self._timers = Timers(
-            flow, queue, registry, runner, self._gates, self._outcomes, self.on_scheduled
-        )
+        self._timers = Timers(flow, queue, registry, self._gates, self._outcomes)
 
     def _now(self) -> int:
         return self.clock()  # read at each use: `clock` may be replaced (tests pin it)
@@ -173,13 +175,20 @@ class Admission:
         return True
 
     # --- timer jobs -------------------------------------------------------------------------
-    def run_debounce(self, job: Job) -> None:
-        """A DEBOUNCE job: start the debounced run with the last event, or re-arm."""
-        self._timers.run_debounce(job, self.clock())
+    def run_debounce(self, job: Job) -> Held | None:
+        """A DEBOUNCE job: the debounced run to start with the last event (for
+        `Runner.start_held`), or None (re-armed, already fired, skipped)."""
+        return self._timers.run_debounce(job, self.clock())
 
-    def run_batch(self, job: Job) -> None:
-        """A BATCH job (timeout or full): start one run with the batch's events."""
-        self._timers.run_batch(job, self.clock())
+    def run_batch(self, job: Job) -> Held | None:
+        """A BATCH job (timeout or full): the one run to start with the batch's events (for
+        `Runner.start_held`), or None."""
+        return self._timers.run_batch(job, self.clock())
+
+    def held_started(self, held: Held, run_id: str | None) -> None:
+        """The runner created the held run (`run_id`; None: an idempotency key gave back
+        another schedule's run): what admission still holds for it goes (a batch)."""
+        self._timers.held_started(held, run_id)
 
     def run_timeout(self, job: Job) -> None:
         """A CANCEL job: cancel the run if it has not started (`timeouts.start`) or finished
@@ -227,4 +236,5 @@ __all__ = [
     "SINGLETON_SKIPPED",
     "Admission",
     "Decision",
+    "Held",
 ]

@@ -12,12 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from app.models import JSON, FunctionConfig
 
 if TYPE_CHECKING:
-    from app.runner import Runner
     from app.state.flow import FlowStore
 
 log = logging.getLogger("stepline.flow")
@@ -63,15 +62,38 @@ class Decision:
         return self.action == "start"
 
 
+class EventSink(Protocol):
+    """Where engine events go: stored with their job, which is sent (`Runner.ingest`)."""
+
+    def ingest(
+        self, events: list[dict[str, JSON]], now: int, *, internal: bool = False
+    ) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held run whose timer fired and that passed its last checks: what admission hands
+    back for the runner to create (`Runner.start_held`). Admission never creates it."""
+
+    fn: FunctionConfig
+    decision: Decision
+    events: list[dict[str, JSON]]
+    event_ids: list[str]
+    now: int
+    batched: bool
+    batch_id: str = ""
+    """A batch's id: dropped only once its run exists (`Admission.held_started`)."""
+
+
 class Outcomes:
     """Records why events did not start runs, and answers invokers whose run was not started.
 
     `clock` is read at each record (the admission's clock, which tests pin).
     """
 
-    def __init__(self, flow: FlowStore, runner: Runner, clock: Clock) -> None:
+    def __init__(self, flow: FlowStore, events: EventSink, clock: Clock) -> None:
         self._flow = flow
-        self._runner = runner
+        self._events = events
         self._clock = clock
 
     def record(
@@ -134,4 +156,4 @@ class Outcomes:
                 "_inngest": {"status": "Failed"},
             },
         }
-        self._runner.ingest([finished], now, internal=True)
+        self._events.ingest([finished], now, internal=True)  # stored, its job sent

@@ -6,14 +6,15 @@
                  when the batch is full or `timeout` after its first event
 
 Both timers live in Redis (`FlowStore`) and are released as Celery jobs by the queue. A held
-run passes the last checks (`Gates.prepare`) when its timer fires; invoked functions are never
-held (admission checks that before calling here).
+run passes the last checks (`Gates.prepare`) when its timer fires and is handed back (`Held`)
+for the runner to create: nothing here creates runs. Invoked functions are never held
+(admission checks that before calling here).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from app import expressions
 from app.flow.options import (
@@ -26,7 +27,7 @@ from app.flow.options import (
     option_ms,
     option_str,
 )
-from app.flow.outcomes import BATCHED, DEBOUNCED, Decision
+from app.flow.outcomes import BATCHED, DEBOUNCED, Decision, Held
 from app.ids import new_ulid, ulid_ms
 from app.models import JSON, FunctionConfig, Job
 from app.runner import wire_event
@@ -37,27 +38,9 @@ if TYPE_CHECKING:
     from app.flow.outcomes import Outcomes
     from app.queue import Queue
     from app.registry import Registry
-    from app.runner import Runner
     from app.state.flow import FlowStore
 
 log = logging.getLogger("stepline.flow")
-
-
-class OnScheduled(Protocol):
-    """`Admission.on_scheduled`: called after `runner.schedule` creates (or finds) the run."""
-
-    def __call__(
-        self,
-        fn: FunctionConfig,
-        decision: Decision,
-        run_id: str,
-        created: bool,
-        events: list[dict[str, JSON]],
-        event_ids: list[str],
-        now: int,
-        *,
-        batched: bool = False,
-    ) -> bool: ...
 
 
 class Timers:
@@ -68,18 +51,14 @@ class Timers:
         flow: FlowStore,
         queue: Queue,
         registry: Registry,
-        runner: Runner,
         gates: Gates,
         outcomes: Outcomes,
-        on_scheduled: OnScheduled,
     ) -> None:
         self._flow = flow
         self._queue = queue
         self._registry = registry
-        self._runner = runner
         self._gates = gates
         self._outcomes = outcomes
-        self._on_scheduled = on_scheduled
 
     # --- holding events ---------------------------------------------------------------------
     def debounce(
@@ -169,34 +148,52 @@ class Timers:
         return Decision("hold", BATCHED)
 
     # --- timer jobs -------------------------------------------------------------------------
-    def run_debounce(self, job: Job, now: int) -> None:
-        """A DEBOUNCE job: start the debounced run with the last event, or re-arm."""
+    def run_debounce(self, job: Job, now: int) -> Held | None:
+        """A DEBOUNCE job: the debounced run to start with the last event (None: re-armed,
+        already fired, or the gates skipped it)."""
         debounce_id = flow_item_id(job.id)
         fired = self._flow.fire_debounce(debounce_id, now)
         if fired.code != "fired" or fired.event is None:
-            return
+            return None
         fn = self._registry.get(fired.function_id)
         if fn is None:
             log.warning("debounced function is gone function=%s", fired.function_id)
-            return
+            return None
         key = f"debounce:{debounce_id}"
-        self._schedule_held(fn, [fired.event], [fired.event_id], key, now, batched=False)
+        return self._held(fn, [fired.event], [fired.event_id], key, now, batched=False)
 
-    def run_batch(self, job: Job, now: int) -> None:
-        """A BATCH job (timeout or full): start one run with the batch's events."""
+    def run_batch(self, job: Job, now: int) -> Held | None:
+        """A BATCH job (timeout or full): the run to start with the batch's events. The batch
+        is dropped once that run exists (`held_started`), or now when there is none."""
         batch_id = flow_item_id(job.id)
         batch = self._flow.start_batch(batch_id)
         if batch is None:
-            return
+            return None
         fn = self._registry.get(batch.function_id)
+        held = None
         if fn is None:
             log.warning("batched function is gone function=%s", batch.function_id)
         elif batch.events:
             key = f"batch:{batch_id}"
-            self._schedule_held(fn, batch.events, batch.event_ids, key, now, batched=True)
-        self._flow.drop_batch(batch_id)
+            held = self._held(fn, batch.events, batch.event_ids, key, now, batched=True)
+        if held is None:
+            self._flow.drop_batch(batch_id)
+            return None
+        return Held(held.fn, held.decision, held.events, held.event_ids, now, True, batch_id)
 
-    def _schedule_held(
+    def held_started(self, held: Held, run_id: str | None) -> None:
+        """The runner created (or found) the held run: drop its batch, and log it."""
+        if held.batch_id:
+            self._flow.drop_batch(held.batch_id)
+        if run_id is not None:
+            log.info(
+                "held run scheduled run_id=%s function=%s events=%d",
+                run_id,
+                held.fn.id,
+                len(held.events),
+            )
+
+    def _held(
         self,
         fn: FunctionConfig,
         events: list[dict[str, JSON]],
@@ -205,7 +202,7 @@ class Timers:
         now: int,
         *,
         batched: bool,
-    ) -> str | None:
+    ) -> Held | None:
         decision = self._gates.prepare(
             fn,
             events[0],
@@ -217,23 +214,4 @@ class Timers:
         )
         if not decision.start:
             return None
-        run_id, created = self._runner.schedule(
-            fn,
-            events,
-            event_ids,
-            now,
-            idempotency_key=decision.idempotency_key,
-            run_id=decision.run_id,
-        )
-        if not self._on_scheduled(
-            fn, decision, run_id, created, events, event_ids, now, batched=batched
-        ):
-            return None
-        log.info(
-            "held run scheduled run_id=%s function=%s from=%s events=%d",
-            run_id,
-            fn.id,
-            schedule_key,
-            len(events),
-        )
-        return run_id
+        return Held(fn, decision, events, event_ids, now, batched)

@@ -166,32 +166,52 @@ class RunVerbs(StoreBase):
             kinds=kinds,
         )
 
-    def mark_started(self, run_id: str, now: int, function_id: str | None = None) -> None:
+    def mark_started(self, run_id: str, now: int, function_id: str | None = None) -> bool:
         """Status Queued -> Running (moving it between the status indexes, counting the
         start); started_at written once. A missing run is left alone. A caller that has
-        loaded the run passes its `function_id` (the script checks it), saving a read."""
+        loaded the run passes its `function_id` (the script checks it), saving a read.
+        True if this call moved the run from Queued to Running."""
         if function_id is None:
             function_id = self._client.hget(self._keys.run(run_id).meta, "function_id")
-        if function_id is not None:
-            self._scripts.mark_started(run_id, function_id, now)
+        if function_id is None:
+            return False
+        return self._scripts.mark_started(run_id, function_id, now)
 
     def save_step(
-        self, run_id: str, step: str, memo: JSON, info: dict[str, JSON], now: int
+        self,
+        run_id: str,
+        step: str,
+        memo: JSON,
+        info: dict[str, JSON],
+        now: int,
+        *,
+        function_id: str = "",
+        observed: tuple[str, float] | None = None,
     ) -> SaveResult:
         """First write wins: store `memo` under `step`, push it on the stack, drop it from the
         pending set, merge `info` into the step's history record. See lua/save_step.lua.
 
-        `info` is merged only by the call that creates the memo. `now` is not used."""
-        return self.save_steps(run_id, [(step, memo, info)])[0]
+        `info` is merged only by the call that creates the memo, and `observed` (the step
+        duration's (histogram bucket, seconds), `metrics.step_observation`) counted under
+        `function_id` by it only. `now` is not used."""
+        return self.save_steps(run_id, [(step, memo, info)], function_id, [observed])[0]
 
     def save_steps(
-        self, run_id: str, steps: list[tuple[str, JSON, dict[str, JSON]]]
+        self,
+        run_id: str,
+        steps: list[tuple[str, JSON, dict[str, JSON]]],
+        function_id: str = "",
+        observed: Sequence[tuple[str, float] | None] = (),
     ) -> list[SaveResult]:
         """`save_step` for consecutive steps (step, memo, info) in one script call, in order:
         one result per step handled; it stops after the first "different" or "ended" (what
-        followed was computed from a memo that lost)."""
+        followed was computed from a memo that lost). `observed`: each step's duration
+        (bucket, seconds; None: not counted), counted as `save_step` does."""
         replies = self._scripts.save_steps(
-            run_id, [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps]
+            run_id,
+            [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps],
+            function_id,
+            observed,
         )
         results: list[SaveResult] = []
         for (_, memo, _), (status, stored, pending) in zip(steps, replies, strict=False):
@@ -233,16 +253,26 @@ class RunVerbs(StoreBase):
         now: int,
         events: Sequence[NewEvent] = (),
         send_by: int = 0,
+        *,
+        guess: tuple[str, Sequence[str]] | None = None,
     ) -> tuple[bool, Job | None]:
         """`finish_run`, storing the run's lifecycle `events` and queueing the job that
         processes them (when something listens) in the same script call, so no crash can
-        end a run without them. Returns (True for the call that ended it, that job)."""
+        end a run without them. Returns (True for the call that ended it, that job).
+
+        `guess` (function id, the run's job ids: the caller's own job) is tried first as
+        the run's snapshot, with no pauses, saving its read; the script refuses a wrong
+        guess ("changed") and the snapshot is then read."""
         if not RunStatus(status).ended:
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
         items = [event_item(self._keys, event, now) for event in events]
         token = events[0].internal_id if events else new_ulid(now)
-        for _ in range(RETRIES):
-            function_id, pauses, job_ids = self._run_snapshot(run_id)
+        for attempt in range(RETRIES):
+            pauses: list[PauseRef] = []
+            if attempt == 0 and guess is not None:
+                function_id, job_ids = guess[0], list(guess[1])
+            else:
+                function_id, pauses, job_ids = self._run_snapshot(run_id)
             code, job_id = self._scripts.finish_run(
                 run_id,
                 status,

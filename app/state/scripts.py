@@ -174,13 +174,26 @@ class Scripts:
         return self.save_steps(run_id, [(step, memo_json, info_json)])[0]
 
     def save_steps(
-        self, run_id: str, steps: Sequence[tuple[str, str, str]]
+        self,
+        run_id: str,
+        steps: Sequence[tuple[str, str, str]],
+        function_id: str = "",
+        durations: Sequence[tuple[str, float] | None] = (),
     ) -> list[tuple[SaveCode, str | None, int]]:
         """(step, memo JSON, info JSON) of each step, in order, in one call; one result per
-        step handled (it stops after a "different" or "ended")."""
+        step handled (it stops after a "different" or "ended"). With `function_id`, each
+        step's (bucket, seconds) in `durations` (None: not observed) is observed in the
+        step duration histogram when its memo is created."""
         r = self._keys.run(run_id)
-        args: list[Arg] = [value for step in steps for value in step]
-        replies = self._run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args)
+        args: list[Arg] = [function_id]
+        for index, step in enumerate(steps):
+            observed = durations[index] if index < len(durations) else None
+            bucket, seconds = observed if observed is not None else ("", 0.0)
+            args.extend([*step, bucket, f"{seconds:.6f}"])
+        keys = [r.meta, r.steps, r.stack, r.pending, r.history]
+        if function_id:
+            keys.append(self._keys.metric("step_duration_seconds"))
+        replies = self._run("save_step", keys, args)
         return [
             (cast(SaveCode, code), (stored or None), int(pending))
             for code, stored, pending in replies
@@ -190,9 +203,11 @@ class Scripts:
         self, pipe: Any, run_id: str, steps: Sequence[tuple[str, str, str]]
     ) -> None:
         """`save_steps` queued in a pipeline: its reply there is the script's list of
-        (code, stored memo, pending) triples."""
+        (code, stored memo, pending) triples. No duration is observed."""
         r = self._keys.run(run_id)
-        args: list[Arg] = [value for step in steps for value in step]
+        args: list[Arg] = [""]
+        for step in steps:
+            args.extend([*step, "", "0"])
         self._lua.run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args, pipe)
 
     def record_step(self, run_id: str, step: str, info_json: str) -> bool:

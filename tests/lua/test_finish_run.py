@@ -179,3 +179,28 @@ def test_a_dropped_job_takes_its_failure_count_along(
     assert client.hkeys("sl:jobs:failures") == ["j1"]
     assert store.finish_run(run, "Cancelled", None, None, T0 + 5) is True
     assert client.exists("sl:jobs:failures") == 0
+
+
+def test_a_guessed_snapshot_ends_the_run_when_it_is_the_truth(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    store.enqueue_job(make_job("j1"), T0, T0 + 100)
+    store.begin_job("j1", "worker", T0, 30_000)
+    # The guess (the caller's own job, no pauses) is used as the snapshot: no read first.
+    assert store.end_run(run, "Completed", 1, None, T0, guess=("app-fn", ["j1"])) == (True, None)
+    assert store.count_jobs() == 0
+    assert client.exists("sl:job-done:j1") == 1
+    # A repeat (a lost reply re-sent, or the caller again) answers "ended" and writes nothing.
+    assert store.end_run(run, "Completed", 1, None, T0, guess=("app-fn", ["j1"])) == (False, None)
+
+
+def test_a_wrong_guess_is_refused_and_the_snapshot_read(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    store.enqueue_job(make_job("j1"), T0, T0 + 100)
+    store.enqueue_job(make_job("timeout"), T0 + 9_000, T0 + 9_000)  # a job the guess misses
+    store.save_pause(make_pause("p1", index_path="async.data.id", index_value="7"))
+    assert store.end_run(run, "Cancelled", None, None, T0, guess=("app-fn", ["j1"]))[0] is True
+    assert store.count_jobs() == 0
+    assert store.get_pause("p1") is None
+    assert client.exists("sl:job-done:j1", "sl:job-done:timeout") == 2

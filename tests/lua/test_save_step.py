@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from app.models import JSON
 from app.state.store import SaveResult, Store
 from tests.lua.conftest import T0, race
 
@@ -201,3 +203,33 @@ def test_a_wake_of_an_ended_or_missing_run_refuses(store: Store, run: str) -> No
     saved, state = store.wake_run(run, "nap", {})
     assert saved == SaveResult("ended", None, 0)
     assert state is not None and state.status == "Cancelled" and "nap" not in state.steps
+
+
+def test_a_created_steps_duration_is_counted_once(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    hist = "sl:metric:step_duration_seconds"
+    steps: list[tuple[str, JSON, dict[str, JSON]]] = [("a", 1, {}), ("b", 2, {})]
+    observed = [("0.005", 0.004), ("0.05", 0.03)]
+    first = store.save_steps(run, steps, "app-fn", observed)
+    assert [r.status for r in first] == ["created", "created"]
+    # A repeated call (its first reply lost) answers "identical" and counts nothing again.
+    again = store.save_steps(run, steps, "app-fn", observed)
+    assert [r.status for r in again] == ["identical", "identical"]
+    counts = client.hgetall(hist)
+    assert {k: v for k, v in counts.items() if not k.endswith("|sum")} == {
+        "app-fn|0.005": "1",
+        "app-fn|0.05": "1",
+        "app-fn|count": "2",
+    }
+    assert float(counts["app-fn|sum"]) == pytest.approx(0.034)
+    # Without a function id (or for a step without a duration) nothing is counted.
+    store.save_step(run, "c", 3, {}, T0, observed=("0.005", 0.001))
+    store.save_step(run, "d", 4, {}, T0, function_id="app-fn")
+    assert client.hget(hist, "app-fn|count") == "2"
+    # A step whose save loses to another memo is not counted either.
+    assert (
+        store.save_step(run, "a", 9, {}, T0, function_id="app-fn", observed=("0.005", 1.0)).status
+        == "different"
+    )
+    assert client.hget(hist, "app-fn|count") == "2"

@@ -71,7 +71,7 @@ class World:
             JobKind.DEBOUNCE: self.admission.run_debounce,
             JobKind.BATCH: self.admission.run_batch,
         }[kind]
-        handler(job)
+        self.engine.runner.start_held(handler(job))  # admission decides, the runner creates
 
     def timeout(self, run_id: str, which: str, at: int, generation: int = 0) -> None:
         self.admission.clock = lambda: at

@@ -14,7 +14,7 @@ import pytest
 from app import expressions
 from app.config import Settings
 from app.expressions import prepare_pause
-from app.models import JSON, FunctionConfig, Pause, RunStatus, Trigger
+from app.models import JSON, FunctionConfig, JobKind, Pause, RunStatus, Trigger, event_job
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import MAX_START_AHEAD_MS, Runner, normalize_event, seeded_ids, wire_event
@@ -643,7 +643,7 @@ def test_a_user_event_with_the_run_id_never_swallows_function_failed(world: Worl
     world.runner.ingest([{"name": "app/other", "id": run_id}], NOW)
     state = world.store.load_run(run_id)
     assert state is not None
-    lifecycle = Lifecycle(world.store, world.runner)
+    lifecycle = Lifecycle(world.store, world.runner, world.queue)
     assert lifecycle.finish(state, RunStatus.FAILED, None, {"message": "boom"}, NOW + 1)
     failed = [
         record
@@ -665,3 +665,51 @@ def test_a_user_event_with_the_run_id_never_swallows_function_failed(world: Worl
         )
         == 1
     )
+
+
+def test_in_a_worker_an_event_job_returns_its_in_process_runs_start_jobs(world: World) -> None:
+    world.register(
+        fn("one", Trigger(event="app/go")),
+        fn("two", Trigger(event="app/go")),
+        FunctionConfig(
+            id="app-sdk",
+            name="sdk",
+            app_id="app",
+            triggers=[Trigger(event="app/go")],
+            driver="http",
+            url="http://127.0.0.1:9/api",
+        ),
+    )
+    world.runner.works_here = True
+    ids = world.runner.ingest([{"name": "app/go"}, {"name": "app/go"}], NOW)
+    [job_id] = world.sender.job_ids("stepline.event")
+    job = event_job(ids)
+    assert job.id == job_id
+    here = world.runner.process_events(job, NOW)
+    runs = [r for event_id in ids for r in runs_of(world, event_id)]
+    assert len(runs) == 6
+    by_id = {r: world.store.get_run(r) for r in runs}
+    in_process = sorted(r for r, view in by_id.items() if view and view.function_id != "app-sdk")
+    # Both in-process runs of both events come back to the task's work list, not sent; the
+    # SDK app's runs go to the queue.
+    assert sorted(j.run_id for j in here) == in_process
+    assert all(j.kind is JobKind.START for j in here)
+    sent = world.sender.job_ids("stepline.start")
+    assert sorted(j.split(":")[0] for j in sent) == sorted(set(runs) - set(in_process))
+    # Each returned job was recorded first (a crash before it runs loses nothing), and its
+    # run's state as created is in hand for its first execution.
+    for returned in here:
+        assert not world.store.enqueue_job(returned, NOW, NOW)  # exists already
+        state = world.runner.fresh.take(returned.run_id)
+        assert state is not None and state == world.store.load_run(returned.run_id)
+    # The next task starts clean.
+    world.runner.process_events(job, NOW)
+    assert world.runner.fresh.take(here[0].run_id) is None
+
+
+def test_outside_a_worker_process_events_sends_every_start(world: World) -> None:
+    world.register(fn("one", Trigger(event="app/go")))
+    [event_id] = world.runner.ingest([{"name": "app/go"}], NOW)
+    assert world.runner.process_event(event_id, NOW) == []
+    [run_id] = runs_of(world, event_id)
+    assert world.sender.job_ids("stepline.start") == [f"{run_id}:start"]

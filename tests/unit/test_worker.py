@@ -9,7 +9,7 @@ import pytest
 
 from app.models import Job, JobKind
 from app.state.store import NewRun, Store
-from app.worker import JobRunner
+from app.worker import Done, JobRunner
 
 MAX_JOB_FAILURES = 5
 
@@ -145,3 +145,140 @@ def test_many_jobs_in_one_message_run_each_under_its_own_lease(store: Store) -> 
     # Delivered again (a redelivered message), only the failed job runs.
     assert runner.handle_each([job.id for job in jobs])["run1:sleep:s"] == "failed"
     assert seen == ["run2:sleep:s", "run0:sleep:s", "run3:sleep:s"]
+
+
+def _event_job(store: Store, name: str, now: int) -> Job:
+    job = Job(id=f"event:{name}", kind=JobKind.EVENT, event_id=name)
+    store.enqueue_job(job, now, now + 60_000)
+    return job
+
+
+def test_the_work_list_runs_returned_jobs_here_in_order_without_nesting(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(3)]
+    grandchild = _event_job(store, "g", now)
+    ran: list[str] = []
+    depth = [0]
+
+    def handler(job: Job) -> list[Job]:
+        assert depth[0] == 0  # nothing nests: each job runs from the task's loop
+        depth[0] += 1
+        ran.append(job.id)
+        depth[0] -= 1
+        if job.id == first.id:
+            return children
+        return [grandchild] if job.id == children[0].id else []
+
+    sent: list[str] = []
+    runner = JobRunner(store, 30, {JobKind.EVENT: handler}, send=lambda j: sent.append(j.id))
+    assert runner.work(first.id) == "done"
+    assert ran == [first.id, *(c.id for c in children), grandchild.id]
+    assert sent == []
+    for job in [first, *children, grandchild]:  # each leased and finished like any job
+        assert runner.handle(job.id) == "gone"
+
+
+def test_past_its_budget_the_work_list_sends_the_rest(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(3)]
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        return children if job.id == first.id else []
+
+    sent: list[str] = []
+    runner = JobRunner(
+        store, 30, {JobKind.EVENT: handler}, send=lambda j: sent.append(j.id), budget_seconds=0
+    )
+    assert runner.work(first.id) == "done"
+    assert ran == [first.id]
+    assert sent == [c.id for c in children]
+    # They are still recorded: whoever receives them (or the tick, if the send was lost)
+    # runs them.
+    assert store.count_jobs() == 3
+
+
+def test_a_failing_job_of_the_work_list_stays_recorded_and_the_list_goes_on(
+    store: Store,
+) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    bad, good = _event_job(store, "bad", now), _event_job(store, "good", now)
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        if job.id == bad.id:
+            raise RuntimeError("bug")
+        return [bad, good] if job.id == first.id else []
+
+    runner = JobRunner(store, 30, {JobKind.EVENT: handler}, send=lambda j: None)
+    assert runner.work(first.id) == "done"
+    assert ran == [first.id, bad.id, good.id]
+    assert store.count_jobs() == 1  # the failed one, retried after its backoff
+
+
+def test_handle_sends_the_follow_ups(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first, child = _event_job(store, "e1", now), _event_job(store, "c", now)
+    sent: list[str] = []
+    runner = JobRunner(
+        store,
+        30,
+        {JobKind.EVENT: lambda job: [child] if job.id == first.id else []},
+        send=lambda j: sent.append(j.id),
+    )
+    assert runner.handle(first.id) == "done"
+    assert sent == [child.id]
+
+
+def test_a_handler_that_ended_its_run_with_its_job_needs_no_finish(store: Store) -> None:
+    now = int(time.time() * 1000)
+    store.create_run(NewRun("run1", "app-fn", [{"name": "a"}], [], now))
+    job = Job(id="run1:start", kind=JobKind.START, run_id="run1")
+    store.enqueue_job(job, now, now + 60_000)
+
+    def end(j: Job) -> Done:
+        assert store.end_run("run1", "Completed", 1, None, now, guess=("app-fn", [j.id]))[0]
+        return Done()
+
+    runner = JobRunner(store, 30, {JobKind.START: end})
+    assert runner.handle(job.id) == "done"
+    assert store.count_jobs() == 0
+    assert not store.enqueue_job(job, now, now)  # its tombstone, left by finish_run
+
+
+def test_a_fan_out_is_shared_with_the_pool(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(5)]
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        return children if job.id == first.id else []
+
+    sent: list[str] = []
+    waiting = [5]
+    runner = JobRunner(
+        store,
+        30,
+        {JobKind.EVENT: handler},
+        send=lambda j: sent.append(j.id),
+        peers=2,
+        backlog=lambda: waiting[0],
+    )
+    assert runner.work(first.id) == "done"
+    # The queue has a backlog: the other process is busy, this one runs them all.
+    assert ran == [first.id, *(c.id for c in children)] and sent == []
+    # An empty queue: this process keeps its share (3 of 5) and sends the others at once.
+    first = _event_job(store, "e2", now)
+    children[:] = [_event_job(store, f"d{i}", now) for i in range(5)]
+    ran.clear()
+    waiting[0] = 0
+    assert runner.work(first.id) == "done"
+    assert ran == [first.id, *(c.id for c in children[:3])]
+    assert sent == [c.id for c in children[3:]]
