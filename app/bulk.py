@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from app.errors import BadRequest, SteplineError
 from app.history.reads import Reads, SearchBounds
@@ -34,7 +34,7 @@ from app.replay import replay
 from app.runner import Runner
 from app.search import Filter, parse
 from app.state.bulk import BulkRecord, BulkStore
-from app.state.records import Position, RunView, SearchPage
+from app.state.records import Position, RunCriteria, RunView, SearchPage
 
 log = logging.getLogger("stepline.bulk")
 
@@ -86,6 +86,10 @@ class Spec:
 
     def search(self) -> Filter | None:
         return parse(self.filter, "runs") if self.filter else None
+
+    def where(self, status: str | None) -> RunCriteria:
+        """The runs the spec selects, in `status`."""
+        return RunCriteria(self.function_id, status, self.created_after, self.created_before)
 
     def statuses(self) -> tuple[str, ...]:
         """The statuses the action applies to (of those the spec asks for)."""
@@ -145,12 +149,7 @@ class Bulks:
             exact = exact and live_exact
             if status in ENDED:
                 archived, archived_exact = self._reads.history.count_runs(
-                    search,
-                    function_id=spec.function_id,
-                    status=status,
-                    created_after=spec.created_after,
-                    created_before=spec.created_before,
-                    evaluate=COUNT_EVALUATE,
+                    search, spec.where(status), evaluate=COUNT_EVALUATE
                 )
                 total += archived
                 exact = exact and archived_exact
@@ -161,14 +160,7 @@ class Bulks:
         counted, cursor, looked = 0, None, 0
         while looked < COUNT_EVALUATE:
             page = self._reads.store.search_runs(
-                search,
-                BATCH,
-                function_id=spec.function_id,
-                status=status,
-                created_after=spec.created_after,
-                created_before=spec.created_before,
-                after=cursor,
-                scan=BATCH * 5,
+                search, BATCH, spec.where(status), after=cursor, scan=BATCH * 5
             )
             fresh = [view.run_id for view in page.items]
             if status in ENDED and fresh:
@@ -240,17 +232,13 @@ class Bulks:
     def _select(self, spec: Spec, cursor: Position | None) -> SearchPage[RunView]:
         """The next page of runs the filter selects: live ones only for a cancel (every
         run that can be cancelled is in Redis), both stores for a replay."""
-        options: dict[str, Any] = {
-            "function_id": spec.function_id,
-            "status": spec.status,
-            "created_after": spec.created_after,
-            "created_before": spec.created_before,
-            "after": cursor,
-        }
+        where = spec.where(spec.status)
         if spec.action == "cancel":
             scan = SearchBounds().live_scan
-            return self._reads.store.search_runs(spec.search(), BATCH, scan=scan, **options)
-        return self._reads.search_runs(spec.search(), BATCH, **options)
+            return self._reads.store.search_runs(
+                spec.search(), BATCH, where, after=cursor, scan=scan
+            )
+        return self._reads.search_runs(spec.search(), BATCH, where, after=cursor)
 
     def _act(self, bulk_id: str, spec: Spec, view: RunView) -> None:
         if self.store.outcome(bulk_id, view.run_id) is not None:

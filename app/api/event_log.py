@@ -21,6 +21,7 @@ from app.api.context import current_engine
 from app.api.runs import event_json, iso, list_metadata, run_json, search_metadata
 from app.errors import BadRequest, NotFound
 from app.models import JSON
+from app.state.records import EventCriteria
 
 if TYPE_CHECKING:
     from app.engine import Engine
@@ -37,21 +38,17 @@ def list_events() -> Response:
     after = _either("after", "since")
     before = _either("before", "until")
     cursor = params.cursor()
-    name = params.text("name")
+    where = EventCriteria(params.text("name"), after, before)
     search = params.search_filter("events")
-    if search is not None or name is not None:
-        found = current_engine().reads.search_events(
-            search, limit, name=name, received_after=after, received_before=before, after=cursor
-        )
+    if search is not None or where.name is not None:
+        found = current_engine().reads.search_events(search, limit, where, after=cursor)
         return jsonify(
             {
                 "data": [event_json(record) for record in found.items],
                 "metadata": search_metadata(found, "events received"),
             }
         )
-    page = current_engine().reads.page_events(
-        limit, received_after=after, received_before=before, after=cursor
-    )
+    page = current_engine().reads.page_events(limit, where, after=cursor)
     return jsonify(
         {
             "data": [event_json(record) for record in page.items],

@@ -30,7 +30,7 @@ from app.liveness import liveness
 from app.models import JSON, RunStatus
 from app.replay import NewRunInfo, replay, rerun
 from app.state.diagnosis import Diagnosis
-from app.state.records import SearchPage
+from app.state.records import RunCriteria, SearchPage
 from app.state.store import EventRecord, RunView
 from app.why import explain
 
@@ -41,36 +41,23 @@ bp = Blueprint("runs", __name__)
 @requires(Access.OPERATOR)
 def list_runs() -> Response:
     limit = params.limit()
-    function_id = params.text("function_id")
-    status = params.status()
-    after = params.time_arg("after")
-    before = params.time_arg("before")
+    where = RunCriteria(
+        function_id=params.text("function_id"),
+        status=params.status(),
+        created_after=params.time_arg("after"),
+        created_before=params.time_arg("before"),
+    )
     cursor = params.cursor()
     search = params.search_filter("runs")
     if search is not None:
-        found = current_engine().reads.search_runs(
-            search,
-            limit,
-            function_id=function_id,
-            status=status,
-            created_after=after,
-            created_before=before,
-            after=cursor,
-        )
+        found = current_engine().reads.search_runs(search, limit, where, after=cursor)
         return jsonify(
             {
                 "data": [run_json(view, steps=False) for view in found.items],
                 "metadata": search_metadata(found, "runs created"),
             }
         )
-    page = current_engine().reads.page_runs(
-        limit,
-        function_id=function_id,
-        status=status,
-        created_after=after,
-        created_before=before,
-        after=cursor,
-    )
+    page = current_engine().reads.page_runs(limit, where, after=cursor)
     return jsonify(
         {
             "data": [run_json(view, steps=False) for view in page.items],

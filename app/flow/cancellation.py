@@ -28,6 +28,7 @@ from app.flow.options import (
 from app.ids import ulid_ms
 from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
 from app.runner import wire_event
+from app.state.records import RunCriteria
 
 if TYPE_CHECKING:
     from app.lifecycle import Lifecycle
@@ -161,14 +162,8 @@ class Cancellation:
         for status in (RunStatus.QUEUED, RunStatus.RUNNING):
             position = None
             while True:
-                page = self._store.page_runs(
-                    page_size,
-                    function_id=function_id,
-                    status=status.value,
-                    created_after=started_after_ms,
-                    created_before=started_before_ms,
-                    after=position,
-                )
+                where = RunCriteria(function_id, status.value, started_after_ms, started_before_ms)
+                page = self._store.page_runs(page_size, where, after=position)
                 for view in page.items:
                     if if_expr and not self._run_matches(view.run_id, if_expr):
                         continue

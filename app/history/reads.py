@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from app.history.store import HistoryStore
 from app.search import Filter
 from app.state.records import (
+    ANY_EVENT,
+    ANY_RUN,
+    EventCriteria,
     EventRecord,
     MemoizedSteps,
     Page,
     Position,
+    RunCriteria,
     RunState,
     RunView,
     SearchPage,
@@ -46,66 +50,30 @@ class Reads:
         return self.store.memoized_steps(run_id) or self.history.memoized_steps(run_id)
 
     def page_runs(
-        self,
-        limit: int,
-        *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
-        after: Position | None = None,
+        self, limit: int, where: RunCriteria = ANY_RUN, *, after: Position | None = None
     ) -> Page[RunView]:
         """Newest first, as `Store.page_runs`, over both stores."""
-        live = self.store.page_runs(
-            limit,
-            function_id=function_id,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-            after=after,
-        )
-        archived = self.history.page_runs(
-            limit,
-            function_id=function_id,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-            after=after,
-        )
+        live = self.store.page_runs(limit, where, after=after)
+        archived = self.history.page_runs(limit, where, after=after)
         return merge(live, archived, limit, _run_position)
 
     def search_runs(
         self,
         search: Filter | None,
         limit: int,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         after: Position | None = None,
         bounds: SearchBounds | None = None,
     ) -> SearchPage[RunView]:
         """`page_runs` with a filter over both stores, each looking at a bounded number of
         runs (`SearchBounds`): the page is `partial` when a bound stopped it short."""
         bounds = bounds or SearchBounds()
-        live = self.store.search_runs(
-            search,
-            limit,
-            function_id=function_id,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
-            after=after,
-            scan=bounds.live(search),
-        )
+        live = self.store.search_runs(search, limit, where, after=after, scan=bounds.live(search))
         archived = self.history.search_runs(
             search,
             limit,
-            function_id=function_id,
-            status=status,
-            created_after=created_after,
-            created_before=created_before,
+            where,
             after=after,
             scan=bounds.history_scan,
             evaluate=bounds.live(search),
@@ -118,48 +86,28 @@ class Reads:
         return self.store.get_event(internal_id) or self.history.get_event(internal_id)
 
     def page_events(
-        self,
-        limit: int,
-        *,
-        received_after: int | None = None,
-        received_before: int | None = None,
-        after: Position | None = None,
+        self, limit: int, where: EventCriteria = ANY_EVENT, *, after: Position | None = None
     ) -> Page[EventRecord]:
-        live = self.store.page_events(
-            limit, received_after=received_after, received_before=received_before, after=after
-        )
-        archived = self.history.page_events(
-            limit, received_after=received_after, received_before=received_before, after=after
-        )
+        """Newest first, every name (`EventCriteria.check_unnamed`), over both stores."""
+        live = self.store.page_events(limit, where, after=after)
+        archived = self.history.page_events(limit, where, after=after)
         return merge(live, archived, limit, _event_position)
 
     def search_events(
         self,
         search: Filter | None,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        name: str | None = None,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
         bounds: SearchBounds | None = None,
     ) -> SearchPage[EventRecord]:
         bounds = bounds or SearchBounds()
-        live = self.store.search_events(
-            search,
-            limit,
-            name=name,
-            received_after=received_after,
-            received_before=received_before,
-            after=after,
-            scan=bounds.live(search),
-        )
+        live = self.store.search_events(search, limit, where, after=after, scan=bounds.live(search))
         archived = self.history.search_events(
             search,
             limit,
-            name=name,
-            received_after=received_after,
-            received_before=received_before,
+            where,
             after=after,
             scan=bounds.history_scan,
             evaluate=bounds.live(search),

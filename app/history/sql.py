@@ -25,10 +25,14 @@ from app.history.store import HistoryStore, Purged
 from app.models import JSON
 from app.search import Filter, event_variables, run_variables
 from app.state.records import (
+    ANY_EVENT,
+    ANY_RUN,
+    EventCriteria,
     EventRecord,
     MemoizedSteps,
     Page,
     Position,
+    RunCriteria,
     RunState,
     RunView,
     SearchPage,
@@ -194,21 +198,9 @@ class SqlHistory(HistoryStore):
         return [found[run_id] for run_id in run_ids if run_id in found]
 
     def page_runs(
-        self,
-        limit: int,
-        *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
-        after: Position | None = None,
+        self, limit: int, where: RunCriteria = ANY_RUN, *, after: Position | None = None
     ) -> Page[RunView]:
-        query: Query = sa.select(*_VIEW_COLUMNS)
-        if function_id is not None:
-            query = query.where(runs.c.function_id == function_id)
-        if status is not None:
-            query = query.where(runs.c.status == status)
-        query = _window(query, runs.c.created_at, runs.c.run_id, created_after, created_before)
+        query: Query = sa.select(*_VIEW_COLUMNS).where(*_runs_base(where))
         query = _after(query, runs.c.created_at, runs.c.run_id, after)
         with self._connect() as connection:
             rows = connection.execute(query.limit(limit + 1)).all()
@@ -220,17 +212,14 @@ class SqlHistory(HistoryStore):
         self,
         search: Filter | None,
         limit: int,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         after: Position | None = None,
         scan: int,
         evaluate: int,
         extend: int = 0,
     ) -> SearchPage[RunView]:
-        base = _runs_base(function_id, status, created_after, created_before)
+        base = _runs_base(where)
         at, key = runs.c.created_at, runs.c.run_id
         columns = (*_VIEW_COLUMNS, _first_event(self._dialect()).label("first_event"))
         rows, page = self._search(
@@ -242,16 +231,13 @@ class SqlHistory(HistoryStore):
     def count_runs(
         self,
         search: Filter | None,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         evaluate: int,
     ) -> tuple[int, bool]:
         """How many stored runs match, and whether that count is exact (a filter SQL cannot
         express whole is evaluated on at most `evaluate` candidates: then a lower bound)."""
-        clauses = _runs_base(function_id, status, created_after, created_before)
+        clauses = _runs_base(where)
         translation = translate(search.tree, RUNS_SOURCE, self._dialect()) if search else None
         if translation is not None and translation.clause is not None:
             clauses.append(translation.clause)
@@ -472,15 +458,13 @@ class SqlHistory(HistoryStore):
     def page_events(
         self,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
     ) -> Page[EventRecord]:
+        where.check_unnamed()
         query: Query = sa.select(events.c.internal_id, events.c.received_at, events.c.event)
-        query = _window(
-            query, events.c.received_at, events.c.internal_id, received_after, received_before
-        )
+        query = query.where(*_events_base(where))
         query = _after(query, events.c.received_at, events.c.internal_id, after)
         with self._connect() as connection:
             rows = connection.execute(query.limit(limit + 1)).all()
@@ -493,22 +477,14 @@ class SqlHistory(HistoryStore):
         self,
         search: Filter | None,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        name: str | None = None,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
         scan: int,
         evaluate: int,
         extend: int = 0,
     ) -> SearchPage[EventRecord]:
-        base: list[sa.ColumnElement[bool]] = []
-        if name is not None:
-            base.append(events.c.name == name)
-        if received_after is not None:
-            base.append(events.c.received_at >= received_after)
-        if received_before is not None:
-            base.append(events.c.received_at < received_before)
+        base = _events_base(where)
         columns = (events.c.internal_id, events.c.received_at, events.c.event)
         rows, page = self._search(
             search,
@@ -653,21 +629,29 @@ def _edge(
     return (found[0][0], found[0][1]) if len(found) == 2 else None
 
 
-def _runs_base(
-    function_id: str | None,
-    status: str | None,
-    created_after: int | None,
-    created_before: int | None,
-) -> list[sa.ColumnElement[bool]]:
+def _runs_base(where: RunCriteria) -> list[sa.ColumnElement[bool]]:
+    """`where` as SQL conditions on the runs table's plain columns."""
     base: list[sa.ColumnElement[bool]] = []
-    if function_id is not None:
-        base.append(runs.c.function_id == function_id)
-    if status is not None:
-        base.append(runs.c.status == status)
-    if created_after is not None:
-        base.append(runs.c.created_at >= created_after)
-    if created_before is not None:
-        base.append(runs.c.created_at < created_before)
+    if where.function_id is not None:
+        base.append(runs.c.function_id == where.function_id)
+    if where.status is not None:
+        base.append(runs.c.status == where.status)
+    if where.created_after is not None:
+        base.append(runs.c.created_at >= where.created_after)
+    if where.created_before is not None:
+        base.append(runs.c.created_at < where.created_before)
+    return base
+
+
+def _events_base(where: EventCriteria) -> list[sa.ColumnElement[bool]]:
+    """`where` as SQL conditions on the events table's plain columns."""
+    base: list[sa.ColumnElement[bool]] = []
+    if where.name is not None:
+        base.append(events.c.name == where.name)
+    if where.received_after is not None:
+        base.append(events.c.received_at >= where.received_after)
+    if where.received_before is not None:
+        base.append(events.c.received_at < where.received_before)
     return base
 
 
@@ -734,26 +718,14 @@ def _ids(connection: sa.Connection, query: Query) -> list[str]:
     return [row[0] for row in connection.execute(query).all()]
 
 
-def _window(
-    query: Query,
-    at: sa.ColumnElement[int],
-    key: sa.ColumnElement[str],
-    low: int | None,
-    high: int | None,
-) -> Query:
-    if low is not None:
-        query = query.where(at >= low)
-    if high is not None:
-        query = query.where(at < high)
-    return query.order_by(at.desc(), key.desc())
-
-
 def _after(
     query: Query,
     at: sa.ColumnElement[int],
     key: sa.ColumnElement[str],
     after: Position | None,
 ) -> Query:
+    """Newest first by (at, key), strictly after position `after`."""
+    query = query.order_by(at.desc(), key.desc())
     if after is None:
         return query
     return query.where(sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))

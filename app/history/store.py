@@ -21,10 +21,14 @@ from pathlib import Path
 from app.history.records import ArchivedRun
 from app.search import Filter
 from app.state.records import (
+    ANY_EVENT,
+    ANY_RUN,
+    EventCriteria,
     EventRecord,
     MemoizedSteps,
     Page,
     Position,
+    RunCriteria,
     RunState,
     RunView,
     SearchPage,
@@ -74,28 +78,18 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     def page_runs(
-        self,
-        limit: int,
-        *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
-        after: Position | None = None,
+        self, limit: int, where: RunCriteria = ANY_RUN, *, after: Position | None = None
     ) -> Page[RunView]:
-        """Newest first (created_at, then run id), created in [created_after,
-        created_before), strictly after position `after`; views without steps."""
+        """Newest first (created_at, then run id), the runs `where` selects, strictly after
+        position `after`; views without steps."""
 
     @abc.abstractmethod
     def search_runs(
         self,
         search: Filter | None,
         limit: int,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         after: Position | None = None,
         scan: int,
         evaluate: int,
@@ -111,11 +105,8 @@ class HistoryStore(abc.ABC):
     def count_runs(
         self,
         search: Filter | None,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         evaluate: int,
     ) -> tuple[int, bool]:
         """How many stored runs match, and whether the count is exact."""
@@ -134,22 +125,20 @@ class HistoryStore(abc.ABC):
     def page_events(
         self,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
     ) -> Page[EventRecord]:
-        """Newest first (received_at, then internal id), as `page_runs`."""
+        """Newest first (received_at, then internal id), as `page_runs`; every name
+        (`EventCriteria.check_unnamed`)."""
 
     @abc.abstractmethod
     def search_events(
         self,
         search: Filter | None,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        name: str | None = None,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
         scan: int,
         evaluate: int,

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 from app.models import JSON, event_job
 from app.state.base import StoreBase, _dumps
 from app.state.keys import Keys
-from app.state.records import EventRecord, Ingested, NewEvent, Page, Position, SearchPage
+from app.state.records import (
+    ANY_EVENT,
+    EventCriteria,
+    EventRecord,
+    Ingested,
+    NewEvent,
+    Page,
+    Position,
+    SearchPage,
+)
 from app.state.scripts import EventItem
 
 RECENT_EVENTS_MS = 86_400_000
@@ -79,15 +88,16 @@ class EventVerbs(StoreBase):
     def page_events(
         self,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
     ) -> Page[EventRecord]:
         """Newest first: events received in [received_after, received_before) (ms), following
-        position `after` (a previous page's `next`)."""
+        position `after` (a previous page's `next`). Pages go by the one index of every
+        event: `search_events` selects by name."""
+        where.check_unnamed()
         members, more = self._score_page(
-            self._keys.events, limit, received_after, received_before, after
+            self._keys.events, limit, where.received_after, where.received_before, after
         )
         if not members:
             return Page([], None)
@@ -100,10 +110,8 @@ class EventVerbs(StoreBase):
         self,
         search: Filter | None,
         limit: int,
+        where: EventCriteria = ANY_EVENT,
         *,
-        name: str | None = None,
-        received_after: int | None = None,
-        received_before: int | None = None,
         after: Position | None = None,
         scan: int,
     ) -> SearchPage[EventRecord]:
@@ -119,8 +127,8 @@ class EventVerbs(StoreBase):
             members, more = self._score_page(
                 self._keys.events,
                 min(batch, scan - looked),
-                received_after,
-                received_before,
+                where.received_after,
+                where.received_before,
                 cursor,
             )
             if not members:
@@ -132,7 +140,7 @@ class EventVerbs(StoreBase):
                 if item is None:
                     continue
                 record = _event_record(item)
-                if name is not None and record.event.get("name") != name:
+                if where.name is not None and record.event.get("name") != where.name:
                     continue
                 if search is None or search.matches_event(record.event, record.received_at):
                     found.append((record, cursor))

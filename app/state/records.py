@@ -156,6 +156,40 @@ Position = tuple[int, str]
 """Where a page ended: (score, member) of its last item; the next page starts after it."""
 
 
+@dataclass(frozen=True)
+class RunCriteria:
+    """Which runs a page, search or count selects (each field None: any), the same in Redis
+    and in the history store."""
+
+    function_id: str | None = None
+    status: str | None = None
+    created_after: int | None = None
+    """Created at or after (ms)."""
+    created_before: int | None = None
+    """Created before (ms)."""
+
+
+@dataclass(frozen=True)
+class EventCriteria:
+    """Which events a page or search selects (each field None: any)."""
+
+    name: str | None = None
+    received_after: int | None = None
+    """Received at or after (ms)."""
+    received_before: int | None = None
+    """Received before (ms)."""
+
+    def check_unnamed(self) -> None:
+        """Pages of every event (`page_events`) walk one index of all names: selecting by
+        name is a search's work."""
+        if self.name is not None:
+            raise ValueError("page_events reads every event; select by name with search_events")
+
+
+ANY_RUN = RunCriteria()
+ANY_EVENT = EventCriteria()
+
+
 @dataclass
 class Page(Generic[T]):
     items: list[T]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from app.models import JSON
 from app.state.base import StoreBase, _opt_int
-from app.state.records import Page, Position, RunView, SearchPage, T
+from app.state.records import ANY_RUN, Page, Position, RunCriteria, RunView, SearchPage, T
 from app.state.run_logs import RunLogKeys
 from app.state.runs import _decode_record
 
@@ -56,20 +56,14 @@ class RunViewVerbs(StoreBase):
         return self._run_views(ids)
 
     def page_runs(
-        self,
-        limit: int,
-        *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
-        after: Position | None = None,
+        self, limit: int, where: RunCriteria = ANY_RUN, *, after: Position | None = None
     ) -> Page[RunView]:
-        """Newest first: runs created in [created_after, created_before) (ms), of a function
-        and/or in a status, following position `after` (a previous page's `next`). Reads one
-        index (O(log N + limit)); views carry no step history."""
-        key = self._runs_index(function_id, status)
-        members, more = self._score_page(key, limit, created_after, created_before, after)
+        """Newest first: the runs `where` selects, following position `after` (a previous
+        page's `next`). Reads one index (O(log N + limit)); views carry no step history."""
+        key = self._runs_index(where.function_id, where.status)
+        members, more = self._score_page(
+            key, limit, where.created_after, where.created_before, after
+        )
         views = self._run_views([member for member, _ in members])
         if not members:
             return Page([], None)
@@ -80,24 +74,21 @@ class RunViewVerbs(StoreBase):
         self,
         search: Filter | None,
         limit: int,
+        where: RunCriteria = ANY_RUN,
         *,
-        function_id: str | None = None,
-        status: str | None = None,
-        created_after: int | None = None,
-        created_before: int | None = None,
         after: Position | None = None,
         scan: int,
     ) -> SearchPage[RunView]:
         """`page_runs` with a filter, evaluated with CEL on at most `scan` runs of the index
         (newest first): a page cut short by that bound is `partial`, `next` where it stopped."""
-        key = self._runs_index(function_id, status)
+        key = self._runs_index(where.function_id, where.status)
         found: list[tuple[RunView, Position]] = []
         looked = 0
         cursor = after
         batch = min(scan, max(limit + 1, 100))
         while looked < scan:
             members, more = self._score_page(
-                key, min(batch, scan - looked), created_after, created_before, cursor
+                key, min(batch, scan - looked), where.created_after, where.created_before, cursor
             )
             if not members:
                 return _search_page(found, limit, None)

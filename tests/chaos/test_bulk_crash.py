@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from app.bulk import Spec
+from app.state.records import RunCriteria
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.chaos
@@ -68,7 +69,7 @@ def test_kill9_mid_bulk_replay_replays_each_run_once(
         replays: dict[str, list[str]] = {}
         cursor = None
         while True:
-            page = engine.reads.page_runs(100, function_id=function_id, after=cursor)
+            page = engine.reads.page_runs(100, RunCriteria(function_id), after=cursor)
             for view in page.items:
                 if view.original_run_id is not None:
                     replays.setdefault(view.original_run_id, []).append(view.run_id)

@@ -11,6 +11,7 @@ from app.history.cel_sql import translate
 from app.history.sql import RUNS_SOURCE, SqlHistory
 from app.history.store import HistoryStore
 from app.search import parse, run_variables
+from app.state.records import EventCriteria
 from tests.history.conftest import T0, archived
 
 VALUES = [1, 2, 7, -3, 1.0, 2.5, "1", "abc", "abd", "ab", "é", "", True, False, None, [1], {"a": 1}]
@@ -264,8 +265,7 @@ def test_events_search_by_name_time_and_filter(history: HistoryStore) -> None:
     page = history.search_events(
         parse("event.data.n > 10", "events"),
         100,
-        name="shop/paid",
-        received_before=T0 + 19,
+        EventCriteria(name="shop/paid", received_before=T0 + 19),
         scan=100,
         evaluate=100,
     )

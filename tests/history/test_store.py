@@ -10,7 +10,7 @@ import pytest
 from app.errors import HistoryUnavailable
 from app.history.records import ArchivedStep
 from app.history.store import HistoryStore, normalize_url, open_history
-from app.state.records import EventRecord
+from app.state.records import EventCriteria, EventRecord, RunCriteria
 from tests.history.conftest import T0, archived
 
 
@@ -87,26 +87,26 @@ def test_runs_page_newest_first_and_ties_break_by_run_id(history: HistoryStore) 
             break
         page = history.page_runs(3, after=page.next)
     assert walked == ids
-    assert [v.run_id for v in history.page_runs(100, function_id="fn1").items] == [
+    assert [v.run_id for v in history.page_runs(100, RunCriteria("fn1")).items] == [
         "R09",
         "R07",
         "R05",
         "R03",
         "R01",
     ]
-    assert [v.run_id for v in history.page_runs(100, status="Failed").items] == [
+    assert [v.run_id for v in history.page_runs(100, RunCriteria(status="Failed")).items] == [
         "R09",
         "R06",
         "R03",
         "R00",
     ]
-    assert [v.run_id for v in history.page_runs(100, function_id="fn0", status="Failed").items] == [
+    assert [v.run_id for v in history.page_runs(100, RunCriteria("fn0", "Failed")).items] == [
         "R06",
         "R00",
     ]
-    window = history.page_runs(100, created_after=T0 + 1, created_before=T0 + 3)
+    window = history.page_runs(100, RunCriteria(created_after=T0 + 1, created_before=T0 + 3))
     assert [v.run_id for v in window.items] == ["R05", "R04", "R03", "R02"]
-    assert history.page_runs(100, status="Running").items == []
+    assert history.page_runs(100, RunCriteria(status="Running")).items == []
     assert history.page_runs(2).items[0].steps == []
 
 
@@ -123,8 +123,10 @@ def test_events_insert_once_and_page_newest_first(history: HistoryStore) -> None
     assert [r.internal_id for r in first.items] == ["E4", "E3"]
     second = history.page_events(2, after=first.next)
     assert [r.internal_id for r in second.items] == ["E2", "E1"]
-    window = history.page_events(10, received_after=T0 + 1, received_before=T0 + 3)
+    window = history.page_events(10, EventCriteria(received_after=T0 + 1, received_before=T0 + 3))
     assert [r.internal_id for r in window.items] == ["E2", "E1"]
+    with pytest.raises(ValueError, match="search_events"):
+        history.page_events(10, EventCriteria(name="app/go"))  # would silently ignore it
 
 
 def test_purge_deletes_oldest_first_in_bounded_batches(history: HistoryStore) -> None:

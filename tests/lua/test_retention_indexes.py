@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import redis
 
+from app.state.records import RunCriteria
 from app.state.store import Store
 from tests.lua.conftest import T0, new_run
 
@@ -61,10 +62,10 @@ def test_page_runs_reads_the_right_index(store: Store) -> None:
         store.create_run(new_run(f"01R{i}", created_at=T0 + i))
     store.create_run(new_run("01X", function_id="other", created_at=T0 + 2))
     store.mark_started("01R1", T0 + 10)
-    page = store.page_runs(2, function_id="app-fn", status="Queued")
+    page = store.page_runs(2, RunCriteria("app-fn", "Queued"))
     assert [view.run_id for view in page.items] == ["01R4", "01R3"]
     assert page.next == (T0 + 3, "01R3")
-    rest = store.page_runs(10, function_id="app-fn", status="Queued", after=page.next)
+    rest = store.page_runs(10, RunCriteria("app-fn", "Queued"), after=page.next)
     assert [view.run_id for view in rest.items] == ["01R2", "01R0"] and rest.next is None
-    window = store.page_runs(10, created_after=T0 + 2, created_before=T0 + 4)
+    window = store.page_runs(10, RunCriteria(created_after=T0 + 2, created_before=T0 + 4))
     assert [view.run_id for view in window.items] == ["01R3", "01X", "01R2"]
