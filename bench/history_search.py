@@ -17,24 +17,15 @@ and prints median and p95 (ms), rows answered and whether the page was partial. 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
 
-from app.api import create_app
-from app.config import Settings
-from app.engine import Engine
-from app.functions import FunctionSet
-from app.history.schema import events, metadata, runs
-from app.history.store import normalize_url, open_history
+from app.history.schema import events, runs
 from app.state.store import NewRun
-from bench.harness import REDIS_URL, flush
-from bench.history_runs_list import NoSender, status_of
+from bench.history_runs_list import Loaded, bulk_load, status_of, timed
 
 HISTORY_URL = os.environ.get(
     "BENCH_HISTORY_URL", "postgresql://postgres@127.0.0.1:5432/stepline_bench"
@@ -87,61 +78,7 @@ def event_row(i: int) -> dict[str, Any]:
 
 
 def load(engine: sa.Engine, count: int) -> None:
-    started = time.perf_counter()
-    with engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
-    for table, make in ((runs, run_row), (events, event_row)):
-        columns = [c.name for c in table.columns]
-        if engine.dialect.name == "postgresql":
-            raw = engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-                with cursor.copy(sql) as copy:  # type: ignore[attr-defined]
-                    for i in range(count):
-                        row = make(i)
-                        copy.write_row(
-                            [
-                                json.dumps(row.get(c))
-                                if isinstance(row.get(c), dict | list)
-                                else row.get(c)
-                                for c in columns
-                            ]
-                        )
-                raw.commit()
-            finally:
-                raw.close()
-        else:
-            with engine.begin() as connection:
-                for base in range(0, count, CHUNK):
-                    rows = [make(i) for i in range(base, min(base + CHUNK, count))]
-                    connection.execute(sa.insert(table), rows)
-    if engine.dialect.name == "postgresql":  # what autovacuum does soon after a load
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM ANALYZE runs")
-            connection.exec_driver_sql("VACUUM ANALYZE events")
-    if engine.dialect.name == "sqlite":
-        with engine.begin() as connection:
-            connection.exec_driver_sql("ANALYZE")
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    took = time.perf_counter() - started
-    print(f"loaded {count} runs and {count} events into {engine.dialect.name} in {took:.1f}s")
-
-
-def timed(client: Any, url: str, repeat: int) -> tuple[float, float, int, bool]:
-    samples, rows, partial = [], 0, False
-    for _ in range(repeat):
-        start = time.perf_counter()
-        response = client.get(url)
-        samples.append((time.perf_counter() - start) * 1000)
-        assert response.status_code == 200, response.get_json()
-        body = response.get_json()
-        rows = len(body["data"])
-        partial = bool(body["metadata"].get("partial"))
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.95) - 1)], rows, partial
+    bulk_load(engine, count, [(runs, run_row), (events, event_row)])
 
 
 def runs_url(expr: str, extra: str = "") -> str:
@@ -154,30 +91,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--no-load", action="store_true", help="reuse the rows already there")
     options = parser.parse_args()
-    flush()
-    history = open_history(HISTORY_URL)
-    history.upgrade()
-    engine: sa.Engine = sa.create_engine(normalize_url(HISTORY_URL))
-    if not options.no_load:
-        load(engine, options.runs)
-    app_engine = Engine.create(
-        Settings(redis_url=REDIS_URL, key_prefix="bench", history_url=HISTORY_URL),
-        sender=NoSender(),
-        local=FunctionSet(),
+    loaded = Loaded(
+        options.runs,
+        options.no_load,
+        load,
+        lambda i: NewRun(
+            run_id=f"live{i:04d}",
+            function_id=f"bench-f{i % FUNCTIONS}",
+            events=[event_of(options.runs + i)],
+            event_ids=[],
+            created_at=T0 + options.runs + i,
+        ),
     )
-    app_engine.store.create_runs(
-        [
-            NewRun(
-                run_id=f"live{i:04d}",
-                function_id=f"bench-f{i % FUNCTIONS}",
-                events=[event_of(options.runs + i)],
-                event_ids=[],
-                created_at=T0 + options.runs + i,
-            )
-            for i in range(100)
-        ]
-    )
-    client = create_app(app_engine).test_client()
+    client, engine = loaded.client, loaded.engine
     old = f"{T0 + 200_000}"  # a window of 100,000 runs, 80% of the table ago
     queries = {
         "no filter (baseline)": "/v1/runs?limit=100",
@@ -226,7 +152,8 @@ def main() -> None:
     worst = 0.0
     baseline = 0.0
     for name, url in queries.items():
-        med, p95, rows, partial = timed(client, url, options.repeat)
+        med, p95, body = timed(client, url, options.repeat)
+        rows, partial = len(body["data"]), bool(body["metadata"].get("partial"))
         baseline = baseline or med
         worst = max(worst, p95)
         print(
@@ -235,10 +162,7 @@ def main() -> None:
         )
     print(f"worst p95 {worst:.2f} ms (target < 200 ms): {'ok' if worst < 200 else 'SLOW'}")
     print("load average (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
-    app_engine.store.close()
-    history.close()
-    engine.dispose()
-    flush()
+    loaded.close()
 
 
 if __name__ == "__main__":
