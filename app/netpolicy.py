@@ -32,8 +32,10 @@ Refusals raise `AddressRefused` before any connection is attempted.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -268,3 +270,47 @@ class _CheckedTransport(httpx.HTTPTransport):
             network_backend=_CheckedBackend(policy),
             **options,
         )
+
+
+class ProcessClient:
+    """One pooled httpx client per process, connecting through an address policy: made on
+    first use and again after a fork (the parent's pooled connections are not ours to use or
+    close). Safe to share between threads."""
+
+    def __init__(self, policy: AddressPolicy, timeout: httpx.Timeout) -> None:
+        self._policy = policy
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = httpx.Client(
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                    transport=self._policy.transport(),
+                    trust_env=False,
+                )
+                self._pid = os.getpid()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+
+def read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """A streamed response's body, or None as soon as it passes `limit` bytes (never holding
+    more than that)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

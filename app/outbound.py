@@ -20,8 +20,6 @@ A refused address is not retried. Redirects are not followed; bodies are capped.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import urllib.parse
 from dataclasses import dataclass
 
@@ -31,7 +29,13 @@ from app import strictjson
 from app.config import Settings
 from app.drivers.base import Op
 from app.models import JSON
-from app.netpolicy import AddressPolicy, AddressRefused, AddressUnresolved
+from app.netpolicy import (
+    AddressPolicy,
+    AddressRefused,
+    AddressUnresolved,
+    ProcessClient,
+    read_capped,
+)
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 TIMEOUT_S = 300.0
@@ -60,11 +64,8 @@ class Outbound:
     """One pooled client per process (re-created after a fork), through the address policy."""
 
     def __init__(self, settings: Settings) -> None:
-        self._policy = AddressPolicy.for_apps(settings)
-        self._timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-        self._client: httpx.Client | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+        self._client = ProcessClient(AddressPolicy.for_apps(settings), timeout)
 
     def perform(self, op: Op) -> Outcome:
         name = "AIGatewayError" if op.op == "AIGateway" else "GatewayError"
@@ -123,33 +124,18 @@ class Outbound:
 
     # --- transport --------------------------------------------------------------------
 
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client = httpx.Client(
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                    transport=self._policy.transport(),
-                    trust_env=False,
-                )
-                self._pid = os.getpid()
-            return self._client
-
     def _send(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         origin = _origin(url)
         try:
-            with self._http().stream(method, url, headers=headers, content=content) as response:
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise _Failure(f"{origin} answered more than {MAX_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
+            client = self._client.get()
+            with client.stream(method, url, headers=headers, content=content) as response:
+                body = read_capped(response, MAX_RESPONSE_BYTES)
+                if body is None:
+                    raise _Failure(f"{origin} answered more than {MAX_RESPONSE_BYTES} bytes")
                 pairs = [(k.lower(), v) for k, v in response.headers.multi_items()]
-                return response.status_code, pairs, b"".join(chunks)
+                return response.status_code, pairs, body
         except AddressRefused as exc:
             raise _Failure(f"{origin} not called: {exc.message}", retriable=False) from exc
         except AddressUnresolved as exc:

@@ -19,8 +19,6 @@ address it checked. Redirects are not followed; proxy variables are ignored.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -41,7 +39,13 @@ from app.drivers.http_reply import (
     parse_retry_after,
 )
 from app.models import JSON
-from app.netpolicy import AddressPolicy, AddressRefused, AddressUnresolved
+from app.netpolicy import (
+    AddressPolicy,
+    AddressRefused,
+    AddressUnresolved,
+    ProcessClient,
+    read_capped,
+)
 
 log = logging.getLogger("stepline.drivers.http")
 
@@ -93,16 +97,10 @@ class HttpDriver:
         self._deadline_s = settings.http_call_deadline_seconds
         """The most one call may take in total (`app.deadline`), however the app paces it."""
         self._clock = clock
-        self._policy = AddressPolicy.for_apps(settings)
-        self._client: httpx.Client | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self._client = ProcessClient(AddressPolicy.for_apps(settings), self._timeout)
 
     def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+        self._client.close()
 
     def call(self, request: CallRequest, checkpoint: Checkpoint) -> CallResult:
         try:
@@ -172,19 +170,6 @@ class HttpDriver:
         tracing.inject(headers)  # traceparent: the call's span, when tracing is on
         return headers
 
-    def _http(self) -> httpx.Client:
-        with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                # After a fork the parent's pooled connections are not ours to use or close.
-                self._client = httpx.Client(
-                    timeout=self._timeout,
-                    follow_redirects=False,
-                    transport=self._policy.transport(),
-                    trust_env=False,
-                )
-                self._pid = os.getpid()
-            return self._client
-
     def _post(
         self, url: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, dict[str, str], bytes]:
@@ -192,20 +177,16 @@ class HttpDriver:
         try:
             with (
                 call_deadline(self._deadline_s),
-                self._http().stream("POST", url, content=body, headers=headers) as response,
+                self._client.get().stream("POST", url, content=body, headers=headers) as response,
             ):
                 resp_headers = {k.lower(): v for k, v in response.headers.items()}
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
                     raise _too_large(url, response.status_code)
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise _too_large(url, response.status_code)
-                    chunks.append(chunk)
-                return response.status_code, resp_headers, b"".join(chunks)
+                content = read_capped(response, MAX_RESPONSE_BYTES)
+                if content is None:
+                    raise _too_large(url, response.status_code)
+                return response.status_code, resp_headers, content
         except AddressRefused as exc:
             raise CallFailure("address_refused", f"app at {url} not called: {exc.message}") from exc
         except AddressUnresolved as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
+import os
 import shutil
 import ssl
 import subprocess
@@ -33,8 +34,10 @@ from app.netpolicy import (
     AddressRefused,
     AddressUnresolved,
     Allowed,
+    ProcessClient,
     carried,
     parse_allowed,
+    read_capped,
 )
 from app.sync import SyncError, sync_app
 from tests.sdk_apps.harness import CannedServer, Reply, free_port
@@ -380,3 +383,22 @@ def test_the_driver_ignores_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> 
         assert result.kind == "complete" and result.output == {"sum": 1}
     finally:
         server.close()
+
+
+def test_read_capped_answers_none_past_the_limit() -> None:
+    assert read_capped(httpx.Response(200, content=iter([b"ab", b"cd"])), 4) == b"abcd"
+    assert read_capped(httpx.Response(200, content=iter([b"ab", b"cd", b"e"])), 4) is None
+
+
+def test_process_client_is_made_again_after_a_fork() -> None:
+    clients = ProcessClient(AddressPolicy(private=True), httpx.Timeout(1.0))
+    first = clients.get()
+    assert clients.get() is first
+    pid = os.fork()
+    if pid == 0:  # the child must not use the parent's pooled connections
+        os._exit(0 if clients.get() is not first else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    clients.close()
+    assert clients.get() is not first
+    clients.close()
