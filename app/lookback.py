@@ -5,8 +5,9 @@ event sent between a run's start and the moment its `wait_for_event` is stored i
 (inngest#1433). `ctx.step.wait_for_event(..., lookback=timedelta(minutes=5))` also accepts
 events of that name received up to `lookback` before the wait:
 
-    event received:   index it by name (`Store.index_recent_events`), then store it, which
-                      queues its processing if a trigger or a pending pause listens
+    event received:   store it and index it by name, in one script call
+                      (`Store.ingest_events(index_recent=True)`), which queues its
+                      processing if a trigger or a pending pause listens
     wait saved:       save the pause, then look through the recent events of its name
 
 Whichever of the two happens second sees the other (an event stored after the pause is

@@ -165,10 +165,15 @@ def resume_job(run_id: str, step: str) -> Job:
     return Job(id=f"{run_id}:resume:{step}", kind=JobKind.EDGE, run_id=run_id)
 
 
-def event_job(event_ids: list[str]) -> Job:
-    """The job that processes these events (of one request, or one run's end)."""
+def event_job(event_ids: list[str], job_id: str = "") -> Job:
+    """The job that processes these events (of one request, or one run's end): named after
+    the first of them unless `job_id` says otherwise (lua/include/ingest.lua may name it
+    after the first event of its call, one nothing listens to)."""
     return Job(
-        id=f"event:{event_ids[0]}", kind=JobKind.EVENT, event_id=event_ids[0], event_ids=event_ids
+        id=job_id or f"event:{event_ids[0]}",
+        kind=JobKind.EVENT,
+        event_id=event_ids[0],
+        event_ids=event_ids,
     )
 
 

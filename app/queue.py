@@ -19,6 +19,14 @@ each batch as one pipelined publish; due timers travel many to a message (`TIMER
 Celery messages, not a thousand. Each job in such a message keeps its own Redis record and
 lease: one that fails or is lost with its worker is retried or re-sent alone.
 
+A state change that creates a job can carry its Celery message too (`Queue.message`): the
+message is built here, by Celery's and kombu's own code exactly as `send_task` would publish
+it (Celery's task message, kombu's Redis transport encoding, delivery tag and priority
+list), and the state script that records the job pushes it onto the queue's list in the same
+call (lua/ingest_events.lua), so a job and its message are written at once and nothing is
+published afterwards. Workers consume such a message as any other (kombu's unacked
+bookkeeping starts when a worker takes it, as for every message).
+
 Two Celery queues: jobs that execute runs of SDK apps' functions (HTTP and Connect drivers) go
 to `STEPLINE_SDK_QUEUE` (`stepline-sdk`, the Procfile's `sdk-worker`), everything else to
 `stepline` (the `worker`): an app that answers slowly holds only the SDK pool, never the
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -37,7 +46,7 @@ from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.models import Job, JobKind
-from app.state.store import QueuedJob, Store
+from app.state.store import BrokerMessage, QueuedJob, Store, server_of
 
 log = logging.getLogger("stepline.queue")
 
@@ -109,6 +118,7 @@ class Queue:
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self._resend_ms = int(settings.redeliver_seconds * 1000)
         self._sdk_queue = settings.sdk_queue
+        self._messages = _MessageBuilder(sender, store)
         self.calls_app: Callable[[str], bool] | None = None
         """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
         Connect). Its jobs go to `settings.sdk_queue`, served by a pool of their own."""
@@ -136,6 +146,13 @@ class Queue:
         will). With `send=False` the caller runs it here."""
         if planned.soon and send:
             self._send(planned.job, countdown_ms=max(0, planned.due_at - now))
+
+    def message(self, job: Job, priority: int = WORK_PRIORITY) -> BrokerMessage | None:
+        """`job`'s Celery message (due now, at `priority`), for the state script that records
+        the job to push with it: the bytes `send_task` would publish, built without
+        publishing. None when the sender cannot build it (not a Celery app whose broker is
+        the store's Redis): the caller sends the job once it is recorded, as before."""
+        return self._messages.build(task_name(job.kind), job.id, self.queue_of(job), priority)
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""
@@ -264,6 +281,100 @@ class Queue:
                         producer=producer,
                         **_options(queue, countdown_ms, priority),
                     )
+
+
+class _Capture:
+    """Takes the place of kombu's Redis publish batch (`kombu.transport.redis.PublishBatch`)
+    for one publish: kombu routes and encodes the message as for a real publish, and hands
+    the final Redis command (`LPUSH <priority list> <message>`) to `add`, where it is kept
+    instead of being sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, tuple[Any, ...]]] = []
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> Any:
+        return channel.basic_publish(message, _publish_batch=self, **kwargs)
+
+    def add(self, name: str, *args: Any) -> None:
+        self.commands.append((name, args))
+
+
+class _MessageBuilder:
+    """Builds Celery messages as `Celery.send_task` publishes them over the Redis transport,
+    without publishing: Celery's `create_task_message` and `send_task_message` (routing,
+    priority, delivery mode), kombu's `Producer.publish` (serialization, `prepare_message`)
+    and its Redis channel (body encoding, delivery tag, the priority list's name), whose last
+    step, the LPUSH, is captured (`_Capture`). The Redis transport only (a message pushed by a
+    state script must land in the broker's own Redis and database): anything else, or a
+    kombu without publish batches, builds nothing and the job is sent as before."""
+
+    def __init__(self, sender: Sender, store: Store) -> None:
+        self._app: Any = sender if hasattr(sender, "amqp") else None
+        self._store = store
+        self._producer: Any = None
+        self._sent_event = False
+        self._lock = threading.Lock()
+
+    def build(self, name: str, arg: Any, queue: str, priority: int) -> BrokerMessage | None:
+        producer = self._producer_for_store()
+        if producer is None:
+            return None
+        from kombu.utils.uuid import uuid
+
+        app = self._app
+        capture = _Capture()
+        producer._batch_local.current = capture  # this thread's publishes go to `capture`
+        try:
+            task_id = uuid()
+            message = app.amqp.create_task_message(
+                task_id,
+                name,
+                [arg],
+                None,
+                reply_to=app.thread_oid,
+                create_sent_event=self._sent_event,
+                ignore_result=None,
+                # what Celery's saferepr writes for a job id (or a list of them) and no
+                # kwargs; given, it is not worked out again for every message
+                argsrepr=repr([arg]),
+                kwargsrepr="{}",
+            )
+            app.amqp.send_task_message(
+                producer, name, message, queue=queue, priority=priority, declare=[], retry=False
+            )
+        finally:
+            del producer._batch_local.current
+        [(command, (list_key, payload))] = capture.commands
+        if command != "lpush":
+            raise RuntimeError(f"kombu published a message with {command!r}, not LPUSH")
+        return BrokerMessage(str(list_key), str(payload))
+
+    def _producer_for_store(self) -> Any:
+        """A producer on a channel of the sender's broker, once per process; None (for good)
+        when that broker is not the store's Redis over kombu's Redis transport."""
+        if self._producer is not None or self._app is None:
+            return self._producer
+        with self._lock:
+            if self._producer is None and self._app is not None:
+                self._producer = self._redis_producer()
+                if self._producer is None:
+                    self._app = None
+        return self._producer
+
+    def _redis_producer(self) -> Any:
+        from kombu.transport import redis as kombu_redis
+
+        channel = self._app.connection_for_write().default_channel
+        if (
+            not isinstance(channel, kombu_redis.Channel)
+            or not hasattr(channel, "create_publish_batch")
+            or channel.global_keyprefix
+            or server_of(channel.client.connection_pool.connection_kwargs) != self._store.server()
+        ):
+            log.info("job messages are published by Celery (the broker is not the store's Redis)")
+            return None
+        self._sent_event = bool(self._app.conf.task_send_sent_event)
+        return self._app.amqp.Producer(channel, auto_declare=False)
 
 
 def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:

@@ -28,7 +28,7 @@ from ulid import ULID
 from app import expressions, metrics
 from app.config import Settings
 from app.ids import new_ulid, new_ulids, ulid_ms
-from app.models import JSON, FunctionConfig, Job, Pause, resume_job, start_job
+from app.models import JSON, FunctionConfig, Job, Pause, event_job, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
 from app.state.store import NewEvent, NewRun, RunState, Store
@@ -147,23 +147,28 @@ class Runner:
         self, new: list[NewEvent], now: int, *, internal: bool = False, count: bool = False
     ) -> tuple[list[str], Job | None]:
         """Store prepared events (of one request, or of several that the API groups into one
-        call: `app.api.group_commit`) with the one job that processes them, in one script
-        call; returns their internal ids and that job, recorded but not sent yet (None: no
-        job). Once stored, the job is durable: if it is never sent, the tick sends it."""
-        if not internal:
-            # Indexed before the ingest script decides whether anything listens: a wait with
-            # lookback saved meanwhile finds the event here, or is seen by that script
-            # (app/lookback.py). An id left by a duplicate is never stored: reads skip it.
-            names = [(str(e.event.get("name", "")), e.internal_id) for e in new]
-            self._store.index_recent_events(names, now)
+        call: `app.api.group_commit`) with the one job that processes them and its Celery
+        message, in one script call; returns their internal ids and the job left to send
+        (None: no job, or its message went with it). Once stored, the job is durable: if it
+        is never sent, the tick sends it.
+
+        The message is built beforehand (`Queue.message`) for the job named after the first
+        event; the script pushes it only if that event is stored by this call (it names the
+        job after another event otherwise, and that job is returned to be sent). The events
+        of a request (not `internal`) go into the recent-events index of their names in the
+        same call: a wait with lookback saved before it finds the event processed (the
+        script sees its pause), one saved after finds it in the index (app/lookback.py)."""
+        message = self._queue.message(event_job([new[0].internal_id])) if new else None
         ingested = self._store.ingest_events(
             new,
             now,
             self.settings.event_dedupe_seconds * 1000,
             self.send_by(now),
             counter=metrics.EVENTS_RECEIVED if count else "",
+            message=message,
+            index_recent=not internal,
         )
-        return ingested.ids, ingested.job
+        return ingested.ids, None if ingested.sent else ingested.job
 
     def send_by(self, now: int) -> int:
         """When the tick sends a job created now if no Celery message did."""

@@ -21,6 +21,7 @@ name resolve to 127.0.0.1. So, for every non-public route (`app.api.auth` calls 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import urllib.parse
 
@@ -87,6 +88,7 @@ def check_dev_peer() -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)
 def loopback(address: str | None) -> bool:
     if not address:
         return True  # a unix socket or an in-process test client
@@ -96,6 +98,7 @@ def loopback(address: str | None) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
 def local_host_header(host: str) -> bool:
     """`localhost`, `*.localhost` or an IP address, with or without a port."""
     name = host.strip().lower()

@@ -3,10 +3,12 @@
     group = GroupCommit(commit, max_weight=1000)
     result = group.submit(item, weight)      # from any request thread
 
-Each `submit` waits its turn; whichever request finds no commit under way becomes the
-leader: it takes every item waiting at that moment (up to `max_weight` in total, at least
-one) and calls `commit(items)` once, in its own thread, then hands each waiting request its
-result, or the exception `commit` raised. Requests that arrive meanwhile form the next group.
+Each `submit` waits its turn; a request that finds no commit under way becomes the leader:
+it takes every item waiting at that moment (up to `max_weight` in total, at least one) and
+calls `commit(items)` once, in its own thread, then hands each request of the group its
+result, or the exception `commit` raised. Requests that arrive meanwhile form the next group,
+led by the oldest of them, whom the ending commit wakes (each request is woken exactly once:
+to take its answer, or to lead).
 A lone request commits at once (no timer, no added latency); under load a group costs one
 script call and one queue message for the events of several requests (app.api.events).
 
@@ -38,14 +40,17 @@ class Committed(Generic[Result]):
 
 
 class _Slot(Generic[Item, Result]):
-    __slots__ = ("done", "error", "item", "result", "weight")
+    __slots__ = ("done", "error", "item", "result", "wake", "weight")
 
     def __init__(self, item: Item, weight: int) -> None:
         self.item = item
         self.weight = weight
         self.done = False
         self.result: Result | None = None
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
+        self.wake = threading.Lock()
+        """Held until the slot's thread is woken: its group committed (`done`), or it leads."""
+        self.wake.acquire()
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -54,44 +59,56 @@ class GroupCommit(Generic[Item, Result]):
     ) -> None:
         self._commit = commit
         self._max_weight = max_weight
-        self._cond = threading.Condition()
+        self._mutex = threading.Lock()
         self._waiting: list[_Slot[Item, Result]] = []
         self._busy = False
+        """A leader is committing; while it is, arrivals wait (never busy with none waiting
+        to lead next: a leader that finds requests waiting hands the lead to the oldest)."""
         self.groups = 0
         """Commits made so far (for tests and benchmarks)."""
 
     @property
     def waiting(self) -> int:
         """Items submitted and not yet taken into a commit."""
-        with self._cond:
+        with self._mutex:
             return len(self._waiting)
 
     def submit(self, item: Item, weight: int = 1) -> Result:
-        """Commit `item` (with others waiting, if any); its result, or `commit`'s exception."""
+        """Commit `item` (with others waiting, if any); its result, or `commit`'s exception.
+
+        Each waiting request sleeps on a lock of its own and is woken once: when its group
+        is answered, or when it is the oldest waiting as a commit ends (it then leads the
+        next group). No request is woken only to wait again."""
         slot: _Slot[Item, Result] = _Slot(item, weight)
-        follow_ups: list[Callable[[], None]] = []
-        with self._cond:
+        with self._mutex:
             self._waiting.append(slot)
-            while not slot.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                group = self._take()
-                self._busy = True
-                self._cond.release()
-                try:
-                    then = self._run(group)
-                    if then is not None:
-                        follow_ups.append(then)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
-        for then in follow_ups:
-            then()
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            slot.wake.acquire()
+        if not slot.done:  # this request leads: its slot is the oldest waiting
+            then = self._lead()
+            if then is not None:
+                then()
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
+
+    def _lead(self) -> Callable[[], None] | None:
+        """Commit the waiting group (this thread's slot first), wake its requests, and hand
+        the lead to the oldest request that arrived meanwhile, if any."""
+        with self._mutex:
+            group = self._take()
+        try:
+            return self._run(group)
+        finally:
+            with self._mutex:
+                following = self._waiting[0] if self._waiting else None
+                self._busy = following is not None
+            for slot in group[1:]:
+                slot.wake.release()
+            if following is not None:
+                following.wake.release()
 
     def _take(self) -> list[_Slot[Item, Result]]:
         """The oldest waiting slots up to `max_weight` (at least one); the rest wait on."""
@@ -105,7 +122,7 @@ class GroupCommit(Generic[Item, Result]):
         return group
 
     def _run(self, group: list[_Slot[Item, Result]]) -> Callable[[], None] | None:
-        """Commit a group outside the lock; every slot ends done, with a result or error."""
+        """Commit a group; every slot ends done, with a result or error."""
         self.groups += 1
         try:
             committed = self._commit([slot.item for slot in group])

@@ -12,6 +12,7 @@ from app.state.base import StoreBase, _dumps
 from app.state.keys import Keys
 from app.state.records import (
     ANY_EVENT,
+    BrokerMessage,
     EventCriteria,
     EventRecord,
     Ingested,
@@ -57,6 +58,8 @@ class EventVerbs(StoreBase):
         send_by: int,
         *,
         counter: str = "",
+        message: BrokerMessage | None = None,
+        index_recent: bool = False,
     ) -> Ingested:
         """Store `events` and queue the one job that processes those something listens to
         (a function's trigger, a pending pause, or `must_process`), in one Lua call: see
@@ -64,22 +67,31 @@ class EventVerbs(StoreBase):
         stored already) writes nothing and answers the first copy's internal id; its job
         was made with that copy, so a retried request never leaves an event unprocessed.
         `send_by` is when the tick sends the job if no Celery message did; `counter` names
-        a counter metric to add the number of events to, in the same call."""
-        job_id, answers = self._scripts.ingest_events(
+        a counter metric to add the number of events to, in the same call.
+
+        `message`: the broker message of job `event_job_id(events[0].internal_id)`. When
+        the first event is stored by this call, the job gets that id and the script pushes
+        the message with it (`Ingested.sent`: nothing left to send); otherwise (the first
+        event is a duplicate) the job is named after its first event and the caller sends
+        it. `index_recent`: add the new events to the recent-events index of their names
+        (`recent_events`, for wait lookback), in the same call."""
+        recent = (RECENT_EVENTS_MS, RECENT_EVENTS_MAX) if index_recent else (0, 0)
+        job_id, sent, answers = self._scripts.ingest_events(
             [event_item(self._keys, event, now) for event in events],
             now,
             dedupe_ttl_ms,
             send_by,
             counter=counter,
+            message=message,
+            recent=recent,
         )
         ids = [internal_id for _, internal_id in answers]
         queued = [internal_id for code, internal_id in answers if code == "stored"]
         idle = sum(1 for code, _ in answers if code == "idle")
         job = None
         if job_id:
-            job = event_job(queued)
-            assert job.id == job_id, "lua/include/ingest.lua names event jobs as event_job does"
-        return Ingested(ids, job, idle)
+            job = event_job(queued, job_id)
+        return Ingested(ids, job, idle, sent)
 
     def get_event(self, internal_id: str) -> EventRecord | None:
         raw = self._client.get(self._keys.event(internal_id))

@@ -133,6 +133,16 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class BrokerMessage:
+    """A job's message for the broker, pushed by the state script that creates the job (so
+    the job and its message are written at once): the Redis list it goes to and its bytes.
+    `app/queue.py` builds it with Celery's and kombu's own code; state never looks inside."""
+
+    list_key: str
+    payload: str
+
+
+@dataclass(frozen=True)
 class Ingested:
     """What `ingest_events` did: each event's internal id (the first copy's for a
     duplicate) and the one job that processes the new events something listens to."""
@@ -141,6 +151,8 @@ class Ingested:
     job: Job | None
     idle: int = 0
     """How many new events were stored without a job (nothing listens to them)."""
+    sent: bool = False
+    """The job's broker message was pushed with it (nothing left to send)."""
 
 
 @dataclass

@@ -17,6 +17,7 @@ from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import ArchiveKeys, Keys
 from app.state.lua_files import Arg, LuaScripts
+from app.state.records import BrokerMessage
 
 TOMBSTONE_TTL_MS = 86_400_000
 """How long a finished job's id is refused by enqueue_job."""
@@ -467,10 +468,16 @@ class Scripts:
         send_by: int,
         *,
         counter: str = "",
-    ) -> tuple[str, list[tuple[IngestCode, str]]]:
+        message: BrokerMessage | None = None,
+        recent: tuple[int, int] = (0, 0),
+    ) -> tuple[str, bool, list[tuple[IngestCode, str]]]:
         """Store events and queue their one job (lua/ingest_events.lua): (job id or "",
-        each event's (code, internal id)). With `counter`, add the number of events to that
-        counter metric in the same call."""
+        whether `message` was pushed, each event's (code, internal id)). With `counter`, add
+        the number of events to that counter metric in the same call. With `message` (the
+        broker message of job "event:<first item's internal id>"), the job is so named when
+        the first item is stored by this call, and the message pushed with it. `recent`:
+        (window ms, max per name) of the recent-events index new events are added to; (0, 0)
+        for none."""
         k = self._keys
         keys = [
             k.events,
@@ -482,11 +489,24 @@ class Scripts:
             k.trigger_globs,
             k.triggers_built,
             k.metric(counter or "events_received_total"),
+            message.list_key if message is not None else k.jobs,
         ]
-        args: list[Arg] = [now, dedupe_ttl_ms, send_by, len(items), len(items) if counter else 0]
+        args: list[Arg] = [
+            now,
+            dedupe_ttl_ms,
+            send_by,
+            len(items),
+            len(items) if counter else 0,
+            "1" if message is not None else "0",
+            message.payload if message is not None else "",
+            recent[0],
+            recent[1],
+        ]
         self._event_items(items, keys, args)
+        if recent[0] > 0:
+            keys += [k.recent_events(item.name) for item in items]
         reply = self._run("ingest_events", keys, args)
-        return str(reply[0]), _answers(reply[1:])
+        return str(reply[0]), reply[1] == "1", _answers(reply[2:])
 
     def _event_items(self, items: Sequence[EventItem], keys: list[str], args: list[Arg]) -> None:
         """Append each event's five keys and five values (lua/include/ingest.lua)."""

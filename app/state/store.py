@@ -27,8 +27,9 @@ layout is in `keys.py`, the return codes in each `lua/*.lua` header.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -40,6 +41,7 @@ from app.state.lua_files import LuaScripts
 from app.state.lua_files import lua_dir as locate_lua
 from app.state.pauses import PauseVerbs, _pause_ref
 from app.state.records import (
+    BrokerMessage,
     ConsumeResult,
     EventRecord,
     Ingested,
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LUA_DIR",
     "RETRIES",
+    "BrokerMessage",
     "ConsumeResult",
     "EventRecord",
     "Ingested",
@@ -91,6 +94,12 @@ __all__ = [
 DEFAULT_LUA_DIR = locate_lua()
 """The shipped scripts (`app/state/lua_files.py`); `STEPLINE_LUA_DIR` (Settings.lua_dir)
 overrides it through the `lua_dir` argument."""
+
+
+def server_of(connection_kwargs: Mapping[str, Any]) -> tuple[object, ...]:
+    """A redis-py connection pool's server and database (host, port, unix path, db), to tell
+    whether two clients write to the same keys (a broker client and a store's)."""
+    return tuple(connection_kwargs.get(name) for name in ("host", "port", "path", "db"))
 
 
 class Store(RegistryVerbs, EventVerbs, RunVerbs, RunViewVerbs, PauseVerbs, JobVerbs):
@@ -127,6 +136,10 @@ class Store(RegistryVerbs, EventVerbs, RunVerbs, RunViewVerbs, PauseVerbs, JobVe
 
     def close(self) -> None:
         self._client.close()
+
+    def server(self) -> tuple[object, ...]:
+        """Which Redis server and database this store talks to (`server_of`)."""
+        return server_of(self._client.connection_pool.connection_kwargs)
 
     def ping(self) -> bool:
         try:

@@ -10,10 +10,15 @@
 --         internal id, dedupe flag ("1": dedupe on the dedupe key), record JSON, event name,
 --         "1" when it must be processed whatever the indexes say (invoke, an invoke's finish)
 -- n:      number of events; now: received_at (ms); ttl: dedupe TTL (ms); send_by: the job's
+--         (when the tick sends it if no message did)
+-- first:  optional; true: name the job after event 1 ("event:<its internal id>", the caller
+--         could so build its broker message beforehand) when event 1 is stored by this call,
+--         even if it is one nothing listens to; otherwise (and by default) the job is named
+--         after the first event it processes.
 --
 -- Returns the answers {code, internal id, ...} ("stored", "idle": stored, nothing listens,
--- "duplicate": the dedupe key or the internal id was seen, nothing written) and the job id
--- ("" when no job was made).
+-- "duplicate": the dedupe key or the internal id was seen, nothing written), the job id
+-- ("" when no job was made) and whether that job was named after event 1.
 
 -- Needs archive.lua and enqueue.lua included before it (includes do not nest).
 
@@ -46,8 +51,9 @@ local function listened(k, name, scan_key, paths_key)
   return false
 end
 
-local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
+local function ingest(k, key_at, arg_at, n, now, ttl, send_by, first)
   local answers, queued = {}, {}
+  local first_new = false -- event 1 stored by this call
   -- Whether anything listens, asked once per event name (a batch mostly repeats a few names;
   -- nothing here changes the indexes, so the answer holds for the whole call).
   local heard = {}
@@ -68,6 +74,7 @@ local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
       end
       redis.call('SET', event_key, ARGV[a + 3])
       redis.call('ZADD', k.events, now, internal_id)
+      first_new = first_new or i == 1
       queue_archive(k.archive, internal_id, now)
       local name = ARGV[a + 4]
       if ARGV[a + 5] ~= '1' and heard[name] == nil then
@@ -83,18 +90,22 @@ local function ingest(k, key_at, arg_at, n, now, ttl, send_by)
     end
   end
   if #queued == 0 then
-    return answers, ''
+    return answers, '', false
   end
   local ids = {}
   for i, item in ipairs(queued) do
     ids[i] = item[1]
   end
-  local job_id = 'event:' .. ids[1]
+  local job_id, tombstone = 'event:' .. ids[1], queued[1][2]
+  local named = first == true and first_new
+  if named then
+    job_id, tombstone = 'event:' .. ARGV[arg_at + 1], KEYS[key_at + 5]
+  end
   -- due_at: when it became due (app/state/jobs.py job_record), for the oldest waiting job's age
   local job = cjson.encode({id = job_id, kind = 'event', event_id = ids[1], event_ids = ids,
     due_at = tonumber(now)})
-  if enqueue(k.jobs, k.due, k.by_run, queued[1][2], job_id, job, send_by, '') ~= 1 then
-    return answers, ''
+  if enqueue(k.jobs, k.due, k.by_run, tombstone, job_id, job, send_by, '') ~= 1 then
+    return answers, '', false
   end
-  return answers, job_id
+  return answers, job_id, named
 end

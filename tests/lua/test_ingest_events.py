@@ -10,7 +10,8 @@ import json
 import redis
 
 from app.models import FunctionConfig, Job, JobKind, Trigger
-from app.state.store import NewEvent, Store
+from app.state.events import RECENT_EVENTS_MS
+from app.state.store import BrokerMessage, NewEvent, Store
 from tests.lua.conftest import T0, make_pause, race
 
 TTL = 60_000
@@ -182,3 +183,77 @@ def test_concurrent_sends_of_one_id_store_it_once(store: Store) -> None:
     results = race(8, lambda i: store.ingest_events([ev(f"01R{i}", user_id="u")], T0, TTL, 0))
     assert len({r.ids[0] for r in results}) == 1
     assert sum(r.job is not None for r in results) == 1
+
+
+MESSAGE = BrokerMessage("broker\x06\x166", '{"body": "the job message"}')
+"""A broker message as app/queue.py hands it over (state never looks inside)."""
+
+
+def test_the_job_message_is_pushed_with_the_job_once(store: Store, client: redis.Redis) -> None:
+    """The job and its broker message in one call; a repeated call (lost reply) pushes no
+    second message."""
+    register(store, "app/go")
+    batch = [ev("01E1"), ev("01E2")]
+    first = store.ingest_events(batch, T0, TTL, SEND_BY, message=MESSAGE)
+    assert first.sent and first.job is not None and first.job.id == "event:01E1"
+    assert client.lrange(MESSAGE.list_key, 0, -1) == [MESSAGE.payload]
+    assert stored_job(store, "event:01E1").events == ["01E1", "01E2"]
+    before = snapshot(client)
+    again = store.ingest_events(batch, T0, TTL, SEND_BY, message=MESSAGE)
+    assert again.ids == first.ids and again.job is None and not again.sent
+    assert snapshot(client) == before
+
+
+def test_the_job_is_named_after_the_first_event_even_one_nothing_listens_to(
+    store: Store, client: redis.Redis
+) -> None:
+    """The message was built for job "event:<first event>" before the call: the job takes
+    that name even when the first event is stored without processing."""
+    register(store, "app/go")
+    batch = [ev("01E1", "nobody/listens"), ev("01E2"), ev("01E3", "nobody/listens")]
+    result = store.ingest_events(batch, T0, TTL, SEND_BY, message=MESSAGE)
+    assert result.sent and result.job is not None and result.job.id == "event:01E1"
+    assert result.job.events == ["01E2"] and result.idle == 2
+    assert stored_job(store, "event:01E1").events == ["01E2"]
+    assert client.llen(MESSAGE.list_key) == 1
+
+
+def test_no_job_no_message(store: Store, client: redis.Redis) -> None:
+    register(store, "app/go")
+    result = store.ingest_events([ev("01E1", "nobody/listens")], T0, TTL, SEND_BY, message=MESSAGE)
+    assert result.job is None and not result.sent
+    assert client.llen(MESSAGE.list_key) == 0 and client.hlen("sl:jobs") == 0
+
+
+def test_a_duplicate_first_event_leaves_the_new_events_job_to_the_caller(
+    store: Store, client: redis.Redis
+) -> None:
+    """The message names a job after the first event; when that event is a duplicate, the
+    job of the call's new events is named after the first of them and not pushed (the
+    caller sends it): never a message for a job that does not exist, nor the reverse."""
+    register(store, "app/go")
+    store.ingest_events([ev("01E1", user_id="u1")], T0, TTL, SEND_BY)
+    result = store.ingest_events(
+        [ev("01E5", user_id="u1"), ev("01E6")], T0 + 1, TTL, SEND_BY, message=MESSAGE
+    )
+    assert result.ids == ["01E1", "01E6"]
+    assert result.job is not None and result.job.id == "event:01E6" and not result.sent
+    assert client.llen(MESSAGE.list_key) == 0
+    assert stored_job(store, "event:01E6").events == ["01E6"]
+
+
+def test_new_events_are_indexed_by_name_in_the_same_call(store: Store, client: redis.Redis) -> None:
+    """For wait lookback (app/lookback.py): new events only, the window and cap kept."""
+    old = T0 - RECENT_EVENTS_MS - 1
+    store.ingest_events([ev("01E0")], old, TTL, SEND_BY, index_recent=True)
+    batch = [ev("01E1", user_id="u1"), ev("01E2", "app/other"), ev("01E3", user_id="u1")]
+    result = store.ingest_events(batch, T0, TTL, SEND_BY, index_recent=True)
+    assert result.ids == ["01E1", "01E2", "01E1"]
+    assert [r.internal_id for r in store.recent_events("app/go", old, T0)] == ["01E1"]
+    assert [r.internal_id for r in store.recent_events("app/other", old, T0)] == ["01E2"]
+    assert 0 < client.pttl("sl:recent-events:app/go") <= RECENT_EVENTS_MS
+    before = snapshot(client)
+    store.ingest_events(batch, T0, TTL, SEND_BY, index_recent=True)  # a lost reply re-sent
+    assert snapshot(client) == before
+    store.ingest_events([ev("01E9", "app/none")], T0, TTL, SEND_BY)  # not asked: not indexed
+    assert client.exists("sl:recent-events:app/none") == 0

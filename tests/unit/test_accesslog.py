@@ -46,3 +46,28 @@ def test_gunicorn_logs_keep_no_event_key(tmp_path: Path) -> None:
     assert "live-key-1234" not in written
     assert '"POST /e/[redacted] HTTP/1.1" 401' in written
     assert "Error handling request /e/[redacted]" in written
+
+
+class _Counting(AccessLogger):  # type: ignore[misc,unused-ignore]
+    """The real logger, counting the access lines it builds."""
+
+    built = 0
+
+    def atoms(self, resp: object, req: object, environ: dict[str, object], t: object) -> object:
+        _Counting.built += 1
+        return super().atoms(resp, req, environ, t)
+
+
+def test_no_access_line_is_built_when_the_access_log_is_off() -> None:
+    from app.logs import gunicorn_logconfig
+
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/e/k", "PATH_INFO": "/e/k"}
+    environ |= {"QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    response = SimpleNamespace(status="200 OK", sent=2, headers=[])
+    for access, lines in ((False, 0), (True, 1)):
+        cfg = Config()
+        cfg.set("logconfig_dict", gunicorn_logconfig("text", access=access))
+        logger = _Counting(cfg)
+        _Counting.built = 0
+        logger.access(response, [], environ, datetime.timedelta(milliseconds=1))
+        assert _Counting.built == lines
