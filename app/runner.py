@@ -213,8 +213,6 @@ class Runner:
         here: list[Job] = []
         for internal_id in job.events:
             here.extend(self.process_event(internal_id, now))
-        # The run created started (its start job leased already) runs first.
-        here.sort(key=lambda start: not self.fresh.holds(start.id))
         return here
 
     # --- processing -------------------------------------------------------------------------
@@ -546,9 +544,11 @@ class Runner:
         self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
     ) -> bool:
         """Is `run` the start job this task's work list runs next, with nothing to wait for?
-        Only the first run a task leaves to its own work list (the list runs it first:
-        `JobRunner.work`), due now, no replay, and no concurrency or throttle (those decide
-        at execution whether it may start: `app.flow.slots`)."""
+        Only the first run a task leaves to its own work list (the list runs a job leased
+        already first, whatever its budget: `JobRunner.work`), due now, no replay, and no
+        concurrency or throttle (those decide at execution whether it may start:
+        `app.flow.slots`). The others the task keeps start when the list reaches them, in
+        the call that leases their start job (`claim`)."""
         return (
             not send
             and self.works_here

@@ -157,7 +157,7 @@ class JobRunner:
             outcome, follow = self._run(job_id)
             # A follow-up leased already (its run created started) runs here: sent, it would
             # wait for its lease to run out.
-            held = [job for job in follow if self._starter and self._starter.held(job.id)]
+            held = [job for job in follow if self._held(job)]
             for job in held:
                 _, more = self._run(job.id, self._claim(job))
                 follow = [*follow, *more]
@@ -178,13 +178,13 @@ class JobRunner:
         with self._task():
             outcome, follow = self._run(job_id)
             deadline = time.monotonic() + self._budget_s
-            todo = deque(self._share(follow))
+            todo: deque[Job] = deque()
+            self._enlist(todo, follow)
             while todo:
                 job = todo.popleft()
                 # A job leased to this task already runs whatever the budget: its run is
                 # marked started (sent elsewhere, it would wait for the lease to run out).
-                held = self._starter is not None and self._starter.held(job.id)
-                if not held and time.monotonic() >= deadline:
+                if not self._held(job) and time.monotonic() >= deadline:
                     self._dispatch(job)
                     continue
                 try:
@@ -193,8 +193,18 @@ class JobRunner:
                     # Recorded before it was listed: the tick sends it when its send-by comes.
                     log.exception("job of the work list failed job_id=%s", job.id)
                     continue
-                todo.extend(self._share(more))
+                self._enlist(todo, more)
         return outcome
+
+    def _enlist(self, todo: deque[Job], follow: Sequence[Job]) -> None:
+        """Add a job's follow-ups to the work list: one leased already (its run was created
+        started) goes first, so it starts at once; of the others the task keeps its share."""
+        held = [job for job in follow if self._held(job)]
+        todo.extendleft(reversed(held))
+        todo.extend(self._share([job for job in follow if job not in held]))
+
+    def _held(self, job: Job) -> bool:
+        return self._starter is not None and self._starter.held(job.id)
 
     def _share(self, follow: Sequence[Job]) -> Sequence[Job]:
         """Of a fan-out (several follow-ups at once, e.g. the runs of a request's events),
