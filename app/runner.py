@@ -467,7 +467,7 @@ class Runner:
         """Create `run` of `fn` and its start job (due at `start_at`) in one atomic step,
         then send the job. Returns (run id, created), as `Store.create_run`.
 
-        The first run a task creates to run here next (`starts_next`) is created started,
+        The first run a task creates to run here next (`_starts_next`) is created started,
         its start job leased to this task, in that same script call (`fresh.claim`)."""
         start = start_job(run.run_id)
         planned = self._queue.plan(start, start_at, now)

@@ -159,7 +159,11 @@ class JobRunner:
             # wait for its lease to run out.
             held = [job for job in follow if self._held(job)]
             for job in held:
-                _, more = self._run(job.id, self._claim(job))
+                try:
+                    _, more = self._run(job.id, self._claim(job))
+                except Exception:
+                    log.exception("job leased by its creation failed job_id=%s", job.id)
+                    continue  # recorded: the tick sends it when its lease runs out
                 follow = [*follow, *more]
         for job in follow:
             if job not in held:
