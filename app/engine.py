@@ -22,14 +22,14 @@ from app.history import open_settings_history
 from app.history.archiver import Archiver
 from app.history.reads import Reads
 from app.logs import configure as configure_logs
-from app.models import FunctionConfig, Job, JobKind
+from app.models import FunctionConfig, Job, JobKind, RunStatus
 from app.queue import Queue, Sender, celery_sender
 from app.registry import Registry
 from app.retention import retention_ms
 from app.state.archive import ArchiveStore
 from app.state.bulk import BulkStore
 from app.state.client import store_for
-from app.state.store import Store
+from app.state.store import RunState, Store
 from app.worker import Handler, JobRunner
 
 if TYPE_CHECKING:
@@ -114,7 +114,12 @@ class Engine:
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
         archiver = Archiver(ArchiveStore(store), open_settings_history(settings), settings)
-        executor.lifecycle.on_finish = admission.on_finish
+
+        def on_finish(state: RunState, status: RunStatus, now: int) -> None:
+            runner.fresh.take(state.run_id)  # a run created started may wait in the work list
+            admission.on_finish(state, status, now)
+
+        executor.lifecycle.on_finish = on_finish
         handlers: dict[JobKind, Handler] = {
             JobKind.START: executor.run_job,
             JobKind.EDGE: executor.run_job,
@@ -146,6 +151,7 @@ class Engine:
             backlog=queue.backlog,
             # One registry version read per task, however many jobs and lookups it makes.
             task=registry.pinned,
+            starter=runner,
         )
         engine = cls(
             settings,

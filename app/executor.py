@@ -268,8 +268,11 @@ class Executor:
 
     def _fresh(self, job: Job) -> RunState | None:
         """The state of a run this process created a moment ago, for its start job run from
-        the same task's work list (no read of what was just written). Only trusted once
-        `mark_started` confirms the run was still Queued (`_drive`)."""
+        the same task's work list (no read of what was just written). A Queued one is only
+        trusted once `mark_started` confirms the run was still Queued (`_drive`); one created
+        started (`Runner.create`) is dropped from `fresh` when this process ends the run
+        (`Engine.create` wires it), and a run ended elsewhere meanwhile stops at its first
+        save (the script finds it ended)."""
         if job.kind is not JobKind.START or job.attempt or job.lost_deliveries:
             return None
         return self._runner.fresh.take(job.run_id)

@@ -2,7 +2,8 @@
 to the same numbers and `/metrics` of any API process shows them all.
 
     counter (hash <p>:metric:<name>, field = function id)   incremented by
-    runs_queued_total       create_run.lua          runs_started_total     mark_started.lua
+    runs_queued_total       create_run.lua          runs_started_total     mark_started.lua,
+                                                    start_run.lua, create_run.lua (started)
     runs_completed_total    finish_run.lua          runs_failed_total      finish_run.lua
     runs_cancelled_total    finish_run.lua          events_received_total  POST /e (field "")
     histogram step_duration_seconds (fields "<function>|<bucket le>", "|count", "|sum")

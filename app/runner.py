@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,10 +29,12 @@ from ulid import ULID
 
 from app import expressions, metrics
 from app.config import Settings
+from app.flow.slots import has_rules
 from app.ids import new_ulid, new_ulids, ulid_ms
-from app.models import JSON, FunctionConfig, Job, Pause, event_job, resume_job, start_job
+from app.models import JSON, FunctionConfig, Job, JobKind, Pause, event_job, resume_job, start_job
 from app.queue import Queue
 from app.registry import Registry
+from app.state.jobs import Lease
 from app.state.store import NewEvent, NewRun, RunState, Store
 
 if TYPE_CHECKING:
@@ -52,10 +56,12 @@ FRESH_RUNS = 1024
 class FreshRuns:
     """The state of runs this process just created, for the task that starts them next (its
     work list), so their first execution needs no read of what it just wrote. Bounded; an
-    entry is taken once."""
+    entry is taken once. Also the lease of the one start job the task's creation already
+    took (`claim`): the work list runs that job first, with no `begin_job` of its own."""
 
     def __init__(self) -> None:
         self._runs: OrderedDict[str, RunState] = OrderedDict()
+        self._claim: tuple[str, str, Lease] | None = None
         self._lock = threading.Lock()
 
     def put(self, state: RunState) -> None:
@@ -64,15 +70,46 @@ class FreshRuns:
             if len(self._runs) > FRESH_RUNS:
                 self._runs.popitem(last=False)
 
+    def peek(self, run_id: str) -> RunState | None:
+        """The run's state if kept (not taken)."""
+        with self._lock:
+            return self._runs.get(run_id)
+
     def take(self, run_id: str) -> RunState | None:
         with self._lock:
             return self._runs.pop(run_id, None)
 
     def clear(self) -> None:
         """Forget them all: a new task begins (what the last one left, e.g. runs its work
-        list sent on, is not for this one)."""
+        list sent on, is not for this one; a lease left unused runs out and the tick
+        resends its job)."""
         with self._lock:
             self._runs.clear()
+            self._claim = None
+
+    def claim(self, token: str, lease: Lease) -> None:
+        """The start job of a run created started (`Store.create_started_run`) is leased to
+        `token`: the work list's next job."""
+        with self._lock:
+            self._claim = (lease.job.id, token, lease)
+
+    def holds(self, job_id: str) -> bool:
+        """Is `job_id` the start job this task's creation leased?"""
+        return self._claim is not None and self._claim[0] == job_id
+
+    @property
+    def claiming(self) -> bool:
+        """Has this task's creation already leased a start job (not yet taken)?"""
+        return self._claim is not None
+
+    def claimed(self, job_id: str) -> tuple[str, Lease] | None:
+        """The lease (token, lease) this task holds for `job_id` from its creation, once."""
+        with self._lock:
+            if self._claim is None or self._claim[0] != job_id:
+                return None
+            _, token, lease = self._claim
+            self._claim = None
+            return token, lease
 
 
 class Runner:
@@ -433,10 +470,30 @@ class Runner:
         self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
     ) -> tuple[str, bool]:
         """Create `run` of `fn` and its start job (due at `start_at`) in one atomic step,
-        then send the job. Returns (run id, created), as `Store.create_run`."""
+        then send the job. Returns (run id, created), as `Store.create_run`.
+
+        The first run a task creates to run here next (`_starts_next`) is created started,
+        its start job leased to this task, in that same script call (`fresh.claim`)."""
         start = start_job(run.run_id)
         planned = self._queue.plan(start, start_at, now)
-        run_id, created = self._store.create_run(run, planned)
+        if self._starts_next(fn, run, start_at, now, send=send):
+            token = uuid.uuid4().hex
+            lease_ms = int(self.settings.lease_seconds * 1000)
+            run_id, code = self._store.create_started_run(run, planned, token, lease_ms)
+            created = code != "exists"
+            if code == "started":
+                self._registry.remember_run(run_id, fn)
+                self.fresh.put(fresh_state(run, started=True))
+                self.fresh.claim(token, Lease(start, 0))
+                log.info(
+                    "run started run_id=%s function=%s",
+                    run_id,
+                    fn.id,
+                    extra={"run_id": run_id, "function": fn.id, "status": "Running"},
+                )
+                return run_id, True
+        else:
+            run_id, created = self._store.create_run(run, planned)
         self._registry.remember_run(run_id, fn)  # which queue its jobs go to
         if created:
             self._queue.written(planned, now, send=send or start_at > now)
@@ -448,6 +505,63 @@ class Runner:
             start = start_job(run_id)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
+
+    # --- the work list's starts (app.worker.Starter) ----------------------------------------
+    def held(self, job_id: str) -> bool:
+        """Is `job_id` the start job this task's creation leased (`create`)?"""
+        return self.fresh.holds(job_id)
+
+    def claim(self, job: Job) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
+        """The work list is about to run `job` here. The start job of a run created started
+        by this task: its lease, taken then. That of a run this task created Queued (and
+        may start now: no concurrency or throttle): lease it and mark the run started in
+        one script call (`Store.start_run`). Anything else: None (leased as any job)."""
+        held = self.fresh.claimed(job.id)
+        if held is not None:
+            return held
+        if job.kind is not JobKind.START or job.attempt:
+            return None
+        state = self.fresh.peek(job.run_id)
+        if state is None or state.started_at is not None:
+            return None
+        fn = self._registry.get(state.function_id)
+        if fn is None or has_rules(fn.options):
+            return None
+        token = uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        lease_ms = int(self.settings.lease_seconds * 1000)
+        leased, started = self._store.start_run(job, state.function_id, token, now, lease_ms)
+        if isinstance(leased, str):
+            return leased
+        if started:
+            state.status, state.started_at = "Running", now
+            log.info(
+                "run started run_id=%s function=%s",
+                state.run_id,
+                fn.id,
+                extra={"run_id": state.run_id, "function": fn.id, "status": "Running"},
+            )
+        else:
+            self.fresh.take(job.run_id)  # not Queued any more: the executor reads it
+        return token, leased
+
+    def _starts_next(
+        self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
+    ) -> bool:
+        """Is `run` the start job this task's work list runs next, with nothing to wait for?
+        Only the first run a task leaves to its own work list (the list runs a job leased
+        already first, whatever its budget: `JobRunner.work`), due now, no replay, and no
+        concurrency or throttle (those decide at execution whether it may start:
+        `app.flow.slots`). The others the task keeps start when the list reaches them, in
+        the call that leases their start job (`claim`)."""
+        return (
+            not send
+            and self.works_here
+            and start_at <= now
+            and run.memoized is None
+            and not has_rules(fn.options)
+            and not self.fresh.claiming
+        )
 
     def start_held(self, held: Held | None) -> None:
         """A debounced or batched run that admission handed back when its timer fired:
@@ -517,18 +631,19 @@ class Runner:
         return result.won
 
 
-def fresh_state(run: NewRun) -> RunState:
-    """A run's state as `create_run` writes it: Queued, no step memoized."""
+def fresh_state(run: NewRun, *, started: bool = False) -> RunState:
+    """A run's state as `create_run` writes it: Queued (or Running since its creation, when
+    created `started`), no step memoized."""
     return RunState(
         run_id=run.run_id,
         function_id=run.function_id,
-        status="Queued",
+        status="Running" if started else "Queued",
         events=run.events,
         steps={},
         stack=[],
         disable_immediate_execution=False,
         created_at=run.created_at,
-        started_at=None,
+        started_at=run.created_at if started else None,
         correlation_id=run.correlation_id,
     )
 

@@ -26,6 +26,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from typing import Literal, Protocol
 
 from app import logs
 from app.flow.slots import Parked
@@ -92,6 +93,23 @@ class Done(list[Job]):
 Send = Callable[[Job], None]
 """Sends a recorded job to the queue (`Queue.dispatch`)."""
 
+Claim = tuple[str, Lease] | Literal["gone", "busy"] | None
+"""A job leased by the call that also started its run: (lease token, lease); "gone" or
+"busy" as `Store.lease_job` answers; None: lease it as any job."""
+
+
+class Starter(Protocol):
+    """Starts a run in the same script call that leases its start job (`Runner`), so the
+    work list's start of a run is one round trip (none when its creation started it)."""
+
+    def held(self, job_id: str) -> bool:
+        """Is the job leased to this task already (its run was created started)?"""
+        ...
+
+    def claim(self, job: Job) -> Claim:
+        """About to run `job` here: its lease, taken with its run's start, or None."""
+        ...
+
 
 class JobRunner:
     def __init__(
@@ -107,6 +125,7 @@ class JobRunner:
         task: Callable[[], AbstractContextManager[object]] = nullcontext,
         peers: int = 1,
         backlog: Callable[[], int | None] | None = None,
+        starter: Starter | None = None,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -126,6 +145,8 @@ class JobRunner:
         """Processes sharing the queue (the pool's concurrency): a fan-out is shared."""
         self._backlog = backlog
         """Messages waiting in the queue (`Queue.backlog`; None: unknown)."""
+        self._starter = starter
+        """Starts the runs of follow-up start jobs in the call that leases them (`Runner`)."""
 
     def handle(self, job_id: str) -> str:
         """Run the job with this id once and send its follow-ups; returns "done", "gone",
@@ -134,9 +155,23 @@ class JobRunner:
         failed)."""
         with self._task():
             outcome, follow = self._run(job_id)
+            # A follow-up leased already (its run created started) runs here: sent, it would
+            # wait for its lease to run out.
+            held = [job for job in follow if self._held(job)]
+            for job in held:
+                try:
+                    _, more = self._run(job.id, self._claim(job))
+                except Exception:
+                    log.exception("job leased by its creation failed job_id=%s", job.id)
+                    continue  # recorded: the tick sends it when its lease runs out
+                follow = [*follow, *more]
         for job in follow:
-            self._dispatch(job)
+            if job not in held:
+                self._dispatch(job)
         return outcome
+
+    def _claim(self, job: Job) -> Claim:
+        return self._starter.claim(job) if self._starter is not None else None
 
     def work(self, job_id: str) -> str:
         """A worker task: run the job, then its work list. Of each fan-out the task keeps
@@ -147,20 +182,33 @@ class JobRunner:
         with self._task():
             outcome, follow = self._run(job_id)
             deadline = time.monotonic() + self._budget_s
-            todo = deque(self._share(follow))
+            todo: deque[Job] = deque()
+            self._enlist(todo, follow)
             while todo:
                 job = todo.popleft()
-                if time.monotonic() >= deadline:
+                # A job leased to this task already runs whatever the budget: its run is
+                # marked started (sent elsewhere, it would wait for the lease to run out).
+                if not self._held(job) and time.monotonic() >= deadline:
                     self._dispatch(job)
                     continue
                 try:
-                    _, more = self._run(job.id)
+                    _, more = self._run(job.id, self._claim(job))
                 except Exception:
                     # Recorded before it was listed: the tick sends it when its send-by comes.
                     log.exception("job of the work list failed job_id=%s", job.id)
                     continue
-                todo.extend(self._share(more))
+                self._enlist(todo, more)
         return outcome
+
+    def _enlist(self, todo: deque[Job], follow: Sequence[Job]) -> None:
+        """Add a job's follow-ups to the work list: one leased already (its run was created
+        started) goes first, so it starts at once; of the others the task keeps its share."""
+        held = [job for job in follow if self._held(job)]
+        todo.extendleft(reversed(held))
+        todo.extend(self._share([job for job in follow if job not in held]))
+
+    def _held(self, job: Job) -> bool:
+        return self._starter is not None and self._starter.held(job.id)
 
     def _share(self, follow: Sequence[Job]) -> Sequence[Job]:
         """Of a fan-out (several follow-ups at once, e.g. the runs of a request's events),
@@ -222,13 +270,19 @@ class JobRunner:
             self._dispatch(job)
         return outcomes
 
-    def _run(self, job_id: str) -> tuple[str, Sequence[Job]]:
-        """Lease and run the job once: (outcome, the follow-ups its handler returned)."""
-        token = uuid.uuid4().hex
-        now = int(time.time() * 1000)
-        leased = self._store.lease_job(job_id, token, now, self._lease_ms)
-        if isinstance(leased, str):
-            return leased, ()
+    def _run(self, job_id: str, claim: Claim = None) -> tuple[str, Sequence[Job]]:
+        """Lease and run the job once: (outcome, the follow-ups its handler returned).
+        `claim`: the job leased already, with its run's start (`Starter.claim`)."""
+        if isinstance(claim, str):
+            return claim, ()
+        if claim is None:
+            token = uuid.uuid4().hex
+            now = int(time.time() * 1000)
+            leased = self._store.lease_job(job_id, token, now, self._lease_ms)
+            if isinstance(leased, str):
+                return leased, ()
+        else:
+            token, leased = claim
         with self._leases.holding(job_id, token):
             outcome, follow = self._exec(job_id, token, leased)
         if outcome == "done" and not isinstance(follow, Done):

@@ -1,6 +1,6 @@
 """Where a wake's time goes: starts, release and wakes of sleeping runs, in this one process.
 
-    python -m bench.wake_cost [--runs 2000]
+    python -m bench.wake_cost [--runs 2000] [--work]
 
 `--runs` runs of `bench/nap` sleep until one due time; everything runs here, no Celery worker
 (a recording sender stands in for the broker, so what is measured is Stepline's own work):
@@ -84,6 +84,12 @@ class Phase:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument(
+        "--work",
+        action="store_true",
+        help="run each job of the starts as a worker's task does (JobRunner.work: a job, "
+        "then its work list here), not alone (JobRunner.handle)",
+    )
     args = parser.parse_args()
     from app.config import Settings
     from app.engine import Engine
@@ -103,9 +109,10 @@ def main() -> None:
         for offset in range(0, n, 100):
             events = [{"name": "bench/nap", "data": {"until": due}} for _ in range(offset, n)]
             engine.runner.ingest(events[:100], engine.now())
+        run = engine.jobs.work if args.work else engine.jobs.handle
         while recorder.sent:
             for _, job_id in recorder.take():
-                engine.jobs.handle(job_id)
+                run(job_id)
     with Phase("release") as release:
         released = engine.queue.release_due(due, budget_s=float("inf"))
     messages = recorder.take()

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from app.errors import StateError
 from app.ids import new_ulid
 from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
 from app.state.events import event_item
-from app.state.jobs import job_record
+from app.state.jobs import Lease, job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
 from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
-from app.state.scripts import PauseRef, Scripts
+from app.state.scripts import PauseRef, Scripts, StartCode
 
 
 class RunVerbs(StoreBase):
@@ -34,6 +34,44 @@ class RunVerbs(StoreBase):
         `start` (its start job, as `Queue.plan` made it) is enqueued in the same atomic step
         when the run is created, so no crash leaves a Queued run without a job."""
         return self._create_run(run, None, start)
+
+    def create_started_run(
+        self, run: NewRun, start: QueuedJob, token: str, lease_ms: int
+    ) -> tuple[str, StartCode]:
+        """`create_run` for a run its creator executes next: the run is created Running
+        (started_at = created_at, counted as started) and its start job leased to `token`
+        until created_at + `lease_ms`, in the same script call. Returns (run id, "started"),
+        or as `create_run`: (run id, "created") Queued when the start job could not be
+        written (it ran within the tombstone TTL), (existing run id, "exists"). A repeat of
+        the call (lost reply) answers "started" again. No memoized steps (no replay)."""
+        if run.memoized is not None:
+            raise ValueError("a replay's run is never started by its creation")
+        return self._scripts.create_started_run(
+            run.run_id,
+            run.function_id,
+            run.created_at,
+            _dumps(run.events),
+            run.event_ids,
+            run.correlation_id or "",
+            run.idempotency_key,
+            run.idempotency_ttl_ms,
+            (start.job.id, job_record(start.job, start.due_at), start.send_by),
+            (token, run.created_at + lease_ms),
+        )
+
+    def start_run(
+        self, job: Job, function_id: str, token: str, now: int, lease_ms: int
+    ) -> tuple[Lease | Literal["gone", "busy"], bool]:
+        """Lease a run's start `job` to `token` (as `lease_job`) and, once leased, mark the
+        run started (as `mark_started`), in one script call (lua/start_run.lua). Returns
+        (the lease, or "gone"/"busy" as `lease_job`; whether this call, or its repeat after
+        a lost reply, moved the run from Queued to Running)."""
+        code, raw, failures, started = self._scripts.start_run(
+            job.id, job.run_id, function_id, token, now, lease_ms
+        )
+        if code != "ok":
+            return code, False
+        return Lease(Job.model_validate_json(raw), failures), started
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""

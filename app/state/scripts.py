@@ -52,6 +52,7 @@ class EventItem:
 
 IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
+StartCode = Literal["started", "created", "exists"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed"]
 
@@ -70,6 +71,7 @@ class Scripts:
         "consume_pause",
         "enqueue_job",
         "begin_job",
+        "start_run",
         "renew_job",
         "finish_job",
         "fail_job",
@@ -109,10 +111,78 @@ class Scripts:
         """Create a run (see lua/create_run.lua) and, with `start` (job id, Job JSON,
         send-by), its start job in the same step. With `client` (a pipeline), only queue the
         call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
+        args, keys = self._create_run_call(
+            run_id,
+            function_id,
+            created_at,
+            events_json,
+            event_ids,
+            correlation_id,
+            idempotency_key,
+            idempotency_ttl_ms,
+            original_run_id,
+            memo_json,
+            start,
+            None,
+        )
+        if client is not None:
+            self._lua.run("create_run", keys, args, client)
+            return run_id, True
+        return self.created(self._run("create_run", keys, args))
+
+    def create_started_run(
+        self,
+        run_id: str,
+        function_id: str,
+        created_at: int,
+        events_json: str,
+        event_ids: Sequence[str],
+        correlation_id: str,
+        idempotency_key: str | None,
+        idempotency_ttl_ms: int,
+        start: tuple[str, str, int],
+        lease: tuple[str, int],
+    ) -> tuple[str, StartCode]:
+        """Create a run Running with its start job (job id, Job JSON, send-by) leased to
+        `lease` (token, deadline ms), in one step (lua/create_run.lua): (run id, "started"),
+        or "created" (Queued, the job could not be written) or "exists" as `create_run`."""
+        args, keys = self._create_run_call(
+            run_id,
+            function_id,
+            created_at,
+            events_json,
+            event_ids,
+            correlation_id,
+            idempotency_key,
+            idempotency_ttl_ms,
+            "",
+            "",
+            start,
+            lease,
+        )
+        code, found = self._run("create_run", keys, args)
+        return str(found), cast(StartCode, code)
+
+    def _create_run_call(
+        self,
+        run_id: str,
+        function_id: str,
+        created_at: int,
+        events_json: str,
+        event_ids: Sequence[str],
+        correlation_id: str,
+        idempotency_key: str | None,
+        idempotency_ttl_ms: int,
+        original_run_id: str,
+        memo_json: str,
+        start: tuple[str, str, int] | None,
+        lease: tuple[str, int] | None,
+    ) -> tuple[list[Arg], list[str]]:
         k = self._keys
         r = k.run(run_id)
-        queued = RunStatus.QUEUED.value
+        queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
         job_id, job_json, send_by = start if start is not None else ("", "", 0)
+        token, deadline = lease if lease is not None else ("", 0)
         keys = [
             r.meta,
             r.steps,
@@ -127,6 +197,11 @@ class Scripts:
             k.jobs_due,
             k.jobs_by_run,
             k.job_tombstone(job_id),
+            k.job_owners,
+            k.job_leases,
+            k.status_runs(running),
+            k.status_runs(running, function_id),
+            k.metric("runs_started_total"),
         ]
         keys += [k.event_runs(event_id) for event_id in event_ids]
         if idempotency_key is not None:
@@ -144,12 +219,11 @@ class Scripts:
             job_id,
             job_json,
             send_by,
+            token,
+            deadline,
             *event_ids,
         ]
-        if client is not None:
-            self._lua.run("create_run", keys, args, client)
-            return run_id, True
-        return self.created(self._run("create_run", keys, args))
+        return args, keys
 
     @staticmethod
     def created(reply: Any) -> tuple[str, bool]:
@@ -392,6 +466,29 @@ class Scripts:
         if reply[0] == "ok":
             return "ok", str(reply[1]), int(reply[2])
         return cast(Literal["gone", "busy"], reply[0]), "", 0
+
+    def start_run(
+        self, job_id: str, run_id: str, function_id: str, token: str, now: int, lease_ms: int
+    ) -> tuple[Literal["ok", "gone", "busy"], str, int, bool]:
+        """`begin_job` of a run's start job and `mark_started` of the run, in one call
+        (lua/start_run.lua): ("ok", Job JSON, failures, started) or ("gone"|"busy", "", 0,
+        False)."""
+        k = self._keys
+        queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
+        keys = [
+            *self._lease_keys(),
+            k.job_failures,
+            k.run(run_id).meta,
+            k.status_runs(queued),
+            k.status_runs(queued, function_id),
+            k.status_runs(running),
+            k.status_runs(running, function_id),
+            k.metric("runs_started_total"),
+        ]
+        reply = self._run("start_run", keys, [job_id, token, now, lease_ms, function_id])
+        if reply[0] == "ok":
+            return "ok", str(reply[1]), int(reply[2]), int(reply[3]) == 1
+        return cast(Literal["gone", "busy"], reply[0]), "", 0, False
 
     def begin_jobs(
         self, job_ids: Sequence[str], token: str, now: int, lease_ms: int

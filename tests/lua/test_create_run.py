@@ -156,3 +156,94 @@ def test_mark_started_with_the_loaded_function_id(store: Store, run: str) -> Non
     assert state is not None and (state.status, state.started_at) == ("Running", T0 + 10)
     with pytest.raises(redis.ResponseError, match="function id does not match"):
         store.mark_started(run, T0 + 30, "other-fn")
+
+
+# --- created started: the run's start job leased to its creator (create + lease + start) ----
+LEASE_MS = 30_000
+
+
+def test_a_run_created_started_is_running_with_its_start_job_leased(
+    store: Store, client: redis.Redis
+) -> None:
+    """One script call creates the run Running (started_at = created_at, counted as queued
+    and started) and its start job leased to the caller: no begin_job, no mark_started."""
+    assert store.create_started_run(new_run(), _start(), "tok", LEASE_MS) == ("01RUN", "started")
+    state = store.load_run("01RUN")
+    assert state is not None
+    assert (state.status, state.started_at) == ("Running", T0)
+    assert client.zrange("sl:runs:st:Running", 0, -1) == ["01RUN"]
+    assert client.zrange("sl:runs:st:Running:fn:app-fn", 0, -1) == ["01RUN"]
+    assert client.zcard("sl:runs:st:Queued") == 0
+    assert client.zcard("sl:runs:st:Queued:fn:app-fn") == 0
+    assert client.hget("sl:metric:runs_queued_total", "app-fn") == "1"
+    assert client.hget("sl:metric:runs_started_total", "app-fn") == "1"
+    assert store.event_run_ids("01EVT") == ["01RUN"]
+    # The job is leased to the caller until created_at + lease, which is also its send-by.
+    assert client.hget("sl:jobs:owner", "01RUN:start") == "tok"
+    assert client.hget("sl:jobs:lease", "01RUN:start") == str(T0 + LEASE_MS)
+    assert client.zscore("sl:jobs:due", "01RUN:start") == T0 + LEASE_MS
+    # Another delivery finds the lease taken while it lasts.
+    assert store.lease_job("01RUN:start", "other", T0 + 1, LEASE_MS) == "busy"
+
+
+def test_a_repeat_of_a_started_creation_answers_started_and_changes_nothing(
+    store: Store, client: redis.Redis
+) -> None:
+    """A lost reply makes redis-py send the same call again: it answers the first call's
+    outcome, and counts nothing twice."""
+    keyed = new_run(idempotency_key="app-fn:k")
+    assert store.create_started_run(keyed, _start(), "tok", LEASE_MS) == ("01RUN", "started")
+    before = {key: client.dump(key) for key in client.keys("sl:*")}
+    assert store.create_started_run(keyed, _start(), "tok", LEASE_MS) == ("01RUN", "started")
+    assert {key: client.dump(key) for key in client.keys("sl:*")} == before
+    # Without an idempotency key too.
+    plain = new_run("01B")
+    assert store.create_started_run(plain, _start("01B"), "t2", LEASE_MS) == ("01B", "started")
+    assert store.create_started_run(plain, _start("01B"), "t2", LEASE_MS) == ("01B", "started")
+    assert client.hget("sl:metric:runs_started_total", "app-fn") == "2"
+
+
+def test_a_started_creation_of_another_caller_or_a_taken_key_answers_exists(
+    store: Store, client: redis.Redis
+) -> None:
+    first = new_run("01A", idempotency_key="app-fn:k")
+    assert store.create_started_run(first, _start("01A"), "tok", LEASE_MS) == ("01A", "started")
+    # The same run id from another caller (another token) is not this call's outcome.
+    assert store.create_started_run(first, _start("01A"), "other", LEASE_MS) == ("01A", "exists")
+    second = new_run("01B", idempotency_key="app-fn:k")
+    assert store.create_started_run(second, _start("01B"), "t2", LEASE_MS) == ("01A", "exists")
+    assert store.load_run("01B") is None
+    assert client.hkeys("sl:jobs") == ["01A:start"]
+    assert client.hget("sl:jobs:owner", "01A:start") == "tok"
+    # Once its job is done (tombstoned), a repeat no longer claims the start.
+    store.finish_job("01A:start", "tok")
+    assert store.create_started_run(first, _start("01A"), "tok", LEASE_MS) == ("01A", "exists")
+
+
+def test_a_started_creation_whose_job_cannot_be_written_stays_queued(
+    store: Store, client: redis.Redis
+) -> None:
+    """A start job id that ran within the tombstone TTL is not written again: the run is
+    then created Queued, nothing leased (as `create_run` with its start job)."""
+    client.set("sl:job-done:01RUN:start", "1")
+    assert store.create_started_run(new_run(), _start(), "tok", LEASE_MS) == ("01RUN", "created")
+    state = store.load_run("01RUN")
+    assert state is not None and (state.status, state.started_at) == ("Queued", None)
+    assert client.hget("sl:jobs:owner", "01RUN:start") is None
+    assert client.hget("sl:metric:runs_started_total", "app-fn") is None
+
+
+def test_a_started_creation_whose_creator_died_is_redelivered_at_its_lease_end(
+    store: Store,
+) -> None:
+    """The creator never reported back: the tick resends the start job when the lease runs
+    out, and the delivery that takes it over (counted as a lost one) finds the run started."""
+    assert store.create_started_run(new_run(), _start(), "tok", LEASE_MS) == ("01RUN", "started")
+    assert store.release_upcoming(T0 + LEASE_MS - 1, 60_000, 10, 0) == []
+    [(job, _)] = store.release_upcoming(T0 + LEASE_MS, 60_000, 10, 0)
+    assert job.id == "01RUN:start"
+    leased = store.lease_job(job.id, "second", T0 + LEASE_MS, LEASE_MS)
+    assert not isinstance(leased, str) and leased.failures == 1
+    assert not store.mark_started("01RUN", T0 + LEASE_MS, "app-fn")  # already started
+    state = store.load_run("01RUN")
+    assert state is not None and (state.status, state.started_at) == ("Running", T0)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.models import Job, JobKind
+from app.state.jobs import Lease
 from app.state.store import NewRun, Store
 from app.worker import Done, JobRunner
 
@@ -282,3 +283,72 @@ def test_a_fan_out_is_shared_with_the_pool(store: Store) -> None:
     assert runner.work(first.id) == "done"
     assert ran == [first.id, *(c.id for c in children[:3])]
     assert sent == [c.id for c in children[3:]]
+
+
+class _Starter:
+    """A Starter (app.worker) whose creation leased one job already (as `Runner` does)."""
+
+    def __init__(self, job: Job, token: str, store: Store) -> None:
+        self._job, self._token, self._store = job, token, store
+        self.taken = False
+
+    def held(self, job_id: str) -> bool:
+        return not self.taken and job_id == self._job.id
+
+    def claim(self, job: Job) -> tuple[str, Lease] | None:
+        if not self.held(job.id):
+            return None
+        self.taken = True
+        return self._token, Lease(job, 0)
+
+
+def test_a_follow_up_leased_by_its_creation_runs_first_and_past_the_budget(store: Store) -> None:
+    """The start job of a run created started (leased to this task) runs first, with that
+    lease (no lease call of its own), even past the budget: sent, it would wait for the
+    lease to run out. The rest of the list is sent."""
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(3)]
+    held = children[2]
+    assert not isinstance(store.lease_job(held.id, "creator", now, 30_000), str)
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        return children if job.id == first.id else []
+
+    sent: list[str] = []
+    starter = _Starter(held, "creator", store)
+    runner = JobRunner(
+        store,
+        30,
+        {JobKind.EVENT: handler},
+        send=lambda j: sent.append(j.id),
+        budget_seconds=0,
+        starter=starter,
+    )
+    assert runner.work(first.id) == "done"
+    assert ran == [first.id, held.id]
+    assert sent == [c.id for c in children[:2]]
+    assert runner.handle(held.id) == "gone"  # finished with the creator's lease
+
+
+def test_handle_runs_a_follow_up_leased_by_its_creation_here(store: Store) -> None:
+    now = int(time.time() * 1000)
+    first = _event_job(store, "e1", now)
+    children = [_event_job(store, f"c{i}", now) for i in range(2)]
+    assert not isinstance(store.lease_job(children[0].id, "creator", now, 30_000), str)
+    ran: list[str] = []
+
+    def handler(job: Job) -> list[Job]:
+        ran.append(job.id)
+        return children if job.id == first.id else []
+
+    sent: list[str] = []
+    starter = _Starter(children[0], "creator", store)
+    runner = JobRunner(
+        store, 30, {JobKind.EVENT: handler}, send=lambda j: sent.append(j.id), starter=starter
+    )
+    assert runner.handle(first.id) == "done"
+    assert ran == [first.id, children[0].id]
+    assert sent == [children[1].id]

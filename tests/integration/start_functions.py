@@ -1,0 +1,24 @@
+"""In-process functions of the start-path tests (app id `starts`): no side effects outside
+their own steps, so a test may run them in its own process."""
+
+from __future__ import annotations
+
+import app.sdk as inngest
+
+client = inngest.Inngest(app_id="starts")
+
+
+@client.create_function(fn_id="plain", trigger=inngest.TriggerEvent(event="starts/go"))
+def plain(ctx: inngest.ContextSync) -> int:
+    one = ctx.step.run("one", lambda: 1)
+    two = ctx.step.run("two", lambda: one + 1)
+    return two
+
+
+@client.create_function(
+    fn_id="limited",
+    trigger=inngest.TriggerEvent(event="starts/limited"),
+    concurrency=[inngest.Concurrency(limit=1)],
+)
+def limited(ctx: inngest.ContextSync) -> int:
+    return int(ctx.step.run("one", lambda: 1))

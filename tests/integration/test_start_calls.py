@@ -1,0 +1,152 @@
+"""Starting a run is one script call (issue 8, 1b): in a worker's task, the run its event job
+leaves to the work list first is created Running with its start job leased to the task
+(lua/create_run.lua), and each other run of the list is started by the call that leases its
+start job (lua/start_run.lua); neither needs `begin_job` + `mark_started`. Counted at the
+client, in this process (the task's code as a worker runs it; a recorder stands in for Celery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from app.config import Settings
+from app.engine import Engine
+from app.functions import load_functions
+from app.models import RunStatus
+from app.state.lua_files import LuaScripts
+
+FUNCTIONS = "tests.integration.start_functions"
+
+
+class Recorder:
+    """Stands in for Celery: keeps each message's job id."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        self.sent.append(str(args[0]))
+
+
+@pytest.fixture
+def scripts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every script this process runs, in order."""
+    called: list[str] = []
+    run = LuaScripts.run
+
+    def counted(self: LuaScripts, name: str, *args: Any, **kwargs: Any) -> Any:
+        called.append(name)
+        return run(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(LuaScripts, "run", counted)
+    return called
+
+
+@pytest.fixture
+def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
+    recorder = Recorder()
+    # One process in the pool: the task keeps its whole work list (no share to send).
+    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
+    engine = Engine.create(
+        settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True
+    )
+    yield engine, recorder
+    engine.store.close()
+
+
+def _event_task(engine: Engine, recorder: Recorder, events: list[dict[str, Any]]) -> None:
+    engine.runner.ingest(events, engine.now())
+    [job_id] = recorder.sent
+    recorder.sent.clear()
+    assert engine.jobs.work(job_id) == "done"
+
+
+def test_a_run_started_from_its_event_task_costs_its_creation_only(
+    engine: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    e, recorder = engine
+    _event_task(e, recorder, [{"name": "starts/go"}])
+    [run] = e.store.list_runs(10)
+    assert (run.status, run.output) == (RunStatus.COMPLETED.value, 2)
+    assert run.started_at == run.created_at
+    # The event job's lease and finish; the run's creation (and start); its steps; its end.
+    assert scripts.count("create_run") == 1
+    assert scripts.count("begin_job") == 1  # the event job's own
+    assert scripts.count("mark_started") == 0
+    assert scripts.count("start_run") == 0
+    assert recorder.sent == []  # nothing went through the queue
+    assert _started_total(e, "starts-plain") == 1
+
+
+def test_every_run_of_a_fan_out_starts_in_one_call(
+    engine: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    e, recorder = engine
+    _event_task(e, recorder, [{"name": "starts/go"} for _ in range(4)])
+    runs = e.store.list_runs(10)
+    assert len(runs) == 4
+    assert all((r.status, r.output) == (RunStatus.COMPLETED.value, 2) for r in runs)
+    # The first run is started by its creation; each other run by the lease of its start job.
+    assert scripts.count("create_run") == 4
+    assert scripts.count("start_run") == 3
+    assert scripts.count("begin_job") == 1  # the event job's own
+    assert scripts.count("mark_started") == 0
+    assert _started_total(e, "starts-plain") == 4
+    assert (
+        sorted(r.started_at is not None and r.started_at >= r.created_at for r in runs)
+        == [True] * 4
+    )
+
+
+def test_a_run_whose_start_a_concurrency_limit_decides_starts_as_before(
+    engine: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    """Concurrency (and throttle) decide when a job executes (app.flow.slots): such a run is
+    created Queued and marked started once it holds its slot."""
+    e, recorder = engine
+    _event_task(e, recorder, [{"name": "starts/limited"}])
+    [run] = e.store.list_runs(10)
+    assert run.status == RunStatus.COMPLETED.value
+    assert scripts.count("create_run") == 1
+    assert scripts.count("start_run") == 0
+    assert scripts.count("mark_started") == 1
+    assert scripts.count("begin_job") == 2  # the event job's and the start job's
+    assert _started_total(e, "starts-limited") == 1
+
+
+def test_start_jobs_sent_elsewhere_are_not_leased_by_their_creation(
+    redis_url: str, scripts: list[str]
+) -> None:
+    """Past its budget a task sends the rest of its work list: those runs were created
+    Queued, and the worker that gets one leases and starts it as before. The run created
+    started runs here whatever the budget (sent, it would wait for its lease)."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(
+        redis_url=redis_url, functions=[], worker_concurrency=1, step_budget_seconds=1e-6
+    )
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    try:
+        _event_task(e, recorder, [{"name": "starts/go"} for _ in range(3)])
+        starts = [job_id for job_id in recorder.sent if job_id.endswith(":start")]
+        assert len(starts) == 2
+        for job_id in starts:
+            state = e.store.load_run(job_id.split(":")[0])
+            assert state is not None and (state.status, state.started_at) == ("Queued", None)
+            assert not isinstance(e.store.lease_job(job_id, "another-worker", e.now(), 1), str)
+        [first] = [r for r in e.store.list_runs(10) if f"{r.run_id}:start" not in starts]
+        assert first.status == RunStatus.RUNNING.value  # it ran its first step, then yielded
+        assert scripts.count("create_run") == 3
+        assert scripts.count("start_run") == 0
+        assert scripts.count("mark_started") == 0
+    finally:
+        e.store.close()
+
+
+def _started_total(engine: Engine, function_id: str) -> int:
+    key = engine.store.keys.metric("runs_started_total")
+    with redis.Redis.from_url(engine.settings.redis_url, decode_responses=True) as client:
+        return int(client.hget(key, function_id) or 0)
