@@ -147,21 +147,17 @@ def empty_history(store: object) -> None:
 
 # --- running in parallel (pytest-xdist) ------------------------------------------------------
 # `scripts/test` runs the suite on several xdist workers with this scheduling: the tests of a
-# class, or of a module outside a class, go to one worker together (their class- and
-# module-scoped servers start once), except where every test starts its own processes and a
-# module would hold one worker for minutes (SPLIT: each test is a unit of its own), and the
-# deploy tests, which share session-scoped wheels and virtualenvs, go to one worker together.
-# The long units are collected first, so no worker is left with one at the end.
+# class, or of a module outside a class, go to one worker together (their class-, module- and
+# session-scoped servers, wheels and virtualenvs are made once), except where every test starts
+# its own processes and a module would hold one worker for minutes (SPLIT: each test is a unit
+# of its own). The long units are collected first, so no worker is left with one at the end.
 SPLIT = ("tests/chaos/", "tests/unit/test_cli_dev.py")
-TOGETHER = ("tests/deploy/",)
-LONG_FIRST = (*TOGETHER, *SPLIT)
+LONG_FIRST = ("tests/deploy/", *SPLIT)
 
 
 def xdist_unit(nodeid: str) -> str | None:
     """The unit of work a test belongs to, or None for xdist's own (class, else module)."""
-    if nodeid.startswith(SPLIT):
-        return nodeid
-    return next((prefix for prefix in TOGETHER if nodeid.startswith(prefix)), None)
+    return nodeid if nodeid.startswith(SPLIT) else None
 
 
 @pytest.hookimpl(optionalhook=True)
