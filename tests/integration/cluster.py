@@ -236,9 +236,11 @@ def free_port() -> int:
 
 def chaos_port(offset: int) -> int:
     """A loopback port for a Redis the test starts: `REDIS_PORT_PRIVATE` + 100 + offset when
-    set (a machine shared by several test runs gives each its range), else a free one."""
+    set (a machine shared by several test runs gives each its range; each pytest-xdist worker
+    takes the next 10 ports of it), else a free one."""
     base = os.environ.get("REDIS_PORT_PRIVATE")
-    return int(base) + 100 + offset if base else free_port()
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    return int(base) + 100 + 10 * worker + offset if base else free_port()
 
 
 class RedisServer:
