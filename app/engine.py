@@ -146,6 +146,7 @@ class Engine:
             backlog=queue.backlog,
             # One registry version read per task, however many jobs and lookups it makes.
             task=registry.pinned,
+            prefetch=executor.woken,
         )
         engine = cls(
             settings,

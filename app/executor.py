@@ -24,7 +24,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -118,6 +119,8 @@ class Executor:
         self.slots = Slots(store, queue, settings)
         self._outbound_calls = outbound.Outbound(settings)
         self._logs = RunLogStore(store)
+        self._woken: dict[str, tuple[SaveResult, RunState | None]] = {}
+        """Sleeps of the message being run, marked done and read together (`woken`)."""
 
     @staticmethod
     def _now() -> int:
@@ -205,12 +208,33 @@ class Executor:
             return False
         return self.lifecycle.finish(state, RunStatus.CANCELLED, None, None, now)
 
+    @contextmanager
+    def woken(self, jobs: Sequence[Job]) -> Iterator[None]:
+        """Around the jobs of one message (`JobRunner.handle_each`): the sleeps among them are
+        marked done, and their runs read, in one round trip for all of them; each `_wake`
+        then takes its own. If that fails, each does its own (`wake_run`)."""
+        sleeps = [job for job in jobs if job.kind is JobKind.SLEEP]
+        if len(sleeps) > 1:
+            info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+            try:
+                woken = self._store.wake_runs([(job.run_id, job.step, info) for job in sleeps])
+                self._woken = {job.id: each for job, each in zip(sleeps, woken, strict=True)}
+            except Exception:
+                log.exception("waking %d runs together failed; each wakes alone", len(sleeps))
+        try:
+            yield
+        finally:
+            self._woken = {}
+
     def _wake(self, job: Job) -> bool:
         """The sleep is over: mark it done and run on, from the state read with it (one round
-        trip for both). True if this ended the run (and `job` with it)."""
-        now = self._now()
-        info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
-        saved, state = self._store.wake_run(job.run_id, job.step, info)
+        trip for both, or none when `woken` read it). True if this ended the run (and `job`
+        with it)."""
+        woken = self._woken.pop(job.id, None)
+        if woken is None:
+            info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+            woken = self._store.wake_run(job.run_id, job.step, info)
+        saved, state = woken
         if saved.status in ("created", "identical") and saved.pending == 0:
             return self._execute(job, state, target=None, attempt=0)
         return False
@@ -334,7 +358,9 @@ class Executor:
                 if result.kind == "error":
                     tracing.fail(span, str((result.error or {}).get("message") or "error"))
             self._keep_logs(state.run_id, result)
-            if not self._flush(call):
+            ends = result.kind == "complete" and not result.ops
+            # A run that completes saves its last steps with its end (`_end`): one call.
+            if call.lost or (not ends and not self._flush(call)):
                 return  # the run ended or another execution's memo won meanwhile
             saved_meanwhile = request.checkpoint_id is not None and (
                 self._store.stack_length(state.run_id) != len(state.stack)
@@ -777,9 +803,19 @@ class Executor:
         return "stop"
 
     def _end(self, call: _Call, status: RunStatus, output: JSON, error: JSON, now: int) -> None:
-        """End the run from its own job: that job goes with the run's (lua/finish_run.lua)."""
+        """End the run from its own job: that job goes with the run's (lua/finish_run.lua),
+        and so do the step results not saved yet (one script call for the run's last steps
+        and its end)."""
+        batch, call.unsaved = call.unsaved, []
         call.ended = self.lifecycle.finish(
-            call.state, status, output, error, now, job_id=call.job.id
+            call.state,
+            status,
+            output,
+            error,
+            now,
+            job_id=call.job.id,
+            steps=[(u.step, u.memo, u.info) for u in batch],
+            observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
         )
 
     @staticmethod

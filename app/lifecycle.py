@@ -14,7 +14,7 @@ ends once, so they are stored once). Inside a worker their job then runs in the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from app import tracing
@@ -65,10 +65,15 @@ class Lifecycle:
         now: int,
         *,
         job_id: str | None = None,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
     ) -> bool:
         """End the run with `status`; True for the call that ended it. `job_id`: the run's
         job this call runs in, likely its only one (the script drops it with the run's
-        other jobs, so the caller need not finish it)."""
+        other jobs, so the caller need not finish it). `steps`: the function's last steps
+        not saved yet (step, memo, info; each duration in `observed`), saved by the same
+        script call (`Store.end_run`); when one already had another memo, nothing is
+        written (False)."""
         trigger = state.events[0] if state.events else {}
         events: list[NewEvent] = []
         if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
@@ -84,6 +89,8 @@ class Lifecycle:
             events,
             self._sink.send_by(now),
             guess=None if job_id is None else (state.function_id, [job_id]),
+            steps=steps,
+            observed=observed,
         )
         if ended:
             took = now - (state.started_at or state.created_at)

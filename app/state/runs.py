@@ -37,10 +37,12 @@ class RunVerbs(StoreBase):
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""
-        pipe = self._client.pipeline(transaction=False)
-        for run in runs:
-            self._create_run(run, pipe)
-        return [Scripts.created(reply) for reply in pipe.execute()]
+
+        def fill(pipe: Any) -> None:
+            for run in runs:
+                self._create_run(run, pipe)
+
+        return [Scripts.created(reply) for reply in self._scripts.pipelined(fill)]
 
     def _create_run(
         self, run: NewRun, pipe: Any, start: QueuedJob | None = None
@@ -113,18 +115,36 @@ class RunVerbs(StoreBase):
     ) -> tuple[SaveResult, RunState | None]:
         """A sleep is over: `save_step(run_id, step, None, info)` and the run's state as it
         is after it (`load_run`), in one round trip (one MULTI: nothing comes between)."""
-        pipe = self._client.pipeline(transaction=True)
-        self._scripts.queue_save_steps(pipe, run_id, [(step, _dumps(None), _encode_info(info))])
-        self._queue_load(pipe, run_id)
-        replies = pipe.execute()
-        code, stored, pending = replies[0][0]
-        if code == "created":
-            saved = SaveResult("created", None, int(pending))
-        elif code == "ended":
-            saved = SaveResult("ended", None, 0)
-        else:
-            saved = SaveResult(code, None if not stored else json.loads(stored), int(pending))
-        return saved, self._loaded(run_id, *replies[1:])
+        return self.wake_runs([(run_id, step, info)])[0]
+
+    def wake_runs(
+        self, wakes: Sequence[tuple[str, str, dict[str, JSON]]]
+    ) -> list[tuple[SaveResult, RunState | None]]:
+        """`wake_run` for each (run id, sleep step, info), all in one round trip (one MULTI:
+        nothing comes between)."""
+        calls = [
+            (run_id, [(step, _dumps(None), _encode_info(info))]) for run_id, step, info in wakes
+        ]
+
+        def fill(pipe: Any) -> None:
+            for run_id, step_args in calls:
+                self._scripts.queue_save_steps(pipe, run_id, step_args)
+                self._queue_load(pipe, run_id)
+
+        replies = self._scripts.pipelined(fill, transaction=True)
+        results: list[tuple[SaveResult, RunState | None]] = []
+        for index, (run_id, _, _) in enumerate(wakes):
+            save, *load = replies[5 * index : 5 * index + 5]
+            code, stored, pending = save[0]
+            if code == "created":
+                saved = SaveResult("created", None, int(pending))
+            elif code == "ended":
+                saved = SaveResult("ended", None, 0)
+            else:
+                memo = None if not stored else json.loads(stored)
+                saved = SaveResult(code, memo, int(pending))
+            results.append((saved, self._loaded(run_id, *load)))
+        return results
 
     def _queue_load(self, pipe: Any, run_id: str) -> None:
         r = self._keys.run(run_id)
@@ -255,10 +275,16 @@ class RunVerbs(StoreBase):
         send_by: int = 0,
         *,
         guess: tuple[str, Sequence[str]] | None = None,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
     ) -> tuple[bool, Job | None]:
         """`finish_run`, storing the run's lifecycle `events` and queueing the job that
         processes them (when something listens) in the same script call, so no crash can
         end a run without them. Returns (True for the call that ended it, that job).
+
+        `steps` (step, memo, info), the function's last steps not saved yet, are saved by
+        the same call first, as `save_steps` saves them (each duration in `observed`); when
+        one already has another memo nothing is written and (False, None) returned.
 
         `guess` (function id, the run's job ids: the caller's own job) is tried first as
         the run's snapshot, with no pauses, saving its read; the script refuses a wrong
@@ -267,6 +293,7 @@ class RunVerbs(StoreBase):
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
         items = [event_item(self._keys, event, now) for event in events]
         token = events[0].internal_id if events else new_ulid(now)
+        step_args = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps]
         for attempt in range(RETRIES):
             pauses: list[PauseRef] = []
             if attempt == 0 and guess is not None:
@@ -285,6 +312,8 @@ class RunVerbs(StoreBase):
                 token=token,
                 events=items,
                 send_by=send_by,
+                steps=step_args,
+                durations=observed,
             )
             if code != "changed":
                 return code == "finished", self._event_job(job_id)
