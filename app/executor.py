@@ -130,10 +130,10 @@ class Executor:
     def run_job(self, job: Job) -> Done | None:
         if job.kind in (JobKind.START, JobKind.EDGE):
             if self.execute(job, target=job.step or None, attempt=job.attempt):
-                return Done()  # the run ended, and its job with it
+                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
         elif job.kind is JobKind.SLEEP:
             if self._wake(job):
-                return Done()  # the run ended, and its job with it
+                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
         elif job.kind is JobKind.PAUSE_TIMEOUT:
             self._pause_timeout(job)
         else:
@@ -212,17 +212,23 @@ class Executor:
     def woken(self, jobs: Sequence[Job]) -> Iterator[None]:
         """Around the jobs of one message (`JobRunner.handle_each`): the sleeps among them are
         marked done, and their runs read, in one round trip for all of them; each `_wake`
-        then takes its own. If that fails, each does its own (`wake_run`)."""
+        then takes its own. If that fails, each does its own (`wake_run`). The runs these
+        jobs end are written together as the message closes (`Lifecycle.batched`): a crash
+        before that loses their last steps, which run again on the retry (as a batch of
+        in-process steps does, see the module docstring)."""
         sleeps = [job for job in jobs if job.kind is JobKind.SLEEP]
-        if len(sleeps) > 1:
-            info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
-            try:
-                woken = self._store.wake_runs([(job.run_id, job.step, info) for job in sleeps])
-                self._woken = {job.id: each for job, each in zip(sleeps, woken, strict=True)}
-            except Exception:
-                log.exception("waking %d runs together failed; each wakes alone", len(sleeps))
-        try:
+        if len(sleeps) < 2:
             yield
+            return
+        info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+        try:
+            woken = self._store.wake_runs([(job.run_id, job.step, info) for job in sleeps])
+            self._woken = {job.id: each for job, each in zip(sleeps, woken, strict=True)}
+        except Exception:
+            log.exception("waking %d runs together failed; each wakes alone", len(sleeps))
+        try:
+            with self.lifecycle.batched():
+                yield
         finally:
             self._woken = {}
 

@@ -97,7 +97,13 @@ by `JobRunner`), or None."""
 
 class Done(list[Job]):
     """What a handler returns when the state change that ended its run also dropped the job
-    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed."""
+    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed. `later`: that
+    change is written when the message's batch closes (`Lifecycle.batched`): the job is
+    still ours until then."""
+
+    def __init__(self, jobs: Sequence[Job] = (), *, later: bool = False) -> None:
+        super().__init__(jobs)
+        self.later = later
 
 
 Send = Callable[[Job], None]
@@ -237,7 +243,7 @@ class JobRunner:
                     outcomes[job_id] = outcome
                     if outcome == "done" and not isinstance(more, Done):
                         done.append(job_id)  # still ours until `finish_jobs`: keep renewing
-                    else:
+                    elif not (isinstance(more, Done) and more.later):
                         self._leases.drop(job_id)  # gone with its run, or let go (retry)
                     follow.extend(more)
                 self._store.finish_jobs(done)

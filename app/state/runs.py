@@ -18,8 +18,16 @@ from app.state.events import event_item
 from app.state.jobs import job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
-from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
-from app.state.scripts import PauseRef, Scripts
+from app.state.records import (
+    MemoizedSteps,
+    NewEvent,
+    NewRun,
+    QueuedJob,
+    RunEnd,
+    RunState,
+    SaveResult,
+)
+from app.state.scripts import FinishCode, PauseRef, Scripts
 
 
 class RunVerbs(StoreBase):
@@ -318,6 +326,45 @@ class RunVerbs(StoreBase):
             if code != "changed":
                 return code == "finished", self._event_job(job_id)
         raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+
+    def end_runs(self, ends: Sequence[RunEnd]) -> list[tuple[FinishCode, Job | None]]:
+        """`end_run` for each run's end, as its own job guessed it (`RunEnd.job_id`: the
+        run's only job, no pauses), all in one pipelined round trip (each call atomic
+        alone). Returns each call's code (a "changed" one, whose guess was wrong, wrote
+        nothing: the caller ends it with `end_run`) and its events' job."""
+        calls = []
+        for end in ends:
+            if not RunStatus(end.status).ended:
+                raise ValueError(f"finish_run needs an ended status, not {end.status!r}")
+            items = [event_item(self._keys, event, end.now) for event in end.events]
+            token = end.events[0].internal_id if end.events else new_ulid(end.now)
+            steps = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in end.steps]
+            calls.append((end, items, token, steps))
+
+        def fill(pipe: Any) -> None:
+            for end, items, token, steps in calls:
+                self._scripts.finish_run(
+                    end.run_id,
+                    end.status,
+                    _dumps(end.output),
+                    _dumps(end.error),
+                    end.now,
+                    [],
+                    [end.job_id],
+                    function_id=end.function_id,
+                    token=token,
+                    events=items,
+                    send_by=end.send_by,
+                    steps=steps,
+                    durations=end.observed,
+                    client=pipe,
+                )
+
+        results: list[tuple[FinishCode, Job | None]] = []
+        for reply in self._scripts.pipelined(fill):
+            code, job_id = Scripts.finished(reply)
+            results.append((code, self._event_job(job_id)))
+        return results
 
     @staticmethod
     def _event_job(job_id: str) -> Job | None:

@@ -252,11 +252,13 @@ class Scripts:
         send_by: int = 0,
         steps: Sequence[tuple[str, str, str]] = (),
         durations: Sequence[tuple[str, float] | None] = (),
+        client: Any = None,
     ) -> tuple[FinishCode, str]:
         """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
         the same call; with `steps` ((step, memo JSON, info JSON), as `save_steps` takes them,
         each with its (bucket, seconds) in `durations`), save those first. (code, the events'
-        job id or "")."""
+        job id or ""). With `client` (a pipeline), only queue the call: its reply comes from
+        the pipeline, parsed by `finished`."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -312,7 +314,14 @@ class Scripts:
         args += list(job_ids)
         self._event_items(events, keys, args)
         self._step_args(steps, durations, args)
-        code, job_id = self._run("finish_run", keys, args)
+        if client is not None:
+            self._lua.run("finish_run", keys, args, client)
+            return "finished", ""
+        return self.finished(self._run("finish_run", keys, args))
+
+    @staticmethod
+    def finished(reply: Any) -> tuple[FinishCode, str]:
+        code, job_id = reply
         return cast(FinishCode, code), str(job_id)
 
     # --- pauses ---------------------------------------------------------------------------
