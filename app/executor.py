@@ -13,9 +13,12 @@ A task keeps calling the function while steps complete (`step_budget_seconds`), 
 in-process steps costs no queue hop per step, and the run only suspends at sleeps, waits,
 invokes, retries and crashes. Consecutive in-process step results are saved together, in one
 script call: when SAVE_BATCH_STEPS are waiting, when the oldest has waited SAVE_BATCH_S (checked
-as each step ends), and always before anything else is written for the run (its next op, its
-end). A worker crash can so lose up to that many finished results besides the running step:
-those steps run again on the retry, as a step interrupted by a crash always does.
+as each step ends), and always before anything else is written for the run (its next op), or
+with it (its end: lua/finish_run.lua saves them and ends the run in one call). A worker crash
+can so lose up to that many finished results besides the running step: those steps run again
+on the retry, as a step interrupted by a crash always does. The jobs of one message of due
+timers (`woken`) share their round trips: their sleeps are marked done and their runs read in
+one, and the runs they end are written together when the message is done.
 """
 
 from __future__ import annotations

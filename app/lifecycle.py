@@ -9,6 +9,8 @@ a parent waiting on the invoke, an `on_failure` handler, a trigger) are one scri
 (lua/finish_run.lua), so no crash can end a run without its events. Their ids (`id` in the
 event) are derived from the run id; they are not deduplicated against user events (the run
 ends once, so they are stored once). Inside a worker their job then runs in the same task.
+The function's last unsaved steps go with the end too, and the ends made by the jobs of one
+message of due timers are written together (`batched`).
 """
 
 from __future__ import annotations
