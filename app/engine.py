@@ -152,6 +152,7 @@ class Engine:
             # One registry version read per task, however many jobs and lookups it makes.
             task=registry.pinned,
             starter=runner,
+            prefetch=executor.woken,
         )
         engine = cls(
             settings,

@@ -13,9 +13,12 @@ A task keeps calling the function while steps complete (`step_budget_seconds`), 
 in-process steps costs no queue hop per step, and the run only suspends at sleeps, waits,
 invokes, retries and crashes. Consecutive in-process step results are saved together, in one
 script call: when SAVE_BATCH_STEPS are waiting, when the oldest has waited SAVE_BATCH_S (checked
-as each step ends), and always before anything else is written for the run (its next op, its
-end). A worker crash can so lose up to that many finished results besides the running step:
-those steps run again on the retry, as a step interrupted by a crash always does.
+as each step ends), and always before anything else is written for the run (its next op), or
+with it (its end: lua/finish_run.lua saves them and ends the run in one call). A worker crash
+can so lose up to that many finished results besides the running step: those steps run again
+on the retry, as a step interrupted by a crash always does. The jobs of one message of due
+timers (`woken`) share their round trips: their sleeps are marked done and their runs read in
+one, and the runs they end are written together when the message is done.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -118,6 +122,8 @@ class Executor:
         self.slots = Slots(store, queue, settings)
         self._outbound_calls = outbound.Outbound(settings)
         self._logs = RunLogStore(store)
+        self._woken: dict[str, tuple[SaveResult, RunState | None]] = {}
+        """Sleeps of the message being run, marked done and read together (`woken`)."""
 
     @staticmethod
     def _now() -> int:
@@ -127,10 +133,10 @@ class Executor:
     def run_job(self, job: Job) -> Done | None:
         if job.kind in (JobKind.START, JobKind.EDGE):
             if self.execute(job, target=job.step or None, attempt=job.attempt):
-                return Done()  # the run ended, and its job with it
+                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
         elif job.kind is JobKind.SLEEP:
             if self._wake(job):
-                return Done()  # the run ended, and its job with it
+                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
         elif job.kind is JobKind.PAUSE_TIMEOUT:
             self._pause_timeout(job)
         else:
@@ -205,12 +211,39 @@ class Executor:
             return False
         return self.lifecycle.finish(state, RunStatus.CANCELLED, None, None, now)
 
+    @contextmanager
+    def woken(self, jobs: Sequence[Job]) -> Iterator[None]:
+        """Around the jobs of one message (`JobRunner.handle_each`): the sleeps among them are
+        marked done, and their runs read, in one round trip for all of them; each `_wake`
+        then takes its own. If that fails, each does its own (`wake_run`). The runs these
+        jobs end are written together as the message closes (`Lifecycle.batched`): a crash
+        before that loses their last steps, which run again on the retry (as a batch of
+        in-process steps does, see the module docstring)."""
+        sleeps = [job for job in jobs if job.kind is JobKind.SLEEP]
+        if len(sleeps) < 2:
+            yield
+            return
+        info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+        try:
+            woken = self._store.wake_runs([(job.run_id, job.step, info) for job in sleeps])
+            self._woken = {job.id: each for job, each in zip(sleeps, woken, strict=True)}
+        except Exception:
+            log.exception("waking %d runs together failed; each wakes alone", len(sleeps))
+        try:
+            with self.lifecycle.batched():
+                yield
+        finally:
+            self._woken = {}
+
     def _wake(self, job: Job) -> bool:
         """The sleep is over: mark it done and run on, from the state read with it (one round
-        trip for both). True if this ended the run (and `job` with it)."""
-        now = self._now()
-        info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
-        saved, state = self._store.wake_run(job.run_id, job.step, info)
+        trip for both, or none when `woken` read it). True if this ended the run (and `job`
+        with it)."""
+        woken = self._woken.pop(job.id, None)
+        if woken is None:
+            info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+            woken = self._store.wake_run(job.run_id, job.step, info)
+        saved, state = woken
         if saved.status in ("created", "identical") and saved.pending == 0:
             return self._execute(job, state, target=None, attempt=0)
         return False
@@ -337,7 +370,9 @@ class Executor:
                 if result.kind == "error":
                     tracing.fail(span, str((result.error or {}).get("message") or "error"))
             self._keep_logs(state.run_id, result)
-            if not self._flush(call):
+            ends = result.kind == "complete" and not result.ops
+            # A run that completes saves its last steps with its end (`_end`): one call.
+            if call.lost or (not ends and not self._flush(call)):
                 return  # the run ended or another execution's memo won meanwhile
             saved_meanwhile = request.checkpoint_id is not None and (
                 self._store.stack_length(state.run_id) != len(state.stack)
@@ -780,9 +815,19 @@ class Executor:
         return "stop"
 
     def _end(self, call: _Call, status: RunStatus, output: JSON, error: JSON, now: int) -> None:
-        """End the run from its own job: that job goes with the run's (lua/finish_run.lua)."""
+        """End the run from its own job: that job goes with the run's (lua/finish_run.lua),
+        and so do the step results not saved yet (one script call for the run's last steps
+        and its end)."""
+        batch, call.unsaved = call.unsaved, []
         call.ended = self.lifecycle.finish(
-            call.state, status, output, error, now, job_id=call.job.id
+            call.state,
+            status,
+            output,
+            error,
+            now,
+            job_id=call.job.id,
+            steps=[(u.step, u.memo, u.info) for u in batch],
+            observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
         )
 
     @staticmethod

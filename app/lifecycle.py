@@ -9,19 +9,22 @@ a parent waiting on the invoke, an `on_failure` handler, a trigger) are one scri
 (lua/finish_run.lua), so no crash can end a run without its events. Their ids (`id` in the
 event) are derived from the run id; they are not deduplicated against user events (the run
 ends once, so they are stored once). Inside a worker their job then runs in the same task.
+The function's last unsaved steps go with the end too, and the ends made by the jobs of one
+message of due timers are written together (`batched`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 from app import tracing
 from app.ids import new_ulid
 from app.models import JSON, Job, RunStatus
 from app.runner import must_process, normalize_event
-from app.state.store import NewEvent, RunState, Store
+from app.state.store import NewEvent, RunEnd, RunState, Store
 
 log = logging.getLogger("stepline.runs")
 
@@ -55,6 +58,8 @@ class Lifecycle:
         self._queue = queue
         self.on_finish: Callable[[RunState, RunStatus, int], None] | None = None
         """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
+        self._batch: list[tuple[RunState, RunEnd]] | None = None
+        """Ends kept to be written together (`batched`)."""
 
     def finish(
         self,
@@ -65,26 +70,123 @@ class Lifecycle:
         now: int,
         *,
         job_id: str | None = None,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
     ) -> bool:
         """End the run with `status`; True for the call that ended it. `job_id`: the run's
         job this call runs in, likely its only one (the script drops it with the run's
-        other jobs, so the caller need not finish it)."""
+        other jobs, so the caller need not finish it). `steps`: the function's last steps
+        not saved yet (step, memo, info; each duration in `observed`), saved by the same
+        script call (`Store.end_run`); when one already had another memo, nothing is
+        written (False).
+
+        Inside `batched`, an end from its own job (`job_id`) is only kept, and True
+        answered: the batch's ends are written together when it closes."""
+        end = self._end(state, status, output, error, now, job_id or "", steps, observed)
+        if self._batch is not None and job_id is not None:
+            self._batch.append((state, end))
+            return True
+        ended, job = self._store.end_run(
+            end.run_id,
+            end.status,
+            end.output,
+            end.error,
+            end.now,
+            end.events,
+            end.send_by,
+            guess=None if job_id is None else (state.function_id, [job_id]),
+            steps=end.steps,
+            observed=end.observed,
+        )
+        self._ended(state, status, now, error, ended, job)
+        return ended
+
+    @property
+    def deferring(self) -> bool:
+        """Inside `batched`: an end made by its own job is written when the batch closes."""
+        return self._batch is not None
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Ends made by their own jobs in here (`finish` with a `job_id`) are written when it
+        closes, in one round trip for all (`Store.end_runs`). An end whose guess was wrong
+        (the run had other jobs or pauses) is then made alone; one that did not end its run
+        (it had ended, or another execution's memo won) finishes its job, which `finish`
+        answered as gone with the run."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            batch, self._batch = self._batch, None
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[tuple[RunState, RunEnd]]) -> None:
+        results = self._store.end_runs([end for _, end in batch])
+        unfinished: list[str] = []
+        for (state, end), (code, job) in zip(batch, results, strict=True):
+            status = RunStatus(end.status)
+            if code == "changed":
+                ended, job = self._store.end_run(
+                    end.run_id,
+                    end.status,
+                    end.output,
+                    end.error,
+                    end.now,
+                    end.events,
+                    end.send_by,
+                    steps=end.steps,
+                    observed=end.observed,
+                )
+            else:
+                ended = code == "finished"
+            if not ended:
+                unfinished.append(end.job_id)
+            self._ended(state, status, end.now, end.error, ended, job)
+        self._store.finish_jobs(unfinished)
+
+    def _end(
+        self,
+        state: RunState,
+        status: RunStatus,
+        output: JSON,
+        error: JSON,
+        now: int,
+        job_id: str,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]],
+        observed: Sequence[tuple[str, float] | None],
+    ) -> RunEnd:
         trigger = state.events[0] if state.events else {}
         events: list[NewEvent] = []
         if str(trigger.get("name", "")) not in LIFECYCLE_EVENTS[:2]:
             # A run started by a lifecycle event (on_failure) emits none: no loops.
             raws = self._events(state, status, output, error, now)
             events = [lifecycle_event(raw, new_ulid(now), now) for raw in raws]
-        ended, job = self._store.end_run(
+        return RunEnd(
             state.run_id,
+            state.function_id,
+            job_id,
             status.value,
             output,
             error,
             now,
             events,
             self._sink.send_by(now),
-            guess=None if job_id is None else (state.function_id, [job_id]),
+            steps,
+            observed,
         )
+
+    def _ended(
+        self,
+        state: RunState,
+        status: RunStatus,
+        now: int,
+        error: JSON,
+        ended: bool,
+        job: Job | None,
+    ) -> None:
+        """After the end was written: log it, trace it, free its flow-control holds, send
+        its events' job."""
         if ended:
             took = now - (state.started_at or state.created_at)
             log.info(
@@ -113,7 +215,6 @@ class Lifecycle:
                 self.on_finish(state, status, now)
         if job is not None:
             self._queue.dispatch(job)
-        return ended
 
     def _events(
         self, state: RunState, status: RunStatus, output: JSON, error: JSON, now: int

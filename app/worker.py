@@ -50,16 +50,24 @@ class LeaseKeeper:
 
     @contextmanager
     def holding(self, job_id: str, token: str) -> Iterator[None]:
+        self.hold(job_id, token)
+        try:
+            yield
+        finally:
+            self.drop(job_id)
+
+    def hold(self, job_id: str, token: str) -> None:
+        """Renew this job's lease from now on, until `drop`."""
         with self._lock:
             self._held[job_id] = token
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.pop(job_id, None)
+
+    def drop(self, job_id: str) -> None:
+        """Stop renewing this job's lease (done, or no longer ours)."""
+        with self._lock:
+            self._held.pop(job_id, None)
 
     def _loop(self) -> None:
         while True:
@@ -71,6 +79,9 @@ class LeaseKeeper:
                 try:
                     if not self._store.renew_job(job_id, token, now, self._lease_ms):
                         log.warning("lease lost job_id=%s", job_id)
+                        with self._lock:  # warned once: it is not ours to renew any more
+                            if self._held.get(job_id) == token:
+                                del self._held[job_id]
                 except Exception:
                     log.exception("lease renewal failed job_id=%s", job_id)
 
@@ -87,11 +98,20 @@ by `JobRunner`), or None."""
 
 class Done(list[Job]):
     """What a handler returns when the state change that ended its run also dropped the job
-    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed."""
+    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed. `later`: that
+    change is written when the message's batch closes (`Lifecycle.batched`): the job is
+    still ours until then."""
+
+    def __init__(self, jobs: Sequence[Job] = (), *, later: bool = False) -> None:
+        super().__init__(jobs)
+        self.later = later
 
 
 Send = Callable[[Job], None]
 """Sends a recorded job to the queue (`Queue.dispatch`)."""
+Prefetch = Callable[[Sequence[Job]], AbstractContextManager[object]]
+"""Entered around the jobs of one message, once they are leased, with those jobs: reads
+what their handlers need for all of them in one round trip (`Executor.woken`)."""
 
 Claim = tuple[str, Lease] | Literal["gone", "busy"] | None
 """A job leased by the call that also started its run: (lease token, lease); "gone" or
@@ -126,6 +146,7 @@ class JobRunner:
         peers: int = 1,
         backlog: Callable[[], int | None] | None = None,
         starter: Starter | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self._store = store
         self._lease_ms = int(lease_seconds * 1000)
@@ -147,6 +168,7 @@ class JobRunner:
         """Messages waiting in the queue (`Queue.backlog`; None: unknown)."""
         self._starter = starter
         """Starts the runs of follow-up start jobs in the call that leases them (`Runner`)."""
+        self._prefetch = prefetch
 
     def handle(self, job_id: str) -> str:
         """Run the job with this id once and send its follow-ups; returns "done", "gone",
@@ -236,10 +258,12 @@ class JobRunner:
 
     def handle_each(self, job_ids: list[str]) -> dict[str, str]:
         """Run each job once, in order, as `handle` does (a message of many due timers), with
-        one round trip to lease them all and one to finish those done. Each job keeps its own
-        lease (renewed until the last is done) and outcome: one that fails is retried alone,
-        one whose handler escapes with an error ("error") is left to its resend deadline;
-        the others still run. Their follow-ups are sent. Returns each job's outcome."""
+        one round trip to lease them all, one for what their handlers read (`prefetch`) and
+        one to finish those done. Each job keeps its own lease (renewed until it is done,
+        or, when done needs `finish_job`, until the batch is) and outcome: one that fails is
+        retried alone, one whose handler escapes with an error ("error") is left to its
+        resend deadline; the others still run. Their follow-ups are sent. Returns each job's
+        outcome."""
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
         outcomes: dict[str, str] = {}
@@ -248,9 +272,11 @@ class JobRunner:
             leases = self._store.lease_jobs(job_ids, token, now, self._lease_ms)
             done: list[str] = []
             with ExitStack() as held:
-                for job_id, leased in zip(job_ids, leases, strict=True):
-                    if not isinstance(leased, str):
-                        held.enter_context(self._leases.holding(job_id, token))
+                mine = [leased for leased in leases if not isinstance(leased, str)]
+                for lease in mine:
+                    held.enter_context(self._leases.holding(lease.job.id, token))
+                if self._prefetch is not None and mine:
+                    held.enter_context(self._prefetch([lease.job for lease in mine]))
                 for job_id, leased in zip(job_ids, leases, strict=True):
                     if isinstance(leased, str):
                         outcomes[job_id] = leased
@@ -260,10 +286,13 @@ class JobRunner:
                     except Exception:
                         log.exception("job failed before it could be recorded job_id=%s", job_id)
                         outcomes[job_id] = "error"
+                        self._leases.drop(job_id)
                         continue
                     outcomes[job_id] = outcome
                     if outcome == "done" and not isinstance(more, Done):
-                        done.append(job_id)
+                        done.append(job_id)  # still ours until `finish_jobs`: keep renewing
+                    elif not (isinstance(more, Done) and more.later):
+                        self._leases.drop(job_id)  # gone with its run, or let go (retry)
                     follow.extend(more)
                 self._store.finish_jobs(done)
         for job in follow:

@@ -2,6 +2,12 @@
 lifecycle events (inngest/function.finished, .failed, .cancelled) with the job that processes
 them, in the same step: an invoking parent and on_failure handlers can never miss them.
 
+With S steps (the function's last in-process steps, not saved yet), their memos are stored
+first, as lua/save_step.lua stores them (first write wins; history merged, duration observed):
+the run's last steps and its end are one transition. When a step already has another memo
+(another execution got there first), nothing is written and "different" is returned: that
+execution carries the run on.
+
 The caller reads the run's pause set, those pauses and the run's jobs first and passes them
 (their keys come in KEYS); if any of that changed since, nothing is written and "changed" is
 returned so the caller reads again and retries.
@@ -34,6 +40,10 @@ KEYS[22]  trigger names        set     <p>:triggers
 KEYS[23]  trigger globs        set     <p>:triggers:wild
 KEYS[24]  trigger index built  string  <p>:triggers:built
 KEYS[25]  job failures         hash    <p>:jobs:failures         (a dropped job's count goes too)
+KEYS[26]  steps                hash    <p>:{<run>}:steps
+KEYS[27]  stack                list    <p>:{<run>}:stack
+KEYS[28]  history              hash    <p>:{<run>}:history
+KEYS[29]  step durations       hash    <p>:metric:step_duration_seconds
 then, for pause i (i = 1..P), three keys:
           pause                string  <p>:pause:<id>
           pause index          set     <p>:pidx:<event>:<path>:<value> or <p>:pscan:<event>
@@ -54,11 +64,14 @@ ARGV[9]   function id (as read from the run; the index keys above are its)
 ARGV[10]  finish token, unique per finish attempt (the first lifecycle event's internal id)
 ARGV[11]  E, number of lifecycle events
 ARGV[12]  their job's send-by, ms since epoch
+ARGV[13]  S, number of steps to save first (0 or absent: none)
 then, for pause i, five values: pause id, pause JSON as read ("" if it was missing), index
           mode ("idx", "scan" or ""), index path ("" unless idx), correlation id ("" for none)
 then, for job j: job id
 then, for lifecycle event e, five values as lua/ingest_events.lua takes them (their dedupe
           flags are "0": the run ends once, so its events are stored once)
+then, for step s, five values as lua/save_step.lua takes them: hashed step id, memo JSON,
+          history info ("" for none), duration bucket ("" observes nothing), duration (s)
 
 Returns {code, job id}; the job id (of the lifecycle events' processing job, "" if none was
 made: nothing listens to them) comes with "finished" only:
@@ -68,6 +81,7 @@ made: nothing listens to them) comes with "finished" only:
   "missing"    no such run; nothing written
   "changed"    the run's pauses or jobs (or its function) differ from the ones passed;
                nothing written
+  "different"  a step passed already has another memo; nothing written
 ]]
 
 -- @include "run_status.lua"
@@ -75,6 +89,9 @@ made: nothing listens to them) comes with "finished" only:
 -- @include "archive.lua"
 -- @include "enqueue.lua"
 -- @include "ingest.lua"
+-- @include "memoize.lua"
+-- @include "merge_history.lua"
+-- @include "observe_step.lua"
 
 local meta_key, run_pauses_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local expiry_key, corr_key = KEYS[4], KEYS[5]
@@ -86,9 +103,12 @@ local tombstone_ttl = ARGV[8]
 local function_id = ARGV[9]
 local token, n_events, send_by = ARGV[10], tonumber(ARGV[11]), ARGV[12]
 local failures_key = KEYS[25]
-local FIXED_KEYS, FIXED_ARGS = 25, 12
+local steps_key, stack_key, history_key, durations_key = KEYS[26], KEYS[27], KEYS[28], KEYS[29]
+local n_steps = tonumber(ARGV[13] or '0')
+local FIXED_KEYS, FIXED_ARGS = 29, 13
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
+local step_args_at = job_args_at + n_jobs + 5 * n_events
 
 local status = redis.call('HGET', meta_key, 'status')
 if not status then
@@ -123,6 +143,22 @@ for j = 1, n_jobs do
   if not redis.call('ZSCORE', by_run_key, prefix .. ARGV[job_args_at + j]) then
     return {'changed', ''}
   end
+end
+local new_steps = {}
+for s = 1, n_steps do
+  local a = step_args_at + 5 * (s - 1)
+  local existing = redis.call('HGET', steps_key, ARGV[a + 1])
+  if not existing then
+    new_steps[#new_steps + 1] = a
+  elseif existing ~= ARGV[a + 2] then
+    return {'different', ''}
+  end
+end
+
+for _, a in ipairs(new_steps) do
+  memoize(meta_key, steps_key, stack_key, pending_key, ARGV[a + 1], ARGV[a + 2])
+  merge_history(history_key, ARGV[a + 1], ARGV[a + 3])
+  observe_step(durations_key, function_id, ARGV[a + 4], ARGV[a + 5])
 end
 
 redis.call('HSET', meta_key, 'status', ARGV[1], 'output', ARGV[2], 'error', ARGV[3],

@@ -36,6 +36,7 @@ stopped early):
 -- @include "run_status.lua"
 -- @include "memoize.lua"
 -- @include "merge_history.lua"
+-- @include "observe_step.lua"
 
 local meta_key, steps_key, stack_key, pending_key, history_key =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -62,11 +63,7 @@ for i = 2, #ARGV, 5 do
   else
     local pending = memoize(meta_key, steps_key, stack_key, pending_key, step, memo)
     merge_history(history_key, step, info)
-    if label ~= '' and bucket ~= '' then
-      redis.call('HINCRBY', KEYS[6], label .. '|' .. bucket, 1)
-      redis.call('HINCRBY', KEYS[6], label .. '|count', 1)
-      redis.call('HINCRBYFLOAT', KEYS[6], label .. '|sum', ARGV[i + 4])
-    end
+    observe_step(KEYS[6], label, bucket, ARGV[i + 4])
     results[#results + 1] = {'created', '', pending}
   end
 end

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from app.errors import StateError
 from app.history.records import ArchivedRun, ArchivedStep
@@ -184,11 +184,16 @@ class ArchiveStore:
                     self._store_keys.run(run_id).meta, ["function_id", "status", "event_ids"]
                 )
             snapshots = pipe.execute()
-            pipe = self._client.pipeline(transaction=False)
-            for run_id, snapshot in zip(pending, snapshots, strict=True):
-                keys, args = self._drop_run_call(run_id, now, *snapshot)
-                self._lua.script("history_drop_run")(keys, args, pipe)
-            codes = cast(list[DropCode], pipe.execute())
+            calls = [
+                self._drop_run_call(run_id, now, *snapshot)
+                for run_id, snapshot in zip(pending, snapshots, strict=True)
+            ]
+
+            def fill(pipe: Any, calls: list[tuple[list[str], list[Arg]]] = calls) -> None:
+                for keys, args in calls:
+                    self._lua.run("history_drop_run", keys, args, pipe)
+
+            codes = cast(list[DropCode], self._lua.pipelined(fill))
             gone += sum(1 for code in codes if code == "dropped")
             pending = [rid for rid, code in zip(pending, codes, strict=True) if code == "changed"]
         raise StateError(f"runs {pending} kept changing while being dropped")

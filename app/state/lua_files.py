@@ -13,17 +13,20 @@ Redis is self-contained.
 store over it (`Scripts`, `FlowStore`, `SlotStore`, `ArchiveStore`, `ConnectStore`,
 `BulkStore`, `RunLogStore`, `LivenessStore`); each loads its scripts when built (`load`: a
 missing file fails then, not mid-run), each script read and registered once per loader, and
-runs them with EVALSHA (redis-py loads a script again if the server lost it).
+runs them with EVALSHA (redis-py loads a script again if the server lost it). A pipeline
+holding scripts runs through `pipelined`, in one round trip (see there).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from redis.exceptions import NoScriptError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -82,6 +85,29 @@ class LuaScripts:
     def run(self, name: str, keys: Sequence[str], args: Sequence[Arg], client: Any = None) -> Any:
         """Run script `name` (one EVALSHA); with `client` (a pipeline) only queue it there."""
         return self.script(name)(keys, args, client)
+
+    def pipelined(self, fill: Callable[[Any], None], *, transaction: bool = False) -> list[Any]:
+        """The replies of the commands and scripts `fill` queues on a fresh pipeline (a MULTI
+        with `transaction`), in one round trip.
+
+        redis-py would first ask whether each script of the pipeline is loaded (SCRIPT EXISTS,
+        a second round trip per pipeline, every time). That is skipped: a server that lost the
+        scripts (restarted, SCRIPT FLUSH) answers NOSCRIPT, and then they are loaded and the
+        whole pipeline queued and run again: every script is safe to run twice, so its reply
+        is the first run's outcome (as after a lost reply)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=transaction)
+            fill(pipe)
+            scripts = list(pipe.scripts)
+            pipe.scripts = set()
+            try:
+                return pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                for script in scripts:
+                    script.sha = self.client.script_load(script.script)  # type: ignore[no-untyped-call]
+        raise AssertionError("unreachable")
 
     def over(self, client: Redis[str] | None, directory: Traversable | None) -> LuaScripts:
         """This loader, or one for another client or directory (a store built over them)."""

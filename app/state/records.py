@@ -6,6 +6,7 @@ are re-exported by `flow.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar
 
@@ -275,3 +276,22 @@ class SingletonDecision:
     """The run to create (start)."""
     other: str
     """start: the live holder this run replaces (mode cancel), or "". skip: the holder."""
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A run's end as its own job makes it (`Store.end_runs`): the job (the run's only one,
+    guessed) goes with the run, the function's last unsaved `steps` (step, memo, info; each
+    duration in `observed`) are saved first, its lifecycle `events` stored with their job."""
+
+    run_id: str
+    function_id: str
+    job_id: str
+    status: str
+    output: JSON
+    error: JSON
+    now: int
+    events: Sequence[NewEvent] = ()
+    send_by: int = 0
+    steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = ()
+    observed: Sequence[tuple[str, float] | None] = ()

@@ -18,8 +18,16 @@ from app.state.events import event_item
 from app.state.jobs import Lease, job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
-from app.state.records import MemoizedSteps, NewEvent, NewRun, QueuedJob, RunState, SaveResult
-from app.state.scripts import PauseRef, Scripts, StartCode
+from app.state.records import (
+    MemoizedSteps,
+    NewEvent,
+    NewRun,
+    QueuedJob,
+    RunEnd,
+    RunState,
+    SaveResult,
+)
+from app.state.scripts import FinishCode, PauseRef, Scripts, StartCode
 
 
 class RunVerbs(StoreBase):
@@ -75,10 +83,12 @@ class RunVerbs(StoreBase):
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""
-        pipe = self._client.pipeline(transaction=False)
-        for run in runs:
-            self._create_run(run, pipe)
-        return [Scripts.created(reply) for reply in pipe.execute()]
+
+        def fill(pipe: Any) -> None:
+            for run in runs:
+                self._create_run(run, pipe)
+
+        return [Scripts.created(reply) for reply in self._scripts.pipelined(fill)]
 
     def _create_run(
         self, run: NewRun, pipe: Any, start: QueuedJob | None = None
@@ -151,18 +161,36 @@ class RunVerbs(StoreBase):
     ) -> tuple[SaveResult, RunState | None]:
         """A sleep is over: `save_step(run_id, step, None, info)` and the run's state as it
         is after it (`load_run`), in one round trip (one MULTI: nothing comes between)."""
-        pipe = self._client.pipeline(transaction=True)
-        self._scripts.queue_save_steps(pipe, run_id, [(step, _dumps(None), _encode_info(info))])
-        self._queue_load(pipe, run_id)
-        replies = pipe.execute()
-        code, stored, pending = replies[0][0]
-        if code == "created":
-            saved = SaveResult("created", None, int(pending))
-        elif code == "ended":
-            saved = SaveResult("ended", None, 0)
-        else:
-            saved = SaveResult(code, None if not stored else json.loads(stored), int(pending))
-        return saved, self._loaded(run_id, *replies[1:])
+        return self.wake_runs([(run_id, step, info)])[0]
+
+    def wake_runs(
+        self, wakes: Sequence[tuple[str, str, dict[str, JSON]]]
+    ) -> list[tuple[SaveResult, RunState | None]]:
+        """`wake_run` for each (run id, sleep step, info), all in one round trip (one MULTI:
+        nothing comes between)."""
+        calls = [
+            (run_id, [(step, _dumps(None), _encode_info(info))]) for run_id, step, info in wakes
+        ]
+
+        def fill(pipe: Any) -> None:
+            for run_id, step_args in calls:
+                self._scripts.queue_save_steps(pipe, run_id, step_args)
+                self._queue_load(pipe, run_id)
+
+        replies = self._scripts.pipelined(fill, transaction=True)
+        results: list[tuple[SaveResult, RunState | None]] = []
+        for index, (run_id, _, _) in enumerate(wakes):
+            save, *load = replies[5 * index : 5 * index + 5]
+            code, stored, pending = save[0]
+            if code == "created":
+                saved = SaveResult("created", None, int(pending))
+            elif code == "ended":
+                saved = SaveResult("ended", None, 0)
+            else:
+                memo = None if not stored else json.loads(stored)
+                saved = SaveResult(code, memo, int(pending))
+            results.append((saved, self._loaded(run_id, *load)))
+        return results
 
     def _queue_load(self, pipe: Any, run_id: str) -> None:
         r = self._keys.run(run_id)
@@ -293,10 +321,16 @@ class RunVerbs(StoreBase):
         send_by: int = 0,
         *,
         guess: tuple[str, Sequence[str]] | None = None,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
     ) -> tuple[bool, Job | None]:
         """`finish_run`, storing the run's lifecycle `events` and queueing the job that
         processes them (when something listens) in the same script call, so no crash can
         end a run without them. Returns (True for the call that ended it, that job).
+
+        `steps` (step, memo, info), the function's last steps not saved yet, are saved by
+        the same call first, as `save_steps` saves them (each duration in `observed`); when
+        one already has another memo nothing is written and (False, None) returned.
 
         `guess` (function id, the run's job ids: the caller's own job) is tried first as
         the run's snapshot, with no pauses, saving its read; the script refuses a wrong
@@ -305,6 +339,7 @@ class RunVerbs(StoreBase):
             raise ValueError(f"finish_run needs an ended status, not {status!r}")
         items = [event_item(self._keys, event, now) for event in events]
         token = events[0].internal_id if events else new_ulid(now)
+        step_args = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps]
         for attempt in range(RETRIES):
             pauses: list[PauseRef] = []
             if attempt == 0 and guess is not None:
@@ -323,10 +358,51 @@ class RunVerbs(StoreBase):
                 token=token,
                 events=items,
                 send_by=send_by,
+                steps=step_args,
+                durations=observed,
             )
             if code != "changed":
                 return code == "finished", self._event_job(job_id)
         raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+
+    def end_runs(self, ends: Sequence[RunEnd]) -> list[tuple[FinishCode, Job | None]]:
+        """`end_run` for each run's end, as its own job guessed it (`RunEnd.job_id`: the
+        run's only job, no pauses), all in one pipelined round trip (each call atomic
+        alone). Returns each call's code (a "changed" one, whose guess was wrong, wrote
+        nothing: the caller ends it with `end_run`) and its events' job."""
+        calls = []
+        for end in ends:
+            if not RunStatus(end.status).ended:
+                raise ValueError(f"finish_run needs an ended status, not {end.status!r}")
+            items = [event_item(self._keys, event, end.now) for event in end.events]
+            token = end.events[0].internal_id if end.events else new_ulid(end.now)
+            steps = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in end.steps]
+            calls.append((end, items, token, steps))
+
+        def fill(pipe: Any) -> None:
+            for end, items, token, steps in calls:
+                self._scripts.finish_run(
+                    end.run_id,
+                    end.status,
+                    _dumps(end.output),
+                    _dumps(end.error),
+                    end.now,
+                    [],
+                    [end.job_id],
+                    function_id=end.function_id,
+                    token=token,
+                    events=items,
+                    send_by=end.send_by,
+                    steps=steps,
+                    durations=end.observed,
+                    client=pipe,
+                )
+
+        results: list[tuple[FinishCode, Job | None]] = []
+        for reply in self._scripts.pipelined(fill):
+            code, job_id = Scripts.finished(reply)
+            results.append((code, self._event_job(job_id)))
+        return results
 
     @staticmethod
     def _event_job(job_id: str) -> Job | None:

@@ -9,7 +9,7 @@ return codes into Python values. The JSON encoding of domain objects is left to 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -54,7 +54,7 @@ IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 StartCode = Literal["started", "created", "exists"]
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
-FinishCode = Literal["finished", "ended", "missing", "changed"]
+FinishCode = Literal["finished", "ended", "missing", "changed", "different"]
 
 
 class Scripts:
@@ -90,6 +90,11 @@ class Scripts:
 
     def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         return self._lua.run(name, keys, args)
+
+    def pipelined(self, fill: Callable[[Any], None], *, transaction: bool = False) -> list[Any]:
+        """The replies of what `fill` queues on a pipeline, in one round trip
+        (`LuaScripts.pipelined`)."""
+        return self._lua.pipelined(fill, transaction=transaction)
 
     # --- runs -----------------------------------------------------------------------------
     def create_run(
@@ -261,10 +266,7 @@ class Scripts:
         step duration histogram when its memo is created."""
         r = self._keys.run(run_id)
         args: list[Arg] = [function_id]
-        for index, step in enumerate(steps):
-            observed = durations[index] if index < len(durations) else None
-            bucket, seconds = observed if observed is not None else ("", 0.0)
-            args.extend([*step, bucket, f"{seconds:.6f}"])
+        self._step_args(steps, durations, args)
         keys = [r.meta, r.steps, r.stack, r.pending, r.history]
         if function_id:
             keys.append(self._keys.metric("step_duration_seconds"))
@@ -273,6 +275,18 @@ class Scripts:
             (cast(SaveCode, code), (stored or None), int(pending))
             for code, stored, pending in replies
         ]
+
+    @staticmethod
+    def _step_args(
+        steps: Sequence[tuple[str, str, str]],
+        durations: Sequence[tuple[str, float] | None],
+        args: list[Arg],
+    ) -> None:
+        """Five values per step as lua/save_step.lua and lua/finish_run.lua take them."""
+        for index, step in enumerate(steps):
+            observed = durations[index] if index < len(durations) else None
+            bucket, seconds = observed if observed is not None else ("", 0.0)
+            args.extend([*step, bucket, f"{seconds:.6f}"])
 
     def queue_save_steps(
         self, pipe: Any, run_id: str, steps: Sequence[tuple[str, str, str]]
@@ -311,9 +325,15 @@ class Scripts:
         token: str = "",
         events: Sequence[EventItem] = (),
         send_by: int = 0,
+        steps: Sequence[tuple[str, str, str]] = (),
+        durations: Sequence[tuple[str, float] | None] = (),
+        client: Any = None,
     ) -> tuple[FinishCode, str]:
         """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
-        the same call. (code, the events' job id or "")."""
+        the same call; with `steps` ((step, memo JSON, info JSON), as `save_steps` takes them,
+        each with its (bucket, seconds) in `durations`), save those first. (code, the events'
+        job id or ""). With `client` (a pipeline), only queue the call: its reply comes from
+        the pipeline, parsed by `finished`."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -342,6 +362,10 @@ class Scripts:
             k.trigger_globs,
             k.triggers_built,
             k.job_failures,
+            r.steps,
+            r.stack,
+            r.history,
+            k.metric("step_duration_seconds"),
         ]
         args: list[Arg] = [
             status,
@@ -356,6 +380,7 @@ class Scripts:
             token,
             len(events),
             send_by,
+            len(steps),
         ]
         for ref in pauses:
             keys += [k.pause(ref.pause_id), self._index_key(ref), k.pause_paths(ref.event)]
@@ -363,7 +388,15 @@ class Scripts:
         keys += [k.job_tombstone(job_id) for job_id in job_ids]
         args += list(job_ids)
         self._event_items(events, keys, args)
-        code, job_id = self._run("finish_run", keys, args)
+        self._step_args(steps, durations, args)
+        if client is not None:
+            self._lua.run("finish_run", keys, args, client)
+            return "finished", ""
+        return self.finished(self._run("finish_run", keys, args))
+
+    @staticmethod
+    def finished(reply: Any) -> tuple[FinishCode, str]:
+        code, job_id = reply
         return cast(FinishCode, code), str(job_id)
 
     # --- pauses ---------------------------------------------------------------------------
@@ -495,10 +528,12 @@ class Scripts:
     ) -> list[tuple[Literal["ok", "gone", "busy"], str, int]]:
         """`begin_job` for each job, in one pipelined round trip (each call atomic alone)."""
         keys = [*self._lease_keys(), self._keys.job_failures]
-        pipe = self._lua.client.pipeline(transaction=False)
-        for job_id in job_ids:
-            self._lua.run("begin_job", keys, [job_id, token, now, lease_ms], pipe)
-        replies = pipe.execute()
+
+        def fill(pipe: Any) -> None:
+            for job_id in job_ids:
+                self._lua.run("begin_job", keys, [job_id, token, now, lease_ms], pipe)
+
+        replies = self._lua.pipelined(fill)
         return [
             ("ok", str(reply[1]), int(reply[2]))
             if reply[0] == "ok"
@@ -518,11 +553,15 @@ class Scripts:
     def finish_jobs(self, job_ids: Sequence[str]) -> None:
         """`finish_job` for each job, in one pipelined round trip (each call atomic alone)."""
         k = self._keys
-        pipe = self._lua.client.pipeline(transaction=False)
-        for job_id in job_ids:
-            keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id), k.job_failures]
-            self._lua.run("finish_job", keys, [job_id, TOMBSTONE_TTL_MS], pipe)
-        pipe.execute()
+
+        def fill(pipe: Any) -> None:
+            for job_id in job_ids:
+                keys = [*self._lease_keys(), k.jobs_by_run, k.job_tombstone(job_id)]
+                self._lua.run(
+                    "finish_job", [*keys, k.job_failures], [job_id, TOMBSTONE_TTL_MS], pipe
+                )
+
+        self._lua.pipelined(fill)
 
     def fail_job(self, job_id: str, token: str, now: int, base_ms: int, cap_ms: int) -> int:
         """Failures so far (this one included); 0: the job is gone; -1: not our lease."""

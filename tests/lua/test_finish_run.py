@@ -204,3 +204,48 @@ def test_a_wrong_guess_is_refused_and_the_snapshot_read(
     assert store.count_jobs() == 0
     assert store.get_pause("p1") is None
     assert client.exists("sl:job-done:j1", "sl:job-done:timeout") == 2
+
+
+def test_the_last_steps_are_saved_with_the_end(store: Store, run: str, client: redis.Redis) -> None:
+    """A run's last in-process steps and its end: one call (a step already saved with the
+    same memo is left as it is). Sent again after a lost reply it answers the first outcome
+    and writes nothing twice (each duration counted once)."""
+    store.save_step(run, "a", {"data": 1}, {"name": "a"}, T0)
+    items = [event_item(store.keys, lifecycle("01L1", "inngest/function.finished"), T0)]
+    steps = [("a", '{"data":1}', '{"name":"\\"a\\""}'), ("b", '{"data":2}', '{"n":"2"}')]
+
+    def call() -> tuple[str, str]:
+        return store._scripts.finish_run(
+            run, "Completed", "2", "null", T0, [], [], function_id="app-fn", token="01L1",
+            events=items, steps=steps, durations=[("0.005", 0.001), ("0.05", 0.02)],
+        )  # fmt: skip
+
+    assert call() == ("finished", "event:01L1")
+    state = store.load_run(run)
+    assert state is not None and state.status == "Completed"
+    assert state.stack == ["a", "b"] and state.steps == {"a": {"data": 1}, "b": {"data": 2}}
+    assert state.kinds == {}
+    assert client.hget("sl:{01RUN}:history", "b") is not None
+    hist = "sl:metric:step_duration_seconds"
+    assert client.hget(hist, "app-fn|count") == "1" and client.hget(hist, "app-fn|0.05") == "1"
+    raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
+    before = {key: raw.dump(key) for key in client.keys("*")}
+    assert call() == ("finished", "event:01L1")
+    assert {key: raw.dump(key) for key in client.keys("*")} == before
+
+
+def test_a_last_step_with_another_memo_ends_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """Another execution saved that step first: it carries the run on; nothing is written."""
+    store.save_step(run, "a", {"data": 1}, {}, T0)
+    raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
+    before = {key: raw.dump(key) for key in client.keys("*")}
+    steps = [("b", {"data": 2}, {}), ("a", {"data": 9}, {})]
+    ended = store.end_run(run, "Completed", 1, None, T0, steps=steps, observed=[None, None])
+    assert ended == (False, None)
+    assert {key: raw.dump(key) for key in client.keys("*")} == before
+    # With the same memo, the run ends and only the new step is saved.
+    assert store.end_run(run, "Completed", 1, None, T0, steps=[("a", {"data": 1}, {})])[0]
+    state = store.load_run(run)
+    assert state is not None and state.stack == ["a"] and state.status == "Completed"

@@ -7,7 +7,7 @@ import redis
 
 from app.models import JSON
 from app.state.store import SaveResult, Store
-from tests.lua.conftest import T0, race
+from tests.lua.conftest import T0, make_job, new_run, race
 
 
 def test_first_write_is_stored_and_stacked(store: Store, run: str) -> None:
@@ -233,3 +233,43 @@ def test_a_created_steps_duration_is_counted_once(
         == "different"
     )
     assert client.hget(hist, "app-fn|count") == "2"
+
+
+def test_wakes_of_many_runs_in_one_round_trip(store: Store, run: str, client: redis.Redis) -> None:
+    """`wake_runs`: each run's sleep saved and its state read, one MULTI for all; an ended
+    or missing run among them refuses alone; repeated (a lost reply) each answers
+    "identical"."""
+    other, _ = store.create_run(new_run("02RUN"))
+    ended, _ = store.create_run(new_run("03RUN"))
+    store.finish_run(ended, "Cancelled", None, None, T0)
+    info: dict[str, JSON] = {"status": "Completed", "ended_at": T0}
+    wakes = [(run, "nap", info), ("nope", "nap", info), (ended, "nap", info), (other, "z", info)]
+    first = store.wake_runs(wakes)
+    assert [saved.status for saved, _ in first] == ["created", "ended", "ended", "created"]
+    assert first[1][1] is None and first[2][1] is not None and first[2][1].status == "Cancelled"
+    assert first[0][1] == store.load_run(run) and first[3][1] == store.load_run(other)
+    again = store.wake_runs(wakes)
+    assert [saved.status for saved, _ in again] == ["identical", "ended", "ended", "identical"]
+    assert [state for _, state in again] == [state for _, state in first]
+
+
+def test_a_pipeline_of_scripts_is_one_round_trip_and_survives_a_script_flush(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """No SCRIPT EXISTS before each pipeline of scripts; a server that lost its scripts
+    (restart, SCRIPT FLUSH) answers NOSCRIPT, and the pipeline is loaded and run again."""
+
+    def exists_calls() -> int:
+        stats = client.info("commandstats")
+        return int(stats.get("cmdstat_script|exists", {}).get("calls", 0))
+
+    client.script_flush()
+    info: dict[str, JSON] = {"status": "Completed"}
+    [(saved, state)] = store.wake_runs([(run, "nap", info)])
+    assert saved.status == "created" and state is not None and state.stack == ["nap"]
+    job = make_job("j1")
+    store.enqueue_job(job, T0, T0)
+    calls = exists_calls()
+    leased = store.lease_jobs(["j1", "j2"], "tok", T0, 1_000)
+    assert leased[1] == "gone" and not isinstance(leased[0], str) and leased[0].job == job
+    assert exists_calls() == calls

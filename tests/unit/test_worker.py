@@ -352,3 +352,29 @@ def test_handle_runs_a_follow_up_leased_by_its_creation_here(store: Store) -> No
     assert runner.handle(first.id) == "done"
     assert ran == [first.id, children[0].id]
     assert sent == [children[1].id]
+
+
+def test_a_job_of_a_message_is_renewed_only_while_it_is_ours(store: Store) -> None:
+    """A job that went with its run (`Done`) or was let go (failed) is no longer renewed
+    while the rest of its message runs (a renewal would find it gone: "lease lost"); a job
+    done but not finished yet still is."""
+    now = int(time.time() * 1000)
+    jobs = [Job(id=f"run{i}:sleep:s", kind=JobKind.SLEEP, run_id=f"run{i}") for i in range(4)]
+    for job in jobs:
+        store.enqueue_job(job, now, now)
+    held: list[list[str]] = []
+
+    def wake(job: Job) -> Done | None:
+        held.append(sorted(runner._leases._held))
+        if job.id == "run0:sleep:s":
+            store.finish_job(job.id, "")  # as lua/finish_run.lua drops it with its run
+            return Done()
+        if job.id == "run1:sleep:s":
+            raise RuntimeError("bug")
+        return None
+
+    runner = JobRunner(store, 30, {JobKind.SLEEP: wake}, give_up=lambda j, p, n: None)
+    runner.handle_each([job.id for job in jobs])
+    ids = [job.id for job in jobs]
+    assert held == [ids, ids[1:], ids[2:], ids[2:]]
+    assert runner._leases._held == {}
