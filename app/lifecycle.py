@@ -86,18 +86,7 @@ class Lifecycle:
         if self._batch is not None and job_id is not None:
             self._batch.append((state, end))
             return True
-        ended, job = self._store.end_run(
-            end.run_id,
-            end.status,
-            end.output,
-            end.error,
-            end.now,
-            end.events,
-            end.send_by,
-            guess=None if job_id is None else (state.function_id, [job_id]),
-            steps=end.steps,
-            observed=end.observed,
-        )
+        ended, job = self._end_alone(end, guess=job_id is not None)
         self._ended(state, status, now, error, ended, job)
         return ended
 
@@ -127,23 +116,29 @@ class Lifecycle:
         for (state, end), (code, job) in zip(batch, results, strict=True):
             status = RunStatus(end.status)
             if code == "changed":
-                ended, job = self._store.end_run(
-                    end.run_id,
-                    end.status,
-                    end.output,
-                    end.error,
-                    end.now,
-                    end.events,
-                    end.send_by,
-                    steps=end.steps,
-                    observed=end.observed,
-                )
+                ended, job = self._end_alone(end, guess=False)
             else:
                 ended = code == "finished"
             if not ended:
                 unfinished.append(end.job_id)
             self._ended(state, status, end.now, end.error, ended, job)
         self._store.finish_jobs(unfinished)
+
+    def _end_alone(self, end: RunEnd, *, guess: bool) -> tuple[bool, Job | None]:
+        """Write one end in its own call (`Store.end_run`); with `guess`, its job first
+        guessed as the run's only one."""
+        return self._store.end_run(
+            end.run_id,
+            end.status,
+            end.output,
+            end.error,
+            end.now,
+            end.events,
+            end.send_by,
+            guess=(end.function_id, [end.job_id]) if guess else None,
+            steps=end.steps,
+            observed=end.observed,
+        )
 
     def _end(
         self,

@@ -24,26 +24,11 @@ Returns:
 ]]
 
 -- @include "lost_delivery.lua"
+-- @include "lease.lua"
 
-local jobs_key, due_key, owners_key, leases_key, failures_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local job_id, token, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-
-local job = redis.call('HGET', jobs_key, job_id)
+local job, failures = lease_job(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+                                ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 if not job then
-  return {'gone'}
+  return {failures}
 end
-local owner = redis.call('HGET', owners_key, job_id)
-local failures = tonumber(redis.call('HGET', failures_key, job_id) or '0')
-if owner and owner ~= token then
-  local deadline = tonumber(redis.call('HGET', leases_key, job_id) or '0')
-  if deadline > now then
-    return {'busy'}
-  end
-  failures = count_lost_delivery(failures_key, job_id, owner)
-end
-local deadline = now + tonumber(ARGV[4])
-redis.call('HSET', owners_key, job_id, token)
-redis.call('HSET', leases_key, job_id, deadline)
-redis.call('ZADD', due_key, deadline, job_id)
 return {'ok', job, failures}

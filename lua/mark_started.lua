@@ -15,27 +15,22 @@ started_at is written once (kept if already set).
 Returns 1 if the status changed, 0 otherwise (run missing, already running or ended).
 ]]
 
+-- @include "start.lua"
+
 local meta_key = KEYS[1]
 local status = redis.call('HGET', meta_key, 'status')
 if not status then
   return 0
 end
-local started = redis.call('HGET', meta_key, 'started_at')
-if not started or started == '' then
-  redis.call('HSET', meta_key, 'started_at', ARGV[1])
-end
 if redis.call('HGET', meta_key, 'function_id') ~= ARGV[2] then
   return redis.error_reply('mark_started: function id does not match the run')
 end
 if status == 'Queued' then
-  local created_at = redis.call('HGET', meta_key, 'created_at')
-  local run_id = redis.call('HGET', meta_key, 'run_id')
-  redis.call('HSET', meta_key, 'status', 'Running')
-  redis.call('ZREM', KEYS[2], run_id)
-  redis.call('ZREM', KEYS[3], run_id)
-  redis.call('ZADD', KEYS[4], created_at, run_id)
-  redis.call('ZADD', KEYS[5], created_at, run_id)
-  redis.call('HINCRBY', KEYS[6], ARGV[2], 1)
+  start_queued(meta_key, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[2], ARGV[1])
   return 1
+end
+local started = redis.call('HGET', meta_key, 'started_at')
+if not started or started == '' then
+  redis.call('HSET', meta_key, 'started_at', ARGV[1])
 end
 return 0

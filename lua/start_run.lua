@@ -33,29 +33,16 @@ Returns:
 ]]
 
 -- @include "lost_delivery.lua"
+-- @include "lease.lua"
+-- @include "start.lua"
 
-local jobs_key, due_key, owners_key, leases_key, failures_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local meta_key = KEYS[6]
-local job_id, token, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-
-local job = redis.call('HGET', jobs_key, job_id)
+local token = ARGV[2]
+local job, failures, owner = lease_job(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+                                       ARGV[1], token, tonumber(ARGV[3]), tonumber(ARGV[4]))
 if not job then
-  return {'gone'}
+  return {failures}
 end
-local owner = redis.call('HGET', owners_key, job_id)
-local failures = tonumber(redis.call('HGET', failures_key, job_id) or '0')
-if owner and owner ~= token then
-  local deadline = tonumber(redis.call('HGET', leases_key, job_id) or '0')
-  if deadline > now then
-    return {'busy'}
-  end
-  failures = count_lost_delivery(failures_key, job_id, owner)
-end
-local deadline = now + tonumber(ARGV[4])
-redis.call('HSET', owners_key, job_id, token)
-redis.call('HSET', leases_key, job_id, deadline)
-redis.call('ZADD', due_key, deadline, job_id)
 
 local started = 0
 local status = redis.call('HGET', meta_key, 'status')
@@ -63,18 +50,7 @@ if status and redis.call('HGET', meta_key, 'function_id') ~= ARGV[5] then
   return redis.error_reply('start_run: function id does not match the run')
 end
 if status == 'Queued' then
-  local run_id = redis.call('HGET', meta_key, 'run_id')
-  local created_at = redis.call('HGET', meta_key, 'created_at')
-  local started_at = redis.call('HGET', meta_key, 'started_at')
-  if not started_at or started_at == '' then
-    redis.call('HSET', meta_key, 'started_at', ARGV[3])
-  end
-  redis.call('HSET', meta_key, 'status', 'Running')
-  redis.call('ZREM', KEYS[7], run_id)
-  redis.call('ZREM', KEYS[8], run_id)
-  redis.call('ZADD', KEYS[9], created_at, run_id)
-  redis.call('ZADD', KEYS[10], created_at, run_id)
-  redis.call('HINCRBY', KEYS[11], ARGV[5], 1)
+  start_queued(meta_key, KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], ARGV[5], ARGV[3])
   started = 1
 elseif status == 'Running' and owner == token
     and redis.call('HGET', meta_key, 'started_at') == ARGV[3] then
