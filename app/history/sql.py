@@ -7,7 +7,6 @@ Every list query walks one index of `schema.py` backwards from a row-value bound
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -17,13 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.sql.dml import Insert
 
 from app.errors import HistoryUnavailable
-from app.history import migrate
-from app.history.cel_sql import Source, Translation, translate
+from app.history import migrate, sql_search
+from app.history.cel_sql import Source, translate
 from app.history.records import ArchivedRun, ArchivedStep
 from app.history.schema import event_runs, events, run_steps, runs
+from app.history.sql_search import Budget, Listing, Query, run_variables_of
 from app.history.store import HistoryStore, Purged
 from app.models import JSON
-from app.search import Filter, event_variables, run_variables
+from app.search import Filter
 from app.state.records import (
     ANY_EVENT,
     ANY_RUN,
@@ -37,13 +37,6 @@ from app.state.records import (
     RunView,
     SearchPage,
 )
-
-Query = sa.Select[*tuple[Any, ...]]
-Row = sa.Row[*tuple[Any, ...]]
-
-INDEXED_TIMEOUT_MS = 60
-"""How long a search may try the GIN index or walk on (PostgreSQL) for values the bounded
-walk of the list index found too few of; past it the bounded (partial) page is the answer."""
 
 _VIEW_COLUMNS = (
     runs.c.run_id,
@@ -219,12 +212,17 @@ class SqlHistory(HistoryStore):
         evaluate: int,
         extend: int = 0,
     ) -> SearchPage[RunView]:
-        base = _runs_base(where)
-        at, key = runs.c.created_at, runs.c.run_id
-        columns = (*_VIEW_COLUMNS, _first_event(self._dialect()).label("first_event"))
-        rows, page = self._search(
-            search, RUNS_SOURCE, base, at, key, after, columns, limit, scan, evaluate, extend
+        listing = Listing(
+            RUNS_SOURCE,
+            _runs_base(where),
+            runs.c.created_at,
+            runs.c.run_id,
+            (*_VIEW_COLUMNS, _first_event(self._dialect()).label("first_event")),
         )
+        with self._connect() as connection:
+            rows, page = sql_search.search(
+                connection, listing, search, Budget(limit, scan, evaluate, extend), after
+            )
         views = [_view(row) for row in rows]
         return SearchPage(views, page.next, page.reached, page.partial)
 
@@ -252,150 +250,11 @@ class SqlHistory(HistoryStore):
                 .order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
                 .limit(evaluate + 1)
             ).all()
-        matched = len([row for row in rows[:evaluate] if search.matches(_run_variables(row))])
+        matched = len([row for row in rows[:evaluate] if search.matches(run_variables_of(row))])
         return matched, len(rows) <= evaluate
-
-    def _indexed(
-        self,
-        connection: sa.Connection,
-        translation: Translation,
-        base: list[sa.ColumnElement[bool]],
-        after: Position | None,
-        at: sa.ColumnElement[int],
-        key: sa.ColumnElement[str],
-    ) -> list[sa.ColumnElement[Any]] | None:
-        """The whole search's conditions with the GIN-served one (PostgreSQL, exact filters
-        with an equality on JSON): for values the bounded walk found too few of."""
-        if translation.indexed is None or translation.clause is None or not translation.exact:
-            return None
-        clauses: list[sa.ColumnElement[Any]] = [*base, translation.indexed, translation.clause]
-        if after is not None:
-            clauses.append(
-                sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
-            )
-        return clauses
-
-    def _within(self, connection: sa.Connection, query: Query) -> list[Row] | None:
-        """Run `query` if it answers within INDEXED_TIMEOUT_MS, else None."""
-        try:
-            with connection.begin_nested():
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {INDEXED_TIMEOUT_MS}")
-                return list(connection.execute(query).all())
-        except sa.exc.OperationalError:
-            return None
-
-    def _bounded(self, connection: sa.Connection, query: Query) -> list[Row] | None:
-        """`_within` on PostgreSQL; SQLite has no statement timeout (its walks are bounded by
-        rows, and cheap: no server between)."""
-        if self._dialect() == "postgresql":
-            return self._within(connection, query)
-        return list(connection.execute(query).all())
 
     def _dialect(self) -> str:
         return self.engine.dialect.name
-
-    def _search(
-        self,
-        search: Filter | None,
-        source: Source,
-        base: list[sa.ColumnElement[bool]],
-        at: sa.ColumnElement[int],
-        key: sa.ColumnElement[str],
-        after: Position | None,
-        columns: Sequence[sa.ColumnElement[Any]],
-        limit: int,
-        scan: int,
-        evaluate: int,
-        extend: int = 0,
-    ) -> tuple[list[Row], SearchPage[None]]:
-        """Newest first, at most `scan` rows of the list index looked at (an index-only walk
-        finds the edge; the filter's conditions on plain columns narrow that walk), at most
-        `evaluate` of them evaluated with CEL when SQL cannot say the whole filter. Returns
-        the matching rows (up to `limit`) and the paging.
-
-        A filter SQL says whole that matched too few of the first `scan` rows goes on: a
-        value whose matches there say `extend` more rows fill the page walks on that far
-        (neighbouring rows in `created_at` order, few pages read); a rarer one, or none
-        found, tries the GIN index (PostgreSQL, an equality on JSON, one heap page per
-        match); without a GIN-served condition it walks `extend` more rows. Either within
-        INDEXED_TIMEOUT_MS on PostgreSQL, else the first rows are the (partial) answer."""
-        clauses = list(base)
-        if after is not None:
-            clauses.append(
-                sa.tuple_(at, key) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
-            )
-        translation = translate(search.tree, source, self._dialect()) if search else None
-        if translation is not None and translation.narrow is not None:
-            clauses.append(translation.narrow)  # the walk looks only at rows that can match
-        with self._connect() as connection:
-            walk = list(clauses)
-            edge = _edge(connection, walk, at, key, scan)
-            if edge is not None:
-                clauses.append(
-                    sa.tuple_(at, key) >= sa.tuple_(sa.literal(edge[0]), sa.literal(edge[1]))
-                )
-            if translation is not None and translation.clause is not None:
-                clauses.append(translation.clause)
-            query = sa.select(*columns).where(*clauses).order_by(at.desc(), key.desc())
-            if search is None or translation is None or translation.exact:
-                rows = connection.execute(query.limit(limit + 1)).all()
-                if len(rows) <= limit and edge is not None and translation is not None:
-                    # too few in the first rows: go on by density (a walk further back) or,
-                    # for rare values, through the GIN index (PostgreSQL)
-                    found = len(rows)
-                    need = extend + 1 if not found else -(-(limit + 1 - found) * scan // found)
-                    indexed = self._indexed(connection, translation, base, after, at, key)
-                    if indexed is not None and need > extend:
-                        query = sa.select(*columns).where(*indexed).order_by(at.desc(), key.desc())
-                        complete = self._within(connection, query.limit(limit + 1))
-                        if complete is not None:
-                            return _paged(complete, limit, None, budget_hit=False)
-                        return _paged(rows, limit, edge, budget_hit=False)
-                    if translation.clause is not None and extend > 0:
-                        walk.append(
-                            sa.tuple_(at, key) < sa.tuple_(sa.literal(edge[0]), sa.literal(edge[1]))
-                        )
-                        further = _edge(connection, walk, at, key, min(need, extend))
-                        if further is not None:
-                            walk.append(
-                                sa.tuple_(at, key)
-                                >= sa.tuple_(sa.literal(further[0]), sa.literal(further[1]))
-                            )
-                        more = self._bounded(
-                            connection,
-                            sa.select(*columns)
-                            .where(*walk, translation.clause)
-                            .order_by(at.desc(), key.desc())
-                            .limit(limit + 1 - found),
-                        )
-                        if more is None:  # too slow now (a loaded database): the first rows
-                            return _paged(rows, limit, edge, budget_hit=False)
-                        return _paged([*rows, *more], limit, further, budget_hit=False)
-                return _paged(rows, limit, edge, budget_hit=False)
-            matched: list[Row] = []
-            evaluated = 0
-            batch = limit + 1
-            last: Position | None = None
-            while len(matched) <= limit and evaluated < evaluate:
-                step = query
-                if last is not None:
-                    step = step.where(
-                        sa.tuple_(at, key) < sa.tuple_(sa.literal(last[0]), sa.literal(last[1]))
-                    )
-                chunk = connection.execute(step.limit(min(batch, evaluate - evaluated))).all()
-                for row in chunk:
-                    evaluated += 1
-                    last = _position(row)
-                    if search.matches(_variables(search, row)):
-                        matched.append(row)
-                        if len(matched) > limit:
-                            break
-                if len(chunk) < batch:
-                    break
-            budget_hit = len(matched) <= limit and evaluated >= evaluate and last is not None
-            if budget_hit:
-                return _paged(matched, limit, last, budget_hit=True)
-            return _paged(matched, limit, edge, budget_hit=False)
 
     def load_run(self, run_id: str) -> RunState | None:
         with self._connect() as connection:
@@ -484,21 +343,17 @@ class SqlHistory(HistoryStore):
         evaluate: int,
         extend: int = 0,
     ) -> SearchPage[EventRecord]:
-        base = _events_base(where)
-        columns = (events.c.internal_id, events.c.received_at, events.c.event)
-        rows, page = self._search(
-            search,
+        listing = Listing(
             EVENTS_SOURCE,
-            base,
+            _events_base(where),
             events.c.received_at,
             events.c.internal_id,
-            after,
-            columns,
-            limit,
-            scan,
-            evaluate,
-            extend,
+            (events.c.internal_id, events.c.received_at, events.c.event),
         )
+        with self._connect() as connection:
+            rows, page = sql_search.search(
+                connection, listing, search, Budget(limit, scan, evaluate, extend), after
+            )
         records = [EventRecord(row[0], row[1], dict(row[2])) for row in rows]
         return SearchPage(records, page.next, page.reached, page.partial)
 
@@ -614,21 +469,6 @@ def _view(row: sa.Row[*tuple[Any, ...]]) -> RunView:
     )
 
 
-def _edge(
-    connection: sa.Connection,
-    clauses: list[sa.ColumnElement[Any]],
-    at: sa.ColumnElement[int],
-    key: sa.ColumnElement[str],
-    rows: int,
-) -> Position | None:
-    """The `rows`-th row newest first under `clauses` (an index-only walk of the list index):
-    the bound of a look at that many rows; None when there are no more rows than that."""
-    found = connection.execute(
-        sa.select(at, key).where(*clauses).order_by(at.desc(), key.desc()).offset(rows - 1).limit(2)
-    ).all()
-    return (found[0][0], found[0][1]) if len(found) == 2 else None
-
-
 def _runs_base(where: RunCriteria) -> list[sa.ColumnElement[bool]]:
     """`where` as SQL conditions on the runs table's plain columns."""
     base: list[sa.ColumnElement[bool]] = []
@@ -660,50 +500,6 @@ def _first_event(dialect: str) -> sa.ColumnElement[Any]:
     if dialect == "postgresql":
         return runs.c.events.op("->")(0)
     return sa.func.json_extract(runs.c.events, "$[0]")
-
-
-def _position(row: Row) -> Position:
-    mapping = row._mapping
-    if "run_id" in mapping:
-        return (mapping["created_at"], mapping["run_id"])
-    return (mapping["received_at"], mapping["internal_id"])
-
-
-def _variables(search: Filter, row: Row) -> dict[str, JSON]:
-    if search.kind == "runs":
-        return _run_variables(row)
-    event = row[2]
-    return event_variables(dict(event) if isinstance(event, dict) else {}, row[1])
-
-
-def _run_variables(row: Row) -> dict[str, JSON]:
-    event = row[-1]
-    if isinstance(event, str):  # SQLite's json_extract answers the object as JSON text
-        event = json.loads(event)
-    return run_variables(
-        event=event if isinstance(event, dict) else None,
-        output=row.output,
-        error=row.error,
-        status=row.status,
-        function_id=row.function_id,
-        run_id=row.run_id,
-        created_at=row.created_at,
-        ended_at=row.ended_at,
-    )
-
-
-def _paged(
-    rows: Sequence[Row], limit: int, reached: Position | None, *, budget_hit: bool
-) -> tuple[list[Row], SearchPage[None]]:
-    """The first `limit` rows with where to go on: after the last one when more matched,
-    else from `reached` (where the bounded look stopped; None: it saw everything)."""
-    items = list(rows[:limit])
-    if len(rows) > limit:
-        last = _position(items[-1])
-        return items, SearchPage([], last, last, False)
-    if reached is None:
-        return items, SearchPage([], None, None, False)
-    return items, SearchPage([], reached, reached, True)
 
 
 def _text(value: JSON) -> str | None:
