@@ -2,6 +2,7 @@
 
     store.py      HistoryStore, the interface; open_history(url)
     sql.py        the SQL both databases share (SQLAlchemy Core)
+    sql_search.py filtered pages: how far a search looks, what it answers when cut short
     sqlite.py     the embedded default: a file in the data directory
     postgres.py   production: PostgreSQL (JSONB)
     schema.py     the tables; migrations/ their Alembic history (migrate.py runs it)

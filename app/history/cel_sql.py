@@ -20,7 +20,7 @@ by code point (PostgreSQL: COLLATE "C", SQLite: BINARY).
 
 On PostgreSQL an equality on a JSON field, where no `!` is above it, also gives
 `Translation.indexed`: `column @> {...}`, which the GIN indexes of migration 0003
-(jsonb_path_ops) serve, for values too rare for the bounded walk (`SqlHistory._search`).
+(jsonb_path_ops) serve, for values too rare for the bounded walk (`app.history.sql_search`).
 """
 
 from __future__ import annotations
