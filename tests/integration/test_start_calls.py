@@ -1,8 +1,10 @@
 """Starting a run is one script call (issue 8, 1b): in a worker's task, the run its event job
 leaves to the work list first is created Running with its start job leased to the task
 (lua/create_run.lua), and each other run of the list is started by the call that leases its
-start job (lua/start_run.lua); neither needs `begin_job` + `mark_started`. Counted at the
-client, in this process (the task's code as a worker runs it; a recorder stands in for Celery).
+start job (lua/start_run.lua); neither needs `begin_job` + `mark_started`. A start job sent to
+another worker carries its function in its message, so that worker too starts the run in the
+call that leases the job. Counted at the client, in this process (the task's code as a worker
+runs it; a recorder stands in for Celery).
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ FUNCTIONS = "tests.integration.start_functions"
 
 
 class Recorder:
-    """Stands in for Celery: keeps each message's job id."""
+    """Stands in for Celery: keeps each message's arguments (a job id, a start job's function)."""
 
     def __init__(self) -> None:
-        self.sent: list[str] = []
+        self.messages: list[list[str]] = []
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> None:
-        self.sent.append(str(args[0]))
+        self.messages.append([str(arg) for arg in args])
+
+    @property
+    def sent(self) -> list[str]:
+        """The job ids sent."""
+        return [args[0] for args in self.messages]
 
 
 @pytest.fixture
@@ -61,7 +68,7 @@ def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
 def _event_task(engine: Engine, recorder: Recorder, events: list[dict[str, Any]]) -> None:
     engine.runner.ingest(events, engine.now())
     [job_id] = recorder.sent
-    recorder.sent.clear()
+    recorder.messages.clear()
     assert engine.jobs.work(job_id) == "done"
 
 
@@ -122,7 +129,7 @@ def test_start_jobs_sent_elsewhere_are_not_leased_by_their_creation(
     redis_url: str, scripts: list[str]
 ) -> None:
     """Past its budget a task sends the rest of its work list: those runs were created
-    Queued, and the worker that gets one leases and starts it as before. The run created
+    Queued (the worker that gets one starts it: see the next test). The run created
     started runs here whatever the budget (sent, it would wait for its lease)."""
     recorder = Recorder()
     settings = Settings.from_env().replace(
@@ -142,6 +149,45 @@ def test_start_jobs_sent_elsewhere_are_not_leased_by_their_creation(
         assert scripts.count("create_run") == 3
         assert scripts.count("start_run") == 0
         assert scripts.count("mark_started") == 0
+    finally:
+        e.store.close()
+
+
+def test_a_start_job_sent_to_another_worker_starts_its_run_in_one_call(
+    redis_url: str, scripts: list[str]
+) -> None:
+    """A start job sent on (past the budget here; also a fan-out shared with the pool, a run
+    of an SDK app's function, a resend) names its function in its message: the worker that
+    takes it leases it and starts its run with lua/start_run.lua, no `begin_job` or
+    `mark_started`. A second delivery of the message finds the job gone."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(
+        redis_url=redis_url, functions=[], worker_concurrency=1, step_budget_seconds=1e-6
+    )
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    try:
+        _event_task(e, recorder, [{"name": "starts/go"} for _ in range(3)])
+        starts = [args for args in recorder.messages if args[0].endswith(":start")]
+        assert [function_id for _, function_id in starts] == ["starts-plain"] * 2
+        scripts.clear()
+        recorder.messages = [args for args in recorder.messages if args not in starts]
+        for args in starts:
+            assert e.jobs.work(*args) == "done"  # its first step, then its budget is spent
+        assert scripts.count("start_run") == 2
+        assert scripts.count("begin_job") == 0
+        assert scripts.count("mark_started") == 0
+        for job_id, function_id in starts:
+            assert e.jobs.work(job_id, function_id) == "gone"  # a redelivery
+        while recorder.messages:  # their next steps, one job each
+            messages, recorder.messages = recorder.messages, []
+            for args in messages:
+                assert e.jobs.work(*args) == "done"
+        runs = e.store.list_runs(10)
+        assert [r.status for r in runs] == [RunStatus.COMPLETED.value] * 3
+        assert all(r.output == 2 and r.started_at is not None for r in runs)
+        assert scripts.count("start_run") == 4  # the redeliveries' calls answered "gone"
+        assert scripts.count("mark_started") == 0
+        assert _started_total(e, "starts-plain") == 3
     finally:
         e.store.close()
 
