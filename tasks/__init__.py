@@ -1,4 +1,5 @@
-"""Celery adapters: one thin task per kind of job, each taking a job id and nothing else.
+"""Celery adapters: one thin task per kind of job, each taking a job id (and, for a start job,
+its function id: `Job.function_id`) and nothing else.
 
     celery -A tasks worker -Q stepline        runs jobs (start, edge, sleep, pause_timeout,
                                               event, flow control, archive; `timers`: many
