@@ -125,7 +125,8 @@ class JobKind(enum.StrEnum):
 class Job(BaseModel):
     """A unit of queued work. Its `id` is deterministic so enqueueing twice is harmless.
 
-    Celery messages carry only `id`; the job itself lives in Redis until it is done.
+    Celery messages carry only `id` (and a start job's `function_id`); the job itself lives
+    in Redis until it is done.
     `step` is a hashed step id: the step to target (edge), the sleep to wake, or the step a
     pause writes to. `attempt` is 0-based and per job, as Inngest counts it.
     """
@@ -139,6 +140,11 @@ class Job(BaseModel):
     event_id: str = ""
     event_ids: list[str] = Field(default_factory=list)
     """An event job's events, processed together (`event_id` is the first)."""
+    function_id: str = ""
+    """A start job's function, carried in its Celery message (`Queue`): the worker that
+    takes it leases it and starts its run in one script call (lua/start_run.lua needs the
+    function's index keys before it reads the run). "" for other jobs (and start jobs
+    recorded before it was carried)."""
     lost_deliveries: int = Field(default=0, exclude=True)
     """How many earlier deliveries of this job died holding its lease (set by the worker
     that leased it, never stored): the executor then saves each step at once, not batched,
@@ -155,9 +161,17 @@ class Job(BaseModel):
 # lua/include/ingest.lua names an event job "event:<first internal id>".
 
 
-def start_job(run_id: str) -> Job:
-    """A run's first execution."""
-    return Job(id=f"{run_id}:start", kind=JobKind.START, run_id=run_id)
+START_SUFFIX = ":start"
+
+
+def start_job(run_id: str, function_id: str) -> Job:
+    """A run's first execution (of `function_id`, see `Job.function_id`)."""
+    return Job(id=run_id + START_SUFFIX, kind=JobKind.START, run_id=run_id, function_id=function_id)
+
+
+def start_job_run(job_id: str) -> str | None:
+    """The run whose start job has this id (`start_job`); None for any other job."""
+    return job_id.removesuffix(START_SUFFIX) if job_id.endswith(START_SUFFIX) else None
 
 
 def resume_job(run_id: str, step: str) -> Job:

@@ -87,8 +87,14 @@ APP_CALL_KINDS = frozenset({JobKind.START, JobKind.EDGE, JobKind.SLEEP, JobKind.
 """Jobs that execute a run, calling its function's driver."""
 
 
-Message = tuple[str, Any, str, int]
-"""A Celery message to send: (task name, its one argument, queue, countdown ms)."""
+Message = tuple[str, list[Any], str, int]
+"""A Celery message to send: (task name, its arguments, queue, countdown ms)."""
+
+
+def job_args(job: Job) -> list[str]:
+    """A job's Celery task arguments: its id, and a start job's function id (`Job.function_id`:
+    its worker leases it and starts its run in one script call, `Runner.start`)."""
+    return [job.id, job.function_id] if job.function_id else [job.id]
 
 
 def task_name(kind: JobKind) -> str:
@@ -152,7 +158,9 @@ class Queue:
         the job to push with it: the bytes `send_task` would publish, built without
         publishing. None when the sender cannot build it (not a Celery app whose broker is
         the store's Redis): the caller sends the job once it is recorded, as before."""
-        return self._messages.build(task_name(job.kind), job.id, self.queue_of(job), priority)
+        return self._messages.build(
+            task_name(job.kind), job_args(job), self.queue_of(job), priority
+        )
 
     def resend_deadline(self, now: int) -> int:
         """When the tick should resend a job created now for immediate work."""
@@ -250,34 +258,34 @@ class Queue:
 
     def _send(self, job: Job, countdown_ms: int, priority: int = WORK_PRIORITY) -> None:
         options = _options(self.queue_of(job), countdown_ms, priority)
-        self._sender.send_task(task_name(job.kind), args=[job.id], **options)
+        self._sender.send_task(task_name(job.kind), args=job_args(job), **options)
 
     def _send_many(self, jobs: Sequence[tuple[Job, int]], priority: int) -> None:
         """Send (job, countdown ms) pairs; one pipelined round trip when the sender can."""
         self._publish(
-            [(task_name(job.kind), job.id, self.queue_of(job), cd) for job, cd in jobs],
+            [(task_name(job.kind), job_args(job), self.queue_of(job), cd) for job, cd in jobs],
             priority,
         )
 
     def _publish(self, messages: Sequence[Message], priority: int) -> None:
-        """Send (task name, argument, queue, countdown ms) messages; one pipelined round trip
+        """Send (task name, arguments, queue, countdown ms) messages; one pipelined round trip
         when the sender can."""
         if not messages:
             return
         acquire = getattr(self._sender, "producer_or_acquire", None)
         if acquire is None or len(messages) == 1:
-            for name, arg, queue, countdown_ms in messages:
+            for name, args, queue, countdown_ms in messages:
                 options = _options(queue, countdown_ms, priority)
-                self._sender.send_task(name, args=[arg], **options)
+                self._sender.send_task(name, args=args, **options)
             return
         sender: BatchSender = self._sender  # type: ignore[assignment]
         with acquire() as producer:
             batch = producer.batch() if hasattr(producer, "batch") else nullcontext()
             with batch:  # kombu >= 5.7: the publishes go out as one pipeline
-                for name, arg, queue, countdown_ms in messages:
+                for name, args, queue, countdown_ms in messages:
                     sender.send_task(
                         name,
-                        args=[arg],
+                        args=args,
                         producer=producer,
                         **_options(queue, countdown_ms, priority),
                     )
@@ -315,7 +323,7 @@ class _MessageBuilder:
         self._sent_event = False
         self._lock = threading.Lock()
 
-    def build(self, name: str, arg: Any, queue: str, priority: int) -> BrokerMessage | None:
+    def build(self, name: str, args: list[Any], queue: str, priority: int) -> BrokerMessage | None:
         producer = self._producer_for_store()
         if producer is None:
             return None
@@ -329,14 +337,14 @@ class _MessageBuilder:
             message = app.amqp.create_task_message(
                 task_id,
                 name,
-                [arg],
+                args,
                 None,
                 reply_to=app.thread_oid,
                 create_sent_event=self._sent_event,
                 ignore_result=None,
-                # what Celery's saferepr writes for a job id (or a list of them) and no
+                # what Celery's saferepr writes for job ids (or a list of them) and no
                 # kwargs; given, it is not worked out again for every message
-                argsrepr=repr([arg]),
+                argsrepr=repr(args),
                 kwargsrepr="{}",
             )
             app.amqp.send_task_message(
@@ -381,8 +389,8 @@ def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:
     """One message for due timers of one queue: a single job goes as its own task."""
     job, last = chunk[0][0], chunk[-1][1]
     if len(chunk) == 1:
-        return task_name(job.kind), job.id, queue, last
-    return TIMERS_TASK, [job.id for job, _ in chunk], queue, last
+        return task_name(job.kind), job_args(job), queue, last
+    return TIMERS_TASK, [[job.id for job, _ in chunk]], queue, last
 
 
 def _priority_list(queue: str, priority: int) -> str:

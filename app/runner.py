@@ -31,7 +31,17 @@ from app import expressions, metrics
 from app.config import Settings
 from app.flow.slots import has_rules
 from app.ids import new_ulid, new_ulids, ulid_ms
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause, event_job, resume_job, start_job
+from app.models import (
+    JSON,
+    FunctionConfig,
+    Job,
+    JobKind,
+    Pause,
+    event_job,
+    resume_job,
+    start_job,
+    start_job_run,
+)
 from app.queue import Queue
 from app.registry import Registry
 from app.state.jobs import Lease
@@ -244,8 +254,8 @@ class Runner:
             run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
-                if not send:
-                    here.append(start_job(run_id))
+                if fn is not None and not send:
+                    here.append(start_job(run_id, fn.id))
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
@@ -254,7 +264,7 @@ class Runner:
                     if admitted:
                         runs.append(admitted)
                         if not send:
-                            here.append(start_job(admitted))
+                            here.append(start_job(admitted, fn.id))
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
@@ -474,7 +484,7 @@ class Runner:
 
         The first run a task creates to run here next (`_starts_next`) is created started,
         its start job leased to this task, in that same script call (`fresh.claim`)."""
-        start = start_job(run.run_id)
+        start = start_job(run.run_id, fn.id)
         planned = self._queue.plan(start, start_at, now)
         if self._starts_next(fn, run, start_at, now, send=send):
             token = uuid.uuid4().hex
@@ -502,7 +512,7 @@ class Runner:
         else:
             # An idempotency key gave back an existing run: make sure it has its start job
             # (runs created before the start job was written with them); a no-op otherwise.
-            start = start_job(run_id)
+            start = start_job(run_id, fn.id)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
 
@@ -524,24 +534,46 @@ class Runner:
         state = self.fresh.peek(job.run_id)
         if state is None or state.started_at is not None:
             return None
-        fn = self._registry.get(state.function_id)
+        return self._start_run(job, state.function_id, state)
+
+    def start(
+        self, job_id: str, function_id: str
+    ) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
+        """A start job sent to this worker (another worker's share of a fan-out, one past
+        its step budget, a run of an SDK app's function, a resend): its message names the
+        run's function (`Job.function_id`), so its lease and its run's start are one script
+        call here too (`Store.start_run`). None for any other job, or a function with
+        concurrency or throttle (leased as any job: the executor admits it first)."""
+        run_id = start_job_run(job_id)
+        if run_id is None:
+            return None
+        return self._start_run(start_job(run_id, function_id), function_id, self.fresh.peek(run_id))
+
+    def _start_run(
+        self, job: Job, function_id: str, state: RunState | None
+    ) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
+        """Lease the start `job` and mark its run started, in one call, unless its function
+        has concurrency or throttle (None). `state`: the run as this process created it,
+        kept in `fresh`, updated to Running (or dropped when it was not Queued any more)."""
+        fn = self._registry.get(function_id)
         if fn is None or has_rules(fn.options):
             return None
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
         lease_ms = int(self.settings.lease_seconds * 1000)
-        leased, started = self._store.start_run(job, state.function_id, token, now, lease_ms)
+        leased, started = self._store.start_run(job, function_id, token, now, lease_ms)
         if isinstance(leased, str):
             return leased
         if started:
-            state.status, state.started_at = "Running", now
+            if state is not None:
+                state.status, state.started_at = "Running", now
             log.info(
                 "run started run_id=%s function=%s",
-                state.run_id,
+                job.run_id,
                 fn.id,
-                extra={"run_id": state.run_id, "function": fn.id, "status": "Running"},
+                extra={"run_id": job.run_id, "function": fn.id, "status": "Running"},
             )
-        else:
+        elif state is not None:
             self.fresh.take(job.run_id)  # not Queued any more: the executor reads it
         return token, leased
 

@@ -55,15 +55,15 @@ def _counting() -> None:
 
 
 class Recorder:
-    """Stands in for Celery: keeps each message's (task name, argument)."""
+    """Stands in for Celery: keeps each message's (task name, arguments)."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
+        self.sent: list[tuple[str, list[Any]]] = []
 
     def send_task(self, name: str, args: Any = None, **options: Any) -> None:
-        self.sent.append((name, args[0]))
+        self.sent.append((name, list(args)))
 
-    def take(self) -> list[tuple[str, Any]]:
+    def take(self) -> list[tuple[str, list[Any]]]:
         sent, self.sent = self.sent, []
         return sent
 
@@ -123,14 +123,14 @@ def main() -> None:
             engine.runner.ingest(events[:100], engine.now())
         run = engine.jobs.work if args.work else engine.jobs.handle
         while recorder.sent:
-            for _, job_id in recorder.take():
-                run(job_id)
+            for _, task_args in recorder.take():
+                run(*task_args)  # a start job's message also names its function
     with Phase("release") as release:
         released = engine.queue.release_due(due, budget_s=float("inf"))
     messages = recorder.take()
     each = getattr(engine.jobs, "handle_each", None)  # absent before issue 8's batching
     with Phase("wakes") as wakes:
-        for _, arg in messages:
+        for _, (arg, *_) in messages:
             ids = arg if isinstance(arg, list) else [arg]
             if each is not None:
                 with engine.registry.pinned():

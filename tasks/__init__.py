@@ -1,4 +1,5 @@
-"""Celery adapters: one thin task per kind of job, each taking a job id and nothing else.
+"""Celery adapters: one thin task per kind of job, each taking a job id (and, for a start job,
+its function id: `Job.function_id`) and nothing else.
 
     celery -A tasks worker -Q stepline        runs jobs (start, edge, sleep, pause_timeout,
                                               event, flow control, archive; `timers`: many
@@ -71,8 +72,9 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _register(app: Celery, kind: JobKind) -> None:
-    def run(job_id: str) -> str:
-        return engine().jobs.work(job_id)
+    def run(job_id: str, function_id: str = "") -> str:
+        """`function_id`: a start job's function (`Job.function_id`), when its message has it."""
+        return engine().jobs.work(job_id, function_id)
 
     run.__name__ = kind.value
     app.task(name=task_name(kind), acks_late=True, reject_on_worker_lost=True)(run)

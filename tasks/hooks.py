@@ -106,8 +106,8 @@ def beat_ticked(engine: Engine, now: int) -> None:
 
 
 def _running_jobs() -> list[str]:
-    """Job ids of the tasks this worker executes now (Celery messages carry only the id, or
-    a list of them: many due timers in one message)."""
+    """Job ids of the tasks this worker executes now (a Celery message's first argument is the
+    id, or a list of them: many due timers in one message)."""
     ids: list[str] = []
     for request in list(state.active_requests):
         if request.args:

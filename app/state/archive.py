@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from app.errors import StateError
 from app.history.records import ArchivedRun, ArchivedStep
-from app.models import RunStatus
+from app.models import START_SUFFIX, RunStatus
 from app.state.base import _opt_int
 from app.state.events import _event_record
 from app.state.keys import ArchiveKeys
@@ -45,7 +45,7 @@ def event_job_id(internal_id: str) -> str:
 
 def start_job_id(run_id: str) -> str:
     """The id of a run's start job, as the runner names it (its tombstone goes with the run)."""
-    return f"{run_id}:start"
+    return run_id + START_SUFFIX
 
 
 class ArchiveStore:

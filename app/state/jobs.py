@@ -1,5 +1,5 @@
-"""Store verbs for jobs: the durable queue records (Celery messages carry only their ids),
-leased by one worker at a time and re-sent by the beat tick when due."""
+"""Store verbs for jobs: the durable queue records (Celery messages carry only their ids, and
+a start job's function), leased by one worker at a time and re-sent by the beat tick when due."""
 
 from __future__ import annotations
 

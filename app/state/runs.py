@@ -27,7 +27,7 @@ from app.state.records import (
     RunState,
     SaveResult,
 )
-from app.state.scripts import FinishCode, PauseRef, Scripts, StartCode
+from app.state.scripts import FinishCode, PauseRef, RunCreation, Scripts, StartCode
 
 
 class RunVerbs(StoreBase):
@@ -55,16 +55,7 @@ class RunVerbs(StoreBase):
         if run.memoized is not None:
             raise ValueError("a replay's run is never started by its creation")
         return self._scripts.create_started_run(
-            run.run_id,
-            run.function_id,
-            run.created_at,
-            _dumps(run.events),
-            run.event_ids,
-            run.correlation_id or "",
-            run.idempotency_key,
-            run.idempotency_ttl_ms,
-            (start.job.id, job_record(start.job, start.due_at), start.send_by),
-            (token, run.created_at + lease_ms),
+            run_creation(run, start), (token, run.created_at + lease_ms)
         )
 
     def start_run(
@@ -93,36 +84,7 @@ class RunVerbs(StoreBase):
     def _create_run(
         self, run: NewRun, pipe: Any, start: QueuedJob | None = None
     ) -> tuple[str, bool]:
-        memo_json = ""
-        if run.memoized is not None:
-            memo = run.memoized
-            memo_json = _dumps(
-                {
-                    "stack": memo.stack,
-                    "steps": {step: _dumps(memo.steps.get(step)) for step in memo.stack},
-                    "history": {
-                        step: _encode_info(record)
-                        for step, record in memo.history.items()
-                        if step in memo.steps
-                    },
-                }
-            )
-        return self._scripts.create_run(
-            run.run_id,
-            run.function_id,
-            run.created_at,
-            _dumps(run.events),
-            run.event_ids,
-            run.correlation_id or "",
-            run.idempotency_key,
-            run.idempotency_ttl_ms,
-            run.original_run_id or "",
-            memo_json,
-            None
-            if start is None
-            else (start.job.id, job_record(start.job, start.due_at), start.send_by),
-            client=pipe,
-        )
+        return self._scripts.create_run(run_creation(run, start), client=pipe)
 
     def memoized_steps(self, run_id: str) -> MemoizedSteps | None:
         """The run's memoized steps in stack order with their history records (None if the
@@ -440,3 +402,37 @@ def _decode_record(step: str, raw: str) -> dict[str, JSON]:
     record: dict[str, JSON] = {name: json.loads(value) for name, value in json.loads(raw).items()}
     record.setdefault("id", step)
     return record
+
+
+def run_creation(run: NewRun, start: QueuedJob | None) -> RunCreation:
+    """`run` (and its start job, as `Queue.plan` made it) encoded as lua/create_run.lua
+    takes it: the one builder for every creation (Queued, started, pipelined)."""
+    memo_json = ""
+    if run.memoized is not None:
+        memo = run.memoized
+        memo_json = _dumps(
+            {
+                "stack": memo.stack,
+                "steps": {step: _dumps(memo.steps.get(step)) for step in memo.stack},
+                "history": {
+                    step: _encode_info(record)
+                    for step, record in memo.history.items()
+                    if step in memo.steps
+                },
+            }
+        )
+    return RunCreation(
+        run_id=run.run_id,
+        function_id=run.function_id,
+        created_at=run.created_at,
+        events_json=_dumps(run.events),
+        event_ids=run.event_ids,
+        correlation_id=run.correlation_id or "",
+        idempotency_key=run.idempotency_key,
+        idempotency_ttl_ms=run.idempotency_ttl_ms,
+        original_run_id=run.original_run_id or "",
+        memo_json=memo_json,
+        start=None
+        if start is None
+        else (start.job.id, job_record(start.job, start.due_at), start.send_by),
+    )

@@ -53,6 +53,30 @@ class EventItem:
 IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 StartCode = Literal["started", "created", "exists"]
+
+
+@dataclass(frozen=True)
+class RunCreation:
+    """A run as lua/create_run.lua writes it, encoded (`RunVerbs` builds it from a `NewRun`):
+    the one argument list of `create_run` and `create_started_run`."""
+
+    run_id: str
+    function_id: str
+    created_at: int
+    events_json: str
+    event_ids: Sequence[str]
+    correlation_id: str
+    """"" for none."""
+    idempotency_key: str | None
+    idempotency_ttl_ms: int
+    original_run_id: str
+    """"" for none (not a rerun or replay)."""
+    memo_json: str
+    """A replay's memoized steps (lua/create_run.lua's ARGV[9]), "" for none."""
+    start: tuple[str, str, int] | None
+    """Its start job: (job id, Job JSON, send-by ms), written with it; None for none."""
+
+
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 FinishCode = Literal["finished", "ended", "missing", "changed", "different"]
 
@@ -97,96 +121,35 @@ class Scripts:
         return self._lua.pipelined(fill, transaction=transaction)
 
     # --- runs -----------------------------------------------------------------------------
-    def create_run(
-        self,
-        run_id: str,
-        function_id: str,
-        created_at: int,
-        events_json: str,
-        event_ids: Sequence[str],
-        correlation_id: str,
-        idempotency_key: str | None,
-        idempotency_ttl_ms: int,
-        original_run_id: str = "",
-        memo_json: str = "",
-        start: tuple[str, str, int] | None = None,
-        *,
-        client: Any = None,
-    ) -> tuple[str, bool]:
-        """Create a run (see lua/create_run.lua) and, with `start` (job id, Job JSON,
-        send-by), its start job in the same step. With `client` (a pipeline), only queue the
-        call: the reply then comes from the pipeline's `execute`, parsed by `created`."""
-        args, keys = self._create_run_call(
-            run_id,
-            function_id,
-            created_at,
-            events_json,
-            event_ids,
-            correlation_id,
-            idempotency_key,
-            idempotency_ttl_ms,
-            original_run_id,
-            memo_json,
-            start,
-            None,
-        )
+    def create_run(self, creation: RunCreation, *, client: Any = None) -> tuple[str, bool]:
+        """Create a run (see lua/create_run.lua) and, with `creation.start`, its start job in
+        the same step. With `client` (a pipeline), only queue the call: the reply then comes
+        from the pipeline's `execute`, parsed by `created`."""
+        args, keys = self._create_run_call(creation, None)
         if client is not None:
             self._lua.run("create_run", keys, args, client)
-            return run_id, True
+            return creation.run_id, True
         return self.created(self._run("create_run", keys, args))
 
     def create_started_run(
-        self,
-        run_id: str,
-        function_id: str,
-        created_at: int,
-        events_json: str,
-        event_ids: Sequence[str],
-        correlation_id: str,
-        idempotency_key: str | None,
-        idempotency_ttl_ms: int,
-        start: tuple[str, str, int],
-        lease: tuple[str, int],
+        self, creation: RunCreation, lease: tuple[str, int]
     ) -> tuple[str, StartCode]:
-        """Create a run Running with its start job (job id, Job JSON, send-by) leased to
+        """Create a run Running with its start job (`creation.start`, required) leased to
         `lease` (token, deadline ms), in one step (lua/create_run.lua): (run id, "started"),
         or "created" (Queued, the job could not be written) or "exists" as `create_run`."""
-        args, keys = self._create_run_call(
-            run_id,
-            function_id,
-            created_at,
-            events_json,
-            event_ids,
-            correlation_id,
-            idempotency_key,
-            idempotency_ttl_ms,
-            "",
-            "",
-            start,
-            lease,
-        )
+        if creation.start is None:
+            raise ValueError("a run created started needs its start job")
+        args, keys = self._create_run_call(creation, lease)
         code, found = self._run("create_run", keys, args)
         return str(found), cast(StartCode, code)
 
     def _create_run_call(
-        self,
-        run_id: str,
-        function_id: str,
-        created_at: int,
-        events_json: str,
-        event_ids: Sequence[str],
-        correlation_id: str,
-        idempotency_key: str | None,
-        idempotency_ttl_ms: int,
-        original_run_id: str,
-        memo_json: str,
-        start: tuple[str, str, int] | None,
-        lease: tuple[str, int] | None,
+        self, creation: RunCreation, lease: tuple[str, int] | None
     ) -> tuple[list[Arg], list[str]]:
-        k = self._keys
-        r = k.run(run_id)
+        c, k = creation, self._keys
+        r = k.run(c.run_id)
         queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
-        job_id, job_json, send_by = start if start is not None else ("", "", 0)
+        job_id, job_json, send_by = c.start if c.start is not None else ("", "", 0)
         token, deadline = lease if lease is not None else ("", 0)
         keys = [
             r.meta,
@@ -194,9 +157,9 @@ class Scripts:
             r.stack,
             r.history,
             k.runs,
-            k.function_runs(function_id),
+            k.function_runs(c.function_id),
             k.status_runs(queued),
-            k.status_runs(queued, function_id),
+            k.status_runs(queued, c.function_id),
             k.metric("runs_queued_total"),
             k.jobs,
             k.jobs_due,
@@ -205,28 +168,28 @@ class Scripts:
             k.job_owners,
             k.job_leases,
             k.status_runs(running),
-            k.status_runs(running, function_id),
+            k.status_runs(running, c.function_id),
             k.metric("runs_started_total"),
         ]
-        keys += [k.event_runs(event_id) for event_id in event_ids]
-        if idempotency_key is not None:
-            keys.append(k.idempotency(idempotency_key))
+        keys += [k.event_runs(event_id) for event_id in c.event_ids]
+        if c.idempotency_key is not None:
+            keys.append(k.idempotency(c.idempotency_key))
         args: list[Arg] = [
-            run_id,
-            function_id,
-            created_at,
-            events_json,
-            _dumps(list(event_ids)),
-            correlation_id,
-            idempotency_ttl_ms,
-            original_run_id,
-            memo_json,
+            c.run_id,
+            c.function_id,
+            c.created_at,
+            c.events_json,
+            _dumps(list(c.event_ids)),
+            c.correlation_id,
+            c.idempotency_ttl_ms,
+            c.original_run_id,
+            c.memo_json,
             job_id,
             job_json,
             send_by,
             token,
             deadline,
-            *event_ids,
+            *c.event_ids,
         ]
         return args, keys
 
