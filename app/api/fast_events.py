@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
 
 from app.api import auth, events
 from app.api.context import EXTENSION
@@ -110,8 +111,24 @@ class FastEvents:
         except Exception as exc:
             return self._failed(environ, start_response, exc)
         self.answered += 1
-        response = cast(Response, self.app.json.response({"ids": ids, "status": 200}))
-        return response(environ, start_response)
+        return self._accepted(environ, start_response, ids)
+
+    def _accepted(
+        self, environ: WSGIEnvironment, start_response: StartResponse, ids: list[str]
+    ) -> Iterable[bytes]:
+        """`jsonify({"ids": ids, "status": 200})`'s answer, without a response object: the
+        app's JSON provider writes the body as `jsonify` does when compact (not debugging)."""
+        provider = self.app.json
+        answer = {"ids": ids, "status": 200}
+        if not isinstance(provider, DefaultJSONProvider) or not (
+            provider.compact or (provider.compact is None and not self.app.debug)
+        ):
+            response = cast(Response, provider.response(answer))
+            return response(environ, start_response)
+        body = f"{provider.dumps(answer, separators=(',', ':'))}\n".encode()
+        headers = [("Content-Type", provider.mimetype), ("Content-Length", str(len(body)))]
+        start_response("200 OK", headers)
+        return [body]
 
     def _failed(
         self, environ: WSGIEnvironment, start_response: StartResponse, exc: Exception
