@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from app.engine import Engine
 
 _PATH = re.compile(r"/e/([^/]+)")
+_METHOD, _PATH_INFO = "REQUEST_METHOD", "PATH_INFO"
+"""Keys of the WSGI environ (not settings: those are read in app/config.py only)."""
 ENDPOINT = "events.send_events"
 
 
@@ -64,10 +66,10 @@ class FastEvents:
         """Requests answered here, not by Flask (tests and benchmarks read it)."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("REQUEST_METHOD") != "POST":
+        if environ.get(_METHOD) != "POST":
             return self.flask(environ, start_response)
         # WSGI hands the path over as latin-1; werkzeug routes on its UTF-8 reading.
-        path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        path = environ.get(_PATH_INFO, "").encode("latin-1").decode("utf-8", "replace")
         match = _PATH.fullmatch(path)
         engine: Engine | None = self.app.extensions.get(EXTENSION)
         config = self.app.config
