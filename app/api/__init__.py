@@ -2,6 +2,7 @@
 
     create_app(engine) ─► auth      who may call what: every route declares its class
                       ─► events    POST /e/<key>, POST /invoke/<function id>
+                      ─► fast_events  POST /e/<key> answered ahead of Flask (same checks)
                       ─► runs      /v1/runs[/<id>[/cancel|/rerun|/replay]]
                       ─► event_log /v1/events[/<id>[/runs]]
                       ─► functions /v1/functions[/<id>], /v1/apps[/sync|/<id>/sync]
@@ -36,6 +37,7 @@ from app.api import (
     errors,
     event_log,
     events,
+    fast_events,
     functions,
     health,
     jsonbody,
@@ -80,6 +82,8 @@ def create_app(engine: Engine | None = None) -> Flask:
     app.register_blueprint(sdk_calls.bp)
     app.register_blueprint(ui.bp)
     app.after_request(_conditional)
+    # `POST /e/<key>` answered ahead of Flask's request machinery, everything else by Flask.
+    app.wsgi_app = fast_events.FastEvents(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, request
+from werkzeug.wrappers import Request
 
 from app.api import browser
 from app.api.context import EXTENSION
@@ -110,13 +111,18 @@ def check() -> None:
         raise SteplineError(f"route {request.url_rule} declares no access class (app.api.auth)")
     if rule.access is Access.PUBLIC:
         return
-    settings = _settings()
+    admit(request, rule, _settings(), request.view_args or {})
+
+
+def admit(request: Request, rule: Rule, settings: Settings, view_args: Mapping[str, Any]) -> None:
+    """Raise unless `rule` (not public) admits `request`, whose route matched `view_args`:
+    `check` for Flask's routes, `app.api.fast_events` for `POST /e/<key>` ahead of Flask."""
     if settings.production:
-        _CREDENTIALS[rule.access](settings)
+        _CREDENTIALS[rule.access](settings, request, view_args)
     else:
-        browser.check_dev_peer()
-    browser.check_origin()
-    browser.check_body(rule.media_types)
+        browser.check_dev_peer(request)
+    browser.check_origin(request)
+    browser.check_body(request, rule.media_types)
 
 
 def _settings() -> Settings:
@@ -127,7 +133,7 @@ def _settings() -> Settings:
 # --- credentials, one check per class ------------------------------------------------------
 
 
-def _sdk(settings: Settings) -> None:
+def _sdk(settings: Settings, request: Request, view_args: Mapping[str, Any]) -> None:
     keys = [key for key in (settings.signing_key, settings.signing_key_fallback) if key]
     if not keys:
         raise NotConfigured(
@@ -141,13 +147,13 @@ def _sdk(settings: Settings) -> None:
         )
 
 
-def _events(settings: Settings) -> None:
+def _events(settings: Settings, request: Request, view_args: Mapping[str, Any]) -> None:
     if not settings.event_keys:
         raise NotConfigured(
             "the event API is closed: this Stepline runs in production mode without "
             "STEPLINE_EVENT_KEYS; set it to the keys senders use (INNGEST_EVENT_KEY)"
         )
-    given = (request.view_args or {}).get("event_key", "")
+    given = view_args.get("event_key", "")
     if not isinstance(given, str) or not given.strip():
         raise Unauthorized("Event key is required")
     if not event_key_known(given, settings.event_keys):
@@ -163,7 +169,7 @@ def event_key_known(given: str, keys: list[str]) -> bool:
     return found
 
 
-def _operator(settings: Settings) -> None:
+def _operator(settings: Settings, request: Request, view_args: Mapping[str, Any]) -> None:
     keys = [key for key in (settings.signing_key, settings.signing_key_fallback) if key]
     if not (settings.api_token or settings.auth_header or keys):
         raise NotConfigured(
@@ -190,7 +196,7 @@ def _operator(settings: Settings) -> None:
     raise Unauthorized(f"this Stepline requires authentication: send {' or '.join(accepted)}")
 
 
-_CREDENTIALS: dict[Access, Callable[[Settings], None]] = {
+_CREDENTIALS: dict[Access, Callable[[Settings, Request, Mapping[str, Any]], None]] = {
     Access.SDK: _sdk,
     Access.EVENTS: _events,
     Access.OPERATOR: _operator,

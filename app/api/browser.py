@@ -17,6 +17,8 @@ name resolve to 127.0.0.1. So, for every non-public route (`app.api.auth` calls 
 - `check_dev_peer` (dev mode, where no credential is checked): only loopback peers, and only
   with a Host header a rebinding page cannot produce: `localhost`, `*.localhost` or an IP
   address (no DNS is involved in those).
+
+Each takes the request (Flask's, or the werkzeug request of `app.api.fast_events`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import functools
 import ipaddress
 import urllib.parse
 
-from flask import request
+from werkzeug.wrappers import Request
 
 from app.errors import Forbidden, UnsupportedMediaType
 
@@ -34,7 +36,7 @@ SDK_HEADER = "X-Inngest-SDK"
 _SAME_SITE = ("same-origin", "none")
 
 
-def check_origin() -> None:
+def check_origin(request: Request) -> None:
     if request.method in SAFE_METHODS:
         return
     site = request.headers.get("Sec-Fetch-Site")
@@ -56,8 +58,8 @@ def check_origin() -> None:
     )
 
 
-def check_body(media_types: tuple[str, ...]) -> None:
-    if request.method in SAFE_METHODS or not _has_body():
+def check_body(request: Request, media_types: tuple[str, ...]) -> None:
+    if request.method in SAFE_METHODS or not _has_body(request):
         return
     if request.mimetype in media_types or request.headers.get(SDK_HEADER):
         return
@@ -68,12 +70,12 @@ def check_body(media_types: tuple[str, ...]) -> None:
     )
 
 
-def _has_body() -> bool:
+def _has_body(request: Request) -> bool:
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     return chunked or (request.content_length or 0) > 0
 
 
-def check_dev_peer() -> None:
+def check_dev_peer(request: Request) -> None:
     if not loopback(request.remote_addr):
         raise Forbidden(
             "dev mode serves loopback clients only: to serve other hosts, configure credentials "

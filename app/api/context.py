@@ -10,7 +10,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, cast
 
-from flask import current_app
+from flask import Flask, current_app
 
 if TYPE_CHECKING:
     from app.engine import Engine
@@ -23,7 +23,12 @@ _BUILD_LOCK = threading.Lock()
 
 def current_engine() -> Engine:
     """The engine of the app handling the current request (built on first use)."""
-    extensions = current_app.extensions
+    return engine_of(current_app)
+
+
+def engine_of(app: Flask) -> Engine:
+    """The engine of `app` (built on first use), outside a request context too."""
+    extensions = app.extensions
     engine = extensions.get(EXTENSION)
     if engine is None:
         with _BUILD_LOCK:

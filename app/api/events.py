@@ -6,22 +6,26 @@ request is accepted whole or refused whole; a refusal names the field (`events[2
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from app.api import jsonbody
 from app.api.auth import Access, requires
-from app.api.context import current_engine
+from app.api.context import current_engine, engine_of
 from app.api.group_commit import Committed, GroupCommit
 from app.errors import BadRequest, NotFound, PayloadTooLarge, Unauthorized
 from app.models import JSON
 from app.runner import MAX_START_AHEAD_MS
 from app.state.store import NewEvent
 from app.strictjson import Path
+
+if TYPE_CHECKING:
+    from app.engine import Engine
 
 bp = Blueprint("events", __name__)
 
@@ -40,11 +44,20 @@ GROUP_MAX_EVENTS = 1000
 @requires(Access.EVENTS)
 def send_events(event_key: str) -> tuple[Response, int]:
     """The event key was checked by the policy (`app.api.auth`): in production mode against
-    STEPLINE_EVENT_KEYS, in constant time; dev mode takes any key."""
+    STEPLINE_EVENT_KEYS, in constant time; dev mode takes any key. `app.api.fast_events`
+    answers the requests this route would accept ahead of Flask, with `accept` and `commit`."""
+    prepared = accept(
+        current_engine(), event_key, request.get_data(cache=False), request.headers.get(SEED_HEADER)
+    )
+    return jsonify({"ids": commit(current_app, prepared), "status": 200}), 200
+
+
+def accept(engine: Engine, event_key: str, body: bytes, seed: str | None) -> Prepared:
+    """A request's events validated, with their ids (no Redis): refused with the route's
+    answer (a SteplineError) if the route would refuse it."""
     if not event_key.strip():
         raise Unauthorized("Event key is required")
-    engine = current_engine()
-    events = parse_events(request.get_data(cache=False))
+    events = parse_events(body)
     now = engine.now()
     for index, event in enumerate(events):
         ts = event.get("ts")
@@ -54,11 +67,14 @@ def send_events(event_key: str) -> tuple[Response, int]:
                 "schedules its runs at its ts, at most that far in the future",
                 field=f"events[{index}].ts",
             )
-    seed = request.headers.get(SEED_HEADER)
-    new = engine.runner.prepare(events, now, id_seed=seed)
-    group: GroupCommit[Prepared, list[str]] = current_app.extensions[GROUP]
-    ids = group.submit(Prepared(new, now), weight=len(new))
-    return jsonify({"ids": ids, "status": 200}), 200
+    return Prepared(engine.runner.prepare(events, now, id_seed=seed), now)
+
+
+def commit(app: Flask, prepared: Prepared) -> list[str]:
+    """Store a request's events with those of the requests waiting meanwhile (the group
+    commit); their ids, once stored."""
+    group: GroupCommit[Prepared, list[str]] = app.extensions[GROUP]
+    return group.submit(prepared, weight=len(prepared.events))
 
 
 @dataclass(frozen=True)
@@ -73,14 +89,17 @@ def install(app: Flask) -> None:
     """Give `app` the group commit of `POST /e` (`app.api.group_commit`): the events of
     requests that arrive while a commit is under way are stored together, in one script call
     with one job, as one batch request's would be."""
-    app.extensions[GROUP] = GroupCommit(_commit, max_weight=GROUP_MAX_EVENTS)
+    app.extensions[GROUP] = GroupCommit(
+        functools.partial(_commit, app), max_weight=GROUP_MAX_EVENTS
+    )
 
 
-def _commit(batch: Sequence[Prepared]) -> Committed[list[str]]:
-    """Store the events of several requests in one `Runner.store` (in the leader's request
-    context); each request gets its own ids back. Their one job is sent afterwards, by the
-    leader, while the next group commits: it is durable once stored (the tick would send it)."""
-    engine = current_engine()
+def _commit(app: Flask, batch: Sequence[Prepared]) -> Committed[list[str]]:
+    """Store the events of several requests in one `Runner.store` (in the leader's thread,
+    which may have no request context); each request gets its own ids back. Their one job is
+    sent afterwards, by the leader, while the next group commits: it is durable once stored
+    (the tick would send it)."""
+    engine = engine_of(app)
     now = max(prepared.now for prepared in batch)
     ids, job = engine.runner.store([e for p in batch for e in p.events], now, count=True)
     answers, start = [], 0
