@@ -99,6 +99,7 @@ class Engine:
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
         queue.calls_app = registry.calls_app
+        queue.learn_runs = registry.learn_runs
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))

@@ -122,6 +122,9 @@ class Queue:
         self.calls_app: Callable[[str], bool] | None = None
         """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
         Connect). Its jobs go to `settings.sdk_queue`, served by a pool of their own."""
+        self.learn_runs: Callable[[Sequence[str]], None] | None = None
+        """Set by `Engine.create`: reads `calls_app`'s answers for many runs at once (one
+        round trip), before a release routes its jobs."""
 
     def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
         """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
@@ -175,6 +178,7 @@ class Queue:
             released = self._store.release_upcoming(
                 now, self._resend_ms, limit, LOOKAHEAD_MS, RECENT_MS
             )
+            self._learn([job for job, _ in released])
             timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
@@ -184,6 +188,15 @@ class Queue:
             total += len(released)
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
+
+    def _learn(self, jobs: Sequence[Job]) -> None:
+        """Before routing many jobs (`queue_of`), learn whether their runs call SDK apps in
+        one round trip, not two per job."""
+        if self._sdk_queue == QUEUE_NAME or self.learn_runs is None:
+            return
+        run_ids = [job.run_id for job in jobs if job.kind in APP_CALL_KINDS and job.run_id]
+        if run_ids:
+            self.learn_runs(run_ids)
 
     def _send_timers(self, timers: Sequence[tuple[Job, int]]) -> None:
         """Due timers (job, countdown ms) at DUE_PRIORITY, as few messages as possible: those
@@ -264,6 +277,16 @@ class Queue:
         when the sender can."""
         if not messages:
             return
+        if len(messages) > 1:
+            built = [
+                self._messages.build(name, arg, queue, priority, countdown_ms)
+                for name, arg, queue, countdown_ms in messages
+            ]
+            if all(message is not None for message in built):
+                # kombu sends a batch one LPUSH at a time when the transport retries on
+                # timeouts (ours does): built here, they go in one round trip.
+                self._store.push_messages([message for message in built if message is not None])
+                return
         acquire = getattr(self._sender, "producer_or_acquire", None)
         if acquire is None or len(messages) == 1:
             for name, arg, queue, countdown_ms in messages:
@@ -315,7 +338,9 @@ class _MessageBuilder:
         self._sent_event = False
         self._lock = threading.Lock()
 
-    def build(self, name: str, arg: Any, queue: str, priority: int) -> BrokerMessage | None:
+    def build(
+        self, name: str, arg: Any, queue: str, priority: int, countdown_ms: int = 0
+    ) -> BrokerMessage | None:
         producer = self._producer_for_store()
         if producer is None:
             return None
@@ -338,6 +363,7 @@ class _MessageBuilder:
                 # kwargs; given, it is not worked out again for every message
                 argsrepr=repr([arg]),
                 kwargsrepr="{}",
+                countdown=countdown_ms / 1000 if countdown_ms > 0 else None,
             )
             app.amqp.send_task_message(
                 producer, name, message, queue=queue, priority=priority, declare=[], retry=False
