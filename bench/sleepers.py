@@ -25,6 +25,7 @@ memory (nothing held in worker memory until due).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
@@ -104,6 +105,8 @@ class Result:
     """Stepline: lateness by second of the window its due time fell in (does it grow?)."""
     woke_s: float = 0.0
     """Stepline: the window's opening to the last wake."""
+    cpu: dict[str, float] | None = None
+    """Stepline: each process's CPU (cores) from the window's opening to the last wake."""
 
 
 def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
@@ -164,14 +167,59 @@ def spy(pgrps: list[int], opens_ms: int, seconds: float, out: Path) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (Linux /proc only)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class WindowCpu:
+    """CPU time of each process (worker, its pool, beat, Redis) from the window's opening
+    until `stop`: who is busy while the timers fall due."""
+
+    def __init__(self, pids: dict[str, int], opens_ms: int) -> None:
+        self.pids = pids
+        self.start: dict[str, int] = {}
+        self.started_at = 0.0
+        self.shares: dict[str, float] = {}
+
+        def run() -> None:
+            time.sleep(max(0.0, opens_ms / 1000 - time.time()))
+            self.started_at = time.monotonic()
+            self.start = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._thread.join()
+        wall = time.monotonic() - self.started_at
+        hz = os.sysconf("SC_CLK_TCK")
+        self.shares = {
+            name: (cpu_ticks(pid) - self.start[name]) / hz / wall for name, pid in self.pids.items()
+        }
+
+
 def stepline(
-    n: int, window_s: float, lead_s: float, pid: int, spy_into: tuple[list[int], Path] | None
+    n: int,
+    window_s: float,
+    lead_s: float,
+    procs: list[int],
+    spy_into: tuple[list[int], Path] | None,
 ) -> Result:
     client = flush()
     engine = bench_engine(["bench.functions"])
+    pid = procs[0]
     before = rss_mib(pid)
     window = Window.after(lead_s, window_s, n)
     peak = PeakRss(pid, window.opens)
+    pool = sorted(p for p in group_pids(pid) if p != pid)
+    pids = {"worker": pid, **{f"pool {i + 1}": p for i, p in enumerate(pool)}}
+    pids |= {"beat": procs[1], "redis": int(client.info("server")["process_id"])}
+    cpu = WindowCpu(pids, window.opens)
     if spy_into:
         spy(spy_into[0], window.opens, window_s + 4, spy_into[1])
     first = time.time()
@@ -191,6 +239,7 @@ def stepline(
         return False
 
     wait_until(done, timeout=lead_s + window_s + 900)
+    cpu.stop()
     rss_waiting, rss_peak = peak.stop()
     late: list[int] = []
     asleep: list[int] = []
@@ -217,6 +266,7 @@ def stepline(
         margin,
         by_second,
         (max(woke) - window.opens) / 1000,
+        cpu.shares,
     )
 
 
@@ -246,7 +296,7 @@ def main() -> None:
     env = {"STEPLINE_FUNCTIONS": "bench.functions"}
     with worker("tasks", "stepline", extra_env=env, beat=True) as procs:
         spy_into = ([p.pid for p in procs], args.spy) if args.spy else None
-        s = stepline(args.runs, args.window, lead, procs[0].pid, spy_into)
+        s = stepline(args.runs, args.window, lead, [p.pid for p in procs], spy_into)
     print(f"{args.runs} timers due within one {args.window:.0f}-s window:")
     show("bare Celery ETA", b)
     show("Stepline sleeps", s)
@@ -261,6 +311,8 @@ def main() -> None:
         f" ({args.runs / max(s.woke_s, args.window):.0f} wakes/s over the window and after);"
         " lateness by second of due time:"
     )
+    busy = ", ".join(f"{name} {share:.0%}" for name, share in (s.cpu or {}).items())
+    print(f"    CPU of a core from the window's opening to the last wake: {busy}")
     for second, late in sorted((s.by_second or {}).items()):
         print(
             f"    due in second {second}: {len(late):5d} wakes, p50 {pct(late, 50):6.0f} ms,"
