@@ -80,6 +80,13 @@ TIMERS_TASK = TASK_PREFIX + "timers"
 WAKE_BATCH = 16
 """At most this many timers to a message: a batch runs in one worker process, so a large one
 would make its last timer late while the other processes idle."""
+LATE_WAKE_BATCH = 64
+"""Timers already due when released (wakes fall due faster than they are woken: a backlog)
+go up to this many to a message, fewer messages for as many wakes (each costs the worker a
+delivery, an ack and its round trips), but at least `LATE_SPLIT` messages per release, so
+every pool process has one (`late_batch`)."""
+LATE_SPLIT = 4
+"""A pool of two processes with a prefetch of two (tasks/__init__.py)."""
 WAKE_SPREAD_MS = 20
 """Timers due within this of the first of a message go with it (it is sent for the last one's
 due time, so the first may run up to this late, never early)."""
@@ -201,18 +208,19 @@ class Queue:
     def _send_timers(self, timers: Sequence[tuple[Job, int]]) -> None:
         """Due timers (job, countdown ms) at DUE_PRIORITY, as few messages as possible: those
         of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
-        to a message (a TIMERS_TASK the worker runs in one loop, each job under its own
-        lease), sent with the countdown of the last of them so none runs early."""
+        to a message, more when already due (`late_batch`) (a TIMERS_TASK the worker runs in
+        one loop, each job under its own lease), sent with the countdown of the last of them
+        so none runs early."""
         groups: dict[str, list[tuple[Job, int]]] = {}
         for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
             groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
         messages: list[Message] = []
         for queue, jobs in groups.items():
+            late = late_batch(sum(1 for _, countdown_ms in jobs if countdown_ms == 0))
             chunk: list[tuple[Job, int]] = []
             for job, countdown_ms in jobs:
-                if chunk and (
-                    len(chunk) >= WAKE_BATCH or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS
-                ):
+                size = late if chunk and chunk[0][1] == 0 else WAKE_BATCH
+                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS):
                     messages.append(_timers_message(queue, chunk))
                     chunk = []
                 chunk.append((job, countdown_ms))
@@ -401,6 +409,12 @@ class _MessageBuilder:
             return None
         self._sent_event = bool(self._app.conf.task_send_sent_event)
         return self._app.amqp.Producer(channel, auto_declare=False)
+
+
+def late_batch(due: int) -> int:
+    """How many of `due` timers already due go to one message: WAKE_BATCH, or more when
+    there are many, up to LATE_WAKE_BATCH, in at least LATE_SPLIT messages."""
+    return max(WAKE_BATCH, min(LATE_WAKE_BATCH, -(-due // LATE_SPLIT)))
 
 
 def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:
