@@ -114,7 +114,12 @@ class Engine:
         executor = Executor(store, queue, registry, runner, drivers, settings)
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
-        archiver = Archiver(ArchiveStore(store), open_settings_history(settings), settings)
+        archiver = Archiver(
+            ArchiveStore(store),
+            open_settings_history(settings),
+            settings,
+            next_timer=queue.next_release,
+        )
 
         def on_finish(state: RunState, status: RunStatus, now: int) -> None:
             runner.fresh.take(state.run_id)  # a run created started may wait in the work list
