@@ -13,11 +13,14 @@ cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a bur
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
 backlog included, goes behind them (a backlog re-sent at the front would bury the timers), and
 the tick takes what fell due in the last `RECENT_MS` before such a backlog.
-The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
-each batch as one pipelined publish; due timers travel many to a message (`TIMERS_TASK`, up to
-`WAKE_BATCH` due within `WAKE_SPREAD_MS` of each other), so a thousand wakes cost a few dozen
-Celery messages, not a thousand. Each job in such a message keeps its own Redis record and
-lease: one that fails or is lost with its worker is retried or re-sent alone.
+The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`), routes a
+batch's jobs with one read of their runs' functions (`learn_runs`) and pushes its messages in
+one pipelined round trip (`Store.push_messages`, the messages built as `send_task` would);
+due timers travel many to a message (`TIMERS_TASK`, up to `WAKE_BATCH` due within
+`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due), so a thousand
+wakes cost a few dozen Celery messages, not a thousand. Each job in such a message keeps its
+own Redis record and lease: one that fails or is lost with its worker is retried or re-sent
+alone.
 
 A state change that creates a job can carry its Celery message too (`Queue.message`): the
 message is built here, by Celery's and kombu's own code exactly as `send_task` would publish
