@@ -99,6 +99,7 @@ class Engine:
         queue = Queue(store, sender or celery_sender(settings), settings)
         registry = Registry(store)
         queue.calls_app = registry.calls_app
+        queue.learn_runs = registry.learn_runs
         functions = local if local is not None else load_functions(settings.functions)
         runner = Runner(store, queue, registry, settings)
         functions.install_sender(lambda events: runner.ingest(events, wall_clock_ms()))
@@ -113,7 +114,12 @@ class Engine:
         executor = Executor(store, queue, registry, runner, drivers, settings)
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
-        archiver = Archiver(ArchiveStore(store), open_settings_history(settings), settings)
+        archiver = Archiver(
+            ArchiveStore(store),
+            open_settings_history(settings),
+            settings,
+            next_timer=queue.next_release,
+        )
 
         def on_finish(state: RunState, status: RunStatus, now: int) -> None:
             runner.fresh.take(state.run_id)  # a run created started may wait in the work list

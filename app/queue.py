@@ -13,11 +13,14 @@ cancel timeouts, debounces, batches: TIMER_KINDS) go ahead of new work, so a bur
 events never delays a due wake-up. Everything else, resends of jobs that sat unstarted in a
 backlog included, goes behind them (a backlog re-sent at the front would bury the timers), and
 the tick takes what fell due in the last `RECENT_MS` before such a backlog.
-The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`) and sends
-each batch as one pipelined publish; due timers travel many to a message (`TIMERS_TASK`, up to
-`WAKE_BATCH` due within `WAKE_SPREAD_MS` of each other), so a thousand wakes cost a few dozen
-Celery messages, not a thousand. Each job in such a message keeps its own Redis record and
-lease: one that fails or is lost with its worker is retried or re-sent alone.
+The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S`), routes a
+batch's jobs with one read of their runs' functions (`learn_runs`) and pushes its messages in
+one pipelined round trip (`Store.push_messages`, the messages built as `send_task` would);
+due timers travel many to a message (`TIMERS_TASK`, up to `WAKE_BATCH` due within
+`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due), so a thousand
+wakes cost a few dozen Celery messages, not a thousand. Each job in such a message keeps its
+own Redis record and lease: one that fails or is lost with its worker is retried or re-sent
+alone.
 
 A state change that creates a job can carry its Celery message too (`Queue.message`): the
 message is built here, by Celery's and kombu's own code exactly as `send_task` would publish
@@ -80,6 +83,13 @@ TIMERS_TASK = TASK_PREFIX + "timers"
 WAKE_BATCH = 16
 """At most this many timers to a message: a batch runs in one worker process, so a large one
 would make its last timer late while the other processes idle."""
+LATE_WAKE_BATCH = 64
+"""Timers already due when released (wakes fall due faster than they are woken: a backlog)
+go up to this many to a message, fewer messages for as many wakes (each costs the worker a
+delivery, an ack and its round trips), but at least `LATE_SPLIT` messages per release, so
+every pool process has one (`late_batch`)."""
+LATE_SPLIT = 4
+"""A pool of two processes with a prefetch of two (tasks/__init__.py)."""
 WAKE_SPREAD_MS = 20
 """Timers due within this of the first of a message go with it (it is sent for the last one's
 due time, so the first may run up to this late, never early)."""
@@ -128,6 +138,9 @@ class Queue:
         self.calls_app: Callable[[str], bool] | None = None
         """Set by `Engine.create`: whether a run's function is served by an SDK app (HTTP or
         Connect). Its jobs go to `settings.sdk_queue`, served by a pool of their own."""
+        self.learn_runs: Callable[[Sequence[str]], None] | None = None
+        """Set by `Engine.create`: reads `calls_app`'s answers for many runs at once (one
+        round trip), before a release routes its jobs."""
 
     def enqueue(self, job: Job, due_at: int, now: int, *, send: bool = True) -> bool:
         """Schedule `job` to run at `due_at` (ms). Returns False if it already exists.
@@ -183,6 +196,7 @@ class Queue:
             released = self._store.release_upcoming(
                 now, self._resend_ms, limit, LOOKAHEAD_MS, RECENT_MS
             )
+            self._learn([job for job, _ in released])
             timers = [(job, max(0, due - now)) for job, due in released if job.kind in TIMER_KINDS]
             others = [
                 (job, max(0, due - now)) for job, due in released if job.kind not in TIMER_KINDS
@@ -193,21 +207,31 @@ class Queue:
             if len(released) < limit or time.monotonic() - started >= budget_s:
                 return total
 
+    def _learn(self, jobs: Sequence[Job]) -> None:
+        """Before routing many jobs (`queue_of`), learn whether their runs call SDK apps in
+        one round trip, not two per job."""
+        if self._sdk_queue == QUEUE_NAME or self.learn_runs is None:
+            return
+        run_ids = [job.run_id for job in jobs if job.kind in APP_CALL_KINDS and job.run_id]
+        if run_ids:
+            self.learn_runs(run_ids)
+
     def _send_timers(self, timers: Sequence[tuple[Job, int]]) -> None:
         """Due timers (job, countdown ms) at DUE_PRIORITY, as few messages as possible: those
         of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
-        to a message (a TIMERS_TASK the worker runs in one loop, each job under its own
-        lease), sent with the countdown of the last of them so none runs early."""
+        to a message, more when already due (`late_batch`) (a TIMERS_TASK the worker runs in
+        one loop, each job under its own lease), sent with the countdown of the last of them
+        so none runs early."""
         groups: dict[str, list[tuple[Job, int]]] = {}
         for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
             groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
         messages: list[Message] = []
         for queue, jobs in groups.items():
+            late = late_batch(sum(1 for _, countdown_ms in jobs if countdown_ms == 0))
             chunk: list[tuple[Job, int]] = []
             for job, countdown_ms in jobs:
-                if chunk and (
-                    len(chunk) >= WAKE_BATCH or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS
-                ):
+                size = late if chunk and chunk[0][1] == 0 else WAKE_BATCH
+                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS):
                     messages.append(_timers_message(queue, chunk))
                     chunk = []
                 chunk.append((job, countdown_ms))
@@ -272,6 +296,16 @@ class Queue:
         when the sender can."""
         if not messages:
             return
+        if len(messages) > 1:
+            built = [
+                self._messages.build(name, args, queue, priority, countdown_ms)
+                for name, args, queue, countdown_ms in messages
+            ]
+            if all(message is not None for message in built):
+                # kombu sends a batch one LPUSH at a time when the transport retries on
+                # timeouts (ours does): built here, they go in one round trip.
+                self._store.push_messages([message for message in built if message is not None])
+                return
         acquire = getattr(self._sender, "producer_or_acquire", None)
         if acquire is None or len(messages) == 1:
             for name, args, queue, countdown_ms in messages:
@@ -323,7 +357,9 @@ class _MessageBuilder:
         self._sent_event = False
         self._lock = threading.Lock()
 
-    def build(self, name: str, args: list[Any], queue: str, priority: int) -> BrokerMessage | None:
+    def build(
+        self, name: str, args: list[Any], queue: str, priority: int, countdown_ms: int = 0
+    ) -> BrokerMessage | None:
         producer = self._producer_for_store()
         if producer is None:
             return None
@@ -346,6 +382,7 @@ class _MessageBuilder:
                 # kwargs; given, it is not worked out again for every message
                 argsrepr=repr(args),
                 kwargsrepr="{}",
+                countdown=countdown_ms / 1000 if countdown_ms > 0 else None,
             )
             app.amqp.send_task_message(
                 producer, name, message, queue=queue, priority=priority, declare=[], retry=False
@@ -383,6 +420,12 @@ class _MessageBuilder:
             return None
         self._sent_event = bool(self._app.conf.task_send_sent_event)
         return self._app.amqp.Producer(channel, auto_declare=False)
+
+
+def late_batch(due: int) -> int:
+    """How many of `due` timers already due go to one message: WAKE_BATCH, or more when
+    there are many, up to LATE_WAKE_BATCH, in at least LATE_SPLIT messages."""
+    return max(WAKE_BATCH, min(LATE_WAKE_BATCH, -(-due // LATE_SPLIT)))
 
 
 def _timers_message(queue: str, chunk: list[tuple[Job, int]]) -> Message:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from app.models import FunctionConfig
@@ -44,6 +44,21 @@ class Registry:
             return False
         self.remember_run(run_id, fn)
         return fn.driver != "inprocess"
+
+    def learn_runs(self, run_ids: Sequence[str]) -> None:
+        """Read which of these runs call SDK apps, for the ones not remembered yet, in one
+        round trip and one registry check, so `calls_app` answers each from memory (beat
+        routing a release of many due timers, which it never created)."""
+        with self._lock:
+            unknown = [r for r in dict.fromkeys(run_ids) if r not in self._runs_calling_apps]
+        if not unknown:
+            return
+        function_ids = self._store.run_function_ids(unknown)
+        with self.pinned():
+            for run_id, function_id in zip(unknown, function_ids, strict=True):
+                fn = None if function_id is None else self.get(function_id)
+                if fn is not None:
+                    self.remember_run(run_id, fn)
 
     def remember_run(self, run_id: str, fn: FunctionConfig) -> None:
         """`run_id` is a run of `fn` (saves `calls_app` its reads)."""

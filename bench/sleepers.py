@@ -25,10 +25,14 @@ memory (nothing held in worker memory until due).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.harness import bench_engine, flush, pct, rss_mib, wait_until, worker
 
@@ -97,6 +101,12 @@ class Result:
     """First send to the last run asleep (Stepline) / to the last task sent (Celery)."""
     margin_s: float = 0.0
     """The last run asleep (or task sent) to the window's opening: negative = too late."""
+    by_second: dict[int, list[int]] | None = None
+    """Stepline: lateness by second of the window its due time fell in (does it grow?)."""
+    woke_s: float = 0.0
+    """Stepline: the window's opening to the last wake."""
+    cpu: dict[str, float] | None = None
+    """Stepline: each process's CPU (cores) from the window's opening to the last wake."""
 
 
 def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
@@ -123,12 +133,95 @@ def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
     return Result(late, before, *peak.stop(), sent - first, window.opens / 1000 - sent)
 
 
-def stepline(n: int, window_s: float, lead_s: float, pid: int) -> Result:
+def group_pids(pgrp: int) -> list[int]:
+    """The processes of process group `pgrp` (a worker and its pool). Linux /proc only."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgrp
+            ):
+                pids.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def spy(pgrps: list[int], opens_ms: int, seconds: float, out: Path) -> None:
+    """From the window's opening, for `seconds`, samples every process of these groups with
+    py-spy (installed apart, never a dependency) into `out`/<pid>.txt (collapsed stacks)."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run() -> None:
+        time.sleep(max(0.0, opens_ms / 1000 - time.time()))
+        for pid in [p for g in pgrps for p in group_pids(g)]:
+            exe = Path(sys.executable).with_name("py-spy")
+            args = ["record", "--format", "raw", "--nonblocking", "-r", "200", "-d"]
+            subprocess.Popen(
+                [str(exe), *args, str(int(seconds)), "-p", str(pid), "-o", str(out / f"{pid}.txt")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (Linux /proc only)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class WindowCpu:
+    """CPU time of each process (worker, its pool, beat, Redis) from the window's opening
+    until `stop`: who is busy while the timers fall due."""
+
+    def __init__(self, pids: dict[str, int], opens_ms: int) -> None:
+        self.pids = pids
+        self.start: dict[str, int] = {}
+        self.started_at = 0.0
+        self.shares: dict[str, float] = {}
+
+        def run() -> None:
+            time.sleep(max(0.0, opens_ms / 1000 - time.time()))
+            self.started_at = time.monotonic()
+            self.start = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._thread.join()
+        wall = time.monotonic() - self.started_at
+        hz = os.sysconf("SC_CLK_TCK")
+        self.shares = {
+            name: (cpu_ticks(pid) - self.start[name]) / hz / wall for name, pid in self.pids.items()
+        }
+
+
+def stepline(
+    n: int,
+    window_s: float,
+    lead_s: float,
+    procs: list[int],
+    spy_into: tuple[list[int], Path] | None,
+) -> Result:
     client = flush()
     engine = bench_engine(["bench.functions"])
+    pid = procs[0]
     before = rss_mib(pid)
     window = Window.after(lead_s, window_s, n)
     peak = PeakRss(pid, window.opens)
+    pool = sorted(p for p in group_pids(pid) if p != pid)
+    pids = {"worker": pid, **{f"pool {i + 1}": p for i, p in enumerate(pool)}}
+    pids |= {"beat": procs[1], "redis": int(client.info("server")["process_id"])}
+    cpu = WindowCpu(pids, window.opens)
+    if spy_into:
+        spy(spy_into[0], window.opens, window_s + 4, spy_into[1])
     first = time.time()
     ids: list[str] = []
 
@@ -146,19 +239,35 @@ def stepline(n: int, window_s: float, lead_s: float, pid: int) -> Result:
         return False
 
     wait_until(done, timeout=lead_s + window_s + 900)
+    cpu.stop()
     rss_waiting, rss_peak = peak.stop()
     late: list[int] = []
     asleep: list[int] = []
+    woke: list[int] = []
+    by_second: dict[int, list[int]] = {}
     for event_id in ids:
         for run_id in engine.store.event_run_ids(event_id):
             view = engine.store.get_run(run_id)
             assert view is not None
             steps = {s["name"]: s for s in view.steps}
-            late.append(int(steps["woke"]["started_at"]) - int(steps["nap"]["due_at"]))
+            due = int(steps["nap"]["due_at"])
+            late.append(int(steps["woke"]["started_at"]) - due)
             asleep.append(int(steps["nap"]["started_at"]))
+            woke.append(int(steps["woke"]["started_at"]))
+            by_second.setdefault((due - window.opens) // 1000, []).append(late[-1])
     last_asleep = max(asleep) / 1000
     margin = window.opens / 1000 - last_asleep
-    return Result(late, before, rss_waiting, rss_peak, last_asleep - first, margin)
+    return Result(
+        late,
+        before,
+        rss_waiting,
+        rss_peak,
+        last_asleep - first,
+        margin,
+        by_second,
+        (max(woke) - window.opens) / 1000,
+        cpu.shares,
+    )
 
 
 def show(label: str, result: Result) -> None:
@@ -177,13 +286,17 @@ def main() -> None:
     parser.add_argument(
         "--lead", type=float, default=0.0, help="first send to window, s (0: 20 + runs / 60)"
     )
+    parser.add_argument(
+        "--spy", type=Path, help="py-spy every worker and beat process during the window into DIR"
+    )
     args = parser.parse_args()
     lead = args.lead or 20 + args.runs / 60
     with worker("bench.bare_celery", "bare") as procs:
         b = bare(args.runs, args.window, min(lead, BARE_LEAD_S), procs[0].pid)
     env = {"STEPLINE_FUNCTIONS": "bench.functions"}
     with worker("tasks", "stepline", extra_env=env, beat=True) as procs:
-        s = stepline(args.runs, args.window, lead, procs[0].pid)
+        spy_into = ([p.pid for p in procs], args.spy) if args.spy else None
+        s = stepline(args.runs, args.window, lead, [p.pid for p in procs], spy_into)
     print(f"{args.runs} timers due within one {args.window:.0f}-s window:")
     show("bare Celery ETA", b)
     show("Stepline sleeps", s)
@@ -193,6 +306,18 @@ def main() -> None:
         f" Stepline: {args.runs} runs started and asleep in {s.starts_s:.1f} s"
         f" ({args.runs / s.starts_s:.0f} runs/s), {s.margin_s:.1f} s before the window opened"
     )
+    print(
+        f"  Stepline: last wake {s.woke_s:.1f} s after the window opened"
+        f" ({args.runs / max(s.woke_s, args.window):.0f} wakes/s over the window and after);"
+        " lateness by second of due time:"
+    )
+    busy = ", ".join(f"{name} {share:.0%}" for name, share in (s.cpu or {}).items())
+    print(f"    CPU of a core from the window's opening to the last wake: {busy}")
+    for second, late in sorted((s.by_second or {}).items()):
+        print(
+            f"    due in second {second}: {len(late):5d} wakes, p50 {pct(late, 50):6.0f} ms,"
+            f" p99 {pct(late, 99):6.0f} ms, max {max(late):6d} ms"
+        )
     if s.margin_s < 0 or b.margin_s < 0:
         print("  WARNING: the window opened before every timer was set: raise --lead")
 

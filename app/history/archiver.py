@@ -38,6 +38,10 @@ JOB_EVERY_MS = 5_000
 """Beat sends at most one ARCHIVE job per this many ms (its id is the time bucket)."""
 DROP_BATCH = 500
 """Runs (and events) dropped from Redis per beat tick at most."""
+YIELD_TO_TIMERS_MS = 1_000
+"""An ARCHIVE job stops after its current batch when a timer falls due within this long (or
+is overdue): it holds a pool process for up to BUDGET_SECONDS, and a flood of wakes needs
+every process. It archives one batch per job at least, so archiving never stops."""
 
 
 def wall_clock_ms() -> int:
@@ -51,8 +55,12 @@ class Archiver:
         history: HistoryStore,
         settings: Settings,
         clock: Callable[[], int] = wall_clock_ms,
+        next_timer: Callable[[], int | None] | None = None,
     ) -> None:
         self._archive = archive
+        self._next_timer = next_timer
+        """When the next job is due to be sent (ms; `Queue.next_release`), to yield to
+        timers (YIELD_TO_TIMERS_MS); None: never yield."""
         self.history = history
         self._settings = settings
         self._hot_ms = int(settings.hot_window_seconds * 1000)
@@ -93,15 +101,26 @@ class Archiver:
 
     # --- worker ---------------------------------------------------------------------------
     def run_job(self, job: Job) -> None:
-        """Archive until nothing is due or the budget is spent, then apply retention."""
+        """Archive until nothing is due, the budget is spent or timers fall due (after one
+        batch at least), then apply retention."""
         deadline = time.monotonic() + BUDGET_SECONDS
-        while time.monotonic() < deadline and self.archive_once(self._clock()):
+        while (
+            self.archive_once(self._clock())
+            and time.monotonic() < deadline
+            and not self._timers_due()
+        ):
             pass
         now = self._clock()
         if self._retention_behind or now - self._last_retention >= retention.INTERVAL_MS:
             self._last_retention = now
             purged = retention.apply(self.history, self._settings, now)
             self._retention_behind = not purged.caught_up
+
+    def _timers_due(self) -> bool:
+        if self._next_timer is None:
+            return False
+        next_at = self._next_timer()
+        return next_at is not None and next_at <= self._clock() + YIELD_TO_TIMERS_MS
 
     def archive_once(self, now: int) -> int:
         """Archive one batch of runs and one of events; returns how many were archived."""

@@ -85,8 +85,8 @@ class StepReplay(Protocol):
 
 def _iso_utc(value: datetime.datetime) -> str:
     """ISO-8601 UTC with milliseconds and `Z`; a naive datetime is local time."""
-    utc = value.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"  # no strftime: it reads the TZ
 
 
 def _seconds_str(timeout: int | datetime.timedelta) -> str:

@@ -4,10 +4,12 @@ a start job's function), leased by one worker at a time and re-sent by the beat 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from app.models import Job
 from app.state.base import StoreBase
+from app.state.records import BrokerMessage
 
 
 def job_record(job: Job, due_at: int) -> str:
@@ -27,6 +29,15 @@ class Lease(NamedTuple):
 
 class JobVerbs(StoreBase):
     """Part of `Store`: jobs."""
+
+    def push_messages(self, messages: Sequence[BrokerMessage]) -> None:
+        """Push broker messages (built by `app.queue`) onto their lists, all in one pipelined
+        round trip: beat's release of many due timers. A repeat after a lost reply pushes
+        them again: harmless, each job's lease lets one delivery work on it."""
+        pipe = self._client.pipeline(transaction=False)
+        for message in messages:
+            pipe.lpush(message.list_key, message.payload)
+        pipe.execute()
 
     def enqueue_job(self, job: Job, due_at: int, send_by: int) -> bool:
         """Create the job unless it exists or ran in the last 24 h (tombstone). `send_by` is

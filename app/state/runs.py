@@ -108,6 +108,13 @@ class RunVerbs(StoreBase):
         """The function a run belongs to (None if the run is not in Redis)."""
         return self._client.hget(self._keys.run(run_id).meta, "function_id")
 
+    def run_function_ids(self, run_ids: Sequence[str]) -> list[str | None]:
+        """`run_function_id` for each run, in one pipelined round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hget(self._keys.run(run_id).meta, "function_id")
+        return list(pipe.execute())
+
     def stack_length(self, run_id: str) -> int:
         """How many steps the run has memoized (0 for a missing run): a cheap way to tell
         whether steps were saved since its state was loaded (checkpoints)."""

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from app import retention
 from app.config import Settings
-from app.history.archiver import JOB_EVERY_MS, Archiver
+from app.history import archiver as archiver_module
+from app.history.archiver import JOB_EVERY_MS, YIELD_TO_TIMERS_MS, Archiver
 from app.history.reads import Reads
 from app.history.schema import runs as runs_table
 from app.history.store import HistoryStore, open_history
@@ -208,3 +209,33 @@ def test_retention_behind_runs_again_at_the_next_job(
     for left in (20, 10, 0):
         world.archiver.run_job(Job(id=f"archive:{left}", kind=JobKind.ARCHIVE))
         assert world.rows() == left  # not a minute later: at the next job
+
+
+def test_the_job_yields_to_timers_falling_due_after_one_batch(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of wakes needs every pool process: an ARCHIVE job archives one batch, then
+    stops while a timer is due within YIELD_TO_TIMERS_MS; with none due it drains all."""
+    monkeypatch.setattr(archiver_module, "BATCH", 1)
+    for run_id in ("R1", "R2", "R3"):
+        world.finish(run_id)
+    now = world.clock[0]
+    settings = Settings(hot_window_seconds=HOT_MS / 1000, lease_seconds=LEASE_MS / 1000)
+    due_soon = Archiver(
+        world.archive,
+        world.history,
+        settings,
+        lambda: world.clock[0],
+        next_timer=lambda: now + YIELD_TO_TIMERS_MS,
+    )
+    due_soon.run_job(Job(id="archive:1", kind=JobKind.ARCHIVE))
+    assert world.rows() == 1
+    later = Archiver(
+        world.archive,
+        world.history,
+        settings,
+        lambda: world.clock[0],
+        next_timer=lambda: now + YIELD_TO_TIMERS_MS + 1,
+    )
+    later.run_job(Job(id="archive:2", kind=JobKind.ARCHIVE))
+    assert world.rows() == 3

@@ -23,6 +23,7 @@ from app.queue import (
     Queue,
     broker_options,
     celery_sender,
+    late_batch,
 )
 from app.state.store import Store
 
@@ -94,9 +95,11 @@ def test_a_burst_of_due_timers_is_released_in_one_tick(
     messages = sent(client, DUE_LIST)
     ids = [job_id for m in messages for job_id in m[1].split(",")]
     assert sorted(ids) == sorted(sleep_job(i).id for i in range(count))
-    # Many timers to a message: as few as WAKE_BATCH allows in each batch the tick releases.
+    # Many timers to a message: as few as `late_batch` allows in each batch the tick releases
+    # (all were due already: up to LATE_WAKE_BATCH, at least LATE_SPLIT messages a batch).
     batches = [RELEASE_BATCH, RELEASE_BATCH, 7]
-    assert len(messages) == sum(-(-size // WAKE_BATCH) for size in batches)
+    assert len(messages) == sum(-(-size // late_batch(size)) for size in batches)
+    assert max(len(m[1].split(",")) for m in messages) == late_batch(RELEASE_BATCH) > WAKE_BATCH
     assert {m[0] for m in messages} == {TIMERS_TASK}
     # Released once: the next tick sends nothing until the resend deadline.
     assert queue.release_due(T0 + 60_001) == 0

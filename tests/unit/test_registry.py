@@ -62,3 +62,20 @@ def test_a_cached_view_does_not_survive_redis_losing_its_data(store: Store) -> N
     store.save_app("a", "http://a:2/api", [new], NOW)
     found = registry.get("a-one")
     assert found is not None and found.url == "http://a:2/api"
+
+
+def test_learning_many_runs_lets_calls_app_answer_from_memory(store: Store) -> None:
+    """Beat routes a release of due timers of runs it never created: `learn_runs` reads
+    their functions in one round trip, and `calls_app` then answers without Redis (here:
+    after the runs' records are gone)."""
+    registry = Registry(store)
+    app_fn = fn("remote", "app/r").model_copy(update={"driver": "http", "url": "http://a:1/api"})
+    store.save_app("a", "http://a:1/api", [fn("local", "app/l"), app_fn], NOW)
+    client = store._client
+    client.hset(store.keys.run("r1").meta, "function_id", "a-local")
+    client.hset(store.keys.run("r2").meta, "function_id", "a-remote")
+    registry.learn_runs(["r1", "r2", "r1", "gone"])
+    client.delete(store.keys.run("r1").meta, store.keys.run("r2").meta)
+    assert registry.calls_app("r1") is False
+    assert registry.calls_app("r2") is True
+    assert registry.calls_app("gone") is False  # not remembered: read, and the run is gone
