@@ -199,9 +199,14 @@ class Scripts:
         return str(found), code == "created"
 
     def mark_started(self, run_id: str, function_id: str, now: int) -> bool:
+        keys = self._start_keys(run_id, function_id)
+        return int(self._run("mark_started", keys, [now, function_id])) == 1
+
+    def _start_keys(self, run_id: str, function_id: str) -> list[str]:
+        """The keys of a run's Queued -> Running move (lua/include/start.lua), in its order."""
         k = self._keys
         queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
-        keys = [
+        return [
             k.run(run_id).meta,
             k.status_runs(queued),
             k.status_runs(queued, function_id),
@@ -209,7 +214,6 @@ class Scripts:
             k.status_runs(running, function_id),
             k.metric("runs_started_total"),
         ]
-        return int(self._run("mark_started", keys, [now, function_id])) == 1
 
     def save_step(
         self, run_id: str, step: str, memo_json: str, info_json: str
@@ -469,17 +473,10 @@ class Scripts:
         """`begin_job` of a run's start job and `mark_started` of the run, in one call
         (lua/start_run.lua): ("ok", Job JSON, failures, started) or ("gone"|"busy", "", 0,
         False)."""
-        k = self._keys
-        queued, running = RunStatus.QUEUED.value, RunStatus.RUNNING.value
         keys = [
             *self._lease_keys(),
-            k.job_failures,
-            k.run(run_id).meta,
-            k.status_runs(queued),
-            k.status_runs(queued, function_id),
-            k.status_runs(running),
-            k.status_runs(running, function_id),
-            k.metric("runs_started_total"),
+            self._keys.job_failures,
+            *self._start_keys(run_id, function_id),
         ]
         reply = self._run("start_run", keys, [job_id, token, now, lease_ms, function_id])
         if reply[0] == "ok":
