@@ -26,6 +26,10 @@ than the release's lookahead (`LOOKAHEAD_MS`), so no timer is late for it, while
 falling due densely go out a few dozen per tick, not one or two."""
 
 
+ENGINE_RETRY_S = 0.5
+"""How soon beat tries again to build its engine when that failed (Redis down at start)."""
+
+
 class TickScheduler(Scheduler):
     """An in-memory beat schedule plus Stepline's tick every `tick_seconds`, and a release of
     due jobs whenever one falls due in between; it also keeps the SDK apps of
@@ -39,7 +43,11 @@ class TickScheduler(Scheduler):
         from tasks import engine
 
         wait: float = super().tick(*args, **kwargs)
-        stepline = engine()
+        try:
+            stepline = engine()
+        except Exception:  # Redis unreachable as beat starts: try again, never exit
+            log.exception("stepline engine not ready, retrying in %.1f s", ENGINE_RETRY_S)
+            return min(wait, ENGINE_RETRY_S)
         if not self._syncing:
             self._syncing = True
             stepline.start_app_sync()

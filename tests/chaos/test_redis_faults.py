@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 
 import httpx
+import kombu
 import pytest
 import redis
+from kombu.asynchronous import Hub
 
+from tasks.broker import close_lost
 from tests.chaos.conftest import chaos_cluster, start_all, wait_healthy
 from tests.chaos.load import EVENT_KEY, Load, check
 from tests.integration.cluster import Cluster, RedisServer
@@ -112,3 +115,65 @@ def test_api_answers_503_during_an_outage_and_200_soon_after(
         assert_all_alive(cluster)
     finally:
         cluster.stop()
+
+
+def test_processes_started_while_redis_is_down_come_up_when_it_returns(
+    server: RedisServer, ledger: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """A deploy that starts worker, beat and web before Redis is back (or a Redis killed as
+    they boot): each waits for it instead of exiting, and the cluster then runs as usual."""
+    cluster = chaos_cluster(server, redis_url, tmp_path)
+    try:
+        server.kill()
+        cluster.start_worker("w1", as_procfile=True)
+        cluster.start_beat()
+        cluster.start_web(healthy=False)  # it answers 503 meanwhile
+        time.sleep(3)  # the outage: every process boots without Redis
+        assert_all_alive(cluster)
+        server.start()
+        wait_healthy(cluster)
+        load = Load(cluster, 12, senders=2)
+        load.start()
+        load.join()
+        check(load, ledger)  # sleeps and wait timeouts need beat's timers: beat came up
+        assert_all_alive(cluster)
+    finally:
+        cluster.stop()
+
+
+def test_a_lost_broker_connection_closes_without_ending_the_worker(server: RedisServer) -> None:
+    """kombu's Redis transport, as a Celery worker holds it: messages delivered and not yet
+    acknowledged, a BRPOP in flight and the remote-control fanout subscribed. Redis dies;
+    the event loop raises, Celery collects the connection and then closes it, which makes
+    kombu raise AttributeError (the worker's "Unrecoverable error"). `close_lost` closes it
+    quietly, and the unacknowledged messages wait in Redis to be restored."""
+    redis.Redis.from_url(server.url).config_set("appendfsync", "always")
+    queue = kombu.Queue("jobs")
+    with kombu.Connection(server.url) as conn, kombu.Producer(conn) as producer:
+        for n in range(2):
+            producer.publish({"n": n}, routing_key="jobs", declare=[queue])
+    hub = Hub()
+    conn = kombu.Connection(server.url)
+    conn.transport.register_with_event_loop(conn.connection, hub)
+    fanout = kombu.Queue("control", kombu.Exchange("control", type="fanout"), auto_delete=True)
+    held: list[kombu.Message] = []
+    consumer = kombu.Consumer(conn, [queue, fanout], callbacks=[lambda _, m: held.append(m)])
+    conn.default_channel.basic_qos(0, 10, False)
+    consumer.consume()
+    loop = hub.create_loop()
+    deadline = time.monotonic() + 10
+    while len(held) < 2 and time.monotonic() < deadline:
+        next(loop)
+    assert len(held) == 2
+    for _ in range(3):  # the loop goes on polling: the next BRPOP is in flight
+        next(loop)
+    server.kill()
+    with pytest.raises(redis.ConnectionError):
+        for _ in range(100):
+            next(loop)
+    conn.collect(socket_timeout=0.25)  # as Celery's consumer does first
+    close_lost(conn.close)()
+    hub.close()
+    server.start()
+    unacked = redis.Redis.from_url(server.url).hlen("unacked")
+    assert unacked == 2, "the held messages wait in kombu's unacked index"

@@ -134,10 +134,11 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def start_web(self, port: int | None = None) -> subprocess.Popen[bytes]:
+    def start_web(self, port: int | None = None, healthy: bool = True) -> subprocess.Popen[bytes]:
         """The Procfile's web (gunicorn, app.gunicorn_conf, one worker process) on
         127.0.0.1:`port` (default: a free one); `web_url` is its address. Returns once it
-        answers `/health`."""
+        answers `/health` (with `healthy=False`: with any status, e.g. 503 while Redis is
+        down)."""
         port = port or free_port()
         self.web_url = f"http://127.0.0.1:{port}"
         log = open(self.tmp / "web.log", "ab")  # noqa: SIM115
@@ -150,7 +151,8 @@ class Cluster:
             start_new_session=True,
         )
         self.procs.append(proc)
-        self.wait_for(lambda: _answers(f"{self.web_url}/health"), what="web to start")
+        health = f"{self.web_url}/health"
+        self.wait_for(lambda: _answers(health, any_status=not healthy), what="web to start")
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -217,13 +219,15 @@ class Cluster:
         return result
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, any_status: bool = False) -> bool:
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(url, timeout=1) as reply:
             return int(reply.status) < 500
+    except urllib.error.HTTPError:
+        return any_status
     except (OSError, urllib.error.URLError):
         return False
 
