@@ -251,18 +251,11 @@ class Queue:
 
     def backlog(self) -> int | None:
         """Messages waiting in the main Celery queue (all its priority lists), in one
-        pipelined read over the sender's pooled broker connection; None when the sender
-        cannot tell (not a Celery app over Redis)."""
-        pool = getattr(self._sender, "pool", None)
-        if pool is None:
-            return None
+        pipelined read; None when it cannot be read (Redis unreachable)."""
         try:
-            with pool.acquire(block=True) as conn:
-                client = conn.default_channel.client
-                pipe = client.pipeline(transaction=False)
-                for priority in PRIORITY_STEPS:
-                    pipe.llen(_priority_list(QUEUE_NAME, priority))
-                return sum(int(n) for n in pipe.execute())
+            return self._store.list_lengths(
+                [_priority_list(QUEUE_NAME, priority) for priority in PRIORITY_STEPS]
+            )
         except Exception:
             log.debug("queue backlog unknown", exc_info=True)
             return None

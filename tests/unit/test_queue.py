@@ -83,6 +83,21 @@ def test_new_work_goes_behind_what_the_tick_releases(
     assert client.llen(WORK_LIST) == 1  # still there, behind the due timer
 
 
+def test_the_backlog_counts_the_messages_waiting_in_every_priority_list(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    """What a worker reads to decide whether to share its follow-up work (app/worker.py)."""
+    queue, client = parts
+    assert queue.backlog() == 0
+    for n in range(3):
+        assert queue.enqueue(Job(id=f"event:e{n}", kind=JobKind.EVENT, event_id=f"e{n}"), T0, T0)
+    assert queue.enqueue(sleep_job(0), T0 + 30_000, T0)  # far: waits in Redis
+    assert queue.backlog() == 3
+    assert queue.release_due(T0 + 30_000) == 1
+    assert (client.llen(WORK_LIST), client.llen(DUE_LIST)) == (3, 1)
+    assert queue.backlog() == 4
+
+
 def test_a_burst_of_due_timers_is_released_in_one_tick(
     parts: tuple[Queue, redis.Redis],
 ) -> None:
