@@ -282,11 +282,13 @@ class Executor:
         return self._execute(job, state, target, attempt)
 
     def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> bool:
-        if state is None or RunStatus(state.status).ended:
-            return False
         now = self._now()
+        if state is None or RunStatus(state.status).ended:
+            self.slots.forget(job.id, now)  # slots its start call took (app.flow.slots)
+            return False
         fn = self._registry.get(state.function_id)
         if fn is None:
+            self.slots.forget(job.id, now)
             error = {
                 "name": "FunctionNotFound",
                 "message": f"function {state.function_id!r} is not registered",
