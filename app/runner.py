@@ -74,14 +74,25 @@ class FreshRuns:
 
     def __init__(self) -> None:
         self._runs: OrderedDict[str, RunState] = OrderedDict()
+        self._starts: dict[str, Job] = {}
         self._claim: tuple[str, str, Lease] | None = None
         self._lock = threading.Lock()
 
-    def put(self, state: RunState) -> None:
+    def put(self, state: RunState, start: Job | None = None) -> None:
+        """Keep a run's state as created, and its start job as recorded (`start_of`)."""
         with self._lock:
             self._runs[state.run_id] = state
+            if start is not None:
+                self._starts[state.run_id] = start
             if len(self._runs) > FRESH_RUNS:
-                self._runs.popitem(last=False)
+                oldest, _ = self._runs.popitem(last=False)
+                self._starts.pop(oldest, None)
+
+    def start_of(self, run_id: str) -> Job | None:
+        """The start job of a run kept here, as recorded with it (a function with
+        concurrency or throttle: with its `limits`, which its message must carry)."""
+        with self._lock:
+            return self._starts.get(run_id)
 
     def peek(self, run_id: str) -> RunState | None:
         """The run's state if kept (not taken)."""
@@ -90,6 +101,7 @@ class FreshRuns:
 
     def take(self, run_id: str) -> RunState | None:
         with self._lock:
+            self._starts.pop(run_id, None)
             return self._runs.pop(run_id, None)
 
     def clear(self) -> None:
@@ -98,6 +110,7 @@ class FreshRuns:
         resends its job)."""
         with self._lock:
             self._runs.clear()
+            self._starts.clear()
             self._claim = None
 
     def claim(self, token: str, lease: Lease) -> None:
@@ -261,7 +274,7 @@ class Runner:
             if run_id:
                 runs.append(run_id)
                 if fn is not None and not send:
-                    here.append(start_job(run_id, fn.id))
+                    here.append(self.fresh.start_of(run_id) or start_job(run_id, fn.id))
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
@@ -270,7 +283,7 @@ class Runner:
                     if admitted:
                         runs.append(admitted)
                         if not send:
-                            here.append(start_job(admitted, fn.id))
+                            here.append(self.fresh.start_of(admitted) or start_job(admitted, fn.id))
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
@@ -515,7 +528,7 @@ class Runner:
         if created:
             self._queue.written(planned, now, send=send or start_at > now)
             if not send and run.memoized is None:
-                self.fresh.put(fresh_state(run))
+                self.fresh.put(fresh_state(run), start)
         else:
             # An idempotency key gave back an existing run: make sure it has its start job
             # (runs created before the start job was written with them); a no-op otherwise.

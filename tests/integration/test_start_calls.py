@@ -293,6 +293,32 @@ def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
     assert _started_total(e, "starts-limited") == 1
 
 
+def test_limited_start_jobs_a_work_list_sends_on_carry_their_limits(
+    redis_url: str, scripts: list[str]
+) -> None:
+    """Past its budget a task sends the start jobs its event job left to its work list: those
+    of a limited function carry their limits in their message (as recorded with the run), so
+    each worker that takes one starts its run in one call."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(
+        redis_url=redis_url, functions=[], worker_concurrency=1, step_budget_seconds=1e-6
+    )
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    try:
+        _event_task(e, recorder, [{"name": "starts/limited"} for _ in range(3)])
+        starts = [args for args in recorder.messages if args[0].endswith(":start")]
+        assert len(starts) == 3 and all(len(args) == 3 for args in starts)
+        scripts.clear()
+        for args in starts:
+            assert e.jobs.work(*args) == "done"
+        assert scripts.count("start_run") == 3
+        assert "begin_job" not in scripts and "slots_acquire" not in scripts
+        assert "mark_started" not in scripts
+        assert _started_total(e, "starts-limited") == 3
+    finally:
+        e.store.close()
+
+
 def test_a_limited_start_that_must_wait_is_parked_by_that_call(
     sending: tuple[Engine, Recorder], scripts: list[str]
 ) -> None:
