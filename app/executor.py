@@ -155,6 +155,7 @@ class Executor:
         the step the job was running, when it can be found. `name_step` asks an in-process
         function for its next step without running it (planning mode); the caller turns it
         off when even that may be what kills the process."""
+        self.slots.forget(job.id, now)  # slots the call that leased it took: never run
         state = self._store.load_run(job.run_id)
         if state is None or RunStatus(state.status).ended:
             return False

@@ -424,6 +424,22 @@ def test_limits_made_under_other_rules_are_admitted_as_before(
     assert _started_total(e, "starts-limited") == 1
 
 
+def test_a_limited_start_given_up_gives_its_slot_back(
+    sending: tuple[Engine, Recorder],
+) -> None:
+    """A start job that kept killing its worker: the call that leases it takes its slot, the
+    worker gives it up (its run fails) and gives the slot back at once, not when its lease
+    runs out."""
+    e, recorder = sending
+    [args] = _starts(e, recorder, [{"name": "starts/limited"}])
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        client.hset(e.store.keys.job_failures, args[0], e.settings.max_job_failures)
+    assert e.jobs.work(*args) == "dead"
+    assert _slot_holders(e, "f:starts-limited") == []
+    view = e.store.get_run(args[0].removesuffix(":start"))
+    assert view is not None and view.status == RunStatus.FAILED.value
+
+
 def _slot_holders(engine: Engine, constraint: str) -> list[str]:
     with redis.Redis.from_url(engine.settings.redis_url, decode_responses=True) as client:
         return list(client.zrange(f"{engine.store.keys.prefix}:slots:{constraint}", 0, -1))
