@@ -20,6 +20,25 @@ def steps(ctx: inngest.ContextSync) -> int:
     return total
 
 
+@client.create_function(
+    fn_id="steps-limited",
+    trigger=inngest.TriggerEvent(event="bench/steps.limited"),
+    retries=0,
+    concurrency=[
+        inngest.Concurrency(
+            limit=int(os.environ.get("BENCH_CONCURRENCY", "10")), key="event.data.tenant"
+        )
+    ],
+)
+def steps_limited(ctx: inngest.ContextSync) -> int:
+    """`steps` under a concurrency limit per tenant (`bench.runs --concurrency N`)."""
+    n = int(ctx.event.data["n"])
+    total = 0
+    for i in range(n):
+        total = ctx.step.run(f"s{i}", lambda i=i, t=total: t + i)
+    return total
+
+
 @client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="bench/nap"), retries=0)
 def nap(ctx: inngest.ContextSync) -> None:
     """Sleeps `ms`, or until `until` (ms since the epoch) when the event carries it, then runs
