@@ -143,8 +143,8 @@ class StartLimits(BaseModel):
 class Job(BaseModel):
     """A unit of queued work. Its `id` is deterministic so enqueueing twice is harmless.
 
-    Celery messages carry only `id` (and a start job's `function_id`); the job itself lives
-    in Redis until it is done.
+    Celery messages carry only `id` (and a start job's `function_id` and `limits`); the job
+    itself lives in Redis until it is done.
     `step` is a hashed step id: the step to target (edge), the sleep to wake, or the step a
     pause writes to. `attempt` is 0-based and per job, as Inngest counts it.
     """
