@@ -114,6 +114,7 @@ class Engine:
         executor = Executor(store, queue, registry, runner, drivers, settings)
         admission = Admission(FlowStore(store), store, queue, registry, runner, executor.lifecycle)
         runner.admission = admission
+        runner.slots = executor.slots
         archiver = Archiver(
             ArchiveStore(store),
             open_settings_history(settings),

@@ -155,6 +155,7 @@ class Executor:
         the step the job was running, when it can be found. `name_step` asks an in-process
         function for its next step without running it (planning mode); the caller turns it
         off when even that may be what kills the process."""
+        self.slots.forget(job.id, now)  # slots the call that leased it took: never run
         state = self._store.load_run(job.run_id)
         if state is None or RunStatus(state.status).ended:
             return False
@@ -282,11 +283,13 @@ class Executor:
         return self._execute(job, state, target, attempt)
 
     def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> bool:
-        if state is None or RunStatus(state.status).ended:
-            return False
         now = self._now()
+        if state is None or RunStatus(state.status).ended:
+            self.slots.forget(job.id, now)  # slots its start call took (app.flow.slots)
+            return False
         fn = self._registry.get(state.function_id)
         if fn is None:
+            self.slots.forget(job.id, now)
             error = {
                 "name": "FunctionNotFound",
                 "message": f"function {state.function_id!r} is not registered",

@@ -122,11 +122,29 @@ class JobKind(enum.StrEnum):
     BULK = "bulk"
 
 
+class StartLimits(BaseModel):
+    """What a start job of a function with `concurrency` or `throttle` carries (in its record
+    and its Celery message) so that its worker leases it, admits it and starts its run in one
+    script call (lua/start_run.lua needs every key before it runs): the values its run's
+    first event gives the flow rules, computed where the event is at hand, when the run is
+    created (`app.flow.slots.start_limits`)."""
+
+    rules: str
+    """A digest of the function's flow options these were computed from: a worker whose
+    registry has other options admits the job as before (`Slots.acquire`)."""
+    score: int
+    """Its place in the wait lists: run created_at - priority seconds * 1000."""
+    constraints: list[tuple[str, int]] = Field(default_factory=list)
+    """(constraint name, limit) of each concurrency constraint."""
+    throttle: str = ""
+    """The throttle's name (`<function>[:<key hash>]`), "" for none."""
+
+
 class Job(BaseModel):
     """A unit of queued work. Its `id` is deterministic so enqueueing twice is harmless.
 
-    Celery messages carry only `id` (and a start job's `function_id`); the job itself lives
-    in Redis until it is done.
+    Celery messages carry only `id` (and a start job's `function_id` and `limits`); the job
+    itself lives in Redis until it is done.
     `step` is a hashed step id: the step to target (edge), the sleep to wake, or the step a
     pause writes to. `attempt` is 0-based and per job, as Inngest counts it.
     """
@@ -145,6 +163,9 @@ class Job(BaseModel):
     takes it leases it and starts its run in one script call (lua/start_run.lua needs the
     function's index keys before it reads the run). "" for other jobs (and start jobs
     recorded before it was carried)."""
+    limits: StartLimits | None = None
+    """A start job's flow-control values if its function has concurrency or throttle, also
+    carried in its message; None otherwise."""
     lost_deliveries: int = Field(default=0, exclude=True)
     """How many earlier deliveries of this job died holding its lease (set by the worker
     that leased it, never stored): the executor then saves each step at once, not batched,
@@ -164,9 +185,16 @@ class Job(BaseModel):
 START_SUFFIX = ":start"
 
 
-def start_job(run_id: str, function_id: str) -> Job:
-    """A run's first execution (of `function_id`, see `Job.function_id`)."""
-    return Job(id=run_id + START_SUFFIX, kind=JobKind.START, run_id=run_id, function_id=function_id)
+def start_job(run_id: str, function_id: str, limits: StartLimits | None = None) -> Job:
+    """A run's first execution (of `function_id`, see `Job.function_id`; `limits`, see
+    `Job.limits`)."""
+    return Job(
+        id=run_id + START_SUFFIX,
+        kind=JobKind.START,
+        run_id=run_id,
+        function_id=function_id,
+        limits=limits,
+    )
 
 
 def start_job_run(job_id: str) -> str | None:

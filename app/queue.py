@@ -103,8 +103,13 @@ Message = tuple[str, list[Any], str, int]
 
 def job_args(job: Job) -> list[str]:
     """A job's Celery task arguments: its id, and a start job's function id (`Job.function_id`:
-    its worker leases it and starts its run in one script call, `Runner.start`)."""
-    return [job.id, job.function_id] if job.function_id else [job.id]
+    its worker leases it and starts its run in one script call, `Runner.start`) and, for a
+    function with concurrency or throttle, its flow-control values (`Job.limits`, as JSON)."""
+    if not job.function_id:
+        return [job.id]
+    if job.limits is None:
+        return [job.id, job.function_id]
+    return [job.id, job.function_id, job.limits.model_dump_json()]
 
 
 def task_name(kind: JobKind) -> str:

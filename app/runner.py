@@ -29,7 +29,7 @@ from ulid import ULID
 
 from app import expressions, metrics
 from app.config import Settings
-from app.flow.slots import has_rules
+from app.flow.slots import has_rules, start_limits
 from app.ids import new_ulid, new_ulids, ulid_ms
 from app.models import (
     JSON,
@@ -37,6 +37,7 @@ from app.models import (
     Job,
     JobKind,
     Pause,
+    StartLimits,
     event_job,
     resume_job,
     start_job,
@@ -50,6 +51,8 @@ from app.state.store import NewEvent, NewRun, RunState, Store
 if TYPE_CHECKING:
     from app.flow.admission import Admission
     from app.flow.outcomes import Held
+    from app.flow.slots import Slots
+    from app.worker import Claim
 
 log = logging.getLogger("stepline.runner")
 
@@ -71,14 +74,25 @@ class FreshRuns:
 
     def __init__(self) -> None:
         self._runs: OrderedDict[str, RunState] = OrderedDict()
+        self._starts: dict[str, Job] = {}
         self._claim: tuple[str, str, Lease] | None = None
         self._lock = threading.Lock()
 
-    def put(self, state: RunState) -> None:
+    def put(self, state: RunState, start: Job | None = None) -> None:
+        """Keep a run's state as created, and its start job as recorded (`start_of`)."""
         with self._lock:
             self._runs[state.run_id] = state
+            if start is not None:
+                self._starts[state.run_id] = start
             if len(self._runs) > FRESH_RUNS:
-                self._runs.popitem(last=False)
+                oldest, _ = self._runs.popitem(last=False)
+                self._starts.pop(oldest, None)
+
+    def start_of(self, run_id: str) -> Job | None:
+        """The start job of a run kept here, as recorded with it (a function with
+        concurrency or throttle: with its `limits`, which its message must carry)."""
+        with self._lock:
+            return self._starts.get(run_id)
 
     def peek(self, run_id: str) -> RunState | None:
         """The run's state if kept (not taken)."""
@@ -87,6 +101,7 @@ class FreshRuns:
 
     def take(self, run_id: str) -> RunState | None:
         with self._lock:
+            self._starts.pop(run_id, None)
             return self._runs.pop(run_id, None)
 
     def clear(self) -> None:
@@ -95,6 +110,7 @@ class FreshRuns:
         resends its job)."""
         with self._lock:
             self._runs.clear()
+            self._starts.clear()
             self._claim = None
 
     def claim(self, token: str, lease: Lease) -> None:
@@ -138,6 +154,9 @@ class Runner:
         """Those runs' state as created, for their first execution (`Executor`)."""
         self.admission: Admission | None = None
         """Set by `Engine.create`: flow control's say before and after a run is created."""
+        self.slots: Slots | None = None
+        """Set by `Engine.create` (the executor's): admits a start job of a function with
+        concurrency or throttle in the call that leases it (`_start_run`)."""
 
     # --- ingest -----------------------------------------------------------------------------
     def ingest(
@@ -255,7 +274,7 @@ class Runner:
             if run_id:
                 runs.append(run_id)
                 if fn is not None and not send:
-                    here.append(start_job(run_id, fn.id))
+                    here.append(self.fresh.start_of(run_id) or start_job(run_id, fn.id))
         else:
             for fn in self._registry.triggered_by(name):
                 if any(expressions.trigger_matches(t, event) for t in fn.triggers):
@@ -264,7 +283,7 @@ class Runner:
                     if admitted:
                         runs.append(admitted)
                         if not send:
-                            here.append(start_job(admitted, fn.id))
+                            here.append(self.fresh.start_of(admitted) or start_job(admitted, fn.id))
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
         resumed = 0
@@ -484,7 +503,8 @@ class Runner:
 
         The first run a task creates to run here next (`_starts_next`) is created started,
         its start job leased to this task, in that same script call (`fresh.claim`)."""
-        start = start_job(run.run_id, fn.id)
+        event = run.events[0] if run.events else {}
+        start = start_job(run.run_id, fn.id, start_limits(fn, event, run.created_at))
         planned = self._queue.plan(start, start_at, now)
         if self._starts_next(fn, run, start_at, now, send=send):
             token = uuid.uuid4().hex
@@ -508,11 +528,11 @@ class Runner:
         if created:
             self._queue.written(planned, now, send=send or start_at > now)
             if not send and run.memoized is None:
-                self.fresh.put(fresh_state(run))
+                self.fresh.put(fresh_state(run), start)
         else:
             # An idempotency key gave back an existing run: make sure it has its start job
             # (runs created before the start job was written with them); a no-op otherwise.
-            start = start_job(run_id, fn.id)
+            start = start_job(run_id, fn.id, start.limits)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
 
@@ -521,11 +541,11 @@ class Runner:
         """Is `job_id` the start job this task's creation leased (`create`)?"""
         return self.fresh.holds(job_id)
 
-    def claim(self, job: Job) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
+    def claim(self, job: Job) -> Claim:
         """The work list is about to run `job` here. The start job of a run created started
-        by this task: its lease, taken then. That of a run this task created Queued (and
-        may start now: no concurrency or throttle): lease it and mark the run started in
-        one script call (`Store.start_run`). Anything else: None (leased as any job)."""
+        by this task: its lease, taken then. That of a run this task created Queued: lease
+        it, admit it (concurrency, throttle) and mark the run started in one script call
+        (`Store.start_run`). Anything else: None (leased as any job)."""
         held = self.fresh.claimed(job.id)
         if held is not None:
             return held
@@ -536,35 +556,55 @@ class Runner:
             return None
         return self._start_run(job, state.function_id, state)
 
-    def start(
-        self, job_id: str, function_id: str
-    ) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
+    def start(self, job_id: str, function_id: str, limits: str = "") -> Claim:
         """A start job sent to this worker (another worker's share of a fan-out, one past
-        its step budget, a run of an SDK app's function, a resend): its message names the
-        run's function (`Job.function_id`), so its lease and its run's start are one script
-        call here too (`Store.start_run`). None for any other job, or a function with
-        concurrency or throttle (leased as any job: the executor admits it first)."""
+        its step budget, a run of an SDK app's function, a resend, a waiter woken): its
+        message names the run's function (`Job.function_id`) and, if that function has
+        concurrency or throttle, the values they take for its run (`Job.limits`), so its
+        lease, its admission and its run's start are one script call here too
+        (`Store.start_run`). None for any other job, or a function with limits whose
+        message lacks them (leased as any job: the executor admits it first)."""
         run_id = start_job_run(job_id)
         if run_id is None:
             return None
-        return self._start_run(start_job(run_id, function_id), function_id, self.fresh.peek(run_id))
+        carried = StartLimits.model_validate_json(limits) if limits else None
+        job = start_job(run_id, function_id, carried)
+        return self._start_run(job, function_id, self.fresh.peek(run_id))
 
-    def _start_run(
-        self, job: Job, function_id: str, state: RunState | None
-    ) -> tuple[str, Lease] | Literal["gone", "busy"] | None:
-        """Lease the start `job` and mark its run started, in one call, unless its function
-        has concurrency or throttle (None). `state`: the run as this process created it,
+    def _start_run(self, job: Job, function_id: str, state: RunState | None) -> Claim:
+        """Lease the start `job`, admit it under its function's concurrency and throttle
+        (`Slots.admit`, from `job.limits` or the run's state as this process created it)
+        and mark its run started, in one call; None when that cannot be (limits unknown,
+        or computed under other rules: the job is leased as any job). "parked" when the
+        call parked or deferred the job. `state`: the run as this process created it,
         kept in `fresh`, updated to Running (or dropped when it was not Queued any more)."""
         fn = self._registry.get(function_id)
-        if fn is None or has_rules(fn.options):
+        if fn is None:
             return None
+        admit = None
+        if has_rules(fn.options):
+            if job.limits is None and state is not None and state.events:
+                job = job.model_copy(
+                    update={"limits": start_limits(fn, state.events[0], state.created_at)}
+                )
+            if self.slots is None or job.limits is None:
+                return None
+            admit = self.slots.admit(fn, job.limits)
+            if admit is None:
+                return None
         token = uuid.uuid4().hex
         now = int(time.time() * 1000)
         lease_ms = int(self.settings.lease_seconds * 1000)
-        leased, started = self._store.start_run(job, function_id, token, now, lease_ms)
-        if isinstance(leased, str):
-            return leased
-        if started:
+        start = self._store.start_run(job, function_id, token, now, lease_ms, admit)
+        if admit is not None and self.slots is not None:
+            self.slots.admitted(job, admit, start, now)
+        leased = start.leased
+        match leased:
+            case "wait" | "later":
+                return "parked"
+            case "gone" | "busy":
+                return leased
+        if start.started:
             if state is not None:
                 state.status, state.started_at = "Running", now
             log.info(

@@ -113,9 +113,10 @@ Prefetch = Callable[[Sequence[Job]], AbstractContextManager[object]]
 """Entered around the jobs of one message, once they are leased, with those jobs: reads
 what their handlers need for all of them in one round trip (`Executor.woken`)."""
 
-Claim = tuple[str, Lease] | Literal["gone", "busy"] | None
+Claim = tuple[str, Lease] | Literal["gone", "busy", "parked"] | None
 """A job leased by the call that also started its run: (lease token, lease); "gone" or
-"busy" as `Store.lease_job` answers; None: lease it as any job."""
+"busy" as `Store.lease_job` answers; "parked": that call left it waiting (for a concurrency
+slot or its throttled start, app.flow.slots); None: lease it as any job."""
 
 
 class Starter(Protocol):
@@ -130,9 +131,10 @@ class Starter(Protocol):
         """About to run `job` here: its lease, taken with its run's start, or None."""
         ...
 
-    def start(self, job_id: str, function_id: str) -> Claim:
-        """A start job sent here, its message naming its run's function: its lease, taken
-        with its run's start, or None (lease it as any job)."""
+    def start(self, job_id: str, function_id: str, limits: str = "") -> Claim:
+        """A start job sent here, its message naming its run's function (and, for a function
+        with concurrency or throttle, its `Job.limits` JSON): its lease, taken with its
+        run's admission and start, or None (lease it as any job)."""
         ...
 
 
@@ -175,14 +177,15 @@ class JobRunner:
         """Starts the runs of follow-up start jobs in the call that leases them (`Runner`)."""
         self._prefetch = prefetch
 
-    def handle(self, job_id: str, function_id: str = "") -> str:
+    def handle(self, job_id: str, function_id: str = "", limits: str = "") -> str:
         """Run the job with this id once and send its follow-ups; returns "done", "gone",
         "busy", "parked" (it waits, still queued, for a concurrency slot or its throttled
         start: see app.flow), "failed" (retried later) or "dead" (it kept failing: its run
         failed). `function_id`: a start job's function, from its message (`Job.function_id`):
-        the job is leased with its run's start (`Starter.start`)."""
+        the job is leased with its run's start (`Starter.start`), admitted under `limits`
+        (`Job.limits` JSON) when its function has concurrency or throttle."""
         with self._task():
-            outcome, follow = self._run(job_id, self._start(job_id, function_id))
+            outcome, follow = self._run(job_id, self._start(job_id, function_id, limits))
             # A follow-up leased already (its run created started) runs here: sent, it would
             # wait for its lease to run out.
             held = [job for job in follow if self._held(job)]
@@ -201,19 +204,19 @@ class JobRunner:
     def _claim(self, job: Job) -> Claim:
         return self._starter.claim(job) if self._starter is not None else None
 
-    def _start(self, job_id: str, function_id: str) -> Claim:
+    def _start(self, job_id: str, function_id: str, limits: str) -> Claim:
         if not function_id or self._starter is None:
             return None
-        return self._starter.start(job_id, function_id)
+        return self._starter.start(job_id, function_id, limits)
 
-    def work(self, job_id: str, function_id: str = "") -> str:
+    def work(self, job_id: str, function_id: str = "", limits: str = "") -> str:
         """A worker task: run the job, then its work list. Of each fan-out the task keeps
         its share (`_share`) and sends the rest; each kept follow-up job (recorded in Redis
         already) runs here, in order, while the task is within its budget, and adds its own
         follow-ups to the list; once the budget is spent the rest are sent. Returns the
-        outcome of the task's own job (as `handle`, `function_id` too)."""
+        outcome of the task's own job (as `handle`, `function_id` and `limits` too)."""
         with self._task():
-            outcome, follow = self._run(job_id, self._start(job_id, function_id))
+            outcome, follow = self._run(job_id, self._start(job_id, function_id, limits))
             deadline = time.monotonic() + self._budget_s
             todo: deque[Job] = deque()
             self._enlist(todo, follow)

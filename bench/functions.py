@@ -4,6 +4,7 @@ Stepline's own cost per step."""
 from __future__ import annotations
 
 import datetime
+import os
 
 import app.sdk as inngest
 
@@ -19,10 +20,33 @@ def steps(ctx: inngest.ContextSync) -> int:
     return total
 
 
+@client.create_function(
+    fn_id="steps-limited",
+    trigger=inngest.TriggerEvent(event="bench/steps.limited"),
+    retries=0,
+    concurrency=[
+        inngest.Concurrency(
+            limit=int(os.environ.get("BENCH_CONCURRENCY", "10")), key="event.data.tenant"
+        )
+    ],
+)
+def steps_limited(ctx: inngest.ContextSync) -> int:
+    """`steps` under a concurrency limit per tenant (`bench.runs --concurrency N`)."""
+    n = int(ctx.event.data["n"])
+    total = 0
+    for i in range(n):
+        total = ctx.step.run(f"s{i}", lambda i=i, t=total: t + i)
+    return total
+
+
 @client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="bench/nap"), retries=0)
 def nap(ctx: inngest.ContextSync) -> None:
     """Sleeps `ms`, or until `until` (ms since the epoch) when the event carries it, then runs
     one step (bench.timers, bench.sleepers)."""
+    _nap(ctx)
+
+
+def _nap(ctx: inngest.ContextSync) -> None:
     until = ctx.event.data.get("until")
     if isinstance(until, int):
         when = datetime.datetime.fromtimestamp(until / 1000, datetime.UTC)
@@ -30,6 +54,22 @@ def nap(ctx: inngest.ContextSync) -> None:
     else:
         ctx.step.sleep("nap", datetime.timedelta(milliseconds=int(ctx.event.data["ms"])))
     ctx.step.run("woke", lambda: None)
+
+
+NAP_LIMIT = int(os.environ.get("BENCH_CONCURRENCY", "10"))
+"""`bench/nap.limited`'s concurrency limit per tenant (`bench.wake_cost --concurrency N`)."""
+
+
+@client.create_function(
+    fn_id="nap-limited",
+    trigger=inngest.TriggerEvent(event="bench/nap.limited"),
+    retries=0,
+    concurrency=[inngest.Concurrency(limit=NAP_LIMIT, key="event.data.tenant")],
+)
+def nap_limited(ctx: inngest.ContextSync) -> None:
+    """`nap` under a concurrency limit keyed by the event's tenant (bench.wake_cost
+    --concurrency): each start takes a slot (and gives it back when the run sleeps)."""
+    _nap(ctx)
 
 
 @client.create_function(

@@ -1,6 +1,6 @@
 """Runs/s of short in-process runs end to end, beside bare Celery 3-hop chains, in one run.
 
-    python -m bench.runs [--runs 4000] [--repeat 1] [--counted 200]
+    python -m bench.runs [--runs 4000] [--repeat 1] [--counted 200] [--concurrency N]
 
 Stepline: `--runs` events sent to one `celery worker -c 2` (+ beat), each starting a run of a
 3-step in-process function (`bench/steps`, n=3); timed from the first send to the last run
@@ -9,11 +9,15 @@ successor, on the same worker settings. Then, untimed, `--counted` more of each 
 `MONITOR`: the commands clients send (not those inside Lua scripts; a pipeline counts each; the
 broker's traffic and the sender's included, the poller's excluded) per run and per chain,
 with the commonest commands. Printed, never asserted. Target (issue 8): >= 1.5x the chains.
+With `--concurrency N` the runs are of `bench/steps-limited`: the same steps, limited to N at
+a time per tenant (ten tenants, keyed by a CEL expression over the event), so each start and
+each resumed job takes a slot and gives it back.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from collections import Counter
@@ -45,14 +49,19 @@ def _sleepy(result: bool) -> bool:
     return result
 
 
-def stepline_runs(n: int) -> float:
+def stepline_runs(n: int, limited: bool = False) -> float:
     client = flush()
     engine = bench_engine(["bench.functions"])
+    name = "bench/steps.limited" if limited else "bench/steps"
     start = time.perf_counter()
     for offset in range(0, n, SEND_BATCH):
         batch = min(SEND_BATCH, n - offset)
         engine.runner.ingest(
-            [{"name": "bench/steps", "data": {"n": 3}} for _ in range(batch)], engine.now()
+            [
+                {"name": name, "data": {"n": 3, "tenant": f"t{i % 10}"}}
+                for i in range(offset, offset + batch)
+            ],
+            engine.now(),
         )
     completed = engine.store.keys.metric("runs_completed_total")
     failed = engine.store.keys.metric("runs_failed_total")
@@ -111,7 +120,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--counted", type=int, default=200)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="runs of a function limited to N at a time per tenant (bench/steps-limited)",
+    )
     args = parser.parse_args()
+    limited = bool(args.concurrency)
+    if limited:
+        os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)
     bare, sl = [], []
     with worker("bench.bare_celery", "bare"):
         for _ in range(args.repeat):
@@ -121,14 +140,15 @@ def main() -> None:
     env = {"STEPLINE_FUNCTIONS": "bench.functions"}
     with worker("tasks", "stepline", extra_env=env, beat=True):
         for _ in range(args.repeat):
-            sl.append(stepline_runs(args.runs))
+            sl.append(stepline_runs(args.runs, limited))
         with monitored() as sl_counts:
-            stepline_runs(args.counted)
+            stepline_runs(args.counted, limited)
     b, s = median(bare), median(sl)
     print(f"bare Celery  {args.runs} chains x 3 hops : {b:8.0f} chains/s")
     print(
         f"Stepline     {args.runs} runs x 3 steps  : {s:8.0f} runs/s"
-        f"   ratio {s / b:.2f}x bare chains (target >= 1.5x)"
+        + (f" (limited to {args.concurrency} per tenant)" if limited else "")
+        + f"   ratio {s / b:.2f}x bare chains (target >= 1.5x)"
     )
     show(f"bare Celery  {args.counted} chains, per chain", bare_counts, args.counted)
     show(f"Stepline     {args.counted} runs, per run   ", sl_counts, args.counted)

@@ -1,6 +1,6 @@
 """Where a wake's time goes: starts, release and wakes of sleeping runs, in this one process.
 
-    python -m bench.wake_cost [--runs 2000] [--work]
+    python -m bench.wake_cost [--runs 2000] [--work] [--concurrency N]
 
 `--runs` runs of `bench/nap` sleep until one due time; everything runs here, no Celery worker
 (a recording sender stands in for the broker, so what is measured is Stepline's own work):
@@ -10,6 +10,10 @@ read of the message). For each phase: ms per run (wall clock, and this process's
 which the machine's load disturbs less), Redis round trips per run (commands and pipelines,
 counted at redis-py's client, with what a pipeline sends before it) and, for the release,
 the number of Celery messages.
+With `--concurrency N` the runs are of `bench/nap-limited`, limited to N at a time per tenant
+(ten tenants, the key a CEL expression over the event): every start and wake takes a slot and
+gives it back (none waits: one process runs one job at a time), so the figures are the cost of
+a concurrency-limited start and wake in the common case, a slot free.
 Printed, never asserted: the start of a run is the yardstick a wake should not exceed
 (issue 8: "timer release, resume and finish of a sleeping run cost no more than starting
 it").
@@ -18,6 +22,7 @@ it").
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -102,7 +107,16 @@ def main() -> None:
         help="run each job of the starts as a worker's task does (JobRunner.work: a job, "
         "then its work list here), not alone (JobRunner.handle)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="runs of a function limited to N at a time per tenant (bench/nap-limited)",
+    )
     args = parser.parse_args()
+    if args.concurrency:
+        os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)
     from app.config import Settings
     from app.engine import Engine
     from app.functions import load_functions
@@ -117,9 +131,13 @@ def main() -> None:
     )
     n = args.runs
     due = engine.now() + 3_600_000
+    name = "bench/nap.limited" if args.concurrency else "bench/nap"
     with Phase("starts") as starts:
         for offset in range(0, n, 100):
-            events = [{"name": "bench/nap", "data": {"until": due}} for _ in range(offset, n)]
+            events = [
+                {"name": name, "data": {"until": due, "tenant": f"t{i % 10}"}}
+                for i in range(offset, n)
+            ]
             engine.runner.ingest(events[:100], engine.now())
         run = engine.jobs.work if args.work else engine.jobs.handle
         while recorder.sent:
@@ -140,7 +158,8 @@ def main() -> None:
                     engine.jobs.handle(job_id)
     completed = engine.store.keys.metric("runs_completed_total")
     done = sum(int(v) for v in redis.Redis.from_url(REDIS_URL).hvals(completed))
-    print(f"{n} runs sleeping until one due time, in this process ({done} completed):")
+    limited = f", limited to {args.concurrency} per tenant" if args.concurrency else ""
+    print(f"{n} runs sleeping until one due time{limited}, in this process ({done} completed):")
     starts.show(n)
     release.show(n, f"; {released} timers in {len(messages)} messages")
     wakes.show(n)

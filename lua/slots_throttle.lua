@@ -18,12 +18,11 @@ ARGV[5]  send-by slack, ms: a deferred job whose start is within ARGV[6] is sent
 ARGV[6]  countdown horizon, ms
 ARGV[7]  ticket slack, ms: the ticket lives until its start time + this
 
-GCRA with reservation: each run is given the earliest start the rate allows and the
-throttle's arrival time moves one interval on, so excess starts queue up one interval apart
-and none is dropped or retried in a herd. The run's ticket makes this idempotent: a start
-job delivered again (or early) gets the same start time and consumes nothing.
-A job whose start is later is deferred in place: owner 'deferred', lease 0 (the delivery at
-its start time may take it at once), send-by as above.
+GCRA with reservation (include/throttle.lua; start_run.lua does the same for a start job it
+leases): each run is given the earliest start the rate allows, once (its ticket), so a start
+job delivered again (or early) gets the same start time and consumes nothing. A job whose
+start is later is deferred in place: owner 'deferred', lease 0 (the delivery at its start
+time may take it at once), send-by as above.
 
 Returns {start time (ms), code}:
   code "now"     start the run now (start time <= now)
@@ -31,33 +30,16 @@ Returns {start time (ms), code}:
   code "gone"    the start is later but the job no longer exists
 ]]
 
-local throttle_key, ticket_key = KEYS[1], KEYS[2]
-local jobs_key, due_key, owners_key, leases_key = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local job_id, now = ARGV[1], tonumber(ARGV[2])
-local interval, tolerance = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- @include "throttle.lua"
 
-local start = tonumber(redis.call('GET', ticket_key) or '')
-if not start then
-  local tat = tonumber(redis.call('GET', throttle_key) or '') or now
-  if tat < now then
-    tat = now
-  end
-  start = math.max(now, tat - tolerance)
-  local next_tat = tat + interval
-  redis.call('SET', throttle_key, next_tat, 'PX', next_tat - now)
-  redis.call('SET', ticket_key, start, 'PX', start - now + tonumber(ARGV[7]))
-end
+local job_id, now = ARGV[1], tonumber(ARGV[2])
+local start = throttle_start(KEYS[1], KEYS[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]),
+                             tonumber(ARGV[7]))
 if start <= now then
   return {start, 'now'}
 end
-if redis.call('HEXISTS', jobs_key, job_id) == 0 then
+if redis.call('HEXISTS', KEYS[3], job_id) == 0 then
   return {start, 'gone'}
 end
-local send_by = start
-if start - now <= tonumber(ARGV[6]) then
-  send_by = start + tonumber(ARGV[5])
-end
-redis.call('HSET', owners_key, job_id, 'deferred')
-redis.call('HSET', leases_key, job_id, 0)
-redis.call('ZADD', due_key, send_by, job_id)
+throttle_defer(KEYS[4], KEYS[5], KEYS[6], job_id, start, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return {start, 'later'}

@@ -76,9 +76,10 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def _register(app: Celery, kind: JobKind) -> None:
-    def run(job_id: str, function_id: str = "") -> str:
-        """`function_id`: a start job's function (`Job.function_id`), when its message has it."""
-        return engine().jobs.work(job_id, function_id)
+    def run(job_id: str, function_id: str = "", limits: str = "") -> str:
+        """`function_id`: a start job's function (`Job.function_id`), when its message has it;
+        `limits`: its flow-control values (`Job.limits`, JSON), when its function has any."""
+        return engine().jobs.work(job_id, function_id, limits)
 
     run.__name__ = kind.value
     app.task(name=task_name(kind), acks_late=True, reject_on_worker_lost=True)(run)

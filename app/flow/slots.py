@@ -1,5 +1,9 @@
 """Flow control at execution time: concurrency, throttle and priority (ENGINE.md 6.1, 6.2, 6.7).
 
+    runner creates a run ─► start_limits(fn, event, created_at): its start job carries the
+                            constraint names, throttle name and score (`Job.limits`)
+    worker takes the start job ─► Slots.admit ─► lua/start_run.lua: lease + admit + start in
+                            one call; a slot granted there is the executor's (`acquire`)
     executor.execute(job) ─► Slots.acquire(fn, run, job, now)
         no `concurrency`/`throttle` ─► NO_GRANT (not one Redis call)
         `throttle`, start job ──────► start time later: job deferred to it, raise Parked
@@ -23,15 +27,17 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from app.config import Settings
 from app.durations import parse_duration_ms
 from app.errors import BadRequest
 from app.expressions import canonical_json, value_of
-from app.models import JSON, FunctionConfig, Job, JobKind
+from app.models import JSON, FunctionConfig, Job, JobKind, StartLimits
 from app.queue import Queue
+from app.state.runs import RunStart
+from app.state.scripts import StartAdmit
 from app.state.slots import Constraint, SlotStore
 from app.state.store import RunState, Store
 
@@ -136,6 +142,44 @@ def constraint_name(rule: ConcurrencyRule, function_id: str, event: dict[str, JS
     return base if rule.key is None else f"{base}:{key_hash(rule.key, event)}"
 
 
+def constraints_of(rules: FlowRules, function_id: str, event: dict[str, JSON]) -> list[Constraint]:
+    """The run's concurrency constraints (name, limit): one per distinct name, at the lowest
+    limit given it."""
+    limits: dict[str, int] = {}
+    for rule in rules.concurrency:
+        name = constraint_name(rule, function_id, event)
+        limits[name] = min(rule.limit, limits.get(name, rule.limit))
+    return list(limits.items())
+
+
+def throttle_name(rule: ThrottleRule, function_id: str, event: dict[str, JSON]) -> str:
+    """`<function id>[:<hash of the key's value>]`: one GCRA state each."""
+    return function_id if rule.key is None else f"{function_id}:{key_hash(rule.key, event)}"
+
+
+def rules_digest(options: Mapping[str, JSON]) -> str:
+    """A short digest of the options `StartLimits` are computed from (`concurrency`,
+    `throttle`, `priority`): a job carrying another digest was made under other rules."""
+    spec = {name: options.get(name) for name in ("concurrency", "throttle", "priority")}
+    return hashlib.blake2b(canonical_json(spec).encode("utf-8"), digest_size=8).hexdigest()
+
+
+def start_limits(fn: FunctionConfig, event: dict[str, JSON], created_at: int) -> StartLimits | None:
+    """What the start job of `fn`'s run (first event `event`, created at `created_at`) carries
+    so that its worker admits and starts it in one call (`Job.limits`): its constraints,
+    throttle and score, evaluated here, once. None for a function without concurrency or
+    throttle."""
+    if not has_rules(fn.options):
+        return None
+    rules = rules_of(fn.options)
+    return StartLimits(
+        rules=rules_digest(fn.options),
+        score=created_at - priority_factor(rules.priority, event) * 1000,
+        constraints=constraints_of(rules, fn.id, event),
+        throttle="" if rules.throttle is None else throttle_name(rules.throttle, fn.id, event),
+    )
+
+
 def key_hash(expr: str, event: dict[str, JSON]) -> str:
     """A short hash of `expr`'s value over `event` (strings hash as themselves, other values
     as canonical JSON); an expression that fails hashes as `<invalid>`."""
@@ -232,6 +276,9 @@ class Slots:
         self._resend_ms = int(settings.redeliver_seconds * 1000)
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self.keeper = SlotKeeper(self._redis, self._lease_ms)
+        self._admitted: dict[str, list[Constraint]] = {}
+        """Start jobs admitted by the call that leased them (`admitted`), with the slots it
+        granted: the executor's `acquire` takes them."""
 
     @property
     def redis(self) -> SlotStore:
@@ -240,6 +287,9 @@ class Slots:
     def acquire(self, fn: FunctionConfig, state: RunState, job: Job, now: int) -> Grant:
         """Let `job` run `state`'s steps now (a Grant to release when it stops), or raise
         `Parked` after deferring or parking it. Free for functions without the options."""
+        admitted = self._admitted.pop(job.id, None)
+        if admitted is not None:  # by the call that leased it: its slots are held
+            return self._grant(job.id, admitted)
         if not has_rules(fn.options):
             return NO_GRANT
         rules = rules_of(fn.options)
@@ -248,11 +298,7 @@ class Slots:
             self._throttle(rules.throttle, fn, state, job, event, now)
         if not rules.concurrency:
             return NO_GRANT
-        limits: dict[str, int] = {}
-        for rule in rules.concurrency:
-            name = constraint_name(rule, fn.id, event)
-            limits[name] = min(rule.limit, limits.get(name, rule.limit))
-        constraints = list(limits.items())
+        constraints = constraints_of(rules, fn.id, event)
         score = state.created_at - priority_factor(rules.priority, event) * 1000
         got = self._redis.acquire(
             job.id,
@@ -274,8 +320,75 @@ class Slots:
                 fn.id,
             )
             raise Parked(job.id)
-        self.keeper.add(job.id, [name for name, _ in constraints])
-        return Grant(self, job.id, constraints)
+        return self._grant(job.id, constraints)
+
+    def _grant(self, job_id: str, constraints: list[Constraint]) -> Grant:
+        if not constraints:
+            return NO_GRANT
+        self.keeper.add(job_id, [name for name, _ in constraints])
+        return Grant(self, job_id, constraints)
+
+    def admit(self, fn: FunctionConfig, limits: StartLimits) -> StartAdmit | None:
+        """The admission lua/start_run.lua makes of a start job carrying `limits`, under
+        `fn`'s rules; None if they are not the rules `limits` were computed under (the job
+        is then leased as any job and `acquire` admits it)."""
+        if limits.rules != rules_digest(fn.options):
+            return None
+        rules = rules_of(fn.options)
+        admit = StartAdmit(
+            score=limits.score,
+            constraints=[(name, limit) for name, limit in limits.constraints],
+            slot_lease_ms=self._lease_ms,
+            resend_ms=self._resend_ms,
+            park_ms=PARK_RECHECK_MS,
+        )
+        if rules.throttle is None or not limits.throttle:
+            return admit
+        return replace(
+            admit,
+            throttle=limits.throttle,
+            interval_ms=rules.throttle.interval_ms,
+            tolerance_ms=rules.throttle.tolerance_ms,
+            slack_ms=self._resend_ms,
+            horizon_ms=self._eta_max_ms,
+            ticket_slack_ms=TICKET_SLACK_MS,
+        )
+
+    def admitted(self, job: Job, admit: StartAdmit, start: RunStart, now: int) -> bool:
+        """The answer of the call that leased start `job` under `admit`: the waiters it woke
+        are sent; a job it parked or deferred is logged (and a deferred one sent with its
+        countdown, as `acquire` does); one it leased holds its slots, for `acquire`. True if
+        the job may run now."""
+        self._send(start.woken)
+        if start.leased == "wait":
+            log.info(
+                "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
+                job.id,
+                job.run_id,
+                job.function_id,
+            )
+            return False
+        if start.leased == "later":
+            log.info(
+                "run start throttled run_id=%s function=%s start_in_ms=%d",
+                job.run_id,
+                job.function_id,
+                start.start_at - now,
+            )
+            if start.start_at - now <= self._eta_max_ms:
+                self._queue.dispatch(job, countdown_ms=start.start_at - now)
+            return False
+        if isinstance(start.leased, str):
+            return False  # gone, busy: nothing was admitted
+        self._admitted[job.id] = list(admit.constraints)
+        return True
+
+    def forget(self, job_id: str, now: int) -> None:
+        """`job_id` will not execute here after all (its run ended): give back the slots its
+        start call granted, if any."""
+        admitted = self._admitted.pop(job_id, None)
+        if admitted:
+            self.release(Grant(self, job_id, admitted), now)
 
     def release(self, grant: Grant, now: int) -> None:
         """Give the grant's slots back and send the waiters that now fit. A failure is only
@@ -308,7 +421,7 @@ class Slots:
         event: dict[str, JSON],
         now: int,
     ) -> None:
-        name = fn.id if rule.key is None else f"{fn.id}:{key_hash(rule.key, event)}"
+        name = throttle_name(rule, fn.id, event)
         start, code = self._redis.throttle(
             state.run_id,
             job.id,
@@ -388,7 +501,11 @@ __all__ = [
     "Slots",
     "ThrottleRule",
     "constraint_name",
+    "constraints_of",
     "key_hash",
     "priority_factor",
+    "rules_digest",
     "rules_of",
+    "start_limits",
+    "throttle_name",
 ]

@@ -17,8 +17,7 @@ import json
 from dataclasses import dataclass
 
 from app.models import Job, JobKind
-from app.state.keys import RUN_JOB_SEPARATOR
-from app.state.slots import SlotKeys
+from app.state.keys import RUN_JOB_SEPARATOR, SlotKeys
 from app.state.store import Store
 
 MAX_RUN_JOBS = 50

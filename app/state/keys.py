@@ -319,3 +319,31 @@ class ArchiveKeys:
     @property
     def drop_events(self) -> str:
         return f"{self.prefix}:history:drop-events"
+
+
+@dataclass(frozen=True)
+class SlotKeys:
+    """Execution-time flow control's keys: concurrency slots and throttles (their table is in
+    app/state/slots.py)."""
+
+    prefix: str = "sl"
+
+    def slots(self, constraint: str) -> str:
+        return f"{self.prefix}:slots:{constraint}"
+
+    def waiters(self, constraint: str) -> str:
+        return f"{self.prefix}:slots-wait:{constraint}"
+
+    @property
+    def waiting(self) -> str:
+        return f"{self.prefix}:slots:waiting"
+
+    @property
+    def limits(self) -> str:
+        return f"{self.prefix}:slots:limits"
+
+    def throttle(self, name: str) -> str:
+        return f"{self.prefix}:throttle:{name}"
+
+    def ticket(self, run_id: str) -> str:
+        return f"{self.prefix}:{{{run_id}}}:throttle"

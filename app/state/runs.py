@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.errors import StateError
@@ -27,7 +28,28 @@ from app.state.records import (
     RunState,
     SaveResult,
 )
-from app.state.scripts import FinishCode, PauseRef, RunCreation, Scripts, StartCode
+from app.state.scripts import (
+    FinishCode,
+    PauseRef,
+    RunCreation,
+    Scripts,
+    StartAdmit,
+    StartCode,
+)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """`RunVerbs.start_run`'s answer."""
+
+    leased: Lease | Literal["gone", "busy", "wait", "later"]
+    """The start job's lease; or "gone"/"busy" as `lease_job`; "wait": parked for a
+    concurrency slot; "later": throttled, deferred to `start_at`."""
+    started: bool = False
+    """This call (or its repeat after a lost reply) moved the run from Queued to Running."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters given a slot on the way (with an admission): the caller sends them."""
+    start_at: int = 0
 
 
 class RunVerbs(StoreBase):
@@ -59,18 +81,28 @@ class RunVerbs(StoreBase):
         )
 
     def start_run(
-        self, job: Job, function_id: str, token: str, now: int, lease_ms: int
-    ) -> tuple[Lease | Literal["gone", "busy"], bool]:
-        """Lease a run's start `job` to `token` (as `lease_job`) and, once leased, mark the
-        run started (as `mark_started`), in one script call (lua/start_run.lua). Returns
-        (the lease, or "gone"/"busy" as `lease_job`; whether this call, or its repeat after
-        a lost reply, moved the run from Queued to Running)."""
-        code, raw, failures, started = self._scripts.start_run(
-            job.id, job.run_id, function_id, token, now, lease_ms
+        self,
+        job: Job,
+        function_id: str,
+        token: str,
+        now: int,
+        lease_ms: int,
+        admit: StartAdmit | None = None,
+    ) -> RunStart:
+        """Lease a run's start `job` to `token` (as `lease_job`), admit it under its
+        function's concurrency and throttle (`admit`: a slot in each constraint, or parked
+        in a wait list as `SlotStore.acquire` parks it; a throttled start later defers it,
+        as `SlotStore.throttle` does) and, once leased and admitted, mark the run started
+        (as `mark_started`), in one script call (lua/start_run.lua). A repeat after a lost
+        reply answers as the first call did."""
+        reply = self._scripts.start_run(
+            job.id, job.run_id, function_id, token, now, lease_ms, admit
         )
-        if code != "ok":
-            return code, False
-        return Lease(Job.model_validate_json(raw), failures), started
+        woken = [Job.model_validate_json(raw) for raw in reply.woken]
+        if reply.code != "ok":
+            return RunStart(reply.code, woken=woken, start_at=reply.start_at)
+        leased = Lease(Job.model_validate_json(reply.job_json), reply.failures)
+        return RunStart(leased, reply.started, woken)
 
     def create_runs(self, runs: list[NewRun]) -> list[tuple[str, bool]]:
         """`create_run` for many runs in one pipelined round trip (each still atomic)."""

@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from app.errors import Conflict
 from app.models import RunStatus
-from app.state.keys import ArchiveKeys, Keys
+from app.state.keys import ArchiveKeys, Keys, SlotKeys
 from app.state.lua_files import Arg, LuaScripts
 from app.state.records import BrokerMessage
 
@@ -75,6 +75,44 @@ class RunCreation:
     """A replay's memoized steps (lua/create_run.lua's ARGV[9]), "" for none."""
     start: tuple[str, str, int] | None
     """Its start job: (job id, Job JSON, send-by ms), written with it; None for none."""
+
+
+@dataclass(frozen=True)
+class StartAdmit:
+    """A start's admission under its function's concurrency and throttle, as lua/start_run.lua
+    takes it (`Slots.admit` in app/flow/slots.py builds it). Times in ms."""
+
+    score: int
+    """Its place in the wait lists: run created_at - priority seconds * 1000."""
+    constraints: Sequence[tuple[str, int]]
+    """(constraint name, limit >= 1) of each concurrency constraint (none: throttle only)."""
+    slot_lease_ms: int
+    resend_ms: int
+    park_ms: int
+    throttle: str = ""
+    """The throttle's name; "" for none (then the other throttle fields are unused)."""
+    interval_ms: int = 0
+    tolerance_ms: int = 0
+    slack_ms: int = 0
+    horizon_ms: int = 0
+    ticket_slack_ms: int = 0
+
+
+StartReplyCode = Literal["ok", "gone", "busy", "wait", "later"]
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """lua/start_run.lua's answer: `code` "ok" (leased: `job_json`, `failures`, `started`),
+    "wait" (parked for a slot), "later" (throttled until `start_at`), "gone" or "busy"."""
+
+    code: StartReplyCode
+    job_json: str = ""
+    failures: int = 0
+    started: bool = False
+    woken: Sequence[str] = ()
+    """Job JSON of waiters woken on the way: the caller sends them."""
+    start_at: int = 0
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
@@ -468,20 +506,57 @@ class Scripts:
         return cast(Literal["gone", "busy"], reply[0]), "", 0
 
     def start_run(
-        self, job_id: str, run_id: str, function_id: str, token: str, now: int, lease_ms: int
-    ) -> tuple[Literal["ok", "gone", "busy"], str, int, bool]:
-        """`begin_job` of a run's start job and `mark_started` of the run, in one call
-        (lua/start_run.lua): ("ok", Job JSON, failures, started) or ("gone"|"busy", "", 0,
-        False)."""
+        self,
+        job_id: str,
+        run_id: str,
+        function_id: str,
+        token: str,
+        now: int,
+        lease_ms: int,
+        admit: StartAdmit | None = None,
+    ) -> StartReply:
+        """`begin_job` of a run's start job, its admission under concurrency and throttle
+        (with `admit`) and `mark_started` of the run, in one call (lua/start_run.lua)."""
         keys = [
             *self._lease_keys(),
             self._keys.job_failures,
             *self._start_keys(run_id, function_id),
         ]
-        reply = self._run("start_run", keys, [job_id, token, now, lease_ms, function_id])
-        if reply[0] == "ok":
-            return "ok", str(reply[1]), int(reply[2]), int(reply[3]) == 1
-        return cast(Literal["gone", "busy"], reply[0]), "", 0, False
+        args: list[Arg] = [job_id, token, now, lease_ms, function_id]
+        if admit is not None:
+            self._admit_call(run_id, admit, keys, args)
+        reply = self._run("start_run", keys, args)
+        code = cast(StartReplyCode, reply[0])
+        if code == "ok":
+            woken = [str(job) for job in reply[4]] if len(reply) > 4 else []
+            return StartReply(code, str(reply[1]), int(reply[2]), int(reply[3]) == 1, woken)
+        if code == "wait":
+            return StartReply(code, woken=[str(job) for job in reply[1]])
+        if code == "later":
+            return StartReply(code, start_at=int(reply[1]))
+        return StartReply(code)
+
+    def _admit_call(self, run_id: str, admit: StartAdmit, keys: list[str], args: list[Arg]) -> None:
+        """lua/start_run.lua's keys and arguments of an admission, appended."""
+        slots = SlotKeys(self._keys.prefix)
+        keys += [slots.waiting, slots.limits]
+        if admit.throttle:
+            keys += [slots.throttle(admit.throttle), slots.ticket(run_id)]
+        interval = admit.interval_ms if admit.throttle else 0
+        args += [
+            admit.score,
+            admit.slot_lease_ms,
+            admit.resend_ms,
+            admit.park_ms,
+            interval,
+            admit.tolerance_ms,
+            admit.slack_ms,
+            admit.horizon_ms,
+            admit.ticket_slack_ms,
+        ]
+        for name, limit in admit.constraints:
+            keys += [slots.slots(name), slots.waiters(name)]
+            args += [name, limit]
 
     def begin_jobs(
         self, job_ids: Sequence[str], token: str, now: int, lease_ms: int

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from app.models import Job
-from app.state.keys import Keys
+from app.state.keys import Keys, SlotKeys
 from app.state.lua_files import LuaScripts
 from app.state.store import Store
 
@@ -38,31 +38,6 @@ AcquireCode = Literal["ok", "wait", "gone"]
 ThrottleCode = Literal["now", "later", "gone"]
 Constraint = tuple[str, int]
 """(constraint name, limit >= 1)."""
-
-
-@dataclass(frozen=True)
-class SlotKeys:
-    prefix: str = "sl"
-
-    def slots(self, constraint: str) -> str:
-        return f"{self.prefix}:slots:{constraint}"
-
-    def waiters(self, constraint: str) -> str:
-        return f"{self.prefix}:slots-wait:{constraint}"
-
-    @property
-    def waiting(self) -> str:
-        return f"{self.prefix}:slots:waiting"
-
-    @property
-    def limits(self) -> str:
-        return f"{self.prefix}:slots:limits"
-
-    def throttle(self, name: str) -> str:
-        return f"{self.prefix}:throttle:{name}"
-
-    def ticket(self, run_id: str) -> str:
-        return f"{self.prefix}:{{{run_id}}}:throttle"
 
 
 @dataclass(frozen=True)
@@ -124,7 +99,7 @@ class SlotStore:
         pair_keys, pair_args = self._pairs(constraints)
         keys = [*self._job_keys(), self.keys.waiting, self.keys.limits, *pair_keys]
         args: list[Arg] = [job_id, score, now, lease_ms, resend_ms, park_ms, *pair_args]
-        code, woken = self._lua.script("slots_acquire")(keys, args)
+        code, woken = self._lua.run("slots_acquire", keys, args)
         return Acquired(cast(AcquireCode, code), _jobs(woken))
 
     def release(
@@ -140,12 +115,12 @@ class SlotStore:
         pair_keys, pair_args = self._pairs(constraints)
         keys = [*self._job_keys(), self.keys.waiting, self.keys.limits, *pair_keys]
         args: list[Arg] = [job_id, now, lease_ms, resend_ms, *pair_args]
-        return _jobs(self._lua.script("slots_release")(keys, args))
+        return _jobs(self._lua.run("slots_release", keys, args))
 
     def renew(self, job_id: str, names: Sequence[str], now: int, lease_ms: int) -> int:
         """Extend the job's slot leases; returns how many it still held."""
         keys = [self.keys.slots(name) for name in names]
-        return int(self._lua.script("slots_renew")(keys, [job_id, now, lease_ms]))
+        return int(self._lua.run("slots_renew", keys, [job_id, now, lease_ms]))
 
     def waiting(self, limit: int = 200) -> list[Constraint]:
         """Constraints with parked jobs (at most `limit`, any order), with their limits."""
@@ -180,7 +155,7 @@ class SlotStore:
             horizon_ms,
             ticket_slack_ms,
         ]
-        start, code = self._lua.script("slots_throttle")(keys, args)
+        start, code = self._lua.run("slots_throttle", keys, args)
         return int(start), cast(ThrottleCode, code)
 
 

@@ -3,6 +3,8 @@ their own steps, so a test may run them in its own process."""
 
 from __future__ import annotations
 
+import datetime
+
 import app.sdk as inngest
 
 client = inngest.Inngest(app_id="starts")
@@ -21,4 +23,23 @@ def plain(ctx: inngest.ContextSync) -> int:
     concurrency=[inngest.Concurrency(limit=1)],
 )
 def limited(ctx: inngest.ContextSync) -> int:
+    return int(ctx.step.run("one", lambda: 1))
+
+
+@client.create_function(
+    fn_id="keyed",
+    trigger=inngest.TriggerEvent(event="starts/keyed"),
+    concurrency=[inngest.Concurrency(limit=1, key="event.data.user")],
+    priority=inngest.Priority(run="event.data.boost"),
+)
+def keyed(ctx: inngest.ContextSync) -> int:
+    return int(ctx.step.run("one", lambda: 1))
+
+
+@client.create_function(
+    fn_id="throttled",
+    trigger=inngest.TriggerEvent(event="starts/throttled"),
+    throttle=inngest.Throttle(limit=1, period=datetime.timedelta(seconds=60), burst=1),
+)
+def throttled(ctx: inngest.ContextSync) -> int:
     return int(ctx.step.run("one", lambda: 1))

@@ -3,8 +3,10 @@ leaves to the work list first is created Running with its start job leased to th
 (lua/create_run.lua), and each other run of the list is started by the call that leases its
 start job (lua/start_run.lua); neither needs `begin_job` + `mark_started`. A start job sent to
 another worker carries its function in its message, so that worker too starts the run in the
-call that leases the job. Counted at the client, in this process (the task's code as a worker
-runs it; a recorder stands in for Celery).
+call that leases the job. A function with concurrency or throttle: the same call admits the
+run (takes its slot, or parks it; gives it its throttled start time, or defers it), from the
+constraint names and score its start job carries (`Job.limits`). Counted at the client, in
+this process (the task's code as a worker runs it; a recorder stands in for Celery).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 
 import pytest
 import redis
+from redis.client import Pipeline
 
 from app.config import Settings
 from app.engine import Engine
+from app.flow.slots import Grant
 from app.functions import load_functions
-from app.models import RunStatus
+from app.models import RunStatus, StartLimits
 from app.state.lua_files import LuaScripts
 
 FUNCTIONS = "tests.integration.start_functions"
@@ -123,20 +127,27 @@ def test_every_run_of_a_fan_out_starts_in_one_call(
     )
 
 
-def test_a_run_whose_start_a_concurrency_limit_decides_starts_as_before(
+def test_a_concurrency_limited_run_starts_in_one_call(
     engine: tuple[Engine, Recorder], scripts: list[str]
 ) -> None:
-    """Concurrency (and throttle) decide when a job executes (app.flow.slots): such a run is
-    created Queued and marked started once it holds its slot."""
+    """A function with a concurrency limit: its run is created Queued (the limit decides when
+    it starts) and the call that leases its start job from the work list takes its slot and
+    marks it started (lua/start_run.lua): no `begin_job`, `slots_acquire`, `mark_started`."""
     e, recorder = engine
     _event_task(e, recorder, [{"name": "starts/limited"}])
     [run] = e.store.list_runs(10)
     assert run.status == RunStatus.COMPLETED.value
-    assert scripts.count("create_run") == 1
-    assert scripts.count("start_run") == 0
-    assert scripts.count("mark_started") == 1
-    assert scripts.count("begin_job") == 2  # the event job's and the start job's
+    assert scripts == [
+        "ingest_events",
+        "begin_job",  # the event job's
+        "create_run",
+        "finish_job",  # the event job's
+        "start_run",  # lease + slot + start
+        "finish_run",
+        "slots_release",  # the slot given back as the job stops
+    ]
     assert _started_total(e, "starts-limited") == 1
+    assert _slot_holders(e, "f:starts-limited") == []
 
 
 def test_start_jobs_sent_elsewhere_are_not_leased_by_their_creation(
@@ -210,3 +221,225 @@ def test_a_start_message_without_its_function_starts_the_run_in_two_calls(
     state = e.store.load_run(job_id.removesuffix(":start"))
     assert state is not None and state.status == RunStatus.RUNNING.value
     assert state.started_at is not None
+
+
+# --- functions with concurrency or throttle: their start jobs sent to a worker ---------------
+
+
+@pytest.fixture
+def sending(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
+    """An engine whose runner sends every start job (as the web process or a full worker
+    does): each is then run here as the worker that receives its message runs it."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=False)
+    yield e, recorder
+    e.store.close()
+
+
+def _starts(engine: Engine, recorder: Recorder, events: list[dict[str, Any]]) -> list[list[str]]:
+    """Ingest `events`, run their event job here; the start job messages it sent."""
+    _event_task(engine, recorder, events)
+    starts = [args for args in recorder.messages if args[0].endswith(":start")]
+    recorder.messages = [args for args in recorder.messages if args not in starts]
+    return starts
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts every Redis round trip this process makes (commands and pipelines, at
+    redis-py's client): [count]."""
+    count = [0]
+    command = redis.Redis.execute_command
+    pipeline = Pipeline.execute
+
+    def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        count[0] += 1
+        return command(self, *args, **options)
+
+    def counted_pipeline(self: Pipeline, *args: Any, **options: Any) -> Any:
+        count[0] += 1
+        return pipeline(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+    monkeypatch.setattr(Pipeline, "execute", counted_pipeline)
+    return count
+
+
+def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
+    sending: tuple[Engine, Recorder], scripts: list[str], round_trips: list[int]
+) -> None:
+    """A start job of a concurrency-limited function sent to a worker: its message carries
+    the run's constraints (`Job.limits`, evaluated when the run was created), so the worker
+    starts it with the round trips of a plain function's start, plus the one that gives its
+    slot back when the job stops."""
+    e, recorder = sending
+    [plain] = _starts(e, recorder, [{"name": "starts/go"}])
+    [limited] = _starts(e, recorder, [{"name": "starts/limited"}])
+    assert len(plain) == 2 and len(limited) == 3
+    carried = StartLimits.model_validate_json(limited[2])
+    assert carried.constraints == [("f:starts-limited", 1)] and carried.throttle == ""
+    costs: dict[str, tuple[int, list[str]]] = {}
+    for name, args in (("plain", plain), ("limited", limited)):
+        scripts.clear()
+        round_trips[0] = 0
+        assert e.jobs.work(*args) == "done"
+        costs[name] = (round_trips[0], list(scripts))
+    assert costs["limited"][1] == [*costs["plain"][1], "slots_release"]
+    assert costs["limited"][1][0] == "start_run"
+    assert costs["limited"][0] == costs["plain"][0] + 1
+    runs = e.store.list_runs(10)
+    assert [r.status for r in runs] == [RunStatus.COMPLETED.value] * 2
+    assert _started_total(e, "starts-limited") == 1
+
+
+def test_limited_start_jobs_a_work_list_sends_on_carry_their_limits(
+    redis_url: str, scripts: list[str]
+) -> None:
+    """Past its budget a task sends the start jobs its event job left to its work list: those
+    of a limited function carry their limits in their message (as recorded with the run), so
+    each worker that takes one starts its run in one call."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(
+        redis_url=redis_url, functions=[], worker_concurrency=1, step_budget_seconds=1e-6
+    )
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    try:
+        _event_task(e, recorder, [{"name": "starts/limited"} for _ in range(3)])
+        starts = [args for args in recorder.messages if args[0].endswith(":start")]
+        assert len(starts) == 3 and all(len(args) == 3 for args in starts)
+        scripts.clear()
+        for args in starts:
+            assert e.jobs.work(*args) == "done"
+        assert scripts.count("start_run") == 3
+        assert "begin_job" not in scripts and "slots_acquire" not in scripts
+        assert "mark_started" not in scripts
+        assert _started_total(e, "starts-limited") == 3
+    finally:
+        e.store.close()
+
+
+def test_a_limited_start_that_must_wait_is_parked_by_that_call(
+    sending: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    """The slot is taken: the one call parks the job in the constraint's wait list, as
+    `slots_acquire` parked it; a repeat of the message answers "parked" again and changes
+    nothing; the holder's release wakes it and sends it (with its limits), and that delivery
+    starts it in one call."""
+    e, recorder = sending
+    [args] = _starts(e, recorder, [{"name": "starts/limited"}])
+    slots = e.executor.slots
+    holder = slots.redis.acquire(
+        "holder", [("f:starts-limited", 1)], 0, e.now(), 30_000, 60_000, 300_000
+    )
+    assert holder.code == "ok"
+    scripts.clear()
+    assert e.jobs.work(*args) == "parked"
+    assert scripts == ["start_run"]
+    run_id = args[0].removesuffix(":start")
+    waiting = e.store.keys.prefix + ":slots-wait:f:starts-limited"
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        assert client.zrange(waiting, 0, -1) == [args[0]]
+        assert client.hget(e.store.keys.job_owners, args[0]) == "parked"
+        assert e.jobs.work(*args) == "parked"  # a redelivery, or the call repeated
+        assert client.zrange(waiting, 0, -1) == [args[0]]
+        state = e.store.load_run(run_id)
+        assert state is not None and (state.status, state.started_at) == ("Queued", None)
+        slots.release(Grant(slots, "holder", [("f:starts-limited", 1)]), e.now())
+        assert recorder.messages == [args]  # woken and sent, with its limits
+        recorder.messages.clear()
+        scripts.clear()
+        assert e.jobs.work(*args) == "done"
+        assert scripts[0] == "start_run" and "begin_job" not in scripts
+        assert "slots_acquire" not in scripts and "mark_started" not in scripts
+        assert client.exists(waiting) == 0
+    view = e.store.get_run(run_id)
+    assert view is not None and view.status == RunStatus.COMPLETED.value
+    assert _slot_holders(e, "f:starts-limited") == []
+
+
+def test_keys_and_priority_are_evaluated_when_the_run_is_created(
+    sending: tuple[Engine, Recorder],
+) -> None:
+    """A keyed constraint's name and a priority's score come from the run's event, evaluated
+    once by the runner: each user has a slot of its own, so both start."""
+    e, recorder = sending
+    starts = _starts(
+        e,
+        recorder,
+        [
+            {"name": "starts/keyed", "data": {"user": "ann", "boost": 10}},
+            {"name": "starts/keyed", "data": {"user": "bob"}},
+        ],
+    )
+    carried = [StartLimits.model_validate_json(args[2]) for args in starts]
+    names = [c.constraints[0][0] for c in carried]
+    assert len(set(names)) == 2 and all(n.startswith("f:starts-keyed:") for n in names)
+    runs = {r.run_id: r for r in e.store.list_runs(10)}
+    boosts = sorted(
+        runs[args[0].removesuffix(":start")].created_at - c.score
+        for args, c in zip(starts, carried, strict=True)
+    )
+    assert boosts == [0, 10_000]
+    assert [e.jobs.work(*args) for args in starts] == ["done", "done"]
+    assert _started_total(e, "starts-keyed") == 2
+
+
+def test_a_throttled_start_is_deferred_by_that_call(
+    sending: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    """Throttle (1 per minute, burst 1: two may go back to back): the first two start now,
+    each in one call; the third call defers its job to its start time (owner 'deferred'), a
+    minute on: past the countdown horizon, the tick sends it then, as after `slots_throttle`."""
+    e, recorder = sending
+    first, second, third = _starts(e, recorder, [{"name": "starts/throttled"}] * 3)
+    scripts.clear()
+    assert [e.jobs.work(*first), e.jobs.work(*second)] == ["done", "done"]
+    assert scripts.count("start_run") == 2 and "slots_throttle" not in scripts
+    scripts.clear()
+    assert e.jobs.work(*third) == "parked"
+    assert scripts == ["start_run"]
+    assert recorder.messages == []
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        assert client.hget(e.store.keys.job_owners, third[0]) == "deferred"
+        send_by = client.zscore(e.store.keys.jobs_due, third[0])
+        assert send_by is not None and send_by >= e.now() + 50_000
+    state = e.store.load_run(third[0].removesuffix(":start"))
+    assert state is not None and state.status == RunStatus.QUEUED.value
+
+
+def test_limits_made_under_other_rules_are_admitted_as_before(
+    sending: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    """A start job whose limits were computed under options the function no longer has (it
+    was registered again meanwhile) is leased as any job and admitted by the executor under
+    the current ones."""
+    e, recorder = sending
+    [args] = _starts(e, recorder, [{"name": "starts/limited"}])
+    stale = StartLimits.model_validate_json(args[2]).model_copy(update={"rules": "older"})
+    scripts.clear()
+    assert e.jobs.work(args[0], args[1], stale.model_dump_json()) == "done"
+    assert scripts[:3] == ["begin_job", "slots_acquire", "mark_started"]
+    assert "start_run" not in scripts
+    assert _started_total(e, "starts-limited") == 1
+
+
+def test_a_limited_start_given_up_gives_its_slot_back(
+    sending: tuple[Engine, Recorder],
+) -> None:
+    """A start job that kept killing its worker: the call that leases it takes its slot, the
+    worker gives it up (its run fails) and gives the slot back at once, not when its lease
+    runs out."""
+    e, recorder = sending
+    [args] = _starts(e, recorder, [{"name": "starts/limited"}])
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        client.hset(e.store.keys.job_failures, args[0], e.settings.max_job_failures)
+    assert e.jobs.work(*args) == "dead"
+    assert _slot_holders(e, "f:starts-limited") == []
+    view = e.store.get_run(args[0].removesuffix(":start"))
+    assert view is not None and view.status == RunStatus.FAILED.value
+
+
+def _slot_holders(engine: Engine, constraint: str) -> list[str]:
+    with redis.Redis.from_url(engine.settings.redis_url, decode_responses=True) as client:
+        return list(client.zrange(f"{engine.store.keys.prefix}:slots:{constraint}", 0, -1))
