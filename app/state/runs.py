@@ -27,7 +27,15 @@ from app.state.records import (
     RunState,
     SaveResult,
 )
-from app.state.scripts import FinishCode, PauseRef, RunCreation, Scripts, StartCode
+from app.state.scripts import (
+    FinishCode,
+    FollowUp,
+    PauseRef,
+    RunCreation,
+    Scripts,
+    StartCode,
+    SuspendCode,
+)
 
 
 class RunVerbs(StoreBase):
@@ -263,6 +271,35 @@ class RunVerbs(StoreBase):
         """Merge `info` (name, kind, attempts, error, due, started_at...) into the step's
         history record without memoizing anything. A missing run is left alone."""
         self._scripts.record_step(run_id, step, _encode_info(info))
+
+    def suspend(
+        self,
+        run_id: str,
+        job_id: str,
+        token: str,
+        follow: Sequence[tuple[str, dict[str, JSON] | None, QueuedJob]],
+        pending: Sequence[str] = (),
+    ) -> tuple[SuspendCode, list[bool]]:
+        """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
+        or "", history info or None, job as `Queue.plan` made it) the info is merged into the
+        step's history record and the job queued; then the job `job_id`, whose delivery
+        (lease `token`) made the call, is finished. With `pending`, the run's pending
+        parallel set is replaced by those steps first (as `set_pending`). Returns the code
+        ("suspended", or "ended", "missing", "lost": nothing written) and, when suspended,
+        whether each job was created (False: queued already, or it ran within the tombstone
+        TTL). A repeat of the call (lost reply) answers the first's outcome."""
+        items = [
+            FollowUp(
+                step,
+                _encode_info(info) if info is not None else "",
+                planned.job.id,
+                job_record(planned.job, planned.due_at),
+                planned.send_by,
+            )
+            for step, info, planned in follow
+        ]
+        code, enqueued = self._scripts.suspend(run_id, job_id, token, items, pending)
+        return code, [each == 1 for each in enqueued]
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.
