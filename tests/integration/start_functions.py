@@ -3,6 +3,8 @@ their own steps, so a test may run them in its own process."""
 
 from __future__ import annotations
 
+import datetime
+
 import app.sdk as inngest
 
 client = inngest.Inngest(app_id="starts")
@@ -22,3 +24,33 @@ def plain(ctx: inngest.ContextSync) -> int:
 )
 def limited(ctx: inngest.ContextSync) -> int:
     return int(ctx.step.run("one", lambda: 1))
+
+
+@client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="starts/nap"))
+def nap(ctx: inngest.ContextSync) -> int:
+    """Sleeps an hour, then runs one step (tests/integration/test_suspend_calls.py)."""
+    ctx.step.sleep("nap", datetime.timedelta(hours=1))
+    return int(ctx.step.run("woke", lambda: 3))
+
+
+@client.create_function(fn_id="fork", trigger=inngest.TriggerEvent(event="starts/fork"))
+def fork(ctx: inngest.ContextSync) -> int:
+    """Two steps in parallel (planned together, one job each), then their sum."""
+    left, right = ctx.group.parallel(
+        (lambda: ctx.step.run("left", lambda: 1), lambda: ctx.step.run("right", lambda: 2))
+    )
+    return int(ctx.step.run("sum", lambda: left + right))
+
+
+@client.create_function(
+    fn_id="again", trigger=inngest.TriggerEvent(event="starts/again"), retries=1
+)
+def again(ctx: inngest.ContextSync) -> int:
+    """A step that fails its first attempt (retried with backoff), then succeeds."""
+
+    def attempt() -> int:
+        if ctx.attempt == 0:
+            raise ValueError("not yet")
+        return 4
+
+    return int(ctx.step.run("flaky", attempt))
