@@ -566,7 +566,7 @@ class Executor:
             each for op in ops if (each := self._follow_up(call.state.run_id, op, now)) is not None
         ]
         if len(follow) == len(ops):
-            self._suspend(call, follow, now, pending)
+            self._suspend(call, follow, now, pending=pending)
             return "stop"
         self._store.set_pending(call.state.run_id, pending)
         for op in ops:
@@ -650,23 +650,36 @@ class Executor:
         return None
 
     def _suspend(
-        self, call: _Call, follow: Sequence[_FollowUp], now: int, pending: Sequence[str] = ()
-    ) -> None:
-        """The run stops until later: record the steps it stops on, queue their jobs and
-        finish the job that ran this call, in one script call (lua/suspend.lua); with
-        `pending`, the run's pending parallel steps are set in it too."""
+        self,
+        call: _Call,
+        follow: Sequence[_FollowUp],
+        now: int,
+        pause: Pause | None = None,
+        correlation_mode: str = "",
+        *,
+        pending: Sequence[str] = (),
+    ) -> bool:
+        """The run stops until later: save its pause (if any), record the steps it stops
+        on, queue their jobs and finish the job that ran this call, in one script call
+        (lua/suspend.lua); with `pending`, the run's pending parallel steps are set in it
+        too. Once per call: the call stops after it. True if nothing was written because
+        the pause's correlation id (a signal name) is another pending pause's."""
+        assert not call.suspended, "a call suspends its run once"
         run_id = call.state.run_id
         planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
-        code, created = self._store.suspend(run_id, call.job.id, call.job.lease, planned, pending)
-        if code == "missing":
-            return  # the run is gone: the job is left for the worker to finish
+        code, created = self._store.suspend(
+            run_id, call.job.id, call.job.lease, planned, pending, pause, correlation_mode
+        )
+        if code in ("missing", "conflict"):
+            return code == "conflict"  # the job is left for the worker to finish
         call.suspended = True  # finished by the script, or not ours ("lost") or gone ("ended")
         if code != "suspended":
             log.info("run not suspended (%s) run_id=%s job_id=%s", code, run_id, call.job.id)
-            return
+            return False
         for (_, _, queued), new in zip(planned, created, strict=True):
             if new:
                 self._queue.written(queued, now)
+        return False
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         if op.op == "StepRun" and parallel:
@@ -681,12 +694,12 @@ class Executor:
             return self._wait_for_signal(call, op, now, parallel)
         elif op.op in ("WaitForEvent", "InvokeFunction"):
             try:
-                self._pause(call, op, now)
+                self._pause(call, op, now, parallel)
             except BadRequest as exc:
                 return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
         return "stop"
 
-    def _pause(self, call: _Call, op: Op, now: int) -> None:
+    def _pause(self, call: _Call, op: Op, now: int, parallel: bool) -> None:
         state = call.state
         trigger = state.events[0]
         timeout = op.opts.get("timeout")
@@ -732,6 +745,12 @@ class Executor:
             )
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
+        if not parallel and op.op == "WaitForEvent" and not pause.lookback_ms:
+            # Saved with its history record and timeout job, and the job finished, in one
+            # call. A lookback match and an invoke's event come after the pause is saved:
+            # their job stays until they are done (a crash before runs them again).
+            self._suspend(call, [self._pause_follow_up(state.run_id, op, pause, now)], now, pause)
+            return
         self._store.save_pause(pause)
         self._track_pause(call, op, pause, now)
         if pause.lookback_ms:
@@ -773,7 +792,13 @@ class Executor:
             expires_at=now + ttl,
             created_at=now,
         )
-        saved = self._store.save_signal_pause(pause, replace=op.opts.get("conflict") == "replace")
+        replace = op.opts.get("conflict") == "replace"
+        if parallel:
+            saved = self._store.save_signal_pause(pause, replace=replace)
+        else:
+            follow = self._pause_follow_up(state.run_id, op, pause, now, f"signal {signal}")
+            mode = "replace" if replace else "fail"
+            saved = "conflict" if self._suspend(call, [follow], now, pause, mode) else "ended"
         if saved == "conflict":
             error: dict[str, JSON] = {
                 "name": "SignalConflictError",
@@ -790,28 +815,33 @@ class Executor:
     def _track_pause(
         self, call: _Call, op: Op, pause: Pause, now: int, waiting_for: str | None = None
     ) -> None:
-        """Show a saved pause in the run's history and queue its timeout."""
-        state = call.state
-        self._store.record_step(
-            state.run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": op.op,
-                "status": "Waiting",
-                "started_at": now,
-                "due_at": pause.expires_at,
-                "waiting_for": waiting_for if waiting_for is not None else pause.event,
-            },
-        )
+        """Show a saved pause in the run's history and queue its timeout (a pause saved on
+        its own; `_suspend` does both with the pause's save)."""
+        follow = self._pause_follow_up(call.state.run_id, op, pause, now, waiting_for)
+        self._store.record_step(call.state.run_id, op.id, follow.info or {})
+        self._queue.enqueue(follow.job, follow.due_at, now)
+
+    @staticmethod
+    def _pause_follow_up(
+        run_id: str, op: Op, pause: Pause, now: int, waiting_for: str | None = None
+    ) -> _FollowUp:
+        """A pause's history record and its timeout job."""
+        info: dict[str, JSON] = {
+            "name": op.name,
+            "kind": op.op,
+            "status": "Waiting",
+            "started_at": now,
+            "due_at": pause.expires_at,
+            "waiting_for": waiting_for if waiting_for is not None else pause.event,
+        }
         timeout_job = Job(
-            id=f"{state.run_id}:timeout:{op.id}",
+            id=f"{run_id}:timeout:{op.id}",
             kind=JobKind.PAUSE_TIMEOUT,
-            run_id=state.run_id,
+            run_id=run_id,
             step=op.id,
             pause_id=pause.id,
         )
-        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        return _FollowUp(op.id, info, timeout_job, pause.expires_at)
 
     def _retry_step(self, call: _Call, op: Op, now: int, kind: str = "StepRun") -> None:
         run_id = call.state.run_id

@@ -2,14 +2,18 @@
 history, the jobs that carry it on are queued, and the job that ran it is finished.
 
 A run suspends on a sleep (its timer job, due at the wake time), a planned step (its edge job,
-due now), a step's retry (its retry job, due after the backoff) or a spent budget (its yield
-job, due now). Separate calls (record_step, enqueue_job, finish_job) left crash windows
-between them; here nothing comes between.
+due now), a step's retry (its retry job, due after the backoff), a spent budget (its yield
+job, due now) or a wait (its pause, saved here as lua/save_pause.lua saves it, and its timeout
+job, due when it expires). Separate calls (save_pause, record_step, enqueue_job, finish_job)
+left crash windows between them; here nothing comes between.
 
 Each of the F follow-ups is a step to record (its hashed id and history info, merged as
 lua/record_step.lua does; "" records nothing) and a job to queue (as lua/enqueue_job.lua does:
 an id queued already or tombstoned is left alone). With P pending steps (parallel steps), the
 run's pending set is replaced by them first and its `die` flag set (as lua/set_pending.lua).
+With a pause (W = 1), it is saved first; a pause that exists already is left as it is (a
+replay), one refused for its correlation id (mode "fail": a signal name another pending pause
+holds) writes nothing at all.
 
 The job that ran the call must still be this delivery's: present, and leased to ARGV[3] or to
 nobody (an expired lease cleared by the tick, not taken over yet). It is then deleted and
@@ -29,6 +33,8 @@ KEYS[9]   job failures         hash    <p>:jobs:failures
 KEYS[10]  current tombstone    string  <p>:job-done:<current job id>
 then, for follow-up f (f = 1..F):
           its job's tombstone  string  <p>:job-done:<follow-up job id>
+then, with a pause, six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause, expiry,
+          index, index paths, correlations, run pauses)
 
 ARGV[1]   run id
 ARGV[2]   current job id (the job whose delivery made this call)
@@ -36,9 +42,12 @@ ARGV[3]   lease token of that delivery
 ARGV[4]   job tombstone TTL, ms
 ARGV[5]   F, number of follow-ups
 ARGV[6]   P, number of pending steps (0: the pending set is left alone)
+ARGV[7]   W, 1 with a pause to save, else 0
 then, for follow-up f, five values: hashed step id ("" for none), history info JSON ("" for
           none), job id, Job JSON, send-by (ms since epoch)
 then, for pending step p: its hashed step id
+then, with a pause, seven values as lua/save_pause.lua takes them (ARGV[1..7]: pause id,
+          pause JSON, expires_at, index mode, index path, correlation id, correlation mode)
 
 Returns {code, enqueued 1, ..., enqueued F}; the enqueue codes come with "suspended" only:
   "suspended"  written (or a repeat of the call that wrote it: same token); each follow-up's
@@ -46,20 +55,24 @@ Returns {code, enqueued 1, ..., enqueued F}; the enqueue codes come with "suspen
   "ended"      the run has ended; nothing written
   "missing"    no such run; nothing written
   "lost"       the current job is gone or leased to another delivery; nothing written
+  "conflict"   the pause's correlation id is held by another pending pause (mode "fail");
+               nothing written
 ]]
 
 -- @include "run_status.lua"
 -- @include "enqueue.lua"
 -- @include "merge_history.lua"
+-- @include "save_pause.lua"
 
 local meta_key, history_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local jobs_key, due_key, owners_key, leases_key, by_run_key, failures_key =
   KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local tombstone_key = KEYS[10]
 local run_id, job_id, token, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local n_follow, n_pending = tonumber(ARGV[5]), tonumber(ARGV[6])
-local FIXED_KEYS, FIXED_ARGS = 10, 6
+local n_follow, n_pending, n_pause = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local FIXED_KEYS, FIXED_ARGS = 10, 7
 local pending_at = FIXED_ARGS + 5 * n_follow
+local pause_at, pause_keys_at = pending_at + n_pending, FIXED_KEYS + n_follow
 
 local function answer(codes)
   local reply = {'suspended'}
@@ -112,6 +125,16 @@ end
 local owner = redis.call('HGET', owners_key, job_id)
 if owner and owner ~= token then
   return {'lost'}
+end
+
+if n_pause > 0 then
+  local k, a = pause_keys_at, pause_at
+  local keys = {pause = KEYS[k + 1], expiry = KEYS[k + 2], index = KEYS[k + 3],
+    paths = KEYS[k + 4], correlations = KEYS[k + 5], run_pauses = KEYS[k + 6]}
+  if save_pause(keys, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+      ARGV[a + 6], ARGV[a + 7]) == -2 then
+    return {'conflict'}
+  end
 end
 
 if n_pending > 0 then

@@ -78,7 +78,7 @@ class RunCreation:
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
-SuspendCode = Literal["suspended", "ended", "missing", "lost"]
+SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict"]
 
 
 @dataclass(frozen=True)
@@ -391,11 +391,13 @@ class Scripts:
         token: str,
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
+        pause: tuple[PauseRef, int, str] | None = None,
     ) -> tuple[SuspendCode, list[int]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
-        in one call (lua/suspend.lua); with `pending`, replace the run's pending set first.
-        (code, each follow-up's enqueue code: 1 created, 0 queued already, -1 tombstoned;
-        empty unless "suspended")."""
+        in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
+        with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
+        it first. (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
+        tombstoned; empty unless "suspended")."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -409,9 +411,15 @@ class Scripts:
         ]
         keys += [k.job_tombstone(each.job_id) for each in follow]
         args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
+        args.append(0 if pause is None else 1)
         for each in follow:
             args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
         args += list(pending)
+        if pause is not None:
+            ref, expires_at, correlation_mode = pause
+            keys += self._pause_keys(ref)
+            args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
+            args += [ref.correlation_id, correlation_mode]
         code, *enqueued = self._run("suspend", keys, args)
         return cast(SuspendCode, code), [int(each) for each in enqueued]
 

@@ -12,7 +12,7 @@ import redis
 from app.models import JobKind
 from app.state.records import QueuedJob
 from app.state.store import Store
-from tests.lua.conftest import T0, make_job
+from tests.lua.conftest import T0, make_job, make_pause
 
 LEASE = 30_000
 
@@ -190,3 +190,62 @@ def test_a_follow_up_that_ran_recently_is_not_queued_again(
     )
     assert client.hlen("sl:jobs") == 0
     assert client.hlen("sl:{01RUN}:history") == 0
+
+
+def _wait(pause: Any, run: str = "01RUN") -> Any:
+    info = {"name": "wait", "kind": "WaitForEvent", "status": "Waiting", "due_at": pause.expires_at}
+    job = make_job(f"{run}:timeout:{pause.step}", run, kind=JobKind.PAUSE_TIMEOUT)
+    planned = QueuedJob(job=job, send_by=pause.expires_at, due_at=pause.expires_at, soon=False)
+    return (pause.step, info, planned)
+
+
+def test_a_wait_saves_its_pause_with_its_timeout_and_finishes_the_job(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    _running(store, run)
+    pause = make_pause("p1", run)
+    code = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    assert code == ("suspended", [True])
+    assert store.get_pause("p1") == pause
+    assert client.zscore("sl:pauses:expiry", "p1") == pause.expires_at
+    assert client.smembers("sl:pscan:app/paid") == {"p1"}
+    assert client.smembers("sl:{01RUN}:pauses") == {"p1"}
+    assert client.hkeys("sl:jobs") == [f"01RUN:timeout:{pause.step}"]
+    before = _snapshot(client)
+    again = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    assert again == code  # a lost reply re-sent
+    assert _snapshot(client) == before
+
+
+def test_a_wait_whose_pause_exists_still_suspends(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """An earlier pass over the same reply saved the pause (e.g. its job was redelivered)."""
+    _running(store, run)
+    pause = make_pause("p1", run)
+    assert store.save_pause(pause)
+    code = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    assert code == ("suspended", [True])
+    assert client.hkeys("sl:jobs") == [f"01RUN:timeout:{pause.step}"]
+
+
+def test_a_signal_name_another_pause_holds_writes_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    # Run 01OTHER waits for signal "sig" (its pending pause p0 holds the name).
+    client.hset("sl:pcorr", "sig", "p0")
+    client.zadd("sl:pauses:expiry", {"p0": T0 + 60_000})
+    _running(store, run)
+    pause = make_pause("p1", run, kind="WaitForSignal", event="", correlation_id="sig")
+    before = _snapshot(client)
+    code = store.suspend(
+        run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="fail"
+    )
+    assert code == ("conflict", [])
+    assert _snapshot(client) == before
+    # Taking the name over (onConflict: "replace") suspends.
+    code = store.suspend(
+        run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="replace"
+    )
+    assert code == ("suspended", [True])
+    assert client.hget("sl:pcorr", "sig") == "p1"
