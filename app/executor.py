@@ -19,6 +19,13 @@ can so lose up to that many finished results besides the running step: those ste
 on the retry, as a step interrupted by a crash always does. The jobs of one message of due
 timers (`woken`) share their round trips: their sleeps are marked done and their runs read in
 one, and the runs they end are written together when the message is done.
+
+A suspend is one script call (lua/suspend.lua, `_suspend`): the steps the run stops on are
+recorded, the jobs that carry it on queued (a wait's pause saved with its timeout job) and the
+job that ran the call finished, under that job's lease (`Job.lease`; a delivery whose lease
+another took over writes nothing); the worker then finishes nothing (`Done`). Invokes, lookback
+waits and waits among parallel steps still save their pause, history record and timeout job as
+separate calls and leave their job to the worker, which finishes it after them.
 """
 
 from __future__ import annotations
@@ -793,12 +800,14 @@ class Executor:
             created_at=now,
         )
         replace = op.opts.get("conflict") == "replace"
+        waiting_for = f"signal {signal}"
         if parallel:
             saved = self._store.save_signal_pause(pause, replace=replace)
-        else:
-            follow = self._pause_follow_up(state.run_id, op, pause, now, f"signal {signal}")
-            mode = "replace" if replace else "fail"
-            saved = "conflict" if self._suspend(call, [follow], now, pause, mode) else "ended"
+        else:  # saved with its history record and timeout job, and the job finished
+            follow = self._pause_follow_up(state.run_id, op, pause, now, waiting_for)
+            if not self._suspend(call, [follow], now, pause, "replace" if replace else "fail"):
+                return "stop"
+            saved = "conflict"
         if saved == "conflict":
             error: dict[str, JSON] = {
                 "name": "SignalConflictError",
@@ -809,7 +818,7 @@ class Executor:
             result = self._save_run_step(call, failed, {"error": error}, "Failed", op.op)
             return "stop" if parallel else self._after_save(result)
         if saved != "ended":  # created, or saved by an earlier pass over the same reply
-            self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
+            self._track_pause(call, op, pause, now, waiting_for)
         return "stop"
 
     def _track_pause(

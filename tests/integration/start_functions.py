@@ -54,3 +54,10 @@ def again(ctx: inngest.ContextSync) -> int:
         return 4
 
     return int(ctx.step.run("flaky", attempt))
+
+
+@client.create_function(fn_id="wait", trigger=inngest.TriggerEvent(event="starts/wait"))
+def wait(ctx: inngest.ContextSync) -> object:
+    """Waits up to an hour for `starts/paid`, then returns its data (None on timeout)."""
+    paid = ctx.step.wait_for_event("paid", event="starts/paid", timeout=datetime.timedelta(hours=1))
+    return None if paid is None else paid.data

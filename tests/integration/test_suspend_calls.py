@@ -192,3 +192,29 @@ def test_a_suspend_whose_job_another_delivery_took_writes_nothing(
     assert f"{run.run_id}:start" not in _finished(calls)
     view = store.get_run(run.run_id)
     assert view is not None and view.steps == []
+
+
+def test_a_wait_for_an_event_suspends_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The pause, its history record and timeout job, and the finish of the job that ran it."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/wait")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    assert names.count("save_pause") + names.count("record_step") + names.count("enqueue_job") == 0
+    assert len(_finished(calls)) == 1  # the event job's
+    [timeout] = _jobs(e)
+    assert timeout.startswith(f"{run_id}:timeout:")
+    view = e.store.get_run(run_id)
+    assert view is not None and [s["status"] for s in view.steps] == ["Waiting"]
+
+    # The event it waits for resumes it.
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 7}}], e.now())
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 7})
