@@ -19,6 +19,13 @@ can so lose up to that many finished results besides the running step: those ste
 on the retry, as a step interrupted by a crash always does. The jobs of one message of due
 timers (`woken`) share their round trips: their sleeps are marked done and their runs read in
 one, and the runs they end are written together when the message is done.
+
+A suspend is one script call (lua/suspend.lua, `_suspend`): the steps the run stops on are
+recorded, the jobs that carry it on queued (a wait's pause saved with its timeout job) and the
+job that ran the call finished, under that job's lease (`Job.lease`; a delivery whose lease
+another took over writes nothing); the worker then finishes nothing (`Done`). Invokes, lookback
+waits and waits among parallel steps still save their pause, history record and timeout job as
+separate calls and leave their job to the worker, which finishes it after them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ INVOKE_DEFAULT_TIMEOUT_MS = 365 * 86_400_000
 PAUSE_NAMESPACE = uuid.UUID("6f1e0a52-6d0c-4c43-9a43-5e0c5b7c2f10")
 
 Outcome = Literal["continue", "stop"]
+Settled = Literal["", "ended", "suspended"]
+"""What became of a call's job: "" it is left to the worker to finish; "ended": it went with
+its run's end (lua/finish_run.lua, maybe written when the message's batch closes);
+"suspended": its run's suspend finished it, or found it was not this delivery's any more
+(lua/suspend.lua)."""
 
 SAVE_BATCH_STEPS = 32
 SAVE_BATCH_S = 0.02
@@ -91,6 +103,24 @@ class _Call:
     """A batched save found the run ended or another memo first: this call stops."""
     ended: bool = False
     """This call ended the run; its job went with it (no `finish_job` needed)."""
+    suspended: bool = False
+    """This call suspended the run and its job went with it, or was not this delivery's any
+    more (lua/suspend.lua; no `finish_job` needed)."""
+
+    @property
+    def settled(self) -> Settled:
+        return "ended" if self.ended else "suspended" if self.suspended else ""
+
+
+@dataclass(frozen=True)
+class _FollowUp:
+    """A step the run stops on and the job that carries it on (lua/suspend.lua)."""
+
+    step: str
+    """Hashed step id whose history record gets `info`; "" for none (a yield)."""
+    info: dict[str, JSON] | None
+    job: Job
+    due_at: int
 
 
 @dataclass(frozen=True)
@@ -132,15 +162,18 @@ class Executor:
     # --- entry points, one per job kind -----------------------------------------------------
     def run_job(self, job: Job) -> Done | None:
         if job.kind in (JobKind.START, JobKind.EDGE):
-            if self.execute(job, target=job.step or None, attempt=job.attempt):
-                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
+            settled = self.execute(job, target=job.step or None, attempt=job.attempt)
         elif job.kind is JobKind.SLEEP:
-            if self._wake(job):
-                return Done(later=self.lifecycle.deferring)  # the run ended, and its job
+            settled = self._wake(job)
         elif job.kind is JobKind.PAUSE_TIMEOUT:
             self._pause_timeout(job)
+            return None
         else:
             raise ValueError(f"executor cannot run a {job.kind} job")
+        if settled == "ended":
+            return Done(later=self.lifecycle.deferring)  # the run ended, and its job
+        if settled == "suspended":
+            return Done()  # the run suspended, and its job went with it
         return None
 
     def fail_run(self, run_id: str, error: dict[str, JSON], now: int) -> bool:
@@ -236,10 +269,9 @@ class Executor:
         finally:
             self._woken = {}
 
-    def _wake(self, job: Job) -> bool:
+    def _wake(self, job: Job) -> Settled:
         """The sleep is over: mark it done and run on, from the state read with it (one round
-        trip for both, or none when `woken` read it). True if this ended the run (and `job`
-        with it)."""
+        trip for both, or none when `woken` read it). What became of `job` (`Settled`)."""
         woken = self._woken.pop(job.id, None)
         if woken is None:
             info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
@@ -247,7 +279,7 @@ class Executor:
         saved, state = woken
         if saved.status in ("created", "identical") and saved.pending == 0:
             return self._execute(job, state, target=None, attempt=0)
-        return False
+        return ""
 
     def _pause_timeout(self, job: Job) -> None:
         now = self._now()
@@ -276,17 +308,18 @@ class Executor:
             self._queue.dispatch(resume)
 
     # --- the loop ---------------------------------------------------------------------------
-    def execute(self, job: Job, target: str | None, attempt: int) -> bool:
-        """Run the function from where the run is; True if this ended the run (and `job`
-        with it)."""
+    def execute(self, job: Job, target: str | None, attempt: int) -> Settled:
+        """Run the function from where the run is; what became of `job` (`Settled`)."""
         state = self._fresh(job) or self._store.load_run(job.run_id)
         return self._execute(job, state, target, attempt)
 
-    def _execute(self, job: Job, state: RunState | None, target: str | None, attempt: int) -> bool:
+    def _execute(
+        self, job: Job, state: RunState | None, target: str | None, attempt: int
+    ) -> Settled:
         now = self._now()
         if state is None or RunStatus(state.status).ended:
             self.slots.forget(job.id, now)  # slots its start call took (app.flow.slots)
-            return False
+            return ""
         fn = self._registry.get(state.function_id)
         if fn is None:
             self.slots.forget(job.id, now)
@@ -295,7 +328,7 @@ class Executor:
                 "message": f"function {state.function_id!r} is not registered",
             }
             self.lifecycle.finish(state, RunStatus.FAILED, None, error, now)
-            return False
+            return ""
         grant = self.slots.acquire(fn, state, job, now)  # or raises Parked (app.flow.slots)
         try:
             return self._drive(job, state, fn, target, attempt, now)
@@ -321,14 +354,14 @@ class Executor:
         target: str | None,
         attempt: int,
         now: int,
-    ) -> bool:
+    ) -> Settled:
         if state.started_at is None:
             if not self._store.mark_started(state.run_id, now, state.function_id):
                 # Not Queued any more (another delivery started it, or it ended): the state
                 # in hand may be stale, read it.
                 fresh = self._store.load_run(state.run_id)
                 if fresh is None or RunStatus(fresh.status).ended:
-                    return False
+                    return ""
                 state = fresh
             state.started_at = state.started_at or now
             log.info(
@@ -348,7 +381,7 @@ class Executor:
             now,
         )
         self._loop(call, driver)
-        return call.ended
+        return call.settled
 
     def _loop(self, call: _Call, driver: Driver) -> None:
         state, fn = call.state, call.fn
@@ -512,7 +545,7 @@ class Executor:
         run_id = call.state.run_id
         job = Job(id=f"{run_id}:yield:{len(call.state.stack)}", kind=JobKind.EDGE, run_id=run_id)
         now = self._now()
-        self._queue.enqueue(job, now, now)
+        self._suspend(call, [_FollowUp("", None, job, now)], now)
 
     # --- outcomes ---------------------------------------------------------------------------
     def _handle(self, call: _Call, result: CallResult) -> Outcome:
@@ -531,11 +564,27 @@ class Executor:
         if not ops:
             return "stop"
         if len(ops) > 1:
-            self._store.set_pending(call.state.run_id, [op.id for op in ops])
-            for op in ops:
-                self._suspend_on(call, op, now, parallel=True)
-            return "stop"
+            return self._parallel(call, ops, now)
         return self._single(call, ops[0], now)
+
+    def _parallel(self, call: _Call, ops: Sequence[Op], now: int) -> Outcome:
+        """Several steps at once: all pending, each planned (or asleep) with its own job.
+        Steps that only need a job are planned together, with the pending set, by one
+        suspend; the others (results reported with the plan, waits) first, one by one."""
+        pending = [op.id for op in ops]
+        follow = [
+            each for op in ops if (each := self._follow_up(call.state.run_id, op, now)) is not None
+        ]
+        if len(follow) == len(ops):
+            self._suspend(call, follow, now, pending=pending)
+            return "stop"
+        self._store.set_pending(call.state.run_id, pending)
+        for op in ops:
+            if self._follow_up(call.state.run_id, op, now) is None:
+                self._suspend_on(call, op, now, parallel=True)
+        if follow:
+            self._suspend(call, follow, now)
+        return "stop"
 
     def _single(self, call: _Call, op: Op, now: int) -> Outcome:
         if op.op == "StepRun":
@@ -583,44 +632,84 @@ class Executor:
             return "stop"
         return "continue"
 
-    def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
-        run_id = call.state.run_id
+    def _follow_up(
+        self, run_id: str, op: Op, now: int, *, parallel: bool = True
+    ) -> _FollowUp | None:
+        """The step `op` plans and the job that carries the run on, when that is all it
+        needs (a planned step, a sleep); None for the others (a parallel step's result to
+        save, a sleep too long, a wait)."""
         if op.op in ("StepPlanned", "StepRun", "StepError", "StepFailed", "Gateway", "AIGateway"):
             if op.op == "StepRun" and parallel:
-                saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
-                return self._after_save(saved)
-            self._store.record_step(
-                run_id, op.id, {"name": op.name, "kind": "StepRun", "status": "Planned"}
-            )
+                return None
+            info: dict[str, JSON] = {"name": op.name, "kind": "StepRun", "status": "Planned"}
             job = Job(id=f"{run_id}:plan:{op.id}", kind=JobKind.EDGE, run_id=run_id, step=op.id)
-            self._queue.enqueue(job, now, now)
-        elif op.op == "Sleep":
+            return _FollowUp(op.id, info, job, now)
+        if op.op == "Sleep":
             wake = self._wake_time(op, now)
             if wake is None:
-                return self._fail_early(call, f"sleep {op.name!r} is longer than 366 days", now)
-            self._store.record_step(
-                run_id,
-                op.id,
-                {
-                    "name": op.name,
-                    "kind": "Sleep",
-                    "status": "Sleeping",
-                    "started_at": now,
-                    "due_at": wake,
-                },
-            )
+                return None
+            info = {
+                "name": op.name,
+                "kind": "Sleep",
+                "status": "Sleeping",
+                "started_at": now,
+                "due_at": wake,
+            }
             job = Job(id=f"{run_id}:sleep:{op.id}", kind=JobKind.SLEEP, run_id=run_id, step=op.id)
-            self._queue.enqueue(job, wake, now)
+            return _FollowUp(op.id, info, job, wake)
+        return None
+
+    def _suspend(
+        self,
+        call: _Call,
+        follow: Sequence[_FollowUp],
+        now: int,
+        pause: Pause | None = None,
+        correlation_mode: str = "",
+        *,
+        pending: Sequence[str] = (),
+    ) -> bool:
+        """The run stops until later: save its pause (if any), record the steps it stops
+        on, queue their jobs and finish the job that ran this call, in one script call
+        (lua/suspend.lua); with `pending`, the run's pending parallel steps are set in it
+        too. Once per call: the call stops after it. True if nothing was written because
+        the pause's correlation id (a signal name) is another pending pause's."""
+        assert not call.suspended, "a call suspends its run once"
+        run_id = call.state.run_id
+        planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
+        code, created = self._store.suspend(
+            run_id, call.job.id, call.job.lease, planned, pending, pause, correlation_mode
+        )
+        if code in ("missing", "conflict"):
+            return code == "conflict"  # the job is left for the worker to finish
+        call.suspended = True  # finished by the script, or not ours ("lost") or gone ("ended")
+        if code != "suspended":
+            log.info("run not suspended (%s) run_id=%s job_id=%s", code, run_id, call.job.id)
+            return False
+        for (_, _, queued), new in zip(planned, created, strict=True):
+            if new:
+                self._queue.written(queued, now)
+        return False
+
+    def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
+        if op.op == "StepRun" and parallel:
+            saved = self._save_run_step(call, op, {"data": op.data}, "Completed")
+            return self._after_save(saved)
+        if op.op == "Sleep" and self._wake_time(op, now) is None:
+            return self._fail_early(call, f"sleep {op.name!r} is longer than 366 days", now)
+        follow = self._follow_up(call.state.run_id, op, now, parallel=parallel)
+        if follow is not None:
+            self._suspend(call, [follow], now)
         elif op.op == "WaitForSignal":
             return self._wait_for_signal(call, op, now, parallel)
         elif op.op in ("WaitForEvent", "InvokeFunction"):
             try:
-                self._pause(call, op, now)
+                self._pause(call, op, now, parallel)
             except BadRequest as exc:
                 return self._fail_early(call, f"step {op.name!r}: {exc.message}", now)
         return "stop"
 
-    def _pause(self, call: _Call, op: Op, now: int) -> None:
+    def _pause(self, call: _Call, op: Op, now: int, parallel: bool) -> None:
         state = call.state
         trigger = state.events[0]
         timeout = op.opts.get("timeout")
@@ -666,6 +755,12 @@ class Executor:
             )
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
+        if not parallel and op.op == "WaitForEvent" and not pause.lookback_ms:
+            # Saved with its history record and timeout job, and the job finished, in one
+            # call. A lookback match and an invoke's event come after the pause is saved:
+            # their job stays until they are done (a crash before runs them again).
+            self._suspend(call, [self._pause_follow_up(state.run_id, op, pause, now)], now, pause)
+            return
         self._store.save_pause(pause)
         self._track_pause(call, op, pause, now)
         if pause.lookback_ms:
@@ -707,7 +802,15 @@ class Executor:
             expires_at=now + ttl,
             created_at=now,
         )
-        saved = self._store.save_signal_pause(pause, replace=op.opts.get("conflict") == "replace")
+        replace = op.opts.get("conflict") == "replace"
+        waiting_for = f"signal {signal}"
+        if parallel:
+            saved = self._store.save_signal_pause(pause, replace=replace)
+        else:  # saved with its history record and timeout job, and the job finished
+            follow = self._pause_follow_up(state.run_id, op, pause, now, waiting_for)
+            if not self._suspend(call, [follow], now, pause, "replace" if replace else "fail"):
+                return "stop"
+            saved = "conflict"
         if saved == "conflict":
             error: dict[str, JSON] = {
                 "name": "SignalConflictError",
@@ -718,51 +821,52 @@ class Executor:
             result = self._save_run_step(call, failed, {"error": error}, "Failed", op.op)
             return "stop" if parallel else self._after_save(result)
         if saved != "ended":  # created, or saved by an earlier pass over the same reply
-            self._track_pause(call, op, pause, now, waiting_for=f"signal {signal}")
+            self._track_pause(call, op, pause, now, waiting_for)
         return "stop"
 
     def _track_pause(
         self, call: _Call, op: Op, pause: Pause, now: int, waiting_for: str | None = None
     ) -> None:
-        """Show a saved pause in the run's history and queue its timeout."""
-        state = call.state
-        self._store.record_step(
-            state.run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": op.op,
-                "status": "Waiting",
-                "started_at": now,
-                "due_at": pause.expires_at,
-                "waiting_for": waiting_for if waiting_for is not None else pause.event,
-            },
-        )
+        """Show a saved pause in the run's history and queue its timeout (a pause saved on
+        its own; `_suspend` does both with the pause's save)."""
+        follow = self._pause_follow_up(call.state.run_id, op, pause, now, waiting_for)
+        self._store.record_step(call.state.run_id, op.id, follow.info or {})
+        self._queue.enqueue(follow.job, follow.due_at, now)
+
+    @staticmethod
+    def _pause_follow_up(
+        run_id: str, op: Op, pause: Pause, now: int, waiting_for: str | None = None
+    ) -> _FollowUp:
+        """A pause's history record and its timeout job."""
+        info: dict[str, JSON] = {
+            "name": op.name,
+            "kind": op.op,
+            "status": "Waiting",
+            "started_at": now,
+            "due_at": pause.expires_at,
+            "waiting_for": waiting_for if waiting_for is not None else pause.event,
+        }
         timeout_job = Job(
-            id=f"{state.run_id}:timeout:{op.id}",
+            id=f"{run_id}:timeout:{op.id}",
             kind=JobKind.PAUSE_TIMEOUT,
-            run_id=state.run_id,
+            run_id=run_id,
             step=op.id,
             pause_id=pause.id,
         )
-        self._queue.enqueue(timeout_job, pause.expires_at, now)
+        return _FollowUp(op.id, info, timeout_job, pause.expires_at)
 
     def _retry_step(self, call: _Call, op: Op, now: int, kind: str = "StepRun") -> None:
         run_id = call.state.run_id
         delay = backoff_ms(call.attempt, self._settings.retry_base_seconds)
         due = op.retry_at_ms if op.retry_at_ms is not None else now + delay
-        self._store.record_step(
-            run_id,
-            op.id,
-            {
-                "name": op.name,
-                "kind": kind,
-                "status": "Retrying",
-                "attempts": call.attempt + 1,
-                "error": op.error,
-                "retry_at": due,
-            },
-        )
+        info: dict[str, JSON] = {
+            "name": op.name,
+            "kind": kind,
+            "status": "Retrying",
+            "attempts": call.attempt + 1,
+            "error": op.error,
+            "retry_at": due,
+        }
         job = Job(
             id=f"{run_id}:retry:{op.id}:{call.attempt + 1}",
             kind=JobKind.EDGE,
@@ -770,7 +874,7 @@ class Executor:
             step=op.id,
             attempt=call.attempt + 1,
         )
-        self._queue.enqueue(job, due, now)
+        self._suspend(call, [_FollowUp(op.id, info, job, due)], now)
         log.info(
             "step retry run_id=%s step=%s attempt=%d due_in_ms=%d",
             run_id,
@@ -800,8 +904,7 @@ class Executor:
                 info["status"] = "Retrying"
             else:
                 info.update(name="function call", kind="Call", status="Errored")
-            self._store.record_step(run_id, call.target or f"call:{point}", info)
-            self._queue.enqueue(job, due, now)
+            self._suspend(call, [_FollowUp(call.target or f"call:{point}", info, job, due)], now)
             log.info(
                 "function retry run_id=%s attempt=%d error=%s",
                 run_id,

@@ -170,6 +170,10 @@ class Job(BaseModel):
     """How many earlier deliveries of this job died holding its lease (set by the worker
     that leased it, never stored): the executor then saves each step at once, not batched,
     so a step that kills its process is the one a poison job's error names."""
+    lease: str = Field(default="", exclude=True)
+    """The lease token of the delivery running this job (set by the worker that leased it,
+    never stored): a state change that finishes the job with its run's (lua/suspend.lua)
+    checks the job is still this delivery's."""
 
     @property
     def events(self) -> list[str]:

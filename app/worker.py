@@ -97,8 +97,9 @@ by `JobRunner`), or None."""
 
 
 class Done(list[Job]):
-    """What a handler returns when the state change that ended its run also dropped the job
-    itself (lua/finish_run.lua): its follow-ups, and no `finish_job` is needed. `later`: that
+    """What a handler returns when the state change that ended or suspended its run also
+    dropped the job itself (lua/finish_run.lua, lua/suspend.lua), or found it was not this
+    delivery's any more: its follow-ups, and no `finish_job` is needed. `later`: that
     change is written when the message's batch closes (`Lifecycle.batched`): the job is
     still ours until then."""
 
@@ -336,8 +337,7 @@ class JobRunner:
         """Run a job this delivery leased: (outcome, follow-ups). "done" is left for the
         caller to finish (unless the handler answered `Done`: it finished the job itself)."""
         job, failures = leased
-        if failures:
-            job = job.model_copy(update={"lost_deliveries": failures})
+        job = job.model_copy(update={"lost_deliveries": failures, "lease": token})
         with logs.bind(run_id=job.run_id, job_id=job.id):
             if failures >= self._max_failures and self._gives_up(job):
                 # Earlier deliveries died holding the lease (a handler killing its process:

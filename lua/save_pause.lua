@@ -28,40 +28,12 @@ Returns:
 ]]
 
 -- @include "run_status.lua"
+-- @include "save_pause.lua"
 
-local pause_key, expiry_key, index_key, paths_key, corr_key, run_pauses_key, meta_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local pause_id, mode, index_path, corr = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
-local corr_mode = ARGV[7] or ''
-
-local status = redis.call('HGET', meta_key, 'status')
+local status = redis.call('HGET', KEYS[7], 'status')
 if not status or is_ended(status) then
   return -1
 end
-if redis.call('EXISTS', pause_key) == 1 then
-  return 0
-end
-if corr ~= '' and corr_mode == 'fail' then
-  -- A pause is pending while it is in the expiry set (every deletion removes it from there).
-  local holder = redis.call('HGET', corr_key, corr)
-  if holder and holder ~= pause_id and redis.call('ZSCORE', expiry_key, holder) then
-    return -2
-  end
-end
-redis.call('SET', pause_key, ARGV[2])
-redis.call('ZADD', expiry_key, ARGV[3], pause_id)
-redis.call('SADD', run_pauses_key, pause_id)
-if mode == 'idx' then
-  redis.call('SADD', index_key, pause_id)
-  redis.call('HINCRBY', paths_key, index_path, 1)
-elseif mode == 'scan' then
-  redis.call('SADD', index_key, pause_id)
-end
-if corr ~= '' then
-  if corr_mode == '' then
-    redis.call('HSETNX', corr_key, corr, pause_id)
-  else
-    redis.call('HSET', corr_key, corr, pause_id)
-  end
-end
-return 1
+local keys = {pause = KEYS[1], expiry = KEYS[2], index = KEYS[3], paths = KEYS[4],
+  correlations = KEYS[5], run_pauses = KEYS[6]}
+return save_pause(keys, ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7] or '')

@@ -30,11 +30,13 @@ from app.state.records import (
 )
 from app.state.scripts import (
     FinishCode,
+    FollowUp,
     PauseRef,
     RunCreation,
     Scripts,
     StartAdmit,
     StartCode,
+    SuspendCode,
 )
 
 
@@ -295,6 +297,44 @@ class RunVerbs(StoreBase):
         """Merge `info` (name, kind, attempts, error, due, started_at...) into the step's
         history record without memoizing anything. A missing run is left alone."""
         self._scripts.record_step(run_id, step, _encode_info(info))
+
+    def suspend(
+        self,
+        run_id: str,
+        job_id: str,
+        token: str,
+        follow: Sequence[tuple[str, dict[str, JSON] | None, QueuedJob]],
+        pending: Sequence[str] = (),
+        pause: Pause | None = None,
+        correlation_mode: str = "",
+    ) -> tuple[SuspendCode, list[bool]]:
+        """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
+        or "", history info or None, job as `Queue.plan` made it) the info is merged into the
+        step's history record and the job queued; then the job `job_id`, whose delivery
+        (lease `token`) made the call, is finished. With `pending`, the run's pending
+        parallel set is replaced by those steps first (as `set_pending`); with `pause`, it is
+        saved first, as `save_pause` saves it (`correlation_mode` "fail" or "replace": as
+        `save_signal_pause` does with a signal's name). Returns the code ("suspended", or
+        "ended", "missing", "lost", "conflict" (the signal name is another pending pause's):
+        nothing written) and, when suspended, whether each job was created (False: queued
+        already, or it ran within the tombstone TTL). A repeat of the call (lost reply)
+        answers the first's outcome."""
+        items = [
+            FollowUp(
+                step,
+                _encode_info(info) if info is not None else "",
+                planned.job.id,
+                job_record(planned.job, planned.due_at),
+                planned.send_by,
+            )
+            for step, info, planned in follow
+        ]
+        saved = None
+        if pause is not None:
+            ref = _pause_ref(pause, pause.model_dump_json())
+            saved = (ref, pause.expires_at, correlation_mode)
+        code, enqueued = self._scripts.suspend(run_id, job_id, token, items, pending, saved)
+        return code, [each == 1 for each in enqueued]
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.

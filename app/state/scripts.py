@@ -116,6 +116,23 @@ class StartReply:
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
+SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict"]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What lua/suspend.lua writes for one step a run stops on: the step's history info and
+    the job that carries the run on."""
+
+    step: str
+    """Hashed step id; "" records nothing (a yield)."""
+    info_json: str
+    """History info to merge into the step's record; "" for none."""
+    job_id: str
+    job_json: str
+    send_by: int
+
+
 FinishCode = Literal["finished", "ended", "missing", "changed", "different"]
 
 
@@ -128,6 +145,7 @@ class Scripts:
         "set_pending",
         "set_disable_immediate",
         "finish_run",
+        "suspend",
         "save_pause",
         "delete_pause",
         "consume_pause",
@@ -403,6 +421,45 @@ class Scripts:
     def finished(reply: Any) -> tuple[FinishCode, str]:
         code, job_id = reply
         return cast(FinishCode, code), str(job_id)
+
+    def suspend(
+        self,
+        run_id: str,
+        job_id: str,
+        token: str,
+        follow: Sequence[FollowUp],
+        pending: Sequence[str] = (),
+        pause: tuple[PauseRef, int, str] | None = None,
+    ) -> tuple[SuspendCode, list[int]]:
+        """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
+        in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
+        with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
+        it first. (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
+        tombstoned; empty unless "suspended")."""
+        k = self._keys
+        r = k.run(run_id)
+        keys = [
+            r.meta,
+            r.history,
+            r.pending,
+            *self._lease_keys(),
+            k.jobs_by_run,
+            k.job_failures,
+            k.job_tombstone(job_id),
+        ]
+        keys += [k.job_tombstone(each.job_id) for each in follow]
+        args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
+        args.append(0 if pause is None else 1)
+        for each in follow:
+            args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
+        args += list(pending)
+        if pause is not None:
+            ref, expires_at, correlation_mode = pause
+            keys += self._pause_keys(ref)
+            args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
+            args += [ref.correlation_id, correlation_mode]
+        code, *enqueued = self._run("suspend", keys, args)
+        return cast(SuspendCode, code), [int(each) for each in enqueued]
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:

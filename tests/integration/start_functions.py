@@ -43,3 +43,40 @@ def keyed(ctx: inngest.ContextSync) -> int:
 )
 def throttled(ctx: inngest.ContextSync) -> int:
     return int(ctx.step.run("one", lambda: 1))
+
+
+@client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="starts/nap"))
+def nap(ctx: inngest.ContextSync) -> int:
+    """Sleeps an hour, then runs one step (tests/integration/test_suspend_calls.py)."""
+    ctx.step.sleep("nap", datetime.timedelta(hours=1))
+    return int(ctx.step.run("woke", lambda: 3))
+
+
+@client.create_function(fn_id="fork", trigger=inngest.TriggerEvent(event="starts/fork"))
+def fork(ctx: inngest.ContextSync) -> int:
+    """Two steps in parallel (planned together, one job each), then their sum."""
+    left, right = ctx.group.parallel(
+        (lambda: ctx.step.run("left", lambda: 1), lambda: ctx.step.run("right", lambda: 2))
+    )
+    return int(ctx.step.run("sum", lambda: left + right))
+
+
+@client.create_function(
+    fn_id="again", trigger=inngest.TriggerEvent(event="starts/again"), retries=1
+)
+def again(ctx: inngest.ContextSync) -> int:
+    """A step that fails its first attempt (retried with backoff), then succeeds."""
+
+    def attempt() -> int:
+        if ctx.attempt == 0:
+            raise ValueError("not yet")
+        return 4
+
+    return int(ctx.step.run("flaky", attempt))
+
+
+@client.create_function(fn_id="wait", trigger=inngest.TriggerEvent(event="starts/wait"))
+def wait(ctx: inngest.ContextSync) -> object:
+    """Waits up to an hour for `starts/paid`, then returns its data (None on timeout)."""
+    paid = ctx.step.wait_for_event("paid", event="starts/paid", timeout=datetime.timedelta(hours=1))
+    return None if paid is None else paid.data

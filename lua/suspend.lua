@@ -1,0 +1,172 @@
+--[[ suspend: a run stops until later, in one step: the steps it stops on are recorded in its
+history, the jobs that carry it on are queued, and the job that ran it is finished.
+
+A run suspends on a sleep (its timer job, due at the wake time), a planned step (its edge job,
+due now), a step's retry (its retry job, due after the backoff), a spent budget (its yield
+job, due now) or a wait (its pause, saved here as lua/save_pause.lua saves it, and its timeout
+job, due when it expires). Separate calls (save_pause, record_step, enqueue_job, finish_job)
+left crash windows between them; here nothing comes between.
+
+Each of the F follow-ups is a step to record (its hashed id and history info, merged as
+lua/record_step.lua does; "" records nothing) and a job to queue (as lua/enqueue_job.lua does:
+an id queued already or tombstoned is left alone). With P pending steps (parallel steps), the
+run's pending set is replaced by them first and its `die` flag set (as lua/set_pending.lua).
+With a pause (W = 1), it is saved first; a pause that exists already is left as it is (a
+replay), one refused for its correlation id (mode "fail": a signal name another pending pause
+holds) writes nothing at all.
+
+The job that ran the call must still be this delivery's: present, and leased to ARGV[3] or to
+nobody (an expired lease cleared by the tick, not taken over yet). It is then deleted and
+tombstoned as lua/finish_job.lua does, the tombstone holding "<token> <code 1>:<job id 1> ...
+<code F>:<job id F>", so a repeat of this call (a lost reply re-sent: same token, same
+follow-up jobs) answers the first call's outcome.
+
+KEYS[1]   run meta             hash    <p>:{<run>}:run
+KEYS[2]   history              hash    <p>:{<run>}:history     hashed step id -> record
+KEYS[3]   pending              set     <p>:{<run>}:pending
+KEYS[4]   jobs                 hash    <p>:jobs
+KEYS[5]   jobs due             zset    <p>:jobs:due
+KEYS[6]   job owners           hash    <p>:jobs:owner
+KEYS[7]   job leases           hash    <p>:jobs:lease
+KEYS[8]   jobs by run          zset    <p>:jobs:by-run         "<run id>|<job id>"
+KEYS[9]   job failures         hash    <p>:jobs:failures
+KEYS[10]  current tombstone    string  <p>:job-done:<current job id>
+then, for follow-up f (f = 1..F):
+          its job's tombstone  string  <p>:job-done:<follow-up job id>
+then, with a pause, six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause, expiry,
+          index, index paths, correlations, run pauses)
+
+ARGV[1]   run id
+ARGV[2]   current job id (the job whose delivery made this call)
+ARGV[3]   lease token of that delivery
+ARGV[4]   job tombstone TTL, ms
+ARGV[5]   F, number of follow-ups
+ARGV[6]   P, number of pending steps (0: the pending set is left alone)
+ARGV[7]   W, 1 with a pause to save, else 0
+then, for follow-up f, five values: hashed step id ("" for none), history info JSON ("" for
+          none), job id, Job JSON, send-by (ms since epoch)
+then, for pending step p: its hashed step id
+then, with a pause, seven values as lua/save_pause.lua takes them (ARGV[1..7]: pause id,
+          pause JSON, expires_at, index mode, index path, correlation id, correlation mode)
+
+Returns {code, enqueued 1, ..., enqueued F}; the enqueue codes come with "suspended" only:
+  "suspended"  written (or a repeat of the call that wrote it: same token); each follow-up's
+               code: 1 created, 0 queued already, -1 tombstoned (ran within the TTL)
+  "ended"      the run has ended; nothing written
+  "missing"    no such run; nothing written
+  "lost"       the current job is gone or leased to another delivery; nothing written
+  "conflict"   the pause's correlation id is held by another pending pause (mode "fail");
+               nothing written
+]]
+
+-- @include "run_status.lua"
+-- @include "enqueue.lua"
+-- @include "merge_history.lua"
+-- @include "save_pause.lua"
+
+local meta_key, history_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
+local jobs_key, due_key, owners_key, leases_key, by_run_key, failures_key =
+  KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local tombstone_key = KEYS[10]
+local run_id, job_id, token, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local n_follow, n_pending, n_pause = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local FIXED_KEYS, FIXED_ARGS = 10, 7
+local pending_at = FIXED_ARGS + 5 * n_follow
+local pause_at, pause_keys_at = pending_at + n_pending, FIXED_KEYS + n_follow
+
+local function answer(codes)
+  local reply = {'suspended'}
+  for f = 1, n_follow do
+    reply[f + 1] = tonumber(codes[f])
+  end
+  return reply
+end
+
+-- A repeat of the call that suspended the run: its job is gone and its tombstone names this
+-- token and these follow-up jobs, with their enqueue codes.
+local function repeated(done)
+  local words = {}
+  for word in string.gmatch(done, '%S+') do
+    words[#words + 1] = word
+  end
+  if words[1] ~= token or #words ~= n_follow + 1 then
+    return nil
+  end
+  local codes = {}
+  for f = 1, n_follow do
+    local code, follow_id = string.match(words[f + 1], '^(-?%d+):(.*)$')
+    if follow_id ~= ARGV[FIXED_ARGS + 5 * (f - 1) + 3] then
+      return nil
+    end
+    codes[f] = code
+  end
+  return codes
+end
+
+local status = redis.call('HGET', meta_key, 'status')
+if not status then
+  return {'missing'}
+end
+
+local job = redis.call('HGET', jobs_key, job_id)
+if not job then
+  local done = redis.call('GET', tombstone_key)
+  local codes = done and repeated(done)
+  if codes then
+    return answer(codes)
+  end
+end
+if is_ended(status) then
+  return {'ended'}
+end
+if not job then
+  return {'lost'}
+end
+local owner = redis.call('HGET', owners_key, job_id)
+if owner and owner ~= token then
+  return {'lost'}
+end
+
+if n_pause > 0 then
+  local k, a = pause_keys_at, pause_at
+  local keys = {pause = KEYS[k + 1], expiry = KEYS[k + 2], index = KEYS[k + 3],
+    paths = KEYS[k + 4], correlations = KEYS[k + 5], run_pauses = KEYS[k + 6]}
+  if save_pause(keys, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+      ARGV[a + 6], ARGV[a + 7]) == -2 then
+    return {'conflict'}
+  end
+end
+
+if n_pending > 0 then
+  redis.call('DEL', pending_key)
+  for p = 1, n_pending do
+    redis.call('SADD', pending_key, ARGV[pending_at + p])
+  end
+  redis.call('HSET', meta_key, 'die', '1')
+end
+
+local codes = {}
+for f = 1, n_follow do
+  local a = FIXED_ARGS + 5 * (f - 1)
+  if ARGV[a + 1] ~= '' then
+    merge_history(history_key, ARGV[a + 1], ARGV[a + 2])
+  end
+  codes[f] = enqueue(jobs_key, due_key, by_run_key, KEYS[FIXED_KEYS + f], ARGV[a + 3],
+    ARGV[a + 4], ARGV[a + 5], run_id)
+end
+
+redis.call('HDEL', jobs_key, job_id)
+redis.call('ZREM', due_key, job_id)
+redis.call('HDEL', owners_key, job_id)
+redis.call('HDEL', leases_key, job_id)
+redis.call('HDEL', failures_key, job_id)
+local job_run = cjson.decode(job)['run_id']
+if type(job_run) == 'string' and job_run ~= '' then
+  redis.call('ZREM', by_run_key, job_run .. '|' .. job_id)
+end
+local done = {token}
+for f = 1, n_follow do
+  done[f + 1] = codes[f] .. ':' .. ARGV[FIXED_ARGS + 5 * (f - 1) + 3]
+end
+redis.call('SET', tombstone_key, table.concat(done, ' '), 'PX', ttl)
+return answer(codes)

@@ -1,0 +1,220 @@
+"""A run suspends in one script call (issue 8, 1c): a sleep, planned parallel steps or a step's
+retry record their steps, queue the jobs that carry the run on and finish the job that ran it
+in one lua/suspend.lua, no `record_step` + `enqueue_job` (+ `set_pending`) + `finish_job`.
+Counted at the client, in this process (the task's code as a worker runs it; a recorder
+stands in for Celery), as tests/integration/test_start_calls.py counts a run's start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from app.config import Settings
+from app.engine import Engine
+from app.functions import load_functions
+from app.models import RunStatus
+from app.state.lua_files import LuaScripts
+from app.state.store import Store
+
+FUNCTIONS = "tests.integration.start_functions"
+
+
+class Recorder:
+    """Stands in for Celery: keeps each message's arguments (a job id, a start job's function)."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[str]] = []
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
+        self.messages.append([str(arg) for arg in args])
+
+    @property
+    def sent(self) -> list[str]:
+        return [args[0] for args in self.messages]
+
+
+Calls = list[tuple[str, list[Any]]]
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """Every script this process runs, in order: (name, its ARGV)."""
+    called: Calls = []
+    run = LuaScripts.run
+
+    def counted(self: LuaScripts, name: str, keys: Any, args: Any, *rest: Any) -> Any:
+        called.append((name, list(args)))
+        return run(self, name, keys, args, *rest)
+
+    monkeypatch.setattr(LuaScripts, "run", counted)
+    return called
+
+
+@pytest.fixture
+def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
+    recorder = Recorder()
+    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    yield e, recorder
+    e.store.close()
+
+
+def _names(calls: Calls) -> list[str]:
+    return [name for name, _ in calls]
+
+
+def _event_task(e: Engine, recorder: Recorder, name: str) -> str:
+    """Send one event and run its event task (the run it starts runs in it); its run id."""
+    e.runner.ingest([{"name": name}], e.now())
+    [job_id] = recorder.sent
+    recorder.messages.clear()
+    assert e.jobs.work(job_id) == "done"
+    [run] = e.store.list_runs(10)
+    return run.run_id
+
+
+def _jobs(e: Engine) -> dict[str, str]:
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        return client.hgetall(e.store.keys.jobs)
+
+
+def _finished(calls: Calls) -> list[str]:
+    """The jobs finished by `finish_job`."""
+    return [str(args[0]) for name, args in calls if name == "finish_job"]
+
+
+def test_a_sleeping_run_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: Calls) -> None:
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/nap")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    assert names.count("record_step") == 0
+    assert names.count("enqueue_job") == 0
+    # Only the event job is finished on its own; the run's start job went with its suspend.
+    assert _finished(calls) == [job for job in _finished(calls) if job.startswith("event:")]
+    assert len(_finished(calls)) == 1
+    # Of the run's own calls: created started, then its suspend (the sleep is its first op).
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+
+    state = e.store.load_run(run_id)
+    assert state is not None and state.status == RunStatus.RUNNING.value
+    [sleep_job] = _jobs(e)
+    assert sleep_job.startswith(f"{run_id}:sleep:")
+    assert recorder.sent == []  # due in an hour: the tick sends it then
+    view = e.store.get_run(run_id)
+    assert view is not None and [s["status"] for s in view.steps] == ["Sleeping"]
+
+    # A redelivery of its start job finds it gone.
+    assert e.jobs.work(f"{run_id}:start", "starts-nap") == "gone"
+    # Its timer, run as it falls due: the run wakes and ends (no `finish_job` either).
+    calls.clear()
+    assert e.jobs.handle(sleep_job) == "done"
+    state = e.store.load_run(run_id)
+    assert state is not None and state.status == RunStatus.COMPLETED.value
+    assert _finished(calls) == []
+    assert _jobs(e) == {}
+
+
+def test_parallel_steps_are_planned_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/fork")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    assert names.count("set_pending") + names.count("record_step") == 0
+    assert names.count("enqueue_job") == 0
+    assert len(_finished(calls)) == 1  # the event job's
+    planned = sorted(recorder.sent)
+    assert len(planned) == 2 and all(job.startswith(f"{run_id}:plan:") for job in planned)
+    assert sorted(_jobs(e)) == planned
+    state = e.store.load_run(run_id)
+    assert state is not None and state.disable_immediate_execution
+
+    recorder.messages.clear()
+    for job_id in planned:
+        assert e.jobs.work(job_id) == "done"
+    state = e.store.load_run(run_id)
+    assert state is not None and state.status == RunStatus.COMPLETED.value
+    view = e.store.get_run(run_id)
+    assert view is not None and view.output == 3
+    assert _jobs(e) == {}
+
+
+def test_a_step_retry_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: Calls) -> None:
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/again")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    assert names.count("record_step") + names.count("enqueue_job") == 0
+    assert len(_finished(calls)) == 1  # the event job's
+    [retry] = _jobs(e)
+    assert retry.startswith(f"{run_id}:retry:") and retry.endswith(":1")
+    view = e.store.get_run(run_id)
+    assert view is not None
+    [step] = view.steps
+    assert (step["status"], step["attempts"]) == ("Retrying", 1)
+
+    calls.clear()
+    assert e.jobs.handle(retry) == "done"
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 4)
+    assert _finished(calls) == []
+
+
+def test_a_suspend_whose_job_another_delivery_took_writes_nothing(
+    engine: tuple[Engine, Recorder], calls: Calls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job's lease ran out while the function ran and another delivery leased it: that
+    delivery carries the run on. This one's suspend writes nothing, and its worker does not
+    finish the job under the other's feet."""
+    e, recorder = engine
+    e.runner.ingest([{"name": "starts/nap"}], e.now())
+    [event_job] = recorder.sent
+    recorder.messages.clear()
+    store: Store = e.store
+    real_suspend = Store.suspend
+
+    def taken_over(self: Store, run_id: str, job_id: str, token: str, *args: Any) -> Any:
+        leased = store.lease_job(job_id, "other-delivery", e.now() + 10**9, 30_000)
+        assert not isinstance(leased, str)
+        return real_suspend(self, run_id, job_id, token, *args)
+
+    monkeypatch.setattr(Store, "suspend", taken_over)
+    assert e.jobs.work(event_job) == "done"
+    [run] = store.list_runs(10)
+    assert list(_jobs(e)) == [f"{run.run_id}:start"]  # still there, the other's; no timer
+    assert f"{run.run_id}:start" not in _finished(calls)
+    view = store.get_run(run.run_id)
+    assert view is not None and view.steps == []
+
+
+def test_a_wait_for_an_event_suspends_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The pause, its history record and timeout job, and the finish of the job that ran it."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/wait")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    assert names.count("save_pause") + names.count("record_step") + names.count("enqueue_job") == 0
+    assert len(_finished(calls)) == 1  # the event job's
+    [timeout] = _jobs(e)
+    assert timeout.startswith(f"{run_id}:timeout:")
+    view = e.store.get_run(run_id)
+    assert view is not None and [s["status"] for s in view.steps] == ["Waiting"]
+
+    # The event it waits for resumes it.
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 7}}], e.now())
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 7})
