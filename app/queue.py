@@ -90,6 +90,12 @@ delivery, an ack and its round trips), but at least `LATE_SPLIT` messages per re
 every pool process has one (`late_batch`)."""
 LATE_SPLIT = 4
 """A pool of two processes with a prefetch of two (tasks/__init__.py)."""
+BEHIND = LATE_SPLIT
+"""When at least this many messages of due timers already wait in a queue's list (beyond
+those the worker holds: its prefetch is full), the pool is behind: the timers released now
+start only after them, so they go as late ones do, up to LATE_WAKE_BATCH to a message and
+across the whole lookahead (fewer messages: each costs the worker a delivery, a hand-off to
+a pool process and an ack, and that per-message work is what a backlog is short of)."""
 WAKE_SPREAD_MS = 20
 """Timers due within this of the first of a message go with it (it is sent for the last one's
 due time, so the first may run up to this late, never early)."""
@@ -221,17 +227,21 @@ class Queue:
         of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
         to a message, more when already due (`late_batch`) (a TIMERS_TASK the worker runs in
         one loop, each job under its own lease), sent with the countdown of the last of them
-        so none runs early."""
+        so none runs early. When the queue is behind (`BEHIND` messages of due timers wait
+        in it), up to LATE_WAKE_BATCH to a message, across the whole lookahead."""
         groups: dict[str, list[tuple[Job, int]]] = {}
         for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
             groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
+        waiting = self._due_waiting(list(groups)) if groups else {}
         messages: list[Message] = []
         for queue, jobs in groups.items():
+            behind = waiting.get(queue, 0) >= BEHIND
             late = late_batch(sum(1 for _, countdown_ms in jobs if countdown_ms == 0))
+            late, spread = (LATE_WAKE_BATCH, LOOKAHEAD_MS) if behind else (late, WAKE_SPREAD_MS)
             chunk: list[tuple[Job, int]] = []
             for job, countdown_ms in jobs:
-                size = late if chunk and chunk[0][1] == 0 else WAKE_BATCH
-                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS):
+                size = late if chunk and (behind or chunk[0][1] == 0) else WAKE_BATCH
+                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > spread):
                     messages.append(_timers_message(queue, chunk))
                     chunk = []
                 chunk.append((job, countdown_ms))
@@ -253,6 +263,18 @@ class Queue:
         """Messages waiting in the main Celery queue (all its priority lists), in one
         pipelined read over the sender's pooled broker connection; None when the sender
         cannot tell (not a Celery app over Redis)."""
+        lengths = self._lengths([_priority_list(QUEUE_NAME, p) for p in PRIORITY_STEPS])
+        return None if lengths is None else sum(lengths)
+
+    def _due_waiting(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in each of these queues' DUE_PRIORITY lists (released timers not
+        yet taken by a worker), in one read; {} when the sender cannot tell."""
+        lengths = self._lengths([_priority_list(queue, DUE_PRIORITY) for queue in queues])
+        return {} if lengths is None else dict(zip(queues, lengths, strict=True))
+
+    def _lengths(self, lists: Sequence[str]) -> list[int] | None:
+        """The lengths of these broker lists, in one pipelined read over the sender's pooled
+        broker connection; None when the sender cannot tell (not a Celery app over Redis)."""
         pool = getattr(self._sender, "pool", None)
         if pool is None:
             return None
@@ -260,11 +282,11 @@ class Queue:
             with pool.acquire(block=True) as conn:
                 client = conn.default_channel.client
                 pipe = client.pipeline(transaction=False)
-                for priority in PRIORITY_STEPS:
-                    pipe.llen(_priority_list(QUEUE_NAME, priority))
-                return sum(int(n) for n in pipe.execute())
+                for name in lists:
+                    pipe.llen(name)
+                return [int(n) for n in pipe.execute()]
         except Exception:
-            log.debug("queue backlog unknown", exc_info=True)
+            log.debug("broker list lengths unknown", exc_info=True)
             return None
 
     def queue_of(self, job: Job) -> str:
