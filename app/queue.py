@@ -17,7 +17,8 @@ The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S
 batch's jobs with one read of their runs' functions (`learn_runs`) and pushes its messages in
 one pipelined round trip (`Store.push_messages`, the messages built as `send_task` would);
 due timers travel many to a message (`TIMERS_TASK`, up to `WAKE_BATCH` due within
-`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due), so a thousand
+`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due, or of any due
+within the lookahead when the queue is already behind on its timers: `BEHIND`), so a thousand
 wakes cost a few dozen Celery messages, not a thousand. Each job in such a message keeps its
 own Redis record and lease: one that fails or is lost with its worker is retried or re-sent
 alone.
