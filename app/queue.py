@@ -17,7 +17,8 @@ The tick releases in batches until nothing due is left (within `RELEASE_BUDGET_S
 batch's jobs with one read of their runs' functions (`learn_runs`) and pushes its messages in
 one pipelined round trip (`Store.push_messages`, the messages built as `send_task` would);
 due timers travel many to a message (`TIMERS_TASK`, up to `WAKE_BATCH` due within
-`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due), so a thousand
+`WAKE_SPREAD_MS` of each other, up to `LATE_WAKE_BATCH` of those already due, or of any due
+within the lookahead when the queue is already behind on its timers: `BEHIND`), so a thousand
 wakes cost a few dozen Celery messages, not a thousand. Each job in such a message keeps its
 own Redis record and lease: one that fails or is lost with its worker is retried or re-sent
 alone.
@@ -90,6 +91,12 @@ delivery, an ack and its round trips), but at least `LATE_SPLIT` messages per re
 every pool process has one (`late_batch`)."""
 LATE_SPLIT = 4
 """A pool of two processes with a prefetch of two (tasks/__init__.py)."""
+BEHIND = LATE_SPLIT
+"""When at least this many messages of due timers already wait in a queue's list (beyond
+those the worker holds: its prefetch is full), the pool is behind: the timers released now
+start only after them, so they go as late ones do, up to LATE_WAKE_BATCH to a message and
+across the whole lookahead (fewer messages: each costs the worker a delivery, a hand-off to
+a pool process and an ack, and that per-message work is what a backlog is short of)."""
 WAKE_SPREAD_MS = 20
 """Timers due within this of the first of a message go with it (it is sent for the last one's
 due time, so the first may run up to this late, never early)."""
@@ -226,17 +233,21 @@ class Queue:
         of one queue due within WAKE_SPREAD_MS of each other go together, at most WAKE_BATCH
         to a message, more when already due (`late_batch`) (a TIMERS_TASK the worker runs in
         one loop, each job under its own lease), sent with the countdown of the last of them
-        so none runs early."""
+        so none runs early. When the queue is behind (`BEHIND` messages of due timers wait
+        in it), up to LATE_WAKE_BATCH to a message, across the whole lookahead."""
         groups: dict[str, list[tuple[Job, int]]] = {}
         for job, countdown_ms in sorted(timers, key=lambda pair: pair[1]):
             groups.setdefault(self.queue_of(job), []).append((job, countdown_ms))
+        waiting = self._due_waiting(list(groups)) if groups else {}
         messages: list[Message] = []
         for queue, jobs in groups.items():
+            behind = waiting.get(queue, 0) >= BEHIND
             late = late_batch(sum(1 for _, countdown_ms in jobs if countdown_ms == 0))
+            late, spread = (LATE_WAKE_BATCH, LOOKAHEAD_MS) if behind else (late, WAKE_SPREAD_MS)
             chunk: list[tuple[Job, int]] = []
             for job, countdown_ms in jobs:
-                size = late if chunk and chunk[0][1] == 0 else WAKE_BATCH
-                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > WAKE_SPREAD_MS):
+                size = late if chunk and (behind or chunk[0][1] == 0) else WAKE_BATCH
+                if chunk and (len(chunk) >= size or countdown_ms - chunk[0][1] > spread):
                     messages.append(_timers_message(queue, chunk))
                     chunk = []
                 chunk.append((job, countdown_ms))
@@ -257,12 +268,22 @@ class Queue:
     def backlog(self) -> int | None:
         """Messages waiting in the main Celery queue (all its priority lists), in one
         pipelined read; None when it cannot be read (Redis unreachable)."""
+        lengths = self._lengths([_priority_list(QUEUE_NAME, p) for p in PRIORITY_STEPS])
+        return None if lengths is None else sum(lengths)
+
+    def _due_waiting(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting in each of these queues' DUE_PRIORITY lists (released timers not
+        yet taken by a worker), in one read; {} when it cannot be read."""
+        lengths = self._lengths([_priority_list(queue, DUE_PRIORITY) for queue in queues])
+        return {} if lengths is None else dict(zip(queues, lengths, strict=True))
+
+    def _lengths(self, lists: Sequence[str]) -> list[int] | None:
+        """The lengths of these broker lists, in one pipelined read (`Store.list_lengths`);
+        None when Redis cannot be read."""
         try:
-            return self._store.list_lengths(
-                [_priority_list(QUEUE_NAME, priority) for priority in PRIORITY_STEPS]
-            )
+            return self._store.list_lengths(lists)
         except Exception:
-            log.debug("queue backlog unknown", exc_info=True)
+            log.debug("broker list lengths unknown", exc_info=True)
             return None
 
     def queue_of(self, job: Job) -> str:

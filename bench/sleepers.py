@@ -105,8 +105,9 @@ class Result:
     """Stepline: lateness by second of the window its due time fell in (does it grow?)."""
     woke_s: float = 0.0
     """Stepline: the window's opening to the last wake."""
-    cpu: dict[str, float] | None = None
-    """Stepline: each process's CPU (cores) from the window's opening to the last wake."""
+    cpu: WindowCpu | None = None
+    """Stepline: each process's CPU (cores) from the window's opening to the last wake, and
+    its wait for a CPU."""
 
 
 def bare(n: int, window_s: float, lead_s: float, pid: int) -> Result:
@@ -167,29 +168,41 @@ def spy(pgrps: list[int], opens_ms: int, seconds: float, out: Path) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of one process, in clock ticks (Linux /proc only)."""
+def sched_ns(pid: int) -> tuple[int, int]:
+    """(time on a CPU, time runnable but waiting for one), ns, of one process: the sum over
+    its threads (/proc/<pid>/task/*/schedstat, Linux only; a thread that ended is missed)."""
+    run = wait = 0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                ran, waited, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            run, wait = run + int(ran), wait + int(waited)
     except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])
+        pass
+    return run, wait
 
 
 class WindowCpu:
     """CPU time of each process (worker, its pool, beat, Redis) from the window's opening
-    until `stop`: who is busy while the timers fall due."""
+    until `stop`: who is busy while the timers fall due, and how long each was ready to run
+    but waited for a CPU (the machine's other load: a process "only 40 % busy" may have
+    spent the rest waiting for a core, not for work)."""
 
     def __init__(self, pids: dict[str, int], opens_ms: int) -> None:
         self.pids = pids
-        self.start: dict[str, int] = {}
+        self.start: dict[str, tuple[int, int]] = {}
         self.started_at = 0.0
         self.shares: dict[str, float] = {}
+        self.waits: dict[str, float] = {}
+        self.cpu_s = 0.0
+        """CPU seconds of all these processes together over the window."""
 
         def run() -> None:
             time.sleep(max(0.0, opens_ms / 1000 - time.time()))
             self.started_at = time.monotonic()
-            self.start = {name: cpu_ticks(pid) for name, pid in self.pids.items()}
+            self.start = {name: sched_ns(pid) for name, pid in self.pids.items()}
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -197,10 +210,17 @@ class WindowCpu:
     def stop(self) -> None:
         self._thread.join()
         wall = time.monotonic() - self.started_at
-        hz = os.sysconf("SC_CLK_TCK")
-        self.shares = {
-            name: (cpu_ticks(pid) - self.start[name]) / hz / wall for name, pid in self.pids.items()
-        }
+        end = {name: sched_ns(pid) for name, pid in self.pids.items()}
+        for name in self.pids:
+            ran = (end[name][0] - self.start[name][0]) / 1e9
+            self.shares[name] = ran / wall
+            self.waits[name] = (end[name][1] - self.start[name][1]) / 1e9 / wall
+            self.cpu_s += ran
+
+
+def load_average() -> str:
+    """The machine's 1-, 5- and 15-minute load averages (other helpers' work included)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def stepline(
@@ -266,7 +286,7 @@ def stepline(
         margin,
         by_second,
         (max(woke) - window.opens) / 1000,
-        cpu.shares,
+        cpu,
     )
 
 
@@ -291,13 +311,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     lead = args.lead or 20 + args.runs / 60
+    loads = [load_average()]
     with worker("bench.bare_celery", "bare") as procs:
         b = bare(args.runs, args.window, min(lead, BARE_LEAD_S), procs[0].pid)
     env = {"STEPLINE_FUNCTIONS": "bench.functions"}
     with worker("tasks", "stepline", extra_env=env, beat=True) as procs:
         spy_into = ([p.pid for p in procs], args.spy) if args.spy else None
         s = stepline(args.runs, args.window, lead, [p.pid for p in procs], spy_into)
-    print(f"{args.runs} timers due within one {args.window:.0f}-s window:")
+    loads.append(load_average())
+    print(
+        f"{args.runs} timers due within one {args.window:.0f}-s window"
+        f" (load average {loads[0]} at the start, {loads[1]} at the end):"
+    )
     show("bare Celery ETA", b)
     show("Stepline sleeps", s)
     print(
@@ -311,8 +336,15 @@ def main() -> None:
         f" ({args.runs / max(s.woke_s, args.window):.0f} wakes/s over the window and after);"
         " lateness by second of due time:"
     )
-    busy = ", ".join(f"{name} {share:.0%}" for name, share in (s.cpu or {}).items())
-    print(f"    CPU of a core from the window's opening to the last wake: {busy}")
+    if s.cpu is not None:
+        busy = ", ".join(f"{name} {share:.0%}" for name, share in s.cpu.shares.items())
+        waits = ", ".join(f"{name} {share:.0%}" for name, share in s.cpu.waits.items())
+        print(f"    CPU of a core from the window's opening to the last wake: {busy}")
+        print(f"    ready to run but waiting for a CPU, same span: {waits}")
+        print(
+            f"    CPU of these processes together: {s.cpu.cpu_s:.1f} s,"
+            f" {s.cpu.cpu_s * 1000 / args.runs:.2f} ms per wake"
+        )
     for second, late in sorted((s.by_second or {}).items()):
         print(
             f"    due in second {second}: {len(late):5d} wakes, p50 {pct(late, 50):6.0f} ms,"

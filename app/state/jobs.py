@@ -39,13 +39,13 @@ class JobVerbs(StoreBase):
             pipe.lpush(message.list_key, message.payload)
         pipe.execute()
 
-    def list_lengths(self, list_keys: Sequence[str]) -> int:
-        """How many messages wait in these broker lists (named by `app.queue`), together, in
+    def list_lengths(self, list_keys: Sequence[str]) -> list[int]:
+        """How many messages wait in each of these broker lists (named by `app.queue`), in
         one pipelined round trip."""
         pipe = self._client.pipeline(transaction=False)
         for key in list_keys:
             pipe.llen(key)
-        return sum(int(n) for n in pipe.execute())
+        return [int(n) for n in pipe.execute()]
 
     def enqueue_job(self, job: Job, due_at: int, send_by: int) -> bool:
         """Create the job unless it exists or ran in the last 24 h (tombstone). `send_by` is

@@ -14,6 +14,8 @@ import redis
 from app.config import Settings
 from app.models import Job, JobKind
 from app.queue import (
+    BEHIND,
+    LATE_WAKE_BATCH,
     LOOKAHEAD_MS,
     QUEUE_NAME,
     RELEASE_BATCH,
@@ -156,6 +158,44 @@ def test_a_timers_message_is_sent_for_its_last_timer_never_early(
     etas = [m[2] for m in messages]
     assert all(isinstance(eta, str) for eta in etas)
     assert etas[0] < etas[1]  # type: ignore[operator]
+
+
+def test_a_queue_behind_on_its_timers_gets_fewer_larger_messages(
+    parts: tuple[Queue, redis.Redis],
+) -> None:
+    """With BEHIND messages of due timers still waiting in the queue, timers due within the
+    lookahead go in one message (up to LATE_WAKE_BATCH), not one per WAKE_SPREAD_MS, still
+    sent for the last one's due time; once the queue has caught up, the usual split."""
+    queue, client = parts
+    now = T0 + 60_000
+    # BEHIND earlier releases nobody has taken yet: one message each.
+    for i in range(BEHIND):
+        queue.enqueue(sleep_job(i, "01B"), now - 1_000 * (BEHIND - i), T0)
+        assert queue.release_due(now - 1_000 * (BEHIND - i)) == 1
+    assert client.llen(DUE_LIST) == BEHIND
+
+    count = LATE_WAKE_BATCH + 3
+    dues = [now + 1 + (LOOKAHEAD_MS - 1) * i // (count - 1) for i in range(count)]
+    assert dues[-1] - dues[0] > WAKE_SPREAD_MS  # the usual split would cut them up
+    for i, due in enumerate(dues):
+        queue.enqueue(sleep_job(i), due, T0)
+    assert queue.release_due(now) == count
+    new = sent(client, DUE_LIST)[BEHIND:]
+    assert [m[1].split(",") for m in new] == [
+        [sleep_job(i).id for i in range(LATE_WAKE_BATCH)],
+        [sleep_job(i).id for i in range(LATE_WAKE_BATCH, count)],
+    ]
+    etas = [m[2] for m in new]  # each sent for its last timer (countdown): none runs early
+    assert all(isinstance(eta, str) for eta in etas)
+    assert etas[0] <= etas[1]  # type: ignore[operator]
+
+    # The worker took everything: timers as far apart go in the usual messages again.
+    client.delete(DUE_LIST)
+    later = now + 10_000
+    for i, due in enumerate(dues):
+        queue.enqueue(sleep_job(i, "01C"), due - now + later, T0)
+    assert queue.release_due(later) == count
+    assert len(sent(client, DUE_LIST)) > 2
 
 
 def test_beat_is_told_when_the_next_job_falls_due(parts: tuple[Queue, redis.Redis]) -> None:
