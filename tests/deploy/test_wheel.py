@@ -33,7 +33,10 @@ def test_stepline_dev_from_the_installed_wheel_runs_the_example(
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = clean_env(
-        PATH=f"{wheel_venv}:/usr/bin:/bin", REDIS_URL=redis_server.url, STEPLINE_TICK_SECONDS="0.2"
+        PATH=f"{wheel_venv}:/usr/bin:/bin",
+        REDIS_URL=redis_server.url,
+        STEPLINE_TICK_SECONDS="0.2",
+        STEPLINE_GATEWAY_PORT=str(free_port()),  # not 8289: other tests may run dev meanwhile
     )
     where = subprocess.run(
         [str(wheel_venv / "python"), "-c", "import app.state.lua_files as l; print(l.lua_dir())"],

@@ -123,6 +123,9 @@ def dev_env(private_redis: str, tmp_path: Path) -> dict[str, str]:
     env = {**os.environ, "REDIS_URL": private_redis, "STEPLINE_TICK_SECONDS": "0.2"}
     env["STEPLINE_DATA_DIR"] = str(tmp_path / "data")
     env["STEPLINE_HOT_WINDOW_SECONDS"] = "0.5"
+    # dev also starts the Connect gateway (default port 8289): tests running at the same time
+    # on other pytest-xdist workers must not compete for it.
+    env["STEPLINE_GATEWAY_PORT"] = str(free_port())
     env.pop("STEPLINE_HISTORY_URL", None)
     env.pop("STEPLINE_FUNCTIONS", None)
     env.pop("STEPLINE_APP_URLS", None)
