@@ -68,7 +68,10 @@ def test_stepline_dev_from_the_installed_wheel_runs_the_example(
             lambda: http.run_output(sent["ids"][0]), "the hello run", logs=lambda: dev.output
         )
         assert output == "HELLO, ADA!"
-        assert "run completed" in dev.output
+        # the worker logs the end after it is saved: the line may reach the log a moment later
+        http.wait_for(
+            lambda: "run completed" in dev.output, "the run's log line", logs=lambda: dev.output
+        )
     finally:
         assert dev.stop() == 0, dev.output[-4000:]
 
