@@ -29,6 +29,7 @@ from app.state.records import (
     SaveResult,
 )
 from app.state.scripts import (
+    CreateStartCode,
     FinishCode,
     FollowUp,
     PauseRef,
@@ -51,6 +52,20 @@ class RunStart:
     """This call (or its repeat after a lost reply) moved the run from Queued to Running."""
     woken: list[Job] = field(default_factory=list)
     """Waiters given a slot on the way (with an admission): the caller sends them."""
+    start_at: int = 0
+
+
+@dataclass(frozen=True)
+class AdmittedCreation:
+    """`RunVerbs.create_admitted_run`'s answer."""
+
+    run_id: str
+    code: CreateStartCode
+    """"started": created Running, its start job leased and holding its slots; "wait":
+    created Queued, the start job parked for a slot; "later": created Queued, the start job
+    deferred to `start_at` by the throttle; "created", "exists": as `create_started_run`."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters given a slot on the way: the caller sends them."""
     start_at: int = 0
 
 
@@ -81,6 +96,22 @@ class RunVerbs(StoreBase):
         return self._scripts.create_started_run(
             run_creation(run, start), (token, run.created_at + lease_ms)
         )
+
+    def create_admitted_run(
+        self, run: NewRun, start: QueuedJob, token: str, lease_ms: int, admit: StartAdmit
+    ) -> AdmittedCreation:
+        """`create_started_run` for a run of a function with concurrency or throttle: its
+        start job is admitted under `admit` in the same script call, as `start_run` admits
+        it (a slot in each constraint; or parked in a wait list, or deferred by the
+        throttle: the run is then created Queued). A repeat after a lost reply answers as
+        the first call did (without the waiters it woke: the tick resends those)."""
+        if run.memoized is not None:
+            raise ValueError("a replay's run is never started by its creation")
+        reply = self._scripts.create_admitted_run(
+            run_creation(run, start), (token, run.created_at + lease_ms), admit
+        )
+        woken = [Job.model_validate_json(raw) for raw in reply.woken]
+        return AdmittedCreation(reply.run_id, reply.code, woken, reply.start_at)
 
     def start_run(
         self,

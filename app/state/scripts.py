@@ -53,6 +53,7 @@ class EventItem:
 IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 StartCode = Literal["started", "created", "exists"]
+CreateStartCode = Literal["started", "created", "exists", "wait", "later"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,20 @@ class StartReply:
     job_json: str = ""
     failures: int = 0
     started: bool = False
+    woken: Sequence[str] = ()
+    """Job JSON of waiters woken on the way: the caller sends them."""
+    start_at: int = 0
+
+
+@dataclass(frozen=True)
+class CreateStartReply:
+    """lua/create_run.lua's answer to a creation with a lease token and an admission:
+    `code` "started" (leased, a slot in each constraint), "wait" (created Queued, the start
+    job parked for a slot), "later" (created Queued, the start job deferred by the throttle
+    to `start_at`), "created" or "exists" (as without an admission)."""
+
+    run_id: str
+    code: CreateStartCode
     woken: Sequence[str] = ()
     """Job JSON of waiters woken on the way: the caller sends them."""
     start_at: int = 0
@@ -193,11 +208,26 @@ class Scripts:
         """Create a run Running with its start job (`creation.start`, required) leased to
         `lease` (token, deadline ms), in one step (lua/create_run.lua): (run id, "started"),
         or "created" (Queued, the job could not be written) or "exists" as `create_run`."""
+        reply = self.create_admitted_run(creation, lease, None)
+        return reply.run_id, cast(StartCode, reply.code)
+
+    def create_admitted_run(
+        self, creation: RunCreation, lease: tuple[str, int], admit: StartAdmit | None
+    ) -> CreateStartReply:
+        """`create_started_run` of a run of a function with concurrency or throttle: its
+        start job is admitted under `admit` (as lua/start_run.lua admits it) in the same
+        call; parked or deferred, the run stays Queued ("wait", "later")."""
         if creation.start is None:
             raise ValueError("a run created started needs its start job")
         args, keys = self._create_run_call(creation, lease)
-        code, found = self._run("create_run", keys, args)
-        return str(found), cast(StartCode, code)
+        if admit is not None:
+            self._admit_call(creation.run_id, admit, keys, args)
+        reply = self._run("create_run", keys, args)
+        code, found = cast(CreateStartCode, reply[0]), str(reply[1])
+        if code == "later":
+            return CreateStartReply(found, code, start_at=int(reply[2]))
+        woken = [str(job) for job in reply[2]] if len(reply) > 2 else []
+        return CreateStartReply(found, code, woken)
 
     def _create_run_call(
         self, creation: RunCreation, lease: tuple[str, int] | None
@@ -245,13 +275,14 @@ class Scripts:
             send_by,
             token,
             deadline,
+            len(c.event_ids),
             *c.event_ids,
         ]
         return args, keys
 
     @staticmethod
     def created(reply: Any) -> tuple[str, bool]:
-        code, found = reply
+        code, found = reply[0], reply[1]
         return str(found), code == "created"
 
     def mark_started(self, run_id: str, function_id: str, now: int) -> bool:
@@ -594,7 +625,8 @@ class Scripts:
         return StartReply(code)
 
     def _admit_call(self, run_id: str, admit: StartAdmit, keys: list[str], args: list[Arg]) -> None:
-        """lua/start_run.lua's keys and arguments of an admission, appended."""
+        """The keys and arguments of an admission, appended (lua/start_run.lua's, and
+        lua/create_run.lua's after the events' and the idempotency key)."""
         slots = SlotKeys(self._keys.prefix)
         keys += [slots.waiting, slots.limits]
         if admit.throttle:
