@@ -37,7 +37,7 @@ from app.expressions import canonical_json, value_of
 from app.models import JSON, FunctionConfig, Job, JobKind, StartLimits
 from app.queue import Queue
 from app.state.runs import RunStart
-from app.state.scripts import StartAdmit
+from app.state.scripts import SlotRelease, StartAdmit
 from app.state.slots import Constraint, SlotStore
 from app.state.store import RunState, Store
 
@@ -256,10 +256,19 @@ class Grant:
         self.job_id = job_id
         self.constraints = list(constraints)
 
+    @property
+    def holder(self) -> Slots | None:
+        """The slots to give back to; None once released."""
+        return self._slots
+
     def release(self, now: int) -> None:
         slots, self._slots = self._slots, None
         if slots is not None:
             slots.release(self, now)
+
+    def settle(self) -> None:
+        """Released elsewhere (by the script that stopped the job): nothing to give back."""
+        self._slots = None
 
 
 NO_GRANT = Grant(None, "", ())
@@ -382,6 +391,21 @@ class Slots:
             return False  # gone, busy: nothing was admitted
         self._admitted[job.id] = list(admit.constraints)
         return True
+
+    def handoff(self, grant: Grant, now: int) -> SlotRelease | None:
+        """The release of `grant`'s slots, for the script that stops its job to make
+        (lua/suspend.lua); None when it holds none (or gave them back already). Once that
+        script has released them, `released`."""
+        if grant.holder is not self or not grant.constraints:
+            return None
+        return SlotRelease(list(grant.constraints), now, self._lease_ms, self._resend_ms)
+
+    def released(self, grant: Grant, woken: Sequence[Job]) -> None:
+        """The script that stopped `grant`'s job gave its slots back, waking `woken`: send
+        them; the grant has nothing left to release."""
+        grant.settle()
+        self.keeper.remove(grant.job_id)
+        self._send(woken)
 
     def forget(self, job_id: str, now: int) -> None:
         """`job_id` will not execute here after all (its run ended): give back the slots its

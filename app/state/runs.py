@@ -35,6 +35,7 @@ from app.state.scripts import (
     PauseRef,
     RunCreation,
     Scripts,
+    SlotRelease,
     StartAdmit,
     StartCode,
     SuspendCode,
@@ -67,6 +68,19 @@ class AdmittedCreation:
     woken: list[Job] = field(default_factory=list)
     """Waiters given a slot on the way: the caller sends them."""
     start_at: int = 0
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """`RunVerbs.suspend_run`'s answer."""
+
+    code: SuspendCode
+    created: list[bool]
+    """Each follow-up job: created (False: queued already, or ran within the TTL)."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters the slot release woke: the caller sends them."""
+    released: bool = False
+    """The job's slots were given back by this call."""
 
 
 class RunVerbs(StoreBase):
@@ -350,6 +364,23 @@ class RunVerbs(StoreBase):
         nothing written) and, when suspended, whether each job was created (False: queued
         already, or it ran within the tombstone TTL). A repeat of the call (lost reply)
         answers the first's outcome."""
+        got = self.suspend_run(run_id, job_id, token, follow, pending, pause, correlation_mode)
+        return got.code, got.created
+
+    def suspend_run(
+        self,
+        run_id: str,
+        job_id: str,
+        token: str,
+        follow: Sequence[tuple[str, dict[str, JSON] | None, QueuedJob]],
+        pending: Sequence[str] = (),
+        pause: Pause | None = None,
+        correlation_mode: str = "",
+        release: SlotRelease | None = None,
+    ) -> Suspended:
+        """`suspend`; with `release` (the concurrency slots the job holds), a suspended job
+        also gives its slots back and wakes the waiters that now fit (as
+        `SlotStore.release`), in the same call: `Suspended.woken`, for the caller to send."""
         items = [
             FollowUp(
                 step,
@@ -364,8 +395,15 @@ class RunVerbs(StoreBase):
         if pause is not None:
             ref = _pause_ref(pause, pause.model_dump_json())
             saved = (ref, pause.expires_at, correlation_mode)
-        code, enqueued = self._scripts.suspend(run_id, job_id, token, items, pending, saved)
-        return code, [each == 1 for each in enqueued]
+        code, enqueued, woken = self._scripts.suspend(
+            run_id, job_id, token, items, pending, saved, release
+        )
+        return Suspended(
+            code,
+            [each == 1 for each in enqueued],
+            [Job.model_validate_json(raw) for raw in woken],
+            released=release is not None and code == "suspended",
+        )
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.

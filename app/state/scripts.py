@@ -130,6 +130,20 @@ class CreateStartReply:
     start_at: int = 0
 
 
+@dataclass(frozen=True)
+class SlotRelease:
+    """The concurrency slots a job gives back in the script that stops it (lua/suspend.lua),
+    as lua/slots_release.lua takes them. Times in ms."""
+
+    constraints: Sequence[tuple[str, int]]
+    """(constraint name, limit >= 1) of each slot the job holds."""
+    now: int
+    slot_lease_ms: int
+    """A woken waiter's slot is reserved until now + this."""
+    resend_ms: int
+    """A woken waiter's send-by is now + this."""
+
+
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
 SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict"]
 
@@ -461,12 +475,14 @@ class Scripts:
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
         pause: tuple[PauseRef, int, str] | None = None,
-    ) -> tuple[SuspendCode, list[int]]:
+        release: SlotRelease | None = None,
+    ) -> tuple[SuspendCode, list[int], list[str]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
         with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
-        it first. (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
-        tombstoned; empty unless "suspended")."""
+        it first; with `release`, give the job's slots back once suspended. (code, each
+        follow-up's enqueue code: 1 created, 0 queued already, -1 tombstoned; empty unless
+        "suspended"; Job JSON of the waiters the release woke)."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -489,8 +505,23 @@ class Scripts:
             keys += self._pause_keys(ref)
             args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
             args += [ref.correlation_id, correlation_mode]
-        code, *enqueued = self._run("suspend", keys, args)
-        return cast(SuspendCode, code), [int(each) for each in enqueued]
+        if release is not None:
+            self._release_call(release, keys, args)
+        reply = self._run("suspend", keys, args)
+        code = cast(SuspendCode, reply[0])
+        enqueued = [int(each) for each in reply[1 : 1 + len(follow)]] if len(reply) > 1 else []
+        woken = [str(job) for job in reply[1 + len(follow)]] if len(reply) > 1 + len(follow) else []
+        return code, enqueued, woken
+
+    def _release_call(self, release: SlotRelease, keys: list[str], args: list[Arg]) -> None:
+        """The keys and arguments of a slot release, appended (as lua/slots_release.lua's
+        after its job keys and job id)."""
+        slots = SlotKeys(self._keys.prefix)
+        keys += [slots.waiting, slots.limits]
+        args += [release.now, release.slot_lease_ms, release.resend_ms]
+        for name, limit in release.constraints:
+            keys += [slots.slots(name), slots.waiters(name)]
+            args += [name, limit]
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:

@@ -24,23 +24,9 @@ from app.flow.slots import Grant
 from app.functions import load_functions
 from app.models import RunStatus, StartLimits
 from app.state.lua_files import LuaScripts
+from tests.integration.recorder import Recorder
 
 FUNCTIONS = "tests.integration.start_functions"
-
-
-class Recorder:
-    """Stands in for Celery: keeps each message's arguments (a job id, a start job's function)."""
-
-    def __init__(self) -> None:
-        self.messages: list[list[str]] = []
-
-    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
-        self.messages.append([str(arg) for arg in args])
-
-    @property
-    def sent(self) -> list[str]:
-        """The job ids sent."""
-        return [args[0] for args in self.messages]
 
 
 @pytest.fixture
