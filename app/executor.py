@@ -939,6 +939,10 @@ class Executor:
         and so do the step results not saved yet (one script call for the run's last steps
         and its end)."""
         batch, call.unsaved = call.unsaved, []
+        grant = call.grant
+        release = self.slots.handoff(grant, now)
+        if release is not None:
+            grant.hand_over()  # given back by the call that ends the run (maybe batched)
         call.ended = self.lifecycle.finish(
             call.state,
             status,
@@ -948,6 +952,10 @@ class Executor:
             job_id=call.job.id,
             steps=[(u.step, u.memo, u.info) for u in batch],
             observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
+            release=release,
+            released=None
+            if release is None
+            else lambda woken: self.slots.settled(grant, woken, self._now()),
         )
 
     @staticmethod

@@ -36,8 +36,9 @@ from app.errors import BadRequest
 from app.expressions import canonical_json, value_of
 from app.models import JSON, FunctionConfig, Job, JobKind, StartLimits
 from app.queue import Queue
+from app.state.records import SlotRelease
 from app.state.runs import RunStart
-from app.state.scripts import SlotRelease, StartAdmit
+from app.state.scripts import StartAdmit
 from app.state.slots import Constraint, SlotStore
 from app.state.store import RunState, Store
 
@@ -249,12 +250,16 @@ def _period_ms(value: JSON) -> int | None:
 
 
 class Grant:
-    """Slots held by one executing job; `release` gives them back (once)."""
+    """Slots held by one executing job; `release` gives them back (once). Handed over to the
+    script that stops the job (`Slots.handoff`), they are given back there: `release` then
+    does nothing until that call's answer settles them (`Slots.released`) or hands them
+    back (`take_back`: that call did not give them back)."""
 
     def __init__(self, slots: Slots | None, job_id: str, constraints: Sequence[Constraint]):
         self._slots = slots
         self.job_id = job_id
         self.constraints = list(constraints)
+        self._handed = False
 
     @property
     def holder(self) -> Slots | None:
@@ -262,12 +267,24 @@ class Grant:
         return self._slots
 
     def release(self, now: int) -> None:
+        if self._handed:
+            return  # the call that stops the job gives them back (or hands them back)
         slots, self._slots = self._slots, None
         if slots is not None:
             slots.release(self, now)
 
+    def hand_over(self) -> None:
+        """The call that stops the job will give the slots back: `release` waits for it."""
+        self._handed = True
+
+    def take_back(self, now: int) -> None:
+        """That call did not give them back: give them back now."""
+        self._handed = False
+        self.release(now)
+
     def settle(self) -> None:
         """Released elsewhere (by the script that stopped the job): nothing to give back."""
+        self._handed = False
         self._slots = None
 
 
@@ -406,6 +423,14 @@ class Slots:
         grant.settle()
         self.keeper.remove(grant.job_id)
         self._send(woken)
+
+    def settled(self, grant: Grant, woken: Sequence[Job] | None, now: int) -> None:
+        """The answer of the call `grant` was handed over to (`Grant.hand_over`): its
+        slots given back there, waking `woken`; or (None) not: given back now."""
+        if woken is None:
+            grant.take_back(now)
+        else:
+            self.released(grant, woken)
 
     def forget(self, job_id: str, now: int) -> None:
         """`job_id` will not execute here after all (its run ended): give back the slots its

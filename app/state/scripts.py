@@ -17,7 +17,7 @@ from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import ArchiveKeys, Keys, SlotKeys
 from app.state.lua_files import Arg, LuaScripts
-from app.state.records import BrokerMessage
+from app.state.records import BrokerMessage, SlotRelease
 
 TOMBSTONE_TTL_MS = 86_400_000
 """How long a finished job's id is refused by enqueue_job."""
@@ -128,20 +128,6 @@ class CreateStartReply:
     woken: Sequence[str] = ()
     """Job JSON of waiters woken on the way: the caller sends them."""
     start_at: int = 0
-
-
-@dataclass(frozen=True)
-class SlotRelease:
-    """The concurrency slots a job gives back in the script that stops it (lua/suspend.lua),
-    as lua/slots_release.lua takes them. Times in ms."""
-
-    constraints: Sequence[tuple[str, int]]
-    """(constraint name, limit >= 1) of each slot the job holds."""
-    now: int
-    slot_lease_ms: int
-    """A woken waiter's slot is reserved until now + this."""
-    resend_ms: int
-    """A woken waiter's send-by is now + this."""
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
@@ -395,13 +381,17 @@ class Scripts:
         send_by: int = 0,
         steps: Sequence[tuple[str, str, str]] = (),
         durations: Sequence[tuple[str, float] | None] = (),
+        release: SlotRelease | None = None,
+        release_job: str = "",
         client: Any = None,
-    ) -> tuple[FinishCode, str]:
+    ) -> tuple[FinishCode, str, list[str]]:
         """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
         the same call; with `steps` ((step, memo JSON, info JSON), as `save_steps` takes them,
         each with its (bucket, seconds) in `durations`), save those first. (code, the events'
-        job id or ""). With `client` (a pipeline), only queue the call: its reply comes from
-        the pipeline, parsed by `finished`."""
+        job id or "", Job JSON of the waiters a slot release woke). With `release`, the slots
+        `release_job` holds are given back by the call that ends the run. With `client` (a
+        pipeline), only queue the call: its reply comes from the pipeline, parsed by
+        `finished`."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -457,15 +447,18 @@ class Scripts:
         args += list(job_ids)
         self._event_items(events, keys, args)
         self._step_args(steps, durations, args)
+        if release is not None:
+            args.append(release_job)
+            self._release_call(release, keys, args)
         if client is not None:
             self._lua.run("finish_run", keys, args, client)
-            return "finished", ""
+            return "finished", "", []
         return self.finished(self._run("finish_run", keys, args))
 
     @staticmethod
-    def finished(reply: Any) -> tuple[FinishCode, str]:
-        code, job_id = reply
-        return cast(FinishCode, code), str(job_id)
+    def finished(reply: Any) -> tuple[FinishCode, str, list[str]]:
+        woken = [str(job) for job in reply[2]] if len(reply) > 2 else []
+        return cast(FinishCode, reply[0]), str(reply[1]), woken
 
     def suspend(
         self,

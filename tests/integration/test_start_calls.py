@@ -130,8 +130,7 @@ def test_a_concurrency_limited_run_starts_in_one_call(
         "begin_job",  # the event job's
         "create_run",  # create + slot + start
         "finish_job",  # the event job's
-        "finish_run",
-        "slots_release",  # the slot given back as the job stops
+        "finish_run",  # the end, and the slot given back
     ]
     assert recorder.sent == []
     assert _started_total(e, "starts-limited") == 1
@@ -292,8 +291,8 @@ def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
 ) -> None:
     """A start job of a concurrency-limited function sent to a worker: its message carries
     the run's constraints (`Job.limits`, evaluated when the run was created), so the worker
-    starts it with the round trips of a plain function's start, plus the one that gives its
-    slot back when the job stops."""
+    starts it with the round trips of a plain function's start, and the call that ends the
+    run gives its slot back: no round trip more than a plain run's."""
     e, recorder = sending
     [plain] = _starts(e, recorder, [{"name": "starts/go"}])
     [limited] = _starts(e, recorder, [{"name": "starts/limited"}])
@@ -306,9 +305,8 @@ def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
         round_trips[0] = 0
         assert e.jobs.work(*args) == "done"
         costs[name] = (round_trips[0], list(scripts))
-    assert costs["limited"][1] == [*costs["plain"][1], "slots_release"]
-    assert costs["limited"][1][0] == "start_run"
-    assert costs["limited"][0] == costs["plain"][0] + 1
+    assert costs["limited"][1] == costs["plain"][1] == ["start_run", "finish_run"]
+    assert costs["limited"][0] == costs["plain"][0]
     runs = e.store.list_runs(10)
     assert [r.status for r in runs] == [RunStatus.COMPLETED.value] * 2
     assert _started_total(e, "starts-limited") == 1

@@ -10,8 +10,7 @@ from typing import Any
 import redis
 
 from app.models import JobKind
-from app.state.records import QueuedJob
-from app.state.scripts import SlotRelease
+from app.state.records import QueuedJob, SlotRelease
 from app.state.slots import SlotStore
 from app.state.store import Store
 from tests.lua.conftest import T0, make_job, make_pause
