@@ -24,6 +24,7 @@ from app.flow.slots import Grant
 from app.functions import load_functions
 from app.models import RunStatus, StartLimits
 from app.state.lua_files import LuaScripts
+from app.state.store import Store
 from tests.integration.recorder import Recorder
 
 FUNCTIONS = "tests.integration.start_functions"
@@ -463,3 +464,34 @@ def test_a_limited_start_given_up_gives_its_slot_back(
 def _slot_holders(engine: Engine, constraint: str) -> list[str]:
     with redis.Redis.from_url(engine.settings.redis_url, decode_responses=True) as client:
         return list(client.zrange(f"{engine.store.keys.prefix}:slots:{constraint}", 0, -1))
+
+
+def test_a_limited_run_whose_end_writes_nothing_gives_its_slot_back_on_its_own(
+    engine: tuple[Engine, Recorder], scripts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run was cancelled while its job ran: the call that was to end it (and give the
+    slot back) writes nothing, so the job gives its slot back with `slots_release`, as
+    before, and stops renewing it."""
+    e, recorder = engine
+    real_many, real_alone = Store.end_runs, Store.end_alone
+
+    def cancelled(store: Store, run_id: str, now: int) -> None:
+        assert store.finish_run(run_id, RunStatus.CANCELLED.value, None, None, now)
+
+    def end_runs(self: Store, ends: Any) -> Any:
+        for end in ends:
+            cancelled(self, end.run_id, end.now)
+        return real_many(self, ends)
+
+    def end_alone(self: Store, end: Any, **kw: Any) -> Any:
+        cancelled(self, end.run_id, end.now)
+        return real_alone(self, end, **kw)
+
+    monkeypatch.setattr(Store, "end_runs", end_runs)
+    monkeypatch.setattr(Store, "end_alone", end_alone)
+    _event_task(e, recorder, [{"name": "starts/limited"}])
+    [run] = e.store.list_runs(10)
+    assert run.status == RunStatus.CANCELLED.value
+    assert scripts.count("slots_release") == 1
+    assert _slot_holders(e, "f:starts-limited") == []
+    assert e.executor.slots.keeper.held() == {}
