@@ -939,24 +939,30 @@ class Executor:
         and so do the step results not saved yet (one script call for the run's last steps
         and its end)."""
         batch, call.unsaved = call.unsaved, []
+        observed = [metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch]
         grant = call.grant
         release = self.slots.handoff(grant, now)
         if release is not None:
             grant.hand_over()  # given back by the call that ends the run (maybe batched)
-        call.ended = self.lifecycle.finish(
-            call.state,
-            status,
-            output,
-            error,
-            now,
-            job_id=call.job.id,
-            steps=[(u.step, u.memo, u.info) for u in batch],
-            observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
-            release=release,
-            released=None
-            if release is None
-            else lambda woken: self.slots.settled(grant, woken, self._now()),
-        )
+        try:
+            call.ended = self.lifecycle.finish(
+                call.state,
+                status,
+                output,
+                error,
+                now,
+                job_id=call.job.id,
+                steps=[(u.step, u.memo, u.info) for u in batch],
+                observed=observed,
+                release=release,
+                released=None
+                if release is None
+                else lambda woken: self.slots.settled(grant, woken, self._now()),
+            )
+        except Exception:
+            if release is not None:  # not handed back by lifecycle: give the slots back here
+                self.slots.settled(grant, None, self._now())
+            raise
 
     @staticmethod
     def _wake_time(op: Op, now: int) -> int | None:
