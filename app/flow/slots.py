@@ -1,7 +1,9 @@
 """Flow control at execution time: concurrency, throttle and priority (ENGINE.md 6.1, 6.2, 6.7).
 
     runner creates a run ─► start_limits(fn, event, created_at): its start job carries the
-                            constraint names, throttle name and score (`Job.limits`)
+                            constraint names, throttle name and score (`Job.limits`); the
+                            first run a task keeps: lua/create_run.lua creates, admits and
+                            starts it in one call (`Slots.admit`, `admitted`)
     worker takes the start job ─► Slots.admit ─► lua/start_run.lua: lease + admit + start in
                             one call; a slot granted there is the executor's (`acquire`)
     executor.execute(job) ─► Slots.acquire(fn, run, job, now)
@@ -9,7 +11,9 @@
         `throttle`, start job ──────► start time later: job deferred to it, raise Parked
         `concurrency` ──────────────► a slot in every constraint: Grant
                                       a constraint full: job parked in its wait list, Parked
-    ... steps execute ... ─► Grant.release() ─► slots freed, the next waiters sent
+    ... steps execute ... ─► the job's suspend or its run's end gives the slots back and
+                            wakes the next waiters in its own call (`handoff`, `released`,
+                            `settled`); else Grant.release() ─► lua/slots_release.lua
 
 Concurrency counts executing jobs, not runs: a run holds a slot only while a job of it runs
 steps, never while it sleeps or waits. Waiters start in score order, score = run created_at
