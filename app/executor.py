@@ -44,7 +44,7 @@ from app.config import Settings
 from app.drivers.base import CallRequest, CallResult, CheckpointResult, Driver, Op
 from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
 from app.errors import BadRequest
-from app.flow.slots import Slots
+from app.flow.slots import NO_GRANT, Grant, Slots
 from app.lifecycle import Lifecycle
 from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
 from app.queue import Queue
@@ -99,6 +99,8 @@ class _Call:
     unsaved: list[_Unsaved] = field(default_factory=list)
     """Finished in-process steps not saved yet (in order), mirrored in `state` already."""
     unsaved_since: float = 0.0
+    grant: Grant = NO_GRANT
+    """The concurrency slots the job holds: given back by the script that suspends it."""
     lost: bool = False
     """A batched save found the run ended or another memo first: this call stops."""
     ended: bool = False
@@ -331,9 +333,9 @@ class Executor:
             return ""
         grant = self.slots.acquire(fn, state, job, now)  # or raises Parked (app.flow.slots)
         try:
-            return self._drive(job, state, fn, target, attempt, now)
+            return self._drive(job, state, fn, target, attempt, now, grant)
         finally:
-            grant.release(self._now())
+            grant.release(self._now())  # unless the script that stopped the job did
 
     def _fresh(self, job: Job) -> RunState | None:
         """The state of a run this process created a moment ago, for its start job run from
@@ -354,6 +356,7 @@ class Executor:
         target: str | None,
         attempt: int,
         now: int,
+        grant: Grant = NO_GRANT,
     ) -> Settled:
         if state.started_at is None:
             if not self._store.mark_started(state.run_id, now, state.function_id):
@@ -379,6 +382,7 @@ class Executor:
             attempt,
             time.monotonic() + self._settings.step_budget_seconds,
             now,
+            grant=grant,
         )
         self._loop(call, driver)
         return call.settled
@@ -677,9 +681,19 @@ class Executor:
         assert not call.suspended, "a call suspends its run once"
         run_id = call.state.run_id
         planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
-        code, created = self._store.suspend(
-            run_id, call.job.id, call.job.lease, planned, pending, pause, correlation_mode
+        got = self._store.suspend_run(
+            run_id,
+            call.job.id,
+            call.job.lease,
+            planned,
+            pending,
+            pause,
+            correlation_mode,
+            self.slots.handoff(call.grant, now),
         )
+        code, created = got.code, got.created
+        if got.released:
+            self.slots.released(call.grant, got.woken)
         if code in ("missing", "conflict"):
             return code == "conflict"  # the job is left for the worker to finish
         call.suspended = True  # finished by the script, or not ours ("lost") or gone ("ended")
@@ -925,16 +939,30 @@ class Executor:
         and so do the step results not saved yet (one script call for the run's last steps
         and its end)."""
         batch, call.unsaved = call.unsaved, []
-        call.ended = self.lifecycle.finish(
-            call.state,
-            status,
-            output,
-            error,
-            now,
-            job_id=call.job.id,
-            steps=[(u.step, u.memo, u.info) for u in batch],
-            observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
-        )
+        observed = [metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch]
+        grant = call.grant
+        release = self.slots.handoff(grant, now)
+        if release is not None:
+            grant.hand_over()  # given back by the call that ends the run (maybe batched)
+        try:
+            call.ended = self.lifecycle.finish(
+                call.state,
+                status,
+                output,
+                error,
+                now,
+                job_id=call.job.id,
+                steps=[(u.step, u.memo, u.info) for u in batch],
+                observed=observed,
+                release=release,
+                released=None
+                if release is None
+                else lambda woken: self.slots.settled(grant, woken, self._now()),
+            )
+        except Exception:
+            if release is not None:  # not handed back by lifecycle: give the slots back here
+                self.slots.settled(grant, None, self._now())
+            raise
 
     @staticmethod
     def _wake_time(op: Op, now: int) -> int | None:

@@ -18,13 +18,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Protocol
 
 from app import tracing
 from app.ids import new_ulid
 from app.models import JSON, Job, RunStatus
 from app.runner import must_process, normalize_event
+from app.state.records import SlotRelease
+from app.state.runs import Ended
 from app.state.store import NewEvent, RunEnd, RunState, Store
+
+Released = Callable[[Sequence[Job] | None], None]
+"""Told what became of the slots an end was to give back (`Lifecycle.finish`): the waiters
+the call that ended the run woke (its slots are given back), or None (not given back: the
+end was not written by this call; the caller gives them back itself)."""
 
 log = logging.getLogger("stepline.runs")
 
@@ -58,7 +66,7 @@ class Lifecycle:
         self._queue = queue
         self.on_finish: Callable[[RunState, RunStatus, int], None] | None = None
         """Set by `Engine.create`: told once a run has ended (flow control frees its locks)."""
-        self._batch: list[tuple[RunState, RunEnd]] | None = None
+        self._batch: list[tuple[RunState, RunEnd, Released | None]] | None = None
         """Ends kept to be written together (`batched`)."""
 
     def finish(
@@ -72,6 +80,8 @@ class Lifecycle:
         job_id: str | None = None,
         steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
         observed: Sequence[tuple[str, float] | None] = (),
+        release: SlotRelease | None = None,
+        released: Released | None = None,
     ) -> bool:
         """End the run with `status`; True for the call that ended it. `job_id`: the run's
         job this call runs in, likely its only one (the script drops it with the run's
@@ -80,15 +90,26 @@ class Lifecycle:
         script call (`Store.end_run`); when one already had another memo, nothing is
         written (False).
 
+        `release` (with `job_id`): the concurrency slots that job holds, given back by the
+        call that ends the run; `released` is then told what became of them, once written.
+
         Inside `batched`, an end from its own job (`job_id`) is only kept, and True
         answered: the batch's ends are written together when it closes."""
         end = self._end(state, status, output, error, now, job_id or "", steps, observed)
+        if job_id is not None and release is not None:
+            end = replace(end, release=release)
         if self._batch is not None and job_id is not None:
-            self._batch.append((state, end))
+            self._batch.append((state, end, released))
             return True
-        ended, job = self._end_alone(end, guess=job_id is not None)
-        self._ended(state, status, now, error, ended, job)
-        return ended
+        try:
+            result = self._end_alone(end, guess=job_id is not None)
+        except Exception:
+            if released is not None and end.release is not None:
+                released(None)  # not given back: the caller does
+            raise
+        self._ended(state, status, now, error, result.code == "finished", result.job)
+        _tell(released, end, result)
+        return result.code == "finished"
 
     @property
     def deferring(self) -> bool:
@@ -110,35 +131,36 @@ class Lifecycle:
             if batch:
                 self._write(batch)
 
-    def _write(self, batch: list[tuple[RunState, RunEnd]]) -> None:
-        results = self._store.end_runs([end for _, end in batch])
+    def _write(self, batch: list[tuple[RunState, RunEnd, Released | None]]) -> None:
+        told: set[int] = set()
+        try:
+            self._write_all(batch, told)
+        finally:
+            for index, (_, end, released) in enumerate(batch):
+                if index not in told and released is not None and end.release is not None:
+                    released(None)  # not written: the caller gives the slots back
+
+    def _write_all(
+        self, batch: list[tuple[RunState, RunEnd, Released | None]], told: set[int]
+    ) -> None:
+        results = self._store.end_runs([end for _, end, _ in batch])
         unfinished: list[str] = []
-        for (state, end), (code, job) in zip(batch, results, strict=True):
+        for index, ((state, end, released), result) in enumerate(zip(batch, results, strict=True)):
             status = RunStatus(end.status)
-            if code == "changed":
-                ended, job = self._end_alone(end, guess=False)
-            else:
-                ended = code == "finished"
+            if result.code == "changed":
+                result = self._end_alone(end, guess=False)
+            ended = result.code == "finished"
             if not ended:
                 unfinished.append(end.job_id)
-            self._ended(state, status, end.now, end.error, ended, job)
+            told.add(index)
+            _tell(released, end, result)
+            self._ended(state, status, end.now, end.error, ended, result.job)
         self._store.finish_jobs(unfinished)
 
-    def _end_alone(self, end: RunEnd, *, guess: bool) -> tuple[bool, Job | None]:
-        """Write one end in its own call (`Store.end_run`); with `guess`, its job first
+    def _end_alone(self, end: RunEnd, *, guess: bool) -> Ended:
+        """Write one end in its own call (`Store.end_alone`); with `guess`, its job first
         guessed as the run's only one."""
-        return self._store.end_run(
-            end.run_id,
-            end.status,
-            end.output,
-            end.error,
-            end.now,
-            end.events,
-            end.send_by,
-            guess=(end.function_id, [end.job_id]) if guess else None,
-            steps=end.steps,
-            observed=end.observed,
-        )
+        return self._store.end_alone(end, guess=guess)
 
     def _end(
         self,
@@ -288,3 +310,9 @@ def lifecycle_event(raw: dict[str, JSON], internal_id: str, now: int) -> NewEven
     the run's end), and always processed when an invoking parent waits for it."""
     event = normalize_event(raw, internal_id, now, internal=True)
     return NewEvent(internal_id, event, "", must_process(event))
+
+
+def _tell(released: Released | None, end: RunEnd, result: Ended) -> None:
+    """Tell `released` what became of `end`'s slots (given back by its call, or not)."""
+    if released is not None and end.release is not None:
+        released(result.woken if result.released else None)

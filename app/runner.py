@@ -46,6 +46,9 @@ from app.models import (
 from app.queue import Queue
 from app.registry import Registry
 from app.state.jobs import Lease
+from app.state.records import QueuedJob
+from app.state.runs import RunStart
+from app.state.scripts import StartAdmit
 from app.state.store import NewEvent, NewRun, RunState, Store
 
 if TYPE_CHECKING:
@@ -75,6 +78,7 @@ class FreshRuns:
     def __init__(self) -> None:
         self._runs: OrderedDict[str, RunState] = OrderedDict()
         self._starts: dict[str, Job] = {}
+        self._waiting: set[str] = set()
         self._claim: tuple[str, str, Lease] | None = None
         self._lock = threading.Lock()
 
@@ -111,7 +115,19 @@ class FreshRuns:
         with self._lock:
             self._runs.clear()
             self._starts.clear()
+            self._waiting.clear()
             self._claim = None
+
+    def wait(self, run_id: str) -> None:
+        """A run this task created whose start job its creation parked for a concurrency
+        slot or deferred by a throttle (`Store.create_admitted_run`): not for the work list
+        (whoever frees a slot, or the throttle's countdown, sends it)."""
+        with self._lock:
+            self._waiting.add(run_id)
+
+    def waits(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._waiting
 
     def claim(self, token: str, lease: Lease) -> None:
         """The start job of a run created started (`Store.create_started_run`) is leased to
@@ -273,7 +289,7 @@ class Runner:
             run_id = self._invoke(fn, event, data, internal_id, now, send=send)
             if run_id:
                 runs.append(run_id)
-                if fn is not None and not send:
+                if fn is not None and not send and not self.fresh.waits(run_id):
                     here.append(self.fresh.start_of(run_id) or start_job(run_id, fn.id))
         else:
             for fn in self._registry.triggered_by(name):
@@ -282,7 +298,7 @@ class Runner:
                     admitted = self._admit(fn, event, internal_id, now, send=send)
                     if admitted:
                         runs.append(admitted)
-                        if not send:
+                        if not send and not self.fresh.waits(admitted):
                             here.append(self.fresh.start_of(admitted) or start_job(admitted, fn.id))
                 elif self.admission is not None:
                     self.admission.no_match(fn, event, internal_id)
@@ -502,15 +518,30 @@ class Runner:
         then send the job. Returns (run id, created), as `Store.create_run`.
 
         The first run a task creates to run here next (`_starts_next`) is created started,
-        its start job leased to this task, in that same script call (`fresh.claim`)."""
+        its start job leased to this task, in that same script call (`fresh.claim`); of a
+        function with concurrency or throttle, admitted in that call too (`_create_admitted`:
+        a slot in each constraint, or the job parked or deferred and the run left Queued)."""
         event = run.events[0] if run.events else {}
         start = start_job(run.run_id, fn.id, start_limits(fn, event, run.created_at))
         planned = self._queue.plan(start, start_at, now)
-        if self._starts_next(fn, run, start_at, now, send=send):
+        admit = None
+        starts = self._starts_next(run, start_at, now, send=send)
+        if starts and has_rules(fn.options):
+            admit = self._admit_of(fn, start)
+            starts = admit is not None
+        if starts:
             token = uuid.uuid4().hex
             lease_ms = int(self.settings.lease_seconds * 1000)
-            run_id, code = self._store.create_started_run(run, planned, token, lease_ms)
+            code: str
+            if admit is None:
+                run_id, code = self._store.create_started_run(run, planned, token, lease_ms)
+            else:
+                run_id, code = self._create_admitted(start, run, planned, token, admit, now)
             created = code != "exists"
+            if code in ("wait", "later"):
+                self._registry.remember_run(run_id, fn)
+                self.fresh.wait(run_id)
+                return run_id, True
             if code == "started":
                 self._registry.remember_run(run_id, fn)
                 self.fresh.put(fresh_state(run, started=True))
@@ -535,6 +566,31 @@ class Runner:
             start = start_job(run_id, fn.id, start.limits)
             self._queue.enqueue(start, start_at, now, send=send or start_at > now)
         return run_id, created
+
+    def _admit_of(self, fn: FunctionConfig, start: Job) -> StartAdmit | None:
+        """The admission of `fn`'s start job carrying `start.limits` (`Slots.admit`); None
+        without the executor's slots or under other rules."""
+        if self.slots is None or start.limits is None:
+            return None
+        return self.slots.admit(fn, start.limits)
+
+    def _create_admitted(
+        self, start: Job, run: NewRun, planned: QueuedJob, token: str, admit: StartAdmit, now: int
+    ) -> tuple[str, str]:
+        """Create `run` started with its start job admitted under `admit`, in one call
+        (`Store.create_admitted_run`); the answer goes to the slots as a start call's does
+        (waiters it woke sent, a deferred job sent with its countdown, the slots it granted
+        kept for the executor's `acquire`). Returns (run id, code)."""
+        lease_ms = int(self.settings.lease_seconds * 1000)
+        got = self._store.create_admitted_run(run, planned, token, lease_ms, admit)
+        if self.slots is not None:
+            leased: Lease | Literal["gone", "wait", "later"] = "gone"
+            if got.code == "started":
+                leased = Lease(start, 0)
+            elif got.code in ("wait", "later"):
+                leased = "wait" if got.code == "wait" else "later"
+            self.slots.admitted(start, admit, RunStart(leased, True, got.woken, got.start_at), now)
+        return got.run_id, got.code
 
     # --- the work list's starts (app.worker.Starter) ----------------------------------------
     def held(self, job_id: str) -> bool:
@@ -617,21 +673,18 @@ class Runner:
             self.fresh.take(job.run_id)  # not Queued any more: the executor reads it
         return token, leased
 
-    def _starts_next(
-        self, fn: FunctionConfig, run: NewRun, start_at: int, now: int, *, send: bool
-    ) -> bool:
+    def _starts_next(self, run: NewRun, start_at: int, now: int, *, send: bool) -> bool:
         """Is `run` the start job this task's work list runs next, with nothing to wait for?
         Only the first run a task leaves to its own work list (the list runs a job leased
-        already first, whatever its budget: `JobRunner.work`), due now, no replay, and no
-        concurrency or throttle (those decide at execution whether it may start:
-        `app.flow.slots`). The others the task keeps start when the list reaches them, in
-        the call that leases their start job (`claim`)."""
+        already first, whatever its budget: `JobRunner.work`), due now, no replay. (With
+        concurrency or throttle, its creation admits it: `create`.) The others the task
+        keeps start when the list reaches them, in the call that leases their start job
+        (`claim`)."""
         return (
             not send
             and self.works_here
             and start_at <= now
             and run.memoized is None
-            and not has_rules(fn.options)
             and not self.fresh.claiming
         )
 

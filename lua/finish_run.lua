@@ -51,6 +51,9 @@ then, for pause i (i = 1..P), three keys:
 then, for job j (j = 1..J):
           job tombstone        string  <p>:job-done:<job id>
 then, for lifecycle event e (e = 1..E), five keys as lua/ingest_events.lua takes them
+then, with a slot release (the ending job held concurrency slots): waiting set
+          <p>:slots:waiting, limits hash <p>:slots:limits, then for each constraint its slots
+          zset <p>:slots:<name> and waiters zset <p>:slots-wait:<name> (as slots_release.lua's)
 
 ARGV[1]   status: "Completed", "Failed" or "Cancelled"
 ARGV[2]   output, JSON text
@@ -72,9 +75,15 @@ then, for lifecycle event e, five values as lua/ingest_events.lua takes them (th
           flags are "0": the run ends once, so its events are stored once)
 then, for step s, five values as lua/save_step.lua takes them: hashed step id, memo JSON,
           history info ("" for none), duration bucket ("" observes nothing), duration (s)
+then, with a slot release: the job giving its slots back, now (ms), slot lease (ms), resend
+          after (ms), then name and limit of each constraint (slots_release.lua's ARGV)
 
-Returns {code, job id}; the job id (of the lifecycle events' processing job, "" if none was
-made: nothing listens to them) comes with "finished" only:
+With a slot release, the call that ends the run (or its repeat) also gives the job's slots
+back and wakes the waiters that now fit, as slots_release.lua does: the job stops here.
+
+Returns {code, job id[, woken]}; the job id (of the lifecycle events' processing job, "" if
+none was made: nothing listens to them) comes with "finished" only, and so does `woken` (with
+a slot release only: Job JSON of the waiters it woke, for the caller to send):
   "finished"   this call ended the run, or a repeat of the call that did (same token: a lost
                reply re-sent), answering that call's job id
   "ended"      the run had already ended; nothing written
@@ -92,6 +101,8 @@ made: nothing listens to them) comes with "finished" only:
 -- @include "memoize.lua"
 -- @include "merge_history.lua"
 -- @include "observe_step.lua"
+-- @include "slots.lua"
+-- @include "release.lua"
 
 local meta_key, run_pauses_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local expiry_key, corr_key = KEYS[4], KEYS[5]
@@ -109,6 +120,19 @@ local FIXED_KEYS, FIXED_ARGS = 29, 13
 local job_keys_at = FIXED_KEYS + 3 * n_pauses
 local job_args_at = FIXED_ARGS + 5 * n_pauses
 local step_args_at = job_args_at + n_jobs + 5 * n_events
+local release_at = step_args_at + 5 * n_steps
+local release_keys_at = job_keys_at + n_jobs + 5 * n_events
+
+-- "finished": with a slot release, the ending job's slots are given back first.
+local function finished(event_job)
+  if #ARGV <= release_at then
+    return {'finished', event_job}
+  end
+  local woken = {}
+  release_tail(KEYS[6], KEYS[7], KEYS[8], KEYS[9], {unpack(KEYS, release_keys_at + 1)},
+               {unpack(ARGV, release_at + 2)}, ARGV[release_at + 1], woken)
+  return {'finished', event_job, woken}
+end
 
 local status = redis.call('HGET', meta_key, 'status')
 if not status then
@@ -116,7 +140,7 @@ if not status then
 end
 if is_ended(status) then
   if token ~= '' and redis.call('HGET', meta_key, 'finish_token') == token then
-    return {'finished', redis.call('HGET', meta_key, 'finish_job') or ''}
+    return finished(redis.call('HGET', meta_key, 'finish_job') or '')
   end
   return {'ended', ''}
 end
@@ -199,4 +223,4 @@ local ingest_keys = {events = KEYS[20], archive = KEYS[21], jobs = jobs_key, due
 local _, event_job = ingest(ingest_keys, job_keys_at + n_jobs, job_args_at + n_jobs, n_events,
   ARGV[4], 0, send_by)
 redis.call('HSET', meta_key, 'finish_token', token, 'finish_job', event_job)
-return {'finished', event_job}
+return finished(event_job)

@@ -26,23 +26,9 @@ Returns {woken Job JSON...}: the jobs the caller must send now.
 ]]
 
 -- @include "slots.lua"
-
-local q = {
-  jobs = KEYS[1], due = KEYS[2], owners = KEYS[3], leases = KEYS[4], waiting = KEYS[5],
-  limits = KEYS[6], now = tonumber(ARGV[2]), lease_ms = tonumber(ARGV[3]), resend_ms = tonumber(ARGV[4]),
-}
-local job_id = ARGV[1]
+-- @include "release.lua"
 
 local woken = {}
-for i = 1, (#KEYS - 6) / 2 do
-  local c = {
-    slots = KEYS[5 + 2 * i], waiters = KEYS[6 + 2 * i],
-    name = ARGV[3 + 2 * i], limit = tonumber(ARGV[4 + 2 * i]),
-  }
-  if job_id ~= '' then
-    redis.call('ZREM', c.slots, job_id)
-  end
-  slots_prune(q, c)
-  slots_fill(q, c, woken)
-end
+release_tail(KEYS[1], KEYS[2], KEYS[3], KEYS[4], {unpack(KEYS, 5)}, {unpack(ARGV, 2)}, ARGV[1],
+             woken)
 return woken

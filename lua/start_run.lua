@@ -74,6 +74,7 @@ Returns:
 -- @include "slots.lua"
 -- @include "acquire.lua"
 -- @include "throttle.lua"
+-- @include "admit.lua"
 
 local meta_key = KEYS[6]
 local job_id, token, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -95,32 +96,12 @@ end
 
 local woken = {}
 if limited and status and not is_ended(status) then
-  local base = 13
-  if tonumber(ARGV[10]) > 0 then
-    base = 15
-    local start = throttle_start(KEYS[14], KEYS[15], now, tonumber(ARGV[10]),
-                                 tonumber(ARGV[11]), tonumber(ARGV[14]))
-    if start > now then
-      throttle_defer(KEYS[2], KEYS[3], KEYS[4], job_id, start, now, tonumber(ARGV[12]),
-                     tonumber(ARGV[13]))
-      return {'later', start}
-    end
-  end
-  local q = {
-    jobs = KEYS[1], due = KEYS[2], owners = KEYS[3], leases = KEYS[4], waiting = KEYS[12],
-    limits = KEYS[13], now = now, lease_ms = tonumber(ARGV[7]), resend_ms = tonumber(ARGV[8]),
-  }
-  local constraints = {}
-  for i = 1, (#KEYS - base) / 2 do
-    constraints[i] = {
-      slots = KEYS[base + 2 * i - 1], waiters = KEYS[base + 2 * i],
-      name = ARGV[13 + 2 * i], limit = tonumber(ARGV[14 + 2 * i]),
-    }
-  end
-  if #constraints > 0
-      and acquire_slots(q, constraints, job_id, tonumber(ARGV[6]), tonumber(ARGV[9]), woken)
-          ~= 'ok' then
-    return {'wait', woken}  -- parked ('gone' cannot be: the job is leased here)
+  local code, start = admit_start(KEYS[1], KEYS[2], KEYS[3], KEYS[4], {unpack(KEYS, 12)},
+                                  {unpack(ARGV, 6)}, job_id, now, woken)
+  if code == 'later' then
+    return {'later', start}
+  elseif code == 'wait' then
+    return {'wait', woken}
   end
 end
 

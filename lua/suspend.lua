@@ -35,6 +35,9 @@ then, for follow-up f (f = 1..F):
           its job's tombstone  string  <p>:job-done:<follow-up job id>
 then, with a pause, six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause, expiry,
           index, index paths, correlations, run pauses)
+then, with a slot release (the job held concurrency slots): waiting set <p>:slots:waiting,
+          limits hash <p>:slots:limits, then for each constraint its slots zset
+          <p>:slots:<name> and waiters zset <p>:slots-wait:<name> (as slots_release.lua's)
 
 ARGV[1]   run id
 ARGV[2]   current job id (the job whose delivery made this call)
@@ -48,8 +51,16 @@ then, for follow-up f, five values: hashed step id ("" for none), history info J
 then, for pending step p: its hashed step id
 then, with a pause, seven values as lua/save_pause.lua takes them (ARGV[1..7]: pause id,
           pause JSON, expires_at, index mode, index path, correlation id, correlation mode)
+then, with a slot release: now (ms), slot lease (ms), resend after (ms), then name and limit
+          of each constraint (as slots_release.lua's ARGV[2] and on)
 
-Returns {code, enqueued 1, ..., enqueued F}; the enqueue codes come with "suspended" only:
+With a slot release, a suspended job gives its slots back and wakes the waiters that now fit
+(as slots_release.lua does), in this call: the job stops here. A repeat releases again
+(harmless) and answers the waiters that repeat woke, if any.
+
+Returns {code, enqueued 1, ..., enqueued F[, woken]}; the enqueue codes come with "suspended"
+only, and so does `woken` (with a slot release only: Job JSON of the waiters it woke, for the
+caller to send):
   "suspended"  written (or a repeat of the call that wrote it: same token); each follow-up's
                code: 1 created, 0 queued already, -1 tombstoned (ran within the TTL)
   "ended"      the run has ended; nothing written
@@ -63,6 +74,8 @@ Returns {code, enqueued 1, ..., enqueued F}; the enqueue codes come with "suspen
 -- @include "enqueue.lua"
 -- @include "merge_history.lua"
 -- @include "save_pause.lua"
+-- @include "slots.lua"
+-- @include "release.lua"
 
 local meta_key, history_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local jobs_key, due_key, owners_key, leases_key, by_run_key, failures_key =
@@ -74,10 +87,20 @@ local FIXED_KEYS, FIXED_ARGS = 10, 7
 local pending_at = FIXED_ARGS + 5 * n_follow
 local pause_at, pause_keys_at = pending_at + n_pending, FIXED_KEYS + n_follow
 
+local release_keys_at = pause_keys_at + 6 * n_pause
+local release_at = pause_at + 7 * n_pause
+
+-- The answer of a suspend: with a slot release, the job's slots are given back first.
 local function answer(codes)
   local reply = {'suspended'}
   for f = 1, n_follow do
     reply[f + 1] = tonumber(codes[f])
+  end
+  if #ARGV > release_at then
+    local woken = {}
+    release_tail(jobs_key, due_key, owners_key, leases_key, {unpack(KEYS, release_keys_at + 1)},
+                 {unpack(ARGV, release_at + 1)}, job_id, woken)
+    reply[n_follow + 2] = woken
   end
   return reply
 end

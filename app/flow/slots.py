@@ -1,7 +1,9 @@
 """Flow control at execution time: concurrency, throttle and priority (ENGINE.md 6.1, 6.2, 6.7).
 
     runner creates a run ─► start_limits(fn, event, created_at): its start job carries the
-                            constraint names, throttle name and score (`Job.limits`)
+                            constraint names, throttle name and score (`Job.limits`); the
+                            first run a task keeps: lua/create_run.lua creates, admits and
+                            starts it in one call (`Slots.admit`, `admitted`)
     worker takes the start job ─► Slots.admit ─► lua/start_run.lua: lease + admit + start in
                             one call; a slot granted there is the executor's (`acquire`)
     executor.execute(job) ─► Slots.acquire(fn, run, job, now)
@@ -9,7 +11,9 @@
         `throttle`, start job ──────► start time later: job deferred to it, raise Parked
         `concurrency` ──────────────► a slot in every constraint: Grant
                                       a constraint full: job parked in its wait list, Parked
-    ... steps execute ... ─► Grant.release() ─► slots freed, the next waiters sent
+    ... steps execute ... ─► the job's suspend or its run's end gives the slots back and
+                            wakes the next waiters in its own call (`handoff`, `released`,
+                            `settled`); else Grant.release() ─► lua/slots_release.lua
 
 Concurrency counts executing jobs, not runs: a run holds a slot only while a job of it runs
 steps, never while it sleeps or waits. Waiters start in score order, score = run created_at
@@ -36,6 +40,7 @@ from app.errors import BadRequest
 from app.expressions import canonical_json, value_of
 from app.models import JSON, FunctionConfig, Job, JobKind, StartLimits
 from app.queue import Queue
+from app.state.records import SlotRelease
 from app.state.runs import RunStart
 from app.state.scripts import StartAdmit
 from app.state.slots import Constraint, SlotStore
@@ -249,17 +254,42 @@ def _period_ms(value: JSON) -> int | None:
 
 
 class Grant:
-    """Slots held by one executing job; `release` gives them back (once)."""
+    """Slots held by one executing job; `release` gives them back (once). Handed over to the
+    script that stops the job (`Slots.handoff`), they are given back there: `release` then
+    does nothing until that call's answer settles them (`Slots.released`) or hands them
+    back (`take_back`: that call did not give them back)."""
 
     def __init__(self, slots: Slots | None, job_id: str, constraints: Sequence[Constraint]):
         self._slots = slots
         self.job_id = job_id
         self.constraints = list(constraints)
+        self._handed = False
+
+    @property
+    def holder(self) -> Slots | None:
+        """The slots to give back to; None once released."""
+        return self._slots
 
     def release(self, now: int) -> None:
+        if self._handed:
+            return  # the call that stops the job gives them back (or hands them back)
         slots, self._slots = self._slots, None
         if slots is not None:
             slots.release(self, now)
+
+    def hand_over(self) -> None:
+        """The call that stops the job will give the slots back: `release` waits for it."""
+        self._handed = True
+
+    def take_back(self, now: int) -> None:
+        """That call did not give them back: give them back now."""
+        self._handed = False
+        self.release(now)
+
+    def settle(self) -> None:
+        """Released elsewhere (by the script that stopped the job): nothing to give back."""
+        self._handed = False
+        self._slots = None
 
 
 NO_GRANT = Grant(None, "", ())
@@ -382,6 +412,29 @@ class Slots:
             return False  # gone, busy: nothing was admitted
         self._admitted[job.id] = list(admit.constraints)
         return True
+
+    def handoff(self, grant: Grant, now: int) -> SlotRelease | None:
+        """The release of `grant`'s slots, for the script that stops its job to make
+        (lua/suspend.lua); None when it holds none (or gave them back already). Once that
+        script has released them, `released`."""
+        if grant.holder is not self or not grant.constraints:
+            return None
+        return SlotRelease(list(grant.constraints), now, self._lease_ms, self._resend_ms)
+
+    def released(self, grant: Grant, woken: Sequence[Job]) -> None:
+        """The script that stopped `grant`'s job gave its slots back, waking `woken`: send
+        them; the grant has nothing left to release."""
+        grant.settle()
+        self.keeper.remove(grant.job_id)
+        self._send(woken)
+
+    def settled(self, grant: Grant, woken: Sequence[Job] | None, now: int) -> None:
+        """The answer of the call `grant` was handed over to (`Grant.hand_over`): its
+        slots given back there, waking `woken`; or (None) not: given back now."""
+        if woken is None:
+            grant.take_back(now)
+        else:
+            self.released(grant, woken)
 
     def forget(self, job_id: str, now: int) -> None:
         """`job_id` will not execute here after all (its run ended): give back the slots its

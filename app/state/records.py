@@ -279,6 +279,20 @@ class SingletonDecision:
 
 
 @dataclass(frozen=True)
+class SlotRelease:
+    """The concurrency slots a job gives back in the script that stops it (lua/suspend.lua,
+    lua/finish_run.lua), as lua/slots_release.lua takes them. Times in ms."""
+
+    constraints: Sequence[tuple[str, int]]
+    """(constraint name, limit >= 1) of each slot the job holds."""
+    now: int
+    slot_lease_ms: int
+    """A woken waiter's slot is reserved until now + this."""
+    resend_ms: int
+    """A woken waiter's send-by is now + this."""
+
+
+@dataclass(frozen=True)
 class RunEnd:
     """A run's end as its own job makes it (`Store.end_runs`): the job (the run's only one,
     guessed) goes with the run, the function's last unsaved `steps` (step, memo, info; each
@@ -295,3 +309,5 @@ class RunEnd:
     send_by: int = 0
     steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = ()
     observed: Sequence[tuple[str, float] | None] = ()
+    release: SlotRelease | None = None
+    """The concurrency slots `job_id` holds, given back by the call that ends the run."""

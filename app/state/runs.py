@@ -27,8 +27,10 @@ from app.state.records import (
     RunEnd,
     RunState,
     SaveResult,
+    SlotRelease,
 )
 from app.state.scripts import (
+    CreateStartCode,
     FinishCode,
     FollowUp,
     PauseRef,
@@ -52,6 +54,46 @@ class RunStart:
     woken: list[Job] = field(default_factory=list)
     """Waiters given a slot on the way (with an admission): the caller sends them."""
     start_at: int = 0
+
+
+@dataclass(frozen=True)
+class AdmittedCreation:
+    """`RunVerbs.create_admitted_run`'s answer."""
+
+    run_id: str
+    code: CreateStartCode
+    """"started": created Running, its start job leased and holding its slots; "wait":
+    created Queued, the start job parked for a slot; "later": created Queued, the start job
+    deferred to `start_at` by the throttle; "created", "exists": as `create_started_run`."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters given a slot on the way: the caller sends them."""
+    start_at: int = 0
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A run's end as written by lua/finish_run.lua (`RunVerbs.end_alone`, `end_runs`)."""
+
+    code: FinishCode
+    job: Job | None
+    """The job of the run's lifecycle events (None: nothing listens, or not "finished")."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters the slot release woke: the caller sends them."""
+    released: bool = False
+    """The ending job's slots were given back by this call (`RunEnd.release`)."""
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """`RunVerbs.suspend_run`'s answer."""
+
+    code: SuspendCode
+    created: list[bool]
+    """Each follow-up job: created (False: queued already, or ran within the TTL)."""
+    woken: list[Job] = field(default_factory=list)
+    """Waiters the slot release woke: the caller sends them."""
+    released: bool = False
+    """The job's slots were given back by this call."""
 
 
 class RunVerbs(StoreBase):
@@ -81,6 +123,22 @@ class RunVerbs(StoreBase):
         return self._scripts.create_started_run(
             run_creation(run, start), (token, run.created_at + lease_ms)
         )
+
+    def create_admitted_run(
+        self, run: NewRun, start: QueuedJob, token: str, lease_ms: int, admit: StartAdmit
+    ) -> AdmittedCreation:
+        """`create_started_run` for a run of a function with concurrency or throttle: its
+        start job is admitted under `admit` in the same script call, as `start_run` admits
+        it (a slot in each constraint; or parked in a wait list, or deferred by the
+        throttle: the run is then created Queued). A repeat after a lost reply answers as
+        the first call did (without the waiters it woke: the tick resends those)."""
+        if run.memoized is not None:
+            raise ValueError("a replay's run is never started by its creation")
+        reply = self._scripts.create_admitted_run(
+            run_creation(run, start), (token, run.created_at + lease_ms), admit
+        )
+        woken = [Job.model_validate_json(raw) for raw in reply.woken]
+        return AdmittedCreation(reply.run_id, reply.code, woken, reply.start_at)
 
     def start_run(
         self,
@@ -319,6 +377,23 @@ class RunVerbs(StoreBase):
         nothing written) and, when suspended, whether each job was created (False: queued
         already, or it ran within the tombstone TTL). A repeat of the call (lost reply)
         answers the first's outcome."""
+        got = self.suspend_run(run_id, job_id, token, follow, pending, pause, correlation_mode)
+        return got.code, got.created
+
+    def suspend_run(
+        self,
+        run_id: str,
+        job_id: str,
+        token: str,
+        follow: Sequence[tuple[str, dict[str, JSON] | None, QueuedJob]],
+        pending: Sequence[str] = (),
+        pause: Pause | None = None,
+        correlation_mode: str = "",
+        release: SlotRelease | None = None,
+    ) -> Suspended:
+        """`suspend`; with `release` (the concurrency slots the job holds), a suspended job
+        also gives its slots back and wakes the waiters that now fit (as
+        `SlotStore.release`), in the same call: `Suspended.woken`, for the caller to send."""
         items = [
             FollowUp(
                 step,
@@ -333,8 +408,15 @@ class RunVerbs(StoreBase):
         if pause is not None:
             ref = _pause_ref(pause, pause.model_dump_json())
             saved = (ref, pause.expires_at, correlation_mode)
-        code, enqueued = self._scripts.suspend(run_id, job_id, token, items, pending, saved)
-        return code, [each == 1 for each in enqueued]
+        code, enqueued, woken = self._scripts.suspend(
+            run_id, job_id, token, items, pending, saved, release
+        )
+        return Suspended(
+            code,
+            [each == 1 for each in enqueued],
+            [Job.model_validate_json(raw) for raw in woken],
+            released=release is not None and code == "suspended",
+        )
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.
@@ -376,37 +458,57 @@ class RunVerbs(StoreBase):
         `guess` (function id, the run's job ids: the caller's own job) is tried first as
         the run's snapshot, with no pauses, saving its read; the script refuses a wrong
         guess ("changed") and the snapshot is then read."""
-        if not RunStatus(status).ended:
-            raise ValueError(f"finish_run needs an ended status, not {status!r}")
-        items = [event_item(self._keys, event, now) for event in events]
-        token = events[0].internal_id if events else new_ulid(now)
-        step_args = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps]
+        end = RunEnd(run_id, "", "", status, output, error, now, events, send_by, steps, observed)
+        ended = self._end(end, guess)
+        return ended.code == "finished", ended.job
+
+    def end_alone(self, end: RunEnd, *, guess: bool) -> Ended:
+        """`end_run` of `end`; with `guess`, its job first guessed as the run's only one.
+        With `end.release`, the call that ends the run gives the job's slots back too."""
+        return self._end(end, (end.function_id, [end.job_id]) if guess else None)
+
+    def _end(self, end: RunEnd, guess: tuple[str, Sequence[str]] | None) -> Ended:
+        if not RunStatus(end.status).ended:
+            raise ValueError(f"finish_run needs an ended status, not {end.status!r}")
+        items = [event_item(self._keys, event, end.now) for event in end.events]
+        token = end.events[0].internal_id if end.events else new_ulid(end.now)
+        step_args = [(step, _dumps(memo), _encode_info(info)) for step, memo, info in end.steps]
         for attempt in range(RETRIES):
             pauses: list[PauseRef] = []
             if attempt == 0 and guess is not None:
                 function_id, job_ids = guess[0], list(guess[1])
             else:
-                function_id, pauses, job_ids = self._run_snapshot(run_id)
-            code, job_id = self._scripts.finish_run(
-                run_id,
-                status,
-                _dumps(output),
-                _dumps(error),
-                now,
+                function_id, pauses, job_ids = self._run_snapshot(end.run_id)
+            reply = self._scripts.finish_run(
+                end.run_id,
+                end.status,
+                _dumps(end.output),
+                _dumps(end.error),
+                end.now,
                 pauses,
                 job_ids,
                 function_id=function_id,
                 token=token,
                 events=items,
-                send_by=send_by,
+                send_by=end.send_by,
                 steps=step_args,
-                durations=observed,
+                durations=end.observed,
+                release=end.release,
+                release_job=end.job_id,
             )
-            if code != "changed":
-                return code == "finished", self._event_job(job_id)
-        raise StateError(f"run {run_id}: its pauses and jobs kept changing during finish")
+            if reply[0] != "changed":
+                return self._ended(end, *reply)
+        raise StateError(f"run {end.run_id}: its pauses and jobs kept changing during finish")
 
-    def end_runs(self, ends: Sequence[RunEnd]) -> list[tuple[FinishCode, Job | None]]:
+    def _ended(self, end: RunEnd, code: FinishCode, job_id: str, woken: list[str]) -> Ended:
+        return Ended(
+            code,
+            self._event_job(job_id),
+            [Job.model_validate_json(raw) for raw in woken],
+            released=end.release is not None and code == "finished",
+        )
+
+    def end_runs(self, ends: Sequence[RunEnd]) -> list[Ended]:
         """`end_run` for each run's end, as its own job guessed it (`RunEnd.job_id`: the
         run's only job, no pauses), all in one pipelined round trip (each call atomic
         alone). Returns each call's code (a "changed" one, whose guess was wrong, wrote
@@ -436,14 +538,16 @@ class RunVerbs(StoreBase):
                     send_by=end.send_by,
                     steps=steps,
                     durations=end.observed,
+                    release=end.release,
+                    release_job=end.job_id,
                     client=pipe,
                 )
 
-        results: list[tuple[FinishCode, Job | None]] = []
-        for reply in self._scripts.pipelined(fill):
-            code, job_id = Scripts.finished(reply)
-            results.append((code, self._event_job(job_id)))
-        return results
+        replies = self._scripts.pipelined(fill)
+        return [
+            self._ended(end, *Scripts.finished(reply))
+            for end, reply in zip(ends, replies, strict=True)
+        ]
 
     @staticmethod
     def _event_job(job_id: str) -> Job | None:

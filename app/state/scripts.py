@@ -17,7 +17,7 @@ from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import ArchiveKeys, Keys, SlotKeys
 from app.state.lua_files import Arg, LuaScripts
-from app.state.records import BrokerMessage
+from app.state.records import BrokerMessage, SlotRelease
 
 TOMBSTONE_TTL_MS = 86_400_000
 """How long a finished job's id is refused by enqueue_job."""
@@ -53,6 +53,7 @@ class EventItem:
 IngestCode = Literal["stored", "idle", "duplicate"]
 SaveCode = Literal["created", "identical", "different", "ended"]
 StartCode = Literal["started", "created", "exists"]
+CreateStartCode = Literal["started", "created", "exists", "wait", "later"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,20 @@ class StartReply:
     job_json: str = ""
     failures: int = 0
     started: bool = False
+    woken: Sequence[str] = ()
+    """Job JSON of waiters woken on the way: the caller sends them."""
+    start_at: int = 0
+
+
+@dataclass(frozen=True)
+class CreateStartReply:
+    """lua/create_run.lua's answer to a creation with a lease token and an admission:
+    `code` "started" (leased, a slot in each constraint), "wait" (created Queued, the start
+    job parked for a slot), "later" (created Queued, the start job deferred by the throttle
+    to `start_at`), "created" or "exists" (as without an admission)."""
+
+    run_id: str
+    code: CreateStartCode
     woken: Sequence[str] = ()
     """Job JSON of waiters woken on the way: the caller sends them."""
     start_at: int = 0
@@ -193,11 +208,26 @@ class Scripts:
         """Create a run Running with its start job (`creation.start`, required) leased to
         `lease` (token, deadline ms), in one step (lua/create_run.lua): (run id, "started"),
         or "created" (Queued, the job could not be written) or "exists" as `create_run`."""
+        reply = self.create_admitted_run(creation, lease, None)
+        return reply.run_id, cast(StartCode, reply.code)
+
+    def create_admitted_run(
+        self, creation: RunCreation, lease: tuple[str, int], admit: StartAdmit | None
+    ) -> CreateStartReply:
+        """`create_started_run` of a run of a function with concurrency or throttle: its
+        start job is admitted under `admit` (as lua/start_run.lua admits it) in the same
+        call; parked or deferred, the run stays Queued ("wait", "later")."""
         if creation.start is None:
             raise ValueError("a run created started needs its start job")
         args, keys = self._create_run_call(creation, lease)
-        code, found = self._run("create_run", keys, args)
-        return str(found), cast(StartCode, code)
+        if admit is not None:
+            self._admit_call(creation.run_id, admit, keys, args)
+        reply = self._run("create_run", keys, args)
+        code, found = cast(CreateStartCode, reply[0]), str(reply[1])
+        if code == "later":
+            return CreateStartReply(found, code, start_at=int(reply[2]))
+        woken = [str(job) for job in reply[2]] if len(reply) > 2 else []
+        return CreateStartReply(found, code, woken)
 
     def _create_run_call(
         self, creation: RunCreation, lease: tuple[str, int] | None
@@ -245,13 +275,14 @@ class Scripts:
             send_by,
             token,
             deadline,
+            len(c.event_ids),
             *c.event_ids,
         ]
         return args, keys
 
     @staticmethod
     def created(reply: Any) -> tuple[str, bool]:
-        code, found = reply
+        code, found = reply[0], reply[1]
         return str(found), code == "created"
 
     def mark_started(self, run_id: str, function_id: str, now: int) -> bool:
@@ -350,13 +381,17 @@ class Scripts:
         send_by: int = 0,
         steps: Sequence[tuple[str, str, str]] = (),
         durations: Sequence[tuple[str, float] | None] = (),
+        release: SlotRelease | None = None,
+        release_job: str = "",
         client: Any = None,
-    ) -> tuple[FinishCode, str]:
+    ) -> tuple[FinishCode, str, list[str]]:
         """End the run (lua/finish_run.lua); with `events`, store them and queue their job in
         the same call; with `steps` ((step, memo JSON, info JSON), as `save_steps` takes them,
         each with its (bucket, seconds) in `durations`), save those first. (code, the events'
-        job id or ""). With `client` (a pipeline), only queue the call: its reply comes from
-        the pipeline, parsed by `finished`."""
+        job id or "", Job JSON of the waiters a slot release woke). With `release`, the slots
+        `release_job` holds are given back by the call that ends the run. With `client` (a
+        pipeline), only queue the call: its reply comes from the pipeline, parsed by
+        `finished`."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -412,15 +447,18 @@ class Scripts:
         args += list(job_ids)
         self._event_items(events, keys, args)
         self._step_args(steps, durations, args)
+        if release is not None:
+            args.append(release_job)
+            self._release_call(release, keys, args)
         if client is not None:
             self._lua.run("finish_run", keys, args, client)
-            return "finished", ""
+            return "finished", "", []
         return self.finished(self._run("finish_run", keys, args))
 
     @staticmethod
-    def finished(reply: Any) -> tuple[FinishCode, str]:
-        code, job_id = reply
-        return cast(FinishCode, code), str(job_id)
+    def finished(reply: Any) -> tuple[FinishCode, str, list[str]]:
+        woken = [str(job) for job in reply[2]] if len(reply) > 2 else []
+        return cast(FinishCode, reply[0]), str(reply[1]), woken
 
     def suspend(
         self,
@@ -430,12 +468,14 @@ class Scripts:
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
         pause: tuple[PauseRef, int, str] | None = None,
-    ) -> tuple[SuspendCode, list[int]]:
+        release: SlotRelease | None = None,
+    ) -> tuple[SuspendCode, list[int], list[str]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
         with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
-        it first. (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
-        tombstoned; empty unless "suspended")."""
+        it first; with `release`, give the job's slots back once suspended. (code, each
+        follow-up's enqueue code: 1 created, 0 queued already, -1 tombstoned; empty unless
+        "suspended"; Job JSON of the waiters the release woke)."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -458,8 +498,23 @@ class Scripts:
             keys += self._pause_keys(ref)
             args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
             args += [ref.correlation_id, correlation_mode]
-        code, *enqueued = self._run("suspend", keys, args)
-        return cast(SuspendCode, code), [int(each) for each in enqueued]
+        if release is not None:
+            self._release_call(release, keys, args)
+        reply = self._run("suspend", keys, args)
+        code = cast(SuspendCode, reply[0])
+        enqueued = [int(each) for each in reply[1 : 1 + len(follow)]] if len(reply) > 1 else []
+        woken = [str(job) for job in reply[1 + len(follow)]] if len(reply) > 1 + len(follow) else []
+        return code, enqueued, woken
+
+    def _release_call(self, release: SlotRelease, keys: list[str], args: list[Arg]) -> None:
+        """The keys and arguments of a slot release, appended (as lua/slots_release.lua's
+        after its job keys and job id)."""
+        slots = SlotKeys(self._keys.prefix)
+        keys += [slots.waiting, slots.limits]
+        args += [release.now, release.slot_lease_ms, release.resend_ms]
+        for name, limit in release.constraints:
+            keys += [slots.slots(name), slots.waiters(name)]
+            args += [name, limit]
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:
@@ -594,7 +649,8 @@ class Scripts:
         return StartReply(code)
 
     def _admit_call(self, run_id: str, admit: StartAdmit, keys: list[str], args: list[Arg]) -> None:
-        """lua/start_run.lua's keys and arguments of an admission, appended."""
+        """The keys and arguments of an admission, appended (lua/start_run.lua's, and
+        lua/create_run.lua's after the events' and the idempotency key)."""
         slots = SlotKeys(self._keys.prefix)
         keys += [slots.waiting, slots.limits]
         if admit.throttle:

@@ -52,6 +52,17 @@ def nap(ctx: inngest.ContextSync) -> int:
     return int(ctx.step.run("woke", lambda: 3))
 
 
+@client.create_function(
+    fn_id="nap-limited",
+    trigger=inngest.TriggerEvent(event="starts/nap-limited"),
+    concurrency=[inngest.Concurrency(limit=1)],
+)
+def nap_limited(ctx: inngest.ContextSync) -> int:
+    """`nap`, one run at a time (tests/integration/test_suspend_calls.py)."""
+    ctx.step.sleep("nap", datetime.timedelta(hours=1))
+    return int(ctx.step.run("woke", lambda: 3))
+
+
 @client.create_function(fn_id="fork", trigger=inngest.TriggerEvent(event="starts/fork"))
 def fork(ctx: inngest.ContextSync) -> int:
     """Two steps in parallel (planned together, one job each), then their sum."""

@@ -24,23 +24,10 @@ from app.flow.slots import Grant
 from app.functions import load_functions
 from app.models import RunStatus, StartLimits
 from app.state.lua_files import LuaScripts
+from app.state.store import Store
+from tests.integration.recorder import Recorder
 
 FUNCTIONS = "tests.integration.start_functions"
-
-
-class Recorder:
-    """Stands in for Celery: keeps each message's arguments (a job id, a start job's function)."""
-
-    def __init__(self) -> None:
-        self.messages: list[list[str]] = []
-
-    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
-        self.messages.append([str(arg) for arg in args])
-
-    @property
-    def sent(self) -> list[str]:
-        """The job ids sent."""
-        return [args[0] for args in self.messages]
 
 
 @pytest.fixture
@@ -130,24 +117,58 @@ def test_every_run_of_a_fan_out_starts_in_one_call(
 def test_a_concurrency_limited_run_starts_in_one_call(
     engine: tuple[Engine, Recorder], scripts: list[str]
 ) -> None:
-    """A function with a concurrency limit: its run is created Queued (the limit decides when
-    it starts) and the call that leases its start job from the work list takes its slot and
-    marks it started (lua/start_run.lua): no `begin_job`, `slots_acquire`, `mark_started`."""
+    """A function with a concurrency limit: the run its event task runs next is created,
+    admitted (its slot taken) and started by one call (lua/create_run.lua with an
+    admission), as a plain run is: no `start_run`, `begin_job`, `slots_acquire`,
+    `mark_started`."""
     e, recorder = engine
     _event_task(e, recorder, [{"name": "starts/limited"}])
     [run] = e.store.list_runs(10)
     assert run.status == RunStatus.COMPLETED.value
+    assert run.started_at == run.created_at
     assert scripts == [
         "ingest_events",
         "begin_job",  # the event job's
-        "create_run",
+        "create_run",  # create + slot + start
         "finish_job",  # the event job's
-        "start_run",  # lease + slot + start
-        "finish_run",
-        "slots_release",  # the slot given back as the job stops
+        "finish_run",  # the end, and the slot given back
     ]
+    assert recorder.sent == []
     assert _started_total(e, "starts-limited") == 1
     assert _slot_holders(e, "f:starts-limited") == []
+
+
+def test_a_limited_run_created_with_its_slot_taken_is_parked_by_that_call(
+    engine: tuple[Engine, Recorder], scripts: list[str]
+) -> None:
+    """The slot is held elsewhere: the creating call parks the start job in the wait list
+    (the run stays Queued) and the work list does not run it; the holder's release wakes it
+    and sends it, with its limits, and that delivery starts it in one call."""
+    e, recorder = engine
+    slots = e.executor.slots
+    holder = slots.redis.acquire(
+        "holder", [("f:starts-limited", 1)], 0, e.now(), 30_000, 60_000, 300_000
+    )
+    assert holder.code == "ok"
+    _event_task(e, recorder, [{"name": "starts/limited"}])
+    assert scripts.count("create_run") == 1
+    assert "start_run" not in scripts and "begin_job" in scripts  # the event job's only
+    [run] = e.store.list_runs(10)
+    assert (run.status, run.started_at) == (RunStatus.QUEUED.value, None)
+    assert recorder.sent == []
+    waiting = e.store.keys.prefix + ":slots-wait:f:starts-limited"
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        assert client.zrange(waiting, 0, -1) == [f"{run.run_id}:start"]
+    slots.release(Grant(slots, "holder", [("f:starts-limited", 1)]), e.now())
+    [args] = recorder.messages
+    assert args[0] == f"{run.run_id}:start" and len(args) == 3
+    recorder.messages.clear()
+    scripts.clear()
+    assert e.jobs.work(*args) == "done"
+    assert scripts[0] == "start_run" and "begin_job" not in scripts
+    [run] = e.store.list_runs(10)
+    assert run.status == RunStatus.COMPLETED.value
+    assert _started_total(e, "starts-limited") == 1
 
 
 def test_start_jobs_sent_elsewhere_are_not_leased_by_their_creation(
@@ -271,8 +292,8 @@ def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
 ) -> None:
     """A start job of a concurrency-limited function sent to a worker: its message carries
     the run's constraints (`Job.limits`, evaluated when the run was created), so the worker
-    starts it with the round trips of a plain function's start, plus the one that gives its
-    slot back when the job stops."""
+    starts it with the round trips of a plain function's start, and the call that ends the
+    run gives its slot back: no round trip more than a plain run's."""
     e, recorder = sending
     [plain] = _starts(e, recorder, [{"name": "starts/go"}])
     [limited] = _starts(e, recorder, [{"name": "starts/limited"}])
@@ -285,9 +306,8 @@ def test_a_limited_start_costs_a_plain_start_and_its_slot_given_back(
         round_trips[0] = 0
         assert e.jobs.work(*args) == "done"
         costs[name] = (round_trips[0], list(scripts))
-    assert costs["limited"][1] == [*costs["plain"][1], "slots_release"]
-    assert costs["limited"][1][0] == "start_run"
-    assert costs["limited"][0] == costs["plain"][0] + 1
+    assert costs["limited"][1] == costs["plain"][1] == ["start_run", "finish_run"]
+    assert costs["limited"][0] == costs["plain"][0]
     runs = e.store.list_runs(10)
     assert [r.status for r in runs] == [RunStatus.COMPLETED.value] * 2
     assert _started_total(e, "starts-limited") == 1
@@ -306,12 +326,13 @@ def test_limited_start_jobs_a_work_list_sends_on_carry_their_limits(
     e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
     try:
         _event_task(e, recorder, [{"name": "starts/limited"} for _ in range(3)])
+        # The first run was created started (its slot taken) and ran here, budget or not.
         starts = [args for args in recorder.messages if args[0].endswith(":start")]
-        assert len(starts) == 3 and all(len(args) == 3 for args in starts)
+        assert len(starts) == 2 and all(len(args) == 3 for args in starts)
         scripts.clear()
         for args in starts:
             assert e.jobs.work(*args) == "done"
-        assert scripts.count("start_run") == 3
+        assert scripts.count("start_run") == 2
         assert "begin_job" not in scripts and "slots_acquire" not in scripts
         assert "mark_started" not in scripts
         assert _started_total(e, "starts-limited") == 3
@@ -443,3 +464,34 @@ def test_a_limited_start_given_up_gives_its_slot_back(
 def _slot_holders(engine: Engine, constraint: str) -> list[str]:
     with redis.Redis.from_url(engine.settings.redis_url, decode_responses=True) as client:
         return list(client.zrange(f"{engine.store.keys.prefix}:slots:{constraint}", 0, -1))
+
+
+def test_a_limited_run_whose_end_writes_nothing_gives_its_slot_back_on_its_own(
+    engine: tuple[Engine, Recorder], scripts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run was cancelled while its job ran: the call that was to end it (and give the
+    slot back) writes nothing, so the job gives its slot back with `slots_release`, as
+    before, and stops renewing it."""
+    e, recorder = engine
+    real_many, real_alone = Store.end_runs, Store.end_alone
+
+    def cancelled(store: Store, run_id: str, now: int) -> None:
+        assert store.finish_run(run_id, RunStatus.CANCELLED.value, None, None, now)
+
+    def end_runs(self: Store, ends: Any) -> Any:
+        for end in ends:
+            cancelled(self, end.run_id, end.now)
+        return real_many(self, ends)
+
+    def end_alone(self: Store, end: Any, **kw: Any) -> Any:
+        cancelled(self, end.run_id, end.now)
+        return real_alone(self, end, **kw)
+
+    monkeypatch.setattr(Store, "end_runs", end_runs)
+    monkeypatch.setattr(Store, "end_alone", end_alone)
+    _event_task(e, recorder, [{"name": "starts/limited"}])
+    [run] = e.store.list_runs(10)
+    assert run.status == RunStatus.CANCELLED.value
+    assert scripts.count("slots_release") == 1
+    assert _slot_holders(e, "f:starts-limited") == []
+    assert e.executor.slots.keeper.held() == {}

@@ -19,22 +19,9 @@ from app.functions import load_functions
 from app.models import RunStatus
 from app.state.lua_files import LuaScripts
 from app.state.store import Store
+from tests.integration.recorder import Recorder
 
 FUNCTIONS = "tests.integration.start_functions"
-
-
-class Recorder:
-    """Stands in for Celery: keeps each message's arguments (a job id, a start job's function)."""
-
-    def __init__(self) -> None:
-        self.messages: list[list[str]] = []
-
-    def send_task(self, name: str, args: Any = None, **options: Any) -> None:
-        self.messages.append([str(arg) for arg in args])
-
-    @property
-    def sent(self) -> list[str]:
-        return [args[0] for args in self.messages]
 
 
 Calls = list[tuple[str, list[Any]]]
@@ -167,6 +154,47 @@ def test_a_step_retry_suspends_in_one_call(engine: tuple[Engine, Recorder], call
     assert _finished(calls) == []
 
 
+def test_a_limited_run_gives_its_slot_back_in_its_suspend(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """A concurrency-limited run that sleeps: created, admitted and started in one call,
+    then its suspend gives its slot back and wakes the next waiter, in that same call (no
+    `slots_release`). The waiter, woken, is sent."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/nap-limited")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    assert "slots_release" not in _names(calls) and "start_run" not in _names(calls)
+    slots_key = e.store.keys.prefix + ":slots:f:starts-nap-limited"
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        assert client.zcard(slots_key) == 0
+    # A second run parked behind a holder: the holder's suspend wakes it in its own call.
+    slots = e.executor.slots
+    assert (
+        slots.redis.acquire(
+            "holder", [("f:starts-nap-limited", 1)], 0, e.now(), 30_000, 60_000, 300_000
+        ).code
+        == "ok"
+    )
+    calls.clear()
+    e.runner.ingest([{"name": "starts/nap-limited"}], e.now())
+    [event_job] = recorder.sent
+    recorder.messages.clear()
+    assert e.jobs.work(event_job) == "done"
+    [parked] = [r.run_id for r in e.store.list_runs(10) if r.run_id != run_id]
+    assert recorder.sent == []  # parked by its creation
+    state = e.store.load_run(parked)
+    assert state is not None and state.status == RunStatus.QUEUED.value
+    slots.redis.release("holder", [("f:starts-nap-limited", 1)], e.now(), 30_000, 60_000)
+    # Woken by that release (sent by whoever released): its delivery starts it, and its
+    # suspend gives the slot back, no slots_release.
+    calls.clear()
+    assert e.jobs.work(f"{parked}:start", "starts-nap-limited") == "done"
+    assert _names(calls).count("suspend") == 1 and "slots_release" not in _names(calls)
+    with redis.Redis.from_url(e.settings.redis_url, decode_responses=True) as client:
+        assert client.zcard(slots_key) == 0
+
+
 def test_a_suspend_whose_job_another_delivery_took_writes_nothing(
     engine: tuple[Engine, Recorder], calls: Calls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,14 +206,14 @@ def test_a_suspend_whose_job_another_delivery_took_writes_nothing(
     [event_job] = recorder.sent
     recorder.messages.clear()
     store: Store = e.store
-    real_suspend = Store.suspend
+    real_suspend = Store.suspend_run
 
     def taken_over(self: Store, run_id: str, job_id: str, token: str, *args: Any) -> Any:
         leased = store.lease_job(job_id, "other-delivery", e.now() + 10**9, 30_000)
         assert not isinstance(leased, str)
         return real_suspend(self, run_id, job_id, token, *args)
 
-    monkeypatch.setattr(Store, "suspend", taken_over)
+    monkeypatch.setattr(Store, "suspend_run", taken_over)
     assert e.jobs.work(event_job) == "done"
     [run] = store.list_runs(10)
     assert list(_jobs(e)) == [f"{run.run_id}:start"]  # still there, the other's; no timer

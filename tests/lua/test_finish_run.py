@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 
 from app.state.events import event_item
+from app.state.records import RunEnd, SlotRelease
+from app.state.slots import SlotStore
 from app.state.store import NewEvent, Store
 from tests.lua.conftest import T0, make_job, make_pause, new_run, race
 
@@ -94,12 +98,12 @@ def test_a_stale_snapshot_is_refused(store: Store, run: str) -> None:
     store.enqueue_job(make_job("j1"), T0, T0)
     assert scripts.finish_run(
         run, "Completed", "null", "null", T0, [], [], function_id="app-fn"
-    ) == ("changed", "")
+    ) == ("changed", "", [])
     # Nor pauses.
     store.save_pause(make_pause("p1"))
     assert scripts.finish_run(
         run, "Completed", "null", "null", T0, [], ["j1"], function_id="app-fn"
-    ) == ("changed", "")
+    ) == ("changed", "", [])
     state = store.load_run(run)
     assert state is not None and state.status == "Queued"
     # The Store re-reads and succeeds.
@@ -144,15 +148,15 @@ def test_a_repeated_end_answers_the_first_outcome(
             token="01L1", events=items, send_by=T0 + 99,
         )  # fmt: skip
 
-    assert call() == ("finished", "event:01L1")
+    assert call() == ("finished", "event:01L1", [])
     raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
     before = {key: raw.dump(key) for key in client.keys("*")}
-    assert call() == ("finished", "event:01L1")
+    assert call() == ("finished", "event:01L1", [])
     assert {key: raw.dump(key) for key in client.keys("*")} == before
     other = scripts.finish_run(
         run, "Completed", "1", "null", T0, [], [], function_id="app-fn", token="other"
     )
-    assert other == ("ended", "")
+    assert other == ("ended", "", [])
 
 
 def test_lifecycle_events_nothing_listens_to_get_no_job(store: Store, run: str) -> None:
@@ -220,7 +224,7 @@ def test_the_last_steps_are_saved_with_the_end(store: Store, run: str, client: r
             events=items, steps=steps, durations=[("0.005", 0.001), ("0.05", 0.02)],
         )  # fmt: skip
 
-    assert call() == ("finished", "event:01L1")
+    assert call() == ("finished", "event:01L1", [])
     state = store.load_run(run)
     assert state is not None and state.status == "Completed"
     assert state.stack == ["a", "b"] and state.steps == {"a": {"data": 1}, "b": {"data": 2}}
@@ -230,7 +234,7 @@ def test_the_last_steps_are_saved_with_the_end(store: Store, run: str, client: r
     assert client.hget(hist, "app-fn|count") == "1" and client.hget(hist, "app-fn|0.05") == "1"
     raw = redis.Redis(connection_pool=client.connection_pool, decode_responses=False)
     before = {key: raw.dump(key) for key in client.keys("*")}
-    assert call() == ("finished", "event:01L1")
+    assert call() == ("finished", "event:01L1", [])
     assert {key: raw.dump(key) for key in client.keys("*")} == before
 
 
@@ -249,3 +253,73 @@ def test_a_last_step_with_another_memo_ends_nothing(
     assert store.end_run(run, "Completed", 1, None, T0, steps=[("a", {"data": 1}, {})])[0]
     state = store.load_run(run)
     assert state is not None and state.stack == ["a"] and state.status == "Completed"
+
+
+# --- with a slot release: the ending job's concurrency slots go back in the same call -------
+SLOT = "f:app-fn"
+
+
+def _end(job_id: str = "j1", **kw: Any) -> RunEnd:
+    release = SlotRelease([(SLOT, 1)], T0 + 5, 30_000, 60_000)
+    return RunEnd("01RUN", "app-fn", job_id, "Completed", 1, None, T0 + 5, release=release, **kw)
+
+
+def test_the_end_gives_the_slot_back_and_wakes_the_next_waiter(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """The call that ends the run gives its job's slot back and wakes the waiter that now
+    fits (as slots_release.lua would, after it): one call. Alone and pipelined alike; a
+    repeat (same token) answers "finished" and takes or wakes nothing more."""
+    slots = SlotStore.over(store)
+    store.enqueue_job(make_job("j1"), T0, T0 + 100)
+    store.begin_job("j1", "worker", T0, 30_000)
+    assert slots.acquire("j1", [(SLOT, 1)], T0, T0, 30_000, 60_000, 300_000).code == "ok"
+    store.enqueue_job(make_job("other:start", "other"), T0, T0 + 1_000)
+    assert slots.acquire("other:start", [(SLOT, 1)], T0 + 1, T0, 30_000, 60_000, 300_000).code == (
+        "wait"
+    )
+    [ended] = store.end_runs([_end()])
+    assert (ended.code, ended.released) == ("finished", True)
+    assert [job.id for job in ended.woken] == ["other:start"]
+    assert client.zrange(f"sl:slots:{SLOT}", 0, -1) == ["other:start"]
+    assert client.hget("sl:jobs:owner", "other:start") == "woken"
+    assert client.smembers("sl:slots:waiting") == set()
+    # Another end of the same run: "ended", nothing released or woken again.
+    snapshot = {key: client.dump(key) for key in client.keys("sl:*")}
+    again = store.end_alone(_end(), guess=True)
+    assert (again.code, again.released, again.woken) == ("ended", False, [])
+    assert {key: client.dump(key) for key in client.keys("sl:*")} == snapshot
+
+
+def test_a_repeated_end_with_a_release_answers_finished_and_frees_nothing_more(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """A lost reply re-sent (same token, same events): "finished" again; the release runs
+    again but finds its slot gone and nobody left to wake."""
+    slots = SlotStore.over(store)
+    assert slots.acquire("j1", [(SLOT, 1)], T0, T0, 30_000, 60_000, 300_000).code == "ok"
+    items = [event_item(store.keys, lifecycle("01L1", "inngest/function.finished"), T0)]
+    release = SlotRelease([(SLOT, 1)], T0 + 5, 30_000, 60_000)
+
+    def call() -> tuple[str, str, list[str]]:
+        return store._scripts.finish_run(
+            run, "Completed", "1", "null", T0, [], [], function_id="app-fn",
+            token="01L1", events=items, send_by=T0 + 99, release=release, release_job="j1",
+        )  # fmt: skip
+
+    assert call() == ("finished", "event:01L1", [])
+    assert client.zcard(f"sl:slots:{SLOT}") == 0
+    before = {key: client.dump(key) for key in client.keys("sl:*")}
+    assert call() == ("finished", "event:01L1", [])
+    assert {key: client.dump(key) for key in client.keys("sl:*")} == before
+
+
+def test_an_end_not_written_gives_no_slot_back(store: Store, run: str, client: redis.Redis) -> None:
+    """The run had ended already: nothing written, the slot not given back here (the caller
+    gives it back on its own, as before)."""
+    slots = SlotStore.over(store)
+    assert slots.acquire("j1", [(SLOT, 1)], T0, T0, 30_000, 60_000, 300_000).code == "ok"
+    assert store.finish_run(run, "Cancelled", None, None, T0 + 1) is True
+    ended = store.end_alone(_end(), guess=True)
+    assert (ended.code, ended.released, ended.woken) == ("ended", False, [])
+    assert client.zrange(f"sl:slots:{SLOT}", 0, -1) == ["j1"]

@@ -10,7 +10,8 @@ from typing import Any
 import redis
 
 from app.models import JobKind
-from app.state.records import QueuedJob
+from app.state.records import QueuedJob, SlotRelease
+from app.state.slots import SlotStore
 from app.state.store import Store
 from tests.lua.conftest import T0, make_job, make_pause
 
@@ -249,3 +250,49 @@ def test_a_signal_name_another_pause_holds_writes_nothing(
     )
     assert code == ("suspended", [True])
     assert client.hget("sl:pcorr", "sig") == "p1"
+
+
+# --- with a slot release: a limited job gives its concurrency slots back as it stops --------
+SLOT = "f:app-fn"
+
+
+def test_a_suspend_with_a_release_gives_the_slot_back_and_wakes_the_next_waiter(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """One call suspends the run and gives the job's slot back, waking the waiter that now
+    fits (as slots_release.lua would, after): the waiter comes back to be sent. A repeat
+    after a lost reply answers "suspended" again and takes or wakes nothing more."""
+    slots = SlotStore.over(store)
+    _running(store, run)
+    assert slots.acquire("01RUN:start", [(SLOT, 1)], T0, T0, LEASE, 60_000, 300_000).code == "ok"
+    store.enqueue_job(make_job("other:start", "other", kind=JobKind.START), T0, T0 + 1_000)
+    assert slots.acquire("other:start", [(SLOT, 1)], T0 + 1, T0, LEASE, 60_000, 300_000).code == (
+        "wait"
+    )
+    release = SlotRelease([(SLOT, 1)], T0 + 5, LEASE, 60_000)
+    got = store.suspend_run(run, "01RUN:start", "tok", [_sleep()], release=release)
+    assert (got.code, got.created, got.released) == ("suspended", [True], True)
+    assert [job.id for job in got.woken] == ["other:start"]
+    assert client.zrange(f"sl:slots:{SLOT}", 0, -1) == ["other:start"]
+    assert client.hget("sl:jobs:owner", "other:start") == "woken"
+    assert client.exists(f"sl:slots-wait:{SLOT}") == 0
+    assert client.smembers("sl:slots:waiting") == set()
+    before = _snapshot(client)
+    again = store.suspend_run(run, "01RUN:start", "tok", [_sleep()], release=release)
+    assert (again.code, again.created, again.woken) == ("suspended", [True], [])
+    assert _snapshot(client) == before
+
+
+def test_a_suspend_that_writes_nothing_releases_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """Lost (another delivery holds the job): nothing written, the slot is not given back
+    here (the caller gives it back on its own, as before)."""
+    slots = SlotStore.over(store)
+    _running(store, run)
+    assert slots.acquire("01RUN:start", [(SLOT, 1)], T0, T0, LEASE, 60_000, 300_000).code == "ok"
+    assert store.lease_job("01RUN:start", "other", T0 + LEASE + 1, LEASE) != "busy"
+    release = SlotRelease([(SLOT, 1)], T0 + 5, LEASE, 60_000)
+    got = store.suspend_run(run, "01RUN:start", "tok", [_sleep()], release=release)
+    assert (got.code, got.released, got.woken) == ("lost", False, [])
+    assert client.zrange(f"sl:slots:{SLOT}", 0, -1) == ["01RUN:start"]
