@@ -20,6 +20,7 @@ from app.state.jobs import Lease, job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
 from app.state.records import (
+    BrokerMessage,
     MemoizedSteps,
     NewEvent,
     NewRun,
@@ -52,6 +53,18 @@ class RunStart:
     woken: list[Job] = field(default_factory=list)
     """Waiters given a slot on the way (with an admission): the caller sends them."""
     start_at: int = 0
+
+
+@dataclass(frozen=True)
+class Suspended:
+    """`RunVerbs.suspend`'s answer."""
+
+    code: SuspendCode
+    created: list[bool] = field(default_factory=list)
+    """Per follow-up job: created by this call (False: queued already, or tombstoned)."""
+    event_job: Job | None = None
+    """The job that processes the events stored with the suspend, to send (None: none, or
+    its message went with it)."""
 
 
 class RunVerbs(StoreBase):
@@ -307,18 +320,36 @@ class RunVerbs(StoreBase):
         pending: Sequence[str] = (),
         pause: Pause | None = None,
         correlation_mode: str = "",
-    ) -> tuple[SuspendCode, list[bool]]:
+        *,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
+        function_id: str = "",
+        events: Sequence[NewEvent] = (),
+        now: int = 0,
+        dedupe_ttl_ms: int = 0,
+        send_by: int = 0,
+        message: BrokerMessage | None = None,
+    ) -> Suspended:
         """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
         or "", history info or None, job as `Queue.plan` made it) the info is merged into the
         step's history record and the job queued; then the job `job_id`, whose delivery
         (lease `token`) made the call, is finished. With `pending`, the run's pending
         parallel set is replaced by those steps first (as `set_pending`); with `pause`, it is
         saved first, as `save_pause` saves it (`correlation_mode` "fail" or "replace": as
-        `save_signal_pause` does with a signal's name). Returns the code ("suspended", or
-        "ended", "missing", "lost", "conflict" (the signal name is another pending pause's):
-        nothing written) and, when suspended, whether each job was created (False: queued
-        already, or it ran within the tombstone TTL). A repeat of the call (lost reply)
-        answers the first's outcome."""
+        `save_signal_pause` does with a signal's name). `steps` (step, memo, info): in-process
+        steps that ran before the stop, saved first as `save_steps` saves them (each duration
+        in `observed`, counted under `function_id`). `events` (an invoke's event): stored
+        with the job that processes them, as `ingest_events` stores them (received `now`,
+        deduplicated on their own id for `dedupe_ttl_ms`; the job sent by `send_by`; with
+        `message`, the broker message of job "event:<events[0]'s internal id>", pushed with
+        it as `ingest_events` pushes it).
+
+        Returns the code ("suspended", or "ended", "missing", "lost", "conflict" (the signal
+        name is another pending pause's), "different" (a step has another memo): nothing
+        written), whether each job was created (False: queued already, or it ran within the
+        tombstone TTL) and the events' job to send (None: none made, its message pushed, or
+        not "suspended"). A
+        repeat of the call (lost reply) answers the first's outcome."""
         items = [
             FollowUp(
                 step,
@@ -333,8 +364,24 @@ class RunVerbs(StoreBase):
         if pause is not None:
             ref = _pause_ref(pause, pause.model_dump_json())
             saved = (ref, pause.expires_at, correlation_mode)
-        code, enqueued = self._scripts.suspend(run_id, job_id, token, items, pending, saved)
-        return code, [each == 1 for each in enqueued]
+        code, enqueued, event_job, pushed = self._scripts.suspend(
+            run_id,
+            job_id,
+            token,
+            items,
+            pending,
+            saved,
+            steps=[(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps],
+            durations=observed,
+            function_id=function_id,
+            events=[event_item(self._keys, event, now) for event in events],
+            now=now,
+            dedupe_ttl_ms=dedupe_ttl_ms,
+            send_by=send_by,
+            message=message,
+        )
+        job = None if pushed else self._event_job(event_job)
+        return Suspended(code, [each == 1 for each in enqueued], job)
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.

@@ -116,7 +116,7 @@ class StartReply:
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
-SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict"]
+SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict", "different"]
 
 
 @dataclass(frozen=True)
@@ -430,12 +430,27 @@ class Scripts:
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
         pause: tuple[PauseRef, int, str] | None = None,
-    ) -> tuple[SuspendCode, list[int]]:
+        *,
+        steps: Sequence[tuple[str, str, str]] = (),
+        durations: Sequence[tuple[str, float] | None] = (),
+        function_id: str = "",
+        events: Sequence[EventItem] = (),
+        now: int = 0,
+        dedupe_ttl_ms: int = 0,
+        send_by: int = 0,
+        message: BrokerMessage | None = None,
+    ) -> tuple[SuspendCode, list[int], str, bool]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
         with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
-        it first. (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
-        tombstoned; empty unless "suspended")."""
+        it first; with `steps` ((step, memo JSON, info JSON) as `save_steps` takes them, each
+        with its (bucket, seconds) in `durations`, observed under `function_id`), save them
+        first; with `events`, store them (received `now`, deduplicated for `dedupe_ttl_ms`)
+        and queue their job (sent by `send_by`; `message`, the broker message of job
+        "event:<events[0]'s internal id>", pushed with it when the job gets that name, as
+        `ingest_events` does). (code, each follow-up's enqueue code: 1 created, 0 queued
+        already, -1 tombstoned; the events' job id or ""; whether `message` was pushed; all
+        empty unless "suspended")."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -446,10 +461,20 @@ class Scripts:
             k.jobs_by_run,
             k.job_failures,
             k.job_tombstone(job_id),
+            r.steps,
+            r.stack,
+            k.metric("step_duration_seconds"),
+            k.events,
+            self._archive.events,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+            message.list_key if message is not None else k.jobs,
         ]
         keys += [k.job_tombstone(each.job_id) for each in follow]
         args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
-        args.append(0 if pause is None else 1)
+        args += [0 if pause is None else 1, len(steps), function_id, len(events), now]
+        args += [dedupe_ttl_ms, send_by, message.payload if message is not None else ""]
         for each in follow:
             args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
         args += list(pending)
@@ -458,8 +483,13 @@ class Scripts:
             keys += self._pause_keys(ref)
             args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
             args += [ref.correlation_id, correlation_mode]
-        code, *enqueued = self._run("suspend", keys, args)
-        return cast(SuspendCode, code), [int(each) for each in enqueued]
+        self._step_args(steps, durations, args)
+        self._event_items(events, keys, args)
+        code, *rest = self._run("suspend", keys, args)
+        enqueued = [int(each) for each in rest[: len(follow)]]
+        event_job = str(rest[len(follow)]) if len(rest) > len(follow) else ""
+        pushed = len(rest) > len(follow) + 1 and str(rest[len(follow) + 1]) == "1"
+        return cast(SuspendCode, code), enqueued, event_job, pushed
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:

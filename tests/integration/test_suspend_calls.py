@@ -218,3 +218,57 @@ def test_a_wait_for_an_event_suspends_in_one_call(
     view = e.store.get_run(run_id)
     assert view is not None
     assert (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 7})
+
+
+def test_steps_before_a_sleep_are_saved_with_its_suspend(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """Three in-process steps and the sleep after them: one call, no `save_step` first."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/steps-nap")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    assert _names(calls).count("save_step") == 0
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert [(s["id"] if s["kind"] == "Sleep" else s["name"], s["status"]) for s in view.steps] == [
+        ("s0", "Completed"),
+        ("s1", "Completed"),
+        ("s2", "Completed"),
+        (view.steps[3]["id"], "Sleeping"),
+    ]
+    [sleep_job] = _jobs(e)
+    calls.clear()
+    assert e.jobs.handle(sleep_job) == "done"
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 3)
+    # The wake saves the sleep's end alone (`save_step`), its memos read from the suspend's.
+    assert [args[1] for name, args in calls if name == "save_step"] == [sleep_job.split(":")[2]]
+
+
+def test_an_invoke_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: Calls) -> None:
+    """The step before it, the invoke's pause, history record and timeout job, its
+    `inngest/function.invoked` event with the job that processes it, and the finish of the
+    job that ran it: one `suspend`."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/invoker")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    for name in ("save_step", "save_pause", "record_step", "enqueue_job"):
+        assert names.count(name) == 0, name
+    assert names.count("ingest_events") == 1  # the trigger's, sent before the task
+    assert len(_finished(calls)) == 1  # the trigger's event job
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    # Its event's job was sent; run, it starts the child, whose end resumes the parent.
+    [invoked] = recorder.sent
+    assert invoked.startswith("event:")
+    [record] = [r for r in e.store.list_events(10) if r.event["name"] == "inngest/function.invoked"]
+    assert invoked == f"event:{record.internal_id}"
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 41)
+    assert _jobs(e) == {}

@@ -1,6 +1,7 @@
-"""lua/suspend.lua: a run stops until later (a sleep, planned steps, a retry, a yield) in one
-step: its steps recorded, their jobs queued and the job that ran it finished, under that job's
-lease; safe to repeat."""
+"""lua/suspend.lua: a run stops until later (a sleep, planned steps, a retry, a yield, a wait,
+an invoke) in one step: the in-process steps before the stop saved, its steps recorded, their
+jobs queued (an invoke's event stored with its job) and the job that ran it finished, under
+that job's lease; safe to repeat."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ from typing import Any
 import redis
 
 from app.models import JobKind
-from app.state.records import QueuedJob
+from app.runner import new_event
+from app.state.records import BrokerMessage, QueuedJob
 from app.state.store import Store
 from tests.lua.conftest import T0, make_job, make_pause
 
 LEASE = 30_000
+
+
+def _suspend(store: Store, *args: Any, **kw: Any) -> tuple[str, list[bool]]:
+    """`Store.suspend`'s code and created jobs."""
+    done = store.suspend(*args, **kw)
+    return done.code, done.created
 
 
 def _running(store: Store, run: str, job_id: str = "01RUN:start", token: str = "tok") -> None:
@@ -43,7 +51,7 @@ def test_a_sleep_records_its_step_queues_its_timer_and_finishes_the_job(
     store: Store, run: str, client: redis.Redis
 ) -> None:
     _running(store, run)
-    assert store.suspend(run, "01RUN:start", "tok", [_sleep()]) == ("suspended", [True])
+    assert _suspend(store, run, "01RUN:start", "tok", [_sleep()]) == ("suspended", [True])
 
     # The job that ran the call is gone, tombstoned; the timer waits until its wake time.
     assert client.hkeys("sl:jobs") == ["01RUN:sleep:nap"]
@@ -75,12 +83,12 @@ def test_a_repeat_after_a_lost_reply_answers_the_first_outcome_and_changes_nothi
     store: Store, run: str, client: redis.Redis
 ) -> None:
     _running(store, run)
-    first = store.suspend(run, "01RUN:start", "tok", [_plan("a"), _plan("b")], ["a", "b"])
+    first = _suspend(store, run, "01RUN:start", "tok", [_plan("a"), _plan("b")], ["a", "b"])
     assert first == ("suspended", [True, True])
     before = _snapshot(client)
     # redis-py re-sends the same EVALSHA after a lost reply: same answer, nothing written
     # (so the caller sends the jobs' messages it did not get to send).
-    again = store.suspend(run, "01RUN:start", "tok", [_plan("a"), _plan("b")], ["a", "b"])
+    again = _suspend(store, run, "01RUN:start", "tok", [_plan("a"), _plan("b")], ["a", "b"])
     assert again == first
     assert _snapshot(client) == before
 
@@ -90,9 +98,9 @@ def test_a_repeat_of_a_call_that_found_its_job_queued_answers_that_too(
 ) -> None:
     _running(store, run)
     store.enqueue_job(_plan("a")[2].job, T0, T0 + 5_000)  # queued already (an earlier pass)
-    assert store.suspend(run, "01RUN:start", "tok", [_plan("a")]) == ("suspended", [False])
+    assert _suspend(store, run, "01RUN:start", "tok", [_plan("a")]) == ("suspended", [False])
     before = _snapshot(client)
-    assert store.suspend(run, "01RUN:start", "tok", [_plan("a")]) == ("suspended", [False])
+    assert _suspend(store, run, "01RUN:start", "tok", [_plan("a")]) == ("suspended", [False])
     assert _snapshot(client) == before
 
 
@@ -100,11 +108,11 @@ def test_the_same_token_with_other_follow_ups_is_no_repeat(
     store: Store, run: str, client: redis.Redis
 ) -> None:
     _running(store, run)
-    assert store.suspend(run, "01RUN:start", "tok", [_plan("a")])[0] == "suspended"
+    assert _suspend(store, run, "01RUN:start", "tok", [_plan("a")])[0] == "suspended"
     before = _snapshot(client)
-    assert store.suspend(run, "01RUN:start", "tok", [_plan("b")]) == ("lost", [])
-    assert store.suspend(run, "01RUN:start", "tok", [_plan("a"), _plan("b")]) == ("lost", [])
-    assert store.suspend(run, "01RUN:start", "other", [_plan("a")]) == ("lost", [])
+    assert _suspend(store, run, "01RUN:start", "tok", [_plan("b")]) == ("lost", [])
+    assert _suspend(store, run, "01RUN:start", "tok", [_plan("a"), _plan("b")]) == ("lost", [])
+    assert _suspend(store, run, "01RUN:start", "other", [_plan("a")]) == ("lost", [])
     assert _snapshot(client) == before
 
 
@@ -112,7 +120,7 @@ def test_parallel_steps_are_pending_and_each_has_its_job(
     store: Store, run: str, client: redis.Redis
 ) -> None:
     _running(store, run)
-    code = store.suspend(run, "01RUN:start", "tok", [_plan("a"), _sleep(step="b")], ["a", "b"])
+    code = _suspend(store, run, "01RUN:start", "tok", [_plan("a"), _sleep(step="b")], ["a", "b"])
     assert code == ("suspended", [True, True])
     assert client.smembers("sl:{01RUN}:pending") == {"a", "b"}
     assert client.hget("sl:{01RUN}:run", "die") == "1"
@@ -132,7 +140,7 @@ def test_a_job_another_delivery_leased_is_lost_and_nothing_is_written(
     _running(store, run)
     assert store.begin_job("01RUN:start", "other", T0 + LEASE, LEASE) != "busy"
     before = _snapshot(client)
-    assert store.suspend(run, "01RUN:start", "tok", [_sleep()]) == ("lost", [])
+    assert _suspend(store, run, "01RUN:start", "tok", [_sleep()]) == ("lost", [])
     assert _snapshot(client) == before
 
 
@@ -142,7 +150,7 @@ def test_a_job_finished_elsewhere_is_lost_and_nothing_is_written(
     _running(store, run)
     store.finish_job("01RUN:start", "other")
     before = _snapshot(client)
-    assert store.suspend(run, "01RUN:start", "tok", [_sleep()]) == ("lost", [])
+    assert _suspend(store, run, "01RUN:start", "tok", [_sleep()]) == ("lost", [])
     assert _snapshot(client) == before
 
 
@@ -155,7 +163,7 @@ def test_a_lease_the_tick_cleared_is_still_ours(
     released = store.release_due(T0 + LEASE, 60_000, 10)
     assert [job.id for job in released] == ["01RUN:start"]
     assert client.hget("sl:jobs:owner", "01RUN:start") is None
-    assert store.suspend(run, "01RUN:start", "tok", [_sleep()]) == ("suspended", [True])
+    assert _suspend(store, run, "01RUN:start", "tok", [_sleep()]) == ("suspended", [True])
     assert client.hkeys("sl:jobs") == ["01RUN:sleep:nap"]
 
 
@@ -163,7 +171,7 @@ def test_an_ended_run_queues_nothing(store: Store, run: str, client: redis.Redis
     _running(store, run)
     assert store.finish_run(run, "Cancelled", None, None, T0 + 1)
     before = _snapshot(client)
-    assert store.suspend(run, "01RUN:start", "tok", [_sleep()]) == ("ended", [])
+    assert _suspend(store, run, "01RUN:start", "tok", [_sleep()]) == ("ended", [])
     assert _snapshot(client) == before
 
 
@@ -171,7 +179,7 @@ def test_a_missing_run_is_left_alone(store: Store, client: redis.Redis) -> None:
     store.enqueue_job(make_job("01NONE:start", "01NONE"), T0, T0)
     store.begin_job("01NONE:start", "tok", T0, LEASE)
     before = _snapshot(client)
-    assert store.suspend("01NONE", "01NONE:start", "tok", [_sleep("01NONE")]) == ("missing", [])
+    assert _suspend(store, "01NONE", "01NONE:start", "tok", [_sleep("01NONE")]) == ("missing", [])
     assert _snapshot(client) == before
 
 
@@ -184,7 +192,7 @@ def test_a_follow_up_that_ran_recently_is_not_queued_again(
     store.enqueue_job(yielded, T0, T0)
     store.finish_job(yielded.id, "x")
     planned = QueuedJob(job=yielded, send_by=T0 + 5_000, due_at=T0, soon=True)
-    assert store.suspend(run, "01RUN:start", "tok", [("", None, planned)]) == (
+    assert _suspend(store, run, "01RUN:start", "tok", [("", None, planned)]) == (
         "suspended",
         [False],
     )
@@ -204,7 +212,7 @@ def test_a_wait_saves_its_pause_with_its_timeout_and_finishes_the_job(
 ) -> None:
     _running(store, run)
     pause = make_pause("p1", run)
-    code = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    code = _suspend(store, run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
     assert code == ("suspended", [True])
     assert store.get_pause("p1") == pause
     assert client.zscore("sl:pauses:expiry", "p1") == pause.expires_at
@@ -212,7 +220,7 @@ def test_a_wait_saves_its_pause_with_its_timeout_and_finishes_the_job(
     assert client.smembers("sl:{01RUN}:pauses") == {"p1"}
     assert client.hkeys("sl:jobs") == [f"01RUN:timeout:{pause.step}"]
     before = _snapshot(client)
-    again = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    again = _suspend(store, run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
     assert again == code  # a lost reply re-sent
     assert _snapshot(client) == before
 
@@ -224,7 +232,7 @@ def test_a_wait_whose_pause_exists_still_suspends(
     _running(store, run)
     pause = make_pause("p1", run)
     assert store.save_pause(pause)
-    code = store.suspend(run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
+    code = _suspend(store, run, "01RUN:start", "tok", [_wait(pause)], pause=pause)
     assert code == ("suspended", [True])
     assert client.hkeys("sl:jobs") == [f"01RUN:timeout:{pause.step}"]
 
@@ -238,14 +246,162 @@ def test_a_signal_name_another_pause_holds_writes_nothing(
     _running(store, run)
     pause = make_pause("p1", run, kind="WaitForSignal", event="", correlation_id="sig")
     before = _snapshot(client)
-    code = store.suspend(
-        run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="fail"
+    code = _suspend(
+        store, run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="fail"
     )
     assert code == ("conflict", [])
     assert _snapshot(client) == before
     # Taking the name over (onConflict: "replace") suspends.
-    code = store.suspend(
-        run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="replace"
+    code = _suspend(
+        store, run, "01RUN:start", "tok", [_wait(pause)], pause=pause, correlation_mode="replace"
     )
     assert code == ("suspended", [True])
     assert client.hget("sl:pcorr", "sig") == "p1"
+
+
+def _steps(*names: str) -> list[Any]:
+    """In-process steps that ran before the stop: (step, memo, info), as the executor has them."""
+    return [
+        (name, {"data": i}, {"name": name, "kind": "StepRun", "status": "Completed"})
+        for i, name in enumerate(names)
+    ]
+
+
+def test_steps_before_a_sleep_are_saved_with_it(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """N in-process steps and the sleep after them: one call (no `save_steps` before it)."""
+    _running(store, run)
+    done = store.suspend(
+        run,
+        "01RUN:start",
+        "tok",
+        [_sleep()],
+        steps=_steps("a", "b", "c"),
+        observed=[("0.005", 0.001)] * 3,
+        function_id="app-fn",
+    )
+    assert (done.code, done.created, done.event_job) == ("suspended", [True], None)
+    assert client.lrange("sl:{01RUN}:stack", 0, -1) == ["a", "b", "c"]
+    assert client.hgetall("sl:{01RUN}:steps") == {
+        "a": '{"data":0}',
+        "b": '{"data":1}',
+        "c": '{"data":2}',
+    }
+    assert client.hget("sl:metric:step_duration_seconds", "app-fn|count") == "3"
+    view = store.get_run(run)
+    assert view is not None
+    assert [(s["id"], s["status"]) for s in view.steps] == [
+        ("a", "Completed"),
+        ("b", "Completed"),
+        ("c", "Completed"),
+        ("nap", "Sleeping"),
+    ]
+    assert client.hkeys("sl:jobs") == ["01RUN:sleep:nap"]
+    # A lost reply re-sent: the first outcome, nothing written (no step saved twice, no
+    # duration counted twice).
+    before = _snapshot(client)
+    again = store.suspend(
+        run,
+        "01RUN:start",
+        "tok",
+        [_sleep()],
+        steps=_steps("a", "b", "c"),
+        observed=[("0.005", 0.001)] * 3,
+        function_id="app-fn",
+    )
+    assert again == done
+    assert _snapshot(client) == before
+
+
+def test_a_step_another_execution_saved_otherwise_writes_nothing(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """Another execution got to step b first with another result: it carries the run on."""
+    _running(store, run)
+    [saved] = store.save_steps(run, [("b", {"data": "theirs"}, {})])
+    assert saved.status == "created"
+    before = _snapshot(client)
+    done = store.suspend(run, "01RUN:start", "tok", [_sleep()], steps=_steps("a", "b"))
+    assert (done.code, done.created) == ("different", [])
+    assert _snapshot(client) == before
+    # The same memos (an earlier pass of this execution) are no obstacle.
+    store.save_steps(run, [("a", {"data": 0}, {})])
+    client.hset("sl:{01RUN}:steps", "b", '{"data":1}')
+    done = store.suspend(run, "01RUN:start", "tok", [_sleep()], steps=_steps("a", "b"))
+    assert done.code == "suspended"
+
+
+def _invoke(run: str = "01RUN", internal_id: str = "01INV") -> tuple[Any, Any, Any]:
+    """An invoke's pause, its history record and timeout job, and its event."""
+    pause = make_pause("p-inv", run, kind="InvokeFunction", event="", correlation_id="01RUN.c")
+    raw = {
+        "name": "inngest/function.invoked",
+        "id": "invoke:01RUN.c",
+        "data": {"_inngest": {"fn_id": "app-child", "correlation_id": "01RUN.c"}},
+        "ts": T0,
+    }
+    return pause, _wait(pause, run), new_event(raw, internal_id, T0, internal=True)
+
+
+def test_an_invoke_stores_its_event_with_its_job_in_the_suspend(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    _running(store, run)
+    pause, wait, event = _invoke()
+    args: Any = (run, "01RUN:start", "tok", [wait])
+    kw: Any = {"pause": pause, "events": [event], "now": T0, "dedupe_ttl_ms": 60_000}
+    done = store.suspend(*args, send_by=T0 + 5_000, **kw)
+    assert (done.code, done.created) == ("suspended", [True])
+    assert done.event_job is not None and done.event_job.id == "event:01INV"
+    assert done.event_job.events == ["01INV"]
+    assert store.get_pause("p-inv") == pause
+    record = store.get_event("01INV")
+    assert record is not None and record.event["name"] == "inngest/function.invoked"
+    assert sorted(client.hkeys("sl:jobs")) == ["01RUN:timeout:step-p-inv", "event:01INV"]
+    assert client.zscore("sl:jobs:due", "event:01INV") == T0 + 5_000
+    # A lost reply re-sent: the same answer (its job to send), no second event, no second job.
+    before = _snapshot(client)
+    again = store.suspend(*args, send_by=T0 + 5_000, **kw)
+    assert again == done
+    assert _snapshot(client) == before
+    # The invoke replayed by another delivery (a new internal id): its pause is there, its
+    # event deduplicated on its id: nothing stored, no job.
+    _running(store, run, "01RUN:edge", "tok2")
+    pause, wait, event = _invoke(internal_id="01INV2")
+    kw["events"] = [event]
+    replay = store.suspend(run, "01RUN:edge", "tok2", [wait], send_by=T0 + 5_000, **kw)
+    assert (replay.code, replay.event_job) == ("suspended", None)
+    assert store.get_event("01INV2") is None
+    assert sorted(client.hkeys("sl:jobs")) == ["01RUN:timeout:step-p-inv", "event:01INV"]
+
+
+def test_an_invoke_pushes_its_jobs_message_once(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    _running(store, run)
+    pause, wait, event = _invoke()
+    message = BrokerMessage("test-queue", '{"job": "event:01INV"}')
+    args: Any = (run, "01RUN:start", "tok", [wait])
+    kw: Any = {"pause": pause, "events": [event], "now": T0, "dedupe_ttl_ms": 60_000}
+    done = store.suspend(*args, send_by=T0 + 5_000, message=message, **kw)
+    assert (done.code, done.event_job) == ("suspended", None)  # its message went with it
+    assert client.lrange("test-queue", 0, -1) == ['{"job": "event:01INV"}']
+    assert client.hexists("sl:jobs", "event:01INV")
+    again = store.suspend(*args, send_by=T0 + 5_000, message=message, **kw)
+    assert again == done
+    assert client.llen("test-queue") == 1
+
+
+def test_an_invoke_whose_run_ended_stores_no_event(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    _running(store, run)
+    assert store.finish_run(run, "Cancelled", None, None, T0 + 1)
+    pause, wait, event = _invoke()
+    before = _snapshot(client)
+    done = store.suspend(
+        run, "01RUN:start", "tok", [wait], pause=pause, events=[event], now=T0, send_by=T0
+    )
+    assert (done.code, done.event_job) == ("ended", None)
+    assert _snapshot(client) == before
