@@ -53,7 +53,7 @@ from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner
 from app.state.run_logs import RunLogStore
-from app.state.store import NewEvent, RunState, SaveResult, Store
+from app.state.store import NewEvent, RunState, SaveResult, Store, Suspended
 from app.worker import Done
 
 log = logging.getLogger("stepline.executor")
@@ -587,11 +587,9 @@ class Executor:
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
             return wake is not None and wake > now
-        if op.op == "WaitForEvent":
-            return not op.opts.get("lookback")
         if op.op == "StepError":
             return not op.no_retry and call.attempt + 1 < call.fn.max_attempts
-        return op.op in ("InvokeFunction", "WaitForSignal", "StepPlanned")
+        return op.op in ("WaitForEvent", "InvokeFunction", "WaitForSignal", "StepPlanned")
 
     def _parallel(self, call: _Call, ops: Sequence[Op], now: int) -> Outcome:
         """Several steps at once: all pending, each planned (or asleep) with its own job.
@@ -695,14 +693,17 @@ class Executor:
         *,
         pending: Sequence[str] = (),
         events: Sequence[NewEvent] = (),
-    ) -> bool:
+        lookback: tuple[int, str] | None = None,
+    ) -> Suspended:
         """The run stops until later: save the in-process steps not saved yet and its pause
         (if any), record the steps it stops on, queue their jobs, store `events` (an
         invoke's) with the job that processes them, and finish the job that ran this call,
         in one script call (lua/suspend.lua); with `pending`, the run's pending parallel
-        steps are set in it too. Once per call: the call stops after it. True if nothing was
-        written because the pause's correlation id (a signal name) is another pending
-        pause's (the unsaved steps are then still to save)."""
+        steps are set in it too; with `lookback` (a wait's, as `Store.suspend` takes it), the
+        recent events it may match are read in it too ("look": the job is kept for the
+        caller to match them). Once per call: the call stops after it. Code "conflict":
+        nothing was written because the pause's correlation id (a signal name) is another
+        pending pause's (the unsaved steps are then still to save)."""
         assert not call.suspended, "a call suspends its run once"
         run_id = call.state.run_id
         planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
@@ -723,24 +724,26 @@ class Executor:
             dedupe_ttl_ms=self._settings.event_dedupe_seconds * 1000,
             send_by=self._runner.send_by(now),
             message=self._queue.message(event_job([events[0].internal_id])) if events else None,
+            lookback=lookback,
         )
         code = done.code
         if code in ("missing", "conflict"):
             call.unsaved = batch
-            return code == "conflict"  # the job is left for the worker to finish
+            return done  # the job is left for the worker to finish
         if code == "different":
             call.lost = True  # another execution's memo won: it carries the run on
-            return False  # the job is left for the worker to finish
-        call.suspended = True  # finished by the script, or not ours ("lost") or gone ("ended")
-        if code != "suspended":
+            return done  # the job is left for the worker to finish
+        # Finished by the script, or not ours ("lost") or gone ("ended"); "look" keeps it.
+        call.suspended = code != "look"
+        if code not in ("suspended", "look"):
             log.info("run not suspended (%s) run_id=%s job_id=%s", code, run_id, call.job.id)
-            return False
+            return done
         for (_, _, queued), new in zip(planned, done.created, strict=True):
             if new:
                 self._queue.written(queued, now)
         if done.event_job is not None:
             self._queue.dispatch(done.event_job)
-        return False
+        return done
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         if op.op == "StepRun" and parallel:
@@ -806,14 +809,19 @@ class Executor:
             )
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
-        if not parallel and not pause.lookback_ms:
+        if not parallel:
             # Saved with its history record and timeout job (an invoke's event with the job
-            # that processes it), and the job finished, in one call. A lookback match comes
-            # after the pause is saved: its job stays until it is done (a crash before runs
-            # it again).
+            # that processes it), and the job finished, in one call. A lookback's recent
+            # events are read in it too: with some, its job stays until they are matched (a
+            # crash before runs the match again).
             follow = self._pause_follow_up(state.run_id, op, pause, now)
             events = [self._invoke_event(call, op, pause, now)] if op.op == "InvokeFunction" else []
-            self._suspend(call, [follow], now, pause, events=events)
+            back = None
+            if pause.lookback_ms:
+                back = (lookback.since(pause, now), pause.trigger_event_id)
+            done = self._suspend(call, [follow], now, pause, events=events, lookback=back)
+            if done.code == "look":
+                lookback.match_events(self._store, self._runner, pause, done.recent, now)
             return
         self._store.save_pause(pause)
         self._track_pause(call, op, pause, now)
@@ -877,7 +885,8 @@ class Executor:
             saved = self._store.save_signal_pause(pause, replace=replace)
         else:  # saved with its history record and timeout job, and the job finished
             follow = self._pause_follow_up(state.run_id, op, pause, now, waiting_for)
-            if not self._suspend(call, [follow], now, pause, "replace" if replace else "fail"):
+            mode = "replace" if replace else "fail"
+            if self._suspend(call, [follow], now, pause, mode).code != "conflict":
                 return "stop"
             saved = "conflict"
         if saved == "conflict":

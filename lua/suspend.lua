@@ -20,6 +20,14 @@ first, as lua/save_step.lua stores them (first write wins; history merged, durat
 N steps and the sleep after them are one call. When one already has another memo (another
 execution got there first), nothing is written and "different" is returned.
 
+With a lookback (ARGV[15] > 0: a wait for an event that also accepts one received up to its
+lookback before it), the events of its name received since then are read from their recent
+index (KEYS[20]) once its pause is saved, in the same step: none there (the run's own trigger
+aside), nothing that arrived before the pause can match, and the call suspends as any wait
+(an event stored after it finds the pause). Otherwise everything is written but the job is
+not finished: "look" returns their ids for the caller to match (lua/consume_pause.lua resumes
+the pause) before it finishes the job, so a crash before then runs the match again.
+
 With E events (an invoke's `inngest/function.invoked`), they are stored with the job that
 processes them, as lua/ingest_events.lua stores them (dedupe on their own id within the TTL,
 so a replayed invoke emits once), with the job's broker message when given: the invoke's
@@ -51,6 +59,8 @@ KEYS[16]  trigger names        set     <p>:triggers
 KEYS[17]  trigger globs        set     <p>:triggers:wild
 KEYS[18]  trigger index built  string  <p>:triggers:built
 KEYS[19]  broker list          list    the events' job's Celery queue (only read with ARGV[14])
+KEYS[20]  recent events        zset    <p>:recent-events:<the wait's event name> (only read
+                                       with ARGV[15] > 0)
 then, for follow-up f (f = 1..F):
           its job's tombstone  string  <p>:job-done:<follow-up job id>
 then, with a pause, six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause, expiry,
@@ -73,6 +83,9 @@ ARGV[13]  their job's send-by, ms since epoch
 ARGV[14]  the broker message of job "event:<event 1's internal id>" ("" for none), LPUSHed
           onto KEYS[19] when that job is made (event 1 stored by this call), as
           lua/ingest_events.lua pushes it
+ARGV[15]  lookback: the oldest received_at (ms) a recent event may have; 0 for none
+ARGV[16]  at most this many recent events are read
+ARGV[17]  an event id never matched (the run's trigger's), "" for none
 then, for follow-up f, five values: hashed step id ("" for none), history info JSON ("" for
           none), job id, Job JSON, send-by (ms since epoch)
 then, for pending step p: its hashed step id
@@ -90,6 +103,10 @@ Returns {code, enqueued 1, ..., enqueued F, events' job id, "1" if its message w
   "conflict"   the pause's correlation id is held by another pending pause (mode "fail");
                nothing written
   "different"  a step passed already has another memo; nothing written
+  "look"       written as "suspended" (same enqueue codes), but the job is left as it is:
+               {"look", enqueued 1, ..., enqueued F, recent event id 1, ...}, oldest first,
+               for the caller to match before it finishes the job; a repeat writes nothing
+               new (its enqueue codes then 0) and answers the ids again
 ]]
 
 -- @include "run_status.lua"
@@ -109,7 +126,8 @@ local run_id, job_id, token, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local n_follow, n_pending, n_pause = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_steps, label, n_events = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
 local now, dedupe_ttl, send_by = ARGV[11], ARGV[12], ARGV[13]
-local FIXED_KEYS, FIXED_ARGS = 19, 14
+local FIXED_KEYS, FIXED_ARGS = 20, 17
+local since, skip = tonumber(ARGV[15]), ARGV[17]
 local message = ARGV[14]
 local pending_at = FIXED_ARGS + 5 * n_follow
 local pause_at, pause_keys_at = pending_at + n_pending, FIXED_KEYS + n_follow
@@ -240,6 +258,25 @@ if n_events > 0 then
   if named and message ~= '' then
     redis.call('LPUSH', KEYS[19], message)
     pushed = '1'
+  end
+end
+
+if since > 0 then
+  local recent = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[20], since, now, 'LIMIT', 0, ARGV[16])) do
+    if id ~= skip then
+      recent[#recent + 1] = id
+    end
+  end
+  if #recent > 0 then
+    local reply = {'look'}
+    for f = 1, n_follow do
+      reply[#reply + 1] = tonumber(codes[f])
+    end
+    for _, id in ipairs(recent) do
+      reply[#reply + 1] = id
+    end
+    return reply
   end
 end
 

@@ -15,7 +15,7 @@ from app.errors import StateError
 from app.ids import new_ulid
 from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
-from app.state.events import event_item
+from app.state.events import RECENT_EVENTS_MAX, event_item
 from app.state.jobs import Lease, job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
@@ -65,6 +65,9 @@ class Suspended:
     event_job: Job | None = None
     """The job that processes the events stored with the suspend, to send (None: none, or
     its message went with it)."""
+    recent: list[str] = field(default_factory=list)
+    """With "look": the internal ids of the recent events a lookback wait may match, oldest
+    first (the job was kept)."""
 
 
 class RunVerbs(StoreBase):
@@ -329,6 +332,7 @@ class RunVerbs(StoreBase):
         dedupe_ttl_ms: int = 0,
         send_by: int = 0,
         message: BrokerMessage | None = None,
+        lookback: tuple[int, str] | None = None,
     ) -> Suspended:
         """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
         or "", history info or None, job as `Queue.plan` made it) the info is merged into the
@@ -342,7 +346,11 @@ class RunVerbs(StoreBase):
         with the job that processes them, as `ingest_events` stores them (received `now`,
         deduplicated on their own id for `dedupe_ttl_ms`; the job sent by `send_by`; with
         `message`, the broker message of job "event:<events[0]'s internal id>", pushed with
-        it as `ingest_events` pushes it).
+        it as `ingest_events` pushes it). `lookback` (the oldest received_at in ms, the
+        trigger's event id never matched), with a wait's `pause`: once the pause is saved,
+        the recent events of its name received since then are read in the same call; with
+        any, everything is written but the job is kept: "look" answered with their ids
+        (`Suspended.recent`), to match before the job is finished.
 
         Returns the code ("suspended", or "ended", "missing", "lost", "conflict" (the signal
         name is another pending pause's), "different" (a step has another memo): nothing
@@ -364,7 +372,10 @@ class RunVerbs(StoreBase):
         if pause is not None:
             ref = _pause_ref(pause, pause.model_dump_json())
             saved = (ref, pause.expires_at, correlation_mode)
-        code, enqueued, event_job, pushed = self._scripts.suspend(
+        looked = None
+        if lookback is not None and pause is not None:
+            looked = (pause.event, lookback[0], RECENT_EVENTS_MAX, lookback[1])
+        code, enqueued, event_job, pushed, recent = self._scripts.suspend(
             run_id,
             job_id,
             token,
@@ -379,9 +390,10 @@ class RunVerbs(StoreBase):
             dedupe_ttl_ms=dedupe_ttl_ms,
             send_by=send_by,
             message=message,
+            lookback=looked,
         )
         job = None if pushed else self._event_job(event_job)
-        return Suspended(code, [each == 1 for each in enqueued], job)
+        return Suspended(code, [each == 1 for each in enqueued], job, recent)
 
     def set_pending(self, run_id: str, steps: list[str]) -> None:
         """Replace the run's pending parallel set and set disable_immediate_execution.

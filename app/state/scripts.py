@@ -116,7 +116,7 @@ class StartReply:
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
-SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict", "different"]
+SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict", "different", "look"]
 
 
 @dataclass(frozen=True)
@@ -439,7 +439,8 @@ class Scripts:
         dedupe_ttl_ms: int = 0,
         send_by: int = 0,
         message: BrokerMessage | None = None,
-    ) -> tuple[SuspendCode, list[int], str, bool]:
+        lookback: tuple[str, int, int, str] | None = None,
+    ) -> tuple[SuspendCode, list[int], str, bool, list[str]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
         with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
@@ -450,7 +451,11 @@ class Scripts:
         "event:<events[0]'s internal id>", pushed with it when the job gets that name, as
         `ingest_events` does). (code, each follow-up's enqueue code: 1 created, 0 queued
         already, -1 tombstoned; the events' job id or ""; whether `message` was pushed; all
-        empty unless "suspended")."""
+        empty unless "suspended"; the recent events' ids with "look"). `lookback` (the wait's
+        event name, the oldest received_at in ms, how many at most, the trigger's event id
+        never matched): read
+        the recent events of that name once the pause is saved; with any, the job is kept and
+        "look" answered."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -470,11 +475,16 @@ class Scripts:
             k.trigger_globs,
             k.triggers_built,
             message.list_key if message is not None else k.jobs,
+            k.recent_events(lookback[0]) if lookback is not None else k.jobs,
         ]
         keys += [k.job_tombstone(each.job_id) for each in follow]
         args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
         args += [0 if pause is None else 1, len(steps), function_id, len(events), now]
         args += [dedupe_ttl_ms, send_by, message.payload if message is not None else ""]
+        if lookback is not None:
+            args += [lookback[1], lookback[2], lookback[3]]
+        else:
+            args += [0, 0, ""]
         for each in follow:
             args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
         args += list(pending)
@@ -487,9 +497,11 @@ class Scripts:
         self._event_items(events, keys, args)
         code, *rest = self._run("suspend", keys, args)
         enqueued = [int(each) for each in rest[: len(follow)]]
+        if code == "look":
+            return "look", enqueued, "", False, [str(each) for each in rest[len(follow) :]]
         event_job = str(rest[len(follow)]) if len(rest) > len(follow) else ""
         pushed = len(rest) > len(follow) + 1 and str(rest[len(follow) + 1]) == "1"
-        return cast(SuspendCode, code), enqueued, event_job, pushed
+        return cast(SuspendCode, code), enqueued, event_job, pushed, []
 
     # --- pauses ---------------------------------------------------------------------------
     def _index_key(self, ref: PauseRef) -> str:

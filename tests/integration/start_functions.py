@@ -105,3 +105,15 @@ def invoker(ctx: inngest.ContextSync) -> int:
     one = int(ctx.step.run("one", lambda: 1))
     got = ctx.step.invoke("call", function=child, data={"n": 20})
     return int(got) + one
+
+
+@client.create_function(fn_id="look", trigger=inngest.TriggerEvent(event="starts/look"))
+def look(ctx: inngest.ContextSync) -> object:
+    """Waits up to an hour for `starts/paid`, accepting one sent up to 5 minutes before."""
+    paid = ctx.step.wait_for_event(
+        "paid",
+        event="starts/paid",
+        timeout=datetime.timedelta(hours=1),
+        lookback=datetime.timedelta(minutes=5),
+    )
+    return None if paid is None else paid.data

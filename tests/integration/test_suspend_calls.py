@@ -272,3 +272,37 @@ def test_an_invoke_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: 
     view = e.store.get_run(run_id)
     assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 41)
     assert _jobs(e) == {}
+
+
+def test_a_lookback_wait_with_nothing_to_look_at_suspends_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The pause, its history record and timeout job, the read of the recent events of its
+    name (none) and the finish of the job: one `suspend`, no reads after it."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/look")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    assert len(_finished(calls)) == 1  # the event job's
+    [timeout] = _jobs(e)
+    assert timeout.startswith(f"{run_id}:timeout:")
+
+
+def test_a_lookback_wait_matches_an_event_sent_before_it(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The suspend finds an event of its name in the window: its job stays until the event
+    is matched (`consume_pause`), then the worker finishes it; the run resumes with it."""
+    e, recorder = engine
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 5}}], e.now())
+    recorder.messages.clear()  # nothing listens yet: no job
+    run_id = _event_task(e, recorder, "starts/look")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend", "consume_pause"]
+    assert f"{run_id}:start" in _finished(calls)
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 5})

@@ -405,3 +405,66 @@ def test_an_invoke_whose_run_ended_stores_no_event(
     )
     assert (done.code, done.event_job) == ("ended", None)
     assert _snapshot(client) == before
+
+
+def _lookback_wait(store: Store, run: str, **kw: Any) -> Any:
+    """A wait for app/paid with a 5-minute lookback (the run's trigger is event 01TRIG)."""
+    pause = make_pause("p1", run, lookback_ms=300_000, trigger_event_id="01TRIG")
+    done = store.suspend(
+        run,
+        "01RUN:start",
+        "tok",
+        [_wait(pause)],
+        pause=pause,
+        now=T0,
+        lookback=(T0 - 300_000, "01TRIG"),
+        **kw,
+    )
+    return pause, done
+
+
+def test_a_lookback_wait_with_no_recent_event_suspends_in_one_call(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """Nothing of its name in the window (the run's own trigger and older events aside):
+    nothing can match, the wait suspends as any wait; an event after it finds the pause."""
+    store.index_recent_event("app/paid", "01OLD", T0 - 300_001)
+    store.index_recent_event("app/paid", "01TRIG", T0 - 1_000)
+    _running(store, run)
+    pause, done = _lookback_wait(store, run)
+    assert (done.code, done.created, done.recent) == ("suspended", [True], [])
+    assert store.get_pause("p1") == pause
+    assert client.hkeys("sl:jobs") == [f"01RUN:timeout:{pause.step}"]
+    before = _snapshot(client)
+    _, again = _lookback_wait(store, run)
+    assert again == done
+    assert _snapshot(client) == before
+
+
+def test_a_lookback_wait_with_recent_events_keeps_its_job_to_match_them(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    store.index_recent_event("app/paid", "01NEWER", T0 - 1_000)
+    store.index_recent_event("app/paid", "01OLDER", T0 - 200_000)
+    _running(store, run)
+    pause, done = _lookback_wait(store, run)
+    assert (done.code, done.created) == ("look", [True])
+    assert done.recent == ["01OLDER", "01NEWER"]  # oldest first
+    # The pause, its history record and timeout job are written; the job is still leased.
+    assert store.get_pause("p1") == pause
+    assert sorted(client.hkeys("sl:jobs")) == ["01RUN:start", f"01RUN:timeout:{pause.step}"]
+    assert client.hget("sl:jobs:owner", "01RUN:start") == "tok"
+    view = store.get_run(run)
+    assert view is not None and [s["status"] for s in view.steps] == ["Waiting"]
+    # A repeat (lost reply, or a redelivery replaying the wait) writes nothing new (its
+    # history record merged again, the same fields) and answers the events again.
+    before, steps = _snapshot(client), view.steps
+    _, again = _lookback_wait(store, run)
+    assert (again.code, again.created, again.recent) == ("look", [False], done.recent)
+    after = _snapshot(client)
+    history = "sl:{01RUN}:history"
+    assert {k: v for k, v in after.items() if k != history} == {
+        k: v for k, v in before.items() if k != history
+    }
+    view = store.get_run(run)
+    assert view is not None and view.steps == steps
