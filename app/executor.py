@@ -582,7 +582,10 @@ class Executor:
         if not call.unsaved:
             return False
         if len(ops) > 1:
-            return all(self._follow_up(call.state.run_id, op, now) is not None for op in ops)
+            return all(
+                self._follow_up(call.state.run_id, op, now) is not None or _folds_in_parallel(op)
+                for op in ops
+            )
         op = ops[0]
         if op.op == "Sleep":
             wake = self._wake_time(op, now)
@@ -593,15 +596,35 @@ class Executor:
 
     def _parallel(self, call: _Call, ops: Sequence[Op], now: int) -> Outcome:
         """Several steps at once: all pending, each planned (or asleep) with its own job.
-        Steps that only need a job are planned together, with the pending set, by one
-        suspend; the others (results reported with the plan, waits) first, one by one."""
+        Steps that only need a job, waits for an event (no lookback) and invokes are set up
+        together, with the pending set, by one suspend (each wait's and invoke's pause and
+        timeout job, each invoke's event with their job); the others (results reported with
+        the plan, signal and lookback waits) first, one by one."""
+        run_id = call.state.run_id
         pending = [op.id for op in ops]
-        follow = [
-            each for op in ops if (each := self._follow_up(call.state.run_id, op, now)) is not None
-        ]
-        if len(follow) == len(ops):
-            self._suspend(call, follow, now, pending=pending)
+        follow: list[_FollowUp] = []
+        pauses: list[Pause] = []
+        events: list[NewEvent] = []
+        for op in ops:
+            each = self._follow_up(run_id, op, now)
+            if each is None and _folds_in_parallel(op):
+                try:
+                    pause = self._new_pause(call, op, now)
+                except BadRequest:
+                    break  # the op fails its step on the way below
+                each = self._pause_follow_up(run_id, op, pause, now)
+                pauses.append(pause)
+                if op.op == "InvokeFunction":
+                    events.append(self._invoke_event(call, op, pause, now))
+            if each is None:
+                break
+            follow.append(each)
+        else:
+            self._suspend(call, follow, now, pending=pending, pauses=pauses, events=events)
             return "stop"
+        if not self._flush(call):
+            return "stop"
+        follow = [each for op in ops if (each := self._follow_up(run_id, op, now)) is not None]
         self._store.set_pending(call.state.run_id, pending)
         for op in ops:
             if self._follow_up(call.state.run_id, op, now) is None:
@@ -694,6 +717,7 @@ class Executor:
         pending: Sequence[str] = (),
         events: Sequence[NewEvent] = (),
         lookback: tuple[int, str] | None = None,
+        pauses: Sequence[Pause] = (),
     ) -> Suspended:
         """The run stops until later: save the in-process steps not saved yet and its pause
         (if any), record the steps it stops on, queue their jobs, store `events` (an
@@ -725,6 +749,7 @@ class Executor:
             send_by=self._runner.send_by(now),
             message=self._queue.message(event_job([events[0].internal_id])) if events else None,
             lookback=lookback,
+            pauses=pauses,
         )
         code = done.code
         if code in ("missing", "conflict"):
@@ -765,50 +790,7 @@ class Executor:
 
     def _pause(self, call: _Call, op: Op, now: int, parallel: bool) -> None:
         state = call.state
-        trigger = state.events[0]
-        timeout = op.opts.get("timeout")
-        if op.op == "WaitForEvent":
-            event_name = str(op.opts.get("event") or op.name)
-            expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
-            prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
-            back = op.opts.get("lookback")
-            back_ms = parse_duration_ms(back) if isinstance(back, str) and back else 0
-            if back_ms > lookback.MAX_LOOKBACK_MS:
-                raise BadRequest("lookback is longer than 24 hours")
-            pause = Pause(
-                id=pause_id(state.run_id, op.id),
-                run_id=state.run_id,
-                step=op.id,
-                step_name=op.name,
-                kind="WaitForEvent",
-                event=event_name,
-                expression=prepared.expression,
-                index_path=prepared.index_path,
-                index_value=prepared.index_value,
-                trigger_event=trigger,
-                trigger_event_id=str(trigger.get("id", "")),
-                expires_at=expires,
-                created_at=now,
-                lookback_ms=back_ms,
-            )
-        else:
-            target = str(op.opts.get("function_id", ""))
-            ttl = parse_duration_ms(timeout) if timeout else INVOKE_DEFAULT_TIMEOUT_MS
-            correlation = f"{state.run_id}.{op.id}"
-            pause = Pause(
-                id=pause_id(state.run_id, op.id),
-                run_id=state.run_id,
-                step=op.id,
-                step_name=op.name,
-                kind="InvokeFunction",
-                event="",
-                correlation_id=correlation,
-                trigger_event=trigger,
-                expires_at=now + ttl,
-                created_at=now,
-            )
-        if pause.expires_at - now > MAX_WAIT_MS:
-            raise BadRequest("timeout is longer than 366 days")
+        pause = self._new_pause(call, op, now)
         if not parallel:
             # Saved with its history record and timeout job (an invoke's event with the job
             # that processes it), and the job finished, in one call. A lookback's recent
@@ -837,8 +819,57 @@ class Executor:
                 pause.expires_at,
                 now,
             )
-            if not target:
+            if not op.opts.get("function_id"):
                 log.warning("invoke without function_id run_id=%s", state.run_id)
+
+    def _new_pause(self, call: _Call, op: Op, now: int) -> Pause:
+        """The pause of a wait for an event or an invoke (raises `BadRequest` for options
+        out of bounds)."""
+        state = call.state
+        trigger = state.events[0]
+        timeout = op.opts.get("timeout")
+        if op.op == "WaitForEvent":
+            event_name = str(op.opts.get("event") or op.name)
+            expires = now + (parse_duration_ms(timeout) if timeout not in (None, "") else 0)
+            prepared = expressions.prepare_pause(_opt_str(op.opts.get("if")), trigger)
+            back = op.opts.get("lookback")
+            back_ms = parse_duration_ms(back) if isinstance(back, str) and back else 0
+            if back_ms > lookback.MAX_LOOKBACK_MS:
+                raise BadRequest("lookback is longer than 24 hours")
+            pause = Pause(
+                id=pause_id(state.run_id, op.id),
+                run_id=state.run_id,
+                step=op.id,
+                step_name=op.name,
+                kind="WaitForEvent",
+                event=event_name,
+                expression=prepared.expression,
+                index_path=prepared.index_path,
+                index_value=prepared.index_value,
+                trigger_event=trigger,
+                trigger_event_id=str(trigger.get("id", "")),
+                expires_at=expires,
+                created_at=now,
+                lookback_ms=back_ms,
+            )
+        else:
+            ttl = parse_duration_ms(timeout) if timeout else INVOKE_DEFAULT_TIMEOUT_MS
+            correlation = f"{state.run_id}.{op.id}"
+            pause = Pause(
+                id=pause_id(state.run_id, op.id),
+                run_id=state.run_id,
+                step=op.id,
+                step_name=op.name,
+                kind="InvokeFunction",
+                event="",
+                correlation_id=correlation,
+                trigger_event=trigger,
+                expires_at=now + ttl,
+                created_at=now,
+            )
+        if pause.expires_at - now > MAX_WAIT_MS:
+            raise BadRequest("timeout is longer than 366 days")
+        return pause
 
     def _invoke_event(self, call: _Call, op: Op, pause: Pause, now: int) -> NewEvent:
         """The `inngest/function.invoked` event of an invoke step, as its suspend stores it."""
@@ -1024,6 +1055,11 @@ class Executor:
         else:
             wake = now + parse_duration_ms(str(op.opts.get("duration") or "0s"))
         return None if wake - now > MAX_WAIT_MS else wake
+
+
+def _folds_in_parallel(op: Op) -> bool:
+    """A parallel op whose pause a suspend saves with the others' (`_parallel`)."""
+    return op.op == "InvokeFunction" or (op.op == "WaitForEvent" and not op.opts.get("lookback"))
 
 
 def _opt_str(value: JSON) -> str | None:

@@ -11,17 +11,18 @@ Each of the F follow-ups is a step to record (its hashed id and history info, me
 lua/record_step.lua does; "" records nothing) and a job to queue (as lua/enqueue_job.lua does:
 an id queued already or tombstoned is left alone). With P pending steps (parallel steps), the
 run's pending set is replaced by them first and its `die` flag set (as lua/set_pending.lua).
-With a pause (W = 1), it is saved first; a pause that exists already is left as it is (a
-replay), one refused for its correlation id (mode "fail": a signal name another pending pause
-holds) writes nothing at all.
+With W pauses (a wait or an invoke; several among parallel steps), they are saved first; a
+pause that exists already is left as it is (a replay), one refused for its correlation id
+(mode "fail": a signal name another pending pause holds; only with W = 1) writes nothing at
+all.
 
 With S steps (in-process steps that ran before the stop, not saved yet), their memos are stored
 first, as lua/save_step.lua stores them (first write wins; history merged, duration observed):
 N steps and the sleep after them are one call. When one already has another memo (another
 execution got there first), nothing is written and "different" is returned.
 
-With a lookback (ARGV[15] > 0: a wait for an event that also accepts one received up to its
-lookback before it), the events of its name received since then are read from their recent
+With a lookback (ARGV[15] > 0, W = 1: a wait for an event that also accepts one received up
+to its lookback before it), the events of its name received since then are read from their recent
 index (KEYS[20]) once its pause is saved, in the same step: none there (the run's own trigger
 aside), nothing that arrived before the pause can match, and the call suspends as any wait
 (an event stored after it finds the pause). Otherwise everything is written but the job is
@@ -63,8 +64,8 @@ KEYS[20]  recent events        zset    <p>:recent-events:<the wait's event name>
                                        with ARGV[15] > 0)
 then, for follow-up f (f = 1..F):
           its job's tombstone  string  <p>:job-done:<follow-up job id>
-then, with a pause, six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause, expiry,
-          index, index paths, correlations, run pauses)
+then, for pause w (w = 1..W), six keys as lua/save_pause.lua takes them (KEYS[1..6]: pause,
+          expiry, index, index paths, correlations, run pauses)
 then, for event e (e = 1..E), five keys as lua/ingest_events.lua takes them
 
 ARGV[1]   run id
@@ -73,7 +74,7 @@ ARGV[3]   lease token of that delivery
 ARGV[4]   job tombstone TTL, ms
 ARGV[5]   F, number of follow-ups
 ARGV[6]   P, number of pending steps (0: the pending set is left alone)
-ARGV[7]   W, 1 with a pause to save, else 0
+ARGV[7]   W, number of pauses to save
 ARGV[8]   S, number of steps to save first
 ARGV[9]   function id (the step duration histogram's label; "" observes nothing)
 ARGV[10]  E, number of events to store
@@ -89,7 +90,7 @@ ARGV[17]  an event id never matched (the run's trigger's), "" for none
 then, for follow-up f, five values: hashed step id ("" for none), history info JSON ("" for
           none), job id, Job JSON, send-by (ms since epoch)
 then, for pending step p: its hashed step id
-then, with a pause, seven values as lua/save_pause.lua takes them (ARGV[1..7]: pause id,
+then, for pause w, seven values as lua/save_pause.lua takes them (ARGV[1..7]: pause id,
           pause JSON, expires_at, index mode, index path, correlation id, correlation mode)
 
 Returns {code, enqueued 1, ..., enqueued F, events' job id, "1" if its message was pushed else
@@ -214,8 +215,8 @@ for s = 1, n_steps do
   end
 end
 
-if n_pause > 0 then
-  local k, a = pause_keys_at, pause_at
+for w = 1, n_pause do
+  local k, a = pause_keys_at + 6 * (w - 1), pause_at + 7 * (w - 1)
   local keys = {pause = KEYS[k + 1], expiry = KEYS[k + 2], index = KEYS[k + 3],
     paths = KEYS[k + 4], correlations = KEYS[k + 5], run_pauses = KEYS[k + 6]}
   if save_pause(keys, ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],

@@ -333,6 +333,7 @@ class RunVerbs(StoreBase):
         send_by: int = 0,
         message: BrokerMessage | None = None,
         lookback: tuple[int, str] | None = None,
+        pauses: Sequence[Pause] = (),
     ) -> Suspended:
         """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
         or "", history info or None, job as `Queue.plan` made it) the info is merged into the
@@ -350,7 +351,9 @@ class RunVerbs(StoreBase):
         trigger's event id never matched), with a wait's `pause`: once the pause is saved,
         the recent events of its name received since then are read in the same call; with
         any, everything is written but the job is kept: "look" answered with their ids
-        (`Suspended.recent`), to match before the job is finished.
+        (`Suspended.recent`), to match before the job is finished. `pauses`: more pauses
+        saved with `pause` (waits and invokes among parallel steps; neither mode "fail" nor a
+        lookback then).
 
         Returns the code ("suspended", or "ended", "missing", "lost", "conflict" (the signal
         name is another pending pause's), "different" (a step has another memo): nothing
@@ -368,10 +371,12 @@ class RunVerbs(StoreBase):
             )
             for step, info, planned in follow
         ]
-        saved = None
-        if pause is not None:
-            ref = _pause_ref(pause, pause.model_dump_json())
-            saved = (ref, pause.expires_at, correlation_mode)
+        saved = [
+            (_pause_ref(each, each.model_dump_json()), each.expires_at, correlation_mode)
+            for each in ([pause] if pause is not None else []) + list(pauses)
+        ]
+        if len(saved) > 1 and (correlation_mode == "fail" or lookback is not None):
+            raise ValueError("several pauses suspend with neither mode 'fail' nor a lookback")
         looked = None
         if lookback is not None and pause is not None:
             looked = (pause.event, lookback[0], RECENT_EVENTS_MAX, lookback[1])

@@ -429,7 +429,7 @@ class Scripts:
         token: str,
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
-        pause: tuple[PauseRef, int, str] | None = None,
+        pauses: Sequence[tuple[PauseRef, int, str]] = (),
         *,
         steps: Sequence[tuple[str, str, str]] = (),
         durations: Sequence[tuple[str, float] | None] = (),
@@ -443,19 +443,20 @@ class Scripts:
     ) -> tuple[SuspendCode, list[int], str, bool, list[str]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
-        with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
-        it first; with `steps` ((step, memo JSON, info JSON) as `save_steps` takes them, each
-        with its (bucket, seconds) in `durations`, observed under `function_id`), save them
-        first; with `events`, store them (received `now`, deduplicated for `dedupe_ttl_ms`)
-        and queue their job (sent by `send_by`; `message`, the broker message of job
-        "event:<events[0]'s internal id>", pushed with it when the job gets that name, as
-        `ingest_events` does). (code, each follow-up's enqueue code: 1 created, 0 queued
-        already, -1 tombstoned; the events' job id or ""; whether `message` was pushed; all
-        empty unless "suspended"; the recent events' ids with "look"). `lookback` (the wait's
-        event name, the oldest received_at in ms, how many at most, the trigger's event id
-        never matched): read
-        the recent events of that name once the pause is saved; with any, the job is kept and
-        "look" answered."""
+        with `pauses` (each its ref, expires_at, correlation mode as `save_pause` takes them;
+        mode "fail" only for a lone pause), save them first; with `steps` ((step, memo JSON,
+        info JSON) as `save_steps` takes them, each with its (bucket, seconds) in
+        `durations`, observed under `function_id`), save them first; with `events`, store
+        them (received `now`, deduplicated for `dedupe_ttl_ms`) and queue their job (sent by
+        `send_by`; `message`, the broker message of job "event:<events[0]'s internal id>",
+        pushed with it when the job gets that name, as `ingest_events` does). `lookback`
+        (the wait's event name, the oldest received_at in ms, how many at most, the
+        trigger's event id never matched; a lone pause): read the recent events of that name
+        once the pause is saved; with any, the job is kept and "look" answered.
+
+        Returns (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
+        tombstoned; the events' job id or ""; whether `message` was pushed; all empty unless
+        "suspended" or "look"; the recent events' ids with "look")."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -479,7 +480,7 @@ class Scripts:
         ]
         keys += [k.job_tombstone(each.job_id) for each in follow]
         args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
-        args += [0 if pause is None else 1, len(steps), function_id, len(events), now]
+        args += [len(pauses), len(steps), function_id, len(events), now]
         args += [dedupe_ttl_ms, send_by, message.payload if message is not None else ""]
         if lookback is not None:
             args += [lookback[1], lookback[2], lookback[3]]
@@ -488,8 +489,7 @@ class Scripts:
         for each in follow:
             args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
         args += list(pending)
-        if pause is not None:
-            ref, expires_at, correlation_mode = pause
+        for ref, expires_at, correlation_mode in pauses:
             keys += self._pause_keys(ref)
             args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
             args += [ref.correlation_id, correlation_mode]

@@ -117,3 +117,18 @@ def look(ctx: inngest.ContextSync) -> object:
         lookback=datetime.timedelta(minutes=5),
     )
     return None if paid is None else paid.data
+
+
+@client.create_function(fn_id="both", trigger=inngest.TriggerEvent(event="starts/both"))
+def both(ctx: inngest.ContextSync) -> object:
+    """A wait for `starts/paid` and an invoke of `child`, in parallel: both pauses, their
+    timeout jobs and the invoke's event saved by one suspend."""
+    paid, got = ctx.group.parallel(
+        (
+            lambda: ctx.step.wait_for_event(
+                "paid", event="starts/paid", timeout=datetime.timedelta(hours=1)
+            ),
+            lambda: ctx.step.invoke("call", function=child, data={"n": 4}),
+        )
+    )
+    return [None if paid is None else paid.data, got]

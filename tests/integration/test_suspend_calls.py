@@ -306,3 +306,34 @@ def test_a_lookback_wait_matches_an_event_sent_before_it(
             e.jobs.work(*args)
     view = e.store.get_run(run_id)
     assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 5})
+
+
+def test_a_wait_and_an_invoke_in_parallel_suspend_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """Both pauses, their history records and timeout jobs, the pending set, the invoke's
+    event with its job, and the finish of the job: one `suspend`."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/both")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    names = _names(calls)
+    for name in ("set_pending", "save_pause", "record_step", "enqueue_job"):
+        assert names.count(name) == 0, name
+    assert names.count("ingest_events") == 1  # the trigger's
+    assert len(_finished(calls)) == 1  # the trigger's event job
+    timeouts = [job for job in _jobs(e) if job.startswith(f"{run_id}:timeout:")]
+    assert len(timeouts) == 2
+    view = e.store.get_run(run_id)
+    assert view is not None and sorted(s["status"] for s in view.steps) == ["Waiting", "Waiting"]
+
+    # The child runs and ends; the event arrives: the run resumes and ends with both.
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 1}}], e.now())
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert (view.status, view.output) == (RunStatus.COMPLETED.value, [{"n": 1}, 8])
+    assert _jobs(e) == {}

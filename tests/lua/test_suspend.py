@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 
 from app.models import JobKind
@@ -45,6 +46,22 @@ def _plan(step: str, run: str = "01RUN") -> Any:
 
 def _snapshot(client: redis.Redis) -> dict[str, Any]:
     return {key: client.dump(key) for key in sorted(client.keys("sl:*"))}
+
+
+def _contents(client: redis.Redis) -> dict[str, Any]:
+    """Every key's value and TTL (a hash that outgrew its compact encoding may DUMP its
+    fields in another order after a mere read: incremental rehashing)."""
+    read = {
+        "string": client.get,
+        "hash": client.hgetall,
+        "set": client.smembers,
+        "list": lambda key: client.lrange(key, 0, -1),
+        "zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+    }
+    return {
+        key: (read[client.type(key)](key), client.pttl(key) > 0)
+        for key in sorted(client.keys("sl:*"))
+    }
 
 
 def test_a_sleep_records_its_step_queues_its_timer_and_finishes_the_job(
@@ -468,3 +485,46 @@ def test_a_lookback_wait_with_recent_events_keeps_its_job_to_match_them(
     }
     view = store.get_run(run)
     assert view is not None and view.steps == steps
+
+
+def test_waits_and_an_invoke_among_parallel_steps_are_saved_together(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """Parallel steps: a wait for an event, an invoke and a planned step, with the pending
+    set, in one call; a repeat after a lost reply changes nothing."""
+    _running(store, run)
+    wait = make_pause("p1", run)
+    invoke, invoke_wait, event = _invoke()
+    args: Any = (run, "01RUN:start", "tok", [_wait(wait), invoke_wait, _plan("a")])
+    kw: Any = {
+        "pending": [wait.step, invoke.step, "a"],
+        "pauses": [wait, invoke],
+        "events": [event],
+        "now": T0,
+        "dedupe_ttl_ms": 60_000,
+        "send_by": T0 + 5_000,
+    }
+    done = store.suspend(*args, **kw)
+    assert (done.code, done.created) == ("suspended", [True, True, True])
+    assert done.event_job is not None and done.event_job.id == "event:01INV"
+    assert store.get_pause("p1") == wait and store.get_pause("p-inv") == invoke
+    assert client.smembers("sl:{01RUN}:pauses") == {"p1", "p-inv"}
+    assert client.smembers("sl:{01RUN}:pending") == {wait.step, invoke.step, "a"}
+    assert sorted(client.hkeys("sl:jobs")) == [
+        "01RUN:plan:a",
+        f"01RUN:timeout:{invoke.step}",
+        f"01RUN:timeout:{wait.step}",
+        "event:01INV",
+    ]
+    before = _contents(client)
+    assert store.suspend(*args, **kw) == done
+    assert _contents(client) == before
+
+
+def test_several_pauses_never_take_a_signal_name_or_a_lookback(store: Store, run: str) -> None:
+    _running(store, run)
+    one, two = make_pause("p1", run), make_pause("p2", run)
+    with pytest.raises(ValueError):
+        store.suspend(
+            run, "01RUN:start", "tok", [], pause=one, pauses=[two], correlation_mode="fail"
+        )
