@@ -26,8 +26,11 @@ an invoke's pause saved with its timeout job; an invoke's `inngest/function.invo
 stored with the job that processes it) and the job that ran the call finished, under that
 job's lease (`Job.lease`; a delivery whose lease another took over writes nothing); the worker
 then finishes nothing (`Done`). So N in-process steps and the sleep after them are one call.
-Lookback waits and waits among parallel steps still save their pause, history record and
-timeout job as separate calls and leave their job to the worker, which finishes it after them.
+A wait with lookback reads the recent events of its name in that call too: with some in its
+window, its job stays until they are matched (`lookback.match_events`). Waits for events and
+invokes among parallel steps go in one call with the pending set; signal and lookback waits
+among parallel steps still save their pause, history record and timeout job as separate calls
+and leave their job to the worker, which finishes it after them.
 """
 
 from __future__ import annotations
