@@ -20,12 +20,17 @@ on the retry, as a step interrupted by a crash always does. The jobs of one mess
 timers (`woken`) share their round trips: their sleeps are marked done and their runs read in
 one, and the runs they end are written together when the message is done.
 
-A suspend is one script call (lua/suspend.lua, `_suspend`): the steps the run stops on are
-recorded, the jobs that carry it on queued (a wait's pause saved with its timeout job) and the
-job that ran the call finished, under that job's lease (`Job.lease`; a delivery whose lease
-another took over writes nothing); the worker then finishes nothing (`Done`). Invokes, lookback
-waits and waits among parallel steps still save their pause, history record and timeout job as
-separate calls and leave their job to the worker, which finishes it after them.
+A suspend is one script call (lua/suspend.lua, `_suspend`): the in-process steps not saved yet
+are saved, the steps the run stops on recorded, the jobs that carry it on queued (a wait's or
+an invoke's pause saved with its timeout job; an invoke's `inngest/function.invoked` event
+stored with the job that processes it) and the job that ran the call finished, under that
+job's lease (`Job.lease`; a delivery whose lease another took over writes nothing); the worker
+then finishes nothing (`Done`). So N in-process steps and the sleep after them are one call.
+A wait with lookback reads the recent events of its name in that call too: with some in its
+window, its job stays until they are matched (`lookback.match_events`). Waits for events and
+invokes among parallel steps go in one call with the pending set; signal and lookback waits
+among parallel steps still save their pause, history record and timeout job as separate calls
+and leave their job to the worker, which finishes it after them.
 """
 
 from __future__ import annotations
@@ -46,12 +51,12 @@ from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
 from app.errors import BadRequest
 from app.flow.slots import NO_GRANT, Grant, Slots
 from app.lifecycle import Lifecycle
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus
+from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus, event_job
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner
 from app.state.run_logs import RunLogStore
-from app.state.store import RunState, SaveResult, Store
+from app.state.store import NewEvent, RunState, SaveResult, Store, Suspended
 from app.worker import Done
 
 log = logging.getLogger("stepline.executor")
@@ -411,8 +416,9 @@ class Executor:
                     tracing.fail(span, str((result.error or {}).get("message") or "error"))
             self._keep_logs(state.run_id, result)
             ends = result.kind == "complete" and not result.ops
-            # A run that completes saves its last steps with its end (`_end`): one call.
-            if call.lost or (not ends and not self._flush(call)):
+            # A run that completes saves its last steps with its end (`_end`): one call; one
+            # that stops on ops saves them with its suspend, or first (`_handle`).
+            if call.lost or (not ends and result.kind != "ops" and not self._flush(call)):
                 return  # the run ended or another execution's memo won meanwhile
             saved_meanwhile = request.checkpoint_id is not None and (
                 self._store.stack_length(state.run_id) != len(state.stack)
@@ -566,22 +572,66 @@ class Executor:
             return self._function_error(call, result, now)
         ops = result.ops
         if not ops:
+            self._flush(call)
             return "stop"
+        if not self._suspends(call, ops, now) and not self._flush(call):
+            return "stop"  # the run ended or another execution's memo won meanwhile
         if len(ops) > 1:
             return self._parallel(call, ops, now)
         return self._single(call, ops[0], now)
 
+    def _suspends(self, call: _Call, ops: Sequence[Op], now: int) -> bool:
+        """Whether these ops stop the run in one suspend (`_suspend`), which then saves the
+        in-process steps not saved yet with it: N steps and the sleep (wait, invoke, retry,
+        planned parallel steps) after them are one script call. Any other path saves them
+        first (`_flush`); one of these that ends up not suspending (a signal name taken)
+        saves them before it writes anything else."""
+        if not call.unsaved:
+            return False
+        if len(ops) > 1:
+            return all(
+                self._follow_up(call.state.run_id, op, now) is not None or _folds_in_parallel(op)
+                for op in ops
+            )
+        op = ops[0]
+        if op.op == "Sleep":
+            wake = self._wake_time(op, now)
+            return wake is not None and wake > now
+        if op.op == "StepError":
+            return not op.no_retry and call.attempt + 1 < call.fn.max_attempts
+        return op.op in ("WaitForEvent", "InvokeFunction", "WaitForSignal", "StepPlanned")
+
     def _parallel(self, call: _Call, ops: Sequence[Op], now: int) -> Outcome:
         """Several steps at once: all pending, each planned (or asleep) with its own job.
-        Steps that only need a job are planned together, with the pending set, by one
-        suspend; the others (results reported with the plan, waits) first, one by one."""
+        Steps that only need a job, waits for an event (no lookback) and invokes are set up
+        together, with the pending set, by one suspend (each wait's and invoke's pause and
+        timeout job, each invoke's event with their job); the others (results reported with
+        the plan, signal and lookback waits) first, one by one."""
+        run_id = call.state.run_id
         pending = [op.id for op in ops]
-        follow = [
-            each for op in ops if (each := self._follow_up(call.state.run_id, op, now)) is not None
-        ]
-        if len(follow) == len(ops):
-            self._suspend(call, follow, now, pending=pending)
+        follow: list[_FollowUp] = []
+        pauses: list[Pause] = []
+        events: list[NewEvent] = []
+        for op in ops:
+            each = self._follow_up(run_id, op, now)
+            if each is None and _folds_in_parallel(op):
+                try:
+                    pause = self._new_pause(call, op, now)
+                except BadRequest:
+                    break  # the op fails its step on the way below
+                each = self._pause_follow_up(run_id, op, pause, now)
+                pauses.append(pause)
+                if op.op == "InvokeFunction":
+                    events.append(self._invoke_event(call, op, pause, now))
+            if each is None:
+                break
+            follow.append(each)
+        else:
+            self._suspend(call, follow, now, pending=pending, pauses=pauses, events=events)
             return "stop"
+        if not self._flush(call):
+            return "stop"
+        follow = [each for op in ops if (each := self._follow_up(run_id, op, now)) is not None]
         self._store.set_pending(call.state.run_id, pending)
         for op in ops:
             if self._follow_up(call.state.run_id, op, now) is None:
@@ -672,16 +722,24 @@ class Executor:
         correlation_mode: str = "",
         *,
         pending: Sequence[str] = (),
-    ) -> bool:
-        """The run stops until later: save its pause (if any), record the steps it stops
-        on, queue their jobs and finish the job that ran this call, in one script call
-        (lua/suspend.lua); with `pending`, the run's pending parallel steps are set in it
-        too. Once per call: the call stops after it. True if nothing was written because
-        the pause's correlation id (a signal name) is another pending pause's."""
+        events: Sequence[NewEvent] = (),
+        lookback: tuple[int, str] | None = None,
+        pauses: Sequence[Pause] = (),
+    ) -> Suspended:
+        """The run stops until later: save the in-process steps not saved yet and its pause
+        (if any), record the steps it stops on, queue their jobs, store `events` (an
+        invoke's) with the job that processes them, and finish the job that ran this call,
+        in one script call (lua/suspend.lua); with `pending`, the run's pending parallel
+        steps are set in it too; with `lookback` (a wait's, as `Store.suspend` takes it), the
+        recent events it may match are read in it too ("look": the job is kept for the
+        caller to match them). Once per call: the call stops after it. Code "conflict":
+        nothing was written because the pause's correlation id (a signal name) is another
+        pending pause's (the unsaved steps are then still to save)."""
         assert not call.suspended, "a call suspends its run once"
         run_id = call.state.run_id
         planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
-        got = self._store.suspend_run(
+        batch, call.unsaved = call.unsaved, []
+        done = self._store.suspend(
             run_id,
             call.job.id,
             call.job.lease,
@@ -689,21 +747,38 @@ class Executor:
             pending,
             pause,
             correlation_mode,
-            self.slots.handoff(call.grant, now),
+            steps=[(u.step, u.memo, u.info) for u in batch],
+            observed=[metrics.step_observation((u.ended_at - u.started_at) / 1000) for u in batch],
+            function_id=call.fn.id,
+            events=events,
+            now=now,
+            dedupe_ttl_ms=self._settings.event_dedupe_seconds * 1000,
+            send_by=self._runner.send_by(now),
+            message=self._queue.message(event_job([events[0].internal_id])) if events else None,
+            lookback=lookback,
+            pauses=pauses,
+            release=self.slots.handoff(call.grant, now),
         )
-        code, created = got.code, got.created
-        if got.released:
-            self.slots.released(call.grant, got.woken)
+        code = done.code
+        if done.released:
+            self.slots.released(call.grant, done.woken)
         if code in ("missing", "conflict"):
-            return code == "conflict"  # the job is left for the worker to finish
-        call.suspended = True  # finished by the script, or not ours ("lost") or gone ("ended")
-        if code != "suspended":
+            call.unsaved = batch
+            return done  # the job is left for the worker to finish
+        if code == "different":
+            call.lost = True  # another execution's memo won: it carries the run on
+            return done  # the job is left for the worker to finish
+        # Finished by the script, or not ours ("lost") or gone ("ended"); "look" keeps it.
+        call.suspended = code != "look"
+        if code not in ("suspended", "look"):
             log.info("run not suspended (%s) run_id=%s job_id=%s", code, run_id, call.job.id)
-            return False
-        for (_, _, queued), new in zip(planned, created, strict=True):
+            return done
+        for (_, _, queued), new in zip(planned, done.created, strict=True):
             if new:
                 self._queue.written(queued, now)
-        return False
+        if done.event_job is not None:
+            self._queue.dispatch(done.event_job)
+        return done
 
     def _suspend_on(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         if op.op == "StepRun" and parallel:
@@ -724,6 +799,42 @@ class Executor:
         return "stop"
 
     def _pause(self, call: _Call, op: Op, now: int, parallel: bool) -> None:
+        state = call.state
+        pause = self._new_pause(call, op, now)
+        if not parallel:
+            # Saved with its history record and timeout job (an invoke's event with the job
+            # that processes it), and the job finished, in one call. A lookback's recent
+            # events are read in it too: with some, its job stays until they are matched (a
+            # crash before runs the match again).
+            follow = self._pause_follow_up(state.run_id, op, pause, now)
+            events = [self._invoke_event(call, op, pause, now)] if op.op == "InvokeFunction" else []
+            back = None
+            if pause.lookback_ms:
+                back = (lookback.since(pause, now), pause.trigger_event_id)
+            done = self._suspend(call, [follow], now, pause, events=events, lookback=back)
+            if done.code == "look":
+                lookback.match_events(self._store, self._runner, pause, done.recent, now)
+            return
+        self._store.save_pause(pause)
+        self._track_pause(call, op, pause, now)
+        if pause.lookback_ms:
+            lookback.match_recent(self._store, self._runner, pause, now)
+        if op.op == "InvokeFunction":
+            payload = op.opts.get("payload")
+            self.lifecycle.emit_invoke(
+                state,
+                str(op.opts.get("function_id", "")),
+                payload if isinstance(payload, dict) else {},
+                str(pause.correlation_id),
+                pause.expires_at,
+                now,
+            )
+            if not op.opts.get("function_id"):
+                log.warning("invoke without function_id run_id=%s", state.run_id)
+
+    def _new_pause(self, call: _Call, op: Op, now: int) -> Pause:
+        """The pause of a wait for an event or an invoke (raises `BadRequest` for options
+        out of bounds)."""
         state = call.state
         trigger = state.events[0]
         timeout = op.opts.get("timeout")
@@ -752,7 +863,6 @@ class Executor:
                 lookback_ms=back_ms,
             )
         else:
-            target = str(op.opts.get("function_id", ""))
             ttl = parse_duration_ms(timeout) if timeout else INVOKE_DEFAULT_TIMEOUT_MS
             correlation = f"{state.run_id}.{op.id}"
             pause = Pause(
@@ -769,28 +879,22 @@ class Executor:
             )
         if pause.expires_at - now > MAX_WAIT_MS:
             raise BadRequest("timeout is longer than 366 days")
-        if not parallel and op.op == "WaitForEvent" and not pause.lookback_ms:
-            # Saved with its history record and timeout job, and the job finished, in one
-            # call. A lookback match and an invoke's event come after the pause is saved:
-            # their job stays until they are done (a crash before runs them again).
-            self._suspend(call, [self._pause_follow_up(state.run_id, op, pause, now)], now, pause)
-            return
-        self._store.save_pause(pause)
-        self._track_pause(call, op, pause, now)
-        if pause.lookback_ms:
-            lookback.match_recent(self._store, self._runner, pause, now)
-        if op.op == "InvokeFunction":
-            payload = op.opts.get("payload")
-            self.lifecycle.emit_invoke(
-                state,
-                str(op.opts.get("function_id", "")),
-                payload if isinstance(payload, dict) else {},
-                str(pause.correlation_id),
-                pause.expires_at,
-                now,
-            )
-            if not target:
-                log.warning("invoke without function_id run_id=%s", state.run_id)
+        return pause
+
+    def _invoke_event(self, call: _Call, op: Op, pause: Pause, now: int) -> NewEvent:
+        """The `inngest/function.invoked` event of an invoke step, as its suspend stores it."""
+        target = str(op.opts.get("function_id", ""))
+        if not target:
+            log.warning("invoke without function_id run_id=%s", call.state.run_id)
+        payload = op.opts.get("payload")
+        return self.lifecycle.invoke_event(
+            call.state,
+            target,
+            payload if isinstance(payload, dict) else {},
+            str(pause.correlation_id),
+            pause.expires_at,
+            now,
+        )
 
     def _wait_for_signal(self, call: _Call, op: Op, now: int, parallel: bool) -> Outcome:
         """A pause keyed by its signal name (`signals.correlation`), unique among pending
@@ -822,10 +926,13 @@ class Executor:
             saved = self._store.save_signal_pause(pause, replace=replace)
         else:  # saved with its history record and timeout job, and the job finished
             follow = self._pause_follow_up(state.run_id, op, pause, now, waiting_for)
-            if not self._suspend(call, [follow], now, pause, "replace" if replace else "fail"):
+            mode = "replace" if replace else "fail"
+            if self._suspend(call, [follow], now, pause, mode).code != "conflict":
                 return "stop"
             saved = "conflict"
         if saved == "conflict":
+            if not self._flush(call):  # the steps before it, not saved by the suspend
+                return "stop"
             error: dict[str, JSON] = {
                 "name": "SignalConflictError",
                 "message": f"another run is already waiting for signal {signal!r} (signal "
@@ -972,6 +1079,11 @@ class Executor:
         else:
             wake = now + parse_duration_ms(str(op.opts.get("duration") or "0s"))
         return None if wake - now > MAX_WAIT_MS else wake
+
+
+def _folds_in_parallel(op: Op) -> bool:
+    """A parallel op whose pause a suspend saves with the others' (`_parallel`)."""
+    return op.op == "InvokeFunction" or (op.op == "WaitForEvent" and not op.opts.get("lookback"))
 
 
 def _opt_str(value: JSON) -> str | None:

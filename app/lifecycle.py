@@ -24,7 +24,7 @@ from typing import Protocol
 from app import tracing
 from app.ids import new_ulid
 from app.models import JSON, Job, RunStatus
-from app.runner import must_process, normalize_event
+from app.runner import must_process, new_event, normalize_event
 from app.state.records import SlotRelease
 from app.state.runs import Ended
 from app.state.store import NewEvent, RunEnd, RunState, Store
@@ -278,25 +278,54 @@ class Lifecycle:
         expires_at: int,
         now: int,
     ) -> None:
-        """Send the `inngest/function.invoked` event that starts the invoked function."""
-        data = payload.get("data")
-        body: dict[str, JSON] = dict(data) if isinstance(data, dict) else {}
-        body["_inngest"] = {
-            "fn_id": function_id,
-            "correlation_id": correlation_id,
-            "source_fn_id": state.function_id,
-            "source_run_id": state.run_id,
-            "expire": expires_at,
-        }
-        event: dict[str, JSON] = {
-            "name": "inngest/function.invoked",
-            "id": f"invoke:{correlation_id}",
-            "data": body,
-            "ts": now,
-        }
-        if isinstance(payload.get("v"), str):
-            event["v"] = payload["v"]
-        self._sink.ingest([event], now, internal=True)
+        """Send the `inngest/function.invoked` event that starts the invoked function (an
+        invoke among parallel steps; a run that stops on an invoke stores it with its
+        suspend: `invoke_event`)."""
+        raw = _invoke_raw(state, function_id, payload, correlation_id, expires_at, now)
+        self._sink.ingest([raw], now, internal=True)
+
+    @staticmethod
+    def invoke_event(
+        state: RunState,
+        function_id: str,
+        payload: dict[str, JSON],
+        correlation_id: str,
+        expires_at: int,
+        now: int,
+    ) -> NewEvent:
+        """The `inngest/function.invoked` event as the run's suspend stores it
+        (lua/suspend.lua): deduplicated on its id in the engine's namespace, as `emit_invoke`
+        stores it, so an invoke replayed within the dedupe window starts one run."""
+        raw = _invoke_raw(state, function_id, payload, correlation_id, expires_at, now)
+        return new_event(raw, new_ulid(now), now, internal=True)
+
+
+def _invoke_raw(
+    state: RunState,
+    function_id: str,
+    payload: dict[str, JSON],
+    correlation_id: str,
+    expires_at: int,
+    now: int,
+) -> dict[str, JSON]:
+    data = payload.get("data")
+    body: dict[str, JSON] = dict(data) if isinstance(data, dict) else {}
+    body["_inngest"] = {
+        "fn_id": function_id,
+        "correlation_id": correlation_id,
+        "source_fn_id": state.function_id,
+        "source_run_id": state.run_id,
+        "expire": expires_at,
+    }
+    event: dict[str, JSON] = {
+        "name": "inngest/function.invoked",
+        "id": f"invoke:{correlation_id}",
+        "data": body,
+        "ts": now,
+    }
+    if isinstance(payload.get("v"), str):
+        event["v"] = payload["v"]
+    return event
 
 
 def _message(error: JSON) -> str:

@@ -8,7 +8,9 @@ events of that name received up to `lookback` before the wait:
     event received:   store it and index it by name, in one script call
                       (`Store.ingest_events(index_recent=True)`), which queues its
                       processing if a trigger or a pending pause listens
-    wait saved:       save the pause, then look through the recent events of its name
+    wait saved:       save the pause and read the recent events of its name, in one
+                      script call (the run's suspend, lua/suspend.lua): with none, that is
+                      all; with some, the job stays until they are matched (`match_events`)
 
 Whichever of the two happens second sees the other (an event stored after the pause is
 processed and matched as usual), so an event in the window is never missed; consuming a
@@ -24,9 +26,15 @@ from app import expressions
 from app.models import Pause
 from app.runner import Runner, wire_event
 from app.state.events import RECENT_EVENTS_MS
+from app.state.records import EventRecord
 from app.state.store import Store
 
 MAX_LOOKBACK_MS = RECENT_EVENTS_MS
+
+
+def since(pause: Pause, now: int) -> int:
+    """The oldest received_at (ms) an event may have to match `pause`'s lookback."""
+    return now - min(pause.lookback_ms, MAX_LOOKBACK_MS)
 
 
 def match_recent(store: Store, runner: Runner, pause: Pause, now: int) -> bool:
@@ -34,8 +42,17 @@ def match_recent(store: Store, runner: Runner, pause: Pause, now: int) -> bool:
     this call resumed it."""
     if pause.lookback_ms <= 0 or not pause.event:
         return False
-    since = now - min(pause.lookback_ms, MAX_LOOKBACK_MS)
-    for record in store.recent_events(pause.event, since, now):
+    return _match(runner, pause, store.recent_events(pause.event, since(pause, now), now), now)
+
+
+def match_events(store: Store, runner: Runner, pause: Pause, ids: list[str], now: int) -> bool:
+    """`match_recent` over the recent events its suspend read (their internal ids, oldest
+    first)."""
+    return _match(runner, pause, store.get_events(ids), now)
+
+
+def _match(runner: Runner, pause: Pause, records: list[EventRecord], now: int) -> bool:
+    for record in records:
         event = record.event
         if pause.trigger_event_id and pause.trigger_event_id in (
             record.internal_id,

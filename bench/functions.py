@@ -72,6 +72,55 @@ def nap_limited(ctx: inngest.ContextSync) -> None:
     _nap(ctx)
 
 
+def _until(ctx: inngest.ContextSync) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(int(ctx.event.data["until"]) / 1000, datetime.UTC)
+
+
+@client.create_function(
+    fn_id="nap-steps", trigger=inngest.TriggerEvent(event="bench/nap.steps"), retries=0
+)
+def nap_steps(ctx: inngest.ContextSync) -> None:
+    """`n` in-process steps, then a sleep until `until`, then one step (bench.wake_cost
+    --shape steps: the steps are saved with the sleep's suspend)."""
+    for i in range(int(ctx.event.data.get("n", 3))):
+        ctx.step.run(f"s{i}", lambda i=i: i)
+    ctx.step.sleep_until("nap", _until(ctx))
+    ctx.step.run("woke", lambda: None)
+
+
+@client.create_function(fn_id="echo", trigger=inngest.TriggerEvent(event="bench/echo"), retries=0)
+def echo(ctx: inngest.ContextSync) -> object:
+    """What `nap-invoke` invokes: returns its event's data."""
+    return ctx.event.data
+
+
+@client.create_function(
+    fn_id="nap-invoke", trigger=inngest.TriggerEvent(event="bench/nap.invoke"), retries=0
+)
+def nap_invoke(ctx: inngest.ContextSync) -> None:
+    """Invokes `echo`, then sleeps until `until` (bench.wake_cost --shape invoke)."""
+    ctx.step.invoke("call", function=echo, data={"n": 1}, timeout=datetime.timedelta(hours=2))
+    ctx.step.sleep_until("nap", _until(ctx))
+    ctx.step.run("woke", lambda: None)
+
+
+@client.create_function(
+    fn_id="nap-lookback", trigger=inngest.TriggerEvent(event="bench/nap.lookback"), retries=0
+)
+def nap_lookback(ctx: inngest.ContextSync) -> None:
+    """Waits, with a lookback, for a `bench/nap.paid` of its `k` (none is sent) until `until`
+    (bench.wake_cost --shape lookback)."""
+    left = int(ctx.event.data["until"]) - int(ctx.event.data["sent"])
+    ctx.step.wait_for_event(
+        "paid",
+        event="bench/nap.paid",
+        if_exp="async.data.k == event.data.k",
+        timeout=datetime.timedelta(milliseconds=max(left, 1)),
+        lookback=datetime.timedelta(minutes=5),
+    )
+    ctx.step.run("woke", lambda: None)
+
+
 @client.create_function(
     fn_id="order", trigger=inngest.TriggerEvent(event="bench/order.created"), retries=0
 )

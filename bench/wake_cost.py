@@ -1,6 +1,7 @@
 """Where a wake's time goes: starts, release and wakes of sleeping runs, in this one process.
 
     python -m bench.wake_cost [--runs 2000] [--work] [--concurrency N]
+                              [--shape sleep|steps|invoke|lookback]
 
 `--runs` runs of `bench/nap` sleep until one due time; everything runs here, no Celery worker
 (a recording sender stands in for the broker, so what is measured is Stepline's own work):
@@ -14,6 +15,11 @@ With `--concurrency N` the runs are of `bench/nap-limited`, limited to N at a ti
 (ten tenants, the key a CEL expression over the event): every start and wake takes a slot and
 gives it back (none waits: one process runs one job at a time), so the figures are the cost of
 a concurrency-limited start and wake in the common case, a slot free.
+With `--shape`, each run stops otherwise before it sleeps (bench/functions.py): `steps`, three
+in-process steps then the sleep (`bench/nap.steps`); `invoke`, it invokes `bench-echo` first
+(the invoked run and the parent's resume run here too, within the starts); `lookback`, it waits
+with a lookback for an event nobody sends until the due time instead of sleeping
+(`bench/nap.lookback`). The starts' round trips are what these compare.
 Printed, never asserted: the start of a run is the yardstick a wake should not exceed
 (issue 8: "timer release, resume and finish of a sleeping run cost no more than starting
 it").
@@ -57,6 +63,15 @@ def _counting() -> None:
     redis.Redis.execute_command = counted_command  # type: ignore[method-assign]
     Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
     Pipeline.immediate_execute_command = counted_immediate  # type: ignore[method-assign]
+
+
+SHAPES = {
+    "sleep": "bench/nap",
+    "steps": "bench/nap.steps",
+    "invoke": "bench/nap.invoke",
+    "lookback": "bench/nap.lookback",
+}
+"""`--shape`: the event each run starts from (bench/functions.py)."""
 
 
 class Recorder:
@@ -114,6 +129,12 @@ def main() -> None:
         metavar="N",
         help="runs of a function limited to N at a time per tenant (bench/nap-limited)",
     )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="sleep",
+        help="what a run does before its sleep (see the docstring)",
+    )
     args = parser.parse_args()
     if args.concurrency:
         os.environ["BENCH_CONCURRENCY"] = str(args.concurrency)
@@ -131,11 +152,12 @@ def main() -> None:
     )
     n = args.runs
     due = engine.now() + 3_600_000
-    name = "bench/nap.limited" if args.concurrency else "bench/nap"
+    name = "bench/nap.limited" if args.concurrency else SHAPES[args.shape]
+    sent = engine.now()
     with Phase("starts") as starts:
         for offset in range(0, n, 100):
             events = [
-                {"name": name, "data": {"until": due, "tenant": f"t{i % 10}"}}
+                {"name": name, "data": {"until": due, "tenant": f"t{i % 10}", "k": i, "sent": sent}}
                 for i in range(offset, n)
             ]
             engine.runner.ingest(events[:100], engine.now())
@@ -159,7 +181,10 @@ def main() -> None:
     completed = engine.store.keys.metric("runs_completed_total")
     done = sum(int(v) for v in redis.Redis.from_url(REDIS_URL).hvals(completed))
     limited = f", limited to {args.concurrency} per tenant" if args.concurrency else ""
-    print(f"{n} runs sleeping until one due time{limited}, in this process ({done} completed):")
+    shape = f" ({name})" if args.shape != "sleep" else ""
+    print(
+        f"{n} runs sleeping until one due time{limited}{shape}, in this process ({done} completed):"
+    )
     starts.show(n)
     release.show(n, f"; {released} timers in {len(messages)} messages")
     wakes.show(n)

@@ -197,9 +197,14 @@ class EventVerbs(StoreBase):
         index (never a scan of all events). Events already deleted are left out."""
         key = self._keys.recent_events(name)
         ids = self._client.zrangebyscore(key, since, until, start=0, num=RECENT_EVENTS_MAX)
-        if not ids:
+        return self.get_events(ids)
+
+    def get_events(self, internal_ids: Sequence[str]) -> list[EventRecord]:
+        """The events of these internal ids, in order, in one round trip; those deleted are
+        left out."""
+        if not internal_ids:
             return []
-        raw = self._client.mget([self._keys.event(internal_id) for internal_id in ids])
+        raw = self._client.mget([self._keys.event(internal_id) for internal_id in internal_ids])
         return [_event_record(item) for item in raw if item is not None]
 
     def event_run_ids(self, internal_id: str) -> list[str]:

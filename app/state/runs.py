@@ -15,11 +15,12 @@ from app.errors import StateError
 from app.ids import new_ulid
 from app.models import JSON, Job, Pause, RunStatus, event_job
 from app.state.base import RETRIES, StoreBase, _dumps, _opt_int
-from app.state.events import event_item
+from app.state.events import RECENT_EVENTS_MAX, event_item
 from app.state.jobs import Lease, job_record
 from app.state.keys import RUN_JOB_SEPARATOR
 from app.state.pauses import _pause_ref
 from app.state.records import (
+    BrokerMessage,
     MemoizedSteps,
     NewEvent,
     NewRun,
@@ -85,15 +86,21 @@ class Ended:
 
 @dataclass(frozen=True)
 class Suspended:
-    """`RunVerbs.suspend_run`'s answer."""
+    """`RunVerbs.suspend`'s answer."""
 
     code: SuspendCode
-    created: list[bool]
-    """Each follow-up job: created (False: queued already, or ran within the TTL)."""
+    created: list[bool] = field(default_factory=list)
+    """Per follow-up job: created by this call (False: queued already, or tombstoned)."""
+    event_job: Job | None = None
+    """The job that processes the events stored with the suspend, to send (None: none, or
+    its message went with it)."""
+    recent: list[str] = field(default_factory=list)
+    """With "look": the internal ids of the recent events a lookback wait may match, oldest
+    first (the job was kept)."""
     woken: list[Job] = field(default_factory=list)
     """Waiters the slot release woke: the caller sends them."""
     released: bool = False
-    """The job's slots were given back by this call."""
+    """The job's slots were given back by this call (`release`)."""
 
 
 class RunVerbs(StoreBase):
@@ -365,35 +372,48 @@ class RunVerbs(StoreBase):
         pending: Sequence[str] = (),
         pause: Pause | None = None,
         correlation_mode: str = "",
-    ) -> tuple[SuspendCode, list[bool]]:
+        *,
+        steps: Sequence[tuple[str, JSON, dict[str, JSON]]] = (),
+        observed: Sequence[tuple[str, float] | None] = (),
+        function_id: str = "",
+        events: Sequence[NewEvent] = (),
+        now: int = 0,
+        dedupe_ttl_ms: int = 0,
+        send_by: int = 0,
+        message: BrokerMessage | None = None,
+        lookback: tuple[int, str] | None = None,
+        pauses: Sequence[Pause] = (),
+        release: SlotRelease | None = None,
+    ) -> Suspended:
         """The run stops until later (lua/suspend.lua), in one step: for each (hashed step id
         or "", history info or None, job as `Queue.plan` made it) the info is merged into the
         step's history record and the job queued; then the job `job_id`, whose delivery
         (lease `token`) made the call, is finished. With `pending`, the run's pending
         parallel set is replaced by those steps first (as `set_pending`); with `pause`, it is
         saved first, as `save_pause` saves it (`correlation_mode` "fail" or "replace": as
-        `save_signal_pause` does with a signal's name). Returns the code ("suspended", or
-        "ended", "missing", "lost", "conflict" (the signal name is another pending pause's):
-        nothing written) and, when suspended, whether each job was created (False: queued
-        already, or it ran within the tombstone TTL). A repeat of the call (lost reply)
-        answers the first's outcome."""
-        got = self.suspend_run(run_id, job_id, token, follow, pending, pause, correlation_mode)
-        return got.code, got.created
+        `save_signal_pause` does with a signal's name). `steps` (step, memo, info): in-process
+        steps that ran before the stop, saved first as `save_steps` saves them (each duration
+        in `observed`, counted under `function_id`). `events` (an invoke's event): stored
+        with the job that processes them, as `ingest_events` stores them (received `now`,
+        deduplicated on their own id for `dedupe_ttl_ms`; the job sent by `send_by`; with
+        `message`, the broker message of job "event:<events[0]'s internal id>", pushed with
+        it as `ingest_events` pushes it). `lookback` (the oldest received_at in ms, the
+        trigger's event id never matched), with a wait's `pause`: once the pause is saved,
+        the recent events of its name received since then are read in the same call; with
+        any, everything is written but the job is kept: "look" answered with their ids
+        (`Suspended.recent`), to match before the job is finished. `pauses`: more pauses
+        saved with `pause` (waits and invokes among parallel steps; neither mode "fail" nor a
+        lookback then).
 
-    def suspend_run(
-        self,
-        run_id: str,
-        job_id: str,
-        token: str,
-        follow: Sequence[tuple[str, dict[str, JSON] | None, QueuedJob]],
-        pending: Sequence[str] = (),
-        pause: Pause | None = None,
-        correlation_mode: str = "",
-        release: SlotRelease | None = None,
-    ) -> Suspended:
-        """`suspend`; with `release` (the concurrency slots the job holds), a suspended job
-        also gives its slots back and wakes the waiters that now fit (as
-        `SlotStore.release`), in the same call: `Suspended.woken`, for the caller to send."""
+        Returns the code ("suspended", or "ended", "missing", "lost", "conflict" (the signal
+        name is another pending pause's), "different" (a step has another memo): nothing
+        written), whether each job was created (False: queued already, or it ran within the
+        tombstone TTL) and the events' job to send (None: none made, its message pushed, or
+        not "suspended"). With `release` (the concurrency slots the job holds), a suspended
+        job also gives its slots back and wakes the waiters that now fit (as
+        `SlotStore.release`), in the same call: `Suspended.woken`, for the caller to send
+        (`Suspended.released`; "look" keeps them with the job). A repeat of the call (lost
+        reply) answers the first's outcome."""
         items = [
             FollowUp(
                 step,
@@ -404,16 +424,39 @@ class RunVerbs(StoreBase):
             )
             for step, info, planned in follow
         ]
-        saved = None
-        if pause is not None:
-            ref = _pause_ref(pause, pause.model_dump_json())
-            saved = (ref, pause.expires_at, correlation_mode)
-        code, enqueued, woken = self._scripts.suspend(
-            run_id, job_id, token, items, pending, saved, release
+        saved = [
+            (_pause_ref(each, each.model_dump_json()), each.expires_at, correlation_mode)
+            for each in ([pause] if pause is not None else []) + list(pauses)
+        ]
+        if len(saved) > 1 and (correlation_mode == "fail" or lookback is not None):
+            raise ValueError("several pauses suspend with neither mode 'fail' nor a lookback")
+        looked = None
+        if lookback is not None and pause is not None:
+            looked = (pause.event, lookback[0], RECENT_EVENTS_MAX, lookback[1])
+        code, enqueued, event_job, pushed, recent, woken = self._scripts.suspend(
+            run_id,
+            job_id,
+            token,
+            items,
+            pending,
+            saved,
+            steps=[(step, _dumps(memo), _encode_info(info)) for step, memo, info in steps],
+            durations=observed,
+            function_id=function_id,
+            events=[event_item(self._keys, event, now) for event in events],
+            now=now,
+            dedupe_ttl_ms=dedupe_ttl_ms,
+            send_by=send_by,
+            message=message,
+            lookback=looked,
+            release=release,
         )
+        job = None if pushed else self._event_job(event_job)
         return Suspended(
             code,
             [each == 1 for each in enqueued],
+            job,
+            recent,
             [Job.model_validate_json(raw) for raw in woken],
             released=release is not None and code == "suspended",
         )

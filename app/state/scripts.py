@@ -131,7 +131,7 @@ class CreateStartReply:
 
 
 ConsumeCode = Literal["won", "lost", "missing", "changed"]
-SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict"]
+SuspendCode = Literal["suspended", "ended", "missing", "lost", "conflict", "different", "look"]
 
 
 @dataclass(frozen=True)
@@ -467,15 +467,37 @@ class Scripts:
         token: str,
         follow: Sequence[FollowUp],
         pending: Sequence[str] = (),
-        pause: tuple[PauseRef, int, str] | None = None,
+        pauses: Sequence[tuple[PauseRef, int, str]] = (),
+        *,
+        steps: Sequence[tuple[str, str, str]] = (),
+        durations: Sequence[tuple[str, float] | None] = (),
+        function_id: str = "",
+        events: Sequence[EventItem] = (),
+        now: int = 0,
+        dedupe_ttl_ms: int = 0,
+        send_by: int = 0,
+        message: BrokerMessage | None = None,
+        lookback: tuple[str, int, int, str] | None = None,
         release: SlotRelease | None = None,
-    ) -> tuple[SuspendCode, list[int], list[str]]:
+    ) -> tuple[SuspendCode, list[int], str, bool, list[str], list[str]]:
         """Record each follow-up's step, queue its job and finish `job_id` (leased to `token`),
         in one call (lua/suspend.lua); with `pending`, replace the run's pending set first;
-        with `pause` (its ref, expires_at, correlation mode as `save_pause` takes them), save
-        it first; with `release`, give the job's slots back once suspended. (code, each
-        follow-up's enqueue code: 1 created, 0 queued already, -1 tombstoned; empty unless
-        "suspended"; Job JSON of the waiters the release woke)."""
+        with `pauses` (each its ref, expires_at, correlation mode as `save_pause` takes them;
+        mode "fail" only for a lone pause), save them first; with `steps` ((step, memo JSON,
+        info JSON) as `save_steps` takes them, each with its (bucket, seconds) in
+        `durations`, observed under `function_id`), save them first; with `events`, store
+        them (received `now`, deduplicated for `dedupe_ttl_ms`) and queue their job (sent by
+        `send_by`; `message`, the broker message of job "event:<events[0]'s internal id>",
+        pushed with it when the job gets that name, as `ingest_events` does). `lookback`
+        (the wait's event name, the oldest received_at in ms, how many at most, the
+        trigger's event id never matched; a lone pause): read the recent events of that name
+        once the pause is saved; with any, the job is kept and "look" answered. With
+        `release`, a suspended job gives its slots back ("look" keeps them with the job).
+
+        Returns (code, each follow-up's enqueue code: 1 created, 0 queued already, -1
+        tombstoned; the events' job id or ""; whether `message` was pushed; all empty unless
+        "suspended" or "look"; the recent events' ids with "look"; Job JSON of the waiters the
+        release woke)."""
         k = self._keys
         r = k.run(run_id)
         keys = [
@@ -486,25 +508,46 @@ class Scripts:
             k.jobs_by_run,
             k.job_failures,
             k.job_tombstone(job_id),
+            r.steps,
+            r.stack,
+            k.metric("step_duration_seconds"),
+            k.events,
+            self._archive.events,
+            k.triggers,
+            k.trigger_globs,
+            k.triggers_built,
+            message.list_key if message is not None else k.jobs,
+            k.recent_events(lookback[0]) if lookback is not None else k.jobs,
         ]
         keys += [k.job_tombstone(each.job_id) for each in follow]
         args: list[Arg] = [run_id, job_id, token, TOMBSTONE_TTL_MS, len(follow), len(pending)]
-        args.append(0 if pause is None else 1)
+        args += [len(pauses), len(steps), function_id, len(events), now]
+        args += [dedupe_ttl_ms, send_by, message.payload if message is not None else ""]
+        if lookback is not None:
+            args += [lookback[1], lookback[2], lookback[3]]
+        else:
+            args += [0, 0, ""]
         for each in follow:
             args += [each.step, each.info_json, each.job_id, each.job_json, each.send_by]
         args += list(pending)
-        if pause is not None:
-            ref, expires_at, correlation_mode = pause
+        for ref, expires_at, correlation_mode in pauses:
             keys += self._pause_keys(ref)
             args += [ref.pause_id, ref.raw, expires_at, ref.mode, ref.index_path]
             args += [ref.correlation_id, correlation_mode]
+        self._step_args(steps, durations, args)
+        self._event_items(events, keys, args)
         if release is not None:
             self._release_call(release, keys, args)
-        reply = self._run("suspend", keys, args)
-        code = cast(SuspendCode, reply[0])
-        enqueued = [int(each) for each in reply[1 : 1 + len(follow)]] if len(reply) > 1 else []
-        woken = [str(job) for job in reply[1 + len(follow)]] if len(reply) > 1 + len(follow) else []
-        return code, enqueued, woken
+        code, *rest = self._run("suspend", keys, args)
+        enqueued = [int(each) for each in rest[: len(follow)]]
+        if code == "look":
+            return "look", enqueued, "", False, [str(each) for each in rest[len(follow) :]], []
+        extra = rest[len(follow) :]
+        event_job, pushed = "", False
+        if events and len(extra) >= 2:
+            event_job, pushed, extra = str(extra[0]), str(extra[1]) == "1", extra[2:]
+        woken = [str(job) for job in extra[0]] if release is not None and extra else []
+        return cast(SuspendCode, code), enqueued, event_job, pushed, [], woken
 
     def _release_call(self, release: SlotRelease, keys: list[str], args: list[Arg]) -> None:
         """The keys and arguments of a slot release, appended (as lua/slots_release.lua's

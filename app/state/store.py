@@ -59,7 +59,7 @@ from app.state.records import (
 )
 from app.state.registry import RegistryVerbs
 from app.state.run_views import RunViewVerbs, _run_view
-from app.state.runs import RunVerbs, _decode_record, _encode_info
+from app.state.runs import RunVerbs, Suspended, _decode_record, _encode_info
 from app.state.scripts import Scripts
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ __all__ = [
     "RunView",
     "SaveResult",
     "Store",
+    "Suspended",
     "T",
     "_decode_record",
     "_dumps",

@@ -91,3 +91,55 @@ def wait(ctx: inngest.ContextSync) -> object:
     """Waits up to an hour for `starts/paid`, then returns its data (None on timeout)."""
     paid = ctx.step.wait_for_event("paid", event="starts/paid", timeout=datetime.timedelta(hours=1))
     return None if paid is None else paid.data
+
+
+@client.create_function(fn_id="steps-nap", trigger=inngest.TriggerEvent(event="starts/steps-nap"))
+def steps_nap(ctx: inngest.ContextSync) -> int:
+    """Three in-process steps, then an hour's sleep (saved with its suspend), then their sum."""
+    total = 0
+    for i in range(3):
+        total = int(ctx.step.run(f"s{i}", lambda i=i, t=total: t + i))
+    ctx.step.sleep("nap", datetime.timedelta(hours=1))
+    return total
+
+
+@client.create_function(fn_id="child", trigger=inngest.TriggerEvent(event="starts/child"))
+def child(ctx: inngest.ContextSync) -> int:
+    """What `invoker` invokes: twice its event's `n`."""
+    return 2 * int(ctx.event.data["n"])
+
+
+@client.create_function(fn_id="invoker", trigger=inngest.TriggerEvent(event="starts/invoker"))
+def invoker(ctx: inngest.ContextSync) -> int:
+    """A step, then an invoke of `child` (the step saved, the pause, the invoke event and its
+    job stored, in the invoke's suspend), then the child's output plus one."""
+    one = int(ctx.step.run("one", lambda: 1))
+    got = ctx.step.invoke("call", function=child, data={"n": 20})
+    return int(got) + one
+
+
+@client.create_function(fn_id="look", trigger=inngest.TriggerEvent(event="starts/look"))
+def look(ctx: inngest.ContextSync) -> object:
+    """Waits up to an hour for `starts/paid`, accepting one sent up to 5 minutes before."""
+    paid = ctx.step.wait_for_event(
+        "paid",
+        event="starts/paid",
+        timeout=datetime.timedelta(hours=1),
+        lookback=datetime.timedelta(minutes=5),
+    )
+    return None if paid is None else paid.data
+
+
+@client.create_function(fn_id="both", trigger=inngest.TriggerEvent(event="starts/both"))
+def both(ctx: inngest.ContextSync) -> object:
+    """A wait for `starts/paid` and an invoke of `child`, in parallel: both pauses, their
+    timeout jobs and the invoke's event saved by one suspend."""
+    paid, got = ctx.group.parallel(
+        (
+            lambda: ctx.step.wait_for_event(
+                "paid", event="starts/paid", timeout=datetime.timedelta(hours=1)
+            ),
+            lambda: ctx.step.invoke("call", function=child, data={"n": 4}),
+        )
+    )
+    return [None if paid is None else paid.data, got]

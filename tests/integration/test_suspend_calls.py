@@ -206,15 +206,19 @@ def test_a_suspend_whose_job_another_delivery_took_writes_nothing(
     [event_job] = recorder.sent
     recorder.messages.clear()
     store: Store = e.store
-    real_suspend = Store.suspend_run
+    real_suspend = Store.suspend
+    answers: list[str] = []
 
-    def taken_over(self: Store, run_id: str, job_id: str, token: str, *args: Any) -> Any:
+    def taken_over(self: Store, run_id: str, job_id: str, token: str, *args: Any, **kw: Any) -> Any:
         leased = store.lease_job(job_id, "other-delivery", e.now() + 10**9, 30_000)
         assert not isinstance(leased, str)
-        return real_suspend(self, run_id, job_id, token, *args)
+        done = real_suspend(self, run_id, job_id, token, *args, **kw)
+        answers.append(done.code)
+        return done
 
-    monkeypatch.setattr(Store, "suspend_run", taken_over)
+    monkeypatch.setattr(Store, "suspend", taken_over)
     assert e.jobs.work(event_job) == "done"
+    assert answers == ["lost"]
     [run] = store.list_runs(10)
     assert list(_jobs(e)) == [f"{run.run_id}:start"]  # still there, the other's; no timer
     assert f"{run.run_id}:start" not in _finished(calls)
@@ -246,3 +250,122 @@ def test_a_wait_for_an_event_suspends_in_one_call(
     view = e.store.get_run(run_id)
     assert view is not None
     assert (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 7})
+
+
+def test_steps_before_a_sleep_are_saved_with_its_suspend(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """Three in-process steps and the sleep after them: one call, no `save_step` first."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/steps-nap")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    assert _names(calls).count("save_step") == 0
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert [(s["id"] if s["kind"] == "Sleep" else s["name"], s["status"]) for s in view.steps] == [
+        ("s0", "Completed"),
+        ("s1", "Completed"),
+        ("s2", "Completed"),
+        (view.steps[3]["id"], "Sleeping"),
+    ]
+    [sleep_job] = _jobs(e)
+    calls.clear()
+    assert e.jobs.handle(sleep_job) == "done"
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 3)
+    # The wake saves the sleep's end alone (`save_step`), its memos read from the suspend's.
+    assert [args[1] for name, args in calls if name == "save_step"] == [sleep_job.split(":")[2]]
+
+
+def test_an_invoke_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: Calls) -> None:
+    """The step before it, the invoke's pause, history record and timeout job, its
+    `inngest/function.invoked` event with the job that processes it, and the finish of the
+    job that ran it: one `suspend`."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/invoker")
+    names = _names(calls)
+    assert names.count("suspend") == 1
+    for name in ("save_step", "save_pause", "record_step", "enqueue_job"):
+        assert names.count(name) == 0, name
+    assert names.count("ingest_events") == 1  # the trigger's, sent before the task
+    assert len(_finished(calls)) == 1  # the trigger's event job
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    # Its event's job was sent; run, it starts the child, whose end resumes the parent.
+    [invoked] = recorder.sent
+    assert invoked.startswith("event:")
+    [record] = [r for r in e.store.list_events(10) if r.event["name"] == "inngest/function.invoked"]
+    assert invoked == f"event:{record.internal_id}"
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 41)
+    assert _jobs(e) == {}
+
+
+def test_a_lookback_wait_with_nothing_to_look_at_suspends_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The pause, its history record and timeout job, the read of the recent events of its
+    name (none) and the finish of the job: one `suspend`, no reads after it."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/look")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    assert len(_finished(calls)) == 1  # the event job's
+    [timeout] = _jobs(e)
+    assert timeout.startswith(f"{run_id}:timeout:")
+
+
+def test_a_lookback_wait_matches_an_event_sent_before_it(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """The suspend finds an event of its name in the window: its job stays until the event
+    is matched (`consume_pause`), then the worker finishes it; the run resumes with it."""
+    e, recorder = engine
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 5}}], e.now())
+    recorder.messages.clear()  # nothing listens yet: no job
+    run_id = _event_task(e, recorder, "starts/look")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend", "consume_pause"]
+    assert f"{run_id}:start" in _finished(calls)
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 5})
+
+
+def test_a_wait_and_an_invoke_in_parallel_suspend_in_one_call(
+    engine: tuple[Engine, Recorder], calls: Calls
+) -> None:
+    """Both pauses, their history records and timeout jobs, the pending set, the invoke's
+    event with its job, and the finish of the job: one `suspend`."""
+    e, recorder = engine
+    run_id = _event_task(e, recorder, "starts/both")
+    own = [name for name, args in calls if run_id in map(str, args)]
+    assert own == ["create_run", "suspend"]
+    names = _names(calls)
+    for name in ("set_pending", "save_pause", "record_step", "enqueue_job"):
+        assert names.count(name) == 0, name
+    assert names.count("ingest_events") == 1  # the trigger's
+    assert len(_finished(calls)) == 1  # the trigger's event job
+    timeouts = [job for job in _jobs(e) if job.startswith(f"{run_id}:timeout:")]
+    assert len(timeouts) == 2
+    view = e.store.get_run(run_id)
+    assert view is not None and sorted(s["status"] for s in view.steps) == ["Waiting", "Waiting"]
+
+    # The child runs and ends; the event arrives: the run resumes and ends with both.
+    e.runner.ingest([{"name": "starts/paid", "data": {"n": 1}}], e.now())
+    while recorder.messages:
+        messages, recorder.messages = recorder.messages, []
+        for args in messages:
+            e.jobs.work(*args)
+    view = e.store.get_run(run_id)
+    assert view is not None
+    assert (view.status, view.output) == (RunStatus.COMPLETED.value, [{"n": 1}, 8])
+    assert _jobs(e) == {}
