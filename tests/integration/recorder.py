@@ -3,6 +3,7 @@ test_suspend_calls.py): it keeps what would have been sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -20,3 +21,12 @@ class Recorder:
     def sent(self) -> list[str]:
         """The job ids sent."""
         return [args[0] for args in self.messages]
+
+    def drain(self, work: Callable[..., str]) -> list[str]:
+        """Run each kept message through `work` (a worker's task), and those they send in
+        turn, until none is left; their answers, in order."""
+        answers: list[str] = []
+        while self.messages:
+            messages, self.messages = self.messages, []
+            answers += [work(*args) for args in messages]
+        return answers

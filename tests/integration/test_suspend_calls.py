@@ -243,10 +243,7 @@ def test_a_wait_for_an_event_suspends_in_one_call(
 
     # The event it waits for resumes it.
     e.runner.ingest([{"name": "starts/paid", "data": {"n": 7}}], e.now())
-    while recorder.messages:
-        messages, recorder.messages = recorder.messages, []
-        for args in messages:
-            e.jobs.work(*args)
+    recorder.drain(e.jobs.work)
     view = e.store.get_run(run_id)
     assert view is not None
     assert (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 7})
@@ -297,10 +294,7 @@ def test_an_invoke_suspends_in_one_call(engine: tuple[Engine, Recorder], calls: 
     assert invoked.startswith("event:")
     [record] = [r for r in e.store.list_events(10) if r.event["name"] == "inngest/function.invoked"]
     assert invoked == f"event:{record.internal_id}"
-    while recorder.messages:
-        messages, recorder.messages = recorder.messages, []
-        for args in messages:
-            e.jobs.work(*args)
+    recorder.drain(e.jobs.work)
     view = e.store.get_run(run_id)
     assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, 41)
     assert _jobs(e) == {}
@@ -332,10 +326,7 @@ def test_a_lookback_wait_matches_an_event_sent_before_it(
     own = [name for name, args in calls if run_id in map(str, args)]
     assert own == ["create_run", "suspend", "consume_pause"]
     assert f"{run_id}:start" in _finished(calls)
-    while recorder.messages:
-        messages, recorder.messages = recorder.messages, []
-        for args in messages:
-            e.jobs.work(*args)
+    recorder.drain(e.jobs.work)
     view = e.store.get_run(run_id)
     assert view is not None and (view.status, view.output) == (RunStatus.COMPLETED.value, {"n": 5})
 
@@ -361,10 +352,7 @@ def test_a_wait_and_an_invoke_in_parallel_suspend_in_one_call(
 
     # The child runs and ends; the event arrives: the run resumes and ends with both.
     e.runner.ingest([{"name": "starts/paid", "data": {"n": 1}}], e.now())
-    while recorder.messages:
-        messages, recorder.messages = recorder.messages, []
-        for args in messages:
-            e.jobs.work(*args)
+    recorder.drain(e.jobs.work)
     view = e.store.get_run(run_id)
     assert view is not None
     assert (view.status, view.output) == (RunStatus.COMPLETED.value, [{"n": 1}, 8])

@@ -281,12 +281,9 @@ def test_a_signal_name_another_pause_holds_writes_nothing(
 SLOT = "f:app-fn"
 
 
-def test_a_suspend_with_a_release_gives_the_slot_back_and_wakes_the_next_waiter(
-    store: Store, run: str, client: redis.Redis
-) -> None:
-    """One call suspends the run and gives the job's slot back, waking the waiter that now
-    fits (as slots_release.lua would, after): the waiter comes back to be sent. A repeat
-    after a lost reply answers "suspended" again and takes or wakes nothing more."""
+def _holding_the_slot_a_waiter_wants(store: Store, run: str) -> None:
+    """The run's start job, leased to "tok", holds the one slot of SLOT; job other:start
+    waits for it (parked)."""
     slots = SlotStore.over(store)
     _running(store, run)
     assert slots.acquire("01RUN:start", [(SLOT, 1)], T0, T0, LEASE, 60_000, 300_000).code == "ok"
@@ -294,6 +291,15 @@ def test_a_suspend_with_a_release_gives_the_slot_back_and_wakes_the_next_waiter(
     assert slots.acquire("other:start", [(SLOT, 1)], T0 + 1, T0, LEASE, 60_000, 300_000).code == (
         "wait"
     )
+
+
+def test_a_suspend_with_a_release_gives_the_slot_back_and_wakes_the_next_waiter(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """One call suspends the run and gives the job's slot back, waking the waiter that now
+    fits (as slots_release.lua would, after): the waiter comes back to be sent. A repeat
+    after a lost reply answers "suspended" again and takes or wakes nothing more."""
+    _holding_the_slot_a_waiter_wants(store, run)
     release = SlotRelease([(SLOT, 1)], T0 + 5, LEASE, 60_000)
     got = store.suspend(run, "01RUN:start", "tok", [_sleep()], release=release)
     assert (got.code, got.created, got.released) == ("suspended", [True], True)
@@ -582,13 +588,7 @@ def test_an_invoke_with_a_release_answers_its_event_job_and_the_woken_waiter(
 ) -> None:
     """A limited job that stops on an invoke: the invoke's event and job, and the slot given
     back with the waiter it wakes, in one call; each part of the answer in its place."""
-    slots = SlotStore.over(store)
-    _running(store, run)
-    assert slots.acquire("01RUN:start", [(SLOT, 1)], T0, T0, LEASE, 60_000, 300_000).code == "ok"
-    store.enqueue_job(make_job("other:start", "other", kind=JobKind.START), T0, T0 + 1_000)
-    assert slots.acquire("other:start", [(SLOT, 1)], T0 + 1, T0, LEASE, 60_000, 300_000).code == (
-        "wait"
-    )
+    _holding_the_slot_a_waiter_wants(store, run)
     pause, wait, event = _invoke()
     release = SlotRelease([(SLOT, 1)], T0 + 5, LEASE, 60_000)
     args: Any = (run, "01RUN:start", "tok", [wait])
