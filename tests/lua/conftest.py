@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from app.models import Job, JobKind, Pause
+from app.state.scripts import StartAdmit
 from app.state.store import NewRun, Store
 
 T0 = 1_700_000_000_000
@@ -90,3 +91,20 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
     if errors:
         raise errors[0]
     return results
+
+
+SLOT = "f:app-fn"
+"""The one concurrency constraint of `make_admit`."""
+
+
+def make_admit(limit: int = 1, score: int = T0, **throttle: Any) -> StartAdmit:
+    """A start's admission under SLOT (`limit` at a time; `throttle`: StartAdmit's throttle
+    fields), as lua/create_run.lua and lua/start_run.lua take it."""
+    return StartAdmit(
+        score=score,
+        constraints=[(SLOT, limit)],
+        slot_lease_ms=30_000,
+        resend_ms=60_000,
+        park_ms=300_000,
+        **throttle,
+    )

@@ -12,7 +12,7 @@ from app.state.runs import AdmittedCreation
 from app.state.scripts import StartAdmit
 from app.state.slots import SlotStore
 from app.state.store import QueuedJob, Store
-from tests.lua.conftest import T0, new_run
+from tests.lua.conftest import SLOT, T0, make_admit, new_run
 
 
 def test_creates_a_queued_run(store: Store) -> None:
@@ -255,7 +255,6 @@ def test_a_started_creation_whose_creator_died_is_redelivered_at_its_lease_end(
 
 
 # --- created started with an admission: a limited run's create + admit + start in one call ---
-SLOT = "f:app-fn"
 THROTTLE = {
     "throttle": "app-fn",
     "interval_ms": 1000,
@@ -264,17 +263,6 @@ THROTTLE = {
     "horizon_ms": 10_000,
     "ticket_slack_ms": 3_600_000,
 }
-
-
-def _admit(limit: int = 1, score: int = T0, **throttle: Any) -> StartAdmit:
-    return StartAdmit(
-        score=score,
-        constraints=[(SLOT, limit)],
-        slot_lease_ms=LEASE_MS,
-        resend_ms=60_000,
-        park_ms=300_000,
-        **throttle,
-    )
 
 
 def _admitted(
@@ -288,7 +276,7 @@ def test_a_limited_run_is_created_started_holding_its_slot(
 ) -> None:
     """One call creates the run, takes its slot and starts it, its start job leased to the
     caller: no start_run (nor slots_acquire, begin_job, mark_started) after it."""
-    got = _admitted(store, "01RUN", "tok", _admit())
+    got = _admitted(store, "01RUN", "tok", make_admit())
     assert got == AdmittedCreation("01RUN", "started")
     assert client.zscore(f"sl:slots:{SLOT}", "01RUN:start") == T0 + LEASE_MS
     assert client.hget("sl:jobs:owner", "01RUN:start") == "tok"
@@ -298,13 +286,13 @@ def test_a_limited_run_is_created_started_holding_its_slot(
     assert client.hget("sl:metric:runs_started_total", "app-fn") == "1"
     # A repeat after a lost reply: the same answer, nothing taken or counted twice.
     before = {key: client.dump(key) for key in client.keys("sl:*")}
-    assert _admitted(store, "01RUN", "tok", _admit()) == got
+    assert _admitted(store, "01RUN", "tok", make_admit()) == got
     assert {key: client.dump(key) for key in client.keys("sl:*")} == before
     # Keyed (an idempotency key before the admission's keys) too.
-    keyed = _admitted(store, "01K", "t2", _admit(2), idempotency_key="app-fn:k")
+    keyed = _admitted(store, "01K", "t2", make_admit(2), idempotency_key="app-fn:k")
     assert keyed == AdmittedCreation("01K", "started")
-    assert _admitted(store, "01K", "t2", _admit(2), idempotency_key="app-fn:k") == keyed
-    assert _admitted(store, "01L", "t3", _admit(2), idempotency_key="app-fn:k").code == "exists"
+    assert _admitted(store, "01K", "t2", make_admit(2), idempotency_key="app-fn:k") == keyed
+    assert _admitted(store, "01L", "t3", make_admit(2), idempotency_key="app-fn:k").code == "exists"
     assert client.zcard(f"sl:slots:{SLOT}") == 2
 
 
@@ -313,8 +301,8 @@ def test_a_full_constraint_parks_the_created_run_and_a_repeat_answers_wait(
 ) -> None:
     """The slot is taken: the run is created Queued, its start job parked in the wait list
     as start_run.lua parks it; the holder's release wakes it and its delivery starts it."""
-    assert _admitted(store, "01A", "t1", _admit()).code == "started"
-    parked = _admitted(store, "01B", "t2", _admit(score=T0 + 1))
+    assert _admitted(store, "01A", "t1", make_admit()).code == "started"
+    parked = _admitted(store, "01B", "t2", make_admit(score=T0 + 1))
     assert parked == AdmittedCreation("01B", "wait")
     assert client.zrange(f"sl:slots-wait:{SLOT}", 0, -1, withscores=True) == [("01B:start", T0 + 1)]
     assert client.smembers("sl:slots:waiting") == {SLOT}
@@ -326,13 +314,13 @@ def test_a_full_constraint_parks_the_created_run_and_a_repeat_answers_wait(
     assert client.hget("sl:metric:runs_started_total", "app-fn") == "1"
     # The repeat after a lost reply answers as the first call did, and changes nothing.
     before = {key: client.dump(key) for key in client.keys("sl:*")}
-    assert _admitted(store, "01B", "t2", _admit(score=T0 + 1)) == parked
+    assert _admitted(store, "01B", "t2", make_admit(score=T0 + 1)) == parked
     assert {key: client.dump(key) for key in client.keys("sl:*")} == before
     # The holder gives its slot back: the waiter is woken, and its delivery starts it.
     woken = SlotStore.over(store).release("01A:start", [(SLOT, 1)], T0 + 8, LEASE_MS, 60_000)
     assert [job.id for job in woken] == ["01B:start"]
     job = Job(kind=JobKind.START, id="01B:start", run_id="01B")
-    start = store.start_run(job, "app-fn", "t4", T0 + 9, LEASE_MS, _admit())
+    start = store.start_run(job, "app-fn", "t4", T0 + 9, LEASE_MS, make_admit())
     assert not isinstance(start.leased, str) and start.started is True
 
 
@@ -341,10 +329,10 @@ def test_a_created_run_wakes_a_waiter_ahead_and_parks_behind_it(
 ) -> None:
     """A slot freed by an expired holder goes to the waiter ahead (by score): the creation
     wakes it (for the caller to send) and parks its own job behind it."""
-    assert _admitted(store, "01A", "t1", _admit()).code == "started"
-    assert _admitted(store, "01B", "t2", _admit(score=T0)).code == "wait"
+    assert _admitted(store, "01A", "t1", make_admit()).code == "started"
+    assert _admitted(store, "01B", "t2", make_admit(score=T0)).code == "wait"
     late = T0 + LEASE_MS + 1  # the holder died: its slot lease ran out
-    got = _admitted(store, "01C", "t3", _admit(score=late), created_at=late)
+    got = _admitted(store, "01C", "t3", make_admit(score=late), created_at=late)
     assert got.code == "wait" and [job.id for job in got.woken] == ["01B:start"]
     assert client.hget("sl:jobs:owner", "01B:start") == "woken"
     assert client.zrange(f"sl:slots-wait:{SLOT}", 0, -1) == ["01C:start"]
@@ -353,8 +341,8 @@ def test_a_created_run_wakes_a_waiter_ahead_and_parks_behind_it(
 def test_a_throttled_creation_is_deferred_and_a_repeat_gets_the_same_time(
     store: Store, client: redis.Redis
 ) -> None:
-    assert _admitted(store, "01A", "t1", _admit(2, **THROTTLE)).code == "started"
-    later = _admitted(store, "01B", "t2", _admit(2, **THROTTLE), created_at=T0 + 10)
+    assert _admitted(store, "01A", "t1", make_admit(2, **THROTTLE)).code == "started"
+    later = _admitted(store, "01B", "t2", make_admit(2, **THROTTLE), created_at=T0 + 10)
     assert later == AdmittedCreation("01B", "later", start_at=T0 + 1000)
     assert client.hget("sl:jobs:owner", "01B:start") == "deferred"
     assert client.zscore("sl:jobs:due", "01B:start") == T0 + 1000 + 60_000
@@ -363,11 +351,11 @@ def test_a_throttled_creation_is_deferred_and_a_repeat_gets_the_same_time(
     assert state is not None and (state.status, state.started_at) == ("Queued", None)
     # A repeat after a lost reply: the same start time (the run's ticket), nothing consumed.
     before = {key: client.dump(key) for key in client.keys("sl:*")}
-    again = _admitted(store, "01B", "t2", _admit(2, **THROTTLE), created_at=T0 + 10)
+    again = _admitted(store, "01B", "t2", make_admit(2, **THROTTLE), created_at=T0 + 10)
     assert again == later
     assert {key: client.dump(key) for key in client.keys("sl:*")} == before
     # At its start time its delivery starts it (the ticket start_run.lua reads).
     job = Job(kind=JobKind.START, id="01B:start", run_id="01B")
-    start = store.start_run(job, "app-fn", "t3", T0 + 1000, LEASE_MS, _admit(2, **THROTTLE))
+    start = store.start_run(job, "app-fn", "t3", T0 + 1000, LEASE_MS, make_admit(2, **THROTTLE))
     assert not isinstance(start.leased, str) and start.started is True
     assert client.zcard(f"sl:slots:{SLOT}") == 2

@@ -3,16 +3,13 @@ and mark the run started, in one call."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 
 from app.models import Job, JobKind
 from app.state.runs import RunStart
-from app.state.scripts import StartAdmit
 from app.state.slots import SlotStore
 from app.state.store import QueuedJob, Store
-from tests.lua.conftest import T0, new_run
+from tests.lua.conftest import SLOT, T0, make_admit, new_run
 
 LEASE_MS = 30_000
 JOB = Job(kind=JobKind.START, id="01RUN:start", run_id="01RUN")
@@ -87,19 +84,6 @@ def test_an_ended_run_is_not_started(store: Store) -> None:
 
 # --- with an admission: concurrency and throttle in the same call -----------------------------
 
-SLOT = "f:app-fn"
-
-
-def _admit(limit: int = 1, score: int = T0, **throttle: Any) -> StartAdmit:
-    return StartAdmit(
-        score=score,
-        constraints=[(SLOT, limit)],
-        slot_lease_ms=LEASE_MS,
-        resend_ms=60_000,
-        park_ms=300_000,
-        **throttle,
-    )
-
 
 def _limited(store: Store, run_id: str) -> Job:
     job = Job(kind=JobKind.START, id=f"{run_id}:start", run_id=run_id, function_id="app-fn")
@@ -110,7 +94,7 @@ def _limited(store: Store, run_id: str) -> Job:
 
 def test_a_free_slot_is_taken_and_the_run_started(store: Store, client: redis.Redis) -> None:
     job = _limited(store, "01RUN")
-    start = store.start_run(job, "app-fn", "tok", T0 + 5, LEASE_MS, _admit())
+    start = store.start_run(job, "app-fn", "tok", T0 + 5, LEASE_MS, make_admit())
     assert not isinstance(start.leased, str) and start.started is True
     assert start.leased.job == job and start.woken == []
     assert client.zscore(f"sl:slots:{SLOT}", job.id) == T0 + 5 + LEASE_MS
@@ -118,7 +102,7 @@ def test_a_free_slot_is_taken_and_the_run_started(store: Store, client: redis.Re
     state = store.load_run("01RUN")
     assert state is not None and (state.status, state.started_at) == ("Running", T0 + 5)
     # A repeat after a lost reply: the same answer, nothing taken or counted twice.
-    assert store.start_run(job, "app-fn", "tok", T0 + 5, LEASE_MS, _admit()) == start
+    assert store.start_run(job, "app-fn", "tok", T0 + 5, LEASE_MS, make_admit()) == start
     assert client.zcard(f"sl:slots:{SLOT}") == 1
     assert client.hget("sl:metric:runs_started_total", "app-fn") == "1"
 
@@ -127,8 +111,8 @@ def test_a_full_slot_parks_the_job_and_a_repeat_answers_wait(
     store: Store, client: redis.Redis
 ) -> None:
     first, second = _limited(store, "01A"), _limited(store, "01B")
-    assert store.start_run(first, "app-fn", "t1", T0 + 5, LEASE_MS, _admit()).started
-    parked = store.start_run(second, "app-fn", "t2", T0 + 6, LEASE_MS, _admit(score=T0 + 1))
+    assert store.start_run(first, "app-fn", "t1", T0 + 5, LEASE_MS, make_admit()).started
+    parked = store.start_run(second, "app-fn", "t2", T0 + 6, LEASE_MS, make_admit(score=T0 + 1))
     assert parked == RunStart("wait")
     # Parked as slots_acquire.lua parks it: in the constraint's wait list, owner 'parked'.
     assert client.zrange(f"sl:slots-wait:{SLOT}", 0, -1, withscores=True) == [(second.id, T0 + 1)]
@@ -138,13 +122,13 @@ def test_a_full_slot_parks_the_job_and_a_repeat_answers_wait(
     state = store.load_run("01B")
     assert state is not None and (state.status, state.started_at) == ("Queued", None)
     # The repeat after a lost reply (or any delivery meanwhile) answers as the first call did.
-    assert store.start_run(second, "app-fn", "t2", T0 + 6, LEASE_MS, _admit()) == parked
-    assert store.start_run(second, "app-fn", "t3", T0 + 7, LEASE_MS, _admit()) == parked
+    assert store.start_run(second, "app-fn", "t2", T0 + 6, LEASE_MS, make_admit()) == parked
+    assert store.start_run(second, "app-fn", "t3", T0 + 7, LEASE_MS, make_admit()) == parked
     assert client.hget("sl:jobs:owner", second.id) == "parked"
     # The holder gives its slot back: the waiter is woken, and its delivery starts it.
     woken = SlotStore.over(store).release(first.id, [(SLOT, 1)], T0 + 8, LEASE_MS, 60_000)
     assert [job.id for job in woken] == [second.id]
-    start = store.start_run(second, "app-fn", "t4", T0 + 9, LEASE_MS, _admit())
+    start = store.start_run(second, "app-fn", "t4", T0 + 9, LEASE_MS, make_admit())
     assert not isinstance(start.leased, str) and start.started is True
     assert start.leased.failures == 0  # a parked or woken owner is no lost delivery
     assert client.zrange(f"sl:slots:{SLOT}", 0, -1) == [second.id]
@@ -156,10 +140,11 @@ def test_a_waiter_ahead_is_woken_on_the_way(store: Store, client: redis.Redis) -
     """A slot freed by an expired holder goes to the waiter ahead (by score), woken by the
     start call of the one behind it, which then parks."""
     first, ahead, behind = _limited(store, "01A"), _limited(store, "01B"), _limited(store, "01C")
-    store.start_run(first, "app-fn", "t1", T0, LEASE_MS, _admit())
-    assert store.start_run(ahead, "app-fn", "t2", T0, LEASE_MS, _admit(score=T0)).leased == "wait"
+    store.start_run(first, "app-fn", "t1", T0, LEASE_MS, make_admit())
+    waiting = store.start_run(ahead, "app-fn", "t2", T0, LEASE_MS, make_admit(score=T0))
+    assert waiting.leased == "wait"
     late = T0 + LEASE_MS + 1  # the holder died: its slot lease ran out
-    start = store.start_run(behind, "app-fn", "t3", late, LEASE_MS, _admit(score=T0 + 1))
+    start = store.start_run(behind, "app-fn", "t3", late, LEASE_MS, make_admit(score=T0 + 1))
     assert start.leased == "wait" and [job.id for job in start.woken] == [ahead.id]
     assert client.hget("sl:jobs:owner", ahead.id) == "woken"
     assert client.zrange(f"sl:slots-wait:{SLOT}", 0, -1) == [behind.id]
@@ -170,7 +155,7 @@ def test_an_ended_run_takes_no_slot(store: Store, client: redis.Redis) -> None:
     store.finish_run("01RUN", "Cancelled", None, None, T0 + 1)
     # finish_run dropped the run's jobs (enqueue_job refuses an ended run's): a stray one.
     client.hset("sl:jobs", job.id, job.model_dump_json())
-    start = store.start_run(job, "app-fn", "tok", T0 + 2, LEASE_MS, _admit())
+    start = store.start_run(job, "app-fn", "tok", T0 + 2, LEASE_MS, make_admit())
     assert not isinstance(start.leased, str) and start.started is False
     assert client.exists(f"sl:slots:{SLOT}") == 0
 
@@ -187,17 +172,17 @@ def test_a_throttled_start_is_deferred_and_a_repeat_gets_the_same_time(
         "ticket_slack_ms": 3_600_000,
     }
     first, second = _limited(store, "01A"), _limited(store, "01B")
-    assert store.start_run(first, "app-fn", "t1", T0, LEASE_MS, _admit(2, **throttle)).started
-    later = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, _admit(2, **throttle))
+    assert store.start_run(first, "app-fn", "t1", T0, LEASE_MS, make_admit(2, **throttle)).started
+    later = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **throttle))
     assert later == RunStart("later", start_at=T0 + 1000)
     assert client.hget("sl:jobs:owner", second.id) == "deferred"
     assert client.zscore("sl:jobs:due", second.id) == T0 + 1000 + 60_000
     assert client.zcard(f"sl:slots:{SLOT}") == 1  # no slot taken by a deferred start
     # A repeat after a lost reply: the same start time (the run's ticket), nothing consumed.
-    again = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, _admit(2, **throttle))
+    again = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **throttle))
     assert again == later
     assert client.get("sl:throttle:app-fn") == str(T0 + 2000)
     # At its start time its delivery starts it.
-    start = store.start_run(second, "app-fn", "t3", T0 + 1000, LEASE_MS, _admit(2, **throttle))
+    start = store.start_run(second, "app-fn", "t3", T0 + 1000, LEASE_MS, make_admit(2, **throttle))
     assert not isinstance(start.leased, str) and start.started is True
     assert client.zcard(f"sl:slots:{SLOT}") == 2
