@@ -96,6 +96,16 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
 SLOT = "f:app-fn"
 """The one concurrency constraint of `make_admit`."""
 
+THROTTLE: dict[str, Any] = {
+    "throttle": "app-fn",
+    "interval_ms": 1000,
+    "tolerance_ms": 0,
+    "slack_ms": 60_000,
+    "horizon_ms": 10_000,
+    "ticket_slack_ms": 3_600_000,
+}
+"""A throttle of one start a second (no burst), as `make_admit(**THROTTLE)` takes it."""
+
 
 def make_admit(limit: int = 1, score: int = T0, **throttle: Any) -> StartAdmit:
     """A start's admission under SLOT (`limit` at a time; `throttle`: StartAdmit's throttle

@@ -12,7 +12,7 @@ from app.state.runs import AdmittedCreation
 from app.state.scripts import StartAdmit
 from app.state.slots import SlotStore
 from app.state.store import QueuedJob, Store
-from tests.lua.conftest import SLOT, T0, make_admit, new_run
+from tests.lua.conftest import SLOT, T0, THROTTLE, make_admit, new_run
 
 
 def test_creates_a_queued_run(store: Store) -> None:
@@ -255,14 +255,6 @@ def test_a_started_creation_whose_creator_died_is_redelivered_at_its_lease_end(
 
 
 # --- created started with an admission: a limited run's create + admit + start in one call ---
-THROTTLE = {
-    "throttle": "app-fn",
-    "interval_ms": 1000,
-    "tolerance_ms": 0,
-    "slack_ms": 60_000,
-    "horizon_ms": 10_000,
-    "ticket_slack_ms": 3_600_000,
-}
 
 
 def _admitted(

@@ -9,7 +9,7 @@ from app.models import Job, JobKind
 from app.state.runs import RunStart
 from app.state.slots import SlotStore
 from app.state.store import QueuedJob, Store
-from tests.lua.conftest import SLOT, T0, make_admit, new_run
+from tests.lua.conftest import SLOT, T0, THROTTLE, make_admit, new_run
 
 LEASE_MS = 30_000
 JOB = Job(kind=JobKind.START, id="01RUN:start", run_id="01RUN")
@@ -163,26 +163,18 @@ def test_an_ended_run_takes_no_slot(store: Store, client: redis.Redis) -> None:
 def test_a_throttled_start_is_deferred_and_a_repeat_gets_the_same_time(
     store: Store, client: redis.Redis
 ) -> None:
-    throttle = {
-        "throttle": "app-fn",
-        "interval_ms": 1000,
-        "tolerance_ms": 0,
-        "slack_ms": 60_000,
-        "horizon_ms": 10_000,
-        "ticket_slack_ms": 3_600_000,
-    }
     first, second = _limited(store, "01A"), _limited(store, "01B")
-    assert store.start_run(first, "app-fn", "t1", T0, LEASE_MS, make_admit(2, **throttle)).started
-    later = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **throttle))
+    assert store.start_run(first, "app-fn", "t1", T0, LEASE_MS, make_admit(2, **THROTTLE)).started
+    later = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **THROTTLE))
     assert later == RunStart("later", start_at=T0 + 1000)
     assert client.hget("sl:jobs:owner", second.id) == "deferred"
     assert client.zscore("sl:jobs:due", second.id) == T0 + 1000 + 60_000
     assert client.zcard(f"sl:slots:{SLOT}") == 1  # no slot taken by a deferred start
     # A repeat after a lost reply: the same start time (the run's ticket), nothing consumed.
-    again = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **throttle))
+    again = store.start_run(second, "app-fn", "t2", T0 + 10, LEASE_MS, make_admit(2, **THROTTLE))
     assert again == later
     assert client.get("sl:throttle:app-fn") == str(T0 + 2000)
     # At its start time its delivery starts it.
-    start = store.start_run(second, "app-fn", "t3", T0 + 1000, LEASE_MS, make_admit(2, **throttle))
+    start = store.start_run(second, "app-fn", "t3", T0 + 1000, LEASE_MS, make_admit(2, **THROTTLE))
     assert not isinstance(start.leased, str) and start.started is True
     assert client.zcard(f"sl:slots:{SLOT}") == 2
