@@ -6,6 +6,9 @@
                             starts it in one call (`Slots.admit`, `admitted`)
     worker takes the start job ─► Slots.admit ─► lua/start_run.lua: lease + admit + start in
                             one call; a slot granted there is the executor's (`acquire`)
+    a limited run's sleep wakes ─► its job carries the run's constraints and score
+                            (`wake_limits`): the wake's MULTI takes its slots or parks it
+                            (`wake_acquire`, `woke`); `acquire` takes that answer
     executor.execute(job) ─► Slots.acquire(fn, run, job, now)
         no `concurrency`/`throttle` ─► NO_GRANT (not one Redis call)
         `throttle`, start job ──────► start time later: job deferred to it, raise Parked
