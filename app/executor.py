@@ -51,7 +51,16 @@ from app.durations import MAX_WAIT_MS, iso_ms, parse_duration_ms, parse_time_ms
 from app.errors import BadRequest
 from app.flow.slots import NO_GRANT, Grant, Slots
 from app.lifecycle import Lifecycle
-from app.models import JSON, FunctionConfig, Job, JobKind, Pause, RunStatus, event_job
+from app.models import (
+    JSON,
+    FunctionConfig,
+    Job,
+    JobKind,
+    Pause,
+    RunStatus,
+    StartLimits,
+    event_job,
+)
 from app.queue import Queue
 from app.registry import Registry
 from app.runner import Runner
@@ -264,10 +273,16 @@ class Executor:
         if len(sleeps) < 2:
             yield
             return
-        info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
+        now = self._now()
+        info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
         try:
-            woken = self._store.wake_runs([(job.run_id, job.step, info) for job in sleeps])
-            self._woken = {job.id: each for job, each in zip(sleeps, woken, strict=True)}
+            woken = self._store.wake_runs(
+                [(job.run_id, job.step, info) for job in sleeps],
+                [self.slots.wake_acquire(job, now) for job in sleeps],
+            )
+            for job, (saved, state, got) in zip(sleeps, woken, strict=True):
+                self.slots.woke(job, got)
+                self._woken[job.id] = (saved, state)
         except Exception:
             log.exception("waking %d runs together failed; each wakes alone", len(sleeps))
         try:
@@ -281,11 +296,17 @@ class Executor:
         trip for both, or none when `woken` read it). What became of `job` (`Settled`)."""
         woken = self._woken.pop(job.id, None)
         if woken is None:
-            info: dict[str, JSON] = {"status": "Completed", "ended_at": self._now()}
-            woken = self._store.wake_run(job.run_id, job.step, info)
-        saved, state = woken
+            now = self._now()
+            info: dict[str, JSON] = {"status": "Completed", "ended_at": now}
+            saved, state, got = self._store.wake_run(
+                job.run_id, job.step, info, self.slots.wake_acquire(job, now)
+            )
+            self.slots.woke(job, got)
+        else:
+            saved, state = woken
         if saved.status in ("created", "identical") and saved.pending == 0:
             return self._execute(job, state, target=None, attempt=0)
+        self.slots.forget(job.id, self._now())  # slots its wake took, if any: not run
         return ""
 
     def _pause_timeout(self, job: Job) -> None:
@@ -737,7 +758,11 @@ class Executor:
         pending pause's (the unsaved steps are then still to save)."""
         assert not call.suspended, "a call suspends its run once"
         run_id = call.state.run_id
-        planned = [(f.step, f.info, self._queue.plan(f.job, f.due_at, now)) for f in follow]
+        limits = self.slots.wake_limits(call.fn, call.state)  # a sleep's wake takes its slots
+        planned = [
+            (f.step, f.info, self._queue.plan(_with_limits(f.job, limits), f.due_at, now))
+            for f in follow
+        ]
         batch, call.unsaved = call.unsaved, []
         done = self._store.suspend(
             run_id,
@@ -1088,6 +1113,14 @@ def _folds_in_parallel(op: Op) -> bool:
 
 def _opt_str(value: JSON) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _with_limits(job: Job, limits: StartLimits | None) -> Job:
+    """A sleep job carrying its run's concurrency values (`Slots.wake_limits`), so its wake
+    takes its slots in the wake's own round trip; other jobs as they are."""
+    if limits is None or job.kind is not JobKind.SLEEP:
+        return job
+    return job.model_copy(update={"limits": limits})
 
 
 __all__ = ["Executor", "backoff_ms", "iso_ms", "pause_id"]

@@ -165,7 +165,9 @@ class Job(BaseModel):
     recorded before it was carried)."""
     limits: StartLimits | None = None
     """A start job's flow-control values if its function has concurrency or throttle, also
-    carried in its message; None otherwise."""
+    carried in its message; a sleep job's constraints and score if its function has
+    concurrency (only in its record: its wake takes its slots in the wake's own round trip,
+    `app.flow.slots.Slots.wake_acquire`); None otherwise."""
     lost_deliveries: int = Field(default=0, exclude=True)
     """How many earlier deliveries of this job died holding its lease (set by the worker
     that leased it, never stored): the executor then saves each step at once, not batched,

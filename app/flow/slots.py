@@ -6,6 +6,9 @@
                             starts it in one call (`Slots.admit`, `admitted`)
     worker takes the start job ─► Slots.admit ─► lua/start_run.lua: lease + admit + start in
                             one call; a slot granted there is the executor's (`acquire`)
+    a limited run's sleep wakes ─► its job carries the run's constraints and score
+                            (`wake_limits`): the wake's MULTI takes its slots or parks it
+                            (`wake_acquire`, `woke`); `acquire` takes that answer
     executor.execute(job) ─► Slots.acquire(fn, run, job, now)
         no `concurrency`/`throttle` ─► NO_GRANT (not one Redis call)
         `throttle`, start job ──────► start time later: job deferred to it, raise Parked
@@ -40,7 +43,7 @@ from app.errors import BadRequest
 from app.expressions import canonical_json, value_of
 from app.models import JSON, FunctionConfig, Job, JobKind, StartLimits
 from app.queue import Queue
-from app.state.records import SlotRelease
+from app.state.records import SlotAcquire, SlotRelease
 from app.state.runs import RunStart
 from app.state.scripts import StartAdmit
 from app.state.slots import Constraint, SlotStore
@@ -307,8 +310,12 @@ class Slots:
         self._eta_max_ms = int(settings.eta_max_seconds * 1000)
         self.keeper = SlotKeeper(self._redis, self._lease_ms)
         self._admitted: dict[str, list[Constraint]] = {}
-        """Start jobs admitted by the call that leased them (`admitted`), with the slots it
-        granted: the executor's `acquire` takes them."""
+        """Start jobs admitted by the call that leased them (`admitted`), and sleep jobs
+        given their slots in their wake's round trip (`woke`), with the slots granted: the
+        executor's `acquire` takes them."""
+        self._parked: set[str] = set()
+        """Sleep jobs parked (or gone) in their wake's round trip (`woke`): the executor's
+        `acquire` raises `Parked` for them."""
 
     @property
     def redis(self) -> SlotStore:
@@ -318,8 +325,22 @@ class Slots:
         """Let `job` run `state`'s steps now (a Grant to release when it stops), or raise
         `Parked` after deferring or parking it. Free for functions without the options."""
         admitted = self._admitted.pop(job.id, None)
-        if admitted is not None:  # by the call that leased it: its slots are held
+        parked = job.id in self._parked
+        self._parked.discard(job.id)
+        if not _same_rules(job, fn):  # a wake's, under other rules: admitted again here
+            if admitted:
+                self.release(Grant(self, job.id, admitted), now)
+            admitted, parked = None, False
+        if admitted is not None:  # by the call that leased or woke it: its slots are held
             return self._grant(job.id, admitted)
+        if parked:
+            log.info(
+                "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
+                job.id,
+                state.run_id,
+                fn.id,
+            )
+            raise Parked(job.id)
         if not has_rules(fn.options):
             return NO_GRANT
         rules = rules_of(fn.options)
@@ -357,6 +378,53 @@ class Slots:
             return NO_GRANT
         self.keeper.add(job_id, [name for name, _ in constraints])
         return Grant(self, job_id, constraints)
+
+    @staticmethod
+    def wake_limits(fn: FunctionConfig, state: RunState) -> StartLimits | None:
+        """What a sleep job of `state` (a run of `fn`) carries so that its wake takes its
+        slots in the wake's own round trip (`wake_acquire`): its constraints and score
+        (`Job.limits`, no throttle: that is a start's). None without `concurrency`."""
+        if not has_rules(fn.options):
+            return None
+        rules = rules_of(fn.options)
+        if not rules.concurrency:
+            return None
+        event = state.events[0] if state.events else {}
+        return StartLimits(
+            rules=rules_digest(fn.options),
+            score=state.created_at - priority_factor(rules.priority, event) * 1000,
+            constraints=constraints_of(rules, fn.id, event),
+        )
+
+    def wake_acquire(self, job: Job, now: int) -> SlotAcquire | None:
+        """The slot acquisition a sleep job carrying `wake_limits` makes in its wake's round
+        trip (`Store.wake_runs`); its answer goes to `woke`. None for other jobs."""
+        if job.kind is not JobKind.SLEEP or job.limits is None or not job.limits.constraints:
+            return None
+        return SlotAcquire(
+            job_id=job.id,
+            constraints=[(name, limit) for name, limit in job.limits.constraints],
+            score=job.limits.score,
+            now=now,
+            slot_lease_ms=self._lease_ms,
+            resend_ms=self._resend_ms,
+            park_ms=PARK_RECHECK_MS,
+        )
+
+    def woke(self, job: Job, got: tuple[str, Sequence[Job]] | None) -> None:
+        """The answer of `job`'s `wake_acquire` in its wake (None: none was made): the
+        waiters it woke are sent; slots it granted are held for `acquire`, which raises
+        `Parked` for a job it parked (or found gone). A wake that does not run on after all
+        gives them back (`forget`); a parked job finished meanwhile just leaves its wait list
+        when it comes up (lua/include/slots.lua)."""
+        if got is None or job.limits is None:
+            return
+        code, woken = got
+        self._send(woken)
+        if code == "ok":
+            self._admitted[job.id] = [(name, limit) for name, limit in job.limits.constraints]
+        else:
+            self._parked.add(job.id)
 
     def admit(self, fn: FunctionConfig, limits: StartLimits) -> StartAdmit | None:
         """The admission lua/start_run.lua makes of a start job carrying `limits`, under
@@ -438,7 +506,8 @@ class Slots:
 
     def forget(self, job_id: str, now: int) -> None:
         """`job_id` will not execute here after all (its run ended): give back the slots its
-        start call granted, if any."""
+        start call (or wake) granted, if any."""
+        self._parked.discard(job_id)
         admitted = self._admitted.pop(job_id, None)
         if admitted:
             self.release(Grant(self, job_id, admitted), now)
@@ -502,6 +571,13 @@ class Slots:
     def _send(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             self._queue.dispatch(job)
+
+
+def _same_rules(job: Job, fn: FunctionConfig) -> bool:
+    """Were a sleep job's `limits` computed under `fn`'s current flow rules (or has it none)?"""
+    if job.kind is not JobKind.SLEEP or job.limits is None:
+        return True
+    return job.limits.rules == rules_digest(fn.options)
 
 
 class SlotKeeper:

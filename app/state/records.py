@@ -293,6 +293,23 @@ class SlotRelease:
 
 
 @dataclass(frozen=True)
+class SlotAcquire:
+    """The concurrency slots a woken sleep job takes in its wake's own round trip
+    (`Store.wake_runs`), as lua/slots_acquire.lua takes them. Times in ms."""
+
+    job_id: str
+    constraints: Sequence[tuple[str, int]]
+    """(constraint name, limit >= 1) of each constraint of the job's run."""
+    score: int
+    """The job's place in the wait lists (lower starts first)."""
+    now: int
+    slot_lease_ms: int
+    resend_ms: int
+    park_ms: int
+    """A parked job's send-by (a safety net), from now."""
+
+
+@dataclass(frozen=True)
 class RunEnd:
     """A run's end as its own job makes it (`Store.end_runs`): the job (the run's only one,
     guessed) goes with the run, the function's last unsaved `steps` (step, memo, info; each

@@ -28,6 +28,7 @@ from app.state.records import (
     RunEnd,
     RunState,
     SaveResult,
+    SlotAcquire,
     SlotRelease,
 )
 from app.state.scripts import (
@@ -225,30 +226,40 @@ class RunVerbs(StoreBase):
         return self._loaded(run_id, *pipe.execute())
 
     def wake_run(
-        self, run_id: str, step: str, info: dict[str, JSON]
-    ) -> tuple[SaveResult, RunState | None]:
+        self, run_id: str, step: str, info: dict[str, JSON], acquire: SlotAcquire | None = None
+    ) -> tuple[SaveResult, RunState | None, tuple[str, list[Job]] | None]:
         """A sleep is over: `save_step(run_id, step, None, info)` and the run's state as it
-        is after it (`load_run`), in one round trip (one MULTI: nothing comes between)."""
-        return self.wake_runs([(run_id, step, info)])[0]
+        is after it (`load_run`), in one round trip (one MULTI: nothing comes between); with
+        `acquire`, the woken job's slots taken in it too (`wake_runs`)."""
+        return self.wake_runs([(run_id, step, info)], [acquire])[0]
 
     def wake_runs(
-        self, wakes: Sequence[tuple[str, str, dict[str, JSON]]]
-    ) -> list[tuple[SaveResult, RunState | None]]:
+        self,
+        wakes: Sequence[tuple[str, str, dict[str, JSON]]],
+        acquires: Sequence[SlotAcquire | None] = (),
+    ) -> list[tuple[SaveResult, RunState | None, tuple[str, list[Job]] | None]]:
         """`wake_run` for each (run id, sleep step, info), all in one round trip (one MULTI:
-        nothing comes between)."""
+        nothing comes between). With `acquires` (one per wake, None for none), the woken job
+        of a run limited by `concurrency` takes its slots (or is parked) in the same MULTI
+        (lua/slots_acquire.lua): each result's third item is that script's (code, woken
+        waiters), None without one."""
         calls = [
             (run_id, [(step, _dumps(None), _encode_info(info))]) for run_id, step, info in wakes
         ]
+        takes = list(acquires) + [None] * (len(wakes) - len(acquires))
 
         def fill(pipe: Any) -> None:
-            for run_id, step_args in calls:
+            for (run_id, step_args), take in zip(calls, takes, strict=True):
                 self._scripts.queue_save_steps(pipe, run_id, step_args)
                 self._queue_load(pipe, run_id)
+                if take is not None:
+                    self._scripts.queue_slots_acquire(pipe, take)
 
-        replies = self._scripts.pipelined(fill, transaction=True)
-        results: list[tuple[SaveResult, RunState | None]] = []
-        for index, (run_id, _, _) in enumerate(wakes):
-            save, *load = replies[5 * index : 5 * index + 5]
+        replies = iter(self._scripts.pipelined(fill, transaction=True))
+        results: list[tuple[SaveResult, RunState | None, tuple[str, list[Job]] | None]] = []
+        for (run_id, _, _), take in zip(wakes, takes, strict=True):
+            save = next(replies)
+            load = [next(replies) for _ in range(4)]
             code, stored, pending = save[0]
             if code == "created":
                 saved = SaveResult("created", None, int(pending))
@@ -257,7 +268,11 @@ class RunVerbs(StoreBase):
             else:
                 memo = None if not stored else json.loads(stored)
                 saved = SaveResult(code, memo, int(pending))
-            results.append((saved, self._loaded(run_id, *load)))
+            got: tuple[str, list[Job]] | None = None
+            if take is not None:
+                got_code, woken = next(replies)
+                got = (str(got_code), [Job.model_validate_json(job) for job in woken])
+            results.append((saved, self._loaded(run_id, *load), got))
         return results
 
     def _queue_load(self, pipe: Any, run_id: str) -> None:

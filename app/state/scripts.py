@@ -17,7 +17,7 @@ from app.errors import Conflict
 from app.models import RunStatus
 from app.state.keys import ArchiveKeys, Keys, SlotKeys
 from app.state.lua_files import Arg, LuaScripts
-from app.state.records import BrokerMessage, SlotRelease
+from app.state.records import BrokerMessage, SlotAcquire, SlotRelease
 
 TOMBSTONE_TTL_MS = 86_400_000
 """How long a finished job's id is refused by enqueue_job."""
@@ -352,6 +352,18 @@ class Scripts:
         for step in steps:
             args.extend([*step, "", "0"])
         self._lua.run("save_step", [r.meta, r.steps, r.stack, r.pending, r.history], args, pipe)
+
+    def queue_slots_acquire(self, pipe: Any, acquire: SlotAcquire) -> None:
+        """lua/slots_acquire.lua queued in a pipeline: its reply there is the script's
+        (code, woken Job JSON list)."""
+        k, slots = self._keys, SlotKeys(self._keys.prefix)
+        keys = [k.jobs, k.jobs_due, k.job_owners, k.job_leases, slots.waiting, slots.limits]
+        a = acquire
+        args: list[Arg] = [a.job_id, a.score, a.now, a.slot_lease_ms, a.resend_ms, a.park_ms]
+        for name, limit in a.constraints:
+            keys += [slots.slots(name), slots.waiters(name)]
+            args += [name, limit]
+        self._lua.run("slots_acquire", keys, args, pipe)
 
     def record_step(self, run_id: str, step: str, info_json: str) -> bool:
         r = self._keys.run(run_id)

@@ -6,6 +6,8 @@ import pytest
 import redis
 
 from app.models import JSON
+from app.state.records import SlotAcquire
+from app.state.slots import SlotStore
 from app.state.store import SaveResult, Store
 from tests.lua.conftest import T0, make_job, new_run, race
 
@@ -188,19 +190,19 @@ def test_a_wake_saves_the_sleep_and_reads_the_run_in_one_go(store: Store, run: s
     """`wake_run` (a sleep's end): the save_step of the sleep and `load_run`, one round trip;
     sent again after a lost reply it answers "identical" with the same state."""
     store.save_step(run, "a", {"data": 1}, {}, T0)
-    saved, state = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0})
+    saved, state, _ = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0})
     assert saved == SaveResult("created", None, 0)
     assert state is not None and state == store.load_run(run)
     assert state.stack == ["a", "nap"] and state.steps == {"a": {"data": 1}, "nap": None}
-    again, state_again = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0 + 5})
+    again, state_again, _ = store.wake_run(run, "nap", {"status": "Completed", "ended_at": T0 + 5})
     assert again == SaveResult("identical", None, 0)
     assert state_again == state
 
 
 def test_a_wake_of_an_ended_or_missing_run_refuses(store: Store, run: str) -> None:
-    assert store.wake_run("nope", "nap", {}) == (SaveResult("ended", None, 0), None)
+    assert store.wake_run("nope", "nap", {}) == (SaveResult("ended", None, 0), None, None)
     store.finish_run(run, "Cancelled", None, None, T0)
-    saved, state = store.wake_run(run, "nap", {})
+    saved, state, _ = store.wake_run(run, "nap", {})
     assert saved == SaveResult("ended", None, 0)
     assert state is not None and state.status == "Cancelled" and "nap" not in state.steps
 
@@ -245,12 +247,43 @@ def test_wakes_of_many_runs_in_one_round_trip(store: Store, run: str, client: re
     info: dict[str, JSON] = {"status": "Completed", "ended_at": T0}
     wakes = [(run, "nap", info), ("nope", "nap", info), (ended, "nap", info), (other, "z", info)]
     first = store.wake_runs(wakes)
-    assert [saved.status for saved, _ in first] == ["created", "ended", "ended", "created"]
+    assert [saved.status for saved, _, _ in first] == ["created", "ended", "ended", "created"]
     assert first[1][1] is None and first[2][1] is not None and first[2][1].status == "Cancelled"
     assert first[0][1] == store.load_run(run) and first[3][1] == store.load_run(other)
     again = store.wake_runs(wakes)
-    assert [saved.status for saved, _ in again] == ["identical", "ended", "ended", "identical"]
-    assert [state for _, state in again] == [state for _, state in first]
+    assert [saved.status for saved, _, _ in again] == ["identical", "ended", "ended", "identical"]
+    assert [state for _, state, _ in again] == [state for _, state, _ in first]
+
+
+def test_wakes_take_their_slots_in_the_same_multi_and_a_repeat_answers_the_same(
+    store: Store, run: str, client: redis.Redis
+) -> None:
+    """`wake_runs` with `acquires`: a limited run's woken job takes its slot (or is parked)
+    in the wake's MULTI (lua/slots_acquire.lua); sent again (a lost reply) each answers its
+    first outcome: the held slot counts as its own, the parked job stays listed once."""
+    SlotStore.over(store)  # registers the slot scripts on the store's loader
+    other, _ = store.create_run(new_run("02RUN"))
+    for job_id in ("a:sleep", "b:sleep"):
+        store.enqueue_job(make_job(job_id), T0, T0)
+    info: dict[str, JSON] = {"status": "Completed", "ended_at": T0}
+    wakes = [(run, "nap", info), (other, "nap", info)]
+    acquires: list[SlotAcquire | None] = [
+        SlotAcquire(job_id, [("f:x", 1)], score, T0, 30_000, 60_000, 300_000)
+        for job_id, score in (("a:sleep", 1), ("b:sleep", 2))
+    ]
+    for _ in range(2):
+        woken = store.wake_runs(wakes, acquires)
+        assert [got for _, _, got in woken] == [("ok", []), ("wait", [])]
+        assert [state is not None and state.stack == ["nap"] for _, state, _ in woken] == [
+            True,
+            True,
+        ]
+        assert client.zrange("sl:slots:f:x", 0, -1) == ["a:sleep"]
+        assert client.zrange("sl:slots-wait:f:x", 0, -1) == ["b:sleep"]
+        assert client.hget("sl:jobs:owner", "b:sleep") == "parked"
+    # Without an acquire, a wake takes no slot (and answers None for it).
+    [(_, _, got)] = store.wake_runs([(run, "nap", info)], [None])
+    assert got is None
 
 
 def test_a_pipeline_of_scripts_is_one_round_trip_and_survives_a_script_flush(
@@ -265,7 +298,7 @@ def test_a_pipeline_of_scripts_is_one_round_trip_and_survives_a_script_flush(
 
     client.script_flush()
     info: dict[str, JSON] = {"status": "Completed"}
-    [(saved, state)] = store.wake_runs([(run, "nap", info)])
+    [(saved, state, _)] = store.wake_runs([(run, "nap", info)])
     assert saved.status == "created" and state is not None and state.stack == ["nap"]
     job = make_job("j1")
     store.enqueue_job(job, T0, T0)
