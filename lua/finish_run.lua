@@ -103,6 +103,7 @@ a slot release only: Job JSON of the waiters it woke, for the caller to send):
 -- @include "observe_step.lua"
 -- @include "slots.lua"
 -- @include "release.lua"
+-- @include "unsaved_steps.lua"
 
 local meta_key, run_pauses_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local expiry_key, corr_key = KEYS[4], KEYS[5]
@@ -168,22 +169,12 @@ for j = 1, n_jobs do
     return {'changed', ''}
   end
 end
-local new_steps = {}
-for s = 1, n_steps do
-  local a = step_args_at + 5 * (s - 1)
-  local existing = redis.call('HGET', steps_key, ARGV[a + 1])
-  if not existing then
-    new_steps[#new_steps + 1] = a
-  elseif existing ~= ARGV[a + 2] then
-    return {'different', ''}
-  end
+local new_steps = unsaved_steps(steps_key, step_args_at, n_steps)
+if not new_steps then
+  return {'different', ''}
 end
-
-for _, a in ipairs(new_steps) do
-  memoize(meta_key, steps_key, stack_key, pending_key, ARGV[a + 1], ARGV[a + 2])
-  merge_history(history_key, ARGV[a + 1], ARGV[a + 3])
-  observe_step(durations_key, function_id, ARGV[a + 4], ARGV[a + 5])
-end
+save_unsaved({meta = meta_key, steps = steps_key, stack = stack_key, pending = pending_key,
+  history = history_key, durations = durations_key}, new_steps, function_id)
 
 redis.call('HSET', meta_key, 'status', ARGV[1], 'output', ARGV[2], 'error', ARGV[3],
   'ended_at', ARGV[4])

@@ -135,6 +135,7 @@ send):
 -- @include "ingest.lua"
 -- @include "slots.lua"
 -- @include "release.lua"
+-- @include "unsaved_steps.lua"
 
 local meta_key, history_key, pending_key = KEYS[1], KEYS[2], KEYS[3]
 local jobs_key, due_key, owners_key, leases_key, by_run_key, failures_key =
@@ -230,15 +231,9 @@ end
 
 -- The steps that ran before the stop: any with another memo means another execution carries
 -- the run on (checked before anything is written).
-local new_steps = {}
-for s = 1, n_steps do
-  local a = steps_at + 5 * (s - 1)
-  local existing = redis.call('HGET', steps_key, ARGV[a + 1])
-  if not existing then
-    new_steps[#new_steps + 1] = a
-  elseif existing ~= ARGV[a + 2] then
-    return {'different'}
-  end
+local new_steps = unsaved_steps(steps_key, steps_at, n_steps)
+if not new_steps then
+  return {'different'}
 end
 
 for w = 1, n_pause do
@@ -251,11 +246,8 @@ for w = 1, n_pause do
   end
 end
 
-for _, a in ipairs(new_steps) do
-  memoize(meta_key, steps_key, stack_key, pending_key, ARGV[a + 1], ARGV[a + 2])
-  merge_history(history_key, ARGV[a + 1], ARGV[a + 3])
-  observe_step(durations_key, label, ARGV[a + 4], ARGV[a + 5])
-end
+save_unsaved({meta = meta_key, steps = steps_key, stack = stack_key, pending = pending_key,
+  history = history_key, durations = durations_key}, new_steps, label)
 
 if n_pending > 0 then
   redis.call('DEL', pending_key)
