@@ -334,12 +334,7 @@ class Slots:
         if admitted is not None:  # by the call that leased or woke it: its slots are held
             return self._grant(job.id, admitted)
         if parked:
-            log.info(
-                "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
-                job.id,
-                state.run_id,
-                fn.id,
-            )
+            _log_parked(job.id, state.run_id, fn.id)
             raise Parked(job.id)
         if not has_rules(fn.options):
             return NO_GRANT
@@ -364,12 +359,7 @@ class Slots:
         if got.code == "gone":  # the run ended meanwhile: its jobs were dropped
             raise Parked(job.id)
         if got.code == "wait":
-            log.info(
-                "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
-                job.id,
-                state.run_id,
-                fn.id,
-            )
+            _log_parked(job.id, state.run_id, fn.id)
             raise Parked(job.id)
         return self._grant(job.id, constraints)
 
@@ -459,12 +449,7 @@ class Slots:
         the job may run now."""
         self._send(start.woken)
         if start.leased == "wait":
-            log.info(
-                "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
-                job.id,
-                job.run_id,
-                job.function_id,
-            )
+            _log_parked(job.id, job.run_id, job.function_id)
             return False
         if start.leased == "later":
             log.info(
@@ -638,3 +623,12 @@ __all__ = [
     "start_limits",
     "throttle_name",
 ]
+
+
+def _log_parked(job_id: str, run_id: str, function_id: str) -> None:
+    log.info(
+        "job parked for a concurrency slot job_id=%s run_id=%s function=%s",
+        job_id,
+        run_id,
+        function_id,
+    )
