@@ -172,19 +172,22 @@ def rules_digest(options: Mapping[str, JSON]) -> str:
     return hashlib.blake2b(canonical_json(spec).encode("utf-8"), digest_size=8).hexdigest()
 
 
-def start_limits(fn: FunctionConfig, event: dict[str, JSON], created_at: int) -> StartLimits | None:
+def start_limits(
+    fn: FunctionConfig, event: dict[str, JSON], created_at: int, *, throttled: bool = True
+) -> StartLimits | None:
     """What the start job of `fn`'s run (first event `event`, created at `created_at`) carries
     so that its worker admits and starts it in one call (`Job.limits`): its constraints,
     throttle and score, evaluated here, once. None for a function without concurrency or
-    throttle."""
+    throttle. `throttled=False` leaves the throttle out (a wake's: a throttle is a start's)."""
     if not has_rules(fn.options):
         return None
     rules = rules_of(fn.options)
+    throttle = rules.throttle if throttled else None
     return StartLimits(
         rules=rules_digest(fn.options),
         score=created_at - priority_factor(rules.priority, event) * 1000,
         constraints=constraints_of(rules, fn.id, event),
-        throttle="" if rules.throttle is None else throttle_name(rules.throttle, fn.id, event),
+        throttle="" if throttle is None else throttle_name(throttle, fn.id, event),
     )
 
 
@@ -374,17 +377,10 @@ class Slots:
         """What a sleep job of `state` (a run of `fn`) carries so that its wake takes its
         slots in the wake's own round trip (`wake_acquire`): its constraints and score
         (`Job.limits`, no throttle: that is a start's). None without `concurrency`."""
-        if not has_rules(fn.options):
-            return None
-        rules = rules_of(fn.options)
-        if not rules.concurrency:
+        if not has_rules(fn.options) or not rules_of(fn.options).concurrency:
             return None
         event = state.events[0] if state.events else {}
-        return StartLimits(
-            rules=rules_digest(fn.options),
-            score=state.created_at - priority_factor(rules.priority, event) * 1000,
-            constraints=constraints_of(rules, fn.id, event),
-        )
+        return start_limits(fn, event, state.created_at, throttled=False)
 
     def wake_acquire(self, job: Job, now: int) -> SlotAcquire | None:
         """The slot acquisition a sleep job carrying `wake_limits` makes in its wake's round
