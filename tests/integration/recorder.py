@@ -1,10 +1,22 @@
-"""A stand-in for Celery shared by the call-counting tests (test_start_calls.py,
-test_suspend_calls.py): it keeps what would have been sent."""
+"""What the call-counting tests (test_start_calls.py, test_suspend_calls.py,
+test_wake_calls.py) share: a stand-in for Celery that keeps what would have been sent, an
+engine that sends through it, and a record of the Lua scripts the process runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import pytest
+
+from app.config import Settings
+from app.engine import Engine
+from app.functions import load_functions
+from app.state.lua_files import Arg, LuaScripts
+
+FUNCTIONS = "tests.integration.start_functions"
+
+T = TypeVar("T")
 
 
 class Recorder:
@@ -30,3 +42,33 @@ class Recorder:
             messages, self.messages = self.messages, []
             answers += [work(*args) for args in messages]
         return answers
+
+
+def recorded_engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
+    """An engine running tests/integration/start_functions.py in this process, sending
+    through a `Recorder`, one process in the pool (a task keeps its whole work list: no share
+    to send); closed after."""
+    recorder = Recorder()
+    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
+    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
+    yield e, recorder
+    e.store.close()
+
+
+def record_scripts(
+    monkeypatch: pytest.MonkeyPatch,
+    what: Callable[[str, Sequence[Arg], Any], T],
+) -> list[T]:
+    """Every Lua script this process runs from now on, in order, as `what(name, ARGV,
+    pipeline or None)` makes each."""
+    called: list[T] = []
+    run = LuaScripts.run
+
+    def counted(
+        self: LuaScripts, name: str, keys: Sequence[str], args: Sequence[Arg], client: Any = None
+    ) -> Any:
+        called.append(what(name, args, client))
+        return run(self, name, keys, args, client)
+
+    monkeypatch.setattr(LuaScripts, "run", counted)
+    return called

@@ -23,37 +23,19 @@ from app.engine import Engine
 from app.flow.slots import Grant
 from app.functions import load_functions
 from app.models import RunStatus, StartLimits
-from app.state.lua_files import LuaScripts
 from app.state.store import Store
-from tests.integration.recorder import Recorder
-
-FUNCTIONS = "tests.integration.start_functions"
+from tests.integration.recorder import FUNCTIONS, Recorder, record_scripts, recorded_engine
 
 
 @pytest.fixture
 def scripts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of every script this process runs, in order."""
-    called: list[str] = []
-    run = LuaScripts.run
-
-    def counted(self: LuaScripts, name: str, *args: Any, **kwargs: Any) -> Any:
-        called.append(name)
-        return run(self, name, *args, **kwargs)
-
-    monkeypatch.setattr(LuaScripts, "run", counted)
-    return called
+    return record_scripts(monkeypatch, lambda name, args, client: name)
 
 
 @pytest.fixture
 def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
-    recorder = Recorder()
-    # One process in the pool: the task keeps its whole work list (no share to send).
-    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
-    engine = Engine.create(
-        settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True
-    )
-    yield engine, recorder
-    engine.store.close()
+    yield from recorded_engine(redis_url)
 
 
 @pytest.fixture

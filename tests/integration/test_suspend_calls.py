@@ -13,16 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from app.config import Settings
 from app.engine import Engine
-from app.functions import load_functions
 from app.models import RunStatus
-from app.state.lua_files import LuaScripts
 from app.state.store import Store
-from tests.integration.recorder import Recorder
-
-FUNCTIONS = "tests.integration.start_functions"
-
+from tests.integration.recorder import Recorder, record_scripts, recorded_engine
 
 Calls = list[tuple[str, list[Any]]]
 
@@ -30,24 +24,12 @@ Calls = list[tuple[str, list[Any]]]
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     """Every script this process runs, in order: (name, its ARGV)."""
-    called: Calls = []
-    run = LuaScripts.run
-
-    def counted(self: LuaScripts, name: str, keys: Any, args: Any, *rest: Any) -> Any:
-        called.append((name, list(args)))
-        return run(self, name, keys, args, *rest)
-
-    monkeypatch.setattr(LuaScripts, "run", counted)
-    return called
+    return record_scripts(monkeypatch, lambda name, args, client: (name, list(args)))
 
 
 @pytest.fixture
 def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
-    recorder = Recorder()
-    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
-    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
-    yield e, recorder
-    e.store.close()
+    yield from recorded_engine(redis_url)
 
 
 def _names(calls: Calls) -> list[str]:

@@ -8,19 +8,14 @@ twice. Counted at the client, as tests/integration/test_suspend_calls.py counts 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
 
-from app.config import Settings
 from app.engine import Engine
-from app.functions import load_functions
 from app.models import RunStatus
-from app.state.lua_files import LuaScripts
-from tests.integration.recorder import Recorder
+from tests.integration.recorder import Recorder, record_scripts, recorded_engine
 
-FUNCTIONS = "tests.integration.start_functions"
 CONSTRAINT = "f:starts-nap-limited"
 
 Calls = list[tuple[str, bool]]
@@ -29,24 +24,12 @@ Calls = list[tuple[str, bool]]
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     """Every script this process runs, in order: (name, queued in a pipeline?)."""
-    called: Calls = []
-    run = LuaScripts.run
-
-    def counted(self: LuaScripts, name: str, keys: Any, args: Any, *rest: Any) -> Any:
-        called.append((name, bool(rest) and rest[0] is not None))
-        return run(self, name, keys, args, *rest)
-
-    monkeypatch.setattr(LuaScripts, "run", counted)
-    return called
+    return record_scripts(monkeypatch, lambda name, args, client: (name, client is not None))
 
 
 @pytest.fixture
 def engine(redis_url: str) -> Iterator[tuple[Engine, Recorder]]:
-    recorder = Recorder()
-    settings = Settings.from_env().replace(redis_url=redis_url, functions=[], worker_concurrency=1)
-    e = Engine.create(settings, sender=recorder, local=load_functions([FUNCTIONS]), inline=True)
-    yield e, recorder
-    e.store.close()
+    yield from recorded_engine(redis_url)
 
 
 def _client(e: Engine) -> redis.Redis:
